@@ -1,0 +1,59 @@
+GO ?= go
+STATICCHECK ?= $(shell $(GO) env GOPATH)/bin/staticcheck
+PKGS := ./...
+BIN := bin
+
+.PHONY: all build demo test lint fmt-check vet staticcheck unit fuzz-smoke bench soak plot clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## demo: build and run the engine with its embedded default world and modules, then print what happened.
+demo: build
+	./$(BIN)/engine up --duration 8s
+
+## test: everything CI runs: formatting, vet, staticcheck, race-enabled tests, a short fuzz smoke.
+test: lint unit fuzz-smoke
+
+lint: fmt-check vet staticcheck
+
+fmt-check:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet $(PKGS)
+
+staticcheck:
+	@test -x $(STATICCHECK) || $(GO) install honnef.co/go/tools/cmd/staticcheck@v0.8.2
+	$(STATICCHECK) $(PKGS)
+
+unit:
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# Each fuzz target runs briefly on top of its committed seed corpus.
+FUZZ_TIME ?= 5s
+fuzz-smoke:
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
+	    echo "fuzz $$pkg $$f"; \
+	    $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZ_TIME) $$pkg >/dev/null || { $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZ_TIME) $$pkg; exit 1; }; \
+	  done; \
+	done
+
+## bench: every benchmark, with ratios against baselines measured in the same run.
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 $(PKGS) | tee bench.out
+
+soak:
+	FDP_SOAK_KILLS=10000 $(GO) test -count=1 -timeout 60m -run Soak ./tests/...
+
+plot:
+	$(GO) run ./docs/plot
+
+clean:
+	rm -rf $(BIN) bench.out

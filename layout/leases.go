@@ -1,0 +1,127 @@
+package layout
+
+import "fmt"
+
+const (
+	// MaxReaders is the number of reader entries (one per attached process).
+	// Holder masks are 64-bit words, one bit per reader entry.
+	MaxReaders = 64
+	// ReaderEntrySize is the size of one reader entry (two cache lines, so
+	// that two readers never share a line).
+	ReaderEntrySize = 128
+	// SlotLeaseSize is the size of one per-slot lease entry.
+	SlotLeaseSize = 128
+	// ReaderNameLen is the NUL-padded name field of a reader entry.
+	ReaderNameLen = 32
+)
+
+// Leases kind header.
+const (
+	OffLReaders = OffKindHeader + 0 // u32 number of reader entries
+	OffLSlots   = OffKindHeader + 4 // u32 number of slot lease entries (= world slots)
+)
+
+// Reader entry fields (offsets from the start of the entry).
+const (
+	ReaderPID       = 0  // u32, 0 = free; claimed with CAS 0 -> pid
+	ReaderFlags     = 4  // u32
+	ReaderStart     = 8  // u64 start time of the process (clock ticks since boot)
+	ReaderPin       = 16 // u64 pin word: seq<<8 | (slot+1); 0 = nothing pinned
+	ReaderHeartbeat = 24 // u64 Unix nanos of the last pin or heartbeat
+	ReaderName      = 32 // [32]byte
+	ReaderPins      = 64 // u64 successful pins, total
+	ReaderRetries   = 72 // u64 pin attempts that found the slot being rewritten
+)
+
+// Slot lease entry fields.
+const (
+	LeaseHolders = 0  // u64 bit r set: reader entry r holds a lease on the slot
+	LeaseFrame   = 8  // u64 frame the slot held when leased
+	LeaseMask    = 16 // u64 components synced into the leased slot
+	LeaseEngine  = 24 // u32 engine-held references (convoy/SoD snapshots being prepared)
+)
+
+// LeasesGeometry places the sections of a leases segment.
+type LeasesGeometry struct {
+	Readers    int
+	Slots      int
+	ReadersOff int
+	LeasesOff  int
+	TotalSize  int
+}
+
+// ComputeLeasesGeometry derives the geometry of a leases segment.
+func ComputeLeasesGeometry(slots int) (*LeasesGeometry, error) {
+	if slots < 2 || slots > MaxSlots {
+		return nil, fmt.Errorf("%w: slots %d not in [2,%d]", ErrInvalidParam, slots, MaxSlots)
+	}
+	g := &LeasesGeometry{Readers: MaxReaders, Slots: slots, ReadersOff: HeaderSize}
+	g.LeasesOff = g.ReadersOff + MaxReaders*ReaderEntrySize
+	g.TotalSize = align(g.LeasesOff+slots*SlotLeaseSize, PageSize)
+	return g, nil
+}
+
+// EncodeLeases initialises a zeroed leases segment (ready word left zero).
+func EncodeLeases(b []byte, g *LeasesGeometry, h Header) error {
+	if len(b) != g.TotalSize {
+		return fmt.Errorf("%w: buffer of %d bytes, geometry needs %d", ErrInvalidParam, len(b), g.TotalSize)
+	}
+	h.Kind = KindLeases
+	h.TotalSize = uint64(g.TotalSize)
+	h.Sections = []Section{
+		{ID: SecReaders, Count: uint32(g.Readers), Offset: uint64(g.ReadersOff), Size: uint64(g.Readers * ReaderEntrySize)},
+		{ID: SecSlotLeases, Count: uint32(g.Slots), Offset: uint64(g.LeasesOff), Size: uint64(g.Slots * SlotLeaseSize)},
+	}
+	put32(b, OffLReaders, uint32(g.Readers))
+	put32(b, OffLSlots, uint32(g.Slots))
+	return EncodeHeader(b, &h)
+}
+
+// Leases is a validated view of a leases segment.
+type Leases struct {
+	B      []byte
+	Header *Header
+	*LeasesGeometry
+}
+
+// DecodeLeases validates a leases segment. It never panics.
+func DecodeLeases(b []byte) (*Leases, error) {
+	h, err := DecodeHeader(b)
+	if err != nil {
+		return nil, err
+	}
+	if h.Kind != KindLeases {
+		return nil, fmt.Errorf("%w: %s, want leases", ErrBadKind, KindName(h.Kind))
+	}
+	if n := get32(b, OffLReaders); n != MaxReaders {
+		return nil, corrupt("%d reader entries, want %d", n, MaxReaders)
+	}
+	g, err := ComputeLeasesGeometry(int(get32(b, OffLSlots)))
+	if err != nil {
+		return nil, corrupt("leases parameters: %v", err)
+	}
+	rs, ok1 := h.Section(SecReaders)
+	ls, ok2 := h.Section(SecSlotLeases)
+	if !ok1 || !ok2 || rs.Offset != uint64(g.ReadersOff) || ls.Offset != uint64(g.LeasesOff) ||
+		rs.Size != uint64(g.Readers*ReaderEntrySize) || ls.Size != uint64(g.Slots*SlotLeaseSize) || h.TotalSize != uint64(g.TotalSize) {
+		return nil, corrupt("leases sections do not match their parameters")
+	}
+	return &Leases{B: b, Header: h, LeasesGeometry: g}, nil
+}
+
+// ReaderOff returns the offset of reader entry r.
+func (g *LeasesGeometry) ReaderOff(r int) int { return g.ReadersOff + r*ReaderEntrySize }
+
+// LeaseOff returns the offset of the lease entry of slot s.
+func (g *LeasesGeometry) LeaseOff(s int) int { return g.LeasesOff + s*SlotLeaseSize }
+
+// PackPin packs a slot index and the even seq the reader saw into a pin word.
+func PackPin(slot int, seq uint64) uint64 { return seq<<8 | uint64(slot+1) }
+
+// UnpackPin splits a pin word; ok is false for an empty pin.
+func UnpackPin(w uint64) (slot int, seq uint64, ok bool) {
+	if w&0xff == 0 {
+		return 0, 0, false
+	}
+	return int(w&0xff) - 1, w >> 8, true
+}

@@ -1,0 +1,222 @@
+package layout
+
+import (
+	"bytes"
+	"fmt"
+)
+
+// Per-module segment (kind KindModule, file "fdp.<instance>.mod.<slot>").
+//
+// The engine creates one per attached module. It holds the module's identity
+// (kind header), the tick and done doorbells, the module's heartbeat and the
+// module -> engine command ring:
+//
+//	[0,4096)      common header page
+//	  1024..1095  kind header: slot u32, tier u32, frequency u32, reserved u32,
+//	              component mask u64, ring capacity u64, name [32]byte, ...
+//	  2048..2175  tick doorbell line (engine writes, module waits)
+//	  2176..2303  done doorbell line (module writes, engine waits)
+//	  2304..2431  heartbeat line (module writes)
+//	[4096, ...)   SecRing: ring region (see ring.go), size RingRegionSize(cap)
+//	              padded up to a page
+const (
+	// MaxModules bounds module slot indices.
+	MaxModules = 64
+	// MaxTier bounds the tier field.
+	MaxTier = 15
+	// ModuleNameLen is the size of the NUL-padded module name field.
+	ModuleNameLen = 32
+
+	OffMSlot      = OffKindHeader + 0  // u32 module slot index, < MaxModules
+	OffMTier      = OffKindHeader + 4  // u32 tier, <= MaxTier (host/ defines the values)
+	OffMFrequency = OffKindHeader + 8  // u32 requested run frequency as negotiated in the handshake (host/ defines the unit)
+	OffMReserved  = OffKindHeader + 12 // u32 zero
+	OffMMask      = OffKindHeader + 16 // u64 component mask the module reads
+	OffMRingCap   = OffKindHeader + 24 // u64 ring data area capacity (bytes)
+	OffMName      = OffKindHeader + 32 // [32]byte module name, NUL padded
+
+	// Tick doorbell line: the engine writes frame, lease info, then
+	// increments the tick word and futex-wakes it if tick need-wake is set.
+	OffMTick         = 2048 // u32 tick word (futex)
+	OffMTickNeedWake = 2052 // u32 set by a module about to futex-wait on the tick word
+	OffMTickFrame    = 2056 // u64 frame number of the tick
+	OffMTickLease    = 2064 // u64 slot/lease info of the tick (host/ packs it, e.g. PackPin)
+
+	// Done doorbell line: the module writes done frame, then increments the
+	// done word and futex-wakes it if done need-wake is set.
+	OffMDone         = 2176 // u32 done word (futex)
+	OffMDoneNeedWake = 2180 // u32 set by the engine about to futex-wait on the done word
+	OffMDoneFrame    = 2184 // u64 frame number the module finished
+
+	// Heartbeat line, written by the module.
+	OffMHeartbeat = 2304 // u64 Unix nanos of the module's last heartbeat
+	OffMPID       = 2312 // u32 module process id
+	OffMStartTime = 2320 // u64 module process start time (clock ticks since boot)
+
+	// ModuleRingOff is the offset of the ring region.
+	ModuleRingOff = HeaderSize
+)
+
+// ModuleInfo is the identity of a module written into its segment.
+type ModuleInfo struct {
+	Slot      uint32
+	Name      string
+	Tier      uint32
+	Frequency uint32
+	Mask      uint64
+}
+
+// ModuleSegmentName returns the file name of the segment of module slot in
+// an instance: "fdp.<instance>.mod.<slot>".
+func ModuleSegmentName(instance string, slot int) string {
+	return fmt.Sprintf("fdp.%s.mod.%d", instance, slot)
+}
+
+// ValidModuleName reports whether s may be used as a module name: 1..31
+// bytes of [A-Za-z0-9_.-].
+func ValidModuleName(s string) bool {
+	if len(s) == 0 || len(s) >= ModuleNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-' || c == '.'
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+func validModuleInfo(m ModuleInfo) error {
+	if m.Slot >= MaxModules {
+		return fmt.Errorf("module slot %d not < %d", m.Slot, MaxModules)
+	}
+	if !ValidModuleName(m.Name) {
+		return fmt.Errorf("module name %q: must be 1..%d bytes of [A-Za-z0-9_.-]", m.Name, ModuleNameLen-1)
+	}
+	if m.Tier > MaxTier {
+		return fmt.Errorf("module tier %d > %d", m.Tier, MaxTier)
+	}
+	return nil
+}
+
+// ModuleGeometry places the ring in a module segment.
+type ModuleGeometry struct {
+	RingCapacity int
+	RingOff      int // offset of the ring region
+	RingSize     int // RingRegionSize(RingCapacity)
+	TotalSize    int
+}
+
+// ComputeModuleGeometry derives the geometry of a module segment whose ring
+// data area holds ringCapacity bytes (a power of two in
+// [MinRingCapacity, MaxRingCapacity]).
+func ComputeModuleGeometry(ringCapacity int) (*ModuleGeometry, error) {
+	rs := RingRegionSize(ringCapacity)
+	if rs < 0 {
+		return nil, fmt.Errorf("%w: ring capacity %d must be a power of two in [%d,%d]", ErrInvalidParam, ringCapacity, MinRingCapacity, MaxRingCapacity)
+	}
+	return &ModuleGeometry{
+		RingCapacity: ringCapacity,
+		RingOff:      ModuleRingOff,
+		RingSize:     rs,
+		TotalSize:    align(ModuleRingOff+rs, PageSize),
+	}, nil
+}
+
+// EncodeModule initialises a zeroed module segment of g.TotalSize bytes. The
+// header's Kind, TotalSize and Sections are filled in here; SchemaHash,
+// Instance and creator fields come from h. The ready word is left at zero:
+// the caller marks it ready with MarkReady.
+func EncodeModule(b []byte, g *ModuleGeometry, h Header, info ModuleInfo) error {
+	if len(b) != g.TotalSize {
+		return fmt.Errorf("%w: buffer of %d bytes, geometry needs %d", ErrInvalidParam, len(b), g.TotalSize)
+	}
+	if err := validModuleInfo(info); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalidParam, err)
+	}
+	h.Kind = KindModule
+	h.TotalSize = uint64(g.TotalSize)
+	h.Sections = []Section{{ID: SecRing, Count: 1, Offset: uint64(g.RingOff), Size: uint64(g.RingSize)}}
+	put32(b, OffMSlot, info.Slot)
+	put32(b, OffMTier, info.Tier)
+	put32(b, OffMFrequency, info.Frequency)
+	put32(b, OffMReserved, 0)
+	put64(b, OffMMask, info.Mask)
+	put64(b, OffMRingCap, uint64(g.RingCapacity))
+	var name [ModuleNameLen]byte
+	copy(name[:], info.Name)
+	copy(b[OffMName:], name[:])
+	if err := EncodeRing(b[g.RingOff:g.RingOff+g.RingSize], g.RingCapacity); err != nil {
+		return err
+	}
+	return EncodeHeader(b, &h)
+}
+
+// Module is a validated view of a module segment.
+type Module struct {
+	B      []byte
+	Header *Header
+	Info   ModuleInfo
+	*ModuleGeometry
+}
+
+// DecodeModule validates a module segment: the common header, the kind, the
+// module identity, the ring section placement and the static ring header.
+// It never panics.
+func DecodeModule(b []byte) (*Module, error) {
+	h, err := DecodeHeader(b)
+	if err != nil {
+		return nil, err
+	}
+	if h.Kind != KindModule {
+		return nil, fmt.Errorf("%w: %s, want module", ErrBadKind, KindName(h.Kind))
+	}
+	name := b[OffMName : OffMName+ModuleNameLen]
+	if j := bytes.IndexByte(name, 0); j >= 0 {
+		if bytes.ContainsFunc(name[j:], func(r rune) bool { return r != 0 }) {
+			return nil, corrupt("module name: garbage after NUL")
+		}
+		name = name[:j]
+	}
+	info := ModuleInfo{
+		Slot:      get32(b, OffMSlot),
+		Name:      string(name),
+		Tier:      get32(b, OffMTier),
+		Frequency: get32(b, OffMFrequency),
+		Mask:      get64(b, OffMMask),
+	}
+	if err := validModuleInfo(info); err != nil {
+		return nil, corrupt("%v", err)
+	}
+	if r := get32(b, OffMReserved); r != 0 {
+		return nil, corrupt("module reserved field %#x", r)
+	}
+	rc := get64(b, OffMRingCap)
+	if !ValidRingCapacity(rc) {
+		return nil, corrupt("ring capacity %d is not a power of two in [%d,%d]", rc, MinRingCapacity, MaxRingCapacity)
+	}
+	g, err := ComputeModuleGeometry(int(rc))
+	if err != nil {
+		return nil, corrupt("module parameters: %v", err)
+	}
+	if len(h.Sections) != 1 {
+		return nil, corrupt("module segment has %d sections, want 1", len(h.Sections))
+	}
+	rs, ok := h.Section(SecRing)
+	if !ok || rs.Count != 1 || rs.Offset != uint64(g.RingOff) || rs.Size != uint64(g.RingSize) || h.TotalSize != uint64(g.TotalSize) {
+		return nil, corrupt("ring section does not match ring capacity %d", rc)
+	}
+	c, err := DecodeRingHeader(b[g.RingOff : g.RingOff+g.RingSize])
+	if err != nil {
+		return nil, err
+	}
+	if c != rc {
+		return nil, corrupt("ring header capacity %d, kind header says %d", c, rc)
+	}
+	return &Module{B: b, Header: h, Info: info, ModuleGeometry: g}, nil
+}
+
+// Ring returns the ring region of the module segment.
+func (m *Module) Ring() []byte { return m.B[m.RingOff : m.RingOff+m.RingSize : m.RingOff+m.RingSize] }

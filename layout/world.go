@@ -1,0 +1,410 @@
+package layout
+
+import (
+	"bytes"
+	"fmt"
+	"hash/fnv"
+	"unicode/utf8"
+)
+
+const (
+	// MaxComponents is the number of component ids a world can register
+	// (component masks are 64-bit words).
+	MaxComponents = 64
+	// MaxSlots bounds the number of frame slots in a world segment.
+	MaxSlots = 32
+	// ComponentEntrySize is the size of one component table entry.
+	ComponentEntrySize = 64
+	// ComponentNameLen is the NUL-padded name field of a component entry.
+	ComponentNameLen = 32
+	// EntityRecordSize is the size of one entity record.
+	EntityRecordSize = 16
+	// SlotHeaderSize is the size of a frame slot header.
+	SlotHeaderSize = 256
+	// PageSize is the alignment of slots and sections.
+	PageSize = 4096
+	// MinChunkCapacity and MaxChunkCapacity bound entities per chunk.
+	MinChunkCapacity = 16
+	MaxChunkCapacity = 65536
+	// MaxColumnBytes bounds a component's size.
+	MaxComponentSize = 4096
+)
+
+// Entity record flags.
+const (
+	FlagAlive uint32 = 1
+)
+
+// EntityRecord is the 16-byte per-entity record of a chunk (and of the
+// engine's live world, which stores records in exactly this form so that
+// publishing them is a plain copy).
+type EntityRecord struct {
+	Gen   uint32 // generation of the entity index; starts at 1, bumped on destroy
+	Flags uint32 // FlagAlive
+	Mask  uint64 // bit k set: component k present
+}
+
+// ComponentDesc describes one registered component type.
+type ComponentDesc struct {
+	Name        string
+	Size        uint32
+	Align       uint32
+	Fingerprint uint64
+}
+
+// SchemaHash hashes an ordered component table. Two processes agree on the
+// schema exactly when their hashes agree.
+func SchemaHash(comps []ComponentDesc) uint64 {
+	h := fnv.New64a()
+	var buf [20]byte
+	for _, c := range comps {
+		h.Write([]byte(c.Name))
+		le.PutUint32(buf[0:], c.Size)
+		le.PutUint32(buf[4:], c.Align)
+		le.PutUint64(buf[8:], c.Fingerprint)
+		le.PutUint32(buf[16:], uint32(len(c.Name)))
+		h.Write(buf[:])
+	}
+	return h.Sum64()
+}
+
+// World kind header fields (offsets from the start of the segment).
+const (
+	OffWSlots          = OffKindHeader + 0  // u32
+	OffWComponents     = OffKindHeader + 4  // u32
+	OffWChunkCap       = OffKindHeader + 8  // u32
+	OffWMaxChunks      = OffKindHeader + 12 // u32
+	OffWChunkStride    = OffKindHeader + 16 // u64
+	OffWSlotStride     = OffKindHeader + 24 // u64
+	OffWChunkHeader    = OffKindHeader + 32 // u64 chunk header size
+	OffWEntityOff      = OffKindHeader + 40 // u64 offset of entity records in a chunk block
+	OffWLatest         = 2048               // u64 latest word: frame<<8 | (slot+1); 0 = nothing published
+	OffWStatPublishes  = 2176               // u64
+	OffWStatSkipped    = 2184               // u64 publishes skipped: no free slot
+	OffWStatLastNanos  = 2192               // u64 duration of the last publish
+	OffWStatBytes      = 2200               // u64 bytes copied, total
+	OffWStatChunks     = 2208               // u64 chunk columns copied, total
+	OffWStatHeartbeat  = 2216               // u64 Unix nanos of the last publish
+	OffWStatAborted    = 2224               // u64 slot claims aborted because a reader pinned the slot
+	OffWStatFrameNanos = 2232               // u64 duration of the last engine frame
+)
+
+// Slot header fields (offsets from the start of the slot).
+const (
+	SlotSeq        = 0  // u64 seqlock: odd while the slot is being written
+	SlotFrame      = 8  // u64 frame number published in the slot
+	SlotVersion    = 16 // u64 world version at publish
+	SlotMask       = 24 // u64 components synced by the last publish
+	SlotChunks     = 32 // u32 chunks in use
+	SlotEntities   = 36 // u32 entity index high-water mark
+	SlotAlive      = 40 // u32 alive entities
+	SlotPubNanos   = 48 // u64 Unix nanos of the publish
+	SlotBytes      = 56 // u64 bytes copied by the last publish
+	SlotChunksCopy = 64 // u32 chunk columns copied by the last publish
+)
+
+// Chunk block header fields (offsets from the start of the chunk block).
+const (
+	ChunkStructVersion = 0  // u64
+	ChunkRows          = 8  // u32 rows in use (entity index high-water within the chunk)
+	ChunkAlive         = 12 // u32 alive entities in the chunk
+	ChunkVersions      = 64 // [components]u64 per-component change versions
+)
+
+// WorldParams are the creation parameters of a world segment.
+type WorldParams struct {
+	Instance      string
+	Slots         int
+	ChunkCapacity int
+	MaxChunks     int
+	Components    []ComponentDesc
+}
+
+// WorldGeometry is the derived, fully determined placement of everything in
+// a world segment.
+type WorldGeometry struct {
+	Slots           int
+	ChunkCapacity   int
+	MaxChunks       int
+	Components      []ComponentDesc
+	ChunkHeaderSize int
+	EntityOff       int   // offset of the entity records inside a chunk block
+	ColumnOff       []int // offset of each component column inside a chunk block
+	ChunkStride     int
+	SlotStride      int
+	ComponentsOff   int // section offset of the component table
+	SlotsOff        int // section offset of the first slot
+	TotalSize       int
+}
+
+func validComponent(c ComponentDesc) error {
+	if c.Name == "" || len(c.Name) >= ComponentNameLen || !utf8.ValidString(c.Name) || bytes.IndexByte([]byte(c.Name), 0) >= 0 {
+		return fmt.Errorf("component name %q: must be 1..%d bytes of UTF-8 without NUL", c.Name, ComponentNameLen-1)
+	}
+	if c.Align != 1 && c.Align != 2 && c.Align != 4 && c.Align != 8 {
+		return fmt.Errorf("component %q: alignment %d not in {1,2,4,8}", c.Name, c.Align)
+	}
+	if c.Size == 0 || c.Size > MaxComponentSize || c.Size%c.Align != 0 {
+		return fmt.Errorf("component %q: size %d must be 1..%d and a multiple of its alignment %d", c.Name, c.Size, MaxComponentSize, c.Align)
+	}
+	return nil
+}
+
+// ComputeWorldGeometry validates p and derives the geometry of its segment.
+func ComputeWorldGeometry(p WorldParams) (*WorldGeometry, error) {
+	bad := func(format string, a ...any) (*WorldGeometry, error) {
+		return nil, fmt.Errorf("%w: %s", ErrInvalidParam, fmt.Sprintf(format, a...))
+	}
+	if p.Slots < 2 || p.Slots > MaxSlots {
+		return bad("slots %d not in [2,%d]", p.Slots, MaxSlots)
+	}
+	if p.ChunkCapacity < MinChunkCapacity || p.ChunkCapacity > MaxChunkCapacity || p.ChunkCapacity&(p.ChunkCapacity-1) != 0 {
+		return bad("chunk capacity %d must be a power of two in [%d,%d]", p.ChunkCapacity, MinChunkCapacity, MaxChunkCapacity)
+	}
+	if p.MaxChunks < 1 || p.MaxChunks > 1<<20 {
+		return bad("max chunks %d not in [1,%d]", p.MaxChunks, 1<<20)
+	}
+	if len(p.Components) > MaxComponents {
+		return bad("%d components (max %d)", len(p.Components), MaxComponents)
+	}
+	for i, c := range p.Components {
+		if err := validComponent(c); err != nil {
+			return bad("%v", err)
+		}
+		for j := 0; j < i; j++ {
+			if p.Components[j].Name == c.Name {
+				return bad("component %q registered twice", c.Name)
+			}
+		}
+	}
+	g := &WorldGeometry{Slots: p.Slots, ChunkCapacity: p.ChunkCapacity, MaxChunks: p.MaxChunks, Components: p.Components}
+	nc := len(p.Components)
+	g.ChunkHeaderSize = ChunkVersions + align(nc*8, 64)
+	g.EntityOff = g.ChunkHeaderSize
+	off := align(g.EntityOff+p.ChunkCapacity*EntityRecordSize, 64)
+	g.ColumnOff = make([]int, nc)
+	for i, c := range p.Components {
+		g.ColumnOff[i] = off
+		off = align(off+p.ChunkCapacity*int(c.Size), 64)
+	}
+	g.ChunkStride = off
+	slot := SlotHeaderSize + p.MaxChunks*g.ChunkStride
+	if slot/p.MaxChunks < g.ChunkStride || slot > 1<<40 {
+		return bad("slot size overflows")
+	}
+	g.SlotStride = align(slot, PageSize)
+	g.ComponentsOff = HeaderSize
+	g.SlotsOff = align(g.ComponentsOff+MaxComponents*ComponentEntrySize, PageSize)
+	g.TotalSize = g.SlotsOff + p.Slots*g.SlotStride
+	if g.TotalSize > 1<<44 {
+		return bad("segment of %d bytes is too large", g.TotalSize)
+	}
+	return g, nil
+}
+
+// EncodeWorld initialises a zeroed world segment of g.TotalSize bytes. The
+// ready word is left at zero: the caller marks it ready with MarkReady.
+func EncodeWorld(b []byte, g *WorldGeometry, h Header) error {
+	if len(b) != g.TotalSize {
+		return fmt.Errorf("%w: buffer of %d bytes, geometry needs %d", ErrInvalidParam, len(b), g.TotalSize)
+	}
+	h.Kind = KindWorld
+	h.TotalSize = uint64(g.TotalSize)
+	h.SchemaHash = SchemaHash(g.Components)
+	h.Sections = []Section{
+		{ID: SecComponents, Count: uint32(len(g.Components)), Offset: uint64(g.ComponentsOff), Size: MaxComponents * ComponentEntrySize},
+		{ID: SecSlots, Count: uint32(g.Slots), Offset: uint64(g.SlotsOff), Size: uint64(g.Slots * g.SlotStride)},
+	}
+	put32(b, OffWSlots, uint32(g.Slots))
+	put32(b, OffWComponents, uint32(len(g.Components)))
+	put32(b, OffWChunkCap, uint32(g.ChunkCapacity))
+	put32(b, OffWMaxChunks, uint32(g.MaxChunks))
+	put64(b, OffWChunkStride, uint64(g.ChunkStride))
+	put64(b, OffWSlotStride, uint64(g.SlotStride))
+	put64(b, OffWChunkHeader, uint64(g.ChunkHeaderSize))
+	put64(b, OffWEntityOff, uint64(g.EntityOff))
+	for i, c := range g.Components {
+		o := g.ComponentsOff + i*ComponentEntrySize
+		copy(b[o:o+ComponentNameLen], c.Name)
+		put32(b, o+32, c.Size)
+		put32(b, o+36, c.Align)
+		put64(b, o+40, c.Fingerprint)
+		put64(b, o+48, uint64(g.ColumnOff[i]))
+	}
+	return EncodeHeader(b, &h)
+}
+
+// World is a validated view of a world segment.
+type World struct {
+	B      []byte
+	Header *Header
+	*WorldGeometry
+}
+
+// DecodeWorld validates a world segment: the common header, the world kind
+// header, the component table, and that every stored offset and stride equals
+// the one recomputed from the parameters. It never panics.
+func DecodeWorld(b []byte) (*World, error) {
+	h, err := DecodeHeader(b)
+	if err != nil {
+		return nil, err
+	}
+	if h.Kind != KindWorld {
+		return nil, fmt.Errorf("%w: %s, want world", ErrBadKind, KindName(h.Kind))
+	}
+	nc := int(get32(b, OffWComponents))
+	if nc > MaxComponents {
+		return nil, corrupt("%d components (max %d)", nc, MaxComponents)
+	}
+	comps := make([]ComponentDesc, nc)
+	cs, ok := h.Section(SecComponents)
+	if !ok || cs.Size < MaxComponents*ComponentEntrySize || int(cs.Count) != nc {
+		return nil, corrupt("component table section missing or wrong size")
+	}
+	colOff := make([]uint64, nc)
+	for i := range comps {
+		o := int(cs.Offset) + i*ComponentEntrySize
+		name := b[o : o+ComponentNameLen]
+		if j := bytes.IndexByte(name, 0); j >= 0 {
+			if bytes.ContainsFunc(name[j:], func(r rune) bool { return r != 0 }) {
+				return nil, corrupt("component %d: garbage after name", i)
+			}
+			name = name[:j]
+		}
+		comps[i] = ComponentDesc{Name: string(name), Size: get32(b, o+32), Align: get32(b, o+36), Fingerprint: get64(b, o+40)}
+		colOff[i] = get64(b, o+48)
+	}
+	p := WorldParams{
+		Instance:      h.Instance,
+		Slots:         int(get32(b, OffWSlots)),
+		ChunkCapacity: int(get32(b, OffWChunkCap)),
+		MaxChunks:     int(get32(b, OffWMaxChunks)),
+		Components:    comps,
+	}
+	g, err := ComputeWorldGeometry(p)
+	if err != nil {
+		return nil, corrupt("world parameters: %v", err)
+	}
+	if SchemaHash(comps) != h.SchemaHash {
+		return nil, corrupt("schema hash does not match the component table")
+	}
+	for i := range comps {
+		if colOff[i] != uint64(g.ColumnOff[i]) {
+			return nil, corrupt("component %q: column offset %d, want %d", comps[i].Name, colOff[i], g.ColumnOff[i])
+		}
+	}
+	checks := []struct {
+		name      string
+		got, want uint64
+	}{
+		{"chunk stride", get64(b, OffWChunkStride), uint64(g.ChunkStride)},
+		{"slot stride", get64(b, OffWSlotStride), uint64(g.SlotStride)},
+		{"chunk header size", get64(b, OffWChunkHeader), uint64(g.ChunkHeaderSize)},
+		{"entity offset", get64(b, OffWEntityOff), uint64(g.EntityOff)},
+		{"total size", h.TotalSize, uint64(g.TotalSize)},
+		{"component table offset", cs.Offset, uint64(g.ComponentsOff)},
+	}
+	if ss, ok := h.Section(SecSlots); ok {
+		checks = append(checks,
+			struct {
+				name      string
+				got, want uint64
+			}{"slots offset", ss.Offset, uint64(g.SlotsOff)},
+			struct {
+				name      string
+				got, want uint64
+			}{"slots size", ss.Size, uint64(g.Slots * g.SlotStride)})
+	} else {
+		return nil, corrupt("slot section missing")
+	}
+	for _, c := range checks {
+		if c.got != c.want {
+			return nil, corrupt("%s is %d, want %d", c.name, c.got, c.want)
+		}
+	}
+	return &World{B: b, Header: h, WorldGeometry: g}, nil
+}
+
+// SchemaHash returns the schema hash of the world.
+func (g *WorldGeometry) SchemaHash() uint64 { return SchemaHash(g.Components) }
+
+// SlotOff returns the offset of slot s.
+func (g *WorldGeometry) SlotOff(s int) int { return g.SlotsOff + s*g.SlotStride }
+
+// ChunkOff returns the offset of chunk block c of slot s.
+func (g *WorldGeometry) ChunkOff(s, c int) int {
+	return g.SlotOff(s) + SlotHeaderSize + c*g.ChunkStride
+}
+
+// ColumnRange returns [off, end) of component k's column in chunk c of slot s.
+func (g *WorldGeometry) ColumnRange(s, c, k int) (int, int) {
+	o := g.ChunkOff(s, c) + g.ColumnOff[k]
+	return o, o + g.ChunkCapacity*int(g.Components[k].Size)
+}
+
+// EntityRange returns [off, end) of the entity records of chunk c of slot s.
+func (g *WorldGeometry) EntityRange(s, c int) (int, int) {
+	o := g.ChunkOff(s, c) + g.EntityOff
+	return o, o + g.ChunkCapacity*EntityRecordSize
+}
+
+// ChunkVersionOff returns the offset of the change version of component k
+// in chunk c of slot s.
+func (g *WorldGeometry) ChunkVersionOff(s, c, k int) int {
+	return g.ChunkOff(s, c) + ChunkVersions + 8*k
+}
+
+// PackLatest packs a frame number and slot index into the latest word.
+func PackLatest(frame uint64, slot int) uint64 { return frame<<8 | uint64(slot+1) }
+
+// UnpackLatest splits a latest word; ok is false when nothing is published.
+func UnpackLatest(w uint64) (frame uint64, slot int, ok bool) {
+	if w&0xff == 0 {
+		return 0, 0, false
+	}
+	return w >> 8, int(w&0xff) - 1, true
+}
+
+// SlotInfo is a plain decoded copy of a slot header.
+type SlotInfo struct {
+	Seq, Frame, Version, Mask uint64
+	Chunks, Entities, Alive   uint32
+	PubNanos, Bytes           uint64
+	ChunksCopied              uint32
+}
+
+// ReadSlotInfo decodes the header of slot s (the seq word atomically; the
+// rest is only meaningful if the seq is even and unchanged afterwards).
+func (w *World) ReadSlotInfo(s int) SlotInfo {
+	o := w.SlotOff(s)
+	b := w.B
+	return SlotInfo{
+		Seq:          loadMaybeUnaligned64(b, o+SlotSeq),
+		Frame:        get64(b, o+SlotFrame),
+		Version:      get64(b, o+SlotVersion),
+		Mask:         get64(b, o+SlotMask),
+		Chunks:       get32(b, o+SlotChunks),
+		Entities:     get32(b, o+SlotEntities),
+		Alive:        get32(b, o+SlotAlive),
+		PubNanos:     get64(b, o+SlotPubNanos),
+		Bytes:        get64(b, o+SlotBytes),
+		ChunksCopied: get32(b, o+SlotChunksCopy),
+	}
+}
+
+// Validate checks the slot header fields against the geometry.
+func (g *WorldGeometry) ValidateSlotInfo(si SlotInfo) error {
+	if int(si.Chunks) > g.MaxChunks {
+		return corrupt("slot uses %d chunks, max %d", si.Chunks, g.MaxChunks)
+	}
+	if uint64(si.Entities) > uint64(si.Chunks)*uint64(g.ChunkCapacity) {
+		return corrupt("slot entity high-water %d beyond %d chunks", si.Entities, si.Chunks)
+	}
+	if si.Alive > si.Entities {
+		return corrupt("slot has %d alive of %d entities", si.Alive, si.Entities)
+	}
+	if nc := len(g.Components); nc < 64 && si.Mask>>uint(nc) != 0 {
+		return corrupt("slot mask %#x names unregistered components", si.Mask)
+	}
+	return nil
+}
