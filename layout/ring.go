@@ -12,8 +12,10 @@ import "fmt"
 //	line 0 [0,128)    capacity u64, magic u32, flags u32 (static after init)
 //	line 1 [128,256)  tail u64: committed write index, written only by the producer
 //	line 2 [256,384)  head u64: read index, written only by the consumer
-//	line 3 [384,512)  producer counters
-//	line 4 [512,640)  consumer counters
+//	line 3 [384,512)  producer counters (statistics, published by the
+//	                  producer at least every 64 commits and on a full ring)
+//	line 4 [512,640)  consumer counters (records: at least every 64 polls;
+//	                  bad and resets: immediately)
 //	[640, 640+cap)    data area
 //
 // Head and tail are free-running byte counters (never wrapped); the position

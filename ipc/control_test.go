@@ -1,0 +1,333 @@
+package ipc
+
+import (
+	"bufio"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+func ctlTestInstance() string { return fmt.Sprintf("t%d%x", os.Getpid(), rand.Uint32()) }
+
+func ctlTestHello() Hello {
+	return Hello{Name: "ai", Tier: TierSlow, Every: 3, Mask: 0b101, Components: []string{"Position", "Health"}, SchemaHash: 0x1234}
+}
+
+type ctlRecorder struct {
+	mu     sync.Mutex
+	hellos []Hello
+	peers  []PeerCred
+	errs   chan error
+	closed chan int
+}
+
+func ctlTestServer(t *testing.T, inst string, schema uint64) (*ControlServer, *ctlRecorder) {
+	rec := &ctlRecorder{errs: make(chan error, 16), closed: make(chan int, 16)}
+	next := 0
+	s, err := Listen(inst, ControlConfig{
+		SchemaHash: schema,
+		Handler: func(h Hello, p PeerCred) (Welcome, error) {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if h.Name == "refuse-me" {
+				return Welcome{}, errors.New("no free module slot")
+			}
+			rec.hellos = append(rec.hellos, h)
+			rec.peers = append(rec.peers, p)
+			next++
+			return Welcome{Slot: next, ReaderEntry: 10 + next, ConvoyGroup: 7, Segments: SegmentNames{
+				World: "fdp." + inst + ".world", Leases: "fdp." + inst + ".leases",
+				Events: "fdp." + inst + ".events", Module: fmt.Sprintf("fdp.%s.mod%d", inst, next)}}, nil
+		},
+		OnClose: func(slot int) { rec.closed <- slot },
+		OnError: func(err error) { rec.errs <- err },
+	})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = s.Close() })
+	return s, rec
+}
+
+func ctlWait[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+		panic("unreachable")
+	}
+}
+
+func TestControlHandshakeRoundTrip(t *testing.T) {
+	inst := ctlTestInstance()
+	s, rec := ctlTestServer(t, inst, 0x1234)
+	fi, err := os.Stat(s.Path())
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "socket mode")
+	require.NotZero(t, fi.Mode()&os.ModeSocket)
+	require.Equal(t, "fdp."+inst+".sock", fi.Name())
+
+	cc, w, err := Dial(inst, ctlTestHello(), 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 1, w.Slot)
+	require.Equal(t, 11, w.ReaderEntry)
+	require.Equal(t, 7, w.ConvoyGroup)
+	require.Equal(t, ControlProtoVersion, w.ProtoVersion)
+	require.Equal(t, "fdp."+inst+".events", w.Segments.Events)
+	require.Equal(t, "fdp."+inst+".mod1", w.Segments.Module)
+	rec.mu.Lock()
+	require.Len(t, rec.hellos, 1)
+	h := rec.hellos[0]
+	p := rec.peers[0]
+	rec.mu.Unlock()
+	require.Equal(t, "ai", h.Name)
+	require.Equal(t, TierSlow, h.Tier)
+	require.Equal(t, 3, h.Every)
+	require.Equal(t, uint64(0b101), h.Mask)
+	require.Equal(t, []string{"Position", "Health"}, h.Components)
+	require.Equal(t, os.Getpid(), h.PID)
+	require.Equal(t, os.Getpid(), p.PID)
+	require.Equal(t, uint32(os.Getuid()), p.UID)
+
+	// A second instance on the same name is refused while this one lives.
+	_, err = Listen(inst, ControlConfig{Handler: func(Hello, PeerCred) (Welcome, error) { return Welcome{}, nil }})
+	require.ErrorIs(t, err, ErrInstanceRunning)
+
+	// The module leaves: the engine sees it.
+	require.NoError(t, cc.Close())
+	require.Equal(t, 1, ctlWait(t, rec.closed, "OnClose"))
+
+	// The engine dies/closes: the module sees EOF.
+	cc2, w2, err := Dial(inst, ctlTestHello(), 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 2, w2.Slot)
+	require.NoError(t, s.Close())
+	ctlWait(t, cc2.Done(), "module to see the engine close")
+	require.ErrorIs(t, cc2.Err(), ErrControl)
+	_, err = os.Stat(s.Path())
+	require.True(t, os.IsNotExist(err), "socket removed on Close")
+	require.Equal(t, uint64(2), s.Stats().Accepted)
+}
+
+func TestControlHandlerRefusalAndBadHello(t *testing.T) {
+	inst := ctlTestInstance()
+	_, rec := ctlTestServer(t, inst, 0x1234)
+	h := ctlTestHello()
+	h.Name = "refuse-me"
+	_, _, err := Dial(inst, h, 5*time.Second)
+	require.ErrorIs(t, err, ErrRejected)
+	require.Contains(t, err.Error(), "no free module slot")
+	require.ErrorIs(t, ctlWait(t, rec.errs, "server error"), ErrRejected)
+
+	for _, mut := range []func(*Hello){
+		func(h *Hello) { h.Tier = "medium" },
+		func(h *Hello) { h.Every = 0 },
+		func(h *Hello) { h.Name = "" },
+	} {
+		h := ctlTestHello()
+		mut(&h)
+		_, _, err := Dial(inst, h, 5*time.Second)
+		require.ErrorIs(t, err, ErrBadHello)
+		require.ErrorIs(t, ctlWait(t, rec.errs, "server error"), ErrBadHello)
+	}
+}
+
+func TestControlSchemaMismatch(t *testing.T) {
+	inst := ctlTestInstance()
+	s, rec := ctlTestServer(t, inst, 0xaaaa)
+	h := ctlTestHello()
+	h.SchemaHash = 0xbbbb
+	_, _, err := Dial(inst, h, 5*time.Second)
+	require.ErrorIs(t, err, ErrSchemaMismatch)
+	require.Contains(t, err.Error(), "0x000000000000bbbb")
+	require.Contains(t, err.Error(), "0x000000000000aaaa")
+	serr := ctlWait(t, rec.errs, "server error")
+	require.ErrorIs(t, serr, ErrSchemaMismatch)
+	require.Contains(t, serr.Error(), "0x000000000000bbbb")
+	require.Contains(t, serr.Error(), "0x000000000000aaaa")
+	rec.mu.Lock()
+	require.Empty(t, rec.hellos, "handler must not see a mismatched module")
+	rec.mu.Unlock()
+	require.Equal(t, uint64(1), s.Stats().Refused)
+}
+
+func TestControlVersionMismatch(t *testing.T) {
+	inst := ctlTestInstance()
+	_, rec := ctlTestServer(t, inst, 0x1234)
+	h := ctlTestHello()
+	h.ProtoVersion = 99
+	_, _, err := Dial(inst, h, 5*time.Second)
+	require.ErrorIs(t, err, ErrVersionMismatch)
+	require.Contains(t, err.Error(), "version 99")
+	require.ErrorIs(t, ctlWait(t, rec.errs, "server error"), ErrVersionMismatch)
+}
+
+func TestControlPeerPIDMismatch(t *testing.T) {
+	inst := ctlTestInstance()
+	_, rec := ctlTestServer(t, inst, 0x1234)
+	h := ctlTestHello()
+	h.PID = os.Getpid() + 1 // lie about who we are
+	_, _, err := Dial(inst, h, 5*time.Second)
+	require.ErrorIs(t, err, ErrPeerCred)
+	require.Contains(t, err.Error(), fmt.Sprintf("claims pid %d", os.Getpid()+1))
+	require.ErrorIs(t, ctlWait(t, rec.errs, "server error"), ErrPeerCred)
+}
+
+func TestControlOversizedMessage(t *testing.T) {
+	inst := ctlTestInstance()
+	s, rec := ctlTestServer(t, inst, 0x1234)
+
+	// The client refuses to send more than the limit.
+	h := ctlTestHello()
+	h.Components = []string{strings.Repeat("x", ControlMaxMessage)}
+	_, _, err := Dial(inst, h, 5*time.Second)
+	require.ErrorIs(t, err, ErrMessageTooLarge)
+
+	// The server refuses a frame that announces more than the limit,
+	// without reading it, and says why.
+	c, err := net.Dial("unix", s.Path())
+	require.NoError(t, err)
+	defer c.Close()
+	var hdr [4]byte
+	binary.LittleEndian.PutUint32(hdr[:], ControlMaxMessage+1)
+	_, err = c.Write(hdr[:])
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	msg, err := ctlRead(c)
+	require.NoError(t, err)
+	var rep ctlReply
+	require.NoError(t, json.Unmarshal(msg, &rep))
+	require.Equal(t, "too_large", rep.Code)
+	require.Nil(t, rep.Welcome)
+	require.ErrorIs(t, ctlWait(t, rec.errs, "server error"), ErrMessageTooLarge)
+	_, err = ctlRead(c)
+	require.Error(t, err, "server closes after refusing")
+
+	// Exactly the limit is framed fine by the codec.
+	var buf strings.Builder
+	require.NoError(t, ctlWrite(&buf, strings.Repeat("y", ControlMaxMessage-2)))
+	got, err := ctlRead(strings.NewReader(buf.String()))
+	require.NoError(t, err)
+	require.Len(t, got, ControlMaxMessage)
+}
+
+func TestControlBadInstance(t *testing.T) {
+	_, err := Listen("bad/name", ControlConfig{Handler: func(Hello, PeerCred) (Welcome, error) { return Welcome{}, nil }})
+	require.ErrorIs(t, err, ErrControl)
+	_, _, err = Dial("no-such-engine-"+strconv.Itoa(os.Getpid()), ctlTestHello(), time.Second)
+	require.ErrorIs(t, err, ErrControl)
+}
+
+const ctlChildEnv = "FDP_TEST_CHILD"
+
+// TestControlOnCloseAfterSIGKILL: a module process is SIGKILLed after its
+// handshake; the engine's OnClose fires for its slot.
+func TestControlOnCloseAfterSIGKILL(t *testing.T) {
+	if os.Getenv(ctlChildEnv) == "ctl-module" {
+		ctlChildModule()
+		return
+	}
+	inst := ctlTestInstance()
+	_, rec := ctlTestServer(t, inst, 0x1234)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestControlOnCloseAfterSIGKILL$", "-test.count=1")
+	cmd.Env = append(os.Environ(), ctlChildEnv+"=ctl-module", "FDP_CTL_INSTANCE="+inst)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "WELCOME 1\n", line)
+	rec.mu.Lock()
+	require.Equal(t, cmd.Process.Pid, rec.peers[0].PID, "peer credentials name the child")
+	rec.mu.Unlock()
+
+	t0 := time.Now()
+	require.NoError(t, syscall.Kill(cmd.Process.Pid, syscall.SIGKILL))
+	require.Equal(t, 1, ctlWait(t, rec.closed, "OnClose after SIGKILL"))
+	t.Logf("module death seen after %v", time.Since(t0))
+}
+
+func ctlChildModule() {
+	h := ctlTestHello()
+	cc, w, err := Dial(os.Getenv("FDP_CTL_INSTANCE"), h, 5*time.Second)
+	if err != nil {
+		fmt.Println("ERROR", err)
+		os.Exit(1)
+	}
+	fmt.Printf("WELCOME %d\n", w.Slot)
+	select {
+	case <-cc.Done():
+	case <-time.After(30 * time.Second):
+	}
+	os.Exit(0)
+}
+
+// TestControlModuleSeesEngineSIGKILL: the engine process is SIGKILLed; the
+// module's connection ends (Done closes) without any message.
+func TestControlModuleSeesEngineSIGKILL(t *testing.T) {
+	if os.Getenv(ctlChildEnv) == "ctl-engine" {
+		s, err := Listen(os.Getenv("FDP_CTL_INSTANCE"), ControlConfig{SchemaHash: 0x1234,
+			Handler: func(Hello, PeerCred) (Welcome, error) { return Welcome{Slot: 5}, nil }})
+		if err != nil {
+			fmt.Println("ERROR", err)
+			os.Exit(1)
+		}
+		fmt.Println("LISTENING")
+		time.Sleep(30 * time.Second) // parked until the parent kills it
+		_ = s.Close()
+		os.Exit(0)
+	}
+	inst := ctlTestInstance()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestControlModuleSeesEngineSIGKILL$", "-test.count=1")
+	cmd.Env = append(os.Environ(), ctlChildEnv+"=ctl-engine", "FDP_CTL_INSTANCE="+inst)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if p, err := SocketPath(inst); err == nil {
+			_ = os.Remove(p) // a killed engine leaves its socket behind
+		}
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "LISTENING\n", line)
+	cc, w, err := Dial(inst, ctlTestHello(), 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 5, w.Slot)
+	select {
+	case <-cc.Done():
+		t.Fatal("connection ended before the engine died")
+	default:
+	}
+	require.NoError(t, syscall.Kill(cmd.Process.Pid, syscall.SIGKILL))
+	ctlWait(t, cc.Done(), "module to see the engine die")
+	require.ErrorIs(t, cc.Err(), ErrControl)
+
+	// Once the engine process is gone, a new engine replaces its stale socket.
+	_ = cmd.Wait()
+	_, rec := ctlTestServer(t, inst, 0x1234)
+	_, w2, err := Dial(inst, ctlTestHello(), 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, 1, w2.Slot)
+	rec.mu.Lock()
+	require.Len(t, rec.hellos, 1)
+	rec.mu.Unlock()
+}

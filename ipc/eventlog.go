@@ -1,0 +1,475 @@
+package ipc
+
+// Shared-memory event log: one writer (the engine), many readers (modules,
+// mapping the segment read-only). Byte layout in layout/events.go.
+//
+// Protocol
+//
+//   - Positions are logical byte offsets that only grow; physical offset =
+//     position % capacity. The writer keeps (seq, pos) of its write end and
+//     (oldSeq, oldPos) of the oldest record still intact.
+//   - Append: before writing bytes that reach logical position end, the writer
+//     drops the oldest records until oldPos >= end-capacity and publishes the
+//     new oldest pair with an atomic add on the oldest generation (a full
+//     barrier: the later plain stores of the record bytes cannot become
+//     visible before it). Only then does it write the record.
+//   - Commit: the writer stores the commit pair {next seq, end pos} into the
+//     inactive half of the double buffer and then stores the commit
+//     generation: one release store per frame publishes every record of the
+//     frame at once.
+//   - Read: a reader snapshots the commit pair once, then walks records from
+//     its cursor up to the committed end. Each record is copied into the
+//     reader's private buffer, then a barrier (atomic add on a reader-local
+//     counter) orders the copy before a reload of the oldest pair; if the
+//     record's position is now below the oldest position the copy may be torn:
+//     the reader reports an overrun (exact count: oldest seq - cursor seq) and
+//     resumes at the oldest record. Only a record that is still intact after
+//     the copy and passes validation is delivered; a record that fails
+//     validation while intact is corruption: error + counter.
+
+import (
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/fdp-engine/fdp/layout"
+)
+
+// Event log errors.
+var (
+	// ErrEventTooLarge is returned by Append for a payload above capacity/4.
+	ErrEventTooLarge = errors.New("fdp/ipc: event payload too large")
+	// ErrEventLogCorrupt is returned by Read when an intact record or the
+	// published positions fail validation.
+	ErrEventLogCorrupt = errors.New("fdp/ipc: event log corrupt")
+	// ErrEventCursor is returned by Read for a cursor that is ahead of the
+	// writer (a cursor from another log, or from before an engine restart).
+	ErrEventCursor = errors.New("fdp/ipc: event cursor ahead of the log")
+	// ErrEventSegment is returned by the constructors for an unusable segment.
+	ErrEventSegment = errors.New("fdp/ipc: bad events segment")
+)
+
+func evlogOpen(seg []byte) (*layout.Events, error) {
+	ev, err := layout.DecodeEvents(seg)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrEventSegment, err)
+	}
+	if !ev.WordsAligned() {
+		return nil, fmt.Errorf("%w: segment not 8-byte aligned", ErrEventSegment)
+	}
+	return ev, nil
+}
+
+// evlogPair reads a consistent {seq, pos} pair published behind generation
+// word genOff with its two halves at pairsOff.
+func evlogPair(b []byte, genOff, pairsOff int) (seq, pos uint64) {
+	for {
+		g := layout.Load64(b, genOff)
+		o := pairsOff + int(g&1)*layout.EventPairSize
+		seq = layout.Load64(b, o)
+		pos = layout.Load64(b, o+8)
+		if layout.Load64(b, genOff) == g {
+			return seq, pos
+		}
+	}
+}
+
+// EventWriterStats are the writer's counters (also published in the segment).
+type EventWriterStats struct {
+	Events   uint64 // events committed
+	Bytes    uint64 // payload bytes committed
+	Commits  uint64 // frames published
+	Dropped  uint64 // events overwritten (oldest seq - 1)
+	Rejected uint64 // appends rejected
+}
+
+// EventWriter appends events to an events segment. It is used by a single
+// goroutine of a single process (the engine).
+type EventWriter struct {
+	b          []byte
+	area       []byte
+	capacity   uint64
+	maxPayload int
+
+	seq, pos       uint64 // next seq and write end (uncommitted included)
+	phys           uint64 // pos % capacity
+	oldSeq, oldPos uint64 // oldest record still intact
+	commitGen      uint64
+	lastFrame      uint64
+
+	pendEvents, pendBytes uint64
+	stats                 EventWriterStats
+}
+
+// NewEventWriter attaches a writer to an initialised (ready) events segment
+// mapped read-write. It resumes after the last commit of a previous writer;
+// events a dead writer appended but never committed are discarded.
+func NewEventWriter(seg []byte) (*EventWriter, error) {
+	ev, err := evlogOpen(seg)
+	if err != nil {
+		return nil, err
+	}
+	w := &EventWriter{b: seg, area: ev.Area(), capacity: uint64(ev.Capacity), maxPayload: ev.MaxPayload}
+	w.commitGen = layout.Load64(seg, layout.OffECommitGen)
+	cseq, cpos := evlogPair(seg, layout.OffECommitGen, layout.OffECommitPairs)
+	oseq, opos := evlogPair(seg, layout.OffEOldestGen, layout.OffEOldestPairs)
+	if cseq == 0 || oseq == 0 || cpos%layout.EventAlign != 0 || opos%layout.EventAlign != 0 {
+		return nil, fmt.Errorf("%w: commit {%d,%d} oldest {%d,%d}", ErrEventLogCorrupt, cseq, cpos, oseq, opos)
+	}
+	w.seq, w.pos, w.oldSeq, w.oldPos = cseq, cpos, oseq, opos
+	switch {
+	case opos <= cpos:
+		if cpos-opos > w.capacity || oseq > cseq {
+			return nil, fmt.Errorf("%w: commit {%d,%d} oldest {%d,%d}", ErrEventLogCorrupt, cseq, cpos, oseq, opos)
+		}
+	default:
+		// A previous writer dropped records beyond its last commit: restart
+		// at the oldest position so that readers see the dropped events as
+		// an overrun, never as a silent gap.
+		if oseq < cseq {
+			return nil, fmt.Errorf("%w: commit {%d,%d} oldest {%d,%d}", ErrEventLogCorrupt, cseq, cpos, oseq, opos)
+		}
+		w.seq, w.pos = oseq, opos
+	}
+	w.phys = w.pos % w.capacity
+	w.stats = EventWriterStats{
+		Events:   layout.Load64(seg, layout.OffEStatEvents),
+		Bytes:    layout.Load64(seg, layout.OffEStatBytes),
+		Commits:  layout.Load64(seg, layout.OffEStatCommits),
+		Rejected: layout.Load64(seg, layout.OffEStatReject),
+	}
+	return w, nil
+}
+
+// MaxPayload returns the largest payload Append accepts.
+func (w *EventWriter) MaxPayload() int { return w.maxPayload }
+
+// Append writes one event of frame into the log. It becomes visible to
+// readers at the next Commit. It never allocates.
+func (w *EventWriter) Append(frame uint64, typ uint16, payload []byte) error {
+	if len(payload) > w.maxPayload {
+		w.stats.Rejected++
+		layout.Store64(w.b, layout.OffEStatReject, w.stats.Rejected)
+		return fmt.Errorf("%w: %d bytes, the limit is %d (a quarter of the %d-byte log)",
+			ErrEventTooLarge, len(payload), w.maxPayload, w.capacity)
+	}
+	size := uint64(layout.EventRecordSize(len(payload)))
+	phys := w.phys
+	skip := uint64(0)
+	if w.capacity-phys < size {
+		skip = w.capacity - phys
+	}
+	w.evlogMakeRoom(w.pos + skip + size)
+	if skip > 0 {
+		if skip >= layout.EventRecordHeader {
+			layout.PutEventRecord(w.area, int(phys), layout.EventRecord{Len: uint32(skip - layout.EventRecordHeader)})
+		}
+		w.pos += skip
+		phys = 0
+	}
+	o := int(phys)
+	layout.PutEventRecord(w.area, o, layout.EventRecord{Seq: w.seq, Frame: frame, Type: typ, Len: uint32(len(payload))})
+	n := copy(w.area[o+layout.EventRecordHeader:], payload)
+	clear(w.area[o+layout.EventRecordHeader+n : o+int(size)])
+	w.seq++
+	w.pos += size
+	if w.phys = phys + size; w.phys == w.capacity {
+		w.phys = 0
+	}
+	w.lastFrame = frame
+	w.pendEvents++
+	w.pendBytes += uint64(len(payload))
+	return nil
+}
+
+// evlogMakeRoom drops the oldest records until everything before logical
+// position end-capacity is gone (plus some slack, never past the write end),
+// and publishes the new oldest pair before
+// the caller overwrites those bytes.
+func (w *EventWriter) evlogMakeRoom(end uint64) {
+	if end <= w.capacity || w.oldPos >= end-w.capacity {
+		return
+	}
+	// Drop an extra 1/16 of the log at once so that the oldest pair (and its
+	// barrier) is published about 16 times per lap, not once per append.
+	need := min(end-w.capacity+w.capacity/evlogDropSlack, w.pos)
+	for w.oldPos < need && w.oldPos < w.pos {
+		phys := w.oldPos % w.capacity
+		left := w.capacity - phys
+		if left < layout.EventRecordHeader {
+			w.oldPos += left
+			continue
+		}
+		// The area is written only by this writer: the header is trusted.
+		r, err := layout.DecodeEventRecord(w.area, int(phys), w.maxPayload)
+		if err != nil || r.IsPad() {
+			w.oldPos += left
+			continue
+		}
+		w.oldPos += uint64(layout.EventRecordSize(int(r.Len)))
+		w.oldSeq++
+	}
+	// Skip padding so that the oldest position names a real record (or the
+	// write end).
+	for w.oldPos < w.pos {
+		phys := w.oldPos % w.capacity
+		left := w.capacity - phys
+		if left >= layout.EventRecordHeader && layout.Load64(w.area, int(phys)) != 0 {
+			break
+		}
+		w.oldPos += left
+	}
+	g := layout.Load64(w.b, layout.OffEOldestGen)
+	o := layout.OffEOldestPairs + int((g+1)&1)*layout.EventPairSize
+	layout.Store64(w.b, o, w.oldSeq)
+	layout.Store64(w.b, o+8, w.oldPos)
+	// Atomic add: a full barrier, so the record bytes stored after this
+	// cannot be observed before the new oldest pair.
+	layout.Add64(w.b, layout.OffEOldestGen, 1)
+}
+
+// evlogDropSlack: the writer drops capacity/evlogDropSlack bytes more than it
+// needs when it makes room.
+const evlogDropSlack = 16
+
+// Commit publishes every event appended since the previous Commit with one
+// atomic store. A commit with nothing new is a no-op.
+func (w *EventWriter) Commit() {
+	if w.pendEvents == 0 {
+		return
+	}
+	w.stats.Events += w.pendEvents
+	w.stats.Bytes += w.pendBytes
+	w.stats.Commits++
+	w.pendEvents, w.pendBytes = 0, 0
+	o := layout.OffECommitPairs + int((w.commitGen+1)&1)*layout.EventPairSize
+	layout.Store64(w.b, o, w.seq)
+	layout.Store64(w.b, o+8, w.pos)
+	w.commitGen++
+	layout.Store64(w.b, layout.OffECommitGen, w.commitGen) // the publication
+	layout.Store64(w.b, layout.OffEStatEvents, w.stats.Events)
+	layout.Store64(w.b, layout.OffEStatBytes, w.stats.Bytes)
+	layout.Store64(w.b, layout.OffEStatCommits, w.stats.Commits)
+	layout.Store64(w.b, layout.OffEStatFrame, w.lastFrame)
+	layout.Store64(w.b, layout.OffEStatNanos, uint64(time.Now().UnixNano()))
+}
+
+// NextSeq returns the sequence number the next appended event will get.
+func (w *EventWriter) NextSeq() uint64 { return w.seq }
+
+// Stats returns the writer's counters.
+func (w *EventWriter) Stats() EventWriterStats {
+	s := w.stats
+	s.Dropped = w.oldSeq - 1
+	return s
+}
+
+// EventCursor is a reader's position in the log: the next sequence number it
+// expects and the logical byte position of that record. The zero value reads
+// from the very first event.
+type EventCursor struct {
+	Seq uint64
+	Pos uint64
+}
+
+// EventReaderStats are a reader's private counters.
+type EventReaderStats struct {
+	Events    uint64 // events delivered
+	Bytes     uint64 // payload bytes delivered
+	Overruns  uint64 // Read calls that reported an overrun
+	Lost      uint64 // events lost to overruns, total
+	Corrupt   uint64 // Read calls that failed validation
+	TornReads uint64 // records found overwritten after copying (counted within overruns)
+}
+
+// EventReader follows an events segment. It never writes into the segment
+// (which a module maps read-only). Not safe for concurrent use.
+type EventReader struct {
+	b          []byte
+	area       []byte
+	capacity   uint64
+	maxPayload int
+	scratch    []byte
+	batch      [evlogBatch]evlogMeta
+	fence      atomic.Uint64
+	stats      EventReaderStats
+}
+
+// NewEventReader attaches a reader to an events segment.
+func NewEventReader(seg []byte) (*EventReader, error) {
+	ev, err := evlogOpen(seg)
+	if err != nil {
+		return nil, err
+	}
+	return &EventReader{
+		b: seg, area: ev.Area(), capacity: uint64(ev.Capacity), maxPayload: ev.MaxPayload,
+		scratch: make([]byte, max(ev.MaxPayload, 64<<10)),
+	}, nil
+}
+
+// Tail returns a cursor at the committed end: reading from it yields only
+// events committed later.
+func (r *EventReader) Tail() EventCursor {
+	s, p := evlogPair(r.b, layout.OffECommitGen, layout.OffECommitPairs)
+	return EventCursor{Seq: s, Pos: p}
+}
+
+// Oldest returns a cursor at the oldest event still available.
+func (r *EventReader) Oldest() EventCursor {
+	s, p := evlogPair(r.b, layout.OffEOldestGen, layout.OffEOldestPairs)
+	return EventCursor{Seq: s, Pos: p}
+}
+
+// Stats returns the reader's counters.
+func (r *EventReader) Stats() EventReaderStats { return r.stats }
+
+func (r *EventReader) evlogCorrupt(format string, a ...any) error {
+	r.stats.Corrupt++
+	return fmt.Errorf("%w: %s", ErrEventLogCorrupt, fmt.Sprintf(format, a...))
+}
+
+// Read delivers every committed event from cur on to fn, in sequence order,
+// and advances cur past them. The payload slice is only valid during the
+// call. If the writer overwrote events the reader had not read yet, Read
+// skips to the oldest event still available and returns how many events
+// were lost (overrun > 0); it never skips silently and never delivers a torn
+// record. It does not allocate.
+func (r *EventReader) Read(cur *EventCursor, fn func(seq, frame uint64, typ uint16, payload []byte)) (overrun uint64, err error) {
+	if cur.Seq == 0 {
+		*cur = EventCursor{Seq: 1}
+	}
+	cseq, cpos := evlogPair(r.b, layout.OffECommitGen, layout.OffECommitPairs)
+	defer func() {
+		if overrun > 0 {
+			r.stats.Overruns++
+			r.stats.Lost += overrun
+		}
+	}()
+	for {
+		// Is the cursor still inside the intact part of the log?
+		oseq, opos := evlogPair(r.b, layout.OffEOldestGen, layout.OffEOldestPairs)
+		if cur.Pos < opos {
+			if oseq < cur.Seq {
+				return overrun, r.evlogCorrupt("oldest {seq %d, pos %d} behind cursor {seq %d, pos %d}", oseq, opos, cur.Seq, cur.Pos)
+			}
+			overrun += oseq - cur.Seq
+			*cur = EventCursor{Seq: oseq, Pos: opos}
+		}
+		if cur.Pos >= cpos {
+			if cur.Pos > cpos && cur.Pos != opos {
+				return overrun, fmt.Errorf("%w: cursor {seq %d, pos %d}, committed {seq %d, pos %d}", ErrEventCursor, cur.Seq, cur.Pos, cseq, cpos)
+			}
+			if cur.Pos == cpos && cur.Seq != cseq {
+				return overrun, r.evlogCorrupt("cursor seq %d at the committed end, which has seq %d", cur.Seq, cseq)
+			}
+			return overrun, nil
+		}
+		if cpos-cur.Pos > r.capacity || cur.Pos%layout.EventAlign != 0 {
+			return overrun, r.evlogCorrupt("cursor position %d and committed end %d more than one lap (%d bytes) apart", cur.Pos, cpos, r.capacity)
+		}
+		torn, err := r.evlogWalk(cur, cpos, fn)
+		if err != nil {
+			return overrun, err
+		}
+		if !torn {
+			if cur.Seq != cseq {
+				return overrun, r.evlogCorrupt("reached committed end at seq %d, commit says %d", cur.Seq, cseq)
+			}
+			return overrun, nil
+		}
+		r.stats.TornReads++
+		// Loop: the reload of the oldest pair reports the overrun.
+	}
+}
+
+// evlogIntact reports whether logical position pos is still intact, after
+// ordering every earlier load (the record copy) before the check.
+func (r *EventReader) evlogIntact(pos uint64) bool {
+	// Atomic read-modify-write on reader-private memory: a barrier that keeps
+	// the preceding plain loads of shared memory before the load of the
+	// oldest pair (needed on weakly ordered CPUs; free of cost on amd64
+	// beyond the locked add).
+	r.fence.Add(1)
+	_, opos := evlogPair(r.b, layout.OffEOldestGen, layout.OffEOldestPairs)
+	return pos >= opos
+}
+
+// evlogWalk delivers records from cur to cpos in batches: it copies up to
+// evlogBatch records into the scratch buffer, then checks once that the
+// first of them (hence all: they lie at or after it) is still intact, then
+// delivers them. torn is true when it stopped because the writer overwrote
+// the records being copied; nothing of that batch was delivered.
+func (r *EventReader) evlogWalk(cur *EventCursor, cpos uint64, fn func(seq, frame uint64, typ uint16, payload []byte)) (torn bool, err error) {
+	for cur.Pos < cpos {
+		pos, seq := cur.Pos, cur.Seq
+		nb, used := 0, 0
+		var bad error
+		phys := pos % r.capacity // one division per batch; phys tracks pos below
+		for pos < cpos && nb < len(r.batch) {
+			left := r.capacity - phys
+			if left < layout.EventRecordHeader {
+				pos += left
+				phys = 0
+				continue
+			}
+			rec, derr := layout.DecodeEventRecord(r.area, int(phys), r.maxPayload)
+			if derr != nil {
+				bad = fmt.Errorf("record at position %d: %w", pos, derr)
+				break
+			}
+			if rec.IsPad() {
+				pos += left
+				phys = 0
+				continue
+			}
+			if rec.Seq != seq {
+				bad = fmt.Errorf("record at position %d has seq %d, want %d", pos, rec.Seq, seq)
+				break
+			}
+			n := int(rec.Len)
+			size := uint64(layout.EventRecordSize(n))
+			if size > cpos-pos {
+				bad = fmt.Errorf("record %d at position %d runs past the committed end %d", rec.Seq, pos, cpos)
+				break
+			}
+			if used+n > len(r.scratch) {
+				break
+			}
+			o := int(phys) + layout.EventRecordHeader
+			copy(r.scratch[used:used+n], r.area[o:o+n])
+			r.batch[nb] = evlogMeta{seq: rec.Seq, frame: rec.Frame, typ: rec.Type, off: uint32(used), n: uint32(n)}
+			nb++
+			used += n
+			seq++
+			pos += size
+			if phys += size; phys == r.capacity {
+				phys = 0
+			}
+		}
+		if !r.evlogIntact(cur.Pos) {
+			return true, nil
+		}
+		for i := range r.batch[:nb] {
+			m := &r.batch[i]
+			r.stats.Events++
+			r.stats.Bytes += uint64(m.n)
+			fn(m.seq, m.frame, m.typ, r.scratch[m.off:m.off+m.n])
+		}
+		cur.Seq, cur.Pos = seq, pos
+		if bad != nil {
+			return false, r.evlogCorrupt("%v", bad)
+		}
+	}
+	return false, nil
+}
+
+// evlogBatch is the number of records copied between two intact checks.
+const evlogBatch = 128
+
+// evlogMeta describes one record copied into the reader's scratch buffer.
+type evlogMeta struct {
+	seq, frame uint64
+	typ        uint16
+	off, n     uint32
+}

@@ -1,0 +1,162 @@
+package ipc
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/fdp-engine/fdp/layout"
+)
+
+const (
+	ringBenchPayload = 56 // 64-byte records
+	ringBenchCap     = 1 << 18
+)
+
+// ringChildBenchConsumer consumes FDP_RING_TOTAL 64-byte records, checking
+// their sequence numbers, then reports the count in the done frame and rings
+// the done bell.
+func ringChildBenchConsumer() error {
+	m, err := ringOpenModule(os.Getenv("FDP_RING_PATH"))
+	if err != nil {
+		return err
+	}
+	total, _ := strconv.ParseUint(os.Getenv("FDP_RING_TOTAL"), 10, 64)
+	c, err := NewConsumer(m.Ring())
+	if err != nil {
+		return err
+	}
+	_, done, err := futexBells(m.B)
+	if err != nil {
+		return err
+	}
+	var next uint64
+	var bad error
+	check := func(typ uint16, p []byte) error {
+		if len(p) != ringBenchPayload || binary.LittleEndian.Uint64(p) != next || binary.LittleEndian.Uint64(p[48:]) != next {
+			bad = fmt.Errorf("record %d: type %d len %d seq %d", next, typ, len(p), binary.LittleEndian.Uint64(p))
+			return bad
+		}
+		next++
+		return nil
+	}
+	layout.Store32(m.B, layout.OffMPID, uint32(os.Getpid()))
+	for next < total {
+		if _, err := c.Poll(check); err != nil {
+			return err
+		}
+	}
+	c.Stats() // publishes the counters
+	layout.Store64(m.B, layout.OffMDoneFrame, next)
+	_, err = done.Ring()
+	return err
+}
+
+// ringBenchCross produces b.N 64-byte records in this process, committing
+// every batch records, while a child process consumes and checks them. The
+// clock runs from the first record until the child reports that it has seen
+// the last one. A memcpy of the same bytes in 64-byte pieces is the baseline.
+func ringBenchCross(b *testing.B, batch int) {
+	path, m := ringCreateModule(b, ringBenchCap)
+	p, err := NewProducer(m.Ring())
+	require.NoError(b, err)
+	_, done, err := futexBells(m.B)
+	require.NoError(b, err)
+	child := ringStartChild(b, "bench-consumer", "FDP_RING_PATH="+path, fmt.Sprintf("FDP_RING_TOTAL=%d", b.N))
+	deadline := time.Now().Add(20 * time.Second)
+	for layout.Load32(m.B, layout.OffMPID) != uint32(child.cmd.Process.Pid) {
+		if time.Now().After(deadline) {
+			b.Fatalf("child did not attach:\n%s", child.out.String())
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for i := 0; i < b.N; i++ {
+		buf, err := p.Reserve(1, ringBenchPayload)
+		for errors.Is(err, ErrRingFull) {
+			buf, err = p.Reserve(1, ringBenchPayload)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+		s := uint64(i)
+		binary.LittleEndian.PutUint64(buf[0:], s)
+		binary.LittleEndian.PutUint64(buf[8:], s)
+		binary.LittleEndian.PutUint64(buf[16:], s)
+		binary.LittleEndian.PutUint64(buf[24:], s)
+		binary.LittleEndian.PutUint64(buf[32:], s)
+		binary.LittleEndian.PutUint64(buf[40:], s)
+		binary.LittleEndian.PutUint64(buf[48:], s)
+		if (i+1)%batch == 0 {
+			p.Commit()
+		}
+	}
+	p.Commit()
+	if _, err := done.Wait(0, 1<<30, 60*time.Second); err != nil {
+		b.Fatalf("%v\n%s", err, child.out.String())
+	}
+	el := time.Since(start)
+	b.StopTimer()
+	child.wait(b)
+	require.Equal(b, uint64(b.N), layout.Load64(m.B, layout.OffMDoneFrame))
+	st := p.Stats()
+	require.Equal(b, uint64(b.N), st.RecordsRead)
+
+	// Baseline: memcpy of the same bytes, 64 bytes at a time, into a buffer
+	// of the ring's size.
+	src := make([]byte, 64)
+	dst := make([]byte, ringBenchCap)
+	mstart := time.Now()
+	for i := 0; i < b.N; i++ {
+		src[0] = byte(i)
+		copy(dst[(i*64)&(ringBenchCap-1):], src)
+	}
+	mel := time.Since(mstart)
+	b.ReportMetric(float64(b.N)/el.Seconds()/1e6, "Mrec/s")
+	b.ReportMetric(float64(b.N)/mel.Seconds()/1e6, "memcpy-Mrec/s")
+	b.ReportMetric(el.Seconds()/mel.Seconds(), "x-memcpy")
+	b.ReportMetric(float64(st.Full)/float64(b.N), "full/rec")
+}
+
+// BenchmarkRingCrossProcessUnbatched commits every record (one tail store
+// per record).
+func BenchmarkRingCrossProcessUnbatched(b *testing.B) { ringBenchCross(b, 1) }
+
+// BenchmarkRingCrossProcessBatched commits every 256 records.
+func BenchmarkRingCrossProcessBatched(b *testing.B) { ringBenchCross(b, 256) }
+
+// BenchmarkRingInProcess measures producer + consumer cost on one core
+// (no cache-line transfer): reserve+commit 64 records, then poll them.
+func BenchmarkRingInProcess(b *testing.B) {
+	region := ringAnonRegion(b, ringBenchCap)
+	p, err := NewProducer(region)
+	require.NoError(b, err)
+	c, err := NewConsumer(region)
+	require.NoError(b, err)
+	var sum uint64
+	fn := func(_ uint16, pl []byte) error { sum += binary.LittleEndian.Uint64(pl); return nil }
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i += 64 {
+		for j := 0; j < 64; j++ {
+			buf, err := p.Reserve(1, ringBenchPayload)
+			if err != nil {
+				b.Fatal(err)
+			}
+			binary.LittleEndian.PutUint64(buf, uint64(j))
+		}
+		p.Commit()
+		if _, err := c.Poll(fn); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	require.Positive(b, sum)
+}
