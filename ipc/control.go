@@ -60,6 +60,12 @@ type Hello struct {
 	Components   []string `json:"components"`
 	SchemaHash   uint64   `json:"schema_hash"`
 	PID          int      `json:"pid"`
+	// Group, if set, overrides automatic convoy grouping (tier + every):
+	// modules naming the same group share snapshots; "solo" never shares.
+	Group string `json:"group,omitempty"`
+	// ReaderEntry is the module's own entry in the leases reader table
+	// (claimed before the handshake); -1 if it has none.
+	ReaderEntry int `json:"reader_entry"`
 }
 
 // SegmentNames are the shared-memory segment names a module attaches to.
@@ -77,6 +83,8 @@ type Welcome struct {
 	Segments     SegmentNames `json:"segments"`
 	ReaderEntry  int          `json:"reader_entry"` // entry in the leases reader table
 	ConvoyGroup  int          `json:"convoy_group"` // assigned convoy group id
+	// FramePeriod is the engine's frame period in nanoseconds.
+	FramePeriod int64 `json:"frame_period_ns"`
 }
 
 // PeerCred are the kernel-verified credentials of the connecting process.

@@ -1,0 +1,189 @@
+// Package demo is the embedded default world of `engine run` / `engine up`:
+// its component schema, its simulation systems and its built-in modules.
+package demo
+
+import (
+	"fmt"
+	"math/rand"
+
+	"github.com/fdp-engine/fdp/world"
+)
+
+// Position of an entity in metres.
+type Position struct{ X, Y, Z float32 }
+
+// Velocity of an entity in metres per second.
+type Velocity struct{ X, Y, Z float32 }
+
+// Health of an entity.
+type Health struct {
+	HP, Max int32
+}
+
+// Team of an entity (the AI modules act per team).
+type Team struct{ ID uint32 }
+
+// Event types published by the demo.
+const (
+	EventSpawned uint16 = 1 // payload: entity u64
+	EventDied    uint16 = 2 // payload: entity u64
+	EventAlert   uint16 = 3 // published by the alert module: payload entity u64
+)
+
+// Schema is the demo's component ids.
+type Schema struct {
+	Reg                  *world.Registry
+	Pos, Vel, Health, Tm world.ComponentID
+}
+
+// NewSchema registers the demo components, in a fixed order, so that the
+// engine and every module agree on the schema hash.
+func NewSchema() (*Schema, error) {
+	s := &Schema{Reg: world.NewRegistry()}
+	var err error
+	if s.Pos, err = world.Register[Position](s.Reg, "Position"); err != nil {
+		return nil, err
+	}
+	if s.Vel, err = world.Register[Velocity](s.Reg, "Velocity"); err != nil {
+		return nil, err
+	}
+	if s.Health, err = world.Register[Health](s.Reg, "Health"); err != nil {
+		return nil, err
+	}
+	if s.Tm, err = world.Register[Team](s.Reg, "Team"); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Config sizes the demo world.
+type Config struct {
+	Entities      int // initial entities
+	ChurnPerSec   int // entities spawned and killed per simulated second
+	ChunkCapacity int
+	Seed          int64
+}
+
+// DefaultConfig is 100K moving entities with some churn.
+func DefaultConfig() Config {
+	return Config{Entities: 100_000, ChurnPerSec: 500, ChunkCapacity: 1024, Seed: 1}
+}
+
+// Sim is the demo simulation.
+type Sim struct {
+	S     *Schema
+	W     *world.World
+	cfg   Config
+	rng   *rand.Rand
+	live  []world.Entity
+	churn float64
+	// Spawned and Died count the churn.
+	Spawned, Died uint64
+}
+
+// NewSim creates the world and its initial entities.
+func NewSim(s *Schema, cfg Config) (*Sim, error) {
+	if cfg.ChunkCapacity == 0 {
+		cfg.ChunkCapacity = 1024
+	}
+	maxChunks := (cfg.Entities*5/4)/cfg.ChunkCapacity + 2
+	w, err := world.New(s.Reg, world.Config{ChunkCapacity: cfg.ChunkCapacity, MaxChunks: maxChunks})
+	if err != nil {
+		return nil, err
+	}
+	sim := &Sim{S: s, W: w, cfg: cfg, rng: rand.New(rand.NewSource(cfg.Seed))}
+	for i := 0; i < cfg.Entities; i++ {
+		if _, err := sim.spawn(); err != nil {
+			return nil, fmt.Errorf("fdp/demo: spawning entity %d: %w", i, err)
+		}
+	}
+	return sim, nil
+}
+
+func (sim *Sim) spawn() (world.Entity, error) {
+	w, s, r := sim.W, sim.S, sim.rng
+	e, err := w.Create()
+	if err != nil {
+		return 0, err
+	}
+	if err := world.Set(w, e, s.Pos, Position{X: r.Float32() * 1000, Y: r.Float32() * 1000}); err != nil {
+		return 0, err
+	}
+	if err := world.Set(w, e, s.Vel, Velocity{X: r.Float32()*2 - 1, Y: r.Float32()*2 - 1}); err != nil {
+		return 0, err
+	}
+	if err := world.Set(w, e, s.Health, Health{HP: 100, Max: 100}); err != nil {
+		return 0, err
+	}
+	if err := world.Set(w, e, s.Tm, Team{ID: uint32(r.Intn(4))}); err != nil {
+		return 0, err
+	}
+	sim.live = append(sim.live, e)
+	return e, nil
+}
+
+// Step runs the systems of one frame of dt seconds: movement, regeneration,
+// churn. Emitted events go to the world's frame event buffer.
+func (sim *Sim) Step(dt float32) {
+	w, s := sim.W, sim.S
+	q := w.Query(world.MaskOf(s.Pos, s.Vel))
+	for q.Next() {
+		pos := world.ColumnMut[Position](&q, s.Pos)
+		vel := world.Column[Velocity](&q, s.Vel)
+		for i, n := 0, q.Rows(); i < n; i++ {
+			if !q.Match(i) {
+				continue
+			}
+			p := &pos[i]
+			p.X += vel[i].X * dt
+			p.Y += vel[i].Y * dt
+			if p.X < 0 || p.X > 1000 {
+				p.X = 500
+			}
+			if p.Y < 0 || p.Y > 1000 {
+				p.Y = 500
+			}
+		}
+	}
+	sim.churn += float64(sim.cfg.ChurnPerSec) * float64(dt)
+	var buf [8]byte
+	for sim.churn >= 1 && len(sim.live) > 0 {
+		sim.churn--
+		j := sim.rng.Intn(len(sim.live))
+		e := sim.live[j]
+		sim.live[j] = sim.live[len(sim.live)-1]
+		sim.live = sim.live[:len(sim.live)-1]
+		if w.Destroy(e) == nil {
+			sim.Died++
+			putEntity(buf[:], e)
+			w.Emit(world.EventType(EventDied), buf[:])
+		}
+		if ne, err := sim.spawn(); err == nil {
+			sim.Spawned++
+			putEntity(buf[:], ne)
+			w.Emit(world.EventType(EventSpawned), buf[:])
+		}
+	}
+}
+
+// Track adds an entity created by a module command to the churn pool.
+func (sim *Sim) Track(e world.Entity) { sim.live = append(sim.live, e) }
+
+func putEntity(b []byte, e world.Entity) {
+	v := uint64(e)
+	for i := 0; i < 8; i++ {
+		b[i] = byte(v >> (8 * i))
+	}
+}
+
+// EntityFromBytes decodes an event payload entity.
+func EntityFromBytes(b []byte) world.Entity {
+	if len(b) < 8 {
+		return 0
+	}
+	var v uint64
+	for i := 0; i < 8; i++ {
+		v |= uint64(b[i]) << (8 * i)
+	}
+	return world.Entity(v)
+}

@@ -1,0 +1,291 @@
+// Package host is the ModuleHost kernel: the engine's frame loop, the module
+// registry (modules join through the control plane), tiers, frequencies,
+// convoys, deadlines, the circuit breaker and per-module statistics.
+//
+// One frame (see shared/DESIGN.md):
+//
+//	simulate -> capture events -> publish (GDB) -> dispatch ticks (fast every
+//	frame; slow on their frequency, with an SoD/convoy snapshot leased to
+//	them) -> wait for fast modules up to the deadline -> play back committed
+//	command batches -> handle joins and deaths
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	gosync "sync"
+	"time"
+
+	"github.com/fdp-engine/fdp/ipc"
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/shm"
+	fsync "github.com/fdp-engine/fdp/sync"
+	"github.com/fdp-engine/fdp/world"
+)
+
+// Simulation is the engine's own systems, run once per frame.
+type Simulation interface {
+	Step(dt float32)
+}
+
+// Config configures an Engine.
+type Config struct {
+	Instance      string
+	FrameRate     int           // frames per second of Run; default 60
+	FastDeadline  time.Duration // how long a frame waits for fast modules; default 4 ms
+	Slots         int           // frame slots; default 10
+	EventLogBytes int           // default 1 MiB
+	RingBytes     int           // per-module command ring; default 1 MiB
+	// Breaker: MaxFailures consecutive failures open a module's breaker;
+	// after BreakerReset it gets one probe tick.
+	MaxFailures  int
+	BreakerReset time.Duration
+	Logger       *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.FrameRate <= 0 {
+		c.FrameRate = 60
+	}
+	if c.FastDeadline <= 0 {
+		c.FastDeadline = 4 * time.Millisecond
+	}
+	if c.Slots == 0 {
+		c.Slots = 10
+	}
+	if c.EventLogBytes == 0 {
+		c.EventLogBytes = 1 << 20
+	}
+	if c.RingBytes == 0 {
+		c.RingBytes = 1 << 20
+	}
+	if c.MaxFailures == 0 {
+		c.MaxFailures = 5
+	}
+	if c.BreakerReset == 0 {
+		c.BreakerReset = time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+}
+
+// SystemEventCreated is the event type the engine publishes after playback
+// for each temporary id it resolved: payload u32 module slot, u32 temp id,
+// u64 entity.
+const SystemEventCreated uint16 = 0xFFFF
+
+// FrameStats describe one engine frame.
+type FrameStats struct {
+	Frame      uint64
+	Simulate   time.Duration
+	Publish    fsync.PublishStats
+	PublishErr error
+	Dispatched int
+	Late       int
+	Commands   int
+	Rejected   int
+	Total      time.Duration
+}
+
+// Engine owns the live world and publishes it each frame.
+type Engine struct {
+	cfg   Config
+	w     *world.World
+	sim   Simulation
+	segs  *fsync.WorldSegments
+	pub   *fsync.Publisher
+	evSeg *shm.Segment
+	evw   *ipc.EventWriter
+	ctl   *ipc.ControlServer
+	log   *slog.Logger
+
+	mu      gosync.Mutex // guards mods and the control-plane events
+	mods    []*Module
+	deaths  []int // slots whose connection closed, handled at the next frame
+	frame   uint64
+	period  time.Duration
+	lastRun time.Time
+
+	// Stats.
+	Frames     uint64
+	Hist       *Histogram // engine frame time
+	PubHist    *Histogram // publish time
+	Snapshots  uint64
+	SnapBytes  uint64
+	created    [16]byte
+	closeOnce  gosync.Once
+	allMask    world.Mask
+	pendingErr error
+}
+
+// New creates the segments and the control socket of an instance and
+// returns an engine around w. sim may be nil.
+func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
+	cfg.defaults()
+	e := &Engine{cfg: cfg, w: w, sim: sim, log: cfg.Logger, Hist: NewHistogram(), PubHist: NewHistogram()}
+	e.period = time.Second / time.Duration(cfg.FrameRate)
+	e.allMask = w.Registry().Mask()
+	var err error
+	if e.segs, err = fsync.CreateWorldSegments(cfg.Instance, w, cfg.Slots); err != nil {
+		return nil, err
+	}
+	if e.pub, err = fsync.NewPublisher(w, e.segs); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := e.createEvents(); err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.ctl, err = ipc.Listen(cfg.Instance, ipc.ControlConfig{
+		SchemaHash: w.Registry().SchemaHash(),
+		Handler:    e.admit,
+		OnClose:    e.onClose,
+		OnError:    func(err error) { e.log.Warn("control plane", "err", err) },
+	})
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	return e, nil
+}
+
+func (e *Engine) header() layout.Header {
+	return layout.Header{
+		Instance: e.cfg.Instance, CreatorPID: uint32(os.Getpid()), CreatorTime: shm.SelfStartTime(), CreatedNano: time.Now().UnixNano(),
+	}
+}
+
+func (e *Engine) createEvents() error {
+	g, err := layout.ComputeEventsGeometry(e.cfg.EventLogBytes)
+	if err != nil {
+		return err
+	}
+	if e.evSeg, err = shm.Create(shm.SegmentName(e.cfg.Instance, "events"), g.TotalSize); err != nil {
+		return err
+	}
+	if err := layout.EncodeEvents(e.evSeg.Data, g, e.header()); err != nil {
+		return err
+	}
+	layout.MarkReady(e.evSeg.Data)
+	e.evw, err = ipc.NewEventWriter(e.evSeg.Data)
+	return err
+}
+
+// World returns the live world.
+func (e *Engine) World() *world.World { return e.w }
+
+// Publisher returns the frame publisher.
+func (e *Engine) Publisher() *fsync.Publisher { return e.pub }
+
+// Frame returns the number of the last completed frame.
+func (e *Engine) Frame() uint64 { return e.frame }
+
+// Period returns the frame period.
+func (e *Engine) Period() time.Duration { return e.period }
+
+// Close stops the control plane, closes every module segment and unlinks
+// all of the instance's segments.
+func (e *Engine) Close() error {
+	var first error
+	e.closeOnce.Do(func() {
+		if e.ctl != nil {
+			e.ctl.Close()
+		}
+		e.mu.Lock()
+		for _, m := range e.mods {
+			if m != nil && m.seg != nil {
+				m.seg.Unlink()
+				m.seg.Close()
+			}
+		}
+		e.mu.Unlock()
+		if e.evSeg != nil {
+			e.evSeg.Unlink()
+			e.evSeg.Close()
+		}
+		if e.segs != nil {
+			if err := e.segs.Unlink(); err != nil {
+				first = err
+			}
+			e.segs.Close()
+		}
+	})
+	return first
+}
+
+// Run runs frames at the configured rate until ctx is done.
+func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) error {
+	next := time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		default:
+		}
+		st := e.Step()
+		if onFrame != nil {
+			onFrame(st)
+		}
+		next = next.Add(e.period)
+		if d := time.Until(next); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil
+			case <-t.C:
+			}
+		} else if d < -e.period*4 {
+			next = time.Now() // fell far behind: do not try to catch up
+		}
+	}
+}
+
+// Step runs one frame now.
+func (e *Engine) Step() FrameStats {
+	start := time.Now()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.handleDeaths()
+	e.frame++
+	st := FrameStats{Frame: e.frame}
+	dt := float32(e.period.Seconds())
+	e.w.Advance()
+	if e.sim != nil {
+		e.sim.Step(dt)
+	}
+	st.Simulate = time.Since(start)
+
+	// Capture the frame's events into the shared log.
+	for _, ev := range e.w.FrameEvents() {
+		_ = e.evw.Append(e.frame, uint16(ev.Type), ev.Payload)
+	}
+	e.evw.Commit()
+	e.w.ClearEvents()
+
+	// Publish the latest full frame (GDB).
+	st.Publish, st.PublishErr = e.pub.Publish(e.frame, e.allMask)
+	if st.PublishErr == nil {
+		e.PubHist.Record(st.Publish.Duration)
+	}
+
+	// Dispatch ticks, wait for the fast tier, play back.
+	st.Dispatched = e.dispatch(start)
+	st.Late = e.waitFast(start.Add(e.cfg.FastDeadline + st.Simulate))
+	st.Commands, st.Rejected = e.playback()
+
+	st.Total = time.Since(start)
+	e.Hist.Record(st.Total)
+	e.Frames++
+	layout.Store64(e.segs.World.Data, layout.OffWStatFrameNanos, uint64(st.Total))
+	return st
+}
+
+var errEngineClosed = errors.New("fdp/host: engine closed")
+
+func (e *Engine) String() string { return fmt.Sprintf("engine %s frame %d", e.cfg.Instance, e.frame) }

@@ -1,0 +1,444 @@
+package host
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/bits"
+	"time"
+
+	"github.com/fdp-engine/fdp/ipc"
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/shm"
+	fsync "github.com/fdp-engine/fdp/sync"
+	"github.com/fdp-engine/fdp/world"
+)
+
+// Module states.
+const (
+	StateJoined  = "joined"
+	StateDead    = "dead"
+	StateBroken  = "breaker-open"
+	StateRunning = "running"
+)
+
+// DoneFailed is set in the done frame word by a module whose tick failed.
+const DoneFailed = uint64(1) << 63
+
+// ModuleStats are per-module counters.
+type ModuleStats struct {
+	Runs, Late, Failures, Rejected, Applied, Skipped, Deaths, Joins, BreakerTrips uint64
+	LagFrames                                                                    uint64
+}
+
+// Module is the engine's record of a module process. Its slot survives the
+// process: a restarted module with the same name gets the same slot.
+type Module struct {
+	Slot        int
+	Name        string
+	Tier        string
+	Every       int
+	Mask        world.Mask
+	Group       string
+	PID         int
+	ReaderEntry int
+	State       string
+	Stats       ModuleStats
+
+	seg     *shm.Segment
+	lm      *layout.Module
+	cons    *ipc.Consumer
+	tick    *ipc.Doorbell
+	done    *ipc.Doorbell
+	play    *world.Playback
+	lastRun uint64 // frame of the last dispatch
+	busy    bool   // dispatched and not done yet
+	failStreak   int
+	breakerUntil time.Time
+	probing      bool
+	holdSlot     int // slow tier: slot leased for the running tick (-1 none)
+}
+
+func groupKey(h ipc.Hello) string {
+	if h.Group == "solo" {
+		return "solo:" + h.Name
+	}
+	if h.Group != "" {
+		return "group:" + h.Group
+	}
+	return fmt.Sprintf("auto:%s/%d", h.Tier, h.Every)
+}
+
+// admit is the control-plane handler: it registers (or re-registers) a
+// module and creates its segment.
+func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var m *Module
+	for _, x := range e.mods {
+		if x != nil && x.Name == h.Name {
+			if x.State != StateDead {
+				return ipc.Welcome{}, fmt.Errorf("fdp/host: module %q is already connected (pid %d)", h.Name, x.PID)
+			}
+			m = x
+		}
+	}
+	if h.ReaderEntry < 0 || h.ReaderEntry >= layout.MaxReaders {
+		return ipc.Welcome{}, fmt.Errorf("fdp/host: module %q has no reader entry", h.Name)
+	}
+	if m == nil {
+		if len(e.mods) >= layout.MaxModules {
+			return ipc.Welcome{}, fmt.Errorf("fdp/host: too many modules (%d)", layout.MaxModules)
+		}
+		m = &Module{Slot: len(e.mods), Name: h.Name, holdSlot: -1}
+		if err := e.createModuleSegment(m, h); err != nil {
+			return ipc.Welcome{}, err
+		}
+		m.play = world.NewPlayback(e.w)
+		e.mods = append(e.mods, m)
+	}
+	m.Tier, m.Every, m.Mask, m.Group = h.Tier, h.Every, world.Mask(h.Mask), groupKey(h)
+	m.PID, m.ReaderEntry = peer.PID, h.ReaderEntry
+	m.State, m.busy, m.failStreak, m.probing, m.holdSlot = StateJoined, false, 0, false, -1
+	m.Stats.Joins++
+	// Whatever a previous incarnation left uncommitted is invisible; what it
+	// committed but was not played yet is discarded with its death.
+	_ = m.cons.Reset()
+	e.log.Info("module joined", "module", m.Name, "slot", m.Slot, "pid", m.PID, "tier", m.Tier, "every", m.Every, "group", m.Group)
+	return ipc.Welcome{
+		Slot: m.Slot,
+		Segments: ipc.SegmentNames{
+			World:  shm.SegmentName(e.cfg.Instance, fsync.WorldSegment),
+			Leases: shm.SegmentName(e.cfg.Instance, fsync.LeasesSegment),
+			Events: shm.SegmentName(e.cfg.Instance, "events"),
+			Module: m.seg.Name,
+		},
+		ReaderEntry: h.ReaderEntry,
+		ConvoyGroup: m.Slot,
+		FramePeriod: int64(e.period),
+	}, nil
+}
+
+func (e *Engine) createModuleSegment(m *Module, h ipc.Hello) error {
+	g, err := layout.ComputeModuleGeometry(e.cfg.RingBytes)
+	if err != nil {
+		return err
+	}
+	name := layout.ModuleSegmentName(e.cfg.Instance, m.Slot)
+	seg, err := shm.Create(name, g.TotalSize)
+	if err != nil {
+		return err
+	}
+	tier := uint32(0)
+	if h.Tier == ipc.TierSlow {
+		tier = 1
+	}
+	info := layout.ModuleInfo{Slot: uint32(m.Slot), Name: h.Name, Tier: tier, Frequency: uint32(h.Every), Mask: h.Mask}
+	if err := layout.EncodeModule(seg.Data, g, e.header(), info); err != nil {
+		seg.Unlink()
+		seg.Close()
+		return err
+	}
+	layout.MarkReady(seg.Data)
+	lm, err := layout.DecodeModule(seg.Data)
+	if err == nil {
+		m.cons, err = ipc.NewConsumer(lm.Ring())
+	}
+	if err == nil {
+		m.tick, err = ipc.NewDoorbell(seg.Data, layout.OffMTick, layout.OffMTickNeedWake)
+	}
+	if err == nil {
+		m.done, err = ipc.NewDoorbell(seg.Data, layout.OffMDone, layout.OffMDoneNeedWake)
+	}
+	if err != nil {
+		seg.Unlink()
+		seg.Close()
+		return err
+	}
+	m.seg, m.lm = seg, lm
+	return nil
+}
+
+// onClose runs on a control-plane goroutine when a module's connection
+// ends: the module is dead (or exited). The frame loop reclaims it.
+func (e *Engine) onClose(slot int) {
+	e.mu.Lock()
+	e.deaths = append(e.deaths, slot)
+	e.mu.Unlock()
+}
+
+// ModuleDied reclaims a module known to be dead (e.g. reaped by the
+// supervisor) by pid. It is safe to call more than once.
+func (e *Engine) ModuleDied(pid int) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, m := range e.mods {
+		if m != nil && m.PID == pid && m.State != StateDead {
+			e.reclaim(m)
+		}
+	}
+}
+
+// handleDeaths reclaims modules whose connection closed. Called with mu held.
+func (e *Engine) handleDeaths() {
+	for _, slot := range e.deaths {
+		if slot >= 0 && slot < len(e.mods) && e.mods[slot].State != StateDead {
+			e.reclaim(e.mods[slot])
+		}
+	}
+	e.deaths = e.deaths[:0]
+}
+
+// reclaim releases a dead module's pin, leases and reader entry and resets
+// its ring, discarding its commands. Its slot is kept for a restart.
+func (e *Engine) reclaim(m *Module) {
+	ll := e.pub.LeasesLayout()
+	lb := e.segs.Leases.Data
+	if m.ReaderEntry >= 0 && layout.Load32(lb, ll.ReaderOff(m.ReaderEntry)+layout.ReaderPID) == uint32(m.PID) {
+		fsyncClearEntry(lb, ll, m.ReaderEntry)
+	}
+	fsync.ReleaseReadersOf(lb, ll, m.PID)
+	_ = m.cons.Reset()
+	m.State, m.busy, m.holdSlot = StateDead, false, -1
+	m.Stats.Deaths++
+	e.log.Info("module died; leases and ring reclaimed", "module", m.Name, "slot", m.Slot, "pid", m.PID)
+}
+
+func fsyncClearEntry(lb []byte, ll *layout.Leases, entry int) {
+	pid := int(layout.Load32(lb, ll.ReaderOff(entry)+layout.ReaderPID))
+	fsync.ReleaseReadersOf(lb, ll, pid)
+}
+
+// available reports whether m may get a tick now (breaker logic).
+func (m *Module) available(now time.Time) bool {
+	switch m.State {
+	case StateDead:
+		return false
+	case StateBroken:
+		if now.Before(m.breakerUntil) {
+			return false
+		}
+		m.probing = true // one probe tick
+		return true
+	}
+	return true
+}
+
+// packTick packs the tick lease word: bits 0-7 slot+1 (0 = pin the latest
+// frame, GDB), bits 8-63 dt in microseconds since the module's last run.
+func packTick(slot int, dt time.Duration) uint64 {
+	return uint64(dt/time.Microsecond)<<8 | uint64(slot+1)
+}
+
+// UnpackTick splits a tick lease word.
+func UnpackTick(w uint64) (slot int, dt time.Duration) {
+	return int(w&0xff) - 1, time.Duration(w>>8) * time.Microsecond
+}
+
+func (e *Engine) ring(m *Module, slot int) {
+	dt := time.Duration(e.frame-m.lastRun) * e.period
+	if m.lastRun == 0 {
+		dt = e.period * time.Duration(m.Every)
+	}
+	b := m.seg.Data
+	layout.Store64(b, layout.OffMTickFrame, e.frame)
+	layout.Store64(b, layout.OffMTickLease, packTick(slot, dt))
+	m.lastRun, m.busy, m.holdSlot = e.frame, true, slot
+	m.Stats.Runs++
+	_, _ = m.tick.Ring()
+}
+
+// dispatch rings fast modules every frame and slow modules on their
+// frequency, leasing one snapshot per convoy group. Called with mu held.
+func (e *Engine) dispatch(now time.Time) int {
+	n := 0
+	// Finish bookkeeping of modules that completed since the last frame.
+	for _, m := range e.mods {
+		if m.busy {
+			e.checkDone(m)
+		}
+	}
+	for _, m := range e.mods {
+		if m.Tier != ipc.TierFast || !m.available(now) {
+			continue
+		}
+		if m.busy {
+			m.Stats.Skipped++
+			m.Stats.LagFrames = e.frame - m.lastRun
+			continue
+		}
+		e.ring(m, -1)
+		n++
+	}
+	// Slow tier: group the due, idle members of each convoy.
+	var done uint64 // modules handled (bit per slot)
+	for i, m := range e.mods {
+		if m.Tier != ipc.TierSlow || done&(1<<uint(i)) != 0 {
+			continue
+		}
+		var members uint64
+		var mask world.Mask
+		var holders uint64
+		for j := i; j < len(e.mods); j++ {
+			x := e.mods[j]
+			if x.Tier != ipc.TierSlow || x.Group != m.Group {
+				continue
+			}
+			done |= 1 << uint(j)
+			if e.frame%uint64(x.Every) != 0 || !x.available(now) {
+				continue
+			}
+			if x.busy {
+				x.Stats.Skipped++
+				x.Stats.LagFrames = e.frame - x.lastRun
+				continue
+			}
+			members |= 1 << uint(j)
+			mask |= x.Mask
+			holders |= 1 << uint(x.ReaderEntry)
+		}
+		if members == 0 {
+			continue
+		}
+		slot, st, err := e.pub.Snapshot(e.frame, mask, holders)
+		if err != nil {
+			for mm := members; mm != 0; mm &= mm - 1 {
+				e.mods[bits.TrailingZeros64(mm)].Stats.Skipped++
+			}
+			continue
+		}
+		e.Snapshots++
+		e.SnapBytes += uint64(st.BytesCopied)
+		for mm := members; mm != 0; mm &= mm - 1 {
+			e.ring(e.mods[bits.TrailingZeros64(mm)], slot)
+			n++
+		}
+	}
+	return n
+}
+
+// checkDone completes a module's tick if its done frame has caught up.
+func (e *Engine) checkDone(m *Module) bool {
+	d := layout.Load64(m.seg.Data, layout.OffMDoneFrame)
+	if d&^DoneFailed < m.lastRun {
+		return false
+	}
+	m.busy = false
+	if d&DoneFailed != 0 {
+		m.Stats.Failures++
+		m.failStreak++
+		if m.failStreak >= e.cfg.MaxFailures || m.probing {
+			if m.State != StateBroken {
+				m.Stats.BreakerTrips++
+				e.log.Warn("circuit breaker open", "module", m.Name, "failures", m.failStreak)
+			}
+			m.State = StateBroken
+			m.breakerUntil = time.Now().Add(e.cfg.BreakerReset)
+		}
+	} else {
+		m.failStreak = 0
+		if m.State == StateBroken {
+			e.log.Info("circuit breaker closed", "module", m.Name)
+		}
+		m.State = StateRunning
+	}
+	m.probing = false
+	if m.holdSlot >= 0 {
+		// A module that finished without releasing its lease (crashed
+		// Release, or a bug) must not pin the slot forever.
+		ll := e.pub.LeasesLayout()
+		_ = fsync.ReleaseHolder(e.segs.Leases.Data, ll, m.holdSlot, m.ReaderEntry)
+		m.holdSlot = -1
+	}
+	return true
+}
+
+// waitFast waits for the fast modules dispatched this frame until the
+// deadline. It returns how many were late.
+func (e *Engine) waitFast(deadline time.Time) int {
+	late := 0
+	for _, m := range e.mods {
+		if m.Tier != ipc.TierFast || !m.busy || m.lastRun != e.frame {
+			continue
+		}
+		for !e.checkDone(m) {
+			last := m.done.Load()
+			if e.checkDone(m) {
+				break
+			}
+			left := time.Until(deadline)
+			if left <= 0 {
+				m.Stats.Late++
+				late++
+				break
+			}
+			if _, err := m.done.Wait(last, 64, left); err != nil && !errors.Is(err, ipc.ErrTimeout) {
+				break
+			}
+		}
+	}
+	return late
+}
+
+// playback applies every committed command batch in module order.
+func (e *Engine) playback() (applied, rejected int) {
+	for _, m := range e.mods {
+		if m.State == StateDead || m.cons.Len() == 0 {
+			continue
+		}
+		m.play.Begin()
+		before := m.play.Stats
+		_, err := m.cons.Poll(func(typ uint16, payload []byte) error {
+			_ = m.play.Apply(typ, payload)
+			return nil
+		})
+		if err != nil {
+			// A corrupt ring: nothing of it was applied; drop it.
+			m.Stats.Rejected++
+			rejected++
+			_ = m.cons.Reset()
+			e.log.Warn("corrupt command ring reset", "module", m.Name, "err", err)
+		}
+		a := int(m.play.Stats.Applied - before.Applied)
+		r := int(m.play.Stats.RejectedTotal() - before.RejectedTotal())
+		m.Stats.Applied += uint64(a)
+		m.Stats.Rejected += uint64(r)
+		applied += a
+		rejected += r
+		for _, c := range m.play.Created() {
+			binary.LittleEndian.PutUint32(e.created[0:], uint32(m.Slot))
+			binary.LittleEndian.PutUint32(e.created[4:], c.Temp)
+			binary.LittleEndian.PutUint64(e.created[8:], uint64(c.Entity))
+			e.w.Emit(world.EventType(SystemEventCreated), e.created[:])
+		}
+	}
+	return applied, rejected
+}
+
+// ModuleInfo is a snapshot of a module's state for reporting.
+type ModuleInfo struct {
+	Slot                  int
+	Name, Tier, State     string
+	Every, PID            int
+	Group                 string
+	Stats                 ModuleStats
+	PlaybackRejectReasons map[string]uint64
+}
+
+// Modules returns a snapshot of the module table.
+func (e *Engine) Modules() []ModuleInfo {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]ModuleInfo, 0, len(e.mods))
+	for _, m := range e.mods {
+		mi := ModuleInfo{Slot: m.Slot, Name: m.Name, Tier: m.Tier, State: m.State, Every: m.Every, PID: m.PID, Group: m.Group, Stats: m.Stats,
+			PlaybackRejectReasons: map[string]uint64{}}
+		for r, n := range m.play.Stats.Rejected {
+			if n > 0 {
+				mi.PlaybackRejectReasons[world.RejectReason(r).String()] = n
+			}
+		}
+		out = append(out, mi)
+	}
+	return out
+}

@@ -1,0 +1,63 @@
+package shm
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+)
+
+// ProcStartTime returns the start time of pid in clock ticks since boot
+// (field 22 of /proc/<pid>/stat).
+func ProcStartTime(pid int) (uint64, error) {
+	st, _, err := procStat(pid)
+	return st, err
+}
+
+// procStat returns (starttime, state) of pid.
+func procStat(pid int) (uint64, byte, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	// comm (field 2) may contain spaces and ')': parse after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0, 0, fmt.Errorf("fdp/shm: malformed /proc/%d/stat", pid)
+	}
+	fields := bytes.Fields(b[i+1:])
+	// fields[0] is field 3 (state); field 22 is fields[19].
+	if len(fields) < 20 || len(fields[0]) != 1 {
+		return 0, 0, fmt.Errorf("fdp/shm: malformed /proc/%d/stat", pid)
+	}
+	st, err := strconv.ParseUint(string(fields[19]), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("fdp/shm: malformed /proc/%d/stat: %w", pid, err)
+	}
+	return st, fields[0][0], nil
+}
+
+var self struct {
+	once  sync.Once
+	start uint64
+}
+
+// SelfStartTime returns this process's start time (cached).
+func SelfStartTime() uint64 {
+	self.once.Do(func() { self.start, _ = ProcStartTime(os.Getpid()) })
+	return self.start
+}
+
+// ProcessAlive reports whether process pid exists, is not a zombie, and
+// started at start (a recycled pid belongs to another process: dead for us).
+func ProcessAlive(pid uint32, start uint64) bool {
+	if pid == 0 {
+		return false
+	}
+	st, state, err := procStat(int(pid))
+	if err != nil || state == 'Z' || state == 'X' {
+		return false
+	}
+	return st == start
+}

@@ -1,0 +1,118 @@
+package sync
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/world"
+)
+
+// Lease errors.
+var (
+	ErrNotHolder    = errors.New("fdp/sync: slot is not leased to this reader (extra release?)")
+	ErrLeaseInvalid = errors.New("fdp/sync: leased slot is not a complete snapshot")
+)
+
+// SnapshotStats describe one SoD/convoy snapshot.
+type SnapshotStats struct {
+	PublishStats
+	Holders uint64
+}
+
+// Snapshot syncs the components of mask into a free slot (never the latest,
+// never pinned or leased) and leases it to the reader entries in holders
+// (bit r = reader entry r). The slot stays out of the publish rotation until
+// every holder has released it; it is then back in the pool. This is the
+// SoD (one holder) and convoy (several holders, union mask) provider.
+func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int, SnapshotStats, error) {
+	start := time.Now()
+	st := SnapshotStats{Holders: holders}
+	if holders == 0 {
+		return -1, st, fmt.Errorf("fdp/sync: snapshot without holders")
+	}
+	tried := uint64(0)
+	for {
+		best := -1
+		var bestVer uint64
+		for s := 0; s < p.lw.Slots; s++ {
+			if s == p.latest || tried&(1<<uint(s)) != 0 || p.slotLeased(s) {
+				continue
+			}
+			if v := p.slotVersion(s); best < 0 || v > bestVer {
+				best, bestVer = s, v
+			}
+		}
+		if best < 0 {
+			p.Skipped++
+			return -1, st, ErrNoFreeSlot
+		}
+		tried |= 1 << uint(best)
+		odd, ok := p.claim(best)
+		if !ok {
+			st.Aborted++
+			continue
+		}
+		p.fill(best, mask, &st.PublishStats)
+		p.finish(best, odd, frame, mask, &st.PublishStats)
+		lo := p.ll.LeaseOff(best)
+		layout.Store64(p.lseg, lo+layout.LeaseFrame, frame)
+		layout.Store64(p.lseg, lo+layout.LeaseMask, p.lwGet64(p.lw.SlotOff(best)+layout.SlotMask))
+		layout.Store64(p.lseg, lo+layout.LeaseHolders, holders)
+		st.Slot, st.Frame = best, frame
+		st.Duration = time.Since(start)
+		p.Snapshots++
+		return best, st, nil
+	}
+}
+
+// Holders returns the holder mask of slot s.
+func (p *Publisher) Holders(s int) uint64 {
+	return layout.Load64(p.lseg, p.ll.LeaseOff(s)+layout.LeaseHolders)
+}
+
+// ReleaseHolder clears reader entry r's lease bit on slot s. It fails with
+// ErrNotHolder if the bit is not set (an extra release). Used by readers
+// (through Frame.Release) and by the engine when it reclaims a dead reader.
+func ReleaseHolder(b []byte, ll *layout.Leases, s, r int) error {
+	if s < 0 || s >= ll.Slots || r < 0 || r >= ll.Readers {
+		return fmt.Errorf("fdp/sync: release of slot %d by reader %d out of range", s, r)
+	}
+	lo := ll.LeaseOff(s) + layout.LeaseHolders
+	bit := uint64(1) << uint(r)
+	for {
+		h := layout.Load64(b, lo)
+		if h&bit == 0 {
+			return ErrNotHolder
+		}
+		if layout.CAS64(b, lo, h, h&^bit) {
+			return nil
+		}
+	}
+}
+
+// OpenLeased opens slot s, leased to this reader by the engine (SoD or
+// convoy), as a Frame. The slot stays valid across engine frames until
+// Release, which drops this reader's lease; the last holder's release
+// returns the slot to the pool.
+func (r *Reader) OpenLeased(s int) (*Frame, error) {
+	if s < 0 || s >= r.lw.Slots {
+		return nil, fmt.Errorf("%w: slot %d of %d", ErrLeaseInvalid, s, r.lw.Slots)
+	}
+	lb := r.leases.Data
+	if layout.Load64(lb, r.ll.LeaseOff(s)+layout.LeaseHolders)&(1<<uint(r.entry)) == 0 {
+		return nil, ErrNotHolder
+	}
+	q := layout.Load64(r.world.Data, r.lw.SlotOff(s)+layout.SlotSeq)
+	if q&1 != 0 {
+		return nil, ErrLeaseInvalid
+	}
+	info := r.lw.ReadSlotInfo(s)
+	if err := r.lw.ValidateSlotInfo(info); err != nil {
+		return nil, err
+	}
+	f := &r.leased
+	f.r, f.slot, f.seq, f.info, f.pinned, f.lease = r, s, q, info, true, true
+	return f, nil
+}

@@ -1,0 +1,261 @@
+package sync
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+	"time"
+
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/world"
+)
+
+// ErrNoFreeSlot is returned when every slot is latest, pinned or leased.
+var ErrNoFreeSlot = errors.New("fdp/sync: no free frame slot (all pinned or leased)")
+
+// PublishStats describes one publish.
+type PublishStats struct {
+	Slot          int
+	Frame         uint64
+	ChunksCopied  int // chunk columns copied (entity records count as one column)
+	BytesCopied   int
+	ChunksSkipped int // chunk columns already up to date in the slot
+	Aborted       int // slot claims abandoned because a reader pinned the slot
+	Duration      time.Duration
+}
+
+// Publisher copies the live world into the frame slots of a world segment.
+// It is used by the engine only (single writer); it is not safe for
+// concurrent use.
+type Publisher struct {
+	w      *world.World
+	lw     *layout.World
+	ll     *layout.Leases
+	seg    []byte
+	lseg   []byte
+	ncomp  int
+	frame  uint64
+	latest int // slot index of the latest publish, -1 if none
+
+	// Counters (also mirrored into the segment's stats line).
+	Publishes uint64
+	Skipped   uint64
+	Bytes     uint64
+	Columns   uint64
+	Aborts    uint64
+	Snapshots uint64
+}
+
+// NewPublisher validates the segments against the world (geometry and
+// schema) and returns a publisher. A segment left by a previous engine is
+// accepted: publishing resumes after its latest frame.
+func NewPublisher(w *world.World, segs *WorldSegments) (*Publisher, error) {
+	lw, err := layout.DecodeWorld(segs.World.Data)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSchema(lw, w.Registry()); err != nil {
+		return nil, err
+	}
+	if lw.ChunkCapacity != w.ChunkCapacity() || lw.MaxChunks < w.MaxChunks() {
+		return nil, fmt.Errorf("%w: segment has %d chunks of %d, world needs %d chunks of %d",
+			layout.ErrSchema, lw.MaxChunks, lw.ChunkCapacity, w.MaxChunks(), w.ChunkCapacity())
+	}
+	ll, err := layout.DecodeLeases(segs.Leases.Data)
+	if err != nil {
+		return nil, err
+	}
+	if ll.Slots != lw.Slots {
+		return nil, fmt.Errorf("%w: leases segment has %d slots, world segment %d", layout.ErrCorrupt, ll.Slots, lw.Slots)
+	}
+	p := &Publisher{w: w, lw: lw, ll: ll, seg: segs.World.Data, lseg: segs.Leases.Data, ncomp: len(lw.Components), latest: -1}
+	if f, s, ok := layout.UnpackLatest(layout.Load64(p.seg, layout.OffWLatest)); ok && s < lw.Slots {
+		p.frame, p.latest = f, s
+	}
+	return p, nil
+}
+
+// Layout returns the validated world segment view.
+func (p *Publisher) Layout() *layout.World { return p.lw }
+
+// LeasesLayout returns the validated leases segment view.
+func (p *Publisher) LeasesLayout() *layout.Leases { return p.ll }
+
+// Frame returns the last published frame number.
+func (p *Publisher) Frame() uint64 { return p.frame }
+
+// Latest returns the slot of the last publish (-1 if none).
+func (p *Publisher) Latest() int { return p.latest }
+
+// slotBusy reports whether slot s is leased (holders or engine references).
+func (p *Publisher) slotLeased(s int) bool {
+	o := p.ll.LeaseOff(s)
+	return layout.Load64(p.lseg, o+layout.LeaseHolders) != 0 || layout.Load32(p.lseg, o+layout.LeaseEngine) != 0
+}
+
+// pinned reports whether any reader pins slot s.
+func (p *Publisher) pinned(s int) bool {
+	for r := 0; r < p.ll.Readers; r++ {
+		if pin := layout.Load64(p.lseg, p.ll.ReaderOff(r)+layout.ReaderPin); pin != 0 {
+			if ps, _, ok := layout.UnpackPin(pin); ok && ps == s {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// claim makes slot s odd (being written) unless a reader pins it. It
+// returns the odd seq on success.
+func (p *Publisher) claim(s int) (uint64, bool) {
+	off := p.lw.SlotOff(s) + layout.SlotSeq
+	q := layout.Load64(p.seg, off)
+	odd := q | 1 // a slot left odd by a crashed engine stays odd until rewritten
+	layout.Store64(p.seg, off, odd)
+	if p.pinned(s) || p.slotLeased(s) {
+		layout.Store64(p.seg, off, q)
+		p.Aborts++
+		layout.Add64(p.seg, layout.OffWStatAborted, 1)
+		return 0, false
+	}
+	return odd, true
+}
+
+// slotVersionSum is a cheap preference: the slot that holds the newest data
+// needs the fewest copies.
+func (p *Publisher) slotVersion(s int) uint64 {
+	return p.lwGet64(p.lw.SlotOff(s) + layout.SlotVersion)
+}
+
+func (p *Publisher) lwGet64(off int) uint64 { return layout.Load64(p.seg, off) }
+
+// Publish copies the components of mask into a free slot and makes it the
+// latest frame. frame must increase from call to call.
+func (p *Publisher) Publish(frame uint64, mask world.Mask) (PublishStats, error) {
+	start := time.Now()
+	st := PublishStats{Frame: frame}
+	tried := uint64(0)
+	for {
+		best := -1
+		var bestVer uint64
+		for s := 0; s < p.lw.Slots; s++ {
+			if s == p.latest || tried&(1<<uint(s)) != 0 || p.slotLeased(s) {
+				continue
+			}
+			if v := p.slotVersion(s); best < 0 || v > bestVer {
+				best, bestVer = s, v
+			}
+		}
+		if best < 0 {
+			p.Skipped++
+			layout.Add64(p.seg, layout.OffWStatSkipped, 1)
+			return st, ErrNoFreeSlot
+		}
+		tried |= 1 << uint(best)
+		odd, ok := p.claim(best)
+		if !ok {
+			st.Aborted++
+			continue
+		}
+		p.fill(best, mask, &st)
+		p.finish(best, odd, frame, mask, &st)
+		p.latest = best
+		p.frame = frame
+		layout.Store64(p.seg, layout.OffWLatest, layout.PackLatest(frame, best))
+		st.Slot = best
+		st.Duration = time.Since(start)
+		p.Publishes++
+		layout.Add64(p.seg, layout.OffWStatPublishes, 1)
+		layout.Store64(p.seg, layout.OffWStatLastNanos, uint64(st.Duration))
+		layout.Store64(p.seg, layout.OffWStatHeartbeat, uint64(start.UnixNano()))
+		return st, nil
+	}
+}
+
+// SyncInto copies the components of mask into slot s, which the caller has
+// leased (engine reference) so that no GDB publish picks it; it does not
+// change the latest word. It is the SoD/convoy snapshot path.
+func (p *Publisher) SyncInto(s int, frame uint64, mask world.Mask) (PublishStats, error) {
+	start := time.Now()
+	st := PublishStats{Frame: frame, Slot: s}
+	if s < 0 || s >= p.lw.Slots || s == p.latest {
+		return st, fmt.Errorf("fdp/sync: cannot sync into slot %d", s)
+	}
+	odd, ok := p.claim(s)
+	if !ok {
+		// claim also refuses leased slots; the caller's own engine reference
+		// is expected, so re-check the pins alone.
+		return st, ErrNoFreeSlot
+	}
+	p.fill(s, mask, &st)
+	p.finish(s, odd, frame, mask, &st)
+	st.Duration = time.Since(start)
+	return st, nil
+}
+
+// fill copies every out-of-date chunk column of mask into slot s.
+func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats) {
+	w, g, b := p.w, p.lw, p.seg
+	nch := w.NumChunks()
+	cmask := uint64(mask)
+	if p.ncomp < 64 {
+		cmask &= 1<<uint(p.ncomp) - 1
+	}
+	for c := 0; c < nch; c++ {
+		co := g.ChunkOff(s, c)
+		// Entity records and the structural version.
+		if sv := w.ChunkStructVersion(c); sv > layout.Load64(b, co+layout.ChunkStructVersion) {
+			recs := w.ChunkRecords(c)
+			eo, ee := g.EntityRange(s, c)
+			n := copy(b[eo:ee], recordBytes(recs))
+			putU32(b, co+layout.ChunkRows, uint32(w.ChunkRows(c)))
+			putU32(b, co+layout.ChunkAlive, uint32(w.ChunkAlive(c)))
+			layout.Store64(b, co+layout.ChunkStructVersion, sv)
+			st.ChunksCopied++
+			st.BytesCopied += n
+		} else {
+			st.ChunksSkipped++
+		}
+		for m := cmask; m != 0; m &= m - 1 {
+			k := bits.TrailingZeros64(m)
+			id := world.ComponentID(k)
+			vo := co + layout.ChunkVersions + 8*k
+			wv := w.ChunkComponentVersion(c, id)
+			if wv <= layout.Load64(b, vo) {
+				st.ChunksSkipped++
+				continue
+			}
+			if col := w.ChunkColumn(c, id); col != nil {
+				o := co + g.ColumnOff[k]
+				st.BytesCopied += copy(b[o:o+len(col)], col)
+			}
+			layout.Store64(b, vo, wv)
+			st.ChunksCopied++
+		}
+	}
+}
+
+// finish writes the slot header and completes the seqlock write.
+func (p *Publisher) finish(s int, odd, frame uint64, mask world.Mask, st *PublishStats) {
+	b := p.seg
+	o := p.lw.SlotOff(s)
+	w := p.w
+	putU64(b, o+layout.SlotFrame, frame)
+	layout.Store64(b, o+layout.SlotVersion, w.Version())
+	m := uint64(mask)
+	if p.ncomp < 64 {
+		m &= 1<<uint(p.ncomp) - 1
+	}
+	putU64(b, o+layout.SlotMask, m)
+	putU32(b, o+layout.SlotChunks, uint32(w.NumChunks()))
+	putU32(b, o+layout.SlotEntities, uint32(w.HighWater()))
+	putU32(b, o+layout.SlotAlive, uint32(w.Count()))
+	putU64(b, o+layout.SlotPubNanos, uint64(time.Now().UnixNano()))
+	putU64(b, o+layout.SlotBytes, uint64(st.BytesCopied))
+	putU32(b, o+layout.SlotChunksCopy, uint32(st.ChunksCopied))
+	p.Bytes += uint64(st.BytesCopied)
+	p.Columns += uint64(st.ChunksCopied)
+	layout.Add64(b, layout.OffWStatBytes, uint64(st.BytesCopied))
+	layout.Add64(b, layout.OffWStatChunks, uint64(st.ChunksCopied))
+	layout.Store64(b, o+layout.SlotSeq, odd+1)
+}

@@ -1,0 +1,450 @@
+package sync
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"time"
+
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/shm"
+	"github.com/fdp-engine/fdp/world"
+	"golang.org/x/sys/unix"
+)
+
+// Reader errors.
+var (
+	ErrNoFrame      = errors.New("fdp/sync: nothing published yet")
+	ErrBusy         = errors.New("fdp/sync: could not pin a stable frame (engine rewriting slots faster than the reader can pin)")
+	ErrTorn         = errors.New("fdp/sync: frame was rewritten while pinned (pin reclaimed?)")
+	ErrNoReaderSlot = errors.New("fdp/sync: reader table is full")
+	ErrNotPinned    = errors.New("fdp/sync: frame is not pinned")
+	ErrTypeMismatch = errors.New("fdp/sync: Go type does not match the component's size")
+)
+
+// AttachOptions configure a Reader.
+type AttachOptions struct {
+	// Name is recorded in the reader entry (visible in `engine dump`).
+	Name string
+	// Registry, if set, must describe exactly the segment's schema.
+	Registry *world.Registry
+	// SchemaHash, if non-zero, must equal the segment's schema hash.
+	SchemaHash uint64
+}
+
+// Reader is an attached, read-only view of an instance's world segment. It
+// owns one entry of the leases segment. A Reader is used by one goroutine.
+type Reader struct {
+	Instance string
+	world    *shm.Segment
+	leases   *shm.Segment
+	lw       *layout.World
+	ll       *layout.Leases
+	entry    int
+	entryOff int
+	frame    Frame
+	leased   Frame
+}
+
+// Attach maps the world segment of an instance read-only (PROT_READ) and its
+// leases segment read-write, validates the header and schema, and claims a
+// reader entry.
+func Attach(instance string, opt AttachOptions) (*Reader, error) {
+	ws, err := shm.Open(shm.SegmentName(instance, WorldSegment), false)
+	if err != nil {
+		return nil, err
+	}
+	r := &Reader{Instance: instance, world: ws, entry: -1}
+	fail := func(err error) (*Reader, error) {
+		r.Close()
+		return nil, err
+	}
+	if r.lw, err = layout.DecodeWorld(ws.Data); err != nil {
+		return fail(fmt.Errorf("world segment of %q: %w", instance, err))
+	}
+	if opt.Registry != nil {
+		if err := checkSchema(r.lw, opt.Registry); err != nil {
+			return fail(err)
+		}
+	}
+	if opt.SchemaHash != 0 && opt.SchemaHash != r.lw.Header.SchemaHash {
+		return fail(fmt.Errorf("%w: schema hash %#x in the segment, %#x expected", layout.ErrSchema, r.lw.Header.SchemaHash, opt.SchemaHash))
+	}
+	if r.leases, err = shm.Open(shm.SegmentName(instance, LeasesSegment), true); err != nil {
+		return fail(err)
+	}
+	if r.ll, err = layout.DecodeLeases(r.leases.Data); err != nil {
+		return fail(fmt.Errorf("leases segment of %q: %w", instance, err))
+	}
+	if r.ll.Slots != r.lw.Slots {
+		return fail(fmt.Errorf("%w: leases segment has %d slots, world segment %d", layout.ErrCorrupt, r.ll.Slots, r.lw.Slots))
+	}
+	if r.entry, err = ClaimReader(r.leases.Data, r.ll, opt.Name); err != nil {
+		return fail(err)
+	}
+	r.entryOff = r.ll.ReaderOff(r.entry)
+	r.frame.r = r
+	r.leased.r = r
+	return r, nil
+}
+
+// ClaimReader claims a free reader entry for this process (reclaiming the
+// entry of a dead process if the table is full).
+func ClaimReader(b []byte, ll *layout.Leases, name string) (int, error) {
+	pid := uint32(os.Getpid())
+	for pass := 0; pass < 2; pass++ {
+		for i := 0; i < ll.Readers; i++ {
+			o := ll.ReaderOff(i)
+			cur := layout.Load32(b, o+layout.ReaderPID)
+			if cur != 0 {
+				if pass == 0 || readerAlive(b, o) {
+					continue
+				}
+				clearReader(b, ll, i)
+				cur = 0
+			}
+			if !layout.CAS32(b, o+layout.ReaderPID, 0, pid) {
+				continue
+			}
+			layout.Store64(b, o+layout.ReaderStart, shm.SelfStartTime())
+			layout.Store64(b, o+layout.ReaderPin, 0)
+			layout.Store64(b, o+layout.ReaderHeartbeat, uint64(time.Now().UnixNano()))
+			var nb [layout.ReaderNameLen]byte
+			copy(nb[:len(nb)-1], name)
+			copy(b[o+layout.ReaderName:], nb[:])
+			return i, nil
+		}
+	}
+	return -1, ErrNoReaderSlot
+}
+
+func readerAlive(b []byte, o int) bool {
+	pid := layout.Load32(b, o+layout.ReaderPID)
+	if pid == 0 {
+		return false
+	}
+	start := layout.Load64(b, o+layout.ReaderStart)
+	if start == 0 {
+		// The claimer stores its start time right after the CAS; until then
+		// only the pid can be checked.
+		return unix.Kill(int(pid), 0) == nil || errors.Is(unix.Kill(int(pid), 0), unix.EPERM)
+	}
+	return shm.ProcessAlive(pid, start)
+}
+
+// clearReader frees reader entry i: its pin, its lease bits on every slot,
+// then the entry itself.
+func clearReader(b []byte, ll *layout.Leases, i int) {
+	o := ll.ReaderOff(i)
+	layout.Store64(b, o+layout.ReaderPin, 0)
+	bit := uint64(1) << uint(i)
+	for s := 0; s < ll.Slots; s++ {
+		lo := ll.LeaseOff(s) + layout.LeaseHolders
+		for {
+			h := layout.Load64(b, lo)
+			if h&bit == 0 || layout.CAS64(b, lo, h, h&^bit) {
+				break
+			}
+		}
+	}
+	layout.Store64(b, o+layout.ReaderStart, 0)
+	layout.Store32(b, o+layout.ReaderPID, 0)
+}
+
+// ReclaimDeadReaders frees the entries (pins and leases) of every reader
+// whose process is dead. It returns the reclaimed entry indices' count.
+func ReclaimDeadReaders(b []byte, ll *layout.Leases) int {
+	n := 0
+	for i := 0; i < ll.Readers; i++ {
+		o := ll.ReaderOff(i)
+		if layout.Load32(b, o+layout.ReaderPID) != 0 && !readerAlive(b, o) {
+			clearReader(b, ll, i)
+			n++
+		}
+	}
+	return n
+}
+
+// ReleaseReadersOf frees every reader entry owned by pid (a process known
+// to be dead, e.g. reaped by the supervisor).
+func ReleaseReadersOf(b []byte, ll *layout.Leases, pid int) int {
+	n := 0
+	for i := 0; i < ll.Readers; i++ {
+		if layout.Load32(b, ll.ReaderOff(i)+layout.ReaderPID) == uint32(pid) {
+			clearReader(b, ll, i)
+			n++
+		}
+	}
+	return n
+}
+
+// Layout returns the validated world segment view.
+func (r *Reader) Layout() *layout.World { return r.lw }
+
+// Entry returns the reader's entry index in the leases segment.
+func (r *Reader) Entry() int { return r.entry }
+
+// Close releases the pin and the reader entry and unmaps the segments.
+func (r *Reader) Close() error {
+	if r.leases != nil && r.ll != nil && r.entry >= 0 {
+		clearReader(r.leases.Data, r.ll, r.entry)
+		r.entry = -1
+	}
+	var first error
+	for _, s := range []*shm.Segment{r.world, r.leases} {
+		if s != nil {
+			if err := s.Close(); err != nil && first == nil {
+				first = err
+			}
+		}
+	}
+	r.world, r.leases = nil, nil
+	return first
+}
+
+// MaxPinAttempts bounds the retries of Pin.
+const MaxPinAttempts = 1000
+
+// Pin pins the latest complete frame. The frame stays valid (the engine
+// never rewrites it) until Release. A reader holds at most one pin; Pin
+// releases a previous one. The returned *Frame is owned by the Reader and
+// reused by the next Pin (no allocation).
+func (r *Reader) Pin() (*Frame, error) {
+	b, lb := r.world.Data, r.leases.Data
+	pinOff := r.entryOff + layout.ReaderPin
+	layout.Store64(lb, pinOff, 0)
+	r.frame.pinned, r.frame.lease = false, false
+	for attempt := 0; attempt < MaxPinAttempts; attempt++ {
+		frame, s, ok := layout.UnpackLatest(layout.Load64(b, layout.OffWLatest))
+		if !ok {
+			return nil, ErrNoFrame
+		}
+		if s >= r.lw.Slots {
+			return nil, fmt.Errorf("%w: latest names slot %d of %d", layout.ErrCorrupt, s, r.lw.Slots)
+		}
+		seqOff := r.lw.SlotOff(s) + layout.SlotSeq
+		q := layout.Load64(b, seqOff)
+		if q&1 == 0 {
+			layout.Store64(lb, pinOff, layout.PackPin(s, q))
+			if layout.Load64(b, seqOff) == q {
+				info := r.lw.ReadSlotInfo(s)
+				if err := r.lw.ValidateSlotInfo(info); err != nil {
+					layout.Store64(lb, pinOff, 0)
+					return nil, err
+				}
+				_ = frame
+				layout.Add64(lb, r.entryOff+layout.ReaderPins, 1)
+				layout.Store64(lb, r.entryOff+layout.ReaderHeartbeat, uint64(time.Now().UnixNano()))
+				r.frame.slot, r.frame.seq, r.frame.info, r.frame.pinned = s, q, info, true
+				return &r.frame, nil
+			}
+			layout.Store64(lb, pinOff, 0)
+		}
+		layout.Add64(lb, r.entryOff+layout.ReaderRetries, 1)
+		if attempt > 8 {
+			runtime.Gosched()
+		}
+	}
+	return nil, ErrBusy
+}
+
+// Frame is a pinned frame slot read in place.
+type Frame struct {
+	r      *Reader
+	slot   int
+	seq    uint64
+	info   layout.SlotInfo
+	pinned bool
+	lease  bool // an engine lease (OpenLeased), not a pin
+}
+
+// Number returns the frame number of the pinned slot.
+func (f *Frame) Number() uint64 { return f.info.Frame }
+
+// Slot returns the slot index.
+func (f *Frame) Slot() int { return f.slot }
+
+// Info returns the slot header as read at pin time.
+func (f *Frame) Info() layout.SlotInfo { return f.info }
+
+// Chunks returns the number of chunks in use.
+func (f *Frame) Chunks() int { return int(f.info.Chunks) }
+
+// Valid reports whether the slot is still the one pinned (its seq has not
+// changed). Data read before a true Valid() is consistent.
+func (f *Frame) Valid() bool {
+	return f.pinned && layout.Load64(f.r.world.Data, f.r.lw.SlotOff(f.slot)+layout.SlotSeq) == f.seq
+}
+
+// Release unpins the frame. It returns ErrTorn if the slot was rewritten
+// while pinned: everything read from it must then be discarded.
+func (f *Frame) Release() error {
+	if !f.pinned {
+		return ErrNotPinned
+	}
+	valid := f.Valid()
+	f.pinned = false
+	if f.lease {
+		f.lease = false
+		if err := ReleaseHolder(f.r.leases.Data, f.r.ll, f.slot, f.r.entry); err != nil {
+			return err
+		}
+	} else {
+		layout.Store64(f.r.leases.Data, f.r.entryOff+layout.ReaderPin, 0)
+	}
+	if !valid {
+		return ErrTorn
+	}
+	return nil
+}
+
+// Records returns the entity records of chunk c, in place.
+func (f *Frame) Records(c int) []layout.EntityRecord {
+	if c < 0 || c >= int(f.info.Chunks) {
+		return nil
+	}
+	o, e := f.r.lw.EntityRange(f.slot, c)
+	return viewRecords(f.r.world.Data[o:e])
+}
+
+// ChunkVersion returns the change version of component id in chunk c.
+func (f *Frame) ChunkVersion(c int, id world.ComponentID) uint64 {
+	if c < 0 || c >= int(f.info.Chunks) || int(id) >= len(f.r.lw.Components) {
+		return 0
+	}
+	return layout.Load64(f.r.world.Data, f.r.lw.ChunkVersionOff(f.slot, c, int(id)))
+}
+
+// CheckType returns an error unless T has the size of component id.
+func CheckType[T any](f *Frame, id world.ComponentID) error {
+	return checkType[T](f.r.lw, id)
+}
+
+func checkType[T any](lw *layout.World, id world.ComponentID) error {
+	if int(id) >= len(lw.Components) {
+		return fmt.Errorf("%w: component id %d (segment has %d)", world.ErrUnknownComponent, id, len(lw.Components))
+	}
+	if c := lw.Components[id]; uintptr(c.Size) != sizeOf[T]() {
+		return fmt.Errorf("%w: component %q is %d bytes, Go type is %d", ErrTypeMismatch, c.Name, c.Size, sizeOf[T]())
+	}
+	return nil
+}
+
+// Column returns component id's column of chunk c as a []T read in place
+// from the read-only mapping (length = chunk capacity). It returns nil if T
+// does not match the component's size or c is out of range. Only rows whose
+// record is alive and has the component bit hold meaningful data.
+func Column[T any](f *Frame, c int, id world.ComponentID) []T {
+	if c < 0 || c >= int(f.info.Chunks) || checkType[T](f.r.lw, id) != nil {
+		return nil
+	}
+	o, e := f.r.lw.ColumnRange(f.slot, c, int(id))
+	return viewColumn[T](f.r.world.Data[o:e])
+}
+
+func (f *Frame) record(e world.Entity) (layout.EntityRecord, bool) {
+	idx := int(e.Index())
+	capc := f.r.lw.ChunkCapacity
+	if e == 0 || idx >= int(f.info.Entities) {
+		return layout.EntityRecord{}, false
+	}
+	recs := f.Records(idx / capc)
+	if recs == nil {
+		return layout.EntityRecord{}, false
+	}
+	rec := recs[idx%capc]
+	return rec, rec.Flags&layout.FlagAlive != 0 && rec.Gen == e.Gen()
+}
+
+// IsAlive reports whether e is alive (and of the same generation) in the frame.
+func (f *Frame) IsAlive(e world.Entity) bool {
+	_, ok := f.record(e)
+	return ok
+}
+
+// Get copies component id of entity e out of the frame.
+func Get[T any](f *Frame, e world.Entity, id world.ComponentID) (T, bool) {
+	var zero T
+	rec, ok := f.record(e)
+	if !ok || int(id) >= 64 || rec.Mask&(1<<uint(id)) == 0 {
+		return zero, false
+	}
+	capc := f.r.lw.ChunkCapacity
+	col := Column[T](f, int(e.Index())/capc, id)
+	if col == nil {
+		return zero, false
+	}
+	return col[int(e.Index())%capc], true
+}
+
+// EntityAt builds the entity handle of a record.
+func EntityAt(index int, rec layout.EntityRecord) world.Entity {
+	return world.Entity(uint64(rec.Gen)<<32 | uint64(uint32(index)))
+}
+
+// FrameQuery iterates the chunks of a frame that hold entities with all the
+// components of a mask. It is a value type: iterating allocates nothing.
+type FrameQuery struct {
+	f     *Frame
+	mask  uint64
+	chunk int
+	recs  []layout.EntityRecord
+	rows  int
+}
+
+// Query starts a query over the frame.
+func (f *Frame) Query(mask world.Mask) FrameQuery {
+	return FrameQuery{f: f, mask: uint64(mask), chunk: -1}
+}
+
+// Next advances to the next chunk that has a matching entity.
+func (q *FrameQuery) Next() bool {
+	capc := q.f.r.lw.ChunkCapacity
+	for q.chunk+1 < int(q.f.info.Chunks) {
+		q.chunk++
+		q.recs = q.f.Records(q.chunk)
+		q.rows = int(q.f.info.Entities) - q.chunk*capc
+		if q.rows > capc {
+			q.rows = capc
+		}
+		for i := 0; i < q.rows; i++ {
+			if q.Match(i) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Chunk returns the current chunk index.
+func (q *FrameQuery) Chunk() int { return q.chunk }
+
+// Rows returns the number of rows to scan in the current chunk.
+func (q *FrameQuery) Rows() int { return q.rows }
+
+// Match reports whether row i is alive and has every component of the mask.
+func (q *FrameQuery) Match(i int) bool {
+	r := &q.recs[i]
+	return r.Flags&layout.FlagAlive != 0 && r.Mask&q.mask == q.mask
+}
+
+// Entity returns the handle of row i.
+func (q *FrameQuery) Entity(i int) world.Entity {
+	return EntityAt(q.chunk*q.f.r.lw.ChunkCapacity+i, q.recs[i])
+}
+
+// Count counts matching entities in the whole frame.
+func (f *Frame) Count(mask world.Mask) int {
+	n := 0
+	q := f.Query(mask)
+	for q.Next() {
+		for i := 0; i < q.rows; i++ {
+			if q.Match(i) {
+				n++
+			}
+		}
+	}
+	return n
+}
+

@@ -1,0 +1,484 @@
+package sync
+
+import (
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/shm"
+	"github.com/fdp-engine/fdp/world"
+	"github.com/stretchr/testify/require"
+)
+
+type Pos struct{ X, Y, Z, W float32 }
+type Vel struct{ X, Y, Z, W float32 }
+type Health struct {
+	HP, Max int32
+	Regen   float32
+	Pad     int32
+}
+type Stamp struct{ Frame, Check uint64 }
+
+type ids struct{ pos, vel, hp, stamp world.ComponentID }
+
+func testRegistry(t testing.TB) (*world.Registry, ids) {
+	r := world.NewRegistry()
+	var x ids
+	var err error
+	x.pos, err = world.Register[Pos](r, "Position")
+	require.NoError(t, err)
+	x.vel, err = world.Register[Vel](r, "Velocity")
+	require.NoError(t, err)
+	x.hp, err = world.Register[Health](r, "Health")
+	require.NoError(t, err)
+	x.stamp, err = world.Register[Stamp](r, "Stamp")
+	require.NoError(t, err)
+	return r, x
+}
+
+func instanceName(t testing.TB) string {
+	return fmt.Sprintf("t%d%06x", os.Getpid()%100000, rand.Intn(1<<24))
+}
+
+type fixture struct {
+	w    *world.World
+	ids  ids
+	segs *WorldSegments
+	pub  *Publisher
+	inst string
+}
+
+func newFixture(t testing.TB, chunkCap, maxChunks, entities int) *fixture {
+	reg, x := testRegistry(t)
+	w, err := world.New(reg, world.Config{ChunkCapacity: chunkCap, MaxChunks: maxChunks})
+	require.NoError(t, err)
+	for i := 0; i < entities; i++ {
+		e, err := w.Create()
+		require.NoError(t, err)
+		require.NoError(t, world.Set(w, e, x.pos, Pos{X: float32(i)}))
+		require.NoError(t, world.Set(w, e, x.vel, Vel{X: 1}))
+		require.NoError(t, world.Set(w, e, x.hp, Health{HP: 100, Max: 100}))
+		require.NoError(t, world.Set(w, e, x.stamp, Stamp{Frame: 0, Check: check(0, e.Index())}))
+	}
+	inst := instanceName(t)
+	segs, err := CreateWorldSegments(inst, w, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { segs.Unlink(); segs.Close() })
+	pub, err := NewPublisher(w, segs)
+	require.NoError(t, err)
+	return &fixture{w: w, ids: x, segs: segs, pub: pub, inst: inst}
+}
+
+func check(frame uint64, idx uint32) uint64 {
+	x := frame*0x9E3779B97F4A7C15 ^ uint64(idx)*0xC2B2AE3D27D4EB4F
+	return x ^ x>>29
+}
+
+// touch rewrites Stamp and Position of every alive entity in the given
+// chunks so that the two columns agree on the frame.
+func (fx *fixture) touch(frame uint64, chunks []int) {
+	capc := fx.w.ChunkCapacity()
+	for _, c := range chunks {
+		for row := 0; row < capc; row++ {
+			idx := c*capc + row
+			if idx >= fx.w.HighWater() {
+				break
+			}
+			rec := fx.w.ChunkRecords(c)[row]
+			if rec.Flags&layout.FlagAlive == 0 {
+				continue
+			}
+			e := world.Entity(uint64(rec.Gen)<<32 | uint64(idx))
+			_ = world.Set(fx.w, e, fx.ids.stamp, Stamp{Frame: frame, Check: check(frame, uint32(idx))})
+			_ = world.Set(fx.w, e, fx.ids.pos, Pos{X: float32(idx), W: float32(frame % 65536)})
+		}
+	}
+}
+
+func TestMain(m *testing.M) {
+	switch os.Getenv("FDP_TEST_CHILD") {
+	case "reader":
+		os.Exit(childReader())
+	}
+	os.Exit(m.Run())
+}
+
+// childReader attaches to FDP_TEST_INSTANCE and validates frames until it has
+// seen FDP_TEST_FRAMES distinct frames. Exit code 0 = all good.
+func childReader() int {
+	inst := os.Getenv("FDP_TEST_INSTANCE")
+	want, _ := strconv.Atoi(os.Getenv("FDP_TEST_FRAMES"))
+	reg, x := testRegistry(&testing.T{})
+	r, err := Attach(inst, AttachOptions{Name: "child", Registry: reg})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "attach:", err)
+		return 2
+	}
+	defer r.Close()
+	seen, last := 0, uint64(0)
+	deadline := time.Now().Add(90 * time.Second)
+	for seen < want && time.Now().Before(deadline) {
+		f, err := r.Pin()
+		if errors.Is(err, ErrNoFrame) || errors.Is(err, ErrBusy) {
+			continue
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "pin:", err)
+			return 3
+		}
+		n := f.Number()
+		if n < last {
+			fmt.Fprintf(os.Stderr, "frame went backwards: %d after %d\n", n, last)
+			return 4
+		}
+		if n != last {
+			if msg := validateFrame(f, x); msg != "" {
+				fmt.Fprintf(os.Stderr, "frame %d: %s\n", n, msg)
+				return 5
+			}
+			seen++
+			last = n
+		}
+		if err := f.Release(); err != nil {
+			fmt.Fprintln(os.Stderr, "release:", err)
+			return 6
+		}
+	}
+	fmt.Printf("validated %d frames, last %d\n", seen, last)
+	if seen < want {
+		return 7
+	}
+	return 0
+}
+
+// validateFrame checks every alive entity of a pinned frame: its Stamp is
+// self-consistent, not from the future, and Position agrees with it (the two
+// columns were written in the same frame, so a torn copy would disagree).
+func validateFrame(f *Frame, x ids) string {
+	mask := world.MaskOf(x.pos, x.stamp)
+	alive := 0
+	q := f.Query(mask)
+	for q.Next() {
+		st := Column[Stamp](f, q.Chunk(), x.stamp)
+		ps := Column[Pos](f, q.Chunk(), x.pos)
+		for i := 0; i < q.Rows(); i++ {
+			if !q.Match(i) {
+				continue
+			}
+			alive++
+			e := q.Entity(i)
+			s := st[i]
+			if s.Check != check(s.Frame, e.Index()) {
+				return fmt.Sprintf("entity %v: stamp %+v fails its check", e, s)
+			}
+			if s.Frame > f.Number() {
+				return fmt.Sprintf("entity %v: stamp from frame %d in frame %d", e, s.Frame, f.Number())
+			}
+			if ps[i].W != float32(s.Frame%65536) || ps[i].X != float32(e.Index()) {
+				return fmt.Sprintf("entity %v: position %+v disagrees with stamp %+v", e, ps[i], s)
+			}
+		}
+	}
+	if alive != int(f.Info().Alive) {
+		return fmt.Sprintf("%d alive entities with both components, header says %d", alive, f.Info().Alive)
+	}
+	if !f.Valid() {
+		return "pinned frame changed under the reader"
+	}
+	return ""
+}
+
+// TestCrossProcessReader publishes thousands of frames (random dirty chunks,
+// entities spawning and dying) while a child process validates every frame it
+// pins.
+func TestCrossProcessReader(t *testing.T) {
+	fx := newFixture(t, 256, 32, 6000)
+	frames := 2000
+	if testing.Short() {
+		frames = 300
+	}
+	frame := uint64(1)
+	_, err := fx.pub.Publish(frame, world.Mask(^uint64(0)))
+	require.NoError(t, err)
+
+	cmd := exec.Command(os.Args[0], "-test.run=^TestCrossProcessReader$")
+	cmd.Env = append(os.Environ(), "FDP_TEST_CHILD=reader", "FDP_TEST_INSTANCE="+fx.inst, "FDP_TEST_FRAMES="+strconv.Itoa(frames))
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	rng := rand.New(rand.NewSource(1))
+	var live []world.Entity
+	deadline := time.Now().Add(120 * time.Second)
+	var childErr error
+loop:
+	for {
+		select {
+		case childErr = <-done:
+			break loop
+		default:
+		}
+		require.True(t, time.Now().Before(deadline), "child did not finish; stderr: %s", errb.String())
+		frame++
+		fx.w.Advance()
+		// Spawn and kill a few entities each frame.
+		for i := 0; i < 3; i++ {
+			e, err := fx.w.Create()
+			if err == nil {
+				live = append(live, e)
+			}
+		}
+		for i := 0; i < 3 && len(live) > 0; i++ {
+			j := rng.Intn(len(live))
+			require.NoError(t, fx.w.Destroy(live[j]))
+			live[j] = live[len(live)-1]
+			live = live[:len(live)-1]
+		}
+		var chunks []int
+		for c := 0; c < fx.w.NumChunks(); c++ {
+			if rng.Intn(10) < 3 {
+				chunks = append(chunks, c)
+			}
+		}
+		fx.touch(frame, chunks)
+		// New entities get both components at once so they are valid.
+		for _, e := range live {
+			if _, ok := world.Get[Stamp](fx.w, e, fx.ids.stamp); !ok {
+				require.NoError(t, world.Set(fx.w, e, fx.ids.stamp, Stamp{Frame: frame, Check: check(frame, e.Index())}))
+				require.NoError(t, world.Set(fx.w, e, fx.ids.pos, Pos{X: float32(e.Index()), W: float32(frame % 65536)}))
+			}
+		}
+		_, err := fx.pub.Publish(frame, world.Mask(^uint64(0)))
+		if err != nil {
+			require.ErrorIs(t, err, ErrNoFreeSlot)
+		}
+	}
+	require.NoError(t, childErr, "child stderr: %s stdout: %s", errb.String(), out.String())
+	require.Contains(t, out.String(), fmt.Sprintf("validated %d frames", frames))
+	require.Greater(t, fx.pub.Publishes, uint64(frames))
+}
+
+// TestDirtyTracking asserts the copy counters: only touched chunk columns are
+// copied, and a second slot catches up on what it missed.
+func TestDirtyTracking(t *testing.T) {
+	fx := newFixture(t, 64, 16, 64*10) // 10 full chunks
+	all := world.Mask(^uint64(0))
+	st, err := fx.pub.Publish(1, all)
+	require.NoError(t, err)
+	// First publish: 10 chunks x (records + 4 columns).
+	require.Equal(t, 50, st.ChunksCopied)
+	recBytes := 64 * layout.EntityRecordSize
+	require.Equal(t, 10*(recBytes+64*(16+16+16+16)), st.BytesCopied)
+
+	// Publish again with no change: the second slot is fresh, so it copies
+	// everything once; after that, a slot that already holds the data copies
+	// nothing.
+	for f := uint64(2); f < 2+uint64(DefaultSlots); f++ {
+		_, err := fx.pub.Publish(f, all)
+		require.NoError(t, err)
+	}
+	st, err = fx.pub.Publish(100, all)
+	require.NoError(t, err)
+	require.Equal(t, 0, st.ChunksCopied)
+	require.Equal(t, 0, st.BytesCopied)
+
+	// Touch one component of chunk 3 only.
+	fx.w.Advance()
+	e := world.Entity(uint64(fx.w.ChunkRecords(3)[5].Gen)<<32 | uint64(3*64+5))
+	require.NoError(t, world.Set(fx.w, e, fx.ids.hp, Health{HP: 7}))
+	st, err = fx.pub.Publish(101, all)
+	require.NoError(t, err)
+	require.Equal(t, 1, st.ChunksCopied)
+	require.Equal(t, 64*16, st.BytesCopied)
+
+	// A mask without Health copies nothing even though Health is dirty.
+	fx.w.Advance()
+	require.NoError(t, world.Set(fx.w, e, fx.ids.hp, Health{HP: 8}))
+	st, err = fx.pub.Publish(102, world.MaskOf(fx.ids.pos))
+	require.NoError(t, err)
+	require.Equal(t, 0, st.ChunksCopied)
+	require.Equal(t, uint64(world.MaskOf(fx.ids.pos)), fx.pub.Layout().ReadSlotInfo(st.Slot).Mask)
+
+	// Destroying an entity copies that chunk's records and the columns of
+	// the components it had (the world stamps them on destroy), here only
+	// Position because of the mask.
+	fx.w.Advance()
+	require.NoError(t, fx.w.Destroy(e))
+	st, err = fx.pub.Publish(103, world.MaskOf(fx.ids.pos))
+	require.NoError(t, err)
+	require.Equal(t, 2, st.ChunksCopied)
+	require.Equal(t, recBytes+64*16, st.BytesCopied)
+
+	// The data is really there: read it back through a reader.
+	r, err := Attach(fx.inst, AttachOptions{Name: "t", Registry: fx.w.Registry()})
+	require.NoError(t, err)
+	defer r.Close()
+	f, err := r.Pin()
+	require.NoError(t, err)
+	require.Equal(t, uint64(103), f.Number())
+	require.False(t, f.IsAlive(e))
+	e2 := world.Entity(uint64(fx.w.ChunkRecords(3)[6].Gen)<<32 | uint64(3*64+6))
+	require.True(t, f.IsAlive(e2))
+	p, ok := Get[Pos](f, e2, fx.ids.pos)
+	require.True(t, ok)
+	require.Equal(t, float32(3*64+6), p.X)
+	require.NoError(t, f.Release())
+}
+
+// TestPinBlocksRewrite: a pinned slot is never rewritten, and a leased slot
+// is never chosen.
+func TestPinBlocksRewrite(t *testing.T) {
+	fx := newFixture(t, 64, 4, 100)
+	all := world.Mask(^uint64(0))
+	_, err := fx.pub.Publish(1, all)
+	require.NoError(t, err)
+	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
+	require.NoError(t, err)
+	defer r.Close()
+	f, err := r.Pin()
+	require.NoError(t, err)
+	pinned := f.Slot()
+	lw := fx.pub.Layout()
+	seq := layout.Load64(lw.B, lw.SlotOff(pinned)+layout.SlotSeq)
+
+	// Lease another slot to a holder: it must not be used either.
+	leased := (pinned + 1) % lw.Slots
+	ll := fx.pub.LeasesLayout()
+	layout.Store64(fx.segs.Leases.Data, ll.LeaseOff(leased)+layout.LeaseHolders, 1<<40)
+	leasedSeq := layout.Load64(lw.B, lw.SlotOff(leased)+layout.SlotSeq)
+
+	used := map[int]bool{}
+	for fr := uint64(2); fr < 60; fr++ {
+		fx.w.Advance()
+		fx.touch(fr, []int{0, 1})
+		st, err := fx.pub.Publish(fr, all)
+		require.NoError(t, err)
+		used[st.Slot] = true
+	}
+	require.False(t, used[pinned])
+	require.False(t, used[leased])
+	require.GreaterOrEqual(t, len(used), 2)
+	require.Equal(t, seq, layout.Load64(lw.B, lw.SlotOff(pinned)+layout.SlotSeq))
+	require.Equal(t, leasedSeq, layout.Load64(lw.B, lw.SlotOff(leased)+layout.SlotSeq))
+	require.True(t, f.Valid())
+	require.Equal(t, uint64(1), f.Number())
+	require.NoError(t, f.Release())
+	require.ErrorIs(t, f.Release(), ErrNotPinned)
+}
+
+// TestTornReadDetected: if the pin is taken away (as when a reader is
+// wrongly reclaimed), the rewrite is detected and Release reports ErrTorn.
+func TestTornReadDetected(t *testing.T) {
+	fx := newFixture(t, 64, 4, 100)
+	all := world.Mask(^uint64(0))
+	_, err := fx.pub.Publish(1, all)
+	require.NoError(t, err)
+	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
+	require.NoError(t, err)
+	defer r.Close()
+	f, err := r.Pin()
+	require.NoError(t, err)
+	pinned := f.Slot()
+	// Steal the pin.
+	layout.Store64(fx.segs.Leases.Data, fx.pub.LeasesLayout().ReaderOff(r.Entry())+layout.ReaderPin, 0)
+	rewritten := false
+	for fr := uint64(2); fr < 40 && !rewritten; fr++ {
+		fx.w.Advance()
+		fx.touch(fr, []int{0})
+		st, err := fx.pub.Publish(fr, all)
+		require.NoError(t, err)
+		rewritten = st.Slot == pinned
+	}
+	require.True(t, rewritten, "publisher never reused the unpinned slot")
+	require.False(t, f.Valid())
+	require.ErrorIs(t, f.Release(), ErrTorn)
+}
+
+// TestPinRetriesOnOddSeq: a latest slot left odd (writer died mid-publish)
+// is never handed out.
+func TestPinRetriesOnOddSeq(t *testing.T) {
+	fx := newFixture(t, 64, 4, 10)
+	_, err := fx.pub.Publish(1, world.Mask(^uint64(0)))
+	require.NoError(t, err)
+	lw := fx.pub.Layout()
+	s := fx.pub.Latest()
+	off := lw.SlotOff(s) + layout.SlotSeq
+	layout.Store64(lw.B, off, layout.Load64(lw.B, off)|1)
+	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
+	require.NoError(t, err)
+	defer r.Close()
+	_, err = r.Pin()
+	require.ErrorIs(t, err, ErrBusy)
+	ll := fx.pub.LeasesLayout()
+	require.Equal(t, uint64(MaxPinAttempts), layout.Load64(fx.segs.Leases.Data, ll.ReaderOff(r.Entry())+layout.ReaderRetries))
+}
+
+func TestAttachSchemaMismatch(t *testing.T) {
+	fx := newFixture(t, 64, 4, 10)
+	reg := world.NewRegistry()
+	_, err := world.Register[Pos](reg, "Position")
+	require.NoError(t, err)
+	_, err = world.Register[Health](reg, "Velocity") // same size, other layout
+	require.NoError(t, err)
+	_, err = Attach(fx.inst, AttachOptions{Name: "t", Registry: reg})
+	require.ErrorIs(t, err, layout.ErrSchema)
+	require.Contains(t, err.Error(), "Velocity")
+	_, err = Attach(fx.inst, AttachOptions{Name: "t", SchemaHash: 12345})
+	require.ErrorIs(t, err, layout.ErrSchema)
+	_, err = Attach("nosuchinstance", AttachOptions{})
+	require.Error(t, err)
+}
+
+func TestColumnTypeCheck(t *testing.T) {
+	fx := newFixture(t, 64, 4, 10)
+	_, err := fx.pub.Publish(1, world.Mask(^uint64(0)))
+	require.NoError(t, err)
+	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
+	require.NoError(t, err)
+	defer r.Close()
+	f, err := r.Pin()
+	require.NoError(t, err)
+	require.Nil(t, Column[uint32](f, 0, fx.ids.pos))
+	require.ErrorIs(t, CheckType[uint32](f, fx.ids.pos), ErrTypeMismatch)
+	require.NoError(t, CheckType[Pos](f, fx.ids.pos))
+	require.Len(t, Column[Pos](f, 0, fx.ids.pos), 64)
+	require.Nil(t, Column[Pos](f, 5, fx.ids.pos))
+	require.NoError(t, f.Release())
+}
+
+// TestReclaimDeadReader: a reader process killed while holding a pin and a
+// lease bit is found dead and its entry, pin and lease are released.
+func TestReclaimDeadReader(t *testing.T) {
+	fx := newFixture(t, 64, 4, 10)
+	_, err := fx.pub.Publish(1, world.Mask(^uint64(0)))
+	require.NoError(t, err)
+	ll := fx.pub.LeasesLayout()
+	lb := fx.segs.Leases.Data
+	// A real process that exits: sleep is only the victim here, not a sync.
+	cmd := exec.Command("sleep", "60")
+	require.NoError(t, cmd.Start())
+	pid := cmd.Process.Pid
+	start, err := shm.ProcStartTime(pid)
+	require.NoError(t, err)
+	o := ll.ReaderOff(7)
+	layout.Store32(lb, o+layout.ReaderPID, uint32(pid))
+	layout.Store64(lb, o+layout.ReaderStart, start)
+	layout.Store64(lb, o+layout.ReaderPin, layout.PackPin(fx.pub.Latest(), 2))
+	layout.Store64(lb, ll.LeaseOff(2)+layout.LeaseHolders, 1<<7|1<<9)
+	require.Equal(t, 0, ReclaimDeadReaders(lb, ll), "alive reader must not be reclaimed")
+	require.NoError(t, cmd.Process.Kill())
+	_ = cmd.Wait()
+	require.Equal(t, 1, ReclaimDeadReaders(lb, ll))
+	require.Zero(t, layout.Load32(lb, o+layout.ReaderPID))
+	require.Zero(t, layout.Load64(lb, o+layout.ReaderPin))
+	require.Equal(t, uint64(1<<9), layout.Load64(lb, ll.LeaseOff(2)+layout.LeaseHolders))
+}

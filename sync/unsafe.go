@@ -1,0 +1,61 @@
+package sync
+
+import (
+	"encoding/binary"
+	"unsafe"
+
+	"github.com/fdp-engine/fdp/layout"
+)
+
+func putU32(b []byte, off int, v uint32) { binary.LittleEndian.PutUint32(b[off:], v) }
+func putU64(b []byte, off int, v uint64) { binary.LittleEndian.PutUint64(b[off:], v) }
+
+// recordBytes views entity records as bytes for copying into a slot.
+//
+// Invariants: layout.EntityRecord is a pointer-free 16-byte struct with no
+// padding (u32, u32, u64) whose in-memory form on little-endian platforms is
+// exactly the byte layout of docs/LAYOUT.md; the returned slice aliases recs
+// and is only read (copied from) while recs is alive.
+func recordBytes(recs []layout.EntityRecord) []byte {
+	if len(recs) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Pointer(&recs[0])), len(recs)*layout.EntityRecordSize)
+}
+
+// viewRecords views the entity records of a mapped slot as typed records.
+//
+// Invariants: b lies inside a mapped world segment, starts 64-byte aligned
+// (chunk blocks and the entity area are 64-byte aligned from a page-aligned
+// mapping), its length is a multiple of layout.EntityRecordSize, and the
+// mapping outlives every use of the result (a Reader unmaps only at Close).
+// The records may be read-only memory: callers never write through them.
+func viewRecords(b []byte) []layout.EntityRecord {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*layout.EntityRecord)(unsafe.Pointer(&b[0])), len(b)/layout.EntityRecordSize)
+}
+
+// viewColumn views a mapped column as a []T.
+//
+// Invariants: the caller checked that unsafe.Sizeof(T) equals the size the
+// segment's component table gives for the column (so len(b) is a multiple of
+// it), T is pointer-free (its schema fingerprint matched a registry that only
+// accepts pointer-free types, so the GC never scans shared memory for
+// pointers), b starts 64-byte aligned (>= any Go alignment), and the mapping
+// outlives every use. The result aliases read-only memory: a write through it
+// faults, which the module SDK turns into a module error.
+func viewColumn[T any](b []byte) []T {
+	var zero T
+	sz := int(unsafe.Sizeof(zero))
+	if len(b) == 0 || sz == 0 {
+		return nil
+	}
+	return unsafe.Slice((*T)(unsafe.Pointer(&b[0])), len(b)/sz)
+}
+
+func sizeOf[T any]() uintptr {
+	var zero T
+	return unsafe.Sizeof(zero)
+}

@@ -1,0 +1,282 @@
+package world
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// Command record types (the ring record type of each command).
+const (
+	CmdCreate  uint16 = 1 // payload: u32 temp id, u32 zero
+	CmdDestroy uint16 = 2 // payload: u64 entity ref
+	CmdAdd     uint16 = 3 // payload: u64 entity ref, u16 component, u16 0, u32 0 — adds the zero value
+	CmdSet     uint16 = 4 // payload: u64 entity ref, u16 component, u16 0, u32 0, component bytes
+	CmdRemove  uint16 = 5 // payload: u64 entity ref, u16 component, u16 0, u32 0
+	CmdEvent   uint16 = 6 // payload: u16 event type, u16 0, u32 0, event bytes
+)
+
+// TempFlag marks an entity reference as a temporary id (the low 32 bits)
+// assigned by a CreateEntity earlier in the same batch.
+const TempFlag = uint64(1) << 63
+
+// TempEntity returns the entity reference of temporary id t.
+func TempEntity(t uint32) Entity { return Entity(TempFlag | uint64(t)) }
+
+// IsTemp reports whether e is a temporary reference.
+func (e Entity) IsTemp() bool { return uint64(e)&TempFlag != 0 }
+
+// Command payload sizes.
+const (
+	CmdCreateSize = 8
+	CmdRefSize    = 8
+	CmdCompHdr    = 16
+	CmdEventHdr   = 8
+)
+
+var le = binary.LittleEndian
+
+// EncodeCreate writes a CreateEntity payload into dst (CmdCreateSize bytes).
+func EncodeCreate(dst []byte, temp uint32) { le.PutUint32(dst, temp); le.PutUint32(dst[4:], 0) }
+
+// EncodeRef writes a DestroyEntity payload into dst (CmdRefSize bytes).
+func EncodeRef(dst []byte, e Entity) { le.PutUint64(dst, uint64(e)) }
+
+// EncodeComp writes the header of an Add/Set/Remove payload into dst
+// (CmdCompHdr bytes); for Set the component bytes follow at dst[CmdCompHdr:].
+func EncodeComp(dst []byte, e Entity, id ComponentID) {
+	le.PutUint64(dst, uint64(e))
+	le.PutUint16(dst[8:], uint16(id))
+	le.PutUint16(dst[10:], 0)
+	le.PutUint32(dst[12:], 0)
+}
+
+// EncodeEventHdr writes the header of a PublishEvent payload (CmdEventHdr
+// bytes); the event bytes follow.
+func EncodeEventHdr(dst []byte, typ EventType) {
+	le.PutUint16(dst, uint16(typ))
+	le.PutUint16(dst[2:], 0)
+	le.PutUint32(dst[4:], 0)
+}
+
+// RejectReason classifies a rejected command.
+type RejectReason int
+
+// Reasons a command record is rejected.
+const (
+	RejectUnknownType RejectReason = iota
+	RejectBadLength
+	RejectUnknownComponent
+	RejectWrongSize
+	RejectStaleEntity
+	RejectUnknownTemp
+	RejectDuplicateTemp
+	RejectExists
+	RejectAbsent
+	RejectWorldFull
+	RejectReserved
+	NumRejectReasons
+)
+
+var rejectNames = [NumRejectReasons]string{
+	"unknown_type", "bad_length", "unknown_component", "wrong_size", "stale_entity",
+	"unknown_temp", "duplicate_temp", "exists", "absent", "world_full", "reserved_bits",
+}
+
+func (r RejectReason) String() string {
+	if r >= 0 && r < NumRejectReasons {
+		return rejectNames[r]
+	}
+	return fmt.Sprintf("reason(%d)", int(r))
+}
+
+// ErrRejected is wrapped by every playback rejection.
+var ErrRejected = errors.New("fdp/world: command rejected")
+
+// RejectError is a rejected command with its reason.
+type RejectError struct {
+	Reason RejectReason
+	Type   uint16
+	Detail error
+}
+
+func (e *RejectError) Error() string {
+	if e.Detail != nil {
+		return fmt.Sprintf("fdp/world: command type %d rejected (%s): %v", e.Type, e.Reason, e.Detail)
+	}
+	return fmt.Sprintf("fdp/world: command type %d rejected (%s)", e.Type, e.Reason)
+}
+
+// Is makes errors.Is(err, ErrRejected) true.
+func (e *RejectError) Is(target error) bool { return target == ErrRejected }
+
+// Unwrap returns the underlying world error, if any.
+func (e *RejectError) Unwrap() error { return e.Detail }
+
+// TempMapping is one temporary id resolved at playback.
+type TempMapping struct {
+	Temp   uint32
+	Entity Entity
+}
+
+// PlaybackStats counts what a Playback applied and rejected.
+type PlaybackStats struct {
+	Applied  uint64
+	Rejected [NumRejectReasons]uint64
+}
+
+// RejectedTotal sums the rejections.
+func (s *PlaybackStats) RejectedTotal() uint64 {
+	var n uint64
+	for _, v := range s.Rejected {
+		n += v
+	}
+	return n
+}
+
+// Playback validates and applies command records to a world. One Playback
+// is used per module (its stats are that module's). Begin starts a batch:
+// temporary ids are scoped to the batch. Every record is validated in full
+// before anything of it is applied, so a record is applied whole or not at
+// all. It never panics on arbitrary bytes.
+type Playback struct {
+	w       *World
+	temps   map[uint32]Entity
+	created []TempMapping
+	// Stats are cumulative.
+	Stats PlaybackStats
+	// MaxEventSize bounds PublishEvent payloads (default 4096).
+	MaxEventSize int
+}
+
+// NewPlayback returns a playback for w.
+func NewPlayback(w *World) *Playback {
+	return &Playback{w: w, temps: make(map[uint32]Entity, 64), created: make([]TempMapping, 0, 64), MaxEventSize: 4096}
+}
+
+// Begin starts a new batch: temporary ids of the previous batch are
+// forgotten and Created is emptied.
+func (p *Playback) Begin() {
+	clear(p.temps)
+	p.created = p.created[:0]
+}
+
+// Created returns the temporary ids resolved since Begin.
+func (p *Playback) Created() []TempMapping { return p.created }
+
+func (p *Playback) reject(typ uint16, r RejectReason, detail error) error {
+	p.Stats.Rejected[r]++
+	return &RejectError{Reason: r, Type: typ, Detail: detail}
+}
+
+// resolve turns an entity reference into a live entity.
+func (p *Playback) resolve(typ uint16, ref uint64) (Entity, error) {
+	if ref&TempFlag != 0 {
+		if ref&^TempFlag > 0xffffffff {
+			return 0, p.reject(typ, RejectReserved, nil)
+		}
+		e, ok := p.temps[uint32(ref)]
+		if !ok {
+			return 0, p.reject(typ, RejectUnknownTemp, fmt.Errorf("temporary id %d", uint32(ref)))
+		}
+		if !p.w.IsAlive(e) {
+			return 0, p.reject(typ, RejectStaleEntity, ErrStale)
+		}
+		return e, nil
+	}
+	e := Entity(ref)
+	if !p.w.IsAlive(e) {
+		return 0, p.reject(typ, RejectStaleEntity, ErrStale)
+	}
+	return e, nil
+}
+
+func (p *Playback) component(typ uint16, payload []byte) (Entity, ComponentID, error) {
+	if len(payload) < CmdCompHdr {
+		return 0, 0, p.reject(typ, RejectBadLength, nil)
+	}
+	if le.Uint16(payload[10:]) != 0 || le.Uint32(payload[12:]) != 0 {
+		return 0, 0, p.reject(typ, RejectReserved, nil)
+	}
+	raw := le.Uint16(payload[8:])
+	if int(raw) >= p.w.reg.Len() {
+		return 0, 0, p.reject(typ, RejectUnknownComponent, fmt.Errorf("component id %d", raw))
+	}
+	e, err := p.resolve(typ, le.Uint64(payload))
+	return e, ComponentID(raw), err
+}
+
+// Apply validates and applies one command record. The error, if any, is a
+// *RejectError (errors.Is(err, ErrRejected)); the world is then unchanged.
+func (p *Playback) Apply(typ uint16, payload []byte) error {
+	w := p.w
+	switch typ {
+	case CmdCreate:
+		if len(payload) != CmdCreateSize {
+			return p.reject(typ, RejectBadLength, nil)
+		}
+		if le.Uint32(payload[4:]) != 0 {
+			return p.reject(typ, RejectReserved, nil)
+		}
+		t := le.Uint32(payload)
+		if _, dup := p.temps[t]; dup {
+			return p.reject(typ, RejectDuplicateTemp, fmt.Errorf("temporary id %d", t))
+		}
+		e, err := w.Create()
+		if err != nil {
+			return p.reject(typ, RejectWorldFull, err)
+		}
+		p.temps[t] = e
+		p.created = append(p.created, TempMapping{Temp: t, Entity: e})
+	case CmdDestroy:
+		if len(payload) != CmdRefSize {
+			return p.reject(typ, RejectBadLength, nil)
+		}
+		e, err := p.resolve(typ, le.Uint64(payload))
+		if err != nil {
+			return err
+		}
+		if err := w.Destroy(e); err != nil {
+			return p.reject(typ, RejectStaleEntity, err)
+		}
+	case CmdAdd, CmdRemove:
+		if len(payload) != CmdCompHdr {
+			return p.reject(typ, RejectBadLength, nil)
+		}
+		e, id, err := p.component(typ, payload)
+		if err != nil {
+			return err
+		}
+		if typ == CmdAdd {
+			if err := w.Add(e, id); err != nil {
+				return p.reject(typ, RejectExists, err)
+			}
+		} else if err := w.Remove(e, id); err != nil {
+			return p.reject(typ, RejectAbsent, err)
+		}
+	case CmdSet:
+		e, id, err := p.component(typ, payload)
+		if err != nil {
+			return err
+		}
+		data := payload[CmdCompHdr:]
+		if info, _ := w.reg.Info(id); len(data) != int(info.Size) {
+			return p.reject(typ, RejectWrongSize, fmt.Errorf("%d bytes for component %q of %d", len(data), info.Name, info.Size))
+		}
+		if err := w.SetRaw(e, id, data); err != nil {
+			return p.reject(typ, RejectStaleEntity, err)
+		}
+	case CmdEvent:
+		if len(payload) < CmdEventHdr || len(payload)-CmdEventHdr > p.MaxEventSize {
+			return p.reject(typ, RejectBadLength, nil)
+		}
+		if le.Uint16(payload[2:]) != 0 || le.Uint32(payload[4:]) != 0 {
+			return p.reject(typ, RejectReserved, nil)
+		}
+		w.Emit(EventType(le.Uint16(payload)), payload[CmdEventHdr:])
+	default:
+		return p.reject(typ, RejectUnknownType, nil)
+	}
+	p.Stats.Applied++
+	return nil
+}

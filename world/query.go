@@ -1,0 +1,120 @@
+package world
+
+import (
+	"math/bits"
+
+	"github.com/fdp-engine/fdp/layout"
+)
+
+// Query iterates the chunks that may hold entities having every component
+// of a mask. It is a value type: w.Query allocates nothing. Use it as
+//
+//	q := w.Query(mask)
+//	for q.Next() {
+//		col := world.Column[T](&q, id)
+//		for i, n := 0, q.Rows(); i < n; i++ {
+//			if q.Match(i) { ... col[i] ... }
+//		}
+//	}
+//
+// The world must not change structurally (Create, Destroy, Add, Remove) in
+// ways that allocate new chunks while a query is iterating; writes to
+// component values are fine.
+type Query struct {
+	w     *World
+	mask  Mask
+	chunk int
+	rows  int
+	c     *chunk
+}
+
+// Query returns an iterator over the chunks containing entities with every
+// component of with (with 0 matches every alive entity). A mask naming an
+// unregistered component matches nothing.
+func (w *World) Query(with Mask) Query {
+	return Query{w: w, mask: with, chunk: -1}
+}
+
+// Next advances to the next chunk that has alive entities and at least one
+// entity with each component of the mask. It returns false at the end.
+func (q *Query) Next() bool {
+	w := q.w
+	if n := len(w.comps); n < 64 && uint64(q.mask)>>uint(n) != 0 {
+		q.c, q.rows = nil, 0
+		return false
+	}
+	nch := w.NumChunks()
+next:
+	for q.chunk+1 < nch {
+		q.chunk++
+		ch := w.chunks[q.chunk]
+		if ch.alive == 0 {
+			continue
+		}
+		for m := uint64(q.mask); m != 0; m &= m - 1 {
+			if ch.counts[bits.TrailingZeros64(m)] == 0 {
+				continue next
+			}
+		}
+		q.c = ch
+		q.rows = w.ChunkRows(q.chunk)
+		return true
+	}
+	q.c, q.rows = nil, 0
+	return false
+}
+
+// Chunk returns the index of the current chunk.
+func (q *Query) Chunk() int { return q.chunk }
+
+// Rows returns the number of rows of the current chunk to scan (rows below
+// the entity high-water mark); columns returned by Column have this length.
+func (q *Query) Rows() int { return q.rows }
+
+// Match reports whether row i of the current chunk is an alive entity with
+// every component of the mask.
+func (q *Query) Match(i int) bool {
+	r := &q.c.recs[i]
+	return r.Flags&layout.FlagAlive != 0 && Mask(r.Mask)&q.mask == q.mask
+}
+
+// Entity returns the handle of row i of the current chunk (meaningful when
+// Match(i) or the row is alive).
+func (q *Query) Entity(i int) Entity {
+	return MakeEntity(uint32(q.chunk*q.w.capacity+i), q.c.recs[i].Gen)
+}
+
+// Records returns the entity records of the current chunk (length Rows()).
+func (q *Query) Records() []layout.EntityRecord {
+	if q.c == nil {
+		return nil
+	}
+	return q.c.recs[:q.rows]
+}
+
+// Column returns component id's column of the current chunk as a []T of
+// length Rows(), for reading: no version is stamped. It returns nil if no
+// entity of the chunk ever had the component (never the case for a
+// component of the query's mask), if there is no current chunk, or if T
+// does not match the component. Only rows where the entity has the
+// component hold meaningful values.
+func Column[T any](q *Query, id ComponentID) []T {
+	if q.c == nil || !typeOK[T](q.w, id) {
+		return nil
+	}
+	col := q.c.cols[id]
+	if col == nil {
+		return nil
+	}
+	return castSlice[byte, T](col)[:q.rows]
+}
+
+// ColumnMut is Column for writing: it stamps the chunk's change version of
+// the component with the current Version.
+func ColumnMut[T any](q *Query, id ComponentID) []T {
+	s := Column[T](q, id)
+	if s != nil {
+		q.c.vers[id] = q.w.version
+	}
+	return s
+}

@@ -1,0 +1,231 @@
+package world
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"reflect"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/fdp-engine/fdp/layout"
+)
+
+// ErrRegistry matches (errors.Is) every registration error.
+var ErrRegistry = errors.New("fdp/world: invalid component registration")
+
+// registrationError is a registration error: its text names the component
+// and the reason, and it matches ErrRegistry.
+type registrationError struct{ msg string }
+
+func (e *registrationError) Error() string        { return e.msg }
+func (e *registrationError) Is(target error) bool { return target == ErrRegistry }
+
+// ComponentInfo describes a registered component.
+type ComponentInfo struct {
+	ID          ComponentID
+	Name        string
+	Size        int
+	Align       int
+	Fingerprint uint64
+	Type        reflect.Type
+}
+
+// Desc returns the layout descriptor of the component.
+func (c ComponentInfo) Desc() layout.ComponentDesc {
+	return layout.ComponentDesc{Name: c.Name, Size: uint32(c.Size), Align: uint32(c.Align), Fingerprint: c.Fingerprint}
+}
+
+// Registry holds the component types of a world. Register components in a
+// fixed order in every process: ids are assigned in registration order and
+// the schema hash depends on it. A registry is frozen (no more Register)
+// once a World has been created from it. It is not safe for concurrent
+// registration.
+type Registry struct {
+	infos  []ComponentInfo
+	byName map[string]ComponentID
+	byType map[reflect.Type]ComponentID
+	frozen bool
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry {
+	return &Registry{byName: map[string]ComponentID{}, byType: map[reflect.Type]ComponentID{}}
+}
+
+// Register adds component type T under name and returns its id. T must be
+// pointer-free and of fixed size: bool, integers, floats, complex numbers,
+// and arrays and structs of those. Pointers, slices, maps, strings,
+// interfaces, channels, funcs, unsafe.Pointer and uintptr are rejected (with
+// the path of the offending field), as are zero-size types, types larger
+// than layout.MaxComponentSize, duplicate names or types, more than
+// layout.MaxComponents components, and registration after the registry was
+// frozen by New.
+func Register[T any](r *Registry, name string) (ComponentID, error) {
+	return r.register(reflect.TypeFor[T](), name)
+}
+
+func (r *Registry) register(t reflect.Type, name string) (ComponentID, error) {
+	fail := func(format string, a ...any) (ComponentID, error) {
+		return 0, &registrationError{fmt.Sprintf("fdp/world: component %q: ", name) + fmt.Sprintf(format, a...)}
+	}
+	if r.frozen {
+		return fail("registry is frozen (a world was already created from it)")
+	}
+	if name == "" || len(name) >= layout.ComponentNameLen || !utf8.ValidString(name) || strings.IndexByte(name, 0) >= 0 {
+		return fail("name must be 1..%d bytes of UTF-8 without NUL", layout.ComponentNameLen-1)
+	}
+	if _, dup := r.byName[name]; dup {
+		return fail("name already registered")
+	}
+	if id, dup := r.byType[t]; dup {
+		return fail("type %v already registered as %q", t, r.infos[id].Name)
+	}
+	if len(r.infos) >= layout.MaxComponents {
+		return fail("too many components (max %d)", layout.MaxComponents)
+	}
+	if err := checkKind(t, ""); err != nil {
+		return fail("%v; components must be pointer-free fixed-size types", err)
+	}
+	if t.Size() == 0 {
+		return fail("type %v has size 0; components must have a non-zero size", t)
+	}
+	if t.Size() > layout.MaxComponentSize {
+		return fail("type %v is %d bytes (max %d)", t, t.Size(), layout.MaxComponentSize)
+	}
+	id := ComponentID(len(r.infos))
+	r.infos = append(r.infos, ComponentInfo{
+		ID: id, Name: name, Size: int(t.Size()), Align: t.Align(), Fingerprint: Fingerprint(t), Type: t,
+	})
+	r.byName[name] = id
+	r.byType[t] = id
+	return id, nil
+}
+
+// kindNames names the rejected kinds in error messages.
+var kindNames = map[reflect.Kind]string{
+	reflect.Pointer:       "a pointer",
+	reflect.Slice:         "a slice",
+	reflect.Map:           "a map",
+	reflect.String:        "a string",
+	reflect.Interface:     "an interface",
+	reflect.Chan:          "a channel",
+	reflect.Func:          "a func",
+	reflect.UnsafePointer: "an unsafe.Pointer",
+	reflect.Uintptr:       "a uintptr",
+}
+
+// checkKind walks t and returns an error naming the first field (path
+// relative to the component type, e.g. "Foo.Bar" or "Arr[]") whose kind is
+// not allowed in a component.
+func checkKind(t reflect.Type, path string) error {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return nil
+	case reflect.Array:
+		return checkKind(t.Elem(), path+"[]")
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			p := f.Name
+			if path != "" {
+				p = path + "." + f.Name
+			}
+			if err := checkKind(f.Type, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	what := kindNames[t.Kind()]
+	if what == "" {
+		what = "a " + t.Kind().String()
+	}
+	if path == "" {
+		return fmt.Errorf("type %v is %s", t, what)
+	}
+	return fmt.Errorf("field %s is %s", path, what)
+}
+
+// Fingerprint returns the layout fingerprint of a type: FNV-64a over a
+// canonical description of its kind, size and alignment and, recursively,
+// struct field names, offsets and types and array lengths and element types.
+// Type names are not part of it, so equally laid out types in different
+// programs agree; reordering or renaming fields changes it.
+func Fingerprint(t reflect.Type) uint64 {
+	h := fnv.New64a()
+	var buf []byte
+	buf = describe(buf, t)
+	h.Write(buf)
+	return h.Sum64()
+}
+
+func describe(b []byte, t reflect.Type) []byte {
+	b = binary.LittleEndian.AppendUint16(b, uint16(t.Kind()))
+	b = binary.LittleEndian.AppendUint64(b, uint64(t.Size()))
+	b = binary.LittleEndian.AppendUint16(b, uint16(t.Align()))
+	switch t.Kind() {
+	case reflect.Array:
+		b = binary.LittleEndian.AppendUint64(b, uint64(t.Len()))
+		b = describe(b, t.Elem())
+	case reflect.Struct:
+		b = binary.LittleEndian.AppendUint32(b, uint32(t.NumField()))
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			b = binary.LittleEndian.AppendUint32(b, uint32(len(f.Name)))
+			b = append(b, f.Name...)
+			b = binary.LittleEndian.AppendUint64(b, uint64(f.Offset))
+			b = describe(b, f.Type)
+		}
+	}
+	return b
+}
+
+// ID returns the id under which type T is registered.
+func ID[T any](r *Registry) (ComponentID, bool) {
+	id, ok := r.byType[reflect.TypeFor[T]()]
+	return id, ok
+}
+
+// Lookup returns the id of the component registered under name.
+func (r *Registry) Lookup(name string) (ComponentID, bool) {
+	id, ok := r.byName[name]
+	return id, ok
+}
+
+// Info returns the description of component id (ok false if unknown).
+func (r *Registry) Info(id ComponentID) (ComponentInfo, bool) {
+	if int(id) >= len(r.infos) {
+		return ComponentInfo{}, false
+	}
+	return r.infos[id], true
+}
+
+// Len returns the number of registered components.
+func (r *Registry) Len() int { return len(r.infos) }
+
+// Frozen reports whether a world was created from the registry.
+func (r *Registry) Frozen() bool { return r.frozen }
+
+// Components returns the layout descriptors of the components in id order.
+func (r *Registry) Components() []layout.ComponentDesc {
+	out := make([]layout.ComponentDesc, len(r.infos))
+	for i, c := range r.infos {
+		out[i] = c.Desc()
+	}
+	return out
+}
+
+// SchemaHash returns layout.SchemaHash of Components.
+func (r *Registry) SchemaHash() uint64 { return layout.SchemaHash(r.Components()) }
+
+// Mask returns the mask of every registered component.
+func (r *Registry) Mask() Mask {
+	if len(r.infos) == 64 {
+		return ^Mask(0)
+	}
+	return Mask(1)<<len(r.infos) - 1
+}

@@ -1,0 +1,118 @@
+package world
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+
+	"github.com/fdp-engine/fdp/layout"
+)
+
+// ErrRestore is wrapped by every error of the restore functions.
+var ErrRestore = errors.New("fdp/world: invalid restore data")
+
+// Restoring a world from a published frame (engine recovery): on a world
+// fresh from New with the same registry and configuration, call
+// SetChunkData and RestoreColumn for every chunk of the frame, then
+// RestoreFinish once. Each call validates its input completely before
+// changing anything.
+
+// SetChunkData replaces the entity records and the structural version of
+// chunk c. records must hold ChunkCapacity valid records: alive ones have a
+// non-zero generation and name only registered components, dead ones have
+// no components; no flag other than layout.FlagAlive is set.
+func (w *World) SetChunkData(c int, records []layout.EntityRecord, structVersion uint64) error {
+	if c < 0 || c >= w.maxChunks {
+		return fmt.Errorf("%w: chunk %d out of range [0,%d)", ErrRestore, c, w.maxChunks)
+	}
+	if len(records) != w.capacity {
+		return fmt.Errorf("%w: chunk %d: %d records, want %d", ErrRestore, c, len(records), w.capacity)
+	}
+	valid := uint64(w.reg.Mask())
+	for i, r := range records {
+		switch {
+		case r.Flags&^layout.FlagAlive != 0:
+			return fmt.Errorf("%w: chunk %d row %d: unknown flags %#x", ErrRestore, c, i, r.Flags)
+		case r.Flags&layout.FlagAlive != 0 && r.Gen == 0:
+			return fmt.Errorf("%w: chunk %d row %d: alive with generation 0", ErrRestore, c, i)
+		case r.Mask&^valid != 0:
+			return fmt.Errorf("%w: chunk %d row %d: mask %#x names unregistered components", ErrRestore, c, i, r.Mask)
+		case r.Flags&layout.FlagAlive == 0 && r.Mask != 0:
+			return fmt.Errorf("%w: chunk %d row %d: dead entity with components %#x", ErrRestore, c, i, r.Mask)
+		}
+	}
+	w.ensureChunks(c)
+	ch := w.chunks[c]
+	copy(ch.recs, records)
+	ch.structVer = structVersion
+	return nil
+}
+
+// RestoreColumn replaces the column of component id in chunk c
+// (ChunkCapacity*Size bytes) and sets its change version.
+func (w *World) RestoreColumn(c int, id ComponentID, data []byte, version uint64) error {
+	if c < 0 || c >= w.maxChunks {
+		return fmt.Errorf("%w: chunk %d out of range [0,%d)", ErrRestore, c, w.maxChunks)
+	}
+	if int(id) >= len(w.comps) {
+		return fmt.Errorf("%w: %w: %d", ErrRestore, ErrUnknownComponent, id)
+	}
+	if want := w.capacity * w.comps[id].size; len(data) != want {
+		return fmt.Errorf("%w: %w: column of %d bytes, want %d", ErrRestore, ErrSize, len(data), want)
+	}
+	w.ensureChunks(c)
+	ch := w.chunks[c]
+	copy(w.column(ch, id), data)
+	ch.vers[id] = version
+	return nil
+}
+
+// RestoreFinish rebuilds the derived state from the chunks' records: the
+// high-water mark (one past the highest index ever issued, i.e. with a
+// non-zero generation), alive counts, per-component counts and the free
+// queue (dead indices below the high-water mark, in index order). Columns
+// of components that alive entities have but that were not restored are
+// allocated zeroed. The frame version becomes the largest of version and
+// every restored chunk version, so later writes stamp newer versions.
+// Events of the current frame are cleared.
+func (w *World) RestoreFinish(version uint64) {
+	hw := 0
+	for c, ch := range w.chunks {
+		for i := w.capacity - 1; i >= 0; i-- {
+			if ch.recs[i].Gen != 0 {
+				hw = max(hw, c*w.capacity+i+1)
+				break
+			}
+		}
+	}
+	v := max(version, 1)
+	w.highWater, w.count = hw, 0
+	w.free.reset()
+	for c, ch := range w.chunks {
+		ch.alive = 0
+		ch.counts = [layout.MaxComponents]uint32{}
+		v = max(v, ch.structVer)
+		for k := range w.comps {
+			v = max(v, ch.vers[k])
+		}
+		for i := 0; i < w.capacity; i++ {
+			r := &ch.recs[i]
+			idx := c*w.capacity + i
+			if r.Flags&layout.FlagAlive == 0 {
+				if idx < hw {
+					w.free.push(uint32(idx))
+				}
+				continue
+			}
+			ch.alive++
+			for m := r.Mask; m != 0; m &= m - 1 {
+				k := bits.TrailingZeros64(m)
+				ch.counts[k]++
+				w.column(ch, ComponentID(k))
+			}
+		}
+		w.count += ch.alive
+	}
+	w.version = v
+	w.ClearEvents()
+}
