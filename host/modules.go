@@ -28,7 +28,7 @@ const DoneFailed = uint64(1) << 63
 // ModuleStats are per-module counters.
 type ModuleStats struct {
 	Runs, Late, Failures, Rejected, Applied, Skipped, Deaths, Joins, BreakerTrips uint64
-	LagFrames                                                                    uint64
+	LagFrames                                                                     uint64
 }
 
 // Module is the engine's record of a module process. Its slot survives the
@@ -45,14 +45,14 @@ type Module struct {
 	State       string
 	Stats       ModuleStats
 
-	seg     *shm.Segment
-	lm      *layout.Module
-	cons    *ipc.Consumer
-	tick    *ipc.Doorbell
-	done    *ipc.Doorbell
-	play    *world.Playback
-	lastRun uint64 // frame of the last dispatch
-	busy    bool   // dispatched and not done yet
+	seg          *shm.Segment
+	lm           *layout.Module
+	cons         *ipc.Consumer
+	tick         *ipc.Doorbell
+	done         *ipc.Doorbell
+	play         *world.Playback
+	lastRun      uint64 // frame of the last dispatch
+	busy         bool   // dispatched and not done yet
 	failStreak   int
 	breakerUntil time.Time
 	probing      bool

@@ -447,4 +447,3 @@ func (f *Frame) Count(mask world.Mask) int {
 	}
 	return n
 }
-
