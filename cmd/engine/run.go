@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/fdp-engine/fdp/demo"
+	"github.com/fdp-engine/fdp/host"
+	"github.com/fdp-engine/fdp/shm"
+	"github.com/spf13/cobra"
+)
+
+type runOpts struct {
+	instance string
+	entities int
+	churn    int
+	rate     int
+	duration time.Duration
+	status   time.Duration
+}
+
+func (o *runOpts) flags(c *cobra.Command) {
+	c.Flags().StringVar(&o.instance, "instance", envOr("FDP_INSTANCE", "demo"), "instance name")
+	c.Flags().IntVar(&o.entities, "entities", 100_000, "entities in the demo world")
+	c.Flags().IntVar(&o.churn, "churn", 500, "entities spawned and killed per second")
+	c.Flags().IntVar(&o.rate, "rate", 60, "frames per second")
+	c.Flags().DurationVar(&o.duration, "duration", 0, "stop after this long (0 = until SIGINT/SIGTERM)")
+	c.Flags().DurationVar(&o.status, "status", time.Second, "status line interval (0 = none)")
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func init() {
+	o := &runOpts{}
+	c := &cobra.Command{
+		Use:   "run",
+		Short: "Run the engine with the embedded demo world (modules attach through the control socket)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			if o.duration > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, o.duration)
+				defer cancel()
+			}
+			return runEngine(ctx, o, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+		},
+	}
+	o.flags(c)
+	rootCmd.AddCommand(c)
+}
+
+// runEngine builds the demo world and runs the frame loop until ctx ends,
+// printing a status line and a summary.
+func runEngine(ctx context.Context, o *runOpts, log *slog.Logger) error {
+	// Segments left by a killed engine of this instance are stale: remove them.
+	if removed, err := shm.GC(o.instance); err == nil && len(removed) > 0 {
+		log.Info("removed stale segments", "segments", removed)
+	}
+	s, err := demo.NewSchema()
+	if err != nil {
+		return err
+	}
+	cfg := demo.DefaultConfig()
+	cfg.Entities, cfg.ChurnPerSec = o.entities, o.churn
+	sim, err := demo.NewSim(s, cfg)
+	if err != nil {
+		return err
+	}
+	eng, err := host.New(host.Config{Instance: o.instance, FrameRate: o.rate, Logger: log}, sim.W, sim)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	log.Info("engine running", "instance", o.instance, "entities", sim.W.Count(), "rate", o.rate, "pid", os.Getpid())
+	start := time.Now()
+	lastStatus, lastFrames := start, uint64(0)
+	var late, rejected, commands int
+	err = eng.Run(ctx, func(st host.FrameStats) {
+		late += st.Late
+		rejected += st.Rejected
+		commands += st.Commands
+		if o.status > 0 && time.Since(lastStatus) >= o.status {
+			now := time.Now()
+			fps := float64(eng.Frames-lastFrames) / now.Sub(lastStatus).Seconds()
+			up := 0
+			for _, m := range eng.Modules() {
+				if m.State != host.StateDead {
+					up++
+				}
+			}
+			fmt.Fprintf(os.Stderr, "status: frame %d  %.1f fps  publish p50 %v p99 %v  frame p99 %v  modules up %d  entities %d  commands %d  rejected %d  late %d\n",
+				st.Frame, fps, eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), eng.Hist.Percentile(99), up, sim.W.Count(), commands, rejected, late)
+			lastStatus, lastFrames = now, eng.Frames
+		}
+	})
+	printSummary(eng, sim, time.Since(start), commands, rejected, late)
+	return err
+}
+
+func printSummary(eng *host.Engine, sim *demo.Sim, d time.Duration, commands, rejected, late int) {
+	fmt.Printf("\n== FDP engine summary ==\n")
+	fmt.Printf("frames %d in %v (%.1f fps); frame time p50 %v p99 %v max %v\n",
+		eng.Frames, d.Round(time.Millisecond), float64(eng.Frames)/d.Seconds(), eng.Hist.Percentile(50), eng.Hist.Percentile(99), eng.Hist.Max())
+	p := eng.Publisher()
+	fmt.Printf("publish p50 %v p99 %v; %d publishes, %d skipped, %.1f MB copied\n",
+		eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), p.Publishes, p.Skipped, float64(p.Bytes)/1e6)
+	fmt.Printf("snapshots (SoD/convoy) %d, %.1f MB copied\n", eng.Snapshots, float64(eng.SnapBytes)/1e6)
+	fmt.Printf("world: %d entities alive; %d spawned and %d died by the simulation; commands applied %d, rejected %d; late fast ticks %d\n",
+		sim.W.Count(), sim.Spawned, sim.Died, commands, rejected, late)
+	for _, m := range eng.Modules() {
+		fmt.Printf("module %-10s %-4s every %-3d %-12s runs %-6d late %-4d failures %-3d applied %-6d rejected %-4d deaths %d joins %d\n",
+			m.Name, m.Tier, m.Every, m.State, m.Stats.Runs, m.Stats.Late, m.Stats.Failures, m.Stats.Applied, m.Stats.Rejected, m.Stats.Deaths, m.Stats.Joins)
+	}
+}
