@@ -289,3 +289,36 @@ func (e *Engine) Step() FrameStats {
 var errEngineClosed = errors.New("fdp/host: engine closed")
 
 func (e *Engine) String() string { return fmt.Sprintf("engine %s frame %d", e.cfg.Instance, e.frame) }
+
+// WorldPath returns the file path of the world segment.
+func (e *Engine) WorldPath() string { return e.segs.World.Path }
+
+// SetSimulation replaces the engine's systems.
+func (e *Engine) SetSimulation(sim Simulation) {
+	e.mu.Lock()
+	e.sim = sim
+	e.mu.Unlock()
+}
+
+// Idle reports whether no module has a tick in progress.
+func (e *Engine) Idle() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, m := range e.mods {
+		if m.busy && !e.checkDone(m) {
+			return false
+		}
+	}
+	return true
+}
+
+// LeasedSlots counts slots with holders (SoD/convoy leases outstanding).
+func (e *Engine) LeasedSlots() int {
+	n := 0
+	for s := 0; s < e.pub.Layout().Slots; s++ {
+		if e.pub.Holders(s) != 0 {
+			n++
+		}
+	}
+	return n
+}

@@ -230,7 +230,16 @@ func (s *session) loop(ctx context.Context) error {
 	last := s.tick.Load()
 	ticks := 0
 	for {
-		v, err := s.tick.Wait(last, 200, 100*time.Millisecond)
+		// A tick rung before this loop started waiting (e.g. right after the
+		// handshake) is pending when its frame is newer than the last done.
+		pending := layout.Load64(b, layout.OffMTickFrame) > layout.Load64(b, layout.OffMDoneFrame)&^host.DoneFailed
+		var v uint32
+		var err error
+		if pending {
+			v = s.tick.Load()
+		} else {
+			v, err = s.tick.Wait(last, 200, 100*time.Millisecond)
+		}
 		layout.Store64(b, layout.OffMHeartbeat, uint64(time.Now().UnixNano()))
 		if errors.Is(err, ipc.ErrTimeout) {
 			select {
