@@ -12,7 +12,6 @@ package host
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -103,23 +102,21 @@ type Engine struct {
 	ctl   *ipc.ControlServer
 	log   *slog.Logger
 
-	mu      gosync.Mutex // guards mods and the control-plane events
-	mods    []*Module
-	deaths  []int // slots whose connection closed, handled at the next frame
-	frame   uint64
-	period  time.Duration
-	lastRun time.Time
+	mu     gosync.Mutex // guards mods and the control-plane events
+	mods   []*Module
+	deaths []int // slots whose connection closed, handled at the next frame
+	frame  uint64
+	period time.Duration
 
 	// Stats.
-	Frames     uint64
-	Hist       *Histogram // engine frame time
-	PubHist    *Histogram // publish time
-	Snapshots  uint64
-	SnapBytes  uint64
-	created    [16]byte
-	closeOnce  gosync.Once
-	allMask    world.Mask
-	pendingErr error
+	Frames    uint64
+	Hist      *Histogram // engine frame time
+	PubHist   *Histogram // publish time
+	Snapshots uint64
+	SnapBytes uint64
+	created   [16]byte
+	closeOnce gosync.Once
+	allMask   world.Mask
 }
 
 // New creates the segments and the control socket of an instance and
@@ -285,8 +282,6 @@ func (e *Engine) Step() FrameStats {
 	layout.Store64(e.segs.World.Data, layout.OffWStatFrameNanos, uint64(st.Total))
 	return st
 }
-
-var errEngineClosed = errors.New("fdp/host: engine closed")
 
 func (e *Engine) String() string { return fmt.Sprintf("engine %s frame %d", e.cfg.Instance, e.frame) }
 

@@ -194,19 +194,11 @@ func (e *Engine) handleDeaths() {
 func (e *Engine) reclaim(m *Module) {
 	ll := e.pub.LeasesLayout()
 	lb := e.segs.Leases.Data
-	if m.ReaderEntry >= 0 && layout.Load32(lb, ll.ReaderOff(m.ReaderEntry)+layout.ReaderPID) == uint32(m.PID) {
-		fsyncClearEntry(lb, ll, m.ReaderEntry)
-	}
 	fsync.ReleaseReadersOf(lb, ll, m.PID)
 	_ = m.cons.Reset()
 	m.State, m.busy, m.holdSlot = StateDead, false, -1
 	m.Stats.Deaths++
 	e.log.Info("module died; leases and ring reclaimed", "module", m.Name, "slot", m.Slot, "pid", m.PID)
-}
-
-func fsyncClearEntry(lb []byte, ll *layout.Leases, entry int) {
-	pid := int(layout.Load32(lb, ll.ReaderOff(entry)+layout.ReaderPID))
-	fsync.ReleaseReadersOf(lb, ll, pid)
 }
 
 // available reports whether m may get a tick now (breaker logic).
