@@ -308,12 +308,4 @@ func (e *Engine) Idle() bool {
 }
 
 // LeasedSlots counts slots with holders (SoD/convoy leases outstanding).
-func (e *Engine) LeasedSlots() int {
-	n := 0
-	for s := 0; s < e.pub.Layout().Slots; s++ {
-		if e.pub.Holders(s) != 0 {
-			n++
-		}
-	}
-	return n
-}
+func (e *Engine) LeasedSlots() int { return e.pub.LeasedSlots() }

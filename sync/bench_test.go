@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/stretchr/testify/require"
 )
@@ -98,4 +99,70 @@ func TestPublishAllocatesNothing(t *testing.T) {
 		}
 	})
 	require.Zero(t, allocs)
+}
+
+// BenchmarkConvoyVsSoD compares, in the same run, five slow modules each
+// getting its own SoD snapshot (five slots synced with their own masks)
+// against one convoy snapshot synced with the union of the five masks. It
+// reports the convoy's memory (slots held) and sync time as fractions of the
+// separate snapshots'. Modules read overlapping component sets, as the AI
+// modules of the demo do.
+func BenchmarkConvoyVsSoD(b *testing.B) {
+	fx := newFixture(b, 1024, 128, 100_000)
+	x := fx.ids
+	masks := []world.Mask{
+		world.MaskOf(x.pos, x.vel), world.MaskOf(x.pos, x.hp), world.MaskOf(x.pos, x.vel, x.hp),
+		world.MaskOf(x.pos), world.MaskOf(x.pos, x.stamp),
+	}
+	var union world.Mask
+	for _, m := range masks {
+		union |= m
+	}
+	release := func(slot int) {
+		ll := fx.pub.LeasesLayout()
+		layout.Store64(fx.segs.Leases.Data, ll.LeaseOff(slot)+layout.LeaseHolders, 0)
+	}
+	var sepDur, convDur time.Duration
+	var sepHeld, convHeld int // slots leased at once (memory held), summed
+	frame := uint64(1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		dirtyChunks(fx, 3)
+		frame++
+		if _, err := fx.pub.Publish(frame, world.Mask(^uint64(0))); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		t0 := time.Now()
+		var slots [5]int
+		for k, m := range masks {
+			s, _, err := fx.pub.Snapshot(frame, m, 1<<uint(k))
+			if err != nil {
+				b.Fatal(err)
+			}
+			slots[k] = s
+		}
+		t1 := time.Now()
+		sepHeld += fx.pub.LeasedSlots()
+		for _, s := range slots {
+			release(s)
+		}
+		t2 := time.Now()
+		s, _, err := fx.pub.Snapshot(frame, union, 0x1f)
+		if err != nil {
+			b.Fatal(err)
+		}
+		t3 := time.Now()
+		convHeld += fx.pub.LeasedSlots()
+		release(s)
+		sepDur += t1.Sub(t0)
+		convDur += t3.Sub(t2)
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(convHeld)/float64(sepHeld), "convoy-mem-fraction")
+	b.ReportMetric(float64(convDur)/float64(sepDur), "convoy-time-fraction")
+	b.ReportMetric(float64(sepDur.Microseconds())/float64(b.N), "separate-us")
+	b.ReportMetric(float64(convDur.Microseconds())/float64(b.N), "convoy-us")
 }

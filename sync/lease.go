@@ -116,3 +116,15 @@ func (r *Reader) OpenLeased(s int) (*Frame, error) {
 	f.r, f.slot, f.seq, f.info, f.pinned, f.lease = r, s, q, info, true, true
 	return f, nil
 }
+
+// LeasedSlots counts the slots currently leased to holders (the snapshot
+// memory held by SoD/convoy readers).
+func (p *Publisher) LeasedSlots() int {
+	n := 0
+	for s := 0; s < p.lw.Slots; s++ {
+		if p.Holders(s) != 0 {
+			n++
+		}
+	}
+	return n
+}
