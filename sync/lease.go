@@ -34,16 +34,7 @@ func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int
 	}
 	tried := uint64(0)
 	for {
-		best := -1
-		var bestVer uint64
-		for s := 0; s < p.lw.Slots; s++ {
-			if s == p.latest || tried&(1<<uint(s)) != 0 || p.slotLeased(s) {
-				continue
-			}
-			if v := p.slotVersion(s); best < 0 || v > bestVer {
-				best, bestVer = s, v
-			}
-		}
+		best := p.pickSlot(tried)
 		if best < 0 {
 			p.Skipped++
 			return -1, st, ErrNoFreeSlot

@@ -136,16 +136,7 @@ func (p *Publisher) Publish(frame uint64, mask world.Mask) (PublishStats, error)
 	st := PublishStats{Frame: frame}
 	tried := uint64(0)
 	for {
-		best := -1
-		var bestVer uint64
-		for s := 0; s < p.lw.Slots; s++ {
-			if s == p.latest || tried&(1<<uint(s)) != 0 || p.slotLeased(s) {
-				continue
-			}
-			if v := p.slotVersion(s); best < 0 || v > bestVer {
-				best, bestVer = s, v
-			}
-		}
+		best := p.pickSlot(tried)
 		if best < 0 {
 			p.Skipped++
 			layout.Add64(p.seg, layout.OffWStatSkipped, 1)
@@ -258,4 +249,20 @@ func (p *Publisher) finish(s int, odd, frame uint64, mask world.Mask, st *Publis
 	layout.Add64(b, layout.OffWStatBytes, uint64(st.BytesCopied))
 	layout.Add64(b, layout.OffWStatChunks, uint64(st.ChunksCopied))
 	layout.Store64(b, o+layout.SlotSeq, odd+1)
+}
+
+// pickSlot returns the free slot (not latest, not tried, not leased) that
+// holds the newest data, or -1.
+func (p *Publisher) pickSlot(tried uint64) int {
+	best := -1
+	var bestVer uint64
+	for s := 0; s < p.lw.Slots; s++ {
+		if s == p.latest || tried&(1<<uint(s)) != 0 || p.slotLeased(s) {
+			continue
+		}
+		if v := p.slotVersion(s); best < 0 || v > bestVer {
+			best, bestVer = s, v
+		}
+	}
+	return best
 }
