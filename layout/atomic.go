@@ -31,8 +31,13 @@ func init() {
 	}
 }
 
+// The bounds checks compare lengths instead of indexing b, so that the race
+// detector does not see a plain read of a word other goroutines update
+// atomically.
 func word64(b []byte, off int) *uint64 {
-	_ = b[off+7]
+	if off < 0 || off+8 > len(b) {
+		panic("fdp/layout: shared word out of range")
+	}
 	p := unsafe.Pointer(&b[off])
 	if uintptr(p)&7 != 0 {
 		panic("fdp/layout: misaligned 64-bit shared word")
@@ -41,7 +46,9 @@ func word64(b []byte, off int) *uint64 {
 }
 
 func word32(b []byte, off int) *uint32 {
-	_ = b[off+3]
+	if off < 0 || off+4 > len(b) {
+		panic("fdp/layout: shared word out of range")
+	}
 	p := unsafe.Pointer(&b[off])
 	if uintptr(p)&3 != 0 {
 		panic("fdp/layout: misaligned 32-bit shared word")

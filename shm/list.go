@@ -14,26 +14,29 @@ import (
 
 // Segment states reported by List.
 const (
-	StateLive         = "live"
-	StateStale        = "stale"
-	StateInitialising = "initialising"
-	StateCorrupt      = "corrupt"
-	StateForeign      = "foreign"
+	StateLive         = "live"         // header valid and ready, creator alive
+	StateStale        = "stale"        // creator dead (ready or not)
+	StateInitialising = "initialising" // not (yet) ready, creator alive
+	StateCorrupt      = "corrupt"      // not an FDP segment or invalid header; Info.Err says why
+	StateForeign      = "foreign"      // owned by another user
 )
 
-// Info describes one segment file.
+// Info describes one segment file found by List.
 type Info struct {
-	Name, Path, Instance, Kind string
+	Name, Path, Instance, Kind string // Instance and Kind are empty if the name does not parse
 	Size                       int64
-	Header                     *layout.Header
-	PID                        uint32
-	StartTime                  uint64
-	State                      string
-	Err                        error
+	Header                     *layout.Header // nil if the header could not be decoded
+	PID                        uint32         // creator pid from the header
+	StartTime                  uint64         // creator start time from the header
+	State                      string         // one of the State* constants
+	Err                        error          // why the segment is corrupt / foreign / not ready
+	Locked                     bool           // a live process holds the creator lock (see Create)
 }
 
-// List describes every fdp.* file in Dir. It maps headers read-only and
-// never writes or blocks.
+// List describes every fdp.* file in Dir (control sockets "*.sock" and
+// temporary files excepted), sorted by name. It maps headers read-only and
+// never writes, never blocks and never panics on garbage; a file that cannot
+// be read is reported with State corrupt or foreign and Err set.
 func List() ([]Info, error) {
 	ents, err := os.ReadDir(Dir)
 	if err != nil {
@@ -42,7 +45,7 @@ func List() ([]Info, error) {
 	var out []Info
 	for _, de := range ents {
 		name := de.Name()
-		if !strings.HasPrefix(name, Prefix) || strings.HasSuffix(name, ".sock") || strings.Contains(name, ".tmp") {
+		if !strings.HasPrefix(name, Prefix) || strings.HasSuffix(name, ".sock") || strings.HasSuffix(name, ".tmp") {
 			continue
 		}
 		out = append(out, describe(name))
@@ -51,17 +54,50 @@ func List() ([]Info, error) {
 	return out, nil
 }
 
+// lockHeld reports whether some process holds the exclusive creator lock on
+// the regular file at path. It never blocks.
+func lockHeld(path string) bool {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+	if err != nil {
+		return false
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if unix.Fstat(fd, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return false
+	}
+	err = unix.Flock(fd, unix.LOCK_SH|unix.LOCK_NB)
+	return errors.Is(err, unix.EWOULDBLOCK)
+}
+
 func describe(name string) Info {
 	in := Info{Name: name, Path: filepath.Join(Dir, name)}
-	in.Instance, in.Kind, _ = ParseName(name)
+	var nameOK bool
+	in.Instance, in.Kind, nameOK = ParseName(name)
 	var st unix.Stat_t
 	if err := unix.Lstat(in.Path, &st); err != nil {
-		in.State, in.Err = StateCorrupt, err
+		in.State, in.Err = StateCorrupt, fmt.Errorf("fdp/shm: %s: %w", name, err)
 		return in
 	}
 	in.Size = st.Size
-	if st.Mode&unix.S_IFMT != unix.S_IFREG || st.Uid != uint32(os.Geteuid()) {
-		in.State, in.Err = StateForeign, errors.New("not a regular file owned by us")
+	if st.Uid != uint32(os.Geteuid()) {
+		in.State, in.Err = StateForeign, fmt.Errorf("fdp/shm: %s: owned by uid %d, not by us (euid %d)", name, st.Uid, os.Geteuid())
+		return in
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		in.State, in.Err = StateCorrupt, fmt.Errorf("fdp/shm: %s: not a regular file (mode %#o)", name, st.Mode)
+		return in
+	}
+	if !nameOK {
+		in.State, in.Err = StateCorrupt, fmt.Errorf("fdp/shm: %s: not a valid segment name (want fdp.<instance>.<kind>)", name)
+		return in
+	}
+	in.Locked = lockHeld(in.Path)
+	if st.Size < layout.HeaderSize {
+		in.State, in.Err = StateCorrupt, fmt.Errorf("fdp/shm: %s: %w: %d bytes, need at least %d", name, layout.ErrTooSmall, st.Size, layout.HeaderSize)
+		if in.Locked {
+			in.State = StateInitialising
+		}
 		return in
 	}
 	s, err := open(in.Path, false, true)
@@ -74,26 +110,51 @@ func describe(name string) Info {
 	if h != nil {
 		in.Header, in.PID, in.StartTime = h, h.CreatorPID, h.CreatorTime
 	}
-	alive := h != nil && ProcessAlive(h.CreatorPID, h.CreatorTime)
+	// The creator lock proves a live creator even where /proc cannot (another
+	// pid namespace); the pid + start time covers creators that closed their
+	// mapping but still run.
+	alive := in.Locked || (h != nil && ProcessAlive(h.CreatorPID, h.CreatorTime))
 	switch {
 	case err == nil && alive:
 		in.State = StateLive
 	case err == nil:
-		in.State = StateStale
+		in.State, in.Err = StateStale, fmt.Errorf("fdp/shm: %s: creator pid %d (start %d) is dead", name, h.CreatorPID, h.CreatorTime)
 	case errors.Is(err, layout.ErrNotReady) && alive:
 		in.State, in.Err = StateInitialising, err
 	case errors.Is(err, layout.ErrNotReady):
-		in.State, in.Err = StateStale, err
+		in.State, in.Err = StateStale, fmt.Errorf("fdp/shm: %s: never became ready and creator pid %d is dead: %w", name, h.CreatorPID, err)
+	case in.Locked:
+		// A creator holding the lock is still writing the header.
+		in.State, in.Err = StateInitialising, err
 	default:
 		in.State, in.Err = StateCorrupt, err
 	}
 	return in
 }
 
-// GC removes stale segments of instance ("" = every instance), and corrupt
-// ones whose creator cannot be alive. It never removes a live or
-// initialising segment.
+// Removable reports whether GC would remove the segment described by in:
+// stale segments, and corrupt ones whose creator cannot be alive (no
+// decodable header, or a dead creator), never one whose creator lock is held.
+func Removable(in Info) bool {
+	if in.Locked {
+		return false
+	}
+	switch in.State {
+	case StateStale:
+		return true
+	case StateCorrupt:
+		return in.Header == nil || !ProcessAlive(in.PID, in.StartTime)
+	}
+	return false
+}
+
+// GC removes the Removable segments of instance ("" = every instance) and
+// returns their names. It never removes a live or initialising segment, nor a
+// foreign one.
 func GC(instance string) (removed []string, err error) {
+	if instance != "" && !layout.ValidInstanceName(instance) {
+		return nil, fmt.Errorf("fdp/shm: gc: invalid instance %q", instance)
+	}
 	infos, err := List()
 	if err != nil {
 		return nil, err
@@ -102,8 +163,9 @@ func GC(instance string) (removed []string, err error) {
 		if instance != "" && in.Instance != instance {
 			continue
 		}
-		ok := in.State == StateStale || (in.State == StateCorrupt && (in.Header == nil || !ProcessAlive(in.PID, in.StartTime)))
-		if !ok {
+		// Re-probe the lock right before unlinking to narrow the window in
+		// which a fallback-path Create (not locked yet) could be removed.
+		if !Removable(in) || lockHeld(in.Path) {
 			continue
 		}
 		if err := unlinkPath(in.Path); err != nil {
@@ -114,19 +176,24 @@ func GC(instance string) (removed []string, err error) {
 	return removed, nil
 }
 
-// RemoveInstance unlinks every segment (and the control socket) of instance.
+// RemoveInstance unlinks every file of instance in Dir (its segments and
+// its control socket), whatever their state; used at graceful shutdown.
 func RemoveInstance(instance string) error {
 	if !layout.ValidInstanceName(instance) {
-		return fmt.Errorf("fdp/shm: invalid instance %q", instance)
+		return fmt.Errorf("fdp/shm: remove instance: invalid instance %q", instance)
 	}
-	matches, err := filepath.Glob(filepath.Join(Dir, Prefix+instance+".*"))
+	ents, err := os.ReadDir(Dir)
 	if err != nil {
-		return err
+		return fmt.Errorf("fdp/shm: remove instance %s: %w", instance, err)
 	}
-	for _, m := range matches {
-		if err := unlinkPath(m); err != nil {
-			return err
+	var first error
+	for _, de := range ents {
+		if !strings.HasPrefix(de.Name(), Prefix+instance+".") {
+			continue
+		}
+		if err := unlinkPath(filepath.Join(Dir, de.Name())); err != nil && first == nil {
+			first = err
 		}
 	}
-	return nil
+	return first
 }

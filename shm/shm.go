@@ -2,6 +2,13 @@
 // /dev/shm (or $FDP_SHM_DIR) created with mode 0600, O_EXCL and O_NOFOLLOW,
 // mapped read-write by their writer and read-only (PROT_READ) by readers,
 // listed, and removed when stale (their creator is dead).
+//
+// Creator lock: Create takes an exclusive flock(2) on the segment file before
+// the file becomes visible under its name (where the kernel supports
+// O_TMPFILE; otherwise immediately after the O_EXCL create) and holds it until
+// the segment is closed or the creator dies. List probes that lock without
+// blocking, so a segment whose creator is still initialising it is never
+// mistaken for a corrupt one, whatever pid namespace the creator lives in.
 package shm
 
 import (
@@ -9,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -17,7 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Dir is the directory holding segments.
+// Dir is the directory holding segments: $FDP_SHM_DIR if set, else /dev/shm.
 var Dir = defaultDir()
 
 func defaultDir() string {
@@ -30,8 +38,11 @@ func defaultDir() string {
 // Prefix starts every segment file name.
 const Prefix = "fdp."
 
+// maxKindLen bounds the kind part of a segment name.
+const maxKindLen = 64
+
 func validKind(k string) bool {
-	if k == "" || len(k) > 32 {
+	if k == "" || len(k) > maxKindLen || k[0] == '.' || k[len(k)-1] == '.' || strings.Contains(k, "..") {
 		return false
 	}
 	for i := 0; i < len(k); i++ {
@@ -43,10 +54,13 @@ func validKind(k string) bool {
 	return true
 }
 
-// SegmentName returns "fdp.<instance>.<kind>".
+// SegmentName returns "fdp.<instance>.<kind>", e.g. "fdp.demo.world" or
+// "fdp.demo.mod.3". The result is validated by Create/Open, not here.
 func SegmentName(instance, kind string) string { return Prefix + instance + "." + kind }
 
-// ParseName splits a segment name into instance and kind.
+// ParseName splits a segment name "fdp.<instance>.<kind>" into instance and
+// kind. ok is false unless instance satisfies layout.ValidInstanceName and
+// kind is 1..64 bytes of [A-Za-z0-9_-.] without empty dot-separated parts.
 func ParseName(name string) (instance, kind string, ok bool) {
 	rest, found := strings.CutPrefix(name, Prefix)
 	if !found {
@@ -59,7 +73,8 @@ func ParseName(name string) (instance, kind string, ok bool) {
 	return instance, kind, true
 }
 
-// Segment is a mapped segment.
+// Segment is a mapped segment. Data is the whole mapping; it must not be used
+// after Close.
 type Segment struct {
 	Name     string
 	Path     string
@@ -68,55 +83,138 @@ type Segment struct {
 	m        mmap.MMap
 	f        *os.File
 	once     sync.Once
+	closeErr error
 }
 
 func checkName(name string) error {
 	if _, _, ok := ParseName(name); !ok {
-		return fmt.Errorf("fdp/shm: invalid segment name %q", name)
+		return fmt.Errorf("fdp/shm: invalid segment name %q (want fdp.<instance>.<kind>)", name)
 	}
 	return nil
 }
 
-// Create creates a new segment of size bytes (zero-filled), mode 0600,
-// refusing to follow symlinks or to reuse an existing file, and maps it
-// read-write.
+// useTmpfile selects the O_TMPFILE+linkat creation path (tests turn it off
+// to exercise the fallback).
+var useTmpfile = true
+
+// Create creates a new segment of size bytes (zero-filled by the kernel),
+// mode 0600 regardless of umask, refusing to follow symlinks or to reuse an
+// existing name (the error then wraps os.ErrExist), and maps it read-write
+// (MAP_SHARED). On any failure nothing is left behind under name. The
+// returned segment holds the creator lock until Close.
 func Create(name string, size int) (*Segment, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
 	if size < layout.HeaderSize {
-		return nil, fmt.Errorf("fdp/shm: segment %s: size %d below %d", name, size, layout.HeaderSize)
+		return nil, fmt.Errorf("fdp/shm: create %s: size %d below the %d-byte header", name, size, layout.HeaderSize)
 	}
 	path := filepath.Join(Dir, name)
+	if useTmpfile {
+		s, err := createTmpfile(path, size)
+		if !errors.Is(err, errNoTmpfile) {
+			if s != nil {
+				s.Name = name
+			}
+			return s, err
+		}
+	}
+	s, err := createExcl(path, size)
+	if s != nil {
+		s.Name = name
+	}
+	return s, err
+}
+
+var errNoTmpfile = errors.New("O_TMPFILE unsupported")
+
+func createErr(path string, err error) error {
+	if errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("fdp/shm: create %s: %w", path, os.ErrExist)
+	}
+	return fmt.Errorf("fdp/shm: create %s: %w", path, err)
+}
+
+// createTmpfile builds the segment as an anonymous file in Dir (mode, lock,
+// size and mapping all set up while nobody can see it) and then links it to
+// path; linkat never replaces nor follows an existing name, so it has the
+// O_EXCL|O_NOFOLLOW semantics. It returns errNoTmpfile when the file system
+// or kernel cannot do this.
+func createTmpfile(path string, size int) (*Segment, error) {
+	fd, err := unix.Open(filepath.Dir(path), unix.O_RDWR|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
+			return nil, errNoTmpfile
+		}
+		return nil, createErr(path, err)
+	}
+	s, err := setup(fd, path, size)
+	if err != nil {
+		return nil, createErr(path, err)
+	}
+	// Linking through /proc/self/fd needs no capability (AT_EMPTY_PATH would
+	// need CAP_DAC_READ_SEARCH).
+	err = unix.Linkat(unix.AT_FDCWD, "/proc/self/fd/"+strconv.Itoa(fd), unix.AT_FDCWD, path, unix.AT_SYMLINK_FOLLOW)
+	if err != nil {
+		_ = s.Close()
+		if errors.Is(err, unix.ENOENT) && procMissing() {
+			return nil, errNoTmpfile
+		}
+		return nil, createErr(path, err)
+	}
+	return s, nil
+}
+
+func procMissing() bool {
+	_, err := os.Stat("/proc/self/fd")
+	return err != nil
+}
+
+// createExcl is the fallback: O_CREAT|O_EXCL|O_NOFOLLOW, then lock, size and
+// map; the file is unlinked again on any failure. Between the create and the
+// flock a concurrent List may briefly see an empty unlocked file.
+func createExcl(path string, size int) (*Segment, error) {
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
-		if errors.Is(err, unix.EEXIST) {
-			return nil, fmt.Errorf("fdp/shm: create %s: %w", path, os.ErrExist)
-		}
-		return nil, fmt.Errorf("fdp/shm: create %s: %w", path, err)
+		return nil, createErr(path, err)
 	}
+	s, err := setup(fd, path, size)
+	if err != nil {
+		_ = unix.Unlink(path)
+		return nil, createErr(path, err)
+	}
+	return s, nil
+}
+
+// setup takes ownership of fd: fchmod 0600 (the umask may have narrowed the
+// open mode), creator lock, ftruncate, map read-write. On error fd is closed.
+func setup(fd int, path string, size int) (*Segment, error) {
 	f := os.NewFile(uintptr(fd), path)
-	fail := func(err error) (*Segment, error) {
-		f.Close()
-		os.Remove(path)
-		return nil, fmt.Errorf("fdp/shm: create %s: %w", path, err)
+	fail := func(what string, err error) (*Segment, error) {
+		_ = f.Close()
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	if err := unix.Fchmod(fd, 0o600); err != nil {
-		return fail(err)
+		return fail("fchmod", err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return fail("flock", err)
 	}
 	if err := unix.Ftruncate(fd, int64(size)); err != nil {
-		return fail(err)
+		return fail("ftruncate", err)
 	}
 	m, err := mmap.Map(f, mmap.RDWR, 0)
 	if err != nil {
-		return fail(err)
+		return fail("mmap", err)
 	}
-	return &Segment{Name: name, Path: path, Data: m, Writable: true, m: m, f: f}, nil
+	return &Segment{Path: path, Data: m, Writable: true, m: m, f: f}, nil
 }
 
-// Open maps an existing segment: read-only (PROT_READ, writes fault) or
-// read-write. The file must be a regular file owned by us with no group or
-// other permissions.
+// Open maps an existing segment of Dir: read-only (PROT_READ: a write faults
+// with SIGSEGV) or read-write. It refuses symlinks, non-regular files, files
+// not owned by the effective uid, files with any group/other permission bit,
+// and files smaller than layout.HeaderSize. Contents are not validated: use
+// the layout decoders.
 func Open(name string, writable bool) (*Segment, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
@@ -129,8 +227,9 @@ func Open(name string, writable bool) (*Segment, error) {
 	return s, nil
 }
 
-// OpenPath maps an arbitrary file read-only (for inspecting copies of
-// segments, e.g. those of a crashed engine). It must be a regular file.
+// OpenPath maps an arbitrary file read-only (for `engine dump FILE` on copies
+// of segments). It must be a regular file (not a symlink) of at least
+// layout.HeaderSize bytes; owner and permission bits are not checked.
 func OpenPath(path string) (*Segment, error) {
 	s, err := open(path, false, false)
 	if err != nil {
@@ -145,26 +244,31 @@ func open(path string, writable, checkOwner bool) (*Segment, error) {
 	if writable {
 		flags = unix.O_RDWR
 	}
-	fd, err := unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	// O_NONBLOCK: a FIFO planted under a segment name must not block us; it
+	// has no effect on regular files.
+	fd, err := unix.Open(path, flags|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("fdp/shm: refusing segment %s: it is a symlink: %w", path, err)
+		}
 		return nil, fmt.Errorf("fdp/shm: open %s: %w", path, err)
 	}
 	f := os.NewFile(uintptr(fd), path)
 	var st unix.Stat_t
 	if err := unix.Fstat(fd, &st); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("fdp/shm: stat %s: %w", path, err)
 	}
 	refuse := func(why string) (*Segment, error) {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("fdp/shm: refusing segment %s: %s", path, why)
 	}
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
-		return refuse("not a regular file")
+		return refuse(fmt.Sprintf("not a regular file (mode %#o)", st.Mode))
 	}
 	if checkOwner {
 		if st.Uid != uint32(os.Geteuid()) {
-			return refuse(fmt.Sprintf("owned by uid %d, not %d", st.Uid, os.Geteuid()))
+			return refuse(fmt.Sprintf("owned by uid %d, not by us (euid %d)", st.Uid, os.Geteuid()))
 		}
 		if st.Mode&0o077 != 0 {
 			return refuse(fmt.Sprintf("mode %#o allows group or other access", st.Mode&0o777))
@@ -173,39 +277,43 @@ func open(path string, writable, checkOwner bool) (*Segment, error) {
 	if st.Size < layout.HeaderSize {
 		return refuse(fmt.Sprintf("size %d below the %d-byte header", st.Size, layout.HeaderSize))
 	}
+	if int64(int(st.Size)) != st.Size {
+		return refuse(fmt.Sprintf("size %d too large to map", st.Size))
+	}
 	prot := mmap.RDONLY
 	if writable {
 		prot = mmap.RDWR
 	}
 	m, err := mmap.Map(f, prot, 0)
 	if err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, fmt.Errorf("fdp/shm: map %s: %w", path, err)
 	}
 	return &Segment{Path: path, Data: m, Writable: writable, m: m, f: f}, nil
 }
 
-// Close unmaps the segment and closes its file. It is idempotent.
+// Close unmaps the segment and closes its file (releasing the creator lock).
+// It is idempotent and returns the first call's error every time.
 func (s *Segment) Close() error {
-	var err error
 	s.once.Do(func() {
 		if s.m != nil {
-			err = s.m.Unmap()
+			s.closeErr = s.m.Unmap()
 		}
 		if s.f != nil {
-			if e := s.f.Close(); err == nil {
-				err = e
+			if e := s.f.Close(); s.closeErr == nil {
+				s.closeErr = e
 			}
 		}
-		s.Data = nil
+		s.Data, s.m = nil, nil
 	})
-	return err
+	return s.closeErr
 }
 
-// Unlink removes the segment's file (mappings stay valid until closed).
+// Unlink removes the segment's file. Existing mappings stay valid until they
+// are closed. A missing file is not an error.
 func (s *Segment) Unlink() error { return unlinkPath(s.Path) }
 
-// Unlink removes the named segment.
+// Unlink removes the named segment of Dir. A missing file is not an error.
 func Unlink(name string) error {
 	if err := checkName(name); err != nil {
 		return err

@@ -1,0 +1,397 @@
+package inspect
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/fdp-engine/fdp/inspect/fixture"
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+// fixedAlive makes liveness deterministic: the creator and the "ai" reader
+// are alive, everybody else is dead.
+func fixedAlive(pid uint32, start uint64) bool {
+	return pid == fixture.Default.PID && start == fixture.Default.Start ||
+		pid == fixture.ReaderAIPID && start == fixture.ReaderStart
+}
+
+var goldenOpts = Options{Chunks: true, Alive: fixedAlive}
+
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		require.NoError(t, os.WriteFile(path, got, 0o644))
+	}
+	want, err := os.ReadFile(path)
+	require.NoError(t, err, "missing golden file; run go test ./inspect -run %s -update", t.Name())
+	require.Equal(t, string(want), string(got), "output differs from %s (run with -update to accept)", path)
+}
+
+func TestGoldenDump(t *testing.T) {
+	for kind, seg := range fixture.All(fixture.Default) {
+		t.Run(kind, func(t *testing.T) {
+			r, err := InspectWith(seg, goldenOpts)
+			require.NoError(t, err)
+			require.Empty(t, r.Problems)
+			var txt bytes.Buffer
+			require.NoError(t, Text(&txt, r))
+			golden(t, kind+".txt", txt.Bytes())
+			js, err := json.MarshalIndent(r, "", "  ")
+			require.NoError(t, err)
+			golden(t, kind+".json", append(js, '\n'))
+		})
+	}
+}
+
+func TestWorldValues(t *testing.T) {
+	r, err := InspectWith(fixture.World(fixture.Default), goldenOpts)
+	require.NoError(t, err)
+	require.Equal(t, "world", r.Header.Kind)
+	require.Equal(t, "demo", r.Header.Instance)
+	require.Equal(t, "2026-01-02T03:04:05.123456789Z", r.Header.Created)
+	require.Equal(t, hex64(layout.SchemaHash(fixture.Components)), r.Header.SchemaHash)
+	w := r.World
+	require.Equal(t, LatestReport{Published: true, Frame: 10, Slot: 0}, w.Latest)
+	require.Equal(t, uint64(10), w.Stats.Publishes)
+	require.Len(t, w.Components, 3)
+	require.Equal(t, "0x1111222233334444", w.Components[0].Fingerprint)
+	require.True(t, w.Slots[0].Latest)
+	require.False(t, w.Slots[0].Writing)
+	require.True(t, w.Slots[1].Writing)
+	require.Equal(t, "0x7", w.Slots[0].Mask)
+	require.Len(t, w.Slots[0].ChunkDetail, 2)
+	require.Equal(t, uint32(4), w.Slots[0].ChunkDetail[1].Rows)
+	require.Equal(t, []uint64{10, 9, 8}, w.Slots[0].ChunkDetail[0].Versions)
+	require.Equal(t, []uint64{9, 8, 0}, w.Slots[2].ChunkDetail[0].Versions)
+
+	// Without the option there is no chunk detail.
+	r, err = InspectWith(fixture.World(fixture.Default), Options{Alive: fixedAlive})
+	require.NoError(t, err)
+	for _, s := range r.World.Slots {
+		require.Nil(t, s.ChunkDetail)
+	}
+}
+
+func TestLeasesValues(t *testing.T) {
+	r, err := InspectWith(fixture.Leases(fixture.Default), goldenOpts)
+	require.NoError(t, err)
+	l := r.Leases
+	require.Len(t, l.Readers, 2)
+	require.Equal(t, ReaderReport{Index: 0, PID: fixture.ReaderAIPID, StartTime: fixture.ReaderStart, Alive: true, Name: "ai",
+		Pinned: true, PinSlot: 0, PinSeq: 4, Pins: 100, Retries: 2, HeartbeatNano: fixture.HeartbeatNano}, l.Readers[0])
+	require.Equal(t, 3, l.Readers[1].Index)
+	require.False(t, l.Readers[1].Alive)
+	require.False(t, l.Readers[1].Pinned)
+	require.Equal(t, []int{3}, l.SlotLeases[2].Holders)
+	require.Equal(t, uint32(1), l.SlotLeases[1].EngineRefs)
+	require.Equal(t, []int{}, l.SlotLeases[0].Holders)
+}
+
+func TestEventsAndModuleValues(t *testing.T) {
+	r, err := InspectWith(fixture.Events(fixture.Default), goldenOpts)
+	require.NoError(t, err)
+	e := r.Events
+	require.Equal(t, uint64(13), e.NextSeq)
+	require.Equal(t, uint64(1536), e.EndPos)
+	require.Equal(t, uint64(8), e.Retained)
+	require.Equal(t, uint64(1024), e.RetainedBytes)
+
+	r, err = InspectWith(fixture.Module(fixture.Default), goldenOpts)
+	require.NoError(t, err)
+	m := r.Module
+	require.Equal(t, "ai", m.Name)
+	require.Equal(t, uint32(10), m.Tick.Word)
+	require.Equal(t, uint64(96), m.Ring.CommittedBytes)
+	require.Equal(t, uint64(4096-96), m.Ring.FreeBytes)
+	require.True(t, m.Alive)
+}
+
+// jsonKeys lists every JSON key path a type can produce ("a.b[].c").
+func jsonKeys(t reflect.Type, prefix string, out map[string]bool) {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Slice:
+		jsonKeys(t.Elem(), prefix+"[]", out)
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+			if name == "" || name == "-" {
+				continue
+			}
+			p := name
+			if prefix != "" {
+				p = prefix + "." + name
+			}
+			out[p] = true
+			jsonKeys(f.Type, p, out)
+		}
+	}
+}
+
+// valueKeys lists the key paths of a decoded JSON value.
+func valueKeys(v any, prefix string, out map[string]bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			p := k
+			if prefix != "" {
+				p = prefix + "." + k
+			}
+			out[p] = true
+			valueKeys(e, p, out)
+		}
+	case []any:
+		for _, e := range x {
+			valueKeys(e, prefix+"[]", out)
+		}
+	}
+}
+
+func sortedKeys(m map[string]bool) string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	return strings.Join(ks, "\n") + "\n"
+}
+
+// TestJSONSchemaStable: the set of JSON keys of Report and StatLine equals
+// the committed list; changing a field name breaks consumers and this test.
+func TestJSONSchemaStable(t *testing.T) {
+	keys := map[string]bool{}
+	jsonKeys(reflect.TypeOf(Report{}), "", keys)
+	golden(t, "report_keys", []byte(sortedKeys(keys)))
+	stat := map[string]bool{}
+	jsonKeys(reflect.TypeOf(StatLine{}), "", stat)
+	golden(t, "stat_keys", []byte(sortedKeys(stat)))
+
+	// Every key actually emitted for every fixture is in the list, and all
+	// snake_case.
+	seen := map[string]bool{}
+	for _, seg := range fixture.All(fixture.Default) {
+		r, err := InspectWith(seg, goldenOpts)
+		require.NoError(t, err)
+		r.Source = "x"
+		js, err := json.Marshal(r)
+		require.NoError(t, err)
+		var v any
+		require.NoError(t, json.Unmarshal(js, &v))
+		valueKeys(v, "", seen)
+	}
+	for k := range seen {
+		require.True(t, keys[k], "emitted key %q not in the committed list", k)
+	}
+	for k := range keys {
+		require.Regexp(t, `^[a-z0-9_.\[\]]+$`, k)
+		if !strings.Contains(k, "error") {
+			require.True(t, seen[k], "key %q never emitted by the fixtures", k)
+		}
+	}
+}
+
+func TestCorruptInputs(t *testing.T) {
+	world := fixture.World(fixture.Default)
+	mod := func(f func(b []byte) []byte) []byte {
+		return f(append([]byte(nil), world...))
+	}
+	rng := rand.New(rand.NewSource(1))
+	random := make([]byte, len(world))
+	rng.Read(random)
+	cases := []struct {
+		name string
+		b    []byte
+		want error
+	}{
+		{"empty", nil, layout.ErrTooSmall},
+		{"truncated header", world[:100], layout.ErrTooSmall},
+		{"truncated body", world[:len(world)-4096], layout.ErrCorrupt},
+		{"random bytes", random, layout.ErrBadMagic},
+		{"wrong magic", mod(func(b []byte) []byte { b[0] = 'X'; return b }), layout.ErrBadMagic},
+		{"bad version", mod(func(b []byte) []byte { b[layout.OffVersion] = 9; return b }), layout.ErrBadVersion},
+		{"bad checksum", mod(func(b []byte) []byte { b[layout.OffCreatorPID] ^= 1; return b }), layout.ErrBadChecksum},
+		{"foreign kind", reencode(t, world, func(h *layout.Header) { h.Kind = 99 }), layout.ErrBadKind},
+		{"foreign kind not ready", reencodeNotReady(t, world, func(h *layout.Header) { h.Kind = 99 }), layout.ErrBadKind},
+		{"kind mismatch", reencode(t, world, func(h *layout.Header) { h.Kind = layout.KindLeases }), layout.ErrCorrupt},
+		{"bad geometry", mod(func(b []byte) []byte { b[layout.OffWChunkStride] ^= 0x40; return b }), layout.ErrCorrupt},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			r, err := Inspect(c.b)
+			require.Error(t, err)
+			require.Nil(t, r)
+			require.True(t, errors.Is(err, c.want), "got %v, want %v", err, c.want)
+			require.True(t, errors.Is(err, ErrInspect))
+			require.True(t, strings.HasPrefix(err.Error(), "fdp/inspect: "), err.Error())
+			require.NotContains(t, err.Error(), "\n")
+		})
+	}
+}
+
+// reencode rewrites the common header of a copy of seg (fixing the checksum).
+func reencode(t *testing.T, seg []byte, f func(*layout.Header)) []byte {
+	b := reencodeNotReady(t, seg, f)
+	layout.MarkReady(b)
+	return b
+}
+
+func reencodeNotReady(t *testing.T, seg []byte, f func(*layout.Header)) []byte {
+	b := append([]byte(nil), seg...)
+	h, err := layout.DecodeHeader(b)
+	require.NoError(t, err)
+	f(h)
+	clear(b[:layout.OffKindHeader])
+	require.NoError(t, layout.EncodeHeader(b, h))
+	return b
+}
+
+func TestSlotProblemsReported(t *testing.T) {
+	b := fixture.World(fixture.Default)
+	g := fixture.WorldGeometry("demo")
+	layout.Store32(b, g.SlotOff(2)+layout.SlotChunks, 99) // more than max chunks, in a stable even slot
+	r, err := InspectWith(b, goldenOpts)
+	require.NoError(t, err)
+	require.Len(t, r.Problems, 1)
+	require.Contains(t, r.Problems[0], "slot 2")
+	require.NotEmpty(t, r.World.Slots[2].Error)
+	require.Nil(t, r.World.Slots[2].ChunkDetail, "no chunk detail read from an invalid slot")
+}
+
+func TestNotReadyIsHeaderOnly(t *testing.T) {
+	b := fixture.Leases(fixture.Default)
+	layout.Store32(b, layout.OffReady, 0)
+	r, err := InspectWith(b, goldenOpts)
+	require.NoError(t, err)
+	require.False(t, r.Header.Ready)
+	require.Equal(t, "leases", r.Header.Kind)
+	require.Nil(t, r.Leases)
+	require.Len(t, r.Notes, 1)
+	require.Contains(t, r.Notes[0], "not ready")
+}
+
+func TestUnalignedInputAndNoWrites(t *testing.T) {
+	for kind, seg := range fixture.All(fixture.Default) {
+		want, err := InspectWith(seg, goldenOpts)
+		require.NoError(t, err)
+		buf := make([]byte, len(seg)+1)
+		copy(buf[1:], seg)
+		before := append([]byte(nil), buf...)
+		got, err := InspectWith(buf[1:], goldenOpts)
+		require.NoError(t, err, kind)
+		require.Equal(t, want, got, kind)
+		require.Equal(t, before, buf, "Inspect must not write")
+	}
+}
+
+// TestConcurrentWriter inspects a world segment while a writer rewrites its
+// slots under the seqlock protocol: a stable even slot is never torn. The
+// segment lives in mmap'd memory as in production (outside the Go heap, so
+// the race detector judges only the Go-visible synchronisation).
+func TestConcurrentWriter(t *testing.T) {
+	b := mmapCopy(t, fixture.World(fixture.Default))
+	g := fixture.WorldGeometry("demo")
+	stop := make(chan struct{})
+	var wg gosync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for n := uint64(100); ; n++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			s := int(n % fixture.WorldSlots)
+			o := g.SlotOff(s)
+			q := layout.Load64(b, o+layout.SlotSeq) | 1
+			layout.Store64(b, o+layout.SlotSeq, q)
+			layout.Store64(b, o+layout.SlotFrame, n)
+			layout.Store64(b, o+layout.SlotVersion, n)
+			layout.Store64(b, o+layout.SlotBytes, n*3)
+			layout.Store64(b, o+layout.SlotSeq, q+1)
+			layout.Store64(b, layout.OffWLatest, layout.PackLatest(n, s))
+			layout.Add64(b, layout.OffWStatPublishes, 1)
+		}
+	}()
+	stable := 0
+	for i := 0; i < 300; i++ {
+		r, err := InspectWith(b, Options{Chunks: true, Alive: fixedAlive})
+		require.NoError(t, err)
+		for _, s := range r.World.Slots {
+			if s.Stable && !s.Writing && s.Frame >= 100 {
+				stable++
+				require.Equal(t, s.Frame, s.Version, "torn slot %d", s.Index)
+				require.Equal(t, s.Frame*3, s.BytesCopied, "torn slot %d", s.Index)
+			}
+		}
+	}
+	close(stop)
+	wg.Wait()
+	require.Positive(t, stable)
+}
+
+// mmapCopy returns a copy of seg in anonymous shared mmap'd memory.
+func mmapCopy(t *testing.T, seg []byte) []byte {
+	m, err := unix.Mmap(-1, 0, len(seg), unix.PROT_READ|unix.PROT_WRITE, unix.MAP_ANON|unix.MAP_SHARED)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = unix.Munmap(m) })
+	copy(m, seg)
+	return m
+}
+
+func TestRates(t *testing.T) {
+	w := fixture.World(fixture.Default)
+	l := fixture.Leases(fixture.Default)
+	t0 := time.Unix(0, fixture.PublishNano)
+	a, err := TakeSample(w, l, t0, Options{Alive: fixedAlive})
+	require.NoError(t, err)
+	// 30 more publishes, 3 MiB more, frame 40 published into slot 2, in 500ms.
+	layout.Add64(w, layout.OffWStatPublishes, 30)
+	layout.Add64(w, layout.OffWStatBytes, 3<<20)
+	layout.Add64(w, layout.OffWStatSkipped, 2)
+	layout.Store64(w, layout.OffWLatest, layout.PackLatest(40, 2))
+	b, err := TakeSample(w, l, t0.Add(500*time.Millisecond), Options{Alive: fixedAlive})
+	require.NoError(t, err)
+	st := Rates(a, b)
+	require.InDelta(t, 60.0, st.FrameRate, 1e-9)
+	require.InDelta(t, float64(6<<20), st.BytesPerSec, 1e-6)
+	require.Equal(t, uint64(2), st.SkippedDelta)
+	require.Equal(t, uint64(40), st.Frame)
+	require.Equal(t, int64(500*time.Millisecond), st.LastPublishAge)
+	require.Len(t, st.Readers, 2)
+	// "ai" pins slot 0 at seq 4 = frame 10: lag 30 frames.
+	require.Equal(t, "pin", st.Readers[0].Via)
+	require.Equal(t, int64(30), *st.Readers[0].Lag)
+	// "telemetry" holds a lease on slot 2 at frame 9.
+	require.Equal(t, "lease", st.Readers[1].Via)
+	require.Equal(t, int64(31), *st.Readers[1].Lag)
+	require.Equal(t, []int{2}, st.Readers[1].Leased)
+	var txt bytes.Buffer
+	require.NoError(t, StatText(&txt, st))
+	require.Contains(t, txt.String(), "60.0 fps")
+	require.Contains(t, txt.String(), "6.0MiB/s")
+	require.Contains(t, txt.String(), "reader 0 ai pid 4243 alive lag 30 (pin)")
+
+	// Corrupt input to TakeSample is an error.
+	_, err = TakeSample(l, nil, t0, Options{})
+	require.ErrorIs(t, err, layout.ErrBadKind)
+}

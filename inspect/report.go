@@ -1,0 +1,221 @@
+// Package inspect decodes any FDP shared-memory segment read-only into a
+// JSON-serialisable Report (stable snake_case field names) and renders it as
+// aligned text tables. It backs the `engine dump` and `engine stat` commands.
+//
+// Inspect never writes to the segment and never blocks: live words (seqlock
+// words, the latest word, statistics, pins, lease masks, ring indices and
+// doorbells) are read with the layout atomic helpers, and a frame slot whose
+// seqlock word changes while it is being read is reported as not stable.
+package inspect
+
+// Report is the decoded content of one segment. Exactly one of World,
+// Leases, Events and Module is set once the segment is ready.
+type Report struct {
+	Source   string        `json:"source,omitempty"` // file the report was read from, set by the caller
+	Header   HeaderReport  `json:"header"`
+	World    *WorldReport  `json:"world,omitempty"`
+	Leases   *LeasesReport `json:"leases,omitempty"`
+	Events   *EventsReport `json:"events,omitempty"`
+	Module   *ModuleReport `json:"module,omitempty"`
+	Notes    []string      `json:"notes"`    // informational remarks (e.g. segment not ready yet)
+	Problems []string      `json:"problems"` // inconsistencies found in live data (the header itself was valid)
+}
+
+// HeaderReport is the common header of every segment.
+type HeaderReport struct {
+	MagicOK      bool            `json:"magic_ok"`
+	Version      uint32          `json:"version"`
+	Kind         string          `json:"kind"`
+	KindID       uint32          `json:"kind_id"`
+	Instance     string          `json:"instance"`
+	TotalSize    uint64          `json:"total_size"`
+	SchemaHash   string          `json:"schema_hash"`
+	CreatorPID   uint32          `json:"creator_pid"`
+	CreatorStart uint64          `json:"creator_start"`
+	CreatorAlive bool            `json:"creator_alive"`
+	Created      string          `json:"created"`
+	CreatedNano  int64           `json:"created_unix_ns"`
+	Ready        bool            `json:"ready"`
+	Sections     []SectionReport `json:"sections"`
+}
+
+// SectionReport is one entry of the section table.
+type SectionReport struct {
+	ID     uint32 `json:"id"`
+	Name   string `json:"name"`
+	Count  uint32 `json:"count"`
+	Offset uint64 `json:"offset"`
+	Size   uint64 `json:"size"`
+}
+
+// WorldReport describes a world segment (kind 1).
+type WorldReport struct {
+	SlotCount       int               `json:"slot_count"`
+	ComponentCount  int               `json:"component_count"`
+	ChunkCapacity   int               `json:"chunk_capacity"`
+	MaxChunks       int               `json:"max_chunks"`
+	ChunkStride     int               `json:"chunk_stride"`
+	SlotStride      int               `json:"slot_stride"`
+	ChunkHeaderSize int               `json:"chunk_header_size"`
+	Components      []ComponentReport `json:"components"`
+	Latest          LatestReport      `json:"latest"`
+	Stats           WorldStats        `json:"stats"`
+	Slots           []SlotReport      `json:"slots"`
+}
+
+// ComponentReport is one entry of the component table.
+type ComponentReport struct {
+	ID           int    `json:"id"`
+	Name         string `json:"name"`
+	Size         uint32 `json:"size"`
+	Align        uint32 `json:"align"`
+	Fingerprint  string `json:"fingerprint"`
+	ColumnOffset int    `json:"column_offset"`
+}
+
+// LatestReport is the decoded latest word.
+type LatestReport struct {
+	Published bool   `json:"published"`
+	Frame     uint64 `json:"frame"`
+	Slot      int    `json:"slot"`
+}
+
+// WorldStats is the statistics line of a world segment.
+type WorldStats struct {
+	Publishes       uint64 `json:"publishes"`
+	Skipped         uint64 `json:"skipped"`
+	LastPublishNano uint64 `json:"last_publish_ns"`
+	BytesCopied     uint64 `json:"bytes_copied"`
+	ChunksCopied    uint64 `json:"chunks_copied"`
+	HeartbeatNano   uint64 `json:"heartbeat_unix_ns"`
+	Aborted         uint64 `json:"aborted"`
+	FrameNano       uint64 `json:"frame_ns"`
+}
+
+// SlotReport is one frame slot header.
+type SlotReport struct {
+	Index        int           `json:"index"`
+	Seq          uint64        `json:"seq"`
+	Writing      bool          `json:"writing"` // odd seq: the engine is writing the slot
+	Stable       bool          `json:"stable"`  // seq unchanged while the slot was read
+	Latest       bool          `json:"latest"`
+	Frame        uint64        `json:"frame"`
+	Version      uint64        `json:"version"`
+	Mask         string        `json:"mask"`
+	Chunks       uint32        `json:"chunks"`
+	Entities     uint32        `json:"entities"`
+	Alive        uint32        `json:"alive"`
+	PublishNano  uint64        `json:"publish_unix_ns"`
+	BytesCopied  uint64        `json:"bytes_copied"`
+	ChunksCopied uint32        `json:"chunks_copied"`
+	Error        string        `json:"error,omitempty"`
+	ChunkDetail  []ChunkReport `json:"chunk_detail,omitempty"` // only with Options.Chunks
+}
+
+// ChunkReport is the header of one chunk block of a slot.
+type ChunkReport struct {
+	Index             int      `json:"index"`
+	Rows              uint32   `json:"rows"`
+	Alive             uint32   `json:"alive"`
+	StructuralVersion uint64   `json:"structural_version"`
+	Versions          []uint64 `json:"versions"` // change version of each component column
+}
+
+// LeasesReport describes a leases segment (kind 2).
+type LeasesReport struct {
+	ReaderEntries int               `json:"reader_entries"`
+	SlotEntries   int               `json:"slot_entries"`
+	Readers       []ReaderReport    `json:"readers"` // non-free entries only
+	SlotLeases    []SlotLeaseReport `json:"slot_leases"`
+}
+
+// ReaderReport is one claimed reader entry.
+type ReaderReport struct {
+	Index         int    `json:"index"`
+	PID           uint32 `json:"pid"`
+	StartTime     uint64 `json:"start_time"`
+	Alive         bool   `json:"alive"`
+	Flags         uint32 `json:"flags"`
+	Name          string `json:"name"`
+	Pinned        bool   `json:"pinned"`
+	PinSlot       int    `json:"pin_slot"`
+	PinSeq        uint64 `json:"pin_seq"`
+	Pins          uint64 `json:"pins"`
+	Retries       uint64 `json:"retries"`
+	HeartbeatNano uint64 `json:"heartbeat_unix_ns"`
+}
+
+// SlotLeaseReport is the lease entry of one frame slot.
+type SlotLeaseReport struct {
+	Slot       int    `json:"slot"`
+	Holders    []int  `json:"holders"` // reader entry indices
+	Frame      uint64 `json:"frame"`
+	Mask       string `json:"mask"`
+	EngineRefs uint32 `json:"engine_refs"`
+}
+
+// EventsReport describes an events segment (kind 3).
+type EventsReport struct {
+	Capacity      int         `json:"capacity"`
+	MaxPayload    int         `json:"max_payload"`
+	AreaOffset    int         `json:"area_offset"`
+	CommitGen     uint64      `json:"commit_gen"`
+	NextSeq       uint64      `json:"next_seq"`
+	EndPos        uint64      `json:"end_pos"`
+	OldestGen     uint64      `json:"oldest_gen"`
+	OldestSeq     uint64      `json:"oldest_seq"`
+	OldestPos     uint64      `json:"oldest_pos"`
+	Retained      uint64      `json:"retained_events"`
+	RetainedBytes uint64      `json:"retained_bytes"`
+	Stats         EventsStats `json:"stats"`
+}
+
+// EventsStats are the counters of an events segment.
+type EventsStats struct {
+	Events         uint64 `json:"events"`
+	PayloadBytes   uint64 `json:"payload_bytes"`
+	Commits        uint64 `json:"commits"`
+	Rejected       uint64 `json:"rejected"`
+	LastFrame      uint64 `json:"last_frame"`
+	LastCommitNano uint64 `json:"last_commit_unix_ns"`
+}
+
+// ModuleReport describes a per-module segment (kind 4).
+type ModuleReport struct {
+	Slot          uint32     `json:"slot"`
+	Name          string     `json:"name"`
+	Tier          uint32     `json:"tier"`
+	Frequency     uint32     `json:"frequency"`
+	Mask          string     `json:"mask"`
+	PID           uint32     `json:"pid"`
+	StartTime     uint64     `json:"start_time"`
+	Alive         bool       `json:"alive"`
+	HeartbeatNano uint64     `json:"heartbeat_unix_ns"`
+	Tick          Doorbell   `json:"tick"`
+	Done          Doorbell   `json:"done"`
+	Ring          RingReport `json:"ring"`
+}
+
+// Doorbell is a futex doorbell line.
+type Doorbell struct {
+	Word     uint32 `json:"word"`
+	NeedWake uint32 `json:"need_wake"`
+	Frame    uint64 `json:"frame"`
+	Lease    uint64 `json:"lease"` // tick only: slot/lease info of the tick
+}
+
+// RingReport is the command ring of a module segment.
+type RingReport struct {
+	Offset         int    `json:"offset"`
+	Capacity       uint64 `json:"capacity"`
+	Head           uint64 `json:"head"`
+	Tail           uint64 `json:"tail"`
+	CommittedBytes uint64 `json:"committed_bytes"`
+	FreeBytes      uint64 `json:"free_bytes"`
+	ProdRecords    uint64 `json:"producer_records"`
+	ProdBatches    uint64 `json:"producer_batches"`
+	ProdFull       uint64 `json:"producer_full"`
+	ConsRecords    uint64 `json:"consumer_records"`
+	ConsBad        uint64 `json:"consumer_bad"`
+	ConsResets     uint64 `json:"consumer_resets"`
+}

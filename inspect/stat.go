@@ -1,0 +1,193 @@
+package inspect
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/shm"
+)
+
+// Sample is one read of an instance's world segment statistics (and, when
+// given, its leases segment), taken at a point in time.
+type Sample struct {
+	At       time.Time
+	Instance string
+	Stats    WorldStats
+	Latest   LatestReport
+	// Frame and seq of every slot's header, to resolve reader pins.
+	SlotFrames []uint64
+	SlotSeqs   []uint64
+	Readers    []ReaderReport
+	Leases     []SlotLeaseReport
+}
+
+// TakeSample reads world (and leases, if non-nil) read-only. It validates
+// both segments like Inspect and returns an error for corrupt input.
+func TakeSample(world, leases []byte, at time.Time, o Options) (*Sample, error) {
+	if o.Alive == nil {
+		o.Alive = shm.ProcessAlive
+	}
+	if len(world) > 0 && !aligned8(world) {
+		world = append(make([]byte, 0, len(world)), world...)
+	}
+	w, err := layout.DecodeWorld(world)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	s := &Sample{At: at, Instance: w.Header.Instance, SlotFrames: make([]uint64, w.Slots), SlotSeqs: make([]uint64, w.Slots)}
+	s.Stats, s.Latest = ReadWorldStats(w)
+	for i := 0; i < w.Slots; i++ {
+		so := w.SlotOff(i)
+		s.SlotSeqs[i] = ld64(world, so+layout.SlotSeq)
+		s.SlotFrames[i] = ld64(world, so+layout.SlotFrame)
+	}
+	if leases != nil {
+		if !aligned8(leases) {
+			leases = append(make([]byte, 0, len(leases)), leases...)
+		}
+		l, err := layout.DecodeLeases(leases)
+		if err != nil {
+			return nil, wrap(err)
+		}
+		if l.Header.Instance != w.Header.Instance {
+			return nil, wrap(fmt.Errorf("%w: leases segment of instance %q, world of %q", layout.ErrCorrupt, l.Header.Instance, w.Header.Instance))
+		}
+		lr := leasesReport(l, o)
+		s.Readers, s.Leases = lr.Readers, lr.SlotLeases
+	}
+	return s, nil
+}
+
+// StatLine is the rate view computed from two successive samples.
+type StatLine struct {
+	Instance        string      `json:"instance"`
+	Time            string      `json:"time"`
+	IntervalNano    int64       `json:"interval_ns"`
+	Published       bool        `json:"published"`
+	Frame           uint64      `json:"frame"`
+	Publishes       uint64      `json:"publishes"`
+	FrameRate       float64     `json:"frame_rate"` // publishes per second over the interval
+	LastPublish     string      `json:"last_publish"`
+	LastPublishAge  int64       `json:"last_publish_age_ns"`
+	Skipped         uint64      `json:"skipped"`
+	SkippedDelta    uint64      `json:"skipped_delta"`
+	Aborted         uint64      `json:"aborted"`
+	BytesPerSec     float64     `json:"bytes_per_sec"`
+	LastPublishNano uint64      `json:"last_publish_ns"`
+	FrameNano       uint64      `json:"frame_ns"`
+	Readers         []ReaderLag `json:"readers"`
+}
+
+// ReaderLag is how far one reader is behind the latest frame.
+type ReaderLag struct {
+	Index  int    `json:"index"`
+	Name   string `json:"name"`
+	PID    uint32 `json:"pid"`
+	Alive  bool   `json:"alive"`
+	Via    string `json:"via"`        // "pin", "lease" or "" when the reader holds nothing
+	Lag    *int64 `json:"lag_frames"` // latest frame - frame held; null when nothing is held
+	HBAge  int64  `json:"heartbeat_age_ns"`
+	Leased []int  `json:"leased_slots"`
+}
+
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return 0 // counters restarted (new segment): no meaningful delta
+	}
+	return a - b
+}
+
+// Rates computes the stat line between prev and cur (cur later).
+func Rates(prev, cur *Sample) StatLine {
+	dt := cur.At.Sub(prev.At)
+	st := StatLine{
+		Instance:        cur.Instance,
+		Time:            cur.At.UTC().Format(time.RFC3339Nano),
+		IntervalNano:    int64(dt),
+		Published:       cur.Latest.Published,
+		Frame:           cur.Latest.Frame,
+		Publishes:       cur.Stats.Publishes,
+		Skipped:         cur.Stats.Skipped,
+		SkippedDelta:    sub(cur.Stats.Skipped, prev.Stats.Skipped),
+		Aborted:         cur.Stats.Aborted,
+		LastPublish:     FormatUnixNano(int64(cur.Stats.HeartbeatNano)),
+		LastPublishNano: cur.Stats.LastPublishNano,
+		FrameNano:       cur.Stats.FrameNano,
+		Readers:         []ReaderLag{},
+	}
+	if cur.Stats.HeartbeatNano != 0 {
+		st.LastPublishAge = cur.At.UnixNano() - int64(cur.Stats.HeartbeatNano)
+	}
+	if sec := dt.Seconds(); sec > 0 {
+		st.FrameRate = float64(sub(cur.Stats.Publishes, prev.Stats.Publishes)) / sec
+		st.BytesPerSec = float64(sub(cur.Stats.BytesCopied, prev.Stats.BytesCopied)) / sec
+	}
+	for _, r := range cur.Readers {
+		rl := ReaderLag{Index: r.Index, Name: r.Name, PID: r.PID, Alive: r.Alive, Leased: []int{}}
+		if r.HeartbeatNano != 0 {
+			rl.HBAge = cur.At.UnixNano() - int64(r.HeartbeatNano)
+		}
+		held, ok := uint64(0), false
+		if r.Pinned && r.PinSlot < len(cur.SlotFrames) && cur.SlotSeqs[r.PinSlot] == r.PinSeq {
+			held, ok, rl.Via = cur.SlotFrames[r.PinSlot], true, "pin"
+		}
+		for _, l := range cur.Leases {
+			for _, h := range l.Holders {
+				if h != r.Index {
+					continue
+				}
+				rl.Leased = append(rl.Leased, l.Slot)
+				if !ok || l.Frame < held {
+					held, ok, rl.Via = l.Frame, true, "lease"
+				}
+			}
+		}
+		if ok && cur.Latest.Published {
+			lag := int64(cur.Latest.Frame - held)
+			rl.Lag = &lag
+		} else {
+			rl.Via = ""
+		}
+		st.Readers = append(st.Readers, rl)
+	}
+	return st
+}
+
+// StatText renders one stat line for humans.
+func StatText(w io.Writer, s StatLine) error {
+	var b strings.Builder
+	if s.Published {
+		fmt.Fprintf(&b, "%s  frame %d  %.1f fps  last publish %s ago  skipped %d (+%d)  aborted %d  %s/s  publish %s  frame %s",
+			s.Instance, s.Frame, s.FrameRate, time.Duration(s.LastPublishAge).Round(time.Microsecond), s.Skipped, s.SkippedDelta,
+			s.Aborted, humanBytes(s.BytesPerSec), time.Duration(s.LastPublishNano), time.Duration(s.FrameNano))
+	} else {
+		fmt.Fprintf(&b, "%s  nothing published yet", s.Instance)
+	}
+	for _, r := range s.Readers {
+		state := "alive"
+		if !r.Alive {
+			state = "dead"
+		}
+		lag := "idle"
+		if r.Lag != nil {
+			lag = fmt.Sprintf("lag %d (%s)", *r.Lag, r.Via)
+		}
+		fmt.Fprintf(&b, "\n  reader %d %s pid %d %s %s", r.Index, orDash(r.Name), r.PID, state, lag)
+	}
+	b.WriteByte('\n')
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func humanBytes(v float64) string {
+	units := []string{"B", "KiB", "MiB", "GiB", "TiB"}
+	i := 0
+	for v >= 1024 && i < len(units)-1 {
+		v /= 1024
+		i++
+	}
+	return fmt.Sprintf("%.1f%s", v, units[i])
+}

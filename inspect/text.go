@@ -1,0 +1,200 @@
+package inspect
+
+import (
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+)
+
+// Text renders r for humans as aligned tables.
+func Text(w io.Writer, r *Report) error {
+	p := &printer{w: w}
+	h := r.Header
+	if r.Source != "" {
+		p.f("segment    %s\n", r.Source)
+	}
+	p.f("kind       %s (%d)   version %d   instance %s   size %d   ready %v\n", h.Kind, h.KindID, h.Version, h.Instance, h.TotalSize, h.Ready)
+	p.f("creator    pid %d   start %d   alive %v   created %s\n", h.CreatorPID, h.CreatorStart, h.CreatorAlive, h.Created)
+	p.f("schema     %s   magic ok %v\n", h.SchemaHash, h.MagicOK)
+	p.f("\nsections\n")
+	t := p.table("ID\tNAME\tCOUNT\tOFFSET\tSIZE")
+	for _, s := range h.Sections {
+		t.row(s.ID, s.Name, s.Count, s.Offset, s.Size)
+	}
+	t.flush()
+	switch {
+	case r.World != nil:
+		p.world(r.World)
+	case r.Leases != nil:
+		p.leases(r.Leases)
+	case r.Events != nil:
+		p.events(r.Events)
+	case r.Module != nil:
+		p.module(r.Module)
+	}
+	for _, n := range r.Notes {
+		p.f("\nnote: %s\n", n)
+	}
+	for _, n := range r.Problems {
+		p.f("\nPROBLEM: %s\n", n)
+	}
+	return p.err
+}
+
+type printer struct {
+	w   io.Writer
+	err error
+}
+
+func (p *printer) f(format string, a ...any) {
+	if p.err == nil {
+		_, p.err = fmt.Fprintf(p.w, format, a...)
+	}
+}
+
+type table struct {
+	p  *printer
+	tw *tabwriter.Writer
+}
+
+func (p *printer) table(head string) *table {
+	t := &table{p: p, tw: tabwriter.NewWriter(p.w, 0, 0, 2, ' ', 0)}
+	t.line(head)
+	return t
+}
+
+func (t *table) line(s string) {
+	if t.p.err == nil {
+		_, t.p.err = io.WriteString(t.tw, s+"\n")
+	}
+}
+
+func (t *table) row(cells ...any) {
+	s := make([]string, len(cells))
+	for i, c := range cells {
+		s[i] = fmt.Sprint(c)
+	}
+	t.line(strings.Join(s, "\t"))
+}
+
+func (t *table) flush() {
+	if err := t.tw.Flush(); err != nil && t.p.err == nil {
+		t.p.err = err
+	}
+}
+
+func yes(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "-"
+}
+
+func (p *printer) world(w *WorldReport) {
+	p.f("\nworld      slots %d   components %d   chunk capacity %d   max chunks %d   chunk stride %d   slot stride %d\n",
+		w.SlotCount, w.ComponentCount, w.ChunkCapacity, w.MaxChunks, w.ChunkStride, w.SlotStride)
+	if w.Latest.Published {
+		p.f("latest     frame %d in slot %d\n", w.Latest.Frame, w.Latest.Slot)
+	} else {
+		p.f("latest     nothing published\n")
+	}
+	s := w.Stats
+	p.f("stats      publishes %d   skipped %d   aborted %d   bytes %d   chunks %d   last publish %dns   frame %dns   heartbeat %s\n",
+		s.Publishes, s.Skipped, s.Aborted, s.BytesCopied, s.ChunksCopied, s.LastPublishNano, s.FrameNano, FormatUnixNano(int64(s.HeartbeatNano)))
+	p.f("\ncomponents\n")
+	t := p.table("ID\tNAME\tSIZE\tALIGN\tFINGERPRINT\tCOLUMN")
+	for _, c := range w.Components {
+		t.row(c.ID, c.Name, c.Size, c.Align, c.Fingerprint, c.ColumnOffset)
+	}
+	t.flush()
+	p.f("\nslots\n")
+	t = p.table("SLOT\tSEQ\tWRITING\tSTABLE\tLATEST\tFRAME\tVERSION\tMASK\tCHUNKS\tENTITIES\tALIVE\tBYTES\tCOPIED\tPUBLISHED\tERROR")
+	for _, sl := range w.Slots {
+		t.row(sl.Index, sl.Seq, yes(sl.Writing), yes(sl.Stable), yes(sl.Latest), sl.Frame, sl.Version, sl.Mask, sl.Chunks,
+			sl.Entities, sl.Alive, sl.BytesCopied, sl.ChunksCopied, FormatUnixNano(int64(sl.PublishNano)), orDash(sl.Error))
+	}
+	t.flush()
+	for _, sl := range w.Slots {
+		if len(sl.ChunkDetail) == 0 {
+			continue
+		}
+		p.f("\nslot %d chunks\n", sl.Index)
+		head := "CHUNK\tROWS\tALIVE\tSTRUCT"
+		for _, c := range w.Components {
+			head += "\tV:" + c.Name
+		}
+		t = p.table(head)
+		for _, c := range sl.ChunkDetail {
+			cells := []any{c.Index, c.Rows, c.Alive, c.StructuralVersion}
+			for _, v := range c.Versions {
+				cells = append(cells, v)
+			}
+			t.row(cells...)
+		}
+		t.flush()
+	}
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func (p *printer) leases(l *LeasesReport) {
+	p.f("\nleases     reader entries %d   slot entries %d   readers in use %d\n", l.ReaderEntries, l.SlotEntries, len(l.Readers))
+	p.f("\nreaders\n")
+	t := p.table("ENTRY\tPID\tSTART\tALIVE\tNAME\tPIN\tPINS\tRETRIES\tHEARTBEAT")
+	for _, r := range l.Readers {
+		pin := "-"
+		if r.Pinned {
+			pin = fmt.Sprintf("slot %d seq %d", r.PinSlot, r.PinSeq)
+		}
+		alive := "dead"
+		if r.Alive {
+			alive = "alive"
+		}
+		t.row(r.Index, r.PID, r.StartTime, alive, orDash(r.Name), pin, r.Pins, r.Retries, FormatUnixNano(int64(r.HeartbeatNano)))
+	}
+	t.flush()
+	p.f("\nslot leases\n")
+	t = p.table("SLOT\tHOLDERS\tFRAME\tMASK\tENGINE_REFS")
+	for _, s := range l.SlotLeases {
+		hs := make([]string, len(s.Holders))
+		for i, h := range s.Holders {
+			hs[i] = strconv.Itoa(h)
+		}
+		t.row(s.Slot, orDash(strings.Join(hs, ",")), s.Frame, s.Mask, s.EngineRefs)
+	}
+	t.flush()
+}
+
+func (p *printer) events(e *EventsReport) {
+	p.f("\nevents     capacity %d   max payload %d   area offset %d\n", e.Capacity, e.MaxPayload, e.AreaOffset)
+	p.f("\n")
+	t := p.table("POSITION\tGEN\tSEQ\tPOS")
+	t.row("commit (next)", e.CommitGen, e.NextSeq, e.EndPos)
+	t.row("oldest", e.OldestGen, e.OldestSeq, e.OldestPos)
+	t.flush()
+	p.f("retained   %d events, %d bytes\n", e.Retained, e.RetainedBytes)
+	s := e.Stats
+	p.f("stats      events %d   payload bytes %d   commits %d   rejected %d   last frame %d   last commit %s\n",
+		s.Events, s.PayloadBytes, s.Commits, s.Rejected, s.LastFrame, FormatUnixNano(int64(s.LastCommitNano)))
+}
+
+func (p *printer) module(m *ModuleReport) {
+	p.f("\nmodule     slot %d   name %s   tier %d   frequency %d   mask %s\n", m.Slot, m.Name, m.Tier, m.Frequency, m.Mask)
+	p.f("process    pid %d   start %d   alive %v   heartbeat %s\n", m.PID, m.StartTime, m.Alive, FormatUnixNano(int64(m.HeartbeatNano)))
+	p.f("\n")
+	t := p.table("DOORBELL\tWORD\tNEED_WAKE\tFRAME\tLEASE")
+	t.row("tick", m.Tick.Word, m.Tick.NeedWake, m.Tick.Frame, m.Tick.Lease)
+	t.row("done", m.Done.Word, m.Done.NeedWake, m.Done.Frame, "-")
+	t.flush()
+	g := m.Ring
+	p.f("\nring       offset %d   capacity %d   head %d   tail %d   committed %d   free %d\n", g.Offset, g.Capacity, g.Head, g.Tail, g.CommittedBytes, g.FreeBytes)
+	p.f("producer   records %d   batches %d   full %d\n", g.ProdRecords, g.ProdBatches, g.ProdFull)
+	p.f("consumer   records %d   bad %d   resets %d\n", g.ConsRecords, g.ConsBad, g.ConsResets)
+}

@@ -1,0 +1,288 @@
+package supervisor
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+//go:embed default.yaml
+var defaultYAML []byte
+
+// DefaultYAML returns the embedded default configuration (the demo instance
+// of `engine up`) as YAML text.
+func DefaultYAML() []byte { return bytes.Clone(defaultYAML) }
+
+// DefaultConfig parses the embedded default configuration.
+func DefaultConfig() (*Config, error) { return ParseConfig(defaultYAML) }
+
+// Tiers accepted in a module's tier field.
+const (
+	TierFast = "fast"
+	TierSlow = "slow"
+)
+
+// EngineName is the child name of the engine process (reserved: no module
+// may use it).
+const EngineName = "engine"
+
+// Duration is a time.Duration written in YAML as a Go duration string
+// ("50ms", "2s").
+type Duration time.Duration
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("line %d: a duration must be a string such as \"50ms\"", n.Line)
+	}
+	v, err := time.ParseDuration(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: bad duration %q (want e.g. 50ms, 2s)", n.Line, n.Value)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements yaml.Marshaler.
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Config is the supervisor configuration of one instance.
+type Config struct {
+	// Instance names the shared-memory instance (1..31 of [A-Za-z0-9_-]).
+	Instance string         `yaml:"instance"`
+	Engine   EngineConfig   `yaml:"engine"`
+	Modules  []ModuleConfig `yaml:"modules"`
+	Restart  RestartConfig  `yaml:"restart"`
+	Breaker  BreakerConfig  `yaml:"breaker"`
+	Hang     HangConfig     `yaml:"hang"`
+	Shutdown ShutdownConfig `yaml:"shutdown"`
+}
+
+// EngineConfig describes the engine process.
+type EngineConfig struct {
+	// Command is argv; argv[0] is resolved next to the running executable
+	// first, then in PATH (a name with a slash is used as is).
+	Command []string `yaml:"command"`
+	// Env holds extra environment variables.
+	Env map[string]string `yaml:"env"`
+	// Restart restarts the engine when it dies (default true). When false, the
+	// engine's exit ends Run.
+	Restart bool `yaml:"restart"`
+}
+
+// ModuleConfig describes one module process.
+type ModuleConfig struct {
+	Name    string            `yaml:"name"`
+	Command []string          `yaml:"command"`
+	Env     map[string]string `yaml:"env"`
+	// Tier is "fast" (default) or "slow".
+	Tier string `yaml:"tier"`
+	// Every is the tick frequency divider in frames (default 1).
+	Every int `yaml:"every"`
+	// Group names a convoy group of slow modules (optional).
+	Group string `yaml:"group"`
+}
+
+// RestartConfig is the exponential backoff between restarts: the first delay
+// is InitialBackoff, each further consecutive death multiplies it by
+// Multiplier up to MaxBackoff, and a process that ran for ResetAfter before
+// dying starts again from InitialBackoff.
+type RestartConfig struct {
+	InitialBackoff Duration `yaml:"initial_backoff"`
+	MaxBackoff     Duration `yaml:"max_backoff"`
+	Multiplier     float64  `yaml:"multiplier"`
+	ResetAfter     Duration `yaml:"reset_after"`
+}
+
+// BreakerConfig is the per-process circuit breaker: more than MaxFailures
+// deaths within Window and the process is not restarted again.
+type BreakerConfig struct {
+	MaxFailures int      `yaml:"max_failures"`
+	Window      Duration `yaml:"window"`
+}
+
+// HangConfig is hang detection: a running child whose last heartbeat (see
+// Hooks.Heartbeat) is older than HeartbeatTimeout is SIGKILLed. 0 disables it.
+type HangConfig struct {
+	HeartbeatTimeout Duration `yaml:"heartbeat_timeout"`
+}
+
+// ShutdownConfig is graceful shutdown: SIGTERM, then SIGKILL after Grace.
+type ShutdownConfig struct {
+	Grace Duration `yaml:"grace"`
+}
+
+// defaults returns a Config holding every default value; YAML fields
+// override it.
+func defaults() Config {
+	return Config{
+		Engine:   EngineConfig{Restart: true},
+		Restart:  RestartConfig{InitialBackoff: Duration(50 * time.Millisecond), MaxBackoff: Duration(5 * time.Second), Multiplier: 2, ResetAfter: Duration(10 * time.Second)},
+		Breaker:  BreakerConfig{MaxFailures: 5, Window: Duration(30 * time.Second)},
+		Hang:     HangConfig{HeartbeatTimeout: Duration(2 * time.Second)},
+		Shutdown: ShutdownConfig{Grace: Duration(2 * time.Second)},
+	}
+}
+
+// LoadConfig reads and validates a YAML configuration file.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("fdp/supervisor: %w", err)
+	}
+	c, err := ParseConfig(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w (in %s)", err, path)
+	}
+	return c, nil
+}
+
+// ParseConfig parses and validates a YAML configuration. Unknown fields are
+// errors; absent fields take their defaults (see default.yaml).
+func ParseConfig(b []byte) (*Config, error) {
+	c := defaults()
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("fdp/supervisor: config: empty document")
+		}
+		return nil, fmt.Errorf("fdp/supervisor: config: %w", err)
+	}
+	for i := range c.Modules {
+		m := &c.Modules[i]
+		if m.Tier == "" {
+			m.Tier = TierFast
+		}
+		if m.Every == 0 {
+			m.Every = 1
+		}
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func validName(s string) bool {
+	if len(s) < 1 || len(s) > 31 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		ch := s[i]
+		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '_' || ch == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func validCommand(cmd []string) error {
+	if len(cmd) == 0 || cmd[0] == "" {
+		return errors.New("empty command")
+	}
+	return nil
+}
+
+// Validate checks c and returns the first problem found.
+func (c *Config) Validate() error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("fdp/supervisor: config: "+format, a...)
+	}
+	if !validName(c.Instance) {
+		return bad("instance %q: want 1..31 characters of [A-Za-z0-9_-]", c.Instance)
+	}
+	if err := validCommand(c.Engine.Command); err != nil {
+		return bad("engine.command: %v", err)
+	}
+	seen := map[string]bool{}
+	for i, m := range c.Modules {
+		where := fmt.Sprintf("modules[%d]", i)
+		if m.Name != "" {
+			where = fmt.Sprintf("module %q", m.Name)
+		}
+		switch {
+		case !validName(m.Name):
+			return bad("%s: name %q: want 1..31 characters of [A-Za-z0-9_-]", where, m.Name)
+		case m.Name == EngineName:
+			return bad("%s: the name %q is reserved", where, EngineName)
+		case seen[m.Name]:
+			return bad("duplicate module name %q", m.Name)
+		}
+		seen[m.Name] = true
+		if err := validCommand(m.Command); err != nil {
+			return bad("%s: command: %v", where, err)
+		}
+		if m.Tier != TierFast && m.Tier != TierSlow {
+			return bad("%s: unknown tier %q (want %q or %q)", where, m.Tier, TierFast, TierSlow)
+		}
+		if m.Every < 1 {
+			return bad("%s: every %d: want >= 1", where, m.Every)
+		}
+		if m.Group != "" && !validName(m.Group) {
+			return bad("%s: group %q: want 1..31 characters of [A-Za-z0-9_-]", where, m.Group)
+		}
+	}
+	r := c.Restart
+	switch {
+	case r.InitialBackoff <= 0:
+		return bad("restart.initial_backoff %v: want > 0", r.InitialBackoff.D())
+	case r.MaxBackoff < r.InitialBackoff:
+		return bad("restart.max_backoff %v: want >= initial_backoff %v", r.MaxBackoff.D(), r.InitialBackoff.D())
+	case !(r.Multiplier >= 1 && r.Multiplier <= 1000):
+		return bad("restart.multiplier %v: want 1..1000", r.Multiplier)
+	case r.ResetAfter <= 0:
+		return bad("restart.reset_after %v: want > 0", r.ResetAfter.D())
+	case c.Breaker.MaxFailures < 1:
+		return bad("breaker.max_failures %d: want >= 1", c.Breaker.MaxFailures)
+	case c.Breaker.Window <= 0:
+		return bad("breaker.window %v: want > 0", c.Breaker.Window.D())
+	case c.Hang.HeartbeatTimeout < 0:
+		return bad("hang.heartbeat_timeout %v: want >= 0 (0 disables)", c.Hang.HeartbeatTimeout.D())
+	case c.Shutdown.Grace <= 0:
+		return bad("shutdown.grace %v: want > 0", c.Shutdown.Grace.D())
+	}
+	return nil
+}
+
+// ResolveCommand returns the path of program name: a name containing a slash
+// is returned as is; otherwise the directory of the running executable is
+// tried first (so `engine up` finds its sibling binaries), then PATH.
+func ResolveCommand(name string) (string, error) {
+	dir := ""
+	if exe, err := os.Executable(); err == nil {
+		dir = filepath.Dir(exe)
+	}
+	return resolveIn(dir, name)
+}
+
+func resolveIn(exeDir, name string) (string, error) {
+	if name == "" {
+		return "", errors.New("fdp/supervisor: empty command")
+	}
+	if filepath.Base(name) != name {
+		return name, nil
+	}
+	if exeDir != "" {
+		p := filepath.Join(exeDir, name)
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	p, err := exec.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("fdp/supervisor: %q not found next to %s nor in PATH: %w", name, exeDir, err)
+	}
+	return p, nil
+}

@@ -1,0 +1,173 @@
+package supervisor
+
+import (
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestDefaultConfig(t *testing.T) {
+	c, err := DefaultConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Instance != "demo" || !slices.Equal(c.Engine.Command, []string{"engine", "run"}) || !c.Engine.Restart {
+		t.Fatalf("engine %+v instance %q", c.Engine, c.Instance)
+	}
+	var names []string
+	for _, m := range c.Modules {
+		names = append(names, m.Name)
+	}
+	if !slices.Equal(names, []string{"telemetry", "ai-1", "ai-2", "ai-3", "alert"}) {
+		t.Fatalf("modules %v", names)
+	}
+	ai := c.Modules[1]
+	if ai.Tier != TierSlow || ai.Every != 6 || ai.Group != "ai" || !slices.Equal(ai.Command, []string{"modrunner", "ai"}) {
+		t.Fatalf("ai-1 %+v", ai)
+	}
+	if c.Restart.InitialBackoff.D() != 50*time.Millisecond || c.Restart.MaxBackoff.D() != 5*time.Second ||
+		c.Restart.Multiplier != 2 || c.Restart.ResetAfter.D() != 10*time.Second ||
+		c.Breaker.MaxFailures != 5 || c.Breaker.Window.D() != 30*time.Second ||
+		c.Hang.HeartbeatTimeout.D() != 2*time.Second || c.Shutdown.Grace.D() != 2*time.Second {
+		t.Fatalf("policy %+v %+v %+v %+v", c.Restart, c.Breaker, c.Hang, c.Shutdown)
+	}
+	if string(DefaultYAML()) != string(defaultYAML) {
+		t.Fatal("DefaultYAML differs from the embedded file")
+	}
+}
+
+func TestLoadConfigFiles(t *testing.T) {
+	c, err := LoadConfig(filepath.Join("testdata", "valid.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tel := c.Modules[0]
+	if tel.Tier != TierFast || tel.Every != 1 || tel.Group != "" {
+		t.Fatalf("defaults not applied: %+v", tel)
+	}
+	if c.Engine.Env["FDP_LOG"] != "debug" || !c.Engine.Restart || len(c.Engine.Command) != 4 {
+		t.Fatalf("engine %+v", c.Engine)
+	}
+	if c.Restart.InitialBackoff.D() != 10*time.Millisecond || c.Restart.MaxBackoff.D() != 5*time.Second ||
+		c.Breaker.MaxFailures != 2 || c.Breaker.Window.D() != 30*time.Second || c.Hang.HeartbeatTimeout != 0 {
+		t.Fatalf("policy %+v %+v %+v", c.Restart, c.Breaker, c.Hang)
+	}
+	_, err = LoadConfig(filepath.Join("testdata", "bad_tier.yaml"))
+	if err == nil || !strings.Contains(err.Error(), `unknown tier "medium"`) || !strings.Contains(err.Error(), "bad_tier.yaml") {
+		t.Fatalf("bad tier: %v", err)
+	}
+	if _, err := LoadConfig(filepath.Join("testdata", "missing.yaml")); err == nil {
+		t.Fatal("missing file accepted")
+	}
+}
+
+func TestParseConfigErrors(t *testing.T) {
+	const eng = "instance: x\nengine: {command: [engine]}\n"
+	for _, tc := range []struct{ name, yaml, want string }{
+		{"empty", "", "empty document"},
+		{"unknown field", eng + "bogus: 1\n", "field bogus not found"},
+		{"bad instance", "instance: a.b\nengine: {command: [e]}\n", `instance "a.b"`},
+		{"no instance", "engine: {command: [e]}\n", `instance ""`},
+		{"engine empty command", "instance: x\nengine: {command: []}\n", "engine.command: empty command"},
+		{"module empty command", eng + "modules: [{name: m}]\n", `module "m": command: empty command`},
+		{"module blank argv0", eng + "modules: [{name: m, command: [\"\"]}]\n", "empty command"},
+		{"unknown tier", eng + "modules: [{name: m, command: [x], tier: turbo}]\n", `unknown tier "turbo"`},
+		{"duplicate", eng + "modules: [{name: m, command: [x]}, {name: m, command: [y]}]\n", `duplicate module name "m"`},
+		{"reserved", eng + "modules: [{name: engine, command: [x]}]\n", "reserved"},
+		{"bad name", eng + "modules: [{name: \"a b\", command: [x]}]\n", `name "a b"`},
+		{"no name", eng + "modules: [{command: [x]}]\n", `modules[0]: name ""`},
+		{"every", eng + "modules: [{name: m, command: [x], every: -2}]\n", "every -2"},
+		{"bad group", eng + "modules: [{name: m, command: [x], group: \"a/b\"}]\n", `group "a/b"`},
+		{"bad duration", eng + "restart: {initial_backoff: fast}\n", `bad duration "fast"`},
+		{"number duration", eng + "restart: {initial_backoff: 50}\n", `bad duration "50"`},
+		{"list duration", eng + "breaker: {window: [1]}\n", "must be a string"},
+		{"zero backoff", eng + "restart: {initial_backoff: 0s}\n", "restart.initial_backoff 0s"},
+		{"max < initial", eng + "restart: {initial_backoff: 1s, max_backoff: 10ms}\n", "restart.max_backoff 10ms"},
+		{"multiplier", eng + "restart: {multiplier: 0.5}\n", "restart.multiplier 0.5"},
+		{"reset", eng + "restart: {reset_after: -1s}\n", "restart.reset_after"},
+		{"max failures", eng + "breaker: {max_failures: 0}\n", "breaker.max_failures 0"},
+		{"window", eng + "breaker: {window: 0s}\n", "breaker.window"},
+		{"hang", eng + "hang: {heartbeat_timeout: -1s}\n", "hang.heartbeat_timeout"},
+		{"grace", eng + "shutdown: {grace: 0s}\n", "shutdown.grace"},
+		{"not yaml", "instance: [\n", "fdp/supervisor: config:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := ParseConfig([]byte(tc.yaml))
+			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "fdp/supervisor: ") {
+				t.Fatalf("ParseConfig error %v (config %+v), want it to contain %q", err, c, tc.want)
+			}
+		})
+	}
+}
+
+func TestNewRejectsInvalidConfig(t *testing.T) {
+	if _, err := New(nil, Options{}); err == nil {
+		t.Fatal("nil config accepted")
+	}
+	c := defaults()
+	c.Instance = "x"
+	if _, err := New(&c, Options{}); err == nil || !strings.Contains(err.Error(), "engine.command") {
+		t.Fatalf("New: %v", err)
+	}
+}
+
+func TestResolveCommand(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "tool"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "sh"), []byte("not executable"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := resolveIn(dir, "tool"); err != nil || p != filepath.Join(dir, "tool") {
+		t.Fatalf("sibling: %q %v", p, err)
+	}
+	// A non-executable sibling is skipped: PATH wins.
+	if p, err := resolveIn(dir, "sh"); err != nil || p == filepath.Join(dir, "sh") || filepath.Base(p) != "sh" {
+		t.Fatalf("PATH fallback: %q %v", p, err)
+	}
+	if p, err := resolveIn(dir, "./rel/x"); err != nil || p != "./rel/x" {
+		t.Fatalf("path with a slash: %q %v", p, err)
+	}
+	if _, err := resolveIn(dir, "fdp-no-such-binary-xyz"); err == nil || !strings.Contains(err.Error(), "not found next to") {
+		t.Fatalf("missing: %v", err)
+	}
+	if _, err := resolveIn(dir, ""); err == nil {
+		t.Fatal("empty name accepted")
+	}
+}
+
+func TestChildEnv(t *testing.T) {
+	base := []string{"PATH=/bin", "FDP_MODULE=inherited", "FDP_TIER=slow", "KEEP=1", "OVER=old"}
+	got := childEnv(base, map[string]string{"OVER": "new", "FDP_GROUP": "mine"},
+		map[string]string{"FDP_MODULE": "m", "FDP_TIER": "fast", "FDP_GROUP": "g"})
+	want := []string{"PATH=/bin", "KEEP=1", "FDP_MODULE=m", "FDP_TIER=fast", "FDP_GROUP=mine", "OVER=new"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("env %v, want %v", got, want)
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	f.Add(defaultYAML)
+	f.Add([]byte("instance: x\nengine: {command: [e]}\nmodules: [{name: m, command: [x], tier: slow}]\n"))
+	f.Add([]byte("restart: {initial_backoff: 1h}\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) > 4096 {
+			return // configs are small; keeps the YAML parser's worst cases out
+		}
+		c, err := ParseConfig(b)
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("parsed config fails validation: %v", err)
+		}
+	})
+}

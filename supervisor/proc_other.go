@@ -1,0 +1,8 @@
+//go:build !linux
+
+package supervisor
+
+import "syscall"
+
+// sysProcAttr has no parent-death signal outside Linux.
+func sysProcAttr() *syscall.SysProcAttr { return &syscall.SysProcAttr{} }

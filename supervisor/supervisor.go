@@ -1,0 +1,679 @@
+// Package supervisor launches the engine process and the module processes of
+// an FDP instance from a YAML configuration, restarts crashed processes with
+// exponential backoff and a per-process circuit breaker, kills hung modules,
+// reclaims a dead module's resources through hooks, and shuts everything down
+// gracefully (SIGTERM, then SIGKILL after a grace period). Children get
+// PDEATHSIG=SIGKILL so they never outlive a killed supervisor.
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// State is the state of one supervised child.
+type State string
+
+// Child states.
+const (
+	StateStarting State = "starting" // not started yet
+	StateRunning  State = "running"  // process alive
+	StateBackoff  State = "backoff"  // dead, waiting to be restarted
+	StateBroken   State = "broken"   // circuit breaker tripped: not restarted again
+	StateStopped  State = "stopped"  // stopped by shutdown
+)
+
+// Hooks are callbacks into the rest of the system. Every field is optional.
+// Hooks are called from supervisor goroutines; they must be safe for
+// concurrent use (different children call them concurrently).
+type Hooks struct {
+	// BeforeStart runs once at the start of Run, before any process is
+	// started (e.g. shm.GC of stale segments). An error aborts Run.
+	BeforeStart func() error
+	// OnStart is called after a child process has started.
+	OnStart func(name string, pid int)
+	// OnModuleDeath is called as soon as a module's death is seen, with the
+	// exit status text ("signal: killed", "exit status 2").
+	OnModuleDeath func(name string, pid int, status string)
+	// OnEngineDeath is called as soon as the engine's death is seen.
+	OnEngineDeath func(pid int, status string)
+	// Reclaim is called after a module died and before it is restarted, once
+	// per death, with the dead pid: release its leases and reset its ring.
+	Reclaim func(name string, pid int) error
+	// Heartbeat reports the last heartbeat of a child (modules, and the engine
+	// under the name EngineName). ok=false means unknown: the child is not
+	// judged. A running child whose last heartbeat (or start, if later) is
+	// older than hang.heartbeat_timeout is SIGKILLed and counted as a hang.
+	Heartbeat func(name string) (last time.Time, ok bool)
+	// OnBackoff is called when a restart is scheduled after delay.
+	OnBackoff func(name string, delay time.Duration)
+	// OnBroken is called when a child's circuit breaker trips.
+	OnBroken func(name string, deaths int)
+	// AfterStop runs once at the end of Run, after every child is gone (e.g.
+	// shm.RemoveInstance). Its error is returned by Run if Run has none.
+	AfterStop func() error
+}
+
+// Options configure a Supervisor.
+type Options struct {
+	// Logger receives supervisor events and every line the children print
+	// (attribute child=<name>, stream=stdout|stderr). Default slog.Default().
+	Logger *slog.Logger
+	Hooks  Hooks
+	// OnStatus, if set, receives Status() every StatusEvery (default 1 s).
+	OnStatus    func([]ChildStatus)
+	StatusEvery time.Duration
+	// ExeDir is where commands are looked up before PATH (default: the
+	// directory of the running executable).
+	ExeDir string
+}
+
+// ChildStatus is a snapshot of one child.
+type ChildStatus struct {
+	Name   string
+	Engine bool
+	PID    int // 0 when not running
+	State  State
+	// Restarts counts processes started after the first one.
+	Restarts int
+	// Deaths counts unexpected exits (hang kills included).
+	Deaths int
+	// Hangs counts SIGKILLs because of a stale heartbeat.
+	Hangs int
+	// BreakerTrips is 1 once the circuit breaker tripped.
+	BreakerTrips int
+	// LastExit is the exit status text of the last process ("" if none).
+	LastExit string
+	// Uptime of the current process (0 when not running).
+	Uptime time.Duration
+	// DetectLatency of the last death: from the death (the SIGKILL when the
+	// supervisor sent it, otherwise the moment the kernel reported the exit)
+	// to the death hook call.
+	DetectLatency time.Duration
+	// LastBackoff is the last scheduled restart delay.
+	LastBackoff time.Duration
+}
+
+var errStopping = errors.New("fdp/supervisor: stopping")
+
+// maxLatencySamples bounds the detection-latency samples kept per child.
+const maxLatencySamples = 4096
+
+type child struct {
+	name   string
+	engine bool
+	argv   []string // argv[0] resolved at Run
+	env    []string
+	done   chan struct{} // closed when the child's loop ended
+
+	// Guarded by Supervisor.mu.
+	proc      *os.Process
+	started   time.Time
+	killedAt  time.Time // SIGKILL sent by the supervisor to proc (hang)
+	state     State
+	restarts  int
+	deaths    int
+	hangs     int
+	trips     int
+	lastExit  string
+	lastLat   time.Duration
+	lats      []time.Duration
+	failures  []time.Time // deaths within the breaker window
+	backoff   time.Duration
+	lastDelay time.Duration
+}
+
+type spawnReq struct {
+	cmd *exec.Cmd
+	err chan error
+}
+
+// Supervisor runs one instance. Create it with New, run it once with Run.
+type Supervisor struct {
+	cfg      *Config
+	opt      Options
+	log      *slog.Logger
+	children []*child // [0] is the engine
+
+	spawnCh chan spawnReq
+	stopCh  chan struct{} // closed when shutdown starts
+	endCh   chan struct{} // closed by finish: the run must end
+	outWG   sync.WaitGroup
+
+	mu       sync.Mutex
+	ran      bool
+	stopping bool
+	ended    bool
+	endErr   error
+	pipes    map[*os.File]struct{} // open read ends of children's output
+}
+
+// New validates cfg and returns a Supervisor for it.
+func New(cfg *Config, opts Options) (*Supervisor, error) {
+	if cfg == nil {
+		return nil, errors.New("fdp/supervisor: nil config")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.StatusEvery <= 0 {
+		opts.StatusEvery = time.Second
+	}
+	if opts.ExeDir == "" {
+		if exe, err := os.Executable(); err == nil {
+			opts.ExeDir = filepath.Dir(exe)
+		}
+	}
+	s := &Supervisor{
+		cfg:     cfg,
+		opt:     opts,
+		log:     opts.Logger,
+		spawnCh: make(chan spawnReq),
+		stopCh:  make(chan struct{}),
+		endCh:   make(chan struct{}),
+		pipes:   map[*os.File]struct{}{},
+	}
+	base := os.Environ()
+	eng := &child{name: EngineName, engine: true, argv: slices.Clone(cfg.Engine.Command), state: StateStarting, done: make(chan struct{})}
+	eng.env = childEnv(base, cfg.Engine.Env, map[string]string{
+		"FDP_INSTANCE": cfg.Instance, "FDP_MODULE": EngineName, "FDP_ROLE": "engine",
+		"FDP_TIER": "", "FDP_EVERY": "", "FDP_GROUP": "",
+	})
+	s.children = append(s.children, eng)
+	for _, m := range cfg.Modules {
+		c := &child{name: m.Name, argv: slices.Clone(m.Command), state: StateStarting, done: make(chan struct{})}
+		c.env = childEnv(base, m.Env, map[string]string{
+			"FDP_INSTANCE": cfg.Instance, "FDP_MODULE": m.Name, "FDP_ROLE": "module",
+			"FDP_TIER": m.Tier, "FDP_EVERY": strconv.Itoa(m.Every), "FDP_GROUP": m.Group,
+		})
+		s.children = append(s.children, c)
+	}
+	return s, nil
+}
+
+// childEnv returns base without the keys of extra and fdp, then fdp and extra
+// (sorted by key; extra wins over fdp).
+func childEnv(base []string, extra, fdp map[string]string) []string {
+	out := make([]string, 0, len(base)+len(extra)+len(fdp))
+	for _, kv := range base {
+		k, _, _ := strings.Cut(kv, "=")
+		if _, ok := fdp[k]; ok {
+			continue
+		}
+		if _, ok := extra[k]; ok {
+			continue
+		}
+		out = append(out, kv)
+	}
+	for _, k := range slices.Sorted(maps.Keys(fdp)) {
+		if _, ok := extra[k]; !ok {
+			out = append(out, k+"="+fdp[k])
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(extra)) {
+		out = append(out, k+"="+extra[k])
+	}
+	return out
+}
+
+// Run starts the engine, then the modules, supervises them until ctx is
+// cancelled (or the engine is beyond help), then shuts everything down:
+// SIGTERM to the modules, then to the engine, SIGKILL to whatever is left
+// after shutdown.grace (per phase), and finally Hooks.AfterStop. It returns
+// nil after a shutdown requested through ctx, or an error when the engine's
+// circuit breaker tripped, the engine exited with restart disabled, or a
+// command cannot be found. Run may be called once.
+func (s *Supervisor) Run(ctx context.Context) error {
+	s.mu.Lock()
+	if s.ran {
+		s.mu.Unlock()
+		return errors.New("fdp/supervisor: Run called twice")
+	}
+	s.ran = true
+	s.mu.Unlock()
+
+	for _, c := range s.children {
+		p, err := resolveIn(s.opt.ExeDir, c.argv[0])
+		if err != nil {
+			return fmt.Errorf("fdp/supervisor: %s: %w", c.name, err)
+		}
+		c.argv[0] = p
+	}
+	if h := s.opt.Hooks.BeforeStart; h != nil {
+		if err := h(); err != nil {
+			return fmt.Errorf("fdp/supervisor: before start: %w", err)
+		}
+	}
+
+	spawnerDone := make(chan struct{})
+	go s.spawner(spawnerDone)
+	defer func() {
+		close(s.spawnCh)
+		<-spawnerDone
+	}()
+
+	s.log.Info("supervisor starting", "instance", s.cfg.Instance, "modules", len(s.cfg.Modules), "pid", os.Getpid())
+	// The engine first: its first process is started before any module's.
+	eng := s.children[0]
+	if first, err := s.start(eng); err != nil {
+		for _, c := range s.children {
+			close(c.done)
+		}
+		s.finish(fmt.Errorf("fdp/supervisor: cannot start the engine: %w", err))
+	} else {
+		go s.loop(eng, first)
+		for _, c := range s.children[1:] {
+			go s.loop(c, nil)
+		}
+	}
+
+	var bg sync.WaitGroup
+	bgStop := make(chan struct{})
+	if s.cfg.Hang.HeartbeatTimeout > 0 && s.opt.Hooks.Heartbeat != nil {
+		bg.Add(1)
+		go func() { defer bg.Done(); s.hangMonitor(bgStop) }()
+	}
+	if s.opt.OnStatus != nil {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			t := time.NewTicker(s.opt.StatusEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-bgStop:
+					return
+				case <-t.C:
+					s.opt.OnStatus(s.Status())
+				}
+			}
+		}()
+	}
+
+	select {
+	case <-ctx.Done():
+		s.log.Info("supervisor stopping", "instance", s.cfg.Instance, "reason", context.Cause(ctx))
+	case <-s.endCh:
+	}
+	s.shutdown()
+	close(bgStop)
+	bg.Wait()
+
+	s.mu.Lock()
+	runErr := s.endErr
+	s.mu.Unlock()
+	if h := s.opt.Hooks.AfterStop; h != nil {
+		if err := h(); err != nil {
+			s.log.Error("after-stop hook failed", "err", err)
+			if runErr == nil {
+				runErr = fmt.Errorf("fdp/supervisor: after stop: %w", err)
+			}
+		}
+	}
+	s.log.Info("supervisor stopped", "instance", s.cfg.Instance, "err", runErr)
+	return runErr
+}
+
+// finish ends the run with err (nil: a normal end).
+func (s *Supervisor) finish(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.ended = true
+	s.endErr = err
+	close(s.endCh)
+}
+
+// spawner forks every child from one OS thread that stays locked, and so
+// alive, for the whole run: Linux delivers PDEATHSIG when the forking
+// *thread* exits, so forking from arbitrary runtime threads could kill
+// children early.
+func (s *Supervisor) spawner(done chan struct{}) {
+	runtime.LockOSThread()
+	defer close(done)
+	defer runtime.UnlockOSThread()
+	for r := range s.spawnCh {
+		r.err <- r.cmd.Start()
+	}
+}
+
+// start starts one process of c unless shutdown has begun (errStopping).
+func (s *Supervisor) start(c *child) (*os.Process, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		return nil, errStopping
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		outR.Close()
+		outW.Close()
+		return nil, err
+	}
+	cmd := &exec.Cmd{Path: c.argv[0], Args: c.argv, Env: c.env, Stdout: outW, Stderr: errW, SysProcAttr: sysProcAttr()}
+	req := spawnReq{cmd: cmd, err: make(chan error, 1)}
+	s.spawnCh <- req
+	err = <-req.err
+	outW.Close()
+	errW.Close()
+	if err != nil {
+		outR.Close()
+		errR.Close()
+		return nil, err
+	}
+	s.pipes[outR] = struct{}{}
+	s.pipes[errR] = struct{}{}
+	s.outWG.Add(2)
+	go s.pump(outR, c.name, "stdout")
+	go s.pump(errR, c.name, "stderr")
+	c.proc = cmd.Process
+	c.started = time.Now()
+	c.killedAt = time.Time{}
+	c.state = StateRunning
+	return cmd.Process, nil
+}
+
+// loop supervises child c: wait for its process, handle the death, back off,
+// restart; until shutdown or the breaker trips. first is a process already
+// started by Run (the engine), or nil.
+func (s *Supervisor) loop(c *child, first *os.Process) {
+	defer close(c.done)
+	proc := first
+	var err error
+	if proc == nil {
+		proc, err = s.start(c)
+	}
+	for {
+		if errors.Is(err, errStopping) {
+			break
+		}
+		var status string
+		var seen time.Time
+		pid := 0
+		if err != nil {
+			status = "start failed: " + err.Error()
+			seen = time.Now()
+		} else {
+			pid = proc.Pid
+			if h := s.opt.Hooks.OnStart; h != nil {
+				h(c.name, pid)
+			}
+			s.log.Info("child started", "child", c.name, "pid", pid)
+			ps, werr := proc.Wait()
+			seen = time.Now()
+			if werr != nil {
+				status = "wait: " + werr.Error()
+			} else {
+				status = ps.String()
+			}
+		}
+		if !s.onDeath(c, pid, status, seen) {
+			break
+		}
+		proc, err = s.start(c)
+	}
+	s.mu.Lock()
+	c.proc = nil
+	if c.state != StateBroken {
+		c.state = StateStopped
+	}
+	s.mu.Unlock()
+}
+
+// onDeath records a death of c and reports whether to restart it (after the
+// backoff delay, which onDeath waits).
+func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time) bool {
+	s.mu.Lock()
+	ref := seen
+	if !c.killedAt.IsZero() && c.killedAt.Before(seen) {
+		ref = c.killedAt
+	}
+	uptime := seen.Sub(c.started)
+	if pid == 0 {
+		uptime = 0 // the start itself failed
+	}
+	c.proc = nil
+	c.lastExit = status
+	if s.stopping {
+		s.mu.Unlock()
+		return false // an expected death during shutdown
+	}
+	c.state = StateBackoff
+	s.mu.Unlock()
+
+	lat := time.Since(ref)
+	if c.engine {
+		if h := s.opt.Hooks.OnEngineDeath; h != nil {
+			h(pid, status)
+		}
+	} else if h := s.opt.Hooks.OnModuleDeath; h != nil {
+		h(c.name, pid, status)
+	}
+	s.log.Warn("child died", "child", c.name, "pid", pid, "status", status, "uptime", uptime.Round(time.Millisecond), "detect", lat)
+	if !c.engine && pid != 0 {
+		if h := s.opt.Hooks.Reclaim; h != nil {
+			if err := h(c.name, pid); err != nil {
+				s.log.Error("reclaim failed", "child", c.name, "pid", pid, "err", err)
+			}
+		}
+	}
+
+	s.mu.Lock()
+	c.deaths++
+	c.lastLat = lat
+	if len(c.lats) == maxLatencySamples {
+		copy(c.lats, c.lats[1:])
+		c.lats = c.lats[:maxLatencySamples-1]
+	}
+	c.lats = append(c.lats, lat)
+	win := s.cfg.Breaker.Window.D()
+	keep := c.failures[:0]
+	for _, t := range c.failures {
+		if seen.Sub(t) < win {
+			keep = append(keep, t)
+		}
+	}
+	c.failures = append(keep, seen)
+	failures := len(c.failures)
+	broken := failures > s.cfg.Breaker.MaxFailures
+	if broken {
+		c.state = StateBroken
+		c.trips++
+	}
+	c.backoff = nextBackoff(c.backoff, uptime, s.cfg.Restart)
+	delay := c.backoff
+	if !broken {
+		c.lastDelay = delay
+	}
+	s.mu.Unlock()
+
+	if broken {
+		s.log.Error("circuit breaker tripped: not restarting", "child", c.name, "deaths", failures, "window", win, "last_exit", status)
+		if h := s.opt.Hooks.OnBroken; h != nil {
+			h(c.name, failures)
+		}
+		if c.engine {
+			s.finish(fmt.Errorf("fdp/supervisor: engine circuit breaker tripped: %d deaths within %v (last: %s)", failures, win, status))
+		}
+		return false
+	}
+	if c.engine && !s.cfg.Engine.Restart {
+		s.mu.Lock()
+		c.state = StateStopped
+		s.mu.Unlock()
+		if status == "exit status 0" {
+			s.finish(nil)
+		} else {
+			s.finish(fmt.Errorf("fdp/supervisor: engine exited (%s) and restart is disabled", status))
+		}
+		return false
+	}
+	if h := s.opt.Hooks.OnBackoff; h != nil {
+		h(c.name, delay)
+	}
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-s.stopCh:
+		return false
+	}
+	s.mu.Lock()
+	c.restarts++
+	s.mu.Unlock()
+	return true
+}
+
+// nextBackoff returns the delay before the next restart given the previous
+// delay (0 = none yet) and how long the dead process ran: InitialBackoff
+// after a run of at least ResetAfter, else the previous delay times
+// Multiplier, capped at MaxBackoff.
+func nextBackoff(prev, uptime time.Duration, r RestartConfig) time.Duration {
+	if prev <= 0 || uptime >= r.ResetAfter.D() {
+		return r.InitialBackoff.D()
+	}
+	next := float64(prev) * r.Multiplier
+	if next >= float64(r.MaxBackoff.D()) {
+		return r.MaxBackoff.D()
+	}
+	return time.Duration(next)
+}
+
+// hangMonitor SIGKILLs running children whose heartbeat is stale.
+func (s *Supervisor) hangMonitor(stop chan struct{}) {
+	timeout := s.cfg.Hang.HeartbeatTimeout.D()
+	every := min(max(timeout/4, time.Millisecond), 250*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		for _, c := range s.children {
+			s.mu.Lock()
+			proc, started, killed := c.proc, c.started, !c.killedAt.IsZero()
+			stopping := s.stopping
+			s.mu.Unlock()
+			if stopping {
+				return
+			}
+			if proc == nil || killed {
+				continue
+			}
+			last, ok := s.opt.Hooks.Heartbeat(c.name)
+			if !ok {
+				continue
+			}
+			ref := last
+			if started.After(ref) {
+				ref = started
+			}
+			now := time.Now()
+			if now.Sub(ref) <= timeout {
+				continue
+			}
+			s.mu.Lock()
+			if c.proc != proc || !c.killedAt.IsZero() || s.stopping {
+				s.mu.Unlock()
+				continue
+			}
+			c.killedAt = now
+			c.hangs++
+			s.mu.Unlock()
+			s.log.Warn("child hung: killing it", "child", c.name, "pid", proc.Pid, "last_heartbeat", now.Sub(ref).Round(time.Millisecond))
+			_ = proc.Signal(syscall.SIGKILL)
+		}
+	}
+}
+
+// shutdown stops every child: modules first, then the engine.
+func (s *Supervisor) shutdown() {
+	s.mu.Lock()
+	s.stopping = true
+	close(s.stopCh)
+	s.mu.Unlock()
+	grace := s.cfg.Shutdown.Grace.D()
+	s.stopGroup(s.children[1:], grace)
+	s.stopGroup(s.children[:1], grace)
+
+	// Output readers end at EOF; a grandchild holding a pipe open must not
+	// block the shutdown: close what is left after a short wait.
+	done := make(chan struct{})
+	go func() { s.outWG.Wait(); close(done) }()
+	t := time.NewTimer(time.Second)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+		s.mu.Lock()
+		for f := range s.pipes {
+			f.Close()
+		}
+		s.mu.Unlock()
+		<-done
+	}
+}
+
+// stopGroup sends SIGTERM to the children's processes, waits up to grace for
+// their loops to end, then SIGKILLs the rest and waits for them.
+func (s *Supervisor) stopGroup(cs []*child, grace time.Duration) {
+	signal := func(sig syscall.Signal) {
+		for _, c := range cs {
+			s.mu.Lock()
+			p := c.proc
+			s.mu.Unlock()
+			if p != nil {
+				_ = p.Signal(sig)
+			}
+		}
+	}
+	waitAll := func(deadline <-chan time.Time) bool {
+		for _, c := range cs {
+			select {
+			case <-c.done:
+			case <-deadline:
+				return false
+			}
+		}
+		return true
+	}
+	signal(syscall.SIGTERM)
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	if waitAll(t.C) {
+		return
+	}
+	for _, c := range cs {
+		select {
+		case <-c.done:
+		default:
+			s.log.Warn("child ignored SIGTERM: killing it", "child", c.name, "grace", grace)
+		}
+	}
+	signal(syscall.SIGKILL)
+	waitAll(nil)
+}
