@@ -1,143 +1,122 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/shm"
+	"github.com/fdp-engine/fdp/supervisor"
+	fsync "github.com/fdp-engine/fdp/sync"
 	"github.com/spf13/cobra"
 )
 
-// demoModules is the embedded default module set of `engine up`: a fast
-// telemetry module, a convoy of three slow AI modules at 10 Hz, and an alert
-// module reading events.
-var demoModules = []struct{ name, kind string }{
-	{"telemetry", "telemetry"},
-	{"ai-1", "ai"}, {"ai-2", "ai"}, {"ai-3", "ai"},
-	{"alert", "alert"},
-}
-
 func init() {
-	o := &runOpts{}
+	var configPath, instance string
+	var duration time.Duration
 	c := &cobra.Command{
 		Use:   "up",
-		Short: "Run the engine and the built-in demo modules (restarted if they crash), then print what happened",
+		Short: "Supervise the engine and the modules of a config (default: the embedded demo), then print what happened",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
-			defer stop()
-			if o.duration > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, o.duration)
-				defer cancel()
+			cfg, err := supervisor.DefaultConfig()
+			if configPath != "" {
+				cfg, err = supervisor.LoadConfig(configPath)
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			runner, err := modrunnerPath()
 			if err != nil {
 				return err
 			}
-			var wg sync.WaitGroup
-			engineCtx, stopEngine := context.WithCancel(context.Background())
-			defer stopEngine()
-			engErr := make(chan error, 1)
-			go func() { engErr <- runEngine(engineCtx, o, log) }()
-			restarts := make([]int, len(demoModules))
-			for i, m := range demoModules {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					restarts[i] = superviseModule(ctx, runner, o.instance, m.name, m.kind, log)
-				}()
+			if instance != "" {
+				cfg.Instance = instance
 			}
-			select {
-			case <-ctx.Done():
-			case err := <-engErr:
-				return err
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			if duration > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, duration)
+				defer cancel()
 			}
-			wg.Wait() // modules get SIGTERM and exit first
-			stopEngine()
-			err = <-engErr
-			for i, m := range demoModules {
-				fmt.Printf("module %-10s restarts %d\n", m.name, restarts[i])
-			}
-			return err
+			return runUp(ctx, cfg)
 		},
 	}
-	o.flags(c)
+	c.Flags().StringVar(&configPath, "config", "", "YAML config (default: the embedded demo config)")
+	c.Flags().StringVar(&instance, "instance", "", "override the config's instance name")
+	c.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0 = until SIGINT/SIGTERM)")
 	rootCmd.AddCommand(c)
 }
 
-func modrunnerPath() (string, error) {
-	if exe, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(exe), "modrunner")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	p, err := exec.LookPath("modrunner")
+func runUp(ctx context.Context, cfg *supervisor.Config) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	inst := cfg.Instance
+	sup, err := supervisor.New(cfg, supervisor.Options{
+		Logger: log,
+		Hooks: supervisor.Hooks{
+			BeforeStart: func() error {
+				removed, err := shm.GC(inst)
+				if len(removed) > 0 {
+					log.Info("removed stale segments of a previous run", "segments", removed)
+				}
+				return err
+			},
+			// The engine sees a module's death on its control socket and
+			// resets its ring; the supervisor releases its pin and leases
+			// at once so the engine's slots never wait for that.
+			Reclaim:   func(name string, pid int) error { return releaseReader(inst, pid) },
+			Heartbeat: func(name string) (time.Time, bool) { return moduleHeartbeat(inst, name) },
+			AfterStop: func() error { return shm.RemoveInstance(inst) },
+		},
+	})
 	if err != nil {
-		return "", fmt.Errorf("modrunner binary not found next to engine or in PATH (run make build)")
+		return err
 	}
-	return p, nil
+	err = sup.Run(ctx)
+	fmt.Println()
+	fmt.Println("== supervisor summary ==")
+	fmt.Println(sup.Summary())
+	return err
 }
 
-// superviseModule runs one module process until ctx ends, restarting it with
-// exponential backoff when it dies. It returns the number of restarts.
-func superviseModule(ctx context.Context, runner, instance, name, kind string, log *slog.Logger) int {
-	backoff := 50 * time.Millisecond
-	restarts := 0
-	for {
-		cmd := exec.Command(runner, kind)
-		cmd.Env = append(os.Environ(), "FDP_INSTANCE="+instance, "FDP_MODULE="+name)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		stderr, _ := cmd.StderrPipe()
-		started := time.Now()
-		if err := cmd.Start(); err != nil {
-			log.Error("cannot start module", "module", name, "err", err)
-			return restarts
+// releaseReader clears every reader entry (pin and leases) of a dead pid.
+func releaseReader(instance string, pid int) error {
+	seg, err := shm.Open(shm.SegmentName(instance, fsync.LeasesSegment), true)
+	if err != nil {
+		return nil // the engine is not up (yet): nothing to release
+	}
+	defer seg.Close()
+	ll, err := layout.DecodeLeases(seg.Data)
+	if err != nil {
+		return err
+	}
+	fsync.ReleaseReadersOf(seg.Data, ll, pid)
+	return nil
+}
+
+// moduleHeartbeat finds the module segment of name and reads its heartbeat.
+func moduleHeartbeat(instance, name string) (time.Time, bool) {
+	if name == supervisor.EngineName {
+		return time.Time{}, false
+	}
+	matches, _ := filepath.Glob(filepath.Join(shm.Dir, shm.SegmentName(instance, "mod.*")))
+	for _, p := range matches {
+		seg, err := shm.Open(filepath.Base(p), false)
+		if err != nil {
+			continue
 		}
-		go prefixLines(stderr, name)
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		select {
-		case <-ctx.Done():
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(2 * time.Second):
-				_ = cmd.Process.Kill()
-				<-done
+		lm, err := layout.DecodeModule(seg.Data)
+		if err == nil && lm.Info.Name == name {
+			hb := layout.Load64(seg.Data, layout.OffMHeartbeat)
+			seg.Close()
+			if hb == 0 {
+				return time.Time{}, false
 			}
-			return restarts
-		case err := <-done:
-			log.Warn("module exited", "module", name, "pid", cmd.Process.Pid, "status", fmt.Sprint(err))
+			return time.Unix(0, int64(hb)), true
 		}
-		if time.Since(started) > 10*time.Second {
-			backoff = 50 * time.Millisecond
-		}
-		select {
-		case <-ctx.Done():
-			return restarts
-		case <-time.After(backoff):
-		}
-		if backoff < 5*time.Second {
-			backoff *= 2
-		}
-		restarts++
+		seg.Close()
 	}
-}
-
-func prefixLines(r io.Reader, name string) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		fmt.Fprintf(os.Stderr, "[%s] %s\n", name, sc.Text())
-	}
+	return time.Time{}, false
 }
