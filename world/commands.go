@@ -171,6 +171,13 @@ func (p *Playback) reject(typ uint16, r RejectReason, detail error) error {
 
 // resolve turns an entity reference into a live entity.
 func (p *Playback) resolve(typ uint16, ref uint64) (Entity, error) {
+	return p.resolveRef(typ, ref, true)
+}
+
+// resolveRef is resolve; with checkAlive false a plain handle is returned
+// unchecked, for callers whose next world call checks it anyway (SetRaw
+// returns ErrStale), so the hot Set path looks the entity up once.
+func (p *Playback) resolveRef(typ uint16, ref uint64, checkAlive bool) (Entity, error) {
 	if ref&TempFlag != 0 {
 		if ref&^TempFlag > 0xffffffff {
 			return 0, p.reject(typ, RejectReserved, nil)
@@ -185,13 +192,17 @@ func (p *Playback) resolve(typ uint16, ref uint64) (Entity, error) {
 		return e, nil
 	}
 	e := Entity(ref)
-	if !p.w.IsAlive(e) {
+	if checkAlive && !p.w.IsAlive(e) {
 		return 0, p.reject(typ, RejectStaleEntity, ErrStale)
 	}
 	return e, nil
 }
 
 func (p *Playback) component(typ uint16, payload []byte) (Entity, ComponentID, error) {
+	return p.componentRef(typ, payload, true)
+}
+
+func (p *Playback) componentRef(typ uint16, payload []byte, checkAlive bool) (Entity, ComponentID, error) {
 	if len(payload) < CmdCompHdr {
 		return 0, 0, p.reject(typ, RejectBadLength, nil)
 	}
@@ -202,7 +213,7 @@ func (p *Playback) component(typ uint16, payload []byte) (Entity, ComponentID, e
 	if int(raw) >= p.w.reg.Len() {
 		return 0, 0, p.reject(typ, RejectUnknownComponent, fmt.Errorf("component id %d", raw))
 	}
-	e, err := p.resolve(typ, le.Uint64(payload))
+	e, err := p.resolveRef(typ, le.Uint64(payload), checkAlive)
 	return e, ComponentID(raw), err
 }
 
@@ -255,12 +266,17 @@ func (p *Playback) Apply(typ uint16, payload []byte) error {
 			return p.reject(typ, RejectAbsent, err)
 		}
 	case CmdSet:
-		e, id, err := p.component(typ, payload)
+		e, id, err := p.componentRef(typ, payload, false)
 		if err != nil {
 			return err
 		}
 		data := payload[CmdCompHdr:]
-		if info, _ := w.reg.Info(id); len(data) != int(info.Size) {
+		if len(data) != w.comps[id].size {
+			// A stale entity is reported as stale, whatever the size.
+			if !w.IsAlive(e) {
+				return p.reject(typ, RejectStaleEntity, ErrStale)
+			}
+			info, _ := w.reg.Info(id)
 			return p.reject(typ, RejectWrongSize, fmt.Errorf("%d bytes for component %q of %d", len(data), info.Name, info.Size))
 		}
 		if err := w.SetRaw(e, id, data); err != nil {
