@@ -83,15 +83,11 @@ type Sim struct {
 
 // NewSim creates the world and its initial entities.
 func NewSim(s *Schema, cfg Config) (*Sim, error) {
-	if cfg.ChunkCapacity == 0 {
-		cfg.ChunkCapacity = 1024
-	}
-	maxChunks := (cfg.Entities*5/4)/cfg.ChunkCapacity + 2
-	w, err := world.New(s.Reg, world.Config{ChunkCapacity: cfg.ChunkCapacity, MaxChunks: maxChunks})
+	w, err := NewWorld(s, cfg)
 	if err != nil {
 		return nil, err
 	}
-	sim := &Sim{S: s, W: w, cfg: cfg, rng: rand.New(rand.NewSource(cfg.Seed))}
+	sim := NewSimFromWorld(s, cfg, w)
 	for i := 0; i < cfg.Entities; i++ {
 		if _, err := sim.spawn(); err != nil {
 			return nil, fmt.Errorf("fdp/demo: spawning entity %d: %w", i, err)

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	gosync "sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fdp-engine/fdp/ipc"
@@ -85,6 +86,7 @@ type FrameStats struct {
 	PublishErr error
 	Dispatched int
 	Late       int
+	Wait       time.Duration // time spent waiting for the fast tier
 	Commands   int
 	Rejected   int
 	Total      time.Duration
@@ -102,21 +104,31 @@ type Engine struct {
 	ctl   *ipc.ControlServer
 	log   *slog.Logger
 
-	mu     gosync.Mutex // guards mods and the control-plane events
-	mods   []*Module
-	deaths []int // slots whose connection closed, handled at the next frame
-	frame  uint64
-	period time.Duration
+	mu   gosync.Mutex // guards mods and the control-plane events
+	mods []*Module
+	// Deaths reported by the control plane, handled by the frame loop. They
+	// have their own lock so that a report never waits for a frame; closing
+	// and doneBell let a frame waiting for a fast module see its death at
+	// once instead of at the deadline.
+	deathMu  gosync.Mutex
+	deaths   []death
+	closing  [layout.MaxModules]atomic.Int64 // pid whose connection closed, per slot
+	doneBell [layout.MaxModules]atomic.Pointer[ipc.Doorbell]
+	frame    uint64
+	period   time.Duration
 
 	// Stats.
 	Frames    uint64
 	Hist      *Histogram // engine frame time
 	PubHist   *Histogram // publish time
 	Snapshots uint64
-	SnapBytes uint64
-	created   [16]byte
-	closeOnce gosync.Once
-	allMask   world.Mask
+	// ReclaimedReaders counts reader entries of dead processes released by
+	// the engine itself.
+	ReclaimedReaders uint64
+	SnapBytes        uint64
+	created          [16]byte
+	closeOnce        gosync.Once
+	allMask          world.Mask
 }
 
 // New creates the segments and the control socket of an instance and
@@ -218,6 +230,11 @@ func (e *Engine) Close() error {
 // Run runs frames at the configured rate until ctx is done.
 func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) error {
 	next := time.Now()
+	// One timer for the whole loop (a timer per frame would allocate 3
+	// objects per frame). Since Go 1.23 Reset needs no drain after Stop.
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -230,7 +247,7 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) error {
 		}
 		next = next.Add(e.period)
 		if d := time.Until(next); d > 0 {
-			t := time.NewTimer(d)
+			t.Reset(d)
 			select {
 			case <-ctx.Done():
 				t.Stop()
@@ -269,11 +286,18 @@ func (e *Engine) Step() FrameStats {
 	st.Publish, st.PublishErr = e.pub.Publish(e.frame, e.allMask)
 	if st.PublishErr == nil {
 		e.PubHist.Record(st.Publish.Duration)
+	} else {
+		// Every slot pinned or leased: release what dead readers hold (a
+		// process killed before its handshake is unknown to the engine).
+		e.ReclaimedReaders += uint64(fsync.ReclaimDeadReaders(e.segs.Leases.Data, e.pub.LeasesLayout()))
 	}
 
 	// Dispatch ticks, wait for the fast tier, play back.
 	st.Dispatched = e.dispatch(start)
+	waitStart := time.Now()
 	st.Late = e.waitFast(start.Add(e.cfg.FastDeadline + st.Simulate))
+	st.Wait = time.Since(waitStart)
+	e.handleDeaths() // deaths seen during the wait: their rings are reset before playback
 	st.Commands, st.Rejected = e.playback()
 
 	st.Total = time.Since(start)

@@ -96,6 +96,7 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 		}
 		m.play = world.NewPlayback(e.w)
 		e.mods = append(e.mods, m)
+		e.doneBell[m.Slot].Store(m.done)
 	}
 	m.Tier, m.Every, m.Mask, m.Group = h.Tier, h.Every, world.Mask(h.Mask), groupKey(h)
 	m.PID, m.ReaderEntry = peer.PID, h.ReaderEntry
@@ -161,11 +162,21 @@ func (e *Engine) createModuleSegment(m *Module, h ipc.Hello) error {
 
 // onClose runs on a control-plane goroutine when a module's connection
 // ends: the module is dead (or exited). The frame loop reclaims it.
-func (e *Engine) onClose(slot int) {
-	e.mu.Lock()
-	e.deaths = append(e.deaths, slot)
-	e.mu.Unlock()
+func (e *Engine) onClose(slot, pid int) {
+	if slot < 0 || slot >= layout.MaxModules {
+		return
+	}
+	e.deathMu.Lock()
+	e.deaths = append(e.deaths, death{slot: slot, pid: pid})
+	e.deathMu.Unlock()
+	e.closing[slot].Store(int64(pid))
+	if d := e.doneBell[slot].Load(); d != nil {
+		_, _ = d.Ring() // wake a frame waiting for this module
+	}
 }
+
+// death is a closed control connection.
+type death struct{ slot, pid int }
 
 // ModuleDied reclaims a module known to be dead (e.g. reaped by the
 // supervisor) by pid. It is safe to call more than once.
@@ -181,9 +192,13 @@ func (e *Engine) ModuleDied(pid int) {
 
 // handleDeaths reclaims modules whose connection closed. Called with mu held.
 func (e *Engine) handleDeaths() {
-	for _, slot := range e.deaths {
-		if slot >= 0 && slot < len(e.mods) && e.mods[slot].State != StateDead {
-			e.reclaim(e.mods[slot])
+	e.deathMu.Lock()
+	defer e.deathMu.Unlock()
+	for _, d := range e.deaths {
+		// A late notice about an earlier incarnation of the slot (another
+		// pid) must not kill the module that rejoined since.
+		if d.slot < len(e.mods) && e.mods[d.slot].State != StateDead && e.mods[d.slot].PID == d.pid {
+			e.reclaim(e.mods[d.slot])
 		}
 	}
 	e.deaths = e.deaths[:0]
@@ -355,8 +370,8 @@ func (e *Engine) waitFast(deadline time.Time) int {
 		}
 		for !e.checkDone(m) {
 			last := m.done.Load()
-			if e.checkDone(m) {
-				break
+			if e.checkDone(m) || e.closing[m.Slot].Load() == int64(m.PID) {
+				break // done, or dead: its death is handled after the wait
 			}
 			left := time.Until(deadline)
 			if left <= 0 {

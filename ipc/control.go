@@ -201,8 +201,10 @@ type ControlConfig struct {
 	// checks, and assigns its slot and segments. An error refuses it.
 	Handler func(h Hello, peer PeerCred) (Welcome, error)
 	// OnClose is called (from a server goroutine) once the connection of an
-	// admitted module ends: the module exited, died, or was disconnected.
-	OnClose func(slot int)
+	// admitted module ends: the module exited, died, or was disconnected
+	// (also when the welcome could not be delivered). pid is the peer's, so
+	// a late notice about an earlier incarnation of a slot can be told apart.
+	OnClose func(slot, pid int)
 	// OnError, if set, is told about every refused handshake.
 	OnError func(err error)
 	// HandshakeTimeout bounds the handshake (default 5 s).
@@ -321,43 +323,44 @@ func (s *ControlServer) ctlRefuse(c *net.UnixConn, err error) {
 	}
 }
 
-func (s *ControlServer) ctlHandshake(c *net.UnixConn) (Welcome, error) {
+// ctlHandshake also returns the peer pid (0 if unknown).
+func (s *ControlServer) ctlHandshake(c *net.UnixConn) (Welcome, int, error) {
 	peer, err := ctlPeer(c)
 	if err != nil {
-		return Welcome{}, fmt.Errorf("%w: SO_PEERCRED: %v", ErrPeerCred, err)
+		return Welcome{}, 0, fmt.Errorf("%w: SO_PEERCRED: %v", ErrPeerCred, err)
 	}
 	if uid := uint32(os.Getuid()); peer.UID != uid {
-		return Welcome{}, fmt.Errorf("%w: peer uid %d, engine uid %d", ErrPeerCred, peer.UID, uid)
+		return Welcome{}, peer.PID, fmt.Errorf("%w: peer uid %d, engine uid %d", ErrPeerCred, peer.UID, uid)
 	}
 	msg, err := ctlRead(c)
 	if err != nil {
-		return Welcome{}, err
+		return Welcome{}, peer.PID, err
 	}
 	var h Hello
 	if err := json.Unmarshal(msg, &h); err != nil {
-		return Welcome{}, fmt.Errorf("%w: %v", ErrBadHello, err)
+		return Welcome{}, peer.PID, fmt.Errorf("%w: %v", ErrBadHello, err)
 	}
 	if h.ProtoVersion != ControlProtoVersion {
-		return Welcome{}, fmt.Errorf("%w: module %q speaks version %d, engine speaks %d", ErrVersionMismatch, h.Name, h.ProtoVersion, ControlProtoVersion)
+		return Welcome{}, peer.PID, fmt.Errorf("%w: module %q speaks version %d, engine speaks %d", ErrVersionMismatch, h.Name, h.ProtoVersion, ControlProtoVersion)
 	}
 	if h.PID != peer.PID {
-		return Welcome{}, fmt.Errorf("%w: module %q claims pid %d, the socket peer is pid %d", ErrPeerCred, h.Name, h.PID, peer.PID)
+		return Welcome{}, peer.PID, fmt.Errorf("%w: module %q claims pid %d, the socket peer is pid %d", ErrPeerCred, h.Name, h.PID, peer.PID)
 	}
 	if h.SchemaHash != s.cfg.SchemaHash {
-		return Welcome{}, fmt.Errorf("%w: module %q has schema hash %#016x, engine has %#016x", ErrSchemaMismatch, h.Name, h.SchemaHash, s.cfg.SchemaHash)
+		return Welcome{}, peer.PID, fmt.Errorf("%w: module %q has schema hash %#016x, engine has %#016x", ErrSchemaMismatch, h.Name, h.SchemaHash, s.cfg.SchemaHash)
 	}
 	if err := ctlValidHello(&h); err != nil {
-		return Welcome{}, err
+		return Welcome{}, peer.PID, err
 	}
 	w, err := s.cfg.Handler(h, peer)
 	if err != nil {
 		if !errors.Is(err, ErrRejected) {
 			err = fmt.Errorf("%w: module %q: %v", ErrRejected, h.Name, err)
 		}
-		return Welcome{}, err
+		return Welcome{}, peer.PID, err
 	}
 	w.ProtoVersion = ControlProtoVersion
-	return w, nil
+	return w, peer.PID, nil
 }
 
 func ctlValidHello(h *Hello) error {
@@ -380,7 +383,7 @@ func ctlValidHello(h *Hello) error {
 func (s *ControlServer) ctlServe(c *net.UnixConn) {
 	defer s.wg.Done()
 	_ = c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
-	w, err := s.ctlHandshake(c)
+	w, pid, err := s.ctlHandshake(c)
 	if err == nil {
 		err = ctlWrite(c, ctlReply{Welcome: &w})
 		if err == nil {
@@ -389,6 +392,11 @@ func (s *ControlServer) ctlServe(c *net.UnixConn) {
 			err = fmt.Errorf("%w: welcome not delivered: %v", ErrControl, err)
 			if s.cfg.OnError != nil {
 				s.cfg.OnError(err)
+			}
+			// The handler admitted the module, which is gone before it
+			// heard back: the engine must reclaim it like any death.
+			if s.cfg.OnClose != nil {
+				s.cfg.OnClose(w.Slot, pid)
 			}
 		}
 	} else if !errors.Is(err, io.EOF) {
@@ -420,7 +428,7 @@ func (s *ControlServer) ctlServe(c *net.UnixConn) {
 	s.mu.Unlock()
 	s.closedN.Add(1)
 	if !closing && s.cfg.OnClose != nil {
-		s.cfg.OnClose(w.Slot)
+		s.cfg.OnClose(w.Slot, pid)
 	}
 }
 

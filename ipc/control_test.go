@@ -52,7 +52,7 @@ func ctlTestServer(t *testing.T, inst string, schema uint64) (*ControlServer, *c
 				World: "fdp." + inst + ".world", Leases: "fdp." + inst + ".leases",
 				Events: "fdp." + inst + ".events", Module: fmt.Sprintf("fdp.%s.mod%d", inst, next)}}, nil
 		},
-		OnClose: func(slot int) { rec.closed <- slot },
+		OnClose: func(slot, _ int) { rec.closed <- slot },
 		OnError: func(err error) { rec.errs <- err },
 	})
 	require.NoError(t, err)

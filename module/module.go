@@ -155,7 +155,17 @@ func (s *session) attach(ctx context.Context) error {
 	for {
 		s.reader, err = fsync.Attach(s.opt.Instance, fsync.AttachOptions{Name: s.spec.Name, Registry: s.opt.Registry})
 		if err == nil {
-			break
+			// Re-attach after an engine restart: segments left by a dead
+			// engine are still in place until the new engine removes them;
+			// a reader of those would read a frozen world. Wait for the
+			// live engine's segments instead.
+			if !s.readerLive() {
+				s.reader.Close()
+				s.reader = nil
+				err = errStaleSegments
+			} else {
+				break
+			}
 		}
 		// Missing or still-initialising segments: the engine is starting.
 		if errors.Is(err, layout.ErrSchema) || time.Now().After(deadline) {
@@ -180,6 +190,18 @@ func (s *session) attach(ctx context.Context) error {
 	}
 	for {
 		s.conn, s.wel, err = ipc.Dial(s.opt.Instance, hello, 2*time.Second)
+		if err == nil && !s.readerCurrent() {
+			// The engine that welcomed us is not the one whose segments we
+			// mapped (it restarted between our attach and our handshake):
+			// start over with its segments.
+			s.conn.Close()
+			s.reader.Close()
+			s.conn, s.reader = nil, nil
+			if time.Now().After(deadline) {
+				return fmt.Errorf("fdp/module: attach to %q: %w", s.opt.Instance, errStaleSegments)
+			}
+			return s.attach(ctx)
+		}
 		if err == nil {
 			break
 		}
@@ -223,6 +245,33 @@ func (s *session) attach(ctx context.Context) error {
 	layout.Store64(b, layout.OffMHeartbeat, uint64(time.Now().UnixNano()))
 	s.opt.Logger.Info("attached", "instance", s.opt.Instance, "slot", s.wel.Slot, "tier", s.spec.Tier, "every", s.spec.Every)
 	return nil
+}
+
+// errStaleSegments: the instance's segments were left by a dead engine.
+var errStaleSegments = errors.New("segments of a dead engine (waiting for the new engine)")
+
+// readerLive reports whether the creator of the mapped world segment is
+// alive (a restart of the engine leaves the dead one's segments in place
+// until the new engine removes them).
+func (s *session) readerLive() bool {
+	h := s.reader.Layout().Header
+	return shm.ProcessAlive(h.CreatorPID, h.CreatorTime)
+}
+
+// readerCurrent reports whether the world segment now at the instance's
+// path is the one the reader mapped (same creator and creation time).
+func (s *session) readerCurrent() bool {
+	seg, err := shm.Open(shm.SegmentName(s.opt.Instance, fsync.WorldSegment), false)
+	if err != nil {
+		return false
+	}
+	defer seg.Close()
+	h, err := layout.DecodeHeader(seg.Data)
+	if err != nil {
+		return false
+	}
+	m := s.reader.Layout().Header
+	return h.CreatorPID == m.CreatorPID && h.CreatorTime == m.CreatorTime && h.CreatedNano == m.CreatedNano
 }
 
 func (s *session) loop(ctx context.Context) error {

@@ -146,7 +146,9 @@ func childReader() int {
 			seen++
 			last = n
 		}
+		pinSeq, slot := f.seq, f.slot
 		if err := f.Release(); err != nil {
+			fmt.Fprintf(os.Stderr, "torn frame: slot %d pinned at seq %d, seq now %d, frame %d\n", slot, pinSeq, layout.Load64(r.lw.B, r.lw.SlotOff(slot)), f.Number())
 			fmt.Fprintln(os.Stderr, "release:", err)
 			return 6
 		}

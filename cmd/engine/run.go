@@ -11,7 +11,7 @@ import (
 
 	"github.com/fdp-engine/fdp/demo"
 	"github.com/fdp-engine/fdp/host"
-	"github.com/fdp-engine/fdp/shm"
+	"github.com/fdp-engine/fdp/world"
 	"github.com/spf13/cobra"
 )
 
@@ -63,23 +63,39 @@ func init() {
 // runEngine builds the demo world and runs the frame loop until ctx ends,
 // printing a status line and a summary.
 func runEngine(ctx context.Context, o *runOpts, log *slog.Logger) error {
-	// Segments left by a killed engine of this instance are stale: remove them.
-	if removed, err := shm.GC(o.instance); err == nil && len(removed) > 0 {
-		log.Info("removed stale segments", "segments", removed)
-	}
 	s, err := demo.NewSchema()
 	if err != nil {
 		return err
 	}
 	cfg := demo.DefaultConfig()
 	cfg.Entities, cfg.ChurnPerSec = o.entities, o.churn
-	sim, err := demo.NewSim(s, cfg)
+	// Engine recovery (issue 5): if a killed engine of this instance left its
+	// segments, rebuild the world from its last complete published frame
+	// into an empty world of the same configuration; then the stale segments
+	// are removed (shm.GC) and fresh ones created. When nothing can be
+	// recovered (no previous engine, corrupt segment, schema change) the
+	// reason is logged and the demo world is built from scratch.
+	w, rec, err := host.PrepareStart(o.instance, func() (*world.World, error) { return demo.NewWorld(s, cfg) }, log)
 	if err != nil {
+		return err
+	}
+	var sim *demo.Sim
+	if w != nil {
+		sim = demo.NewSimFromWorld(s, cfg, w)
+	} else if sim, err = demo.NewSim(s, cfg); err != nil {
 		return err
 	}
 	eng, err := host.New(host.Config{Instance: o.instance, FrameRate: o.rate, Logger: log}, sim.W, sim)
 	if err != nil {
 		return err
+	}
+	if rec.Recovered {
+		// Readers never see frame numbers go backwards: resume after the
+		// recovered frame.
+		if err := eng.ResumeAfter(rec.Frame); err != nil {
+			eng.Close()
+			return err
+		}
 	}
 	defer eng.Close()
 	log.Info("engine running", "instance", o.instance, "entities", sim.W.Count(), "rate", o.rate, "pid", os.Getpid())

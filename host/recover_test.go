@@ -1,0 +1,466 @@
+package host
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/shm"
+	fsync "github.com/fdp-engine/fdp/sync"
+	"github.com/fdp-engine/fdp/world"
+	"github.com/stretchr/testify/require"
+)
+
+type rPos struct{ X, Y float32 }
+type rHP struct{ V int32 }
+type rTag struct{ A, B uint64 }
+
+type rSchema struct {
+	reg          *world.Registry
+	pos, hp, tag world.ComponentID
+}
+
+func newRSchema() *rSchema {
+	s := &rSchema{reg: world.NewRegistry()}
+	s.pos, _ = world.Register[rPos](s.reg, "Pos")
+	s.hp, _ = world.Register[rHP](s.reg, "HP")
+	s.tag, _ = world.Register[rTag](s.reg, "Tag")
+	return s
+}
+
+func newRWorld(t testing.TB, s *rSchema) *world.World {
+	w, err := world.New(s.reg, world.Config{ChunkCapacity: 64, MaxChunks: 128})
+	require.NoError(t, err)
+	return w
+}
+
+// detSim is a deterministic simulation: replaying it from the same initial
+// world gives the same world after the same number of steps, so the parent
+// can compute independently what a dead engine published at frame F.
+type detSim struct {
+	s    *rSchema
+	w    *world.World
+	rng  *rand.Rand
+	live []world.Entity
+	step int
+}
+
+const detEntities = 3000
+
+func newDetSim(t testing.TB, s *rSchema, w *world.World) *detSim {
+	d := &detSim{s: s, w: w, rng: rand.New(rand.NewSource(7))}
+	for i := 0; i < detEntities; i++ {
+		d.spawn()
+	}
+	return d
+}
+
+func (d *detSim) spawn() {
+	e, err := d.w.Create()
+	if err != nil {
+		panic(err)
+	}
+	_ = world.Set(d.w, e, d.s.pos, rPos{X: float32(e.Index())})
+	if e.Index()%3 != 0 {
+		_ = world.Set(d.w, e, d.s.hp, rHP{V: int32(e.Index())})
+	}
+	d.live = append(d.live, e)
+}
+
+func (d *detSim) Step(float32) {
+	d.step++
+	f := float32(d.step)
+	q := d.w.Query(world.MaskOf(d.s.pos))
+	for q.Next() {
+		pos := world.ColumnMut[rPos](&q, d.s.pos)
+		for i := range pos {
+			if q.Match(i) {
+				pos[i].X += 1
+				pos[i].Y = f
+			}
+		}
+	}
+	// Churn: destroy and create a few entities, move components around.
+	for k := 0; k < 5; k++ {
+		j := d.rng.Intn(len(d.live))
+		_ = d.w.Destroy(d.live[j])
+		d.live[j] = d.live[len(d.live)-1]
+		d.live = d.live[:len(d.live)-1]
+		d.spawn()
+	}
+	e := d.live[d.rng.Intn(len(d.live))]
+	if d.w.Has(e, d.s.tag) {
+		_ = d.w.Remove(e, d.s.tag)
+	} else {
+		_ = world.Set(d.w, e, d.s.tag, rTag{A: uint64(d.step), B: uint64(e)})
+	}
+}
+
+// expectedWorld replays the simulation for frames steps, as the engine does
+// (Advance, then the systems).
+func expectedWorld(t testing.TB, s *rSchema, frames uint64) *world.World {
+	w := newRWorld(t, s)
+	d := newDetSim(t, s, w)
+	for i := uint64(0); i < frames; i++ {
+		w.Advance()
+		d.Step(0)
+	}
+	return w
+}
+
+// requireSameWorld compares entity records and component values.
+func requireSameWorld(t testing.TB, want, got *world.World) {
+	t.Helper()
+	require.Equal(t, want.HighWater(), got.HighWater(), "high-water mark")
+	require.Equal(t, want.Count(), got.Count(), "alive entities")
+	n := want.Registry().Len()
+	for c := 0; c < want.NumChunks(); c++ {
+		wr, gr := want.ChunkRecords(c), got.ChunkRecords(c)
+		require.Equal(t, wr, gr, "records of chunk %d", c)
+		for i, r := range wr {
+			if r.Flags&layout.FlagAlive == 0 {
+				continue
+			}
+			e := world.MakeEntity(uint32(c*want.ChunkCapacity()+i), r.Gen)
+			for k := 0; k < n; k++ {
+				a, aok := want.GetRaw(e, world.ComponentID(k))
+				b, bok := got.GetRaw(e, world.ComponentID(k))
+				require.Equal(t, aok, bok)
+				require.True(t, bytes.Equal(a, b), "entity %v component %d: %x != %x", e, k, a, b)
+			}
+		}
+	}
+}
+
+func quietLog() *slog.Logger {
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func testInstance(t testing.TB) string {
+	inst := fmt.Sprintf("r%d%05x", os.Getpid()%100000, rand.Intn(1<<20))
+	t.Cleanup(func() { _ = shm.RemoveInstance(inst) })
+	return inst
+}
+
+// childEngine is the engine process of the recovery tests (FDP_HOST_CHILD
+// selects the mode). It prints "f N" after every completed frame.
+func childEngine(mode, inst string) {
+	s := newRSchema()
+	w, err := world.New(s.reg, world.Config{ChunkCapacity: 64, MaxChunks: 128})
+	if err != nil {
+		panic(err)
+	}
+	d := newDetSim(nil, s, w)
+	e, err := New(Config{Instance: inst, FrameRate: 1000, Logger: quietLog()}, w, d)
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	switch mode {
+	case "run":
+		_ = e.Run(context.Background(), func(st FrameStats) {
+			fmt.Fprintf(out, "f %d\n", st.Frame)
+			out.Flush()
+		})
+	case "odd", "oddlatest":
+		for i := 0; i < 50; i++ {
+			e.Step()
+		}
+		b := e.segs.World.Data
+		lw := e.pub.Layout()
+		s := e.pub.Latest()
+		if mode == "odd" {
+			// Claim another slot as a publish would, scribble over it and
+			// "die" before finishing: a torn slot left odd.
+			s = (s + 1) % lw.Slots
+			off := lw.SlotOff(s)
+			layout.Store64(b, off+layout.SlotSeq, layout.Load64(b, off+layout.SlotSeq)|1)
+			binary.LittleEndian.PutUint64(b[off+layout.SlotFrame:], 1<<40)
+			for i := off + layout.SlotHeaderSize; i < off+lw.SlotStride; i += 7 {
+				b[i] = 0xA5
+			}
+		} else {
+			off := lw.SlotOff(s)
+			layout.Store64(b, off+layout.SlotSeq, layout.Load64(b, off+layout.SlotSeq)|1)
+		}
+		fmt.Fprintf(out, "%s %d frame %d\n", mode, s, e.Frame())
+		out.Flush()
+		select {} // wait for SIGKILL
+	}
+}
+
+type childProc struct {
+	cmd   *exec.Cmd
+	lines chan string
+}
+
+func startChild(t *testing.T, test, mode, inst string) *childProc {
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), "FDP_HOST_CHILD="+mode, "FDP_INSTANCE="+inst)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+	c := &childProc{cmd: cmd, lines: make(chan string, 1<<16)}
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			c.lines <- sc.Text()
+		}
+		close(c.lines)
+	}()
+	t.Cleanup(func() {
+		if c.cmd.ProcessState == nil {
+			_ = c.cmd.Process.Kill()
+			_ = c.cmd.Wait()
+		}
+	})
+	return c
+}
+
+func (c *childProc) kill(t *testing.T) {
+	require.NoError(t, syscall.Kill(c.cmd.Process.Pid, syscall.SIGKILL))
+	_ = c.cmd.Wait()
+}
+
+// next returns the next line of the child (bounded wait).
+func (c *childProc) next(t *testing.T) string {
+	select {
+	case l, ok := <-c.lines:
+		require.True(t, ok, "child ended")
+		return l
+	case <-time.After(30 * time.Second):
+		t.Fatal("child said nothing for 30 s")
+		return ""
+	}
+}
+
+func childMode(t *testing.T) {
+	if mode := os.Getenv("FDP_HOST_CHILD"); mode != "" {
+		childEngine(mode, os.Getenv("FDP_INSTANCE"))
+		os.Exit(0)
+	}
+}
+
+// TestRecoverAfterKill: an engine child publishes frames at 1 kHz and is
+// SIGKILLed at a random moment (mid-publish or not); the parent recovers the
+// world: it equals the deterministic simulation replayed to the recovered
+// frame, which is the last frame the child completed (or the one it was
+// publishing, if its publish completed before the kill). A fresh engine then
+// resumes after that frame.
+func TestRecoverAfterKill(t *testing.T) {
+	childMode(t)
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	for round := 0; round < 3; round++ {
+		inst := testInstance(t)
+		c := startChild(t, "TestRecoverAfterKill", "run", inst)
+		var last uint64
+		target := uint64(20 + rng.Intn(80))
+		for last < target {
+			l := c.next(t)
+			f, err := strconv.ParseUint(strings.TrimPrefix(l, "f "), 10, 64)
+			require.NoError(t, err, l)
+			last = f
+		}
+		c.kill(t)
+		for l := range c.lines {
+			if f, err := strconv.ParseUint(strings.TrimPrefix(l, "f "), 10, 64); err == nil {
+				last = f
+			}
+		}
+		s := newRSchema()
+		w, info, err := PrepareStart(inst, func() (*world.World, error) { return newRWorld(t, s), nil }, quietLog())
+		require.NoError(t, err)
+		require.True(t, info.Recovered, "reason: %v", info.Reason)
+		require.NotNil(t, w)
+		require.GreaterOrEqual(t, info.Frame, last, "recovered frame older than the last completed one")
+		require.LessOrEqual(t, info.Frame, last+1)
+		require.NotEmpty(t, info.Removed, "stale segments removed")
+		requireSameWorld(t, expectedWorld(t, s, info.Frame), w)
+
+		// A fresh engine on the recovered world resumes after the frame.
+		e, err := New(Config{Instance: inst, Logger: quietLog()}, w, nil)
+		require.NoError(t, err)
+		require.NoError(t, e.ResumeAfter(info.Frame))
+		e.Step()
+		require.Equal(t, info.Frame+1, e.Publisher().Frame())
+		require.Error(t, e.ResumeAfter(info.Frame), "resume after the first step")
+		require.NoError(t, e.Close())
+		left, err := shm.List()
+		require.NoError(t, err)
+		for _, in := range left {
+			require.NotEqual(t, inst, in.Instance, "leaked %s", in.Name)
+		}
+	}
+}
+
+// TestRecoverIgnoresOddSlot: the child leaves a non-latest slot odd and
+// scribbled over (with a newer frame number in its header) when it is
+// killed; recovery uses the latest complete frame and never the odd slot.
+func TestRecoverIgnoresOddSlot(t *testing.T) {
+	childMode(t)
+	inst := testInstance(t)
+	c := startChild(t, "TestRecoverIgnoresOddSlot", "odd", inst)
+	var slot int
+	var frame uint64
+	_, err := fmt.Sscanf(c.next(t), "odd %d frame %d", &slot, &frame)
+	require.NoError(t, err)
+	c.kill(t)
+	require.Equal(t, uint64(50), frame)
+
+	// The odd slot is there, with its bogus frame number.
+	seg, err := shm.Open(shm.SegmentName(inst, fsync.WorldSegment), false)
+	require.NoError(t, err)
+	lw, err := layout.DecodeWorld(seg.Data)
+	require.NoError(t, err)
+	si := lw.ReadSlotInfo(slot)
+	require.Equal(t, uint64(1), si.Seq&1)
+	require.Equal(t, uint64(1<<40), si.Frame)
+	require.NoError(t, seg.Close())
+
+	s := newRSchema()
+	w := newRWorld(t, s)
+	got, err := RecoverWorld(inst, w)
+	require.NoError(t, err)
+	require.Equal(t, frame, got)
+	requireSameWorld(t, expectedWorld(t, s, frame), w)
+}
+
+// TestRecoverOddLatestStartsClean: a latest slot that is odd is never used:
+// recovery fails with a clear reason and the start-up path starts clean,
+// removing the stale segments.
+func TestRecoverOddLatestStartsClean(t *testing.T) {
+	childMode(t)
+	inst := testInstance(t)
+	c := startChild(t, "TestRecoverOddLatestStartsClean", "oddlatest", inst)
+	_ = c.next(t)
+	c.kill(t)
+	s := newRSchema()
+	_, err := RecoverWorld(inst, newRWorld(t, s))
+	require.ErrorIs(t, err, ErrRecover)
+	require.Contains(t, err.Error(), "left being written")
+	var logBuf syncBuffer
+	w, info, err := PrepareStart(inst, func() (*world.World, error) { return newRWorld(t, s), nil },
+		slog.New(slog.NewTextHandler(&logBuf, nil)))
+	require.NoError(t, err)
+	require.Nil(t, w)
+	require.False(t, info.Recovered)
+	require.ErrorIs(t, info.Reason, ErrRecover)
+	require.Contains(t, logBuf.String(), "starting clean")
+	require.Contains(t, logBuf.String(), "left being written")
+	require.Len(t, info.Removed, 3, "world, leases and events segments: %v", info.Removed)
+}
+
+type syncBuffer struct{ bytes.Buffer }
+
+// publishedCopy runs an in-process engine for frames frames and returns a
+// private copy of its world segment (as a dead engine would leave it).
+func publishedCopy(t *testing.T, s *rSchema, frames int) []byte {
+	inst := testInstance(t)
+	w := newRWorld(t, s)
+	e, err := New(Config{Instance: inst, Logger: quietLog()}, w, newDetSim(t, s, w))
+	require.NoError(t, err)
+	defer e.Close()
+	for i := 0; i < frames; i++ {
+		e.Step()
+	}
+	// RecoverWorld refuses a live engine's segment.
+	_, err = RecoverWorld(inst, newRWorld(t, s))
+	require.ErrorIs(t, err, ErrEngineAlive)
+	return append([]byte(nil), e.segs.World.Data...)
+}
+
+func TestRecoverFromSegmentValidates(t *testing.T) {
+	s := newRSchema()
+	good := publishedCopy(t, s, 12)
+	w := newRWorld(t, s)
+	f, err := RecoverFromSegment(good, w)
+	require.NoError(t, err)
+	require.Equal(t, uint64(12), f)
+	requireSameWorld(t, expectedWorld(t, s, 12), w)
+
+	_, err = RecoverFromSegment(good, w)
+	require.ErrorContains(t, err, "not empty")
+
+	lw, err := layout.DecodeWorld(good)
+	require.NoError(t, err)
+	_, slot, _ := layout.UnpackLatest(binary.LittleEndian.Uint64(good[layout.OffWLatest:]))
+	so := lw.SlotOff(slot)
+	eo, _ := lw.EntityRange(slot, 0)
+
+	other := world.NewRegistry()
+	_, _ = world.Register[rPos](other, "Pos")
+	_, _ = world.Register[rHP](other, "Health")
+	_, _ = world.Register[rTag](other, "Tag")
+	ow, err := world.New(other, world.Config{ChunkCapacity: 64, MaxChunks: 128})
+	require.NoError(t, err)
+	_, err = RecoverFromSegment(good, ow)
+	require.ErrorIs(t, err, layout.ErrSchema)
+
+	small, err := world.New(newRSchema().reg, world.Config{ChunkCapacity: 128, MaxChunks: 64})
+	require.NoError(t, err)
+	_, err = RecoverFromSegment(good, small)
+	require.ErrorContains(t, err, "chunk capacity")
+
+	cases := []struct {
+		name, want string
+		mutate     func(b []byte)
+	}{
+		{"header", "world segment", func(b []byte) { b[layout.OffKindHeader] ^= 0xff }},
+		{"nothing published", "nothing was published", func(b []byte) { binary.LittleEndian.PutUint64(b[layout.OffWLatest:], 0) }},
+		{"latest out of range", "names slot", func(b []byte) {
+			binary.LittleEndian.PutUint64(b[layout.OffWLatest:], layout.PackLatest(12, 31))
+		}},
+		{"frame mismatch", "latest word says", func(b []byte) {
+			binary.LittleEndian.PutUint64(b[layout.OffWLatest:], layout.PackLatest(13, slot))
+		}},
+		{"alive > entities", "header", func(b []byte) {
+			binary.LittleEndian.PutUint32(b[so+layout.SlotAlive:], 1<<20)
+		}},
+		{"alive count lies", "records hold", func(b []byte) {
+			binary.LittleEndian.PutUint32(b[so+layout.SlotAlive:], 5)
+		}},
+		{"partial mask", "partial snapshot", func(b []byte) { binary.LittleEndian.PutUint64(b[so+layout.SlotMask:], 1) }},
+		{"chunk count", "chunks for", func(b []byte) {
+			binary.LittleEndian.PutUint32(b[so+layout.SlotChunks:], 100)
+		}},
+		{"record flags", "unknown flags", func(b []byte) { b[eo+4] |= 0x80 }},
+		{"record mask", "unregistered", func(b []byte) { b[eo+15] = 0x80 }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := append([]byte(nil), good...)
+			tc.mutate(b)
+			_, err := RecoverFromSegment(b, newRWorld(t, s))
+			require.ErrorIs(t, err, ErrRecover)
+			require.ErrorContains(t, err, tc.want)
+		})
+	}
+}
+
+func TestRecoverNothing(t *testing.T) {
+	inst := testInstance(t)
+	s := newRSchema()
+	_, err := RecoverWorld(inst, newRWorld(t, s))
+	require.ErrorIs(t, err, ErrNoStaleWorld)
+	w, info, err := PrepareStart(inst, func() (*world.World, error) { return newRWorld(t, s), nil }, quietLog())
+	require.NoError(t, err)
+	require.Nil(t, w)
+	require.True(t, errors.Is(info.Reason, ErrNoStaleWorld))
+	require.Empty(t, info.Removed)
+}
