@@ -430,7 +430,8 @@ func ringChildBatchProducer() error {
 	rng := rand.New(rand.NewPCG(run, uint64(os.Getpid())))
 	layout.Store32(m.B, layout.OffMPID, uint32(os.Getpid()))
 	for seq := uint64(1); batches == 0 || seq <= batches; seq++ {
-		if err := ringProduceBatch(p, rng, run<<32|seq, rng.IntN(16) == 0); err != nil {
+		abort := rng.IntN(16) == 0 && seq != batches // the last batch always commits
+		if err := ringProduceBatch(p, rng, run<<32|seq, abort); err != nil {
 			return err
 		}
 	}
