@@ -108,6 +108,14 @@ func (p *Publisher) pinned(s int) bool {
 // claim makes slot s odd (being written) unless a reader pins it. It
 // returns the odd seq on success.
 func (p *Publisher) claim(s int) (uint64, bool) {
+	// Cheap pre-check: a slot already pinned is skipped without touching its
+	// seq, so a pinned reader's seq almost never moves transiently (see
+	// Frame.Valid for the rare case the Dekker step below still causes).
+	if p.pinned(s) {
+		p.Aborts++
+		layout.Add64(p.seg, layout.OffWStatAborted, 1)
+		return 0, false
+	}
 	off := p.lw.SlotOff(s) + layout.SlotSeq
 	q := layout.Load64(p.seg, off)
 	odd := q | 1 // a slot left odd by a crashed engine stays odd until rewritten

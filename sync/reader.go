@@ -273,9 +273,30 @@ func (f *Frame) Chunks() int { return int(f.info.Chunks) }
 
 // Valid reports whether the slot is still the one pinned (its seq has not
 // changed). Data read before a true Valid() is consistent.
+//
+// A writer that claims a slot makes its seq odd (q+1) before it checks the
+// pins, and restores q when it finds one; a pinned reader can therefore see
+// q+1 for the few nanoseconds of such an aborted claim. Valid waits that out:
+// q+1 that turns back into q is valid, q+1 that becomes anything else (or
+// lasts) means the slot really was rewritten.
 func (f *Frame) Valid() bool {
-	return f.pinned && layout.Load64(f.r.world.Data, f.r.lw.SlotOff(f.slot)+layout.SlotSeq) == f.seq
+	if !f.pinned {
+		return false
+	}
+	b, off := f.r.world.Data, f.r.lw.SlotOff(f.slot)+layout.SlotSeq
+	seq := layout.Load64(b, off)
+	for i := 0; seq == f.seq+1 && i < maxClaimSpin; i++ {
+		if i > 64 {
+			runtime.Gosched()
+		}
+		seq = layout.Load64(b, off)
+	}
+	return seq == f.seq
 }
+
+// maxClaimSpin bounds how long Valid waits for a transient claim to resolve
+// (an aborted claim takes one scan of the reader table).
+const maxClaimSpin = 100_000
 
 // Release unpins the frame. It returns ErrTorn if the slot was rewritten
 // while pinned: everything read from it must then be discarded.

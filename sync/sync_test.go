@@ -484,3 +484,42 @@ func TestReclaimDeadReader(t *testing.T) {
 	require.Zero(t, layout.Load64(lb, o+layout.ReaderPin))
 	require.Equal(t, uint64(1<<9), layout.Load64(lb, ll.LeaseOff(2)+layout.LeaseHolders))
 }
+
+// TestValidToleratesAbortedClaim: a writer that claims a pinned slot makes
+// its seq odd for an instant before it sees the pin and restores it. A pinned
+// reader checking Valid in that instant must not report a torn frame; a claim
+// that goes on to rewrite the slot (or never ends) must be reported.
+func TestValidToleratesAbortedClaim(t *testing.T) {
+	fx := newFixture(t, 64, 4, 10)
+	_, err := fx.pub.Publish(1, world.Mask(^uint64(0)))
+	require.NoError(t, err)
+	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
+	require.NoError(t, err)
+	defer r.Close()
+	f, err := r.Pin()
+	require.NoError(t, err)
+	lw := fx.pub.Layout()
+	off := lw.SlotOff(f.Slot()) + layout.SlotSeq
+	q := layout.Load64(lw.B, off)
+
+	// Aborted claim: odd, then restored while the reader checks.
+	layout.Store64(lw.B, off, q+1)
+	checking := make(chan struct{})
+	restored := make(chan struct{})
+	go func() {
+		<-checking
+		layout.Store64(lw.B, off, q)
+		close(restored)
+	}()
+	close(checking)
+	require.True(t, f.Valid(), "an aborted claim is not a rewrite")
+	<-restored
+	require.True(t, f.Valid())
+
+	// A claim that never resolves, and a completed rewrite, are torn.
+	layout.Store64(lw.B, off, q+1)
+	require.False(t, f.Valid())
+	layout.Store64(lw.B, off, q+2)
+	require.False(t, f.Valid())
+	require.ErrorIs(t, f.Release(), ErrTorn)
+}
