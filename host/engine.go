@@ -146,6 +146,9 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 		e.Close()
 		return nil, err
 	}
+	// Snapshot pool warm-up: every slot holds the world once, so snapshots
+	// and publishes copy only changes from the first frame on.
+	e.pub.WarmUp(0, e.allMask)
 	if err := e.createEvents(); err != nil {
 		e.Close()
 		return nil, err

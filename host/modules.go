@@ -56,7 +56,8 @@ type Module struct {
 	failStreak   int
 	breakerUntil time.Time
 	probing      bool
-	holdSlot     int // slow tier: slot leased for the running tick (-1 none)
+	holdSlot     int        // slow tier: slot leased for the running tick (-1 none)
+	snapMask     world.Mask // components of the last snapshot leased to it
 }
 
 func groupKey(h ipc.Hello) string {
@@ -317,7 +318,9 @@ func (e *Engine) dispatch(now time.Time) int {
 		e.Snapshots++
 		e.SnapBytes += uint64(st.BytesCopied)
 		for mm := members; mm != 0; mm &= mm - 1 {
-			e.ring(e.mods[bits.TrailingZeros64(mm)], slot)
+			x := e.mods[bits.TrailingZeros64(mm)]
+			x.snapMask = mask
+			e.ring(x, slot)
 			n++
 		}
 	}
@@ -428,6 +431,7 @@ type ModuleInfo struct {
 	Name, Tier, State     string
 	Every, PID            int
 	Group                 string
+	SnapshotMask          world.Mask // union mask of the last snapshot it got (slow tier)
 	Stats                 ModuleStats
 	PlaybackRejectReasons map[string]uint64
 }
@@ -438,7 +442,7 @@ func (e *Engine) Modules() []ModuleInfo {
 	defer e.mu.Unlock()
 	out := make([]ModuleInfo, 0, len(e.mods))
 	for _, m := range e.mods {
-		mi := ModuleInfo{Slot: m.Slot, Name: m.Name, Tier: m.Tier, State: m.State, Every: m.Every, PID: m.PID, Group: m.Group, Stats: m.Stats,
+		mi := ModuleInfo{Slot: m.Slot, Name: m.Name, Tier: m.Tier, State: m.State, Every: m.Every, PID: m.PID, Group: m.Group, SnapshotMask: m.snapMask, Stats: m.Stats,
 			PlaybackRejectReasons: map[string]uint64{}}
 		for r, n := range m.play.Stats.Rejected {
 			if n > 0 {

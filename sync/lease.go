@@ -45,6 +45,9 @@ func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int
 			st.Aborted++
 			continue
 		}
+		if p.slotVersion(best) != 0 {
+			p.SnapshotsReused++ // the slot held a frame: only the changes are copied
+		}
 		p.fill(best, mask, &st.PublishStats)
 		p.finish(best, odd, frame, mask, &st.PublishStats)
 		lo := p.ll.LeaseOff(best)
@@ -117,5 +120,28 @@ func (p *Publisher) LeasedSlots() int {
 			n++
 		}
 	}
+	return n
+}
+
+// WarmUp fills every free slot with the components of mask once (frame
+// number frame, without changing the latest word), so that the first
+// snapshots and publishes copy only what changes afterwards. It returns the
+// number of slots warmed.
+func (p *Publisher) WarmUp(frame uint64, mask world.Mask) int {
+	n := 0
+	for s := 0; s < p.lw.Slots; s++ {
+		if s == p.latest || p.slotLeased(s) {
+			continue
+		}
+		odd, ok := p.claim(s)
+		if !ok {
+			continue
+		}
+		var st PublishStats
+		p.fill(s, mask, &st)
+		p.finish(s, odd, frame, mask, &st)
+		n++
+	}
+	p.Warmed += uint64(n)
 	return n
 }

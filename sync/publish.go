@@ -44,6 +44,10 @@ type Publisher struct {
 	Columns   uint64
 	Aborts    uint64
 	Snapshots uint64
+	// Snapshot pool statistics: snapshots that reused a slot already holding
+	// a frame (copying only changes), and slots filled by WarmUp.
+	SnapshotsReused uint64
+	Warmed          uint64
 }
 
 // NewPublisher validates the segments against the world (geometry and

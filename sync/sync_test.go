@@ -523,3 +523,28 @@ func TestValidToleratesAbortedClaim(t *testing.T) {
 	require.False(t, f.Valid())
 	require.ErrorIs(t, f.Release(), ErrTorn)
 }
+
+// TestSnapshotPoolWarmUpAndReuse: after WarmUp every free slot holds the
+// world, so a snapshot copies only what changed since, reusing its slot; the
+// slot returns to the pool when its last holder releases it, and an extra
+// release is an error.
+func TestSnapshotPoolWarmUpAndReuse(t *testing.T) {
+	fx := newFixture(t, 64, 4, 200)
+	all := world.Mask(^uint64(0))
+	require.Equal(t, DefaultSlots, fx.pub.WarmUp(0, all))
+	_, err := fx.pub.Publish(1, all)
+	require.NoError(t, err)
+	fx.w.Advance()
+	fx.touch(2, []int{1})
+	slot, st, err := fx.pub.Snapshot(2, world.MaskOf(fx.ids.stamp), 1<<3|1<<5)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), fx.pub.SnapshotsReused)
+	require.Equal(t, 1, st.ChunksCopied, "only the touched chunk's Stamp column")
+	require.Equal(t, 1, fx.pub.LeasedSlots())
+	ll, lb := fx.pub.LeasesLayout(), fx.segs.Leases.Data
+	require.NoError(t, ReleaseHolder(lb, ll, slot, 3))
+	require.Equal(t, 1, fx.pub.LeasedSlots(), "still held by reader 5")
+	require.NoError(t, ReleaseHolder(lb, ll, slot, 5))
+	require.Equal(t, 0, fx.pub.LeasedSlots(), "back in the pool")
+	require.ErrorIs(t, ReleaseHolder(lb, ll, slot, 5), ErrNotHolder)
+}

@@ -310,6 +310,14 @@ func TestConvoyGrouping(t *testing.T) {
 	for name, want := range map[string]uint64{"a1": 4, "a2": 4, "a3": 4, "solo": 4, "b": 2} {
 		require.Equal(t, want, r.module(name).Stats.Runs-runs[name], name)
 	}
+	// The convoy's one snapshot carries the union of its members' masks
+	// (a2 reads HP, a1 and a3 Pos); the others only their own.
+	union := world.MaskOf(r.s.pos, r.s.hp)
+	for _, name := range []string{"a1", "a2", "a3"} {
+		require.Equal(t, union, r.module(name).SnapshotMask, name)
+	}
+	require.Equal(t, world.MaskOf(r.s.pos), r.module("b").SnapshotMask)
+	require.Equal(t, world.MaskOf(r.s.pos), r.module("solo").SnapshotMask)
 	g := r.module("a1").Group
 	require.Equal(t, g, r.module("a2").Group)
 	require.Equal(t, g, r.module("a3").Group)
