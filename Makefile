@@ -13,7 +13,7 @@ build:
 
 ## demo: build and run the engine with its embedded default world and modules, then print what happened.
 demo: build
-	./$(BIN)/engine up --duration 8s
+	./$(BIN)/engine up --duration 10s --chaos 2s
 
 ## test: everything CI runs: formatting, vet, staticcheck, race-enabled tests, a short fuzz smoke.
 test: lint unit fuzz-smoke

@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -19,7 +21,7 @@ import (
 
 func init() {
 	var configPath, instance string
-	var duration time.Duration
+	var duration, chaos time.Duration
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Supervise the engine and the modules of a config (default: the embedded demo), then print what happened",
@@ -41,16 +43,17 @@ func init() {
 				ctx, cancel = context.WithTimeout(ctx, duration)
 				defer cancel()
 			}
-			return runUp(ctx, cfg)
+			return runUp(ctx, cfg, chaos)
 		},
 	}
 	c.Flags().StringVar(&configPath, "config", "", "YAML config (default: the embedded demo config)")
 	c.Flags().StringVar(&instance, "instance", "", "override the config's instance name")
 	c.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0 = until SIGINT/SIGTERM)")
+	c.Flags().DurationVar(&chaos, "chaos", 0, "SIGKILL a random running module this often (0 = never), to watch crash isolation")
 	rootCmd.AddCommand(c)
 }
 
-func runUp(ctx context.Context, cfg *supervisor.Config) error {
+func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	inst := cfg.Instance
 	sup, err := supervisor.New(cfg, supervisor.Options{
@@ -74,8 +77,40 @@ func runUp(ctx context.Context, cfg *supervisor.Config) error {
 	if err != nil {
 		return err
 	}
+	var kills atomic.Int64
+	if chaos > 0 {
+		go func() {
+			t := time.NewTicker(chaos)
+			defer t.Stop()
+			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				var victims []supervisor.ChildStatus
+				for _, st := range sup.Status() {
+					if !st.Engine && st.PID > 0 && st.State == supervisor.StateRunning {
+						victims = append(victims, st)
+					}
+				}
+				if len(victims) == 0 {
+					continue
+				}
+				v := victims[rng.IntN(len(victims))]
+				log.Warn("chaos: SIGKILL", "module", v.Name, "pid", v.PID)
+				if syscall.Kill(v.PID, syscall.SIGKILL) == nil {
+					kills.Add(1)
+				}
+			}
+		}()
+	}
 	err = sup.Run(ctx)
 	fmt.Println()
+	if chaos > 0 {
+		fmt.Printf("chaos: %d modules SIGKILLed\n", kills.Load())
+	}
 	fmt.Println("== supervisor summary ==")
 	fmt.Println(sup.Summary())
 	return err
