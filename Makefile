@@ -41,7 +41,13 @@ fuzz-smoke:
 	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
 	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/func //'); do \
 	    echo "fuzz $$pkg $$f"; \
-	    $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZ_TIME) -fuzzminimizetime=100x $$pkg >/dev/null || { $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZ_TIME) -fuzzminimizetime=100x $$pkg; exit 1; }; \
+	    ok=0; for try in 1 2; do \
+	      if $(GO) test -run='^$$' -fuzz="^$$f\$$" -fuzztime=$(FUZZ_TIME) -fuzzminimizetime=100x $$pkg > .fuzz.out 2>&1; then ok=1; break; fi; \
+	      tail -30 .fuzz.out; \
+	      if [ -n "$$(git status --porcelain -- $$dir/testdata/fuzz 2>/dev/null)" ]; then echo "new failing input under $$dir/testdata/fuzz"; break; fi; \
+	      echo "fuzzing failed without a failing input (worker crash or hang): retrying once"; \
+	    done; \
+	    rm -f .fuzz.out; [ $$ok = 1 ] || exit 1; \
 	  done; \
 	done
 
