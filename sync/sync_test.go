@@ -341,13 +341,7 @@ func TestDirtyTracking(t *testing.T) {
 func TestPinBlocksRewrite(t *testing.T) {
 	fx := newFixture(t, 64, 4, 100)
 	all := world.Mask(^uint64(0))
-	_, err := fx.pub.Publish(1, all)
-	require.NoError(t, err)
-	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
-	require.NoError(t, err)
-	defer r.Close()
-	f, err := r.Pin()
-	require.NoError(t, err)
+	_, f := publishAndPin(t, fx)
 	pinned := f.Slot()
 	lw := fx.pub.Layout()
 	seq := layout.Load64(lw.B, lw.SlotOff(pinned)+layout.SlotSeq)
@@ -382,13 +376,7 @@ func TestPinBlocksRewrite(t *testing.T) {
 func TestTornReadDetected(t *testing.T) {
 	fx := newFixture(t, 64, 4, 100)
 	all := world.Mask(^uint64(0))
-	_, err := fx.pub.Publish(1, all)
-	require.NoError(t, err)
-	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
-	require.NoError(t, err)
-	defer r.Close()
-	f, err := r.Pin()
-	require.NoError(t, err)
+	r, f := publishAndPin(t, fx)
 	pinned := f.Slot()
 	// Steal the pin.
 	layout.Store64(fx.segs.Leases.Data, fx.pub.LeasesLayout().ReaderOff(r.Entry())+layout.ReaderPin, 0)
@@ -442,13 +430,7 @@ func TestAttachSchemaMismatch(t *testing.T) {
 
 func TestColumnTypeCheck(t *testing.T) {
 	fx := newFixture(t, 64, 4, 10)
-	_, err := fx.pub.Publish(1, world.Mask(^uint64(0)))
-	require.NoError(t, err)
-	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
-	require.NoError(t, err)
-	defer r.Close()
-	f, err := r.Pin()
-	require.NoError(t, err)
+	_, f := publishAndPin(t, fx)
 	require.Nil(t, Column[uint32](f, 0, fx.ids.pos))
 	require.ErrorIs(t, CheckType[uint32](f, fx.ids.pos), ErrTypeMismatch)
 	require.NoError(t, CheckType[Pos](f, fx.ids.pos))
@@ -491,13 +473,7 @@ func TestReclaimDeadReader(t *testing.T) {
 // that goes on to rewrite the slot (or never ends) must be reported.
 func TestValidToleratesAbortedClaim(t *testing.T) {
 	fx := newFixture(t, 64, 4, 10)
-	_, err := fx.pub.Publish(1, world.Mask(^uint64(0)))
-	require.NoError(t, err)
-	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
-	require.NoError(t, err)
-	defer r.Close()
-	f, err := r.Pin()
-	require.NoError(t, err)
+	_, f := publishAndPin(t, fx)
 	lw := fx.pub.Layout()
 	off := lw.SlotOff(f.Slot()) + layout.SlotSeq
 	q := layout.Load64(lw.B, off)
@@ -547,4 +523,17 @@ func TestSnapshotPoolWarmUpAndReuse(t *testing.T) {
 	require.NoError(t, ReleaseHolder(lb, ll, slot, 5))
 	require.Equal(t, 0, fx.pub.LeasedSlots(), "back in the pool")
 	require.ErrorIs(t, ReleaseHolder(lb, ll, slot, 5), ErrNotHolder)
+}
+
+// publishAndPin publishes frame 1 of fx, attaches a reader (closed at the end
+// of the test) and pins the frame.
+func publishAndPin(t *testing.T, fx *fixture) (*Reader, *Frame) {
+	_, err := fx.pub.Publish(1, world.Mask(^uint64(0)))
+	require.NoError(t, err)
+	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	f, err := r.Pin()
+	require.NoError(t, err)
+	return r, f
 }
