@@ -231,19 +231,8 @@ func readSlot(w *layout.World, s int, o Options) SlotReport {
 	so := w.SlotOff(s)
 	var sr SlotReport
 	for try := 0; try < 4; try++ {
-		q := ld64(b, so+layout.SlotSeq)
-		si := layout.SlotInfo{
-			Seq:          q,
-			Frame:        ld64(b, so+layout.SlotFrame),
-			Version:      ld64(b, so+layout.SlotVersion),
-			Mask:         ld64(b, so+layout.SlotMask),
-			Chunks:       ld32(b, so+layout.SlotChunks),
-			Entities:     ld32(b, so+layout.SlotEntities),
-			Alive:        ld32(b, so+layout.SlotAlive),
-			PubNanos:     ld64(b, so+layout.SlotPubNanos),
-			Bytes:        ld64(b, so+layout.SlotBytes),
-			ChunksCopied: ld32(b, so+layout.SlotChunksCopy),
-		}
+		si := w.ReadSlotInfo(s)
+		q := si.Seq
 		sr = SlotReport{
 			Index: s, Seq: q, Writing: q&1 == 1, Frame: si.Frame, Version: si.Version, Mask: mask(si.Mask),
 			Chunks: si.Chunks, Entities: si.Entities, Alive: si.Alive, PublishNano: si.PubNanos,

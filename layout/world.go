@@ -373,22 +373,24 @@ type SlotInfo struct {
 	ChunksCopied              uint32
 }
 
-// ReadSlotInfo decodes the header of slot s (the seq word atomically; the
-// rest is only meaningful if the seq is even and unchanged afterwards).
+// ReadSlotInfo decodes the header of slot s. Every field is read with a
+// word load (atomic where the mapping is aligned, as it always is), so a
+// concurrent publisher can never tear a field; the whole header is only
+// meaningful if the seq is even and unchanged afterwards.
 func (w *World) ReadSlotInfo(s int) SlotInfo {
 	o := w.SlotOff(s)
 	b := w.B
 	return SlotInfo{
 		Seq:          loadMaybeUnaligned64(b, o+SlotSeq),
-		Frame:        get64(b, o+SlotFrame),
-		Version:      get64(b, o+SlotVersion),
-		Mask:         get64(b, o+SlotMask),
-		Chunks:       get32(b, o+SlotChunks),
-		Entities:     get32(b, o+SlotEntities),
-		Alive:        get32(b, o+SlotAlive),
-		PubNanos:     get64(b, o+SlotPubNanos),
-		Bytes:        get64(b, o+SlotBytes),
-		ChunksCopied: get32(b, o+SlotChunksCopy),
+		Frame:        loadMaybeUnaligned64(b, o+SlotFrame),
+		Version:      loadMaybeUnaligned64(b, o+SlotVersion),
+		Mask:         loadMaybeUnaligned64(b, o+SlotMask),
+		Chunks:       loadMaybeUnaligned32(b, o+SlotChunks),
+		Entities:     loadMaybeUnaligned32(b, o+SlotEntities),
+		Alive:        loadMaybeUnaligned32(b, o+SlotAlive),
+		PubNanos:     loadMaybeUnaligned64(b, o+SlotPubNanos),
+		Bytes:        loadMaybeUnaligned64(b, o+SlotBytes),
+		ChunksCopied: loadMaybeUnaligned32(b, o+SlotChunksCopy),
 	}
 }
 

@@ -128,7 +128,8 @@ func readerAlive(b []byte, o int) bool {
 	if start == 0 {
 		// The claimer stores its start time right after the CAS; until then
 		// only the pid can be checked.
-		return unix.Kill(int(pid), 0) == nil || errors.Is(unix.Kill(int(pid), 0), unix.EPERM)
+		err := unix.Kill(int(pid), 0)
+		return err == nil || errors.Is(err, unix.EPERM)
 	}
 	return shm.ProcessAlive(pid, start)
 }
