@@ -92,11 +92,11 @@ func ringAligned(region []byte) bool {
 // batch with one atomic store of the tail. A producer that dies before
 // Commit leaves nothing visible.
 type Producer struct {
-	region   []byte
-	data     []byte // data area, exactly capacity bytes
-	capacity uint64
-	mask     uint64
-	maxRec   uint64 // largest total record length
+	region     []byte
+	data       []byte // data area, exactly capacity bytes
+	capacity   uint64
+	mask       uint64
+	maxPayload uint64 // largest payload: MaxRecordLen - RecordHeaderSize
 
 	tail      uint64 // next write index (includes uncommitted records)
 	committed uint64 // last published tail
@@ -120,22 +120,22 @@ func NewProducer(region []byte) (*Producer, error) {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptRing, err)
 	}
 	return &Producer{
-		region:    region,
-		data:      region[layout.RingHeaderSize : layout.RingHeaderSize+int(c) : layout.RingHeaderSize+int(c)],
-		capacity:  c,
-		mask:      c - 1,
-		maxRec:    layout.MaxRecordLen(c),
-		tail:      tail,
-		committed: tail,
-		head:      head,
-		records:   layout.Load64(region, layout.RingOffProdRecords),
-		batches:   layout.Load64(region, layout.RingOffProdBatches),
-		full:      layout.Load64(region, layout.RingOffProdFull),
+		region:     region,
+		data:       region[layout.RingHeaderSize : layout.RingHeaderSize+int(c) : layout.RingHeaderSize+int(c)],
+		capacity:   c,
+		mask:       c - 1,
+		maxPayload: layout.MaxRecordLen(c) - layout.RecordHeaderSize,
+		tail:       tail,
+		committed:  tail,
+		head:       head,
+		records:    layout.Load64(region, layout.RingOffProdRecords),
+		batches:    layout.Load64(region, layout.RingOffProdBatches),
+		full:       layout.Load64(region, layout.RingOffProdFull),
 	}, nil
 }
 
 // MaxPayload returns the largest payload a single record may carry.
-func (p *Producer) MaxPayload() int { return int(p.maxRec) - layout.RecordHeaderSize }
+func (p *Producer) MaxPayload() int { return int(p.maxPayload) }
 
 // Reserve appends a record of type typ with an n-byte payload to the current
 // batch and returns the payload slice to fill in place (it aliases shared
@@ -144,10 +144,30 @@ func (p *Producer) MaxPayload() int { return int(p.maxRec) - layout.RecordHeader
 // space (nothing is written, the Full counter is incremented),
 // ErrRecordTooLarge when n > MaxPayload() and ErrRecordType for type 0.
 func (p *Producer) Reserve(typ uint16, n int) ([]byte, error) {
+	// Fast path, small enough to be inlined: a valid record that fits
+	// before the end of the data area and into the space the cached head
+	// says is released. uint64(n) of a negative n is huge, so it fails the
+	// maxPayload test and goes to reserveSlow, which reports the error.
+	rl := (uint64(n) + layout.RecordHeaderSize + layout.RecordAlign - 1) &^ (layout.RecordAlign - 1)
+	off := p.tail & p.mask
+	if typ != layout.RecordTypePad && uint64(n) <= p.maxPayload && rl <= p.capacity-off && p.tail+rl-p.head <= p.capacity {
+		ringLE.PutUint64(p.data[off:], uint64(rl)|uint64(typ)<<32|(rl-layout.RecordHeaderSize-uint64(n))<<48)
+		p.tail += rl
+		p.pending++
+		s, e := off+layout.RecordHeaderSize, off+layout.RecordHeaderSize+uint64(n)
+		return p.data[s:e:e], nil
+	}
+	return p.reserveSlow(typ, n)
+}
+
+// reserveSlow is Reserve for everything but the fast path: argument errors,
+// a record that needs a PAD to the end of the data area first, and a ring
+// that looks full with the cached head.
+func (p *Producer) reserveSlow(typ uint16, n int) ([]byte, error) {
 	if typ == layout.RecordTypePad {
 		return nil, ErrRecordType
 	}
-	if n < 0 || uint64(n)+layout.RecordHeaderSize > p.maxRec {
+	if n < 0 || uint64(n) > p.maxPayload {
 		return nil, ErrRecordTooLarge
 	}
 	rl := (uint64(n) + layout.RecordHeaderSize + layout.RecordAlign - 1) &^ (layout.RecordAlign - 1)
@@ -259,7 +279,18 @@ type Consumer struct {
 
 	records, bad, resets uint64
 	polls                uint64 // polls that delivered records
+
+	// hdrs holds the header words of the first records of the current Poll
+	// as its validation pass read and checked them. The delivery pass frames
+	// those records from this private copy: it needs no second validation,
+	// and a producer that rewrites a header after the check cannot change
+	// what is delivered. Records past the cache are validated again.
+	hdrs [ringHdrCache]uint64
 }
+
+// ringHdrCache is the number of record headers a Poll keeps from its
+// validation pass (2 KiB per consumer).
+const ringHdrCache = 256
 
 // NewConsumer attaches the consumer to a ring region inside a mapped
 // segment. Only the static header is validated here; inconsistent indices
@@ -322,9 +353,10 @@ func (c *Consumer) ringCorrupt(err error) error {
 // are checked before the first record is delivered. On any inconsistency
 // nothing is delivered, nothing is released, the BadRecords counter is
 // incremented and an error wrapping ErrCorruptRing is returned; call Reset
-// to discard the ring's contents. (If a misbehaving producer rewrites
-// committed headers during delivery, Poll stops at the changed record with
-// ErrCorruptRing, releasing what was delivered.)
+// to discard the ring's contents. Delivery frames the first 256 records from
+// the headers as validated; if a misbehaving producer rewrites a later
+// committed header during delivery, Poll stops at the changed record with
+// ErrCorruptRing, releasing what was delivered.
 //
 // If fn returns an error, Poll stops: the records delivered so far, including
 // the failing one, are released and fn's error is returned unchanged.
@@ -344,7 +376,9 @@ func (c *Consumer) Poll(fn func(typ uint16, payload []byte) error) (n int, err e
 	// Invariant for both loops: pos is 8-aligned (head is, every length is
 	// a multiple of 8), so off <= capacity-8 and the header read is in range.
 	data, mask, capacity, maxRec := c.data, c.mask, c.capacity, c.maxRec
-	for pos := head; pos != tail; {
+	hdrs := &c.hdrs
+	k := 0 // records (PADs included) seen by the validation pass
+	for pos := head; pos != tail; k++ {
 		off := pos & mask
 		w := ringLE.Uint64(data[off : off+8])
 		l := w & 0xffffffff
@@ -354,18 +388,31 @@ func (c *Consumer) Poll(fn func(typ uint16, payload []byte) error) (n int, err e
 				return 0, c.ringCorrupt(err)
 			}
 		}
+		if k < ringHdrCache {
+			hdrs[k] = w
+		}
 		pos += l
 	}
 	pos := head
-	for pos != tail {
+	for i := 0; pos != tail; i++ {
 		off := pos & mask
-		w := ringLE.Uint64(data[off : off+8])
-		l, typ, s, e := w&0xffffffff, uint16(w>>32), off+layout.RecordHeaderSize, off+(w&0xffffffff)-w>>48
-		if !ringQuick(w, off, tail-pos, capacity, maxRec) {
-			var rerr error
-			if l, typ, s, e, rerr = c.ringSlow(pos, tail); rerr != nil {
-				err = c.ringCorrupt(fmt.Errorf("record at index %d changed during delivery: %w", pos, rerr))
-				break
+		var w, l, s, e uint64
+		var typ uint16
+		if i < ringHdrCache {
+			// Checked by the validation pass above (a PAD's length reaches
+			// exactly the end of the data area, any other record fits
+			// before the end and before the tail).
+			w = hdrs[i]
+			l, typ, s, e = w&0xffffffff, uint16(w>>32), off+layout.RecordHeaderSize, off+(w&0xffffffff)-w>>48
+		} else {
+			w = ringLE.Uint64(data[off : off+8])
+			l, typ, s, e = w&0xffffffff, uint16(w>>32), off+layout.RecordHeaderSize, off+(w&0xffffffff)-w>>48
+			if !ringQuick(w, off, tail-pos, capacity, maxRec) {
+				var rerr error
+				if l, typ, s, e, rerr = c.ringSlow(pos, tail); rerr != nil {
+					err = c.ringCorrupt(fmt.Errorf("record at index %d changed during delivery: %w", pos, rerr))
+					break
+				}
 			}
 		}
 		pos += l

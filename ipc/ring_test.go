@@ -314,6 +314,59 @@ func TestRingCorruptionAndReset(t *testing.T) {
 	require.Equal(t, uint64(len(cases)), c.Stats().Resets, "a failed reset is not counted")
 }
 
+// TestRingHeaderRewrittenDuringDelivery: a misbehaving producer rewrites a
+// committed record header while the consumer delivers. Within the first
+// ringHdrCache records the delivery is framed by the validated copy of the
+// headers (every record arrives whole, with its original length); past them
+// Poll stops at the rewritten record with ErrCorruptRing and releases
+// exactly what it delivered.
+func TestRingHeaderRewrittenDuringDelivery(t *testing.T) {
+	const capacity = 1 << 16
+	region := ringAnonRegion(t, capacity)
+	data := region[layout.RingHeaderSize:]
+	p, err := NewProducer(region)
+	require.NoError(t, err)
+	c, err := NewConsumer(region)
+	require.NoError(t, err)
+	const total = ringHdrCache + 40 // 16-byte records: 8-byte payload
+	for _, victim := range []int{5, ringHdrCache + 10} {
+		head := layout.Load64(region, layout.RingOffHead)
+		for i := 0; i < total; i++ {
+			buf, err := p.Reserve(4, 8)
+			require.NoError(t, err)
+			binary.LittleEndian.PutUint64(buf, uint64(i))
+		}
+		p.Commit()
+		var got []uint64
+		n, err := c.Poll(func(typ uint16, pl []byte) error {
+			require.Len(t, pl, 8)
+			got = append(got, binary.LittleEndian.Uint64(pl))
+			if len(got) == 1 {
+				// Corrupt the victim's length (misaligned) after validation.
+				binary.LittleEndian.PutUint32(data[(head+uint64(victim)*16)%capacity:], 13)
+			}
+			return nil
+		})
+		if victim < ringHdrCache {
+			require.NoError(t, err)
+			require.Equal(t, total, n)
+			for i, v := range got {
+				require.Equal(t, uint64(i), v)
+			}
+			require.Equal(t, head+total*16, layout.Load64(region, layout.RingOffHead))
+			continue
+		}
+		require.ErrorIs(t, err, ErrCorruptRing)
+		require.Equal(t, victim, n, "records before the rewritten one are delivered")
+		require.Len(t, got, victim)
+		require.Equal(t, head+uint64(victim)*16, layout.Load64(region, layout.RingOffHead), "released up to the rewritten record")
+		require.Equal(t, uint64(1), c.Stats().BadRecords)
+		require.NoError(t, c.Reset())
+		p, err = NewProducer(region)
+		require.NoError(t, err)
+	}
+}
+
 // ringFuzzRegion is one page-aligned ring region reused by the fuzz target.
 var ringFuzzRegion []byte
 
