@@ -43,7 +43,14 @@ type Config struct {
 	// after BreakerReset it gets one probe tick.
 	MaxFailures  int
 	BreakerReset time.Duration
-	Logger       *slog.Logger
+	// NoPrewake turns off the pre-wake of fast modules (see
+	// Engine.prewake); their ticks then wake them from FUTEX_WAIT.
+	NoPrewake bool
+	// PrewakeEarlyMax: when the last frame's simulation and publish together
+	// took less, fast modules are pre-woken at the start of the frame, else
+	// just before the publish. Default DefaultPrewakeEarlyMax.
+	PrewakeEarlyMax time.Duration
+	Logger          *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -68,10 +75,18 @@ func (c *Config) defaults() {
 	if c.BreakerReset == 0 {
 		c.BreakerReset = time.Second
 	}
+	if c.PrewakeEarlyMax <= 0 {
+		c.PrewakeEarlyMax = DefaultPrewakeEarlyMax
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 }
+
+// DefaultPrewakeEarlyMax is the longest lead the engine gives a pre-wake by
+// default (Config.PrewakeEarlyMax). It is half of module.DefaultWarmSpin, so
+// that a pre-woken module is still polling when its tick comes.
+const DefaultPrewakeEarlyMax = time.Millisecond
 
 // SystemEventCreated is the event type the engine publishes after playback
 // for each temporary id it resolved: payload u32 module slot, u32 temp id,
@@ -116,11 +131,17 @@ type Engine struct {
 	doneBell [layout.MaxModules]atomic.Pointer[ipc.Doorbell]
 	frame    uint64
 	period   time.Duration
+	// lastSimPub is how long the last frame took from its start to the end
+	// of its publish: the lead an early pre-wake would give.
+	lastSimPub time.Duration
 
 	// Stats.
-	Frames    uint64
-	Hist      *Histogram // engine frame time
-	PubHist   *Histogram // publish time
+	Frames  uint64
+	Hist    *Histogram // engine frame time
+	PubHist *Histogram // publish time
+	// WakeHist is the tick wake latency of fast modules as they measured it
+	// (CLOCK_MONOTONIC at wake minus the engine's tick stamp).
+	WakeHist  *Histogram
 	Snapshots uint64
 	// ReclaimedReaders counts reader entries of dead processes released by
 	// the engine itself.
@@ -135,7 +156,7 @@ type Engine struct {
 // returns an engine around w. sim may be nil.
 func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 	cfg.defaults()
-	e := &Engine{cfg: cfg, w: w, sim: sim, log: cfg.Logger, Hist: NewHistogram(), PubHist: NewHistogram()}
+	e := &Engine{cfg: cfg, w: w, sim: sim, log: cfg.Logger, Hist: NewHistogram(), PubHist: NewHistogram(), WakeHist: NewHistogram()}
 	e.period = time.Second / time.Duration(cfg.FrameRate)
 	e.allMask = w.Registry().Mask()
 	var err error
@@ -196,6 +217,9 @@ func (e *Engine) Publisher() *fsync.Publisher { return e.pub }
 
 // Frame returns the number of the last completed frame.
 func (e *Engine) Frame() uint64 { return e.frame }
+
+// Config returns the engine's configuration (with defaults filled in).
+func (e *Engine) Config() Config { return e.cfg }
 
 // Period returns the frame period.
 func (e *Engine) Period() time.Duration { return e.period }
@@ -272,6 +296,14 @@ func (e *Engine) Step() FrameStats {
 	e.frame++
 	st := FrameStats{Frame: e.frame}
 	dt := float32(e.period.Seconds())
+	// Pre-wake the fast modules (Engine.prewake) as early as their warm spin
+	// allows: here, before the simulation, when the last frame's simulation
+	// and publish together took less than Config.PrewakeEarlyMax; else just
+	// before the publish.
+	early := !e.cfg.NoPrewake && e.lastSimPub < e.cfg.PrewakeEarlyMax
+	if early {
+		e.prewake(start)
+	}
 	e.w.Advance()
 	if e.sim != nil {
 		e.sim.Step(dt)
@@ -286,7 +318,11 @@ func (e *Engine) Step() FrameStats {
 	e.w.ClearEvents()
 
 	// Publish the latest full frame (GDB).
+	if !e.cfg.NoPrewake && !early {
+		e.prewake(start)
+	}
 	st.Publish, st.PublishErr = e.pub.Publish(e.frame, e.allMask)
+	e.lastSimPub = time.Since(start)
 	if st.PublishErr == nil {
 		e.PubHist.Record(st.Publish.Duration)
 	} else {

@@ -29,6 +29,9 @@ const DoneFailed = uint64(1) << 63
 type ModuleStats struct {
 	Runs, Late, Failures, Rejected, Applied, Skipped, Deaths, Joins, BreakerTrips uint64
 	LagFrames                                                                     uint64
+	// Prewoken counts the pre-wakes that found the module asleep on its
+	// tick bell and woke it (fast tier only).
+	Prewoken uint64
 }
 
 // Module is the engine's record of a module process. Its slot survives the
@@ -249,11 +252,38 @@ func (e *Engine) ring(m *Module, slot int) {
 		dt = e.period * time.Duration(m.Every)
 	}
 	b := m.seg.Data
-	layout.Store64(b, layout.OffMTickFrame, e.frame)
+	// The lease word before the frame word: a module checks for a pending
+	// tick by comparing the tick frame with its done frame (e.g. after a
+	// wait timed out), so once it sees the new frame it must also see the
+	// new lease, not the previous tick's (released) slot.
 	layout.Store64(b, layout.OffMTickLease, packTick(slot, dt))
+	layout.Store64(b, layout.OffMTickFrame, e.frame)
 	m.lastRun, m.busy, m.holdSlot = e.frame, true, slot
 	m.Stats.Runs++
+	layout.Store64(b, layout.OffMTickStamp, ipc.MonoNanos())
 	_, _ = m.tick.Ring()
+}
+
+// prewake wakes every fast module that this frame will tick and that sleeps
+// on its tick bell, without ringing it (ipc.Doorbell.Prewake). Waking a
+// sleeping process costs tens of microseconds on a VM whose idle vCPU halts;
+// done ahead of the tick (see Step and Config.PrewakeEarlyMax), the wake-up
+// overlaps the engine's own work, and the module polls its bell (its warm
+// spin) until the tick is rung. Slow modules run at most every few frames on
+// snapshots: they are not pre-woken. The checks mirror dispatch without its
+// side effects. Called with mu held.
+func (e *Engine) prewake(now time.Time) {
+	for _, m := range e.mods {
+		if m.Tier != ipc.TierFast || m.State == StateDead || (m.State == StateBroken && now.Before(m.breakerUntil)) {
+			continue
+		}
+		if m.busy && layout.Load64(m.seg.Data, layout.OffMDoneFrame)&^DoneFailed < m.lastRun {
+			continue // still running its previous tick: not asleep on the bell
+		}
+		if ok, _ := m.tick.Prewake(); ok {
+			m.Stats.Prewoken++
+		}
+	}
 }
 
 // dispatch rings fast modules every frame and slow modules on their
@@ -334,6 +364,13 @@ func (e *Engine) checkDone(m *Module) bool {
 		return false
 	}
 	m.busy = false
+	if m.Tier == ipc.TierFast {
+		// The module stored its wake latency for this tick before running
+		// it (0: it found the tick pending and did not wait).
+		if w := layout.Load64(m.seg.Data, layout.OffMWakeNanos); w > 0 {
+			e.WakeHist.Record(time.Duration(w))
+		}
+	}
 	if d&DoneFailed != 0 {
 		m.Stats.Failures++
 		m.failStreak++
@@ -427,12 +464,15 @@ func (e *Engine) playback() (applied, rejected int) {
 
 // ModuleInfo is a snapshot of a module's state for reporting.
 type ModuleInfo struct {
-	Slot                  int
-	Name, Tier, State     string
-	Every, PID            int
-	Group                 string
-	SnapshotMask          world.Mask // union mask of the last snapshot it got (slow tier)
-	Stats                 ModuleStats
+	Slot              int
+	Name, Tier, State string
+	Every, PID        int
+	Group             string
+	SnapshotMask      world.Mask // union mask of the last snapshot it got (slow tier)
+	Stats             ModuleStats
+	// Wake: how the current process's tick wake-ups went, as it counted
+	// them in its segment (warm: seen while polling; cold: from FUTEX_WAIT).
+	Wake                  ipc.WakeStats
 	PlaybackRejectReasons map[string]uint64
 }
 
@@ -443,7 +483,8 @@ func (e *Engine) Modules() []ModuleInfo {
 	out := make([]ModuleInfo, 0, len(e.mods))
 	for _, m := range e.mods {
 		mi := ModuleInfo{Slot: m.Slot, Name: m.Name, Tier: m.Tier, State: m.State, Every: m.Every, PID: m.PID, Group: m.Group, SnapshotMask: m.snapMask, Stats: m.Stats,
-			PlaybackRejectReasons: map[string]uint64{}}
+			PlaybackRejectReasons: map[string]uint64{},
+			Wake:                  ipc.WakeStats{Warm: layout.Load64(m.seg.Data, layout.OffMWakeWarm), Cold: layout.Load64(m.seg.Data, layout.OffMWakeCold)}}
 		for r, n := range m.play.Stats.Rejected {
 			if n > 0 {
 				mi.PlaybackRejectReasons[world.RejectReason(r).String()] = n

@@ -378,6 +378,10 @@ func moduleReport(m *layout.Module, o Options, r *Report) *ModuleReport {
 			Word: ld32(b, layout.OffMDone), NeedWake: ld32(b, layout.OffMDoneNeedWake),
 			Frame: ld64(b, layout.OffMDoneFrame),
 		},
+		Wake: TickWake{
+			StampNano: ld64(b, layout.OffMTickStamp), LastNano: ld64(b, layout.OffMWakeNanos),
+			Warm: ld64(b, layout.OffMWakeWarm), Cold: ld64(b, layout.OffMWakeCold),
+		},
 	}
 	mr.Alive = mr.PID != 0 && o.Alive(mr.PID, mr.StartTime)
 	ro := m.RingOff

@@ -193,7 +193,16 @@ type ModuleReport struct {
 	HeartbeatNano uint64     `json:"heartbeat_unix_ns"`
 	Tick          Doorbell   `json:"tick"`
 	Done          Doorbell   `json:"done"`
+	Wake          TickWake   `json:"wake"`
 	Ring          RingReport `json:"ring"`
+}
+
+// TickWake is how the module's tick wake-ups went, as the module counted them.
+type TickWake struct {
+	StampNano uint64 `json:"tick_stamp_mono_ns"` // engine's CLOCK_MONOTONIC when it rang the last tick
+	LastNano  uint64 `json:"last_latency_ns"`    // wake latency of the last tick (0: the tick was pending)
+	Warm      uint64 `json:"warm"`               // ticks seen while polling (spin or pre-wake)
+	Cold      uint64 `json:"cold"`               // ticks that woke the module from FUTEX_WAIT
 }
 
 // Doorbell is a futex doorbell line.

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 )
 
 // Text renders r for humans as aligned tables.
@@ -193,6 +194,8 @@ func (p *printer) module(m *ModuleReport) {
 	t.row("tick", m.Tick.Word, m.Tick.NeedWake, m.Tick.Frame, m.Tick.Lease)
 	t.row("done", m.Done.Word, m.Done.NeedWake, m.Done.Frame, "-")
 	t.flush()
+	w := m.Wake
+	p.f("tick wake  last %s   warm %d   cold %d   stamp %d\n", time.Duration(w.LastNano), w.Warm, w.Cold, w.StampNano)
 	g := m.Ring
 	p.f("\nring       offset %d   capacity %d   head %d   tail %d   committed %d   free %d\n", g.Offset, g.Capacity, g.Head, g.Tail, g.CommittedBytes, g.FreeBytes)
 	p.f("producer   records %d   batches %d   full %d\n", g.ProdRecords, g.ProdBatches, g.ProdFull)

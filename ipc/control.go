@@ -28,8 +28,13 @@ import (
 )
 
 const (
-	// ControlProtoVersion is the control protocol version of this build.
-	ControlProtoVersion = 1
+	// ControlProtoVersion is the engine-module protocol version of this
+	// build: the handshake and the use of the module segment's words.
+	// Version 2: doorbells sleep on the need-wake word (futex), which a
+	// pre-wake sets to 2; the engine stamps ticks and modules report their
+	// wake latency and counts. A version 1 module would sleep on the tick
+	// word and miss its wake-ups, so it is refused.
+	ControlProtoVersion = 2
 	// ControlMaxMessage is the largest JSON message accepted or sent.
 	ControlMaxMessage = 64 << 10
 	// Tiers a module can ask for.

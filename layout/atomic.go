@@ -84,6 +84,9 @@ func CAS32(b []byte, off int, old, new uint32) bool {
 	return atomic.CompareAndSwapUint32(word32(b, off), old, new)
 }
 
+// Swap32 atomically stores v at b[off:] and returns the previous value.
+func Swap32(b []byte, off int, v uint32) uint32 { return atomic.SwapUint32(word32(b, off), v) }
+
 // Word32Ptr returns the address of the 32-bit word at b[off:] for futex calls.
 // The pointer refers to shared (mmap'd) memory, never to the Go heap.
 func Word32Ptr(b []byte, off int) *uint32 { return word32(b, off) }

@@ -41,6 +41,7 @@ const (
 	OffMTickNeedWake = 2052 // u32 set by a module about to futex-wait on the tick word
 	OffMTickFrame    = 2056 // u64 frame number of the tick
 	OffMTickLease    = 2064 // u64 slot/lease info of the tick (host/ packs it, e.g. PackPin)
+	OffMTickStamp    = 2072 // u64 CLOCK_MONOTONIC ns at which the engine rang the tick (written before the ring)
 
 	// Done doorbell line: the module writes done frame, then increments the
 	// done word and futex-wakes it if done need-wake is set.
@@ -52,6 +53,11 @@ const (
 	OffMHeartbeat = 2304 // u64 Unix nanos of the module's last heartbeat
 	OffMPID       = 2312 // u32 module process id
 	OffMStartTime = 2320 // u64 module process start time (clock ticks since boot)
+	// Tick wake statistics, written by the module when it wakes for a tick
+	// (before it runs it), read by the engine when the tick is done.
+	OffMWakeNanos = 2328 // u64 wake latency of the last tick: CLOCK_MONOTONIC at wake minus the tick stamp, ns
+	OffMWakeWarm  = 2336 // u64 ticks seen while polling (spin or pre-wake): no futex wake needed
+	OffMWakeCold  = 2344 // u64 ticks that woke the module from FUTEX_WAIT
 
 	// ModuleRingOff is the offset of the ring region.
 	ModuleRingOff = HeaderSize

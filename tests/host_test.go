@@ -171,7 +171,10 @@ type rig struct {
 	outs []*syncBuf
 }
 
-func newRig(t *testing.T, entities int) *rig {
+func newRig(t *testing.T, entities int) *rig { return newRigConfig(t, entities, nil) }
+
+// newRigConfig is newRig with a hook that may change the engine's config.
+func newRigConfig(t *testing.T, entities int, configure func(*host.Config)) *rig {
 	s := newSchema()
 	w, err := world.New(s.reg, world.Config{ChunkCapacity: 64, MaxChunks: 64})
 	require.NoError(t, err)
@@ -181,8 +184,12 @@ func newRig(t *testing.T, entities int) *rig {
 		require.NoError(t, world.Set(w, e, s.pos, Pos{X: float32(i)}))
 	}
 	inst := fmt.Sprintf("h%d%05x", os.Getpid()%100000, rand.Intn(1<<20))
-	eng, err := host.New(host.Config{Instance: inst, FastDeadline: 50 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}, w, mover{s})
+	cfg := host.Config{Instance: inst, FastDeadline: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
+	if configure != nil {
+		configure(&cfg)
+	}
+	eng, err := host.New(cfg, w, mover{s})
 	require.NoError(t, err)
 	r := &rig{t: t, s: s, eng: eng, inst: inst}
 	t.Cleanup(r.close)

@@ -16,12 +16,13 @@ import (
 )
 
 type runOpts struct {
-	instance string
-	entities int
-	churn    int
-	rate     int
-	duration time.Duration
-	status   time.Duration
+	instance  string
+	entities  int
+	churn     int
+	rate      int
+	duration  time.Duration
+	status    time.Duration
+	noPrewake bool
 }
 
 func (o *runOpts) flags(c *cobra.Command) {
@@ -31,6 +32,7 @@ func (o *runOpts) flags(c *cobra.Command) {
 	c.Flags().IntVar(&o.rate, "rate", 60, "frames per second")
 	c.Flags().DurationVar(&o.duration, "duration", 0, "stop after this long (0 = until SIGINT/SIGTERM)")
 	c.Flags().DurationVar(&o.status, "status", time.Second, "status line interval (0 = none)")
+	c.Flags().BoolVar(&o.noPrewake, "no-prewake", false, "do not pre-wake fast modules before the publish (their ticks wake them from FUTEX_WAIT)")
 }
 
 func envOr(k, def string) string {
@@ -85,7 +87,7 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger) error {
 	} else if sim, err = demo.NewSim(s, cfg); err != nil {
 		return err
 	}
-	eng, err := host.New(host.Config{Instance: o.instance, FrameRate: o.rate, Logger: log}, sim.W, sim)
+	eng, err := host.New(host.Config{Instance: o.instance, FrameRate: o.rate, NoPrewake: o.noPrewake, Logger: log}, sim.W, sim)
 	if err != nil {
 		return err
 	}
@@ -115,8 +117,8 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger) error {
 					up++
 				}
 			}
-			fmt.Fprintf(os.Stderr, "status: frame %d  %.1f fps  publish p50 %v p99 %v  frame p99 %v  modules up %d  entities %d  commands %d  rejected %d  late %d\n",
-				st.Frame, fps, eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), eng.Hist.Percentile(99), up, sim.W.Count(), commands, rejected, late)
+			fmt.Fprintf(os.Stderr, "status: frame %d  %.1f fps  publish p50 %v p99 %v  frame p99 %v  tick wake p50 %v  modules up %d  entities %d  commands %d  rejected %d  late %d\n",
+				st.Frame, fps, eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), eng.Hist.Percentile(99), eng.WakeHist.Percentile(50), up, sim.W.Count(), commands, rejected, late)
 			lastStatus, lastFrames = now, eng.Frames
 		}
 	})
@@ -132,10 +134,12 @@ func printSummary(eng *host.Engine, sim *demo.Sim, d time.Duration, commands, re
 	fmt.Printf("publish p50 %v p99 %v; %d publishes, %d skipped, %.1f MB copied\n",
 		eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), p.Publishes, p.Skipped, float64(p.Bytes)/1e6)
 	fmt.Printf("snapshots (SoD/convoy) %d, %.1f MB copied\n", eng.Snapshots, float64(eng.SnapBytes)/1e6)
+	fmt.Printf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
+		eng.WakeHist.Percentile(50), eng.WakeHist.Percentile(99), eng.WakeHist.Max(), eng.WakeHist.Count(), !eng.Config().NoPrewake)
 	fmt.Printf("world: %d entities alive; %d spawned and %d died by the simulation; commands applied %d, rejected %d; late fast ticks %d\n",
 		sim.W.Count(), sim.Spawned, sim.Died, commands, rejected, late)
 	for _, m := range eng.Modules() {
-		fmt.Printf("module %-10s %-4s every %-3d %-12s runs %-6d late %-4d failures %-3d applied %-6d rejected %-4d deaths %d joins %d\n",
-			m.Name, m.Tier, m.Every, m.State, m.Stats.Runs, m.Stats.Late, m.Stats.Failures, m.Stats.Applied, m.Stats.Rejected, m.Stats.Deaths, m.Stats.Joins)
+		fmt.Printf("module %-10s %-4s every %-3d %-12s runs %-6d late %-4d failures %-3d applied %-6d rejected %-4d deaths %d joins %d  prewoken %d wakes warm %d cold %d\n",
+			m.Name, m.Tier, m.Every, m.State, m.Stats.Runs, m.Stats.Late, m.Stats.Failures, m.Stats.Applied, m.Stats.Rejected, m.Stats.Deaths, m.Stats.Joins, m.Stats.Prewoken, m.Wake.Warm, m.Wake.Cold)
 	}
 }
