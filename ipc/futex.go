@@ -284,7 +284,10 @@ func (d *Doorbell) Wait(last uint32, spin int, timeout time.Duration) (uint32, e
 }
 
 // poll loads the word until it differs from last, for at most dur (and not
-// past deadline when bounded). It reads the clock once every 128 loads.
+// past deadline when bounded). Every 128 loads it reads the clock and yields
+// the CPU (sched_yield): a poller must not take a core from the ringer (the
+// engine, busy producing the frame the tick is for) or from other modules
+// when there are more runnable processes than cores.
 func (d *Doorbell) poll(last uint32, dur time.Duration, deadline time.Time, bounded bool) (uint32, bool) {
 	end := time.Now().Add(dur)
 	if bounded && deadline.Before(end) {
@@ -299,5 +302,6 @@ func (d *Doorbell) poll(last uint32, dur time.Duration, deadline time.Time, boun
 		if !time.Now().Before(end) {
 			return last, false
 		}
+		unix.Syscall(unix.SYS_SCHED_YIELD, 0, 0, 0) //nolint:errcheck // cannot fail on Linux
 	}
 }

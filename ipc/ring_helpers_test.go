@@ -155,6 +155,8 @@ func TestRingChildProcess(t *testing.T) {
 		err = ringChildBatchProducer()
 	case "bench-consumer":
 		err = ringChildBenchConsumer()
+	case "raw-consumer":
+		err = ringChildRawConsumer()
 	case "futex-waiter":
 		err = futexChildWaiter()
 	case "futex-pong":

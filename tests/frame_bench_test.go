@@ -252,7 +252,7 @@ func newFBRig(tb testing.TB, entities, frameRate int) *fbRig {
 		require.NoError(tb, world.Set(w, e, s.stamp, fbStamp{}))
 	}
 	inst := fmt.Sprintf("fb%d%05x", os.Getpid()%100000, rand.Intn(1<<20))
-	eng, err := host.New(host.Config{Instance: inst, FrameRate: frameRate,
+	eng, err := host.New(host.Config{Instance: inst, FrameRate: frameRate, NoPrewake: os.Getenv("FDP_FB_NOPREWAKE") != "",
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, w, &fbSim{s: s, w: w})
 	require.NoError(tb, err)
 	r := &fbRig{tb: tb, s: s, eng: eng, inst: inst, entities: entities}
@@ -417,7 +417,8 @@ func (r *fbRig) measure(frames int) fbPhase {
 // 300). One op is the whole measurement; run with -benchtime=1x.
 // FDP_FB_NICE=n starts the module processes at that nice value (the engine
 // competing for 2 cores with 10 module processes at equal priority is
-// preempted by the modules it wakes).
+// preempted by the modules it wakes). FDP_FB_NOPREWAKE=1 turns the engine's
+// pre-wake of fast modules off.
 func BenchmarkEngineFrame10Modules(b *testing.B) {
 	frames := module.EnvInt("FDP_FB_FRAMES", 300)
 	for i := 0; i < b.N; i++ {
