@@ -309,6 +309,21 @@ func (s *Segment) Close() error {
 	return s.closeErr
 }
 
+// Current reports whether the segment's path still names the file it maps:
+// false once the file was unlinked or replaced (e.g. a restarted engine
+// created the segment anew), or after Close.
+func (s *Segment) Current() bool {
+	if s.f == nil || s.Data == nil {
+		return false
+	}
+	mapped, err := s.f.Stat()
+	if err != nil {
+		return false
+	}
+	named, err := os.Lstat(s.Path)
+	return err == nil && os.SameFile(mapped, named)
+}
+
 // Unlink removes the segment's file. Existing mappings stay valid until they
 // are closed. A missing file is not an error.
 func (s *Segment) Unlink() error { return unlinkPath(s.Path) }

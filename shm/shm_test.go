@@ -271,7 +271,9 @@ func TestCreateOpenRoundTrip(t *testing.T) {
 		require.Nil(t, r.Data)
 
 		// Unlink keeps the creator's mapping usable; the name is gone.
+		require.True(t, s.Current())
 		require.NoError(t, s.Unlink())
+		require.False(t, s.Current(), "unlinked")
 		s.Data[5] = 1
 		_, err = Open("fdp.t.x", false)
 		require.ErrorIs(t, err, os.ErrNotExist)
@@ -280,7 +282,10 @@ func TestCreateOpenRoundTrip(t *testing.T) {
 		s2, err := Create("fdp.t.x", layout.HeaderSize)
 		require.NoError(t, err)
 		require.Equal(t, byte(0), s2.Data[100])
+		require.False(t, s.Current(), "the name now holds another file")
+		require.True(t, s2.Current())
 		require.NoError(t, s2.Close())
+		require.False(t, s2.Current(), "closed")
 		require.NoError(t, Unlink("fdp.t.x"))
 		_, err = os.Stat(s.Path)
 		require.ErrorIs(t, err, os.ErrNotExist)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	gosync "sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -56,6 +57,8 @@ func init() {
 func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	inst := cfg.Instance
+	hb := newHeartbeats(inst)
+	defer hb.close()
 	sup, err := supervisor.New(cfg, supervisor.Options{
 		Logger: log,
 		Hooks: supervisor.Hooks{
@@ -70,7 +73,7 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) err
 			// resets its ring; the supervisor releases its pin and leases
 			// at once so the engine's slots never wait for that.
 			Reclaim:   func(name string, pid int) error { return releaseReader(inst, pid) },
-			Heartbeat: func(name string) (time.Time, bool) { return moduleHeartbeat(inst, name) },
+			Heartbeat: hb.last,
 			AfterStop: func() error { return shm.RemoveInstance(inst) },
 		},
 	})
@@ -131,27 +134,83 @@ func releaseReader(instance string, pid int) error {
 	return nil
 }
 
-// moduleHeartbeat finds the module segment of name and reads its heartbeat.
-func moduleHeartbeat(instance, name string) (time.Time, bool) {
+// heartbeats reads modules' heartbeats for the supervisor's hang monitor.
+// It keeps each module's segment mapped (read-only) by name, so that a check
+// is one load and two stats; a mapping whose path no longer names its file
+// (an engine restart created the segments anew) is dropped and the module
+// segments of the instance are scanned again.
+type heartbeats struct {
+	instance string
+	mu       gosync.Mutex
+	segs     map[string]*shm.Segment // module name -> its segment
+}
+
+func newHeartbeats(instance string) *heartbeats {
+	return &heartbeats{instance: instance, segs: map[string]*shm.Segment{}}
+}
+
+// last returns the last heartbeat of module name; false when it has no
+// segment or has not beaten yet (and always for the engine).
+func (h *heartbeats) last(name string) (time.Time, bool) {
 	if name == supervisor.EngineName {
 		return time.Time{}, false
 	}
-	matches, _ := filepath.Glob(filepath.Join(shm.Dir, shm.SegmentName(instance, "mod.*")))
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	seg := h.segs[name]
+	if seg != nil && !seg.Current() {
+		seg.Close()
+		delete(h.segs, name)
+		seg = nil
+	}
+	if seg == nil {
+		h.scan()
+		if seg = h.segs[name]; seg == nil {
+			return time.Time{}, false
+		}
+	}
+	v := layout.Load64(seg.Data, layout.OffMHeartbeat)
+	if v == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(v)), true
+}
+
+// scan drops the mappings that are no longer current and maps every module
+// segment of the instance not mapped yet. Called with mu held.
+func (h *heartbeats) scan() {
+	mapped := map[string]bool{}
+	for name, seg := range h.segs {
+		if !seg.Current() {
+			seg.Close()
+			delete(h.segs, name)
+			continue
+		}
+		mapped[seg.Path] = true
+	}
+	matches, _ := filepath.Glob(filepath.Join(shm.Dir, shm.SegmentName(h.instance, "mod.*")))
 	for _, p := range matches {
+		if mapped[p] {
+			continue
+		}
 		seg, err := shm.Open(filepath.Base(p), false)
 		if err != nil {
 			continue
 		}
 		lm, err := layout.DecodeModule(seg.Data)
-		if err == nil && lm.Info.Name == name {
-			hb := layout.Load64(seg.Data, layout.OffMHeartbeat)
+		if err != nil || h.segs[lm.Info.Name] != nil {
 			seg.Close()
-			if hb == 0 {
-				return time.Time{}, false
-			}
-			return time.Unix(0, int64(hb)), true
+			continue
 		}
-		seg.Close()
+		h.segs[lm.Info.Name] = seg
 	}
-	return time.Time{}, false
+}
+
+func (h *heartbeats) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for name, seg := range h.segs {
+		seg.Close()
+		delete(h.segs, name)
+	}
 }
