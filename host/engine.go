@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	gosync "sync"
 	"sync/atomic"
 	"time"
@@ -50,7 +51,12 @@ type Config struct {
 	// took less, fast modules are pre-woken at the start of the frame, else
 	// just before the publish. Default DefaultPrewakeEarlyMax.
 	PrewakeEarlyMax time.Duration
-	Logger          *slog.Logger
+	// PrewakeMax bounds how many fast modules are pre-woken per frame (the
+	// first in slot order): pollers beyond the cores the engine does not use
+	// only take turns with each other and with the engine. Default
+	// runtime.NumCPU()-1, at least 1.
+	PrewakeMax int
+	Logger     *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -77,6 +83,9 @@ func (c *Config) defaults() {
 	}
 	if c.PrewakeEarlyMax <= 0 {
 		c.PrewakeEarlyMax = DefaultPrewakeEarlyMax
+	}
+	if c.PrewakeMax <= 0 {
+		c.PrewakeMax = max(runtime.NumCPU()-1, 1)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))

@@ -270,16 +270,22 @@ func (e *Engine) ring(m *Module, slot int) {
 // done ahead of the tick (see Step and Config.PrewakeEarlyMax), the wake-up
 // overlaps the engine's own work, and the module polls its bell (its warm
 // spin) until the tick is rung. Slow modules run at most every few frames on
-// snapshots: they are not pre-woken. The checks mirror dispatch without its
-// side effects. Called with mu held.
+// snapshots: they are not pre-woken; nor are fast modules beyond
+// Config.PrewakeMax. The checks mirror dispatch without its side effects.
+// Called with mu held.
 func (e *Engine) prewake(now time.Time) {
+	n := 0
 	for _, m := range e.mods {
+		if n >= e.cfg.PrewakeMax {
+			return
+		}
 		if m.Tier != ipc.TierFast || m.State == StateDead || (m.State == StateBroken && now.Before(m.breakerUntil)) {
 			continue
 		}
 		if m.busy && layout.Load64(m.seg.Data, layout.OffMDoneFrame)&^DoneFailed < m.lastRun {
 			continue // still running its previous tick: not asleep on the bell
 		}
+		n++ // counted whether it slept or not: it will run this frame
 		if ok, _ := m.tick.Prewake(); ok {
 			m.Stats.Prewoken++
 		}
