@@ -52,30 +52,39 @@ func (g *gateSim) Step(float32) {
 // TestEnginePrewakesFastModules: between frames a fast module sleeps on its
 // tick bell; the engine pre-wakes it at the start of the frame (before the
 // simulation), the module polls, and the tick reaches it warm,
-// without a futex wake. Slow modules are never pre-woken; with NoPrewake
-// nobody is, and the fast module's ticks wake it from FUTEX_WAIT.
+// without a futex wake. Slow modules and fast modules beyond PrewakeMax are
+// never pre-woken; with NoPrewake nobody is, and the fast module's ticks wake
+// it from FUTEX_WAIT.
 func TestEnginePrewakesFastModules(t *testing.T) {
 	const frames = 40
 	t.Run("prewake", func(t *testing.T) {
 		// Always pre-wake at the start of the frame: the gate's wait is part
 		// of the simulation's time, which would move the pre-wake behind it.
-		r := newRigConfig(t, 100, func(c *host.Config) { c.PrewakeEarlyMax = time.Hour })
-		r.spawn("quick", "idle", module.Fast, 1, "Pos", "")
+		// At most one fast module is pre-woken per frame: the first in slot
+		// (join) order, named quick below; the other one never is.
+		r := newRigConfig(t, 100, func(c *host.Config) { c.PrewakeEarlyMax, c.PrewakeMax = time.Hour, 1 })
+		r.spawn("fast-a", "idle", module.Fast, 1, "Pos", "")
+		r.spawn("fast-b", "idle", module.Fast, 1, "Pos", "")
 		r.spawn("sloth", "idle", module.Slow, 2, "Pos", "")
-		r.stepUntil("join", r.joined(2))
-		r.stepUntil("first runs", func() bool { return r.module("quick").Stats.Runs >= 2 && r.module("sloth").Stats.Runs >= 1 })
-		need := r.tickNeedWake("quick")
+		r.stepUntil("join", r.joined(3))
+		quick, other := "fast-a", "fast-b"
+		if r.module(other).Slot < r.module(quick).Slot {
+			quick, other = other, quick
+		}
+		r.stepUntil("first runs", func() bool { return r.module(quick).Stats.Runs >= 2 && r.module("sloth").Stats.Runs >= 1 })
+		need := r.tickNeedWake(quick)
 		gate := &gateSim{need: need}
 		r.eng.SetSimulation(gate)
-		before := r.module("quick")
+		before := r.module(quick)
 		for i := 0; i < frames; i++ {
 			require.True(t, awaitNeedWake(need, 1, 10*time.Second), "quick never went back to sleep")
 			r.eng.Step()
 		}
-		q, sl := r.module("quick"), r.module("sloth")
+		q, sl := r.module(quick), r.module("sloth")
 		t.Logf("prewoken %d, polled %d, warm %d, cold %d of %d frames; wake p50 %v", q.Stats.Prewoken-before.Stats.Prewoken, gate.polled,
 			q.Wake.Warm-before.Wake.Warm, q.Wake.Cold-before.Wake.Cold, frames, r.eng.WakeHist.Percentile(50))
 		require.Zero(t, sl.Stats.Prewoken, "slow modules are not pre-woken")
+		require.Zero(t, r.module(other).Stats.Prewoken, "beyond PrewakeMax")
 		require.GreaterOrEqual(t, q.Stats.Prewoken-before.Stats.Prewoken, uint64(frames*3/4), "a sleeping fast module is pre-woken")
 		require.GreaterOrEqual(t, gate.polled, frames*3/4, "after the pre-wake the module polls")
 		// A tick rung while the module polls is seen warm (the engine's
