@@ -95,8 +95,9 @@ func FutexWake(addr *uint32, n int) (int, error) {
 
 // Doorbell is a wake-up counter in shared memory with a single waiter (the
 // module for its tick bell, the engine for a module's done bell) and a
-// single ringer (who may also pre-wake). It consists of two 32-bit words in
-// the same segment:
+// ringer, who may also pre-wake (a bell that is not pre-woken may have more
+// than one ringer: the engine rings a module's done bell itself when its
+// connection closes). It consists of two 32-bit words in the same segment:
 //
 //   - word: incremented by every Ring (wraps around); the value waited for;
 //   - need (needWake): the futex word. NeedAwake (0) while the waiter runs or
@@ -176,10 +177,11 @@ func (d *Doorbell) SetWarmSpin(t time.Duration) { d.warmSpin = max(t, 0) }
 func (d *Doorbell) WakeStats() WakeStats { return WakeStats{Warm: d.warm, Cold: d.cold} }
 
 // Prewake wakes the waiter if it announced that it sleeps (need 1 -> 2, then
-// FUTEX_WAKE), without ringing: the word is unchanged. Only the ringer may
-// call it (Ring relies on a 2 meaning that the wake-up was already sent). It reports whether it
+// FUTEX_WAKE), without ringing: the word is unchanged. It reports whether it
 // took the waiter's announcement; the waiter then does not sleep (again)
-// before it has seen the pre-wake. See the type's comment.
+// before it has seen the pre-wake. Only a bell's sole ringer may call it,
+// from the goroutine that rings: Ring relies on a 2 meaning that the wake-up
+// was already sent. See the type's comment.
 func (d *Doorbell) Prewake() (bool, error) {
 	if !layout.CAS32(d.b, d.needOff, NeedAsleep, NeedPrewoken) {
 		return false, nil

@@ -32,7 +32,7 @@ func (o *runOpts) flags(c *cobra.Command) {
 	c.Flags().IntVar(&o.rate, "rate", 60, "frames per second")
 	c.Flags().DurationVar(&o.duration, "duration", 0, "stop after this long (0 = until SIGINT/SIGTERM)")
 	c.Flags().DurationVar(&o.status, "status", time.Second, "status line interval (0 = none)")
-	c.Flags().BoolVar(&o.noPrewake, "no-prewake", false, "do not pre-wake fast modules before the publish (their ticks wake them from FUTEX_WAIT)")
+	c.Flags().BoolVar(&o.noPrewake, "no-prewake", false, "do not wake fast modules ahead of their tick (their ticks then wake them from FUTEX_WAIT)")
 }
 
 func envOr(k, def string) string {
