@@ -166,7 +166,7 @@ func ringBenchCross(b *testing.B, batch int) {
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
 		buf, err := p.Reserve(1, ringBenchPayload)
-		for errors.Is(err, ErrRingFull) {
+		for err != nil && errors.Is(err, ErrRingFull) {
 			buf, err = p.Reserve(1, ringBenchPayload)
 		}
 		if err != nil {
@@ -257,7 +257,7 @@ func BenchmarkRingProduceOneCore(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		buf, err := p.Reserve(1, ringBenchPayload)
-		if errors.Is(err, ErrRingFull) {
+		if err != nil && errors.Is(err, ErrRingFull) {
 			p.Commit()
 			layout.Store64(region, layout.RingOffHead, layout.Load64(region, layout.RingOffTail))
 			buf, err = p.Reserve(1, ringBenchPayload)
