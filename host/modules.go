@@ -44,6 +44,7 @@ type Module struct {
 	Mask        world.Mask
 	Group       string
 	PID         int
+	pidStart    uint64 // start time of PID (clock ticks since boot), read at admission
 	ReaderEntry int
 	State       string
 	Stats       ModuleStats
@@ -81,6 +82,13 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	var m *Module
 	for _, x := range e.mods {
 		if x != nil && x.Name == h.Name {
+			if x.State != StateDead && e.incarnationGone(x) {
+				// A restarted module can connect before the frame loop has
+				// handled its predecessor's death (or before the control
+				// plane has even seen that connection close): reclaim the
+				// dead incarnation now rather than refuse the new one.
+				e.reclaim(x)
+			}
 			if x.State != StateDead {
 				return ipc.Welcome{}, fmt.Errorf("fdp/host: module %q is already connected (pid %d)", h.Name, x.PID)
 			}
@@ -104,6 +112,7 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	}
 	m.Tier, m.Every, m.Mask, m.Group = h.Tier, h.Every, world.Mask(h.Mask), groupKey(h)
 	m.PID, m.ReaderEntry = peer.PID, h.ReaderEntry
+	m.pidStart, _ = shm.ProcStartTime(peer.PID) // 0 if it is gone already: then it reads as dead
 	m.State, m.busy, m.failStreak, m.probing, m.holdSlot = StateJoined, false, 0, false, -1
 	m.Stats.Joins++
 	// Whatever a previous incarnation left uncommitted is invisible; what it
@@ -162,6 +171,12 @@ func (e *Engine) createModuleSegment(m *Module, h ipc.Hello) error {
 	}
 	m.seg, m.lm = seg, lm
 	return nil
+}
+
+// incarnationGone reports whether the process registered for m has ended:
+// its connection closed, or the process (pid and start time) is gone.
+func (e *Engine) incarnationGone(m *Module) bool {
+	return e.closing[m.Slot].Load() == int64(m.PID) || !shm.ProcessAlive(uint32(m.PID), m.pidStart)
 }
 
 // onClose runs on a control-plane goroutine when a module's connection
