@@ -71,17 +71,17 @@ type Options struct {
 	// engine goes away).
 	MaxTicks int
 	// WarmSpin is how long a fast-tier module polls its tick bell after the
-	// engine pre-wakes it (the engine does so before it publishes the frame
-	// the tick will read), so that the tick reaches a running process
+	// engine pre-wakes it (ahead of the tick: at the start of the frame, or
+	// before its publish), so that the tick reaches a running process
 	// instead of waking a sleeping one. Default DefaultWarmSpin; negative
 	// turns it off. Slow-tier modules are not pre-woken and do not poll.
 	WarmSpin time.Duration
 }
 
 // DefaultWarmSpin bounds the polling after a pre-wake. The engine pre-wakes
-// at most host.DefaultPrewakeEarlyMax (1 ms) before the tick, or else just before
-// its publish (p99 about 0.3 ms for the 100K-entity demo world); a tick that
-// comes later finds the module asleep again and wakes it as usual.
+// at most host.DefaultPrewakeEarlyMax (1 ms) before the tick, or else just
+// before its publish (p99 about 0.5 ms for the 100K-entity demo world); a
+// tick that comes later finds the module asleep again and wakes it as usual.
 const DefaultWarmSpin = 2 * time.Millisecond
 
 // ErrEngineGone is returned by Run when the engine's control connection ends.
