@@ -235,17 +235,26 @@ func (e *Engine) reclaim(m *Module) {
 	e.log.Info("module died; leases and ring reclaimed", "module", m.Name, "slot", m.Slot, "pid", m.PID)
 }
 
-// available reports whether m may get a tick now (breaker logic).
-func (m *Module) available(now time.Time) bool {
+// mayRun reports whether m may get a tick now (breaker logic), without
+// side effects.
+func (m *Module) mayRun(now time.Time) bool {
 	switch m.State {
 	case StateDead:
 		return false
 	case StateBroken:
-		if now.Before(m.breakerUntil) {
-			return false
-		}
-		m.probing = true // one probe tick
-		return true
+		return !now.Before(m.breakerUntil)
+	}
+	return true
+}
+
+// available is mayRun for a tick about to be dispatched: a module whose
+// breaker is open gets it as its one probe tick.
+func (m *Module) available(now time.Time) bool {
+	if !m.mayRun(now) {
+		return false
+	}
+	if m.State == StateBroken {
+		m.probing = true
 	}
 	return true
 }
@@ -294,7 +303,7 @@ func (e *Engine) prewake(now time.Time) {
 		if n >= e.cfg.PrewakeMax {
 			return
 		}
-		if m.Tier != ipc.TierFast || m.State == StateDead || (m.State == StateBroken && now.Before(m.breakerUntil)) {
+		if m.Tier != ipc.TierFast || !m.mayRun(now) {
 			continue
 		}
 		if m.busy && layout.Load64(m.seg.Data, layout.OffMDoneFrame)&^DoneFailed < m.lastRun {

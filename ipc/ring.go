@@ -145,8 +145,9 @@ func (p *Producer) MaxPayload() int { return int(p.maxPayload) }
 // ErrRecordTooLarge when n > MaxPayload() and ErrRecordType for type 0.
 func (p *Producer) Reserve(typ uint16, n int) ([]byte, error) {
 	// Fast path: a valid record that fits before the end of the data area
-	// and into the space the cached head says is released. uint64(n) of a negative n is huge, so it fails the
-	// maxPayload test and goes to reserveSlow, which reports the error.
+	// and into the space the cached head says is released. uint64(n) of a
+	// negative n is huge, so it fails the maxPayload test and goes to
+	// reserveSlow, which reports the error.
 	rl := (uint64(n) + layout.RecordHeaderSize + layout.RecordAlign - 1) &^ (layout.RecordAlign - 1)
 	off := p.tail & p.mask
 	if typ != layout.RecordTypePad && uint64(n) <= p.maxPayload && rl <= p.capacity-off && p.tail+rl-p.head <= p.capacity {

@@ -158,13 +158,8 @@ func (h *heartbeats) last(name string) (time.Time, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	seg := h.segs[name]
-	if seg != nil && !seg.Current() {
-		seg.Close()
-		delete(h.segs, name)
-		seg = nil
-	}
-	if seg == nil {
-		h.scan()
+	if seg == nil || !seg.Current() {
+		h.scan() // drops the stale mapping, maps the current segments
 		if seg = h.segs[name]; seg == nil {
 			return time.Time{}, false
 		}
