@@ -32,6 +32,7 @@ func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int
 	if holders == 0 {
 		return -1, st, fmt.Errorf("fdp/sync: snapshot without holders")
 	}
+	ver := p.w.Seal() // see Publish
 	tried := uint64(0)
 	for {
 		best := p.pickSlot(tried)
@@ -49,7 +50,7 @@ func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int
 			p.SnapshotsReused++ // the slot held a frame: only the changes are copied
 		}
 		p.fill(best, mask, &st.PublishStats)
-		p.finish(best, odd, frame, mask, &st.PublishStats)
+		p.finish(best, odd, frame, ver, mask, &st.PublishStats)
 		lo := p.ll.LeaseOff(best)
 		layout.Store64(p.lseg, lo+layout.LeaseFrame, frame)
 		layout.Store64(p.lseg, lo+layout.LeaseMask, p.lwGet64(p.lw.SlotOff(best)+layout.SlotMask))
@@ -129,6 +130,7 @@ func (p *Publisher) LeasedSlots() int {
 // number of slots warmed.
 func (p *Publisher) WarmUp(frame uint64, mask world.Mask) int {
 	n := 0
+	ver := p.w.Seal() // see Publish
 	for s := 0; s < p.lw.Slots; s++ {
 		if s == p.latest || p.slotLeased(s) {
 			continue
@@ -139,7 +141,7 @@ func (p *Publisher) WarmUp(frame uint64, mask world.Mask) int {
 		}
 		var st PublishStats
 		p.fill(s, mask, &st)
-		p.finish(s, odd, frame, mask, &st)
+		p.finish(s, odd, frame, ver, mask, &st)
 		n++
 	}
 	p.Warmed += uint64(n)

@@ -76,7 +76,29 @@ func NewPublisher(w *world.World, segs *WorldSegments) (*Publisher, error) {
 	if f, s, ok := layout.UnpackLatest(layout.Load64(p.seg, layout.OffWLatest)); ok && s < lw.Slots {
 		p.frame, p.latest = f, s
 	}
+	// Slots of a previous engine (also one it left odd, part-filled, when
+	// it died) may hold versions above the world's: fill would take such a
+	// chunk for up to date. Raise the world above all of them (World.Seal's
+	// invariant); a fresh segment holds only zeros and changes nothing.
+	w.RaiseVersion(p.maxSlotVersion() + 1)
 	return p, nil
+}
+
+// maxSlotVersion returns the largest version word in any slot: headers,
+// structural and component versions of every chunk.
+func (p *Publisher) maxSlotVersion() uint64 {
+	var v uint64
+	for s := 0; s < p.lw.Slots; s++ {
+		v = max(v, p.lwGet64(p.lw.SlotOff(s)+layout.SlotVersion))
+		for c := 0; c < p.lw.MaxChunks; c++ {
+			co := p.lw.ChunkOff(s, c)
+			v = max(v, layout.Load64(p.seg, co+layout.ChunkStructVersion))
+			for k := 0; k < p.ncomp; k++ {
+				v = max(v, layout.Load64(p.seg, co+layout.ChunkVersions+8*k))
+			}
+		}
+	}
+	return v
 }
 
 // Layout returns the validated world segment view.
@@ -143,9 +165,16 @@ func (p *Publisher) lwGet64(off int) uint64 { return layout.Load64(p.seg, off) }
 
 // Publish copies the components of mask into a free slot and makes it the
 // latest frame. frame must increase from call to call.
+//
+// The copy is exact whatever changed the world since the last publish and in
+// whatever order (simulation, command playback, restore): Publish seals the
+// world's version first (World.Seal), so every change made after this
+// publish stamps a version newer than anything the slot now holds, and the
+// next fill of any slot copies it.
 func (p *Publisher) Publish(frame uint64, mask world.Mask) (PublishStats, error) {
 	start := time.Now()
 	st := PublishStats{Frame: frame}
+	ver := p.w.Seal()
 	tried := uint64(0)
 	for {
 		best := p.pickSlot(tried)
@@ -161,7 +190,7 @@ func (p *Publisher) Publish(frame uint64, mask world.Mask) (PublishStats, error)
 			continue
 		}
 		p.fill(best, mask, &st)
-		p.finish(best, odd, frame, mask, &st)
+		p.finish(best, odd, frame, ver, mask, &st)
 		p.latest = best
 		p.frame = frame
 		layout.Store64(p.seg, layout.OffWLatest, layout.PackLatest(frame, best))
@@ -184,6 +213,7 @@ func (p *Publisher) SyncInto(s int, frame uint64, mask world.Mask) (PublishStats
 	if s < 0 || s >= p.lw.Slots || s == p.latest {
 		return st, fmt.Errorf("fdp/sync: cannot sync into slot %d", s)
 	}
+	ver := p.w.Seal() // see Publish
 	odd, ok := p.claim(s)
 	if !ok {
 		// claim also refuses leased slots; the caller's own engine reference
@@ -191,7 +221,7 @@ func (p *Publisher) SyncInto(s int, frame uint64, mask world.Mask) (PublishStats
 		return st, ErrNoFreeSlot
 	}
 	p.fill(s, mask, &st)
-	p.finish(s, odd, frame, mask, &st)
+	p.finish(s, odd, frame, ver, mask, &st)
 	st.Duration = time.Since(start)
 	return st, nil
 }
@@ -238,13 +268,14 @@ func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats) {
 	}
 }
 
-// finish writes the slot header and completes the seqlock write.
-func (p *Publisher) finish(s int, odd, frame uint64, mask world.Mask, st *PublishStats) {
+// finish writes the slot header and completes the seqlock write. ver is the
+// version the fill was sealed at: every chunk version in the slot is <= ver.
+func (p *Publisher) finish(s int, odd, frame, ver uint64, mask world.Mask, st *PublishStats) {
 	b := p.seg
 	o := p.lw.SlotOff(s)
 	w := p.w
 	putU64(b, o+layout.SlotFrame, frame)
-	layout.Store64(b, o+layout.SlotVersion, w.Version())
+	layout.Store64(b, o+layout.SlotVersion, ver)
 	m := uint64(mask)
 	if p.ncomp < 64 {
 		m &= 1<<uint(p.ncomp) - 1

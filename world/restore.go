@@ -72,8 +72,9 @@ func (w *World) RestoreColumn(c int, id ComponentID, data []byte, version uint64
 // non-zero generation), alive counts, per-component counts and the free
 // queue (dead indices below the high-water mark, in index order). Columns
 // of components that alive entities have but that were not restored are
-// allocated zeroed. The frame version becomes the largest of version and
-// every restored chunk version, so later writes stamp newer versions.
+// allocated zeroed. The version becomes one past the largest of version and
+// every restored chunk version, so that later writes stamp strictly newer
+// versions than anything restored (World.Seal's invariant).
 // Events of the current frame are cleared.
 func (w *World) RestoreFinish(version uint64) {
 	hw := 0
@@ -113,6 +114,6 @@ func (w *World) RestoreFinish(version uint64) {
 		}
 		w.count += ch.alive
 	}
-	w.version = v
+	w.version = v + 1
 	w.ClearEvents()
 }

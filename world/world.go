@@ -124,14 +124,42 @@ func New(r *Registry, cfg Config) (*World, error) {
 // Registry returns the world's (frozen) registry.
 func (w *World) Registry() *Registry { return w.reg }
 
-// Version returns the current frame version (starts at 1).
+// Version returns the version that writes stamp now (starts at 1).
 func (w *World) Version() uint64 { return w.version }
 
-// Advance increments the frame version and returns it. The engine calls it
-// once per frame before simulating.
+// Advance increments the version and returns it. The engine calls it once
+// per frame before simulating; exactness of copies does not depend on it
+// (see Seal).
 func (w *World) Advance() uint64 {
 	w.version++
 	return w.version
+}
+
+// Seal closes the current version for a copy of the world: it returns v, the
+// version that a copy taken now (before the next write) is complete at, and
+// moves the world to v+1.
+//
+// Invariant (a copy is exact by construction, whatever the order of writers
+// and copies): after v := w.Seal(), every chunk's structural and component
+// versions are <= v, and every later write, from any source (simulation,
+// command playback, restore), stamps >= v+1. A copy that holds a chunk
+// column at version >= the world's version of it therefore holds its
+// current bytes; any change after the copy makes the world's version newer.
+// The publisher seals at the start of every publish and snapshot.
+func (w *World) Seal() uint64 {
+	v := w.version
+	w.version++
+	return v
+}
+
+// RaiseVersion makes every later write stamp at least v (no-op when the
+// world is already there). A publisher adopting slots written by a previous
+// engine raises the world above every version those slots hold, so that
+// Seal's invariant also holds against them.
+func (w *World) RaiseVersion(v uint64) {
+	if v > w.version {
+		w.version = v
+	}
 }
 
 // Count returns the number of alive entities.
