@@ -100,7 +100,7 @@ const DefaultPrewakeEarlyMax = time.Millisecond
 // SystemEventCreated is the event type the engine publishes after playback
 // for each temporary id it resolved: payload u32 module slot, u32 temp id,
 // u64 entity.
-const SystemEventCreated uint16 = 0xFFFF
+const SystemEventCreated = layout.SystemEventCreated
 
 // FrameStats describe one engine frame.
 type FrameStats struct {

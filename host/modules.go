@@ -22,8 +22,8 @@ const (
 	StateRunning = "running"
 )
 
-// DoneFailed is set in the done frame word by a module whose tick failed.
-const DoneFailed = uint64(1) << 63
+// DoneFailed is layout.DoneFailed, kept for existing callers.
+const DoneFailed = layout.DoneFailed
 
 // ModuleStats are per-module counters.
 type ModuleStats struct {
@@ -259,17 +259,6 @@ func (m *Module) available(now time.Time) bool {
 	return true
 }
 
-// packTick packs the tick lease word: bits 0-7 slot+1 (0 = pin the latest
-// frame, GDB), bits 8-63 dt in microseconds since the module's last run.
-func packTick(slot int, dt time.Duration) uint64 {
-	return uint64(dt/time.Microsecond)<<8 | uint64(slot+1)
-}
-
-// UnpackTick splits a tick lease word.
-func UnpackTick(w uint64) (slot int, dt time.Duration) {
-	return int(w&0xff) - 1, time.Duration(w>>8) * time.Microsecond
-}
-
 func (e *Engine) ring(m *Module, slot int) {
 	dt := time.Duration(e.frame-m.lastRun) * e.period
 	if m.lastRun == 0 {
@@ -280,7 +269,7 @@ func (e *Engine) ring(m *Module, slot int) {
 	// tick by comparing the tick frame with its done frame (e.g. after a
 	// wait timed out), so once it sees the new frame it must also see the
 	// new lease, not the previous tick's (released) slot.
-	layout.Store64(b, layout.OffMTickLease, packTick(slot, dt))
+	layout.Store64(b, layout.OffMTickLease, layout.PackTick(slot, dt))
 	layout.Store64(b, layout.OffMTickFrame, e.frame)
 	m.lastRun, m.busy, m.holdSlot = e.frame, true, slot
 	m.Stats.Runs++
@@ -306,7 +295,7 @@ func (e *Engine) prewake(now time.Time) {
 		if m.Tier != ipc.TierFast || !m.mayRun(now) {
 			continue
 		}
-		if m.busy && layout.Load64(m.seg.Data, layout.OffMDoneFrame)&^DoneFailed < m.lastRun {
+		if m.busy && layout.Load64(m.seg.Data, layout.OffMDoneFrame)&^layout.DoneFailed < m.lastRun {
 			continue // still running its previous tick: not asleep on the bell
 		}
 		n++ // counted whether it slept or not: it will run this frame
@@ -390,7 +379,7 @@ func (e *Engine) dispatch(now time.Time) int {
 // checkDone completes a module's tick if its done frame has caught up.
 func (e *Engine) checkDone(m *Module) bool {
 	d := layout.Load64(m.seg.Data, layout.OffMDoneFrame)
-	if d&^DoneFailed < m.lastRun {
+	if d&^layout.DoneFailed < m.lastRun {
 		return false
 	}
 	m.busy = false
@@ -401,7 +390,7 @@ func (e *Engine) checkDone(m *Module) bool {
 			e.WakeHist.Record(time.Duration(w))
 		}
 	}
-	if d&DoneFailed != 0 {
+	if d&layout.DoneFailed != 0 {
 		m.Stats.Failures++
 		m.failStreak++
 		if m.failStreak >= e.cfg.MaxFailures || m.probing {
@@ -486,7 +475,7 @@ func (e *Engine) playback() (applied, rejected int) {
 			binary.LittleEndian.PutUint32(e.created[0:], uint32(m.Slot))
 			binary.LittleEndian.PutUint32(e.created[4:], c.Temp)
 			binary.LittleEndian.PutUint64(e.created[8:], uint64(c.Entity))
-			e.w.Emit(world.EventType(SystemEventCreated), e.created[:])
+			e.w.Emit(world.EventType(layout.SystemEventCreated), e.created[:])
 		}
 	}
 	return applied, rejected

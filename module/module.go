@@ -26,7 +26,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/ipc"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
@@ -79,7 +78,7 @@ type Options struct {
 }
 
 // DefaultWarmSpin bounds the polling after a pre-wake. The engine pre-wakes
-// at most host.DefaultPrewakeEarlyMax (1 ms) before the tick, or else just
+// at most 1 ms before the tick (the engine's default Config.PrewakeEarlyMax), or else just
 // before its publish (p99 about 0.5 ms for the 100K-entity demo world); a
 // tick that comes later finds the module asleep again and wakes it as usual.
 const DefaultWarmSpin = 2 * time.Millisecond
@@ -300,7 +299,7 @@ func (s *session) loop(ctx context.Context) error {
 	for {
 		// A tick rung before this loop started waiting (e.g. right after the
 		// handshake) is pending when its frame is newer than the last done.
-		pending := layout.Load64(b, layout.OffMTickFrame) > layout.Load64(b, layout.OffMDoneFrame)&^host.DoneFailed
+		pending := layout.Load64(b, layout.OffMTickFrame) > layout.Load64(b, layout.OffMDoneFrame)&^layout.DoneFailed
 		var v uint32
 		var err error
 		var wake uint64 // tick wake latency, 0 when the tick was already pending
@@ -335,11 +334,11 @@ func (s *session) loop(ctx context.Context) error {
 		layout.Store64(b, layout.OffMWakeWarm, ws.Warm)
 		layout.Store64(b, layout.OffMWakeCold, ws.Cold)
 		frame := layout.Load64(b, layout.OffMTickFrame)
-		slot, dt := host.UnpackTick(layout.Load64(b, layout.OffMTickLease))
+		slot, dt := layout.UnpackTick(layout.Load64(b, layout.OffMTickLease))
 		failed := s.runTick(frame, slot, dt)
 		done := frame
 		if failed {
-			done |= host.DoneFailed
+			done |= layout.DoneFailed
 		}
 		layout.Store64(b, layout.OffMDoneFrame, done)
 		_, _ = s.done.Ring()

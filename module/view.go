@@ -5,8 +5,8 @@ import (
 	"errors"
 	"unsafe"
 
-	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/ipc"
+	"github.com/fdp-engine/fdp/layout"
 	fsync "github.com/fdp-engine/fdp/sync"
 	"github.com/fdp-engine/fdp/world"
 )
@@ -52,8 +52,8 @@ func (v *View) Count(mask world.Mask) int { return v.f.Count(mask) }
 func (v *View) Events(fn func(seq, frame uint64, typ uint16, payload []byte)) (overrun uint64, err error) {
 	v.created = v.created[:0]
 	return v.events.Read(&v.cursor, func(seq, frame uint64, typ uint16, payload []byte) {
-		if typ == host.SystemEventCreated {
-			if len(payload) == 16 && binary.LittleEndian.Uint32(payload) == v.slot {
+		if typ == layout.SystemEventCreated {
+			if len(payload) == layout.SystemEventCreatedSize && binary.LittleEndian.Uint32(payload) == v.slot {
 				v.created = append(v.created, world.TempMapping{
 					Temp:   binary.LittleEndian.Uint32(payload[4:]),
 					Entity: world.Entity(binary.LittleEndian.Uint64(payload[8:])),
