@@ -55,8 +55,10 @@ fuzz-smoke:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 $(PKGS) | tee bench.out
 
+# The module-kill soak (10,000 SIGKILLs) and 10 minutes of engine and module
+# kills under `engine up` with every observed frame audited.
 soak:
-	FDP_SOAK_KILLS=10000 $(GO) test -count=1 -timeout 60m -run Soak ./tests/...
+	FDP_SOAK_KILLS=10000 FDP_CHAOS_DURATION=10m $(GO) test -count=1 -timeout 60m -run 'Soak|Chaos' -v ./tests/...
 
 plot:
 	$(GO) run ./docs/plot
