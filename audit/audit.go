@@ -1,0 +1,413 @@
+// Package audit proves published frames exact: it checks a frame slot of a
+// world segment against every invariant a complete publish establishes
+// (Slot, Latest), and, in tests, compares a slot byte for byte with the live
+// world it was published from (Compare).
+//
+// The auditor only reads the segment. It copies a slot privately under the
+// plain seqlock rule (seq even, copy, seq unchanged) and checks the copy, so
+// it works on a live engine's segment mapped read-only without a pin, and on
+// the segment of a crashed engine. A slot being written, or rewritten during
+// the copy, is not an inconsistency: the audit returns ErrRetry.
+//
+// The invariants are listed in docs/LAYOUT.md ("Frame invariants"); each
+// check below carries the invariant it tests as a comment.
+package audit
+
+import (
+	"errors"
+	"fmt"
+	"math/bits"
+
+	"github.com/fdp-engine/fdp/layout"
+)
+
+// Errors of Slot, Latest and Compare.
+var (
+	// ErrRetry: the slot was being written (odd seq) or was rewritten while
+	// it was copied; nothing was checked. Read again.
+	ErrRetry = errors.New("slot was being written or was rewritten during the read; read again")
+	// ErrEmpty: the slot was never published (seq 0).
+	ErrEmpty = errors.New("slot was never published")
+	// ErrNothingPublished: the segment's latest word is 0.
+	ErrNothingPublished = errors.New("nothing published yet")
+	// ErrArgs: the arguments do not describe a slot of a decoded segment.
+	ErrArgs = errors.New("invalid audit arguments")
+)
+
+// MaxProblems bounds the problems kept in a Report; the others are counted
+// in Report.Dropped.
+const MaxProblems = 64
+
+// Kind classifies a broken invariant.
+type Kind uint8
+
+// Kinds of problems. The comment of each names the invariant it breaks.
+const (
+	// KindLatestWord: the latest word names a slot beyond the slot count, or
+	// a slot that was never published.
+	KindLatestWord Kind = iota + 1
+	// KindLatestTorn: the latest slot was odd, or rewritten during the read,
+	// while the latest word did not change (the engine never writes the
+	// latest slot).
+	KindLatestTorn
+	// KindLatestFrame: the latest slot's frame differs from the latest
+	// word's frame.
+	KindLatestFrame
+	// KindHeaderBounds: chunks > max chunks, entities > chunks × capacity, or
+	// alive > entities (layout.ValidateSlotInfo).
+	KindHeaderBounds
+	// KindSlotMask: the slot mask names components beyond the schema.
+	KindSlotMask
+	// KindChunkCount: chunks != ceil(entities / chunk capacity).
+	KindChunkCount
+	// KindSlotVersion: a published slot has version 0 (world versions start
+	// at 1).
+	KindSlotVersion
+	// KindRows: a chunk's rows != min(capacity, entities − chunk × capacity).
+	KindRows
+	// KindRowsSum: the chunks' rows do not add up to the header's entities.
+	KindRowsSum
+	// KindChunkAlive: a chunk's alive count != its records with the alive
+	// flag.
+	KindChunkAlive
+	// KindAliveSum: the chunks' alive counts do not add up to the header's
+	// alive count.
+	KindAliveSum
+	// KindStructVersion: a chunk in use has structural version 0 (its
+	// records were never published).
+	KindStructVersion
+	// KindVersionAhead: a chunk's structural or component version is above
+	// the slot's version.
+	KindVersionAhead
+	// KindRecordFlags: a record has flags other than the alive flag.
+	KindRecordFlags
+	// KindRecordGen: a record below the high-water mark has generation 0
+	// (every issued index has a generation >= 1, alive or dead).
+	KindRecordGen
+	// KindRecordMask: an alive record names components beyond the schema.
+	KindRecordMask
+	// KindDeadRecord: a dead record still names components.
+	KindDeadRecord
+	// KindBeyondHighWater: a record at or above the high-water mark is not
+	// all zero (its index was never issued).
+	KindBeyondHighWater
+	// KindColumnVersion: an alive record has a component of the slot mask
+	// whose column version in the chunk is 0 (the column was never
+	// published).
+	KindColumnVersion
+	numKinds
+)
+
+var kindNames = [numKinds]string{
+	"", "latest_word", "latest_torn", "latest_frame", "header_bounds", "slot_mask", "chunk_count", "slot_version",
+	"rows", "rows_sum", "chunk_alive", "alive_sum", "struct_version", "version_ahead", "record_flags",
+	"record_gen", "record_mask", "dead_record", "beyond_high_water", "column_version",
+}
+
+func (k Kind) String() string {
+	if k > 0 && k < numKinds {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", uint8(k))
+}
+
+// MarshalText makes a Kind its name in JSON.
+func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// Problem is one broken invariant of one slot.
+type Problem struct {
+	Kind      Kind   `json:"kind"`
+	Slot      int    `json:"slot"`
+	Chunk     int    `json:"chunk"`     // -1: not about one chunk
+	Row       int    `json:"row"`       // -1: not about one record
+	Component int    `json:"component"` // -1: not about one component
+	Detail    string `json:"detail"`
+}
+
+func (p Problem) String() string {
+	s := fmt.Sprintf("%s: slot %d", p.Kind, p.Slot)
+	if p.Chunk >= 0 {
+		s += fmt.Sprintf(" chunk %d", p.Chunk)
+	}
+	if p.Row >= 0 {
+		s += fmt.Sprintf(" row %d", p.Row)
+	}
+	if p.Component >= 0 {
+		s += fmt.Sprintf(" component %d", p.Component)
+	}
+	return s + ": " + p.Detail
+}
+
+// Report is the result of auditing one slot.
+type Report struct {
+	Slot     int             `json:"slot"`
+	Info     layout.SlotInfo `json:"info"` // the header of the audited copy
+	Problems []Problem       `json:"problems"`
+	Dropped  int             `json:"dropped"` // problems beyond MaxProblems, not kept
+}
+
+// OK reports whether the slot satisfies every invariant.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+// Has reports whether the report holds a problem of kind k.
+func (r *Report) Has(k Kind) bool {
+	for _, p := range r.Problems {
+		if p.Kind == k {
+			return true
+		}
+	}
+	return false
+}
+
+func (r *Report) add(k Kind, chunk, row, comp int, format string, a ...any) {
+	if len(r.Problems) >= MaxProblems {
+		r.Dropped++
+		return
+	}
+	r.Problems = append(r.Problems, Problem{Kind: k, Slot: r.Slot, Chunk: chunk, Row: row, Component: comp, Detail: fmt.Sprintf(format, a...)})
+}
+
+func checkArgs(b []byte, lw *layout.World) error {
+	if lw == nil || lw.WorldGeometry == nil {
+		return fmt.Errorf("%w: no decoded world segment", ErrArgs)
+	}
+	if len(b) < lw.TotalSize {
+		return fmt.Errorf("%w: %d bytes, the segment has %d", ErrArgs, len(b), lw.TotalSize)
+	}
+	return nil
+}
+
+// Slot audits slot s of the world segment b (decoded as lw, e.g. by
+// layout.DecodeWorld(b)). It returns ErrRetry when the slot is being
+// written or was rewritten during the read, ErrEmpty when it was never
+// published; otherwise a Report whose Problems list every broken invariant.
+func Slot(b []byte, lw *layout.World, s int) (Report, error) {
+	if err := checkArgs(b, lw); err != nil {
+		return Report{Slot: s}, err
+	}
+	if s < 0 || s >= lw.Slots {
+		return Report{Slot: s}, fmt.Errorf("%w: slot %d of %d", ErrArgs, s, lw.Slots)
+	}
+	priv, q, err := readSlot(b, lw, s)
+	if err != nil {
+		return Report{Slot: s}, err
+	}
+	return check(lw, s, q, priv), nil
+}
+
+// Latest audits the latest frame of the segment: the slot the latest word
+// names, checked as Slot does, plus the latest word itself. It returns
+// ErrNothingPublished before the first publish and ErrRetry when the engine
+// published a newer frame during the read (the latest slot itself is never
+// rewritten while it is the latest: if it was, that is a problem).
+func Latest(b []byte, lw *layout.World) (Report, error) {
+	if err := checkArgs(b, lw); err != nil {
+		return Report{Slot: -1}, err
+	}
+	// ORDER(latest): the engine stores latest after the slot's seq became
+	// even; loading latest first, then the seq, then latest again brackets
+	// the copy: an unchanged latest means the slot was the latest throughout.
+	l1 := load64(b, layout.OffWLatest)
+	frame, s, ok := layout.UnpackLatest(l1)
+	if !ok {
+		return Report{Slot: -1}, ErrNothingPublished
+	}
+	rep := Report{Slot: s}
+	if s >= lw.Slots {
+		// Invariant: the latest word names a slot of the segment.
+		rep.add(KindLatestWord, -1, -1, -1, "latest word %#x names slot %d of %d", l1, s, lw.Slots)
+		return rep, nil
+	}
+	priv, q, err := readSlot(b, lw, s)
+	if l2 := load64(b, layout.OffWLatest); l2 != l1 {
+		return rep, ErrRetry
+	}
+	switch {
+	case errors.Is(err, ErrEmpty):
+		// Invariant: latest is stored only after a complete publish.
+		rep.add(KindLatestWord, -1, -1, -1, "latest word names slot %d, which was never published", s)
+		return rep, nil
+	case errors.Is(err, ErrRetry):
+		// Invariant: the engine never writes into the latest slot.
+		rep.add(KindLatestTorn, -1, -1, -1, "slot %d was being written or rewritten while it was the latest (frame %d)", s, frame)
+		return rep, nil
+	case err != nil:
+		return rep, err
+	}
+	rep = check(lw, s, q, priv)
+	// Invariant: the latest slot holds the frame the latest word names.
+	if rep.Info.Frame != frame {
+		rep.add(KindLatestFrame, -1, -1, -1, "slot holds frame %d, the latest word says %d", rep.Info.Frame, frame)
+	}
+	return rep, nil
+}
+
+// readSlot copies slot s (its header and the chunk blocks in use) privately
+// under the seqlock rule and returns the copy and the even seq it is
+// consistent with.
+func readSlot(b []byte, lw *layout.World, s int) ([]byte, uint64, error) {
+	off := lw.SlotOff(s)
+	// ORDER(seqlock): pairs with the publisher's claim (seq odd) and its
+	// final store (seq even); the copy is trusted only if seq is unchanged.
+	q := load64(b, off+layout.SlotSeq)
+	switch {
+	case q == 0:
+		return nil, 0, ErrEmpty
+	case q&1 != 0:
+		return nil, 0, ErrRetry
+	}
+	chunks := int(le.Uint32(b[off+layout.SlotChunks:]))
+	n := min(max(chunks, 0), lw.MaxChunks)
+	priv := make([]byte, layout.SlotHeaderSize+n*lw.ChunkStride)
+	copy(priv, b[off:off+len(priv)])
+	if testHookAfterCopy != nil {
+		testHookAfterCopy()
+	}
+	if q2 := load64(b, off+layout.SlotSeq); q2 != q {
+		return nil, 0, ErrRetry
+	}
+	return priv, q, nil
+}
+
+// testHookAfterCopy runs between the copy and the seq re-check (tests only).
+var testHookAfterCopy func()
+
+// schemaMask is the mask of the segment's components.
+func schemaMask(g *layout.WorldGeometry) uint64 {
+	if n := len(g.Components); n < 64 {
+		return 1<<uint(n) - 1
+	}
+	return ^uint64(0)
+}
+
+// check audits the private copy priv of slot s (consistent at seq q).
+func check(lw *layout.World, s int, q uint64, priv []byte) Report {
+	// A view of the copy with the segment's geometry: slot 0 at offset 0.
+	g := *lw.WorldGeometry
+	g.Slots, g.SlotsOff = 1, 0
+	v := &layout.World{B: priv, Header: lw.Header, WorldGeometry: &g}
+	info := v.ReadSlotInfo(0)
+	info.Seq = q
+	rep := Report{Slot: s, Info: info}
+	schema := schemaMask(&g)
+	K := g.ChunkCapacity
+
+	// Invariant: the slot mask names only components of the schema.
+	if info.Mask&^schema != 0 {
+		rep.add(KindSlotMask, -1, -1, -1, "slot mask %#x names components beyond the %d of the schema", info.Mask, len(g.Components))
+	}
+	// Invariant: chunks <= max chunks, entities <= chunks × capacity,
+	// alive <= entities (the reader's header validation).
+	hi := info
+	hi.Mask &= schema
+	if err := lw.ValidateSlotInfo(hi); err != nil {
+		rep.add(KindHeaderBounds, -1, -1, -1, "%v", err)
+	}
+	// Invariant: chunks in use = ceil(entities / capacity) (World.NumChunks).
+	if want := (uint64(info.Entities) + uint64(K) - 1) / uint64(K); uint64(info.Chunks) != want {
+		rep.add(KindChunkCount, -1, -1, -1, "%d chunks for %d entities of %d per chunk, want %d", info.Chunks, info.Entities, K, want)
+	}
+	// Invariant: world versions start at 1, so a published slot's is >= 1.
+	if info.Version == 0 {
+		rep.add(KindSlotVersion, -1, -1, -1, "published slot (seq %d) has version 0", q)
+	}
+
+	n := (len(priv) - layout.SlotHeaderSize) / g.ChunkStride
+	var sumRows, sumAlive uint64
+	for c := 0; c < n; c++ {
+		co := v.ChunkOff(0, c)
+		sv := le.Uint64(priv[co+layout.ChunkStructVersion:])
+		rows := le.Uint32(priv[co+layout.ChunkRows:])
+		alive := le.Uint32(priv[co+layout.ChunkAlive:])
+		sumRows += uint64(rows)
+		sumAlive += uint64(alive)
+		// Invariant: rows of chunk c = min(capacity, entities − c × capacity)
+		// (World.ChunkRows).
+		wantRows := min(max(int64(info.Entities)-int64(c)*int64(K), 0), int64(K))
+		if int64(rows) != wantRows {
+			rep.add(KindRows, c, -1, -1, "%d rows, the header's %d entities give %d", rows, info.Entities, wantRows)
+		}
+		// Invariant: a chunk in use was created by a Create, which stamps its
+		// structural version (>= 1), so its records were published.
+		if sv == 0 {
+			rep.add(KindStructVersion, c, -1, -1, "chunk in use with structural version 0")
+		}
+		// Invariant: every version in the slot is <= the slot's version (the
+		// version the copy was taken at).
+		if sv > info.Version {
+			rep.add(KindVersionAhead, c, -1, -1, "structural version %d above the slot version %d", sv, info.Version)
+		}
+		cvers := make([]uint64, len(g.Components))
+		for k := range g.Components {
+			cvers[k] = le.Uint64(priv[v.ChunkVersionOff(0, c, k):])
+			if cvers[k] > info.Version {
+				rep.add(KindVersionAhead, c, -1, k, "column version %d above the slot version %d", cvers[k], info.Version)
+			}
+		}
+		eo, _ := v.EntityRange(0, c)
+		var count uint32
+		var colReported uint64
+		for r := 0; r < K; r++ {
+			o := eo + r*layout.EntityRecordSize
+			gen := le.Uint32(priv[o:])
+			flags := le.Uint32(priv[o+4:])
+			mask := le.Uint64(priv[o+8:])
+			if int64(c)*int64(K)+int64(r) >= int64(info.Entities) {
+				// Invariant: indices at or above the high-water mark were
+				// never issued: their records are all zero.
+				if gen != 0 || flags != 0 || mask != 0 {
+					rep.add(KindBeyondHighWater, c, r, -1, "record above the high-water mark %d: gen %d flags %#x mask %#x", info.Entities, gen, flags, mask)
+				}
+				continue
+			}
+			// Invariant: the alive flag is the only record flag.
+			if flags&^layout.FlagAlive != 0 {
+				rep.add(KindRecordFlags, c, r, -1, "unknown record flags %#x", flags)
+			}
+			// Invariant: every issued index has a generation >= 1 (Create
+			// starts at 1, Destroy wraps to 1).
+			if gen == 0 {
+				rep.add(KindRecordGen, c, r, -1, "record below the high-water mark with generation 0 (flags %#x)", flags)
+			}
+			if flags&layout.FlagAlive == 0 {
+				// Invariant: Destroy clears the mask of a dead record.
+				if mask != 0 {
+					rep.add(KindDeadRecord, c, r, -1, "dead record with components %#x", mask)
+				}
+				continue
+			}
+			count++
+			// Invariant: an alive record names only components of the schema.
+			if mask&^schema != 0 {
+				rep.add(KindRecordMask, c, r, -1, "record mask %#x names components beyond the %d of the schema", mask, len(g.Components))
+			}
+			// Invariant: a component present in an alive record was added,
+			// which stamped its column version (>= 1); for a component of
+			// the slot mask that column was published, so its version in
+			// the slot is >= 1. (Columns outside the mask of a filtered
+			// snapshot are not synced: nothing is claimed about them.)
+			for m := mask & info.Mask & schema &^ colReported; m != 0; m &= m - 1 {
+				k := bits.TrailingZeros64(m)
+				if cvers[k] == 0 {
+					colReported |= 1 << uint(k)
+					rep.add(KindColumnVersion, c, r, k, "alive record has component %d of the slot mask, whose column was never published (version 0)", k)
+				}
+			}
+		}
+		// Invariant: a chunk's alive count = its records with the alive flag.
+		if count != alive {
+			rep.add(KindChunkAlive, c, -1, -1, "chunk says %d alive, its records hold %d", alive, count)
+		}
+	}
+	if n == int(info.Chunks) {
+		// Invariant: the chunks' rows add up to the entity high-water mark.
+		if sumRows != uint64(info.Entities) {
+			rep.add(KindRowsSum, -1, -1, -1, "chunks hold %d rows, the header says %d entities", sumRows, info.Entities)
+		}
+		// Invariant: the chunks' alive counts add up to the header's alive.
+		if sumAlive != uint64(info.Alive) {
+			rep.add(KindAliveSum, -1, -1, -1, "chunks hold %d alive, the header says %d", sumAlive, info.Alive)
+		}
+	}
+	return rep
+}

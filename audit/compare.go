@@ -1,0 +1,122 @@
+package audit
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/world"
+)
+
+var le = binary.LittleEndian
+
+// Difference is one place where a slot differs from the world it was
+// published from.
+type Difference struct {
+	Field     string `json:"field"`     // header, rows, alive, records, column
+	Chunk     int    `json:"chunk"`     // -1: the slot header
+	Row       int    `json:"row"`       // first differing row, -1: not about one row
+	Component int    `json:"component"` // -1: not about one component
+	Detail    string `json:"detail"`
+}
+
+func (d Difference) String() string {
+	s := d.Field
+	if d.Chunk >= 0 {
+		s += fmt.Sprintf(" chunk %d", d.Chunk)
+	}
+	if d.Row >= 0 {
+		s += fmt.Sprintf(" row %d", d.Row)
+	}
+	if d.Component >= 0 {
+		s += fmt.Sprintf(" component %d", d.Component)
+	}
+	return s + ": " + d.Detail
+}
+
+// Compare compares slot s of the world segment b (decoded as lw) with w, the
+// world it was just published from (nothing changed in w since): the
+// header's chunks, entities and alive count, and for every chunk its rows,
+// alive count, all its entity records, and every column of the slot's mask
+// byte for byte where w's chunk has that column. It returns at most limit
+// differences (all when limit <= 0), ErrRetry if the slot is being written or
+// changed during the comparison, ErrEmpty if it was never published. It is
+// meant for tests, where the publisher and the comparison do not run
+// concurrently.
+func Compare(b []byte, lw *layout.World, s int, w *world.World, limit int) ([]Difference, error) {
+	if err := checkArgs(b, lw); err != nil {
+		return nil, err
+	}
+	if w == nil || s < 0 || s >= lw.Slots {
+		return nil, fmt.Errorf("%w: slot %d of %d, world %v", ErrArgs, s, lw.Slots, w != nil)
+	}
+	if w.ChunkCapacity() != lw.ChunkCapacity || w.Registry().Len() != len(lw.Components) {
+		return nil, fmt.Errorf("%w: world of %d components in chunks of %d, segment of %d in chunks of %d",
+			ErrArgs, w.Registry().Len(), w.ChunkCapacity(), len(lw.Components), lw.ChunkCapacity)
+	}
+	off := lw.SlotOff(s)
+	q := load64(b, off+layout.SlotSeq)
+	switch {
+	case q == 0:
+		return nil, ErrEmpty
+	case q&1 != 0:
+		return nil, ErrRetry
+	}
+	var out []Difference
+	full := func() bool { return limit > 0 && len(out) >= limit }
+	add := func(field string, c, row, k int, format string, a ...any) {
+		if !full() {
+			out = append(out, Difference{Field: field, Chunk: c, Row: row, Component: k, Detail: fmt.Sprintf(format, a...)})
+		}
+	}
+	info := lw.ReadSlotInfo(s)
+	if int(info.Chunks) != w.NumChunks() || int(info.Entities) != w.HighWater() || int(info.Alive) != w.Count() {
+		add("header", -1, -1, -1, "slot has %d chunks, %d entities, %d alive; the world %d, %d, %d",
+			info.Chunks, info.Entities, info.Alive, w.NumChunks(), w.HighWater(), w.Count())
+	}
+	mask := info.Mask & schemaMask(lw.WorldGeometry)
+	K := lw.ChunkCapacity
+	for c := 0; c < min(w.NumChunks(), lw.MaxChunks) && !full(); c++ {
+		co := lw.ChunkOff(s, c)
+		if got, want := le.Uint32(b[co+layout.ChunkRows:]), uint32(w.ChunkRows(c)); got != want {
+			add("rows", c, -1, -1, "slot %d, world %d", got, want)
+		}
+		if got, want := le.Uint32(b[co+layout.ChunkAlive:]), uint32(w.ChunkAlive(c)); got != want {
+			add("alive", c, -1, -1, "slot %d, world %d", got, want)
+		}
+		eo, _ := lw.EntityRange(s, c)
+		for r, wr := range w.ChunkRecords(c) {
+			o := eo + r*layout.EntityRecordSize
+			got := layout.EntityRecord{Gen: le.Uint32(b[o:]), Flags: le.Uint32(b[o+4:]), Mask: le.Uint64(b[o+8:])}
+			if got != wr {
+				add("records", c, r, -1, "slot {gen %d flags %#x mask %#x}, world {gen %d flags %#x mask %#x} (entity index %d)",
+					got.Gen, got.Flags, got.Mask, wr.Gen, wr.Flags, wr.Mask, c*K+r)
+				break
+			}
+		}
+		for k := range lw.Components {
+			if mask&(1<<uint(k)) == 0 {
+				continue
+			}
+			col := w.ChunkColumn(c, world.ComponentID(k))
+			if col == nil {
+				continue // no entity of the chunk ever had it: unspecified bytes
+			}
+			o, e := lw.ColumnRange(s, c, k)
+			if got := b[o:e]; !bytes.Equal(got, col) {
+				size := int(lw.Components[k].Size)
+				i := 0
+				for i < len(col) && got[i] == col[i] {
+					i++
+				}
+				add("column", c, i/size, k, "component %q differs from byte %d of row %d (entity index %d)",
+					lw.Components[k].Name, i%size, i/size, c*K+i/size)
+			}
+		}
+	}
+	if q2 := load64(b, off+layout.SlotSeq); q2 != q {
+		return nil, ErrRetry
+	}
+	return out, nil
+}
