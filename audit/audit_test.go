@@ -99,7 +99,9 @@ func (f *fx) copySeg(t testing.TB) ([]byte, *layout.World) {
 	return b, lw
 }
 
-func put32(b []byte, off int, v uint32) { b[off], b[off+1], b[off+2], b[off+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24) }
+func put32(b []byte, off int, v uint32) {
+	b[off], b[off+1], b[off+2], b[off+3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+}
 func put64(b []byte, off int, v uint64) { put32(b, off, uint32(v)); put32(b, off+4, uint32(v>>32)) }
 func get32(b []byte, off int) uint32 {
 	return uint32(b[off]) | uint32(b[off+1])<<8 | uint32(b[off+2])<<16 | uint32(b[off+3])<<24
