@@ -114,6 +114,17 @@ func (k Kind) String() string {
 // MarshalText makes a Kind its name in JSON.
 func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 
+// UnmarshalText parses a Kind's name.
+func (k *Kind) UnmarshalText(b []byte) error {
+	for i := Kind(1); i < numKinds; i++ {
+		if kindNames[i] == string(b) {
+			*k = i
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown problem kind %q", b)
+}
+
 // Problem is one broken invariant of one slot.
 type Problem struct {
 	Kind      Kind   `json:"kind"`

@@ -27,7 +27,7 @@ func init() { rootCmd.AddCommand(inspectCommands()...) }
 // inspectCommands returns fresh instances of the inspection commands (tests
 // mount them on their own root command).
 func inspectCommands() []*cobra.Command {
-	return []*cobra.Command{newLsCmd(), newDumpCmd(), newGCCmd(), newStatCmd()}
+	return []*cobra.Command{newLsCmd(), newDumpCmd(), newGCCmd(), newStatCmd(), newVerifyCmd()}
 }
 
 func writeJSON(w io.Writer, v any, indent bool) error {
