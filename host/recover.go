@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sort"
+	gosync "sync"
 
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
@@ -49,26 +52,14 @@ func RecoverWorld(instance string, w *world.World) (frame uint64, err error) {
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrRecover, err)
 	}
-	var in *shm.Info
-	for i := range infos {
-		if infos[i].Name == name {
-			in = &infos[i]
-		}
-	}
+	i := slices.IndexFunc(infos, func(in shm.Info) bool { return in.Name == name })
 	switch {
-	case in == nil:
+	case i < 0:
 		return 0, fmt.Errorf("%w (%s)", ErrNoStaleWorld, name)
-	case in.State == shm.StateLive || in.State == shm.StateInitialising:
-		return 0, fmt.Errorf("%w: %s is %s (creator pid %d)", ErrEngineAlive, name, in.State, in.PID)
-	case in.State != shm.StateStale:
-		return 0, fmt.Errorf("%w: %s is %s: %v", ErrRecover, name, in.State, in.Err)
+	case infos[i].State == shm.StateLive || infos[i].State == shm.StateInitialising:
+		return 0, fmt.Errorf("%w: %s is %s (creator pid %d)", ErrEngineAlive, name, infos[i].State, infos[i].PID)
 	}
-	seg, err := shm.Open(name, false)
-	if err != nil {
-		return 0, fmt.Errorf("%w: %w", ErrRecover, err)
-	}
-	defer seg.Close()
-	return RecoverFromSegment(seg.Data, w)
+	return recoverNamed(infos[i], w)
 }
 
 // recoveredChunk is a private copy of one chunk of the recovered slot.
@@ -202,64 +193,298 @@ func decodeRecords(b []byte) []layout.EntityRecord {
 // StartInfo reports what PrepareStart did.
 type StartInfo struct {
 	// Recovered is true when World holds the last complete frame of a dead
-	// engine; Frame is that frame number.
+	// engine; Frame is that frame number and Source the segment it was read
+	// from (the stale world segment or an aside copy).
 	Recovered bool
 	Frame     uint64
+	Source    string
+	// ResumeFrame is the highest frame number that any previous engine of
+	// the instance published and that is still readable (in the stale world
+	// segment or an aside copy), also when nothing was recovered; 0 when
+	// there is none. The engine must resume after it (Engine.ResumeAfter) so
+	// that frame numbers never go backwards.
+	ResumeFrame uint64
 	// Reason tells why nothing was recovered (nil when Recovered, or when
 	// there was no previous world: errors.Is(Reason, ErrNoStaleWorld)).
 	Reason error
-	// Removed lists the stale segments removed.
+	// Removed lists the segment names of the instance that are gone: stale
+	// segments unlinked, and the world segment's name when that segment was
+	// renamed aside (its new name is in Aside).
 	Removed []string
+	// Aside lists the aside copies (shm.Aside) kept until the engine's first
+	// publish: the recovery source and, when another copy holds a higher
+	// frame number, that one. Engine.ResumeAfter or DropAside removes them.
+	Aside []string
 }
 
-// PrepareStart is the engine start-up path of an instance: it tries to
-// recover the world of a dead engine into empty() (an empty world of the
-// engine's configuration), then removes the instance's stale segments
-// (shm.GC) so that New can create fresh ones. It returns the recovered world,
-// or nil when the engine must build a clean world (the reason is logged at
-// warning level unless there was simply nothing to recover). It fails when
-// another engine of the instance is alive.
+// candidate is a world segment (or an aside copy) a start may recover from.
+type candidate struct {
+	in  shm.Info
+	err error // why it was not recovered (nil: not tried, or recovered)
+}
+
+// pendingAside is what PrepareStart kept aside for an instance of this
+// process, until the engine's first publish.
+type pendingAside struct {
+	names     []string
+	recovered *world.World // the world recovered into (nil if none)
+	frame     uint64       // its frame
+}
+
+var pending struct {
+	mu gosync.Mutex
+	m  map[string]pendingAside // instance -> aside copies
+}
+
+// PrepareStart is the engine start-up path of an instance. It recovers the
+// world of a dead engine into empty() (an empty world of the engine's
+// configuration) from the newest recoverable frame of the instance's stale
+// world segment and its aside copies (shm.Aside), and prepares the segment
+// directory for New:
+//
+//   - the recovery source, and the segment with the highest frame number if
+//     that is another one, are kept: the stale world segment is renamed to a
+//     free aside place (rename(2)), so that an engine killed before its first
+//     publish loses nothing; they are removed after the first publish
+//     (Engine.ResumeAfter publishes a recovered world at once; otherwise call
+//     DropAside after the first successful frame);
+//   - every other stale segment of the instance is removed (shm.GC).
+//
+// It returns the recovered world, or nil when the engine must build a clean
+// world (the reason is logged at warning level unless there was simply
+// nothing to recover); either way StartInfo.ResumeFrame is the frame to
+// resume after. It fails when another engine of the instance is alive.
 func PrepareStart(instance string, empty func() (*world.World, error), log *slog.Logger) (*world.World, StartInfo, error) {
 	if log == nil {
 		log = slog.Default()
 	}
 	var si StartInfo
-	w, err := empty()
+	infos, err := shm.List()
 	if err != nil {
-		return nil, si, err
+		return nil, si, fmt.Errorf("%w: %w", ErrRecover, err)
 	}
-	frame, err := RecoverWorld(instance, w)
+	var cands []candidate
+	for _, in := range infos {
+		if in.Instance != instance || !shm.RecoveryMaterial(in) {
+			continue
+		}
+		if in.State == shm.StateLive || in.State == shm.StateInitialising || in.Locked {
+			if in.Kind == shm.WorldKind {
+				return nil, si, fmt.Errorf("%w: %s is %s (creator pid %d)", ErrEngineAlive, in.Name, in.State, in.PID)
+			}
+			continue // an aside copy whose creator runs: not ours to touch
+		}
+		if in.State == shm.StateForeign {
+			continue
+		}
+		cands = append(cands, candidate{in: in})
+		si.ResumeFrame = max(si.ResumeFrame, in.Frame)
+	}
+	// Newest first; on a tie the world segment (the newer engine's) first.
+	sort.SliceStable(cands, func(i, j int) bool {
+		a, b := cands[i].in, cands[j].in
+		if a.Frame != b.Frame {
+			return a.Frame > b.Frame
+		}
+		return a.Kind == shm.WorldKind && b.Kind != shm.WorldKind
+	})
+
+	var w *world.World
+	src, top := -1, -1 // recovery source; the segment with the highest frame
+	for i := range cands {
+		c := &cands[i]
+		if c.in.Frame > 0 && top < 0 {
+			top = i
+		}
+		if w != nil {
+			continue
+		}
+		nw, err := empty()
+		if err != nil {
+			return nil, si, err
+		}
+		frame, err := recoverNamed(c.in, nw)
+		if err != nil {
+			c.err = err
+			continue
+		}
+		w, src = nw, i
+		si.Recovered, si.Frame, si.Source = true, frame, c.in.Name
+	}
 	switch {
-	case err == nil:
-		si.Recovered, si.Frame = true, frame
+	case w != nil:
 		log.Info("recovered the world from the last complete frame of the dead engine",
-			"instance", instance, "frame", frame, "entities", w.Count())
-	case errors.Is(err, ErrEngineAlive):
-		return nil, si, err
-	case errors.Is(err, ErrNoStaleWorld):
-		w, si.Reason = nil, err
+			"instance", instance, "frame", si.Frame, "entities", w.Count(), "source", si.Source, "resume_after", si.ResumeFrame)
+		for _, c := range cands[:src] {
+			if c.err != nil {
+				log.Warn("a newer world of the dead engine is not recoverable", "instance", instance, "segment", c.in.Name, "reason", c.err)
+			}
+		}
+	case len(cands) == 0:
+		si.Reason = fmt.Errorf("%w (%s)", ErrNoStaleWorld, shm.SegmentName(instance, fsync.WorldSegment))
 	default:
-		w, si.Reason = nil, err
-		log.Warn("cannot recover the world of the dead engine; starting clean", "instance", instance, "reason", err)
+		si.Reason = cands[0].err
+		log.Warn("cannot recover the world of the dead engine; starting clean", "instance", instance,
+			"reason", si.Reason, "resume_after", si.ResumeFrame)
 	}
-	si.Removed, err = shm.GC(instance)
+
+	// Keep the source and the highest frame; remove the other candidates.
+	keep := map[int]bool{}
+	if src >= 0 {
+		keep[src] = true
+	}
+	if top >= 0 {
+		keep[top] = true
+	}
+	taken := map[shm.Aside]bool{}
+	for i, c := range cands {
+		switch {
+		case keep[i] && c.in.Aside != shm.NoAside:
+			taken[c.in.Aside] = true
+		case !keep[i]:
+			in := c.in
+			in.KeptForRecovery = false // this start decides about the copies
+			if !shm.Removable(in) {
+				continue // e.g. a corrupt file whose creator still runs
+			}
+			if err := shm.Unlink(c.in.Name); err != nil {
+				return nil, si, err
+			}
+			si.Removed = append(si.Removed, c.in.Name)
+		}
+	}
+	for i, c := range cands {
+		if !keep[i] {
+			continue
+		}
+		name := c.in.Name
+		if c.in.Aside == shm.NoAside {
+			place := shm.NoAside
+			for _, a := range shm.Asides {
+				if !taken[a] {
+					place = a
+					break
+				}
+			}
+			name = shm.SegmentName(instance, place.Kind())
+			if err := shm.Rename(c.in.Name, name); err != nil {
+				return nil, si, err
+			}
+			taken[place] = true
+			si.Removed = append(si.Removed, c.in.Name)
+		}
+		si.Aside = append(si.Aside, name)
+	}
+	removed, err := shm.GC(instance)
+	si.Removed = append(si.Removed, removed...)
 	if len(si.Removed) > 0 {
 		log.Info("removed stale segments", "instance", instance, "segments", si.Removed)
 	}
 	if err != nil {
 		return nil, si, err
 	}
+	if len(si.Aside) > 0 {
+		pending.mu.Lock()
+		if pending.m == nil {
+			pending.m = map[string]pendingAside{}
+		}
+		pending.m[instance] = pendingAside{names: si.Aside, recovered: w, frame: si.Frame}
+		pending.mu.Unlock()
+		log.Info("kept the dead engine's world aside until the first publish", "instance", instance, "aside", si.Aside)
+	}
 	return w, si, nil
 }
 
-// ResumeAfter makes the engine's next frame frame+1 (after a recovery). It
-// must be called before the first Step.
+// recoverNamed restores w from the stale segment described by in.
+func recoverNamed(in shm.Info, w *world.World) (uint64, error) {
+	if in.State != shm.StateStale {
+		if in.Err == nil {
+			return 0, fmt.Errorf("%w: %s is %s", ErrRecover, in.Name, in.State)
+		}
+		return 0, fmt.Errorf("%w: %s is %s: %w", ErrRecover, in.Name, in.State, in.Err)
+	}
+	seg, err := shm.Open(in.Name, false)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrRecover, err)
+	}
+	defer seg.Close()
+	frame, err := RecoverFromSegment(seg.Data, w)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", in.Name, err)
+	}
+	return frame, nil
+}
+
+// DropAside removes the aside copies that PrepareStart kept for instance in
+// this process, once the instance's live world segment has published a frame
+// at or beyond theirs (shm.Info.KeptForRecovery is false); a copy still
+// needed is kept and reported by a later call. Call it after the engine's
+// first successful publish. It returns the names removed.
+func DropAside(instance string) ([]string, error) {
+	pending.mu.Lock()
+	defer pending.mu.Unlock()
+	p, ok := pending.m[instance]
+	if !ok {
+		return nil, nil
+	}
+	infos, err := shm.List()
+	if err != nil {
+		return nil, err
+	}
+	var removed, left []string
+	for _, name := range p.names {
+		i := slices.IndexFunc(infos, func(in shm.Info) bool { return in.Name == name })
+		switch {
+		case i < 0:
+		case infos[i].KeptForRecovery:
+			left = append(left, name)
+		default:
+			if err := shm.Unlink(name); err != nil {
+				return removed, err
+			}
+			removed = append(removed, name)
+		}
+	}
+	if len(left) == 0 {
+		delete(pending.m, instance)
+	} else {
+		p.names = left
+		pending.m[instance] = p
+	}
+	return removed, nil
+}
+
+// ResumeAfter makes the engine's next frame frame+1 (after a recovery, or
+// after StartInfo.ResumeFrame of a clean start). It must be called before
+// the first Step.
+//
+// When the engine runs on the world PrepareStart recovered for its instance
+// and frame is the recovered frame, ResumeAfter publishes that world at once
+// as frame (the same content the dead engine had published under that
+// number) and then removes the aside copies (DropAside): the old world is
+// gone only once the new segment holds it.
 func (e *Engine) ResumeAfter(frame uint64) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if e.Frames != 0 || e.frame > frame {
-		return fmt.Errorf("fdp/host: cannot resume after frame %d: the engine is at frame %d", frame, e.frame)
+	if e.Frames != 0 || e.frame > frame || e.pub.Frame() != 0 {
+		return fmt.Errorf("fdp/host: cannot resume after frame %d: the engine is at frame %d", frame, max(e.frame, e.pub.Frame()))
 	}
 	e.frame = frame
+	pending.mu.Lock()
+	p, ok := pending.m[e.cfg.Instance]
+	pending.mu.Unlock()
+	if !ok || p.recovered != e.w || p.frame != frame || frame == 0 {
+		return nil
+	}
+	if _, err := e.pub.Publish(frame, e.allMask); err != nil {
+		e.log.Warn("cannot publish the recovered frame yet; the aside copies stay until the first publish", "frame", frame, "err", err)
+		return nil
+	}
+	removed, err := DropAside(e.cfg.Instance)
+	if err != nil {
+		e.log.Warn("cannot remove the aside copies of the dead engine's world", "err", err)
+	} else if len(removed) > 0 {
+		e.log.Info("published the recovered frame; removed the aside copies", "frame", frame, "removed", removed)
+	}
 	return nil
 }

@@ -165,6 +165,25 @@ func childEngine(mode, inst string) {
 		panic(err)
 	}
 	d := newDetSim(nil, s, w)
+	if mode == "prepare" {
+		// The start-up path of an engine killed before its first publish.
+		rw, info, err := PrepareStart(inst, func() (*world.World, error) {
+			return world.New(s.reg, world.Config{ChunkCapacity: 64, MaxChunks: 128})
+		}, quietLog())
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(2)
+		}
+		if rw == nil {
+			rw = w
+		}
+		if _, err = New(Config{Instance: inst, Logger: quietLog()}, rw, nil); err != nil {
+			fmt.Println("error", err)
+			os.Exit(2)
+		}
+		fmt.Printf("prepared %v %d\n", info.Recovered, info.Frame)
+		select {} // wait for SIGKILL
+	}
 	e, err := New(Config{Instance: inst, FrameRate: 1000, Logger: quietLog()}, w, d)
 	if err != nil {
 		fmt.Println("error", err)
@@ -172,6 +191,15 @@ func childEngine(mode, inst string) {
 	}
 	out := bufio.NewWriter(os.Stdout)
 	switch mode {
+	case "resume":
+		f, _ := strconv.ParseUint(os.Getenv("FDP_RESUME"), 10, 64)
+		if err := e.ResumeAfter(f); err != nil {
+			panic(err)
+		}
+		_ = e.Run(context.Background(), func(st FrameStats) {
+			fmt.Fprintf(out, "f %d\n", st.Frame)
+			out.Flush()
+		})
 	case "run":
 		_ = e.Run(context.Background(), func(st FrameStats) {
 			fmt.Fprintf(out, "f %d\n", st.Frame)
@@ -209,9 +237,9 @@ type childProc struct {
 	lines chan string
 }
 
-func startChild(t *testing.T, test, mode, inst string) *childProc {
+func startChild(t *testing.T, test, mode, inst string, env ...string) *childProc {
 	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
-	cmd.Env = append(os.Environ(), "FDP_HOST_CHILD="+mode, "FDP_INSTANCE="+inst)
+	cmd.Env = append(append(os.Environ(), "FDP_HOST_CHILD="+mode, "FDP_INSTANCE="+inst), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	require.NoError(t, err)
@@ -363,7 +391,9 @@ func TestRecoverOddLatestStartsClean(t *testing.T) {
 	require.ErrorIs(t, info.Reason, ErrRecover)
 	require.Contains(t, logBuf.String(), "starting clean")
 	require.Contains(t, logBuf.String(), "left being written")
-	require.Len(t, info.Removed, 3, "world, leases and events segments: %v", info.Removed)
+	require.Len(t, info.Removed, 3, "world (renamed aside), leases and events segments: %v", info.Removed)
+	require.Equal(t, uint64(50), info.ResumeFrame, "the latest word is still readable")
+	require.Equal(t, []string{shm.SegmentName(inst, "world.prev")}, info.Aside, "kept for its frame number")
 }
 
 type syncBuffer struct{ bytes.Buffer }
@@ -463,4 +493,187 @@ func TestRecoverNothing(t *testing.T) {
 	require.Nil(t, w)
 	require.True(t, errors.Is(info.Reason, ErrNoStaleWorld))
 	require.Empty(t, info.Removed)
+}
+
+// runUntil starts an engine child in mode and returns it once it completed
+// at least frames frames, with the last frame it reported.
+func runUntil(t *testing.T, test, mode, inst string, frames uint64, env ...string) (*childProc, uint64) {
+	c := startChild(t, test, mode, inst, env...)
+	var last uint64
+	for last < frames {
+		l := c.next(t)
+		f, err := strconv.ParseUint(strings.TrimPrefix(l, "f "), 10, 64)
+		require.NoError(t, err, l)
+		last = f
+	}
+	return c, last
+}
+
+// killAndDrain SIGKILLs c and returns the last frame it reported.
+func killAndDrain(t *testing.T, c *childProc, last uint64) uint64 {
+	c.kill(t)
+	for l := range c.lines {
+		if f, err := strconv.ParseUint(strings.TrimPrefix(l, "f "), 10, 64); err == nil {
+			last = f
+		}
+	}
+	return last
+}
+
+func asideNames(t *testing.T, inst string) []string {
+	infos, err := shm.List()
+	require.NoError(t, err)
+	var out []string
+	for _, in := range infos {
+		if in.Instance == inst && in.Aside != shm.NoAside {
+			out = append(out, in.Name)
+		}
+	}
+	return out
+}
+
+// TestKilledBeforeFirstPublishLosesNothing: an engine is killed; the next one
+// recovers (its world segment renamed aside) and is killed before its first
+// publish; a third engine recovers the same frame from the aside copy,
+// publishes it at once (ResumeAfter), which removes the copy, and resumes
+// after it.
+func TestKilledBeforeFirstPublishLosesNothing(t *testing.T) {
+	childMode(t)
+	inst := testInstance(t)
+	c, last := runUntil(t, "TestKilledBeforeFirstPublishLosesNothing", "run", inst, 30)
+	last = killAndDrain(t, c, last)
+
+	p := startChild(t, "TestKilledBeforeFirstPublishLosesNothing", "prepare", inst)
+	var recovered bool
+	var frame uint64
+	_, err := fmt.Sscanf(p.next(t), "prepared %t %d", &recovered, &frame)
+	require.NoError(t, err)
+	require.True(t, recovered)
+	require.GreaterOrEqual(t, frame, last)
+	p.kill(t)
+	require.Equal(t, []string{shm.SegmentName(inst, "world.prev")}, asideNames(t, inst), "the old world is kept aside")
+
+	s := newRSchema()
+	w, info, err := PrepareStart(inst, func() (*world.World, error) { return newRWorld(t, s), nil }, quietLog())
+	require.NoError(t, err)
+	require.True(t, info.Recovered, "reason: %v", info.Reason)
+	require.Equal(t, frame, info.Frame, "the aside copy's frame")
+	require.Equal(t, frame, info.ResumeFrame)
+	require.Equal(t, shm.SegmentName(inst, "world.prev"), info.Source)
+	require.Contains(t, info.Removed, shm.SegmentName(inst, fsync.WorldSegment), "the unpublished world of the killed engine")
+	requireSameWorld(t, expectedWorld(t, s, frame), w)
+
+	e, err := New(Config{Instance: inst, Logger: quietLog()}, w, nil)
+	require.NoError(t, err)
+	defer e.Close()
+	require.NotEmpty(t, asideNames(t, inst), "kept until the first publish")
+	require.NoError(t, e.ResumeAfter(info.Frame))
+	require.Equal(t, frame, latestOf(t, inst), "the recovered frame is published at once")
+	require.Empty(t, asideNames(t, inst), "removed after the first publish")
+	e.Step()
+	require.Equal(t, frame+1, latestOf(t, inst))
+}
+
+// latestOf returns the frame in the latest word of the instance's world.
+func latestOf(t *testing.T, inst string) uint64 {
+	seg, err := shm.Open(shm.SegmentName(inst, fsync.WorldSegment), false)
+	require.NoError(t, err)
+	defer seg.Close()
+	f, _, _ := layout.UnpackLatest(layout.Load64(seg.Data, layout.OffWLatest))
+	return f
+}
+
+// corruptLatestPayload makes the latest slot of a stale world segment
+// unrecoverable (an entity record with unknown flags) and leaves its latest
+// word readable.
+func corruptLatestPayload(t *testing.T, name string) {
+	seg, err := shm.Open(name, true)
+	require.NoError(t, err)
+	defer seg.Close()
+	lw, err := layout.DecodeWorld(seg.Data)
+	require.NoError(t, err)
+	_, slot, ok := layout.UnpackLatest(layout.Load64(seg.Data, layout.OffWLatest))
+	require.True(t, ok)
+	eo, _ := lw.EntityRange(slot, 0)
+	seg.Data[eo+4] |= 0x80
+}
+
+// TestFailedRecoveryKeepsFrameNumbers: the stale world's payload is corrupt
+// but its latest word readable: the next engine starts clean, but after the
+// old frame number; the corrupt world is kept aside (for its frame number)
+// until the first publish.
+func TestFailedRecoveryKeepsFrameNumbers(t *testing.T) {
+	childMode(t)
+	inst := testInstance(t)
+	c, last := runUntil(t, "TestFailedRecoveryKeepsFrameNumbers", "run", inst, 30)
+	last = killAndDrain(t, c, last)
+	corruptLatestPayload(t, shm.SegmentName(inst, fsync.WorldSegment))
+
+	s := newRSchema()
+	w, info, err := PrepareStart(inst, func() (*world.World, error) { return newRWorld(t, s), nil }, quietLog())
+	require.NoError(t, err)
+	require.Nil(t, w)
+	require.False(t, info.Recovered)
+	require.ErrorIs(t, info.Reason, ErrRecover)
+	require.ErrorContains(t, info.Reason, "unknown flags")
+	require.GreaterOrEqual(t, info.ResumeFrame, last)
+	require.Equal(t, []string{shm.SegmentName(inst, "world.prev")}, info.Aside)
+
+	e, err := New(Config{Instance: inst, Logger: quietLog()}, newRWorld(t, s), nil)
+	require.NoError(t, err)
+	defer e.Close()
+	require.NoError(t, e.ResumeAfter(info.ResumeFrame))
+	require.NotEmpty(t, asideNames(t, inst), "a clean world is not published by ResumeAfter")
+	st := e.Step()
+	require.NoError(t, st.PublishErr)
+	require.Equal(t, info.ResumeFrame+1, latestOf(t, inst), "frame numbers never go backwards")
+	removed, err := DropAside(inst)
+	require.NoError(t, err)
+	require.Equal(t, info.Aside, removed)
+	require.Empty(t, asideNames(t, inst))
+	removed, err = DropAside(inst)
+	require.NoError(t, err)
+	require.Empty(t, removed, "nothing pending any more")
+}
+
+// TestRecoverNewestOfWorldAndAside: the world segment holds a higher frame
+// than the aside copy but is corrupt; the aside copy is recovered, the
+// engine resumes after the higher frame, and both are kept until the first
+// publish (the corrupt one in the second aside place).
+func TestRecoverNewestOfWorldAndAside(t *testing.T) {
+	childMode(t)
+	inst := testInstance(t)
+	c, last := runUntil(t, "TestRecoverNewestOfWorldAndAside", "run", inst, 20)
+	old := killAndDrain(t, c, last)
+	prev := shm.SegmentName(inst, "world.prev")
+	require.NoError(t, shm.Rename(shm.SegmentName(inst, fsync.WorldSegment), prev))
+	_, err := shm.GC(inst)
+	require.NoError(t, err)
+	c, last = runUntil(t, "TestRecoverNewestOfWorldAndAside", "resume", inst, old+1000, fmt.Sprint("FDP_RESUME=", old+1000))
+	newer := killAndDrain(t, c, last)
+	corruptLatestPayload(t, shm.SegmentName(inst, fsync.WorldSegment))
+
+	s := newRSchema()
+	var logBuf bytes.Buffer
+	w, info, err := PrepareStart(inst, func() (*world.World, error) { return newRWorld(t, s), nil },
+		slog.New(slog.NewTextHandler(&logBuf, nil)))
+	require.NoError(t, err)
+	require.True(t, info.Recovered, "%v", info.Reason)
+	require.Equal(t, prev, info.Source)
+	require.GreaterOrEqual(t, info.Frame, old)
+	require.Less(t, info.Frame, old+1000)
+	requireSameWorld(t, expectedWorld(t, s, info.Frame), w)
+	require.GreaterOrEqual(t, info.ResumeFrame, newer)
+	require.ElementsMatch(t, []string{prev, shm.SegmentName(inst, "world.prev2")}, info.Aside)
+	require.Contains(t, logBuf.String(), "a newer world of the dead engine is not recoverable")
+
+	e, err := New(Config{Instance: inst, Logger: quietLog()}, w, nil)
+	require.NoError(t, err)
+	defer e.Close()
+	require.NoError(t, e.ResumeAfter(info.ResumeFrame))
+	e.Step()
+	require.Equal(t, info.ResumeFrame+1, latestOf(t, inst))
+	removed, err := DropAside(inst)
+	require.NoError(t, err)
+	require.ElementsMatch(t, info.Aside, removed)
 }

@@ -31,7 +31,73 @@ type Info struct {
 	State                      string         // one of the State* constants
 	Err                        error          // why the segment is corrupt / foreign / not ready
 	Locked                     bool           // a live process holds the creator lock (see Create)
+	// Frame is the frame number in the latest word of a world segment (or an
+	// aside copy of one) whose header decodes; 0 when nothing was published
+	// or the header is unreadable.
+	Frame uint64
+	// Aside is the aside place of the segment when its name is an aside copy
+	// of a world segment (fdp.<instance>.world.prev*), else NoAside.
+	Aside Aside
+	// KeptForRecovery marks an aside copy that its instance may still recover
+	// from: no live world segment of the instance has published a frame at
+	// or beyond the copy's. Removable, GC and `engine gc` never remove it.
+	KeptForRecovery bool
 }
+
+// WorldKind is the kind part of an instance's world segment name.
+const WorldKind = "world"
+
+// Aside is a place where a starting engine keeps the world segment of a
+// dead engine of its instance until its own first publish (see
+// host.PrepareStart): the stale segment is renamed (rename(2) in Dir) to
+// fdp.<instance>.<aside kind> instead of being removed, so that an engine
+// killed between its recovery and its first publish loses nothing.
+type Aside int
+
+// Aside places. Two places suffice: a start keeps at most the newest
+// recoverable world and, when another one holds a higher frame number, that
+// one too (frame numbers never go backwards).
+const (
+	NoAside    Aside = iota
+	AsidePrev        // fdp.<instance>.world.prev
+	AsidePrev2       // fdp.<instance>.world.prev2
+)
+
+// Asides lists every aside place.
+var Asides = []Aside{AsidePrev, AsidePrev2}
+
+// Kind returns the kind part of the place's segment name ("" for NoAside).
+func (a Aside) Kind() string {
+	switch a {
+	case AsidePrev:
+		return WorldKind + ".prev"
+	case AsidePrev2:
+		return WorldKind + ".prev2"
+	}
+	return ""
+}
+
+// String implements fmt.Stringer.
+func (a Aside) String() string {
+	if a == NoAside {
+		return "none"
+	}
+	return a.Kind()
+}
+
+// AsideOf returns the aside place named by kind (NoAside if none).
+func AsideOf(kind string) Aside {
+	for _, a := range Asides {
+		if a.Kind() == kind {
+			return a
+		}
+	}
+	return NoAside
+}
+
+// RecoveryMaterial reports whether in is a world segment or an aside copy
+// of one: what an engine start of its instance may recover from.
+func RecoveryMaterial(in Info) bool { return in.Kind == WorldKind || in.Aside != NoAside }
 
 // List describes every fdp.* file in Dir (control sockets "*.sock" and
 // temporary files excepted), sorted by name. It maps headers read-only and
@@ -51,7 +117,28 @@ func List() ([]Info, error) {
 		out = append(out, describe(name))
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	markKept(out)
 	return out, nil
+}
+
+// markKept sets KeptForRecovery on the aside copies that no live world
+// segment of their instance has superseded (published a frame at or beyond
+// theirs).
+func markKept(infos []Info) {
+	live := map[string]uint64{} // instance -> frame of its live world segment
+	for _, in := range infos {
+		if in.Kind == WorldKind && in.State == StateLive && in.Frame > 0 {
+			live[in.Instance] = in.Frame
+		}
+	}
+	for i := range infos {
+		in := &infos[i]
+		if in.Aside == NoAside {
+			continue
+		}
+		f, ok := live[in.Instance]
+		in.KeptForRecovery = !ok || f < in.Frame
+	}
 }
 
 // lockHeld reports whether some process holds the exclusive creator lock on
@@ -74,6 +161,7 @@ func describe(name string) Info {
 	in := Info{Name: name, Path: filepath.Join(Dir, name)}
 	var nameOK bool
 	in.Instance, in.Kind, nameOK = ParseName(name)
+	in.Aside = AsideOf(in.Kind)
 	var st unix.Stat_t
 	if err := unix.Lstat(in.Path, &st); err != nil {
 		in.State, in.Err = StateCorrupt, fmt.Errorf("fdp/shm: %s: %w", name, err)
@@ -110,6 +198,11 @@ func describe(name string) Info {
 	if h != nil {
 		in.Header, in.PID, in.StartTime = h, h.CreatorPID, h.CreatorTime
 	}
+	if err == nil && h.Kind == layout.KindWorld && len(s.Data) >= layout.OffWLatest+8 {
+		if f, _, ok := layout.UnpackLatest(layout.Load64(s.Data, layout.OffWLatest)); ok {
+			in.Frame = f
+		}
+	}
 	// The creator lock proves a live creator even where /proc cannot (another
 	// pid namespace); the pid + start time covers creators that closed their
 	// mapping but still run.
@@ -134,9 +227,14 @@ func describe(name string) Info {
 
 // Removable reports whether GC would remove the segment described by in:
 // stale segments, and corrupt ones whose creator cannot be alive (no
-// decodable header, or a dead creator), never one whose creator lock is held.
+// decodable header, or a dead creator), never one whose creator lock is held
+// nor an aside copy kept for recovery (Info.KeptForRecovery) that is not
+// corrupt.
 func Removable(in Info) bool {
 	if in.Locked {
+		return false
+	}
+	if in.KeptForRecovery && in.State != StateCorrupt {
 		return false
 	}
 	switch in.State {
@@ -150,8 +248,14 @@ func Removable(in Info) bool {
 
 // GC removes the Removable segments of instance ("" = every instance) and
 // returns their names. It never removes a live or initialising segment, nor a
-// foreign one.
-func GC(instance string) (removed []string, err error) {
+// foreign one, nor an aside copy kept for recovery.
+func GC(instance string) (removed []string, err error) { return GCKeep(instance, nil) }
+
+// GCKeep is GC except that it also keeps every segment for which keep
+// returns true (nil keeps nothing more). `engine up` passes
+// RecoveryMaterial: the engine it starts recovers from the stale world
+// segment and cleans up the rest itself.
+func GCKeep(instance string, keep func(Info) bool) (removed []string, err error) {
 	if instance != "" && !layout.ValidInstanceName(instance) {
 		return nil, fmt.Errorf("fdp/shm: gc: invalid instance %q", instance)
 	}
@@ -165,7 +269,7 @@ func GC(instance string) (removed []string, err error) {
 		}
 		// Re-probe the lock right before unlinking to narrow the window in
 		// which a fallback-path Create (not locked yet) could be removed.
-		if !Removable(in) || lockHeld(in.Path) {
+		if !Removable(in) || (keep != nil && keep(in)) || lockHeld(in.Path) {
 			continue
 		}
 		if err := unlinkPath(in.Path); err != nil {
@@ -174,6 +278,36 @@ func GC(instance string) (removed []string, err error) {
 		removed = append(removed, in.Name)
 	}
 	return removed, nil
+}
+
+// Rename renames segment from to the name to in Dir with rename(2), never
+// replacing an existing file (RENAME_NOREPLACE; the error then wraps
+// os.ErrExist). Mappings of the file stay valid; a creator lock moves with
+// the file.
+func Rename(from, to string) error {
+	if err := checkName(from); err != nil {
+		return err
+	}
+	if err := checkName(to); err != nil {
+		return err
+	}
+	err := unix.Renameat2(unix.AT_FDCWD, filepath.Join(Dir, from), unix.AT_FDCWD, filepath.Join(Dir, to), unix.RENAME_NOREPLACE)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EEXIST):
+		return fmt.Errorf("fdp/shm: rename %s to %s: %w", from, to, os.ErrExist)
+	case errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS):
+		// No RENAME_NOREPLACE here: link(2) never replaces either.
+		if err := os.Link(filepath.Join(Dir, from), filepath.Join(Dir, to)); err != nil {
+			if errors.Is(err, os.ErrExist) {
+				return fmt.Errorf("fdp/shm: rename %s to %s: %w", from, to, os.ErrExist)
+			}
+			return fmt.Errorf("fdp/shm: rename %s to %s: %w", from, to, err)
+		}
+		return unlinkPath(filepath.Join(Dir, from))
+	}
+	return fmt.Errorf("fdp/shm: rename %s to %s: %w", from, to, err)
 }
 
 // RemoveInstance unlinks every file of instance in Dir (its segments and

@@ -73,3 +73,10 @@ func ProcessAlive(pid uint32, start uint64) bool {
 	}
 	return st == start
 }
+
+// ProcessStopped reports whether process pid exists and is stopped by a
+// signal (SIGSTOP, SIGTSTP: state 'T') or by a tracer ('t').
+func ProcessStopped(pid int) bool {
+	_, state, err := procStat(pid)
+	return err == nil && (state == 'T' || state == 't')
+}

@@ -112,10 +112,21 @@ type BreakerConfig struct {
 	Window      Duration `yaml:"window"`
 }
 
-// HangConfig is hang detection: a running child whose last heartbeat (see
-// Hooks.Heartbeat) is older than HeartbeatTimeout is SIGKILLed. 0 disables it.
+// HangConfig is hang detection (see Hooks.Heartbeat). A hung child is
+// SIGKILLed, counted as a hang and restarted like any dead child.
 type HangConfig struct {
+	// HeartbeatTimeout: a running module whose last heartbeat (or start, if
+	// later) is older is hung; so is a module that has not attached to an
+	// engine that has been publishing for longer than this (or since the
+	// module started, if later), e.g. one that stayed stopped across an
+	// engine restart. 0 disables module hang detection.
 	HeartbeatTimeout Duration `yaml:"heartbeat_timeout"`
+	// EngineTimeout: a running engine whose last publish (its heartbeat) is
+	// older is hung. 0 disables engine hang detection.
+	EngineTimeout Duration `yaml:"engine_timeout"`
+	// EngineStartTimeout: a started engine that has not published within
+	// this is hung (recovery and start-up of a large world take a while).
+	EngineStartTimeout Duration `yaml:"engine_start_timeout"`
 }
 
 // ShutdownConfig is graceful shutdown: SIGTERM, then SIGKILL after Grace.
@@ -130,7 +141,7 @@ func defaults() Config {
 		Engine:   EngineConfig{Restart: true},
 		Restart:  RestartConfig{InitialBackoff: Duration(50 * time.Millisecond), MaxBackoff: Duration(5 * time.Second), Multiplier: 2, ResetAfter: Duration(10 * time.Second)},
 		Breaker:  BreakerConfig{MaxFailures: 5, Window: Duration(30 * time.Second)},
-		Hang:     HangConfig{HeartbeatTimeout: Duration(2 * time.Second)},
+		Hang:     HangConfig{HeartbeatTimeout: Duration(2 * time.Second), EngineTimeout: Duration(time.Second), EngineStartTimeout: Duration(10 * time.Second)},
 		Shutdown: ShutdownConfig{Grace: Duration(2 * time.Second)},
 	}
 }
@@ -250,6 +261,10 @@ func (c *Config) Validate() error {
 		return bad("breaker.window %v: want > 0", c.Breaker.Window.D())
 	case c.Hang.HeartbeatTimeout < 0:
 		return bad("hang.heartbeat_timeout %v: want >= 0 (0 disables)", c.Hang.HeartbeatTimeout.D())
+	case c.Hang.EngineTimeout < 0:
+		return bad("hang.engine_timeout %v: want >= 0 (0 disables)", c.Hang.EngineTimeout.D())
+	case c.Hang.EngineTimeout > 0 && c.Hang.EngineStartTimeout < c.Hang.EngineTimeout:
+		return bad("hang.engine_start_timeout %v: want >= engine_timeout %v", c.Hang.EngineStartTimeout.D(), c.Hang.EngineTimeout.D())
 	case c.Shutdown.Grace <= 0:
 		return bad("shutdown.grace %v: want > 0", c.Shutdown.Grace.D())
 	}

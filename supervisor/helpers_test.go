@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,6 +65,26 @@ func childMain(role string) int {
 			time.Sleep(5 * time.Millisecond) // heartbeat period
 		}
 		return block()
+	case "beater":
+		// An engine stand-in: its "publish" is a write of its pid into
+		// engine.hb every 5 ms.
+		for {
+			if err := writeAtomic(filepath.Join(dir, "engine.hb"), strconv.Itoa(os.Getpid())); err != nil {
+				return 1
+			}
+			time.Sleep(5 * time.Millisecond) // publish period
+		}
+	case "attacher":
+		// A module stand-in that (re)attaches to whatever engine runs: every
+		// 5 ms it writes the pid of the current engine into <name>.hb.
+		for {
+			if b, err := os.ReadFile(filepath.Join(dir, "engine.hb")); err == nil {
+				if err := writeAtomic(filepath.Join(dir, name+".hb"), string(b)); err != nil {
+					return 1
+				}
+			}
+			time.Sleep(5 * time.Millisecond) // heartbeat period
+		}
 	case "super":
 		return superMain(dir)
 	}
@@ -98,6 +119,16 @@ func superMain(dir string) int {
 		return 1
 	}
 	return 0
+}
+
+// writeAtomic replaces the file at path with data (rename of a temporary
+// file: readers never see it half-written).
+func writeAtomic(path, data string) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(data), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 func childCmd(role string) ([]string, map[string]string) {

@@ -53,10 +53,14 @@ type Hooks struct {
 	// Reclaim is called after a module died and before it is restarted, once
 	// per death, with the dead pid: release its leases and reset its ring.
 	Reclaim func(name string, pid int) error
-	// Heartbeat reports the last heartbeat of a child (modules, and the engine
-	// under the name EngineName). ok=false means unknown: the child is not
-	// judged. A running child whose last heartbeat (or start, if later) is
-	// older than hang.heartbeat_timeout is SIGKILLed and counted as a hang.
+	// Heartbeat reports the last heartbeat of a child: for a module, the
+	// heartbeat in its segment of the running engine (ok=false: it has none,
+	// e.g. it has not attached yet); for the engine (name EngineName), the
+	// time of its last publish (ok=true with a time before the engine's
+	// start, or zero, when the current engine has not published yet;
+	// ok=false: not judged, and modules without a heartbeat are not judged
+	// either). See HangConfig for the rules; a hung child is SIGKILLed and
+	// counted as a hang.
 	Heartbeat func(name string) (last time.Time, ok bool)
 	// OnBackoff is called when a restart is scheduled after delay.
 	OnBackoff func(name string, delay time.Duration)
@@ -285,7 +289,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 
 	var bg sync.WaitGroup
 	bgStop := make(chan struct{})
-	if s.cfg.Hang.HeartbeatTimeout > 0 && s.opt.Hooks.Heartbeat != nil {
+	if (s.cfg.Hang.HeartbeatTimeout > 0 || s.cfg.Hang.EngineTimeout > 0) && s.opt.Hooks.Heartbeat != nil {
 		bg.Add(1)
 		go func() { defer bg.Done(); s.hangMonitor(bgStop) }()
 	}
@@ -561,12 +565,122 @@ func nextBackoff(prev, uptime time.Duration, r RestartConfig) time.Duration {
 	return time.Duration(next)
 }
 
-// hangMonitor SIGKILLs running children whose heartbeat is stale.
-func (s *Supervisor) hangMonitor(stop chan struct{}) {
+// HangReason tells why the hang monitor killed a child.
+type HangReason int
+
+// Hang reasons.
+const (
+	HangNone          HangReason = iota
+	HangNoHeartbeat              // a module's heartbeat is older than hang.heartbeat_timeout
+	HangNotAttached              // a module has not attached to an engine publishing for longer than hang.heartbeat_timeout
+	HangEngineStalled            // the engine's last publish is older than hang.engine_timeout
+	HangEngineNoStart            // the engine has not published within hang.engine_start_timeout of its start
+)
+
+func (r HangReason) String() string {
+	switch r {
+	case HangNone:
+		return "none"
+	case HangNoHeartbeat:
+		return "no heartbeat"
+	case HangNotAttached:
+		return "not attached to the running engine"
+	case HangEngineStalled:
+		return "engine stopped publishing"
+	case HangEngineNoStart:
+		return "engine never published after its start"
+	}
+	return fmt.Sprintf("HangReason(%d)", int(r))
+}
+
+// hangState is what the hang monitor knows about the engine between checks.
+type hangState struct {
+	engine  *os.Process // the engine process upSince refers to
+	upSince time.Time   // first publish of that process seen (zero: none yet, or stalled)
+}
+
+// judgeEngine returns why the running engine (started at started) is hung,
+// or HangNone; it keeps h.upSince, the start of its current run of publishes.
+func (s *Supervisor) judgeEngine(h *hangState, proc *os.Process, started, now time.Time) (HangReason, time.Duration) {
+	if h.engine != proc {
+		h.engine, h.upSince = proc, time.Time{}
+	}
+	last, ok := s.opt.Hooks.Heartbeat(EngineName)
+	if !ok {
+		h.upSince = time.Time{}
+		return HangNone, 0
+	}
+	hang := s.cfg.Hang
+	if last.After(started) { // published since it started
+		age := now.Sub(last)
+		limit := hang.EngineTimeout.D()
+		if limit <= 0 {
+			limit = hang.HeartbeatTimeout.D()
+		}
+		switch {
+		case age > limit:
+			h.upSince = time.Time{} // stalled: modules cannot attach now
+		case h.upSince.IsZero():
+			h.upSince = last // publishing (again) since about then
+		}
+		if hang.EngineTimeout > 0 && age > hang.EngineTimeout.D() {
+			return HangEngineStalled, age
+		}
+		return HangNone, 0
+	}
+	h.upSince = time.Time{}
+	if age := now.Sub(started); hang.EngineTimeout > 0 && age > hang.EngineStartTimeout.D() {
+		return HangEngineNoStart, age
+	}
+	return HangNone, 0
+}
+
+// judgeModule returns why the running module c (started at started) is
+// hung, or HangNone. A module without a known heartbeat (no segment in the
+// running engine) is judged only once the engine has been publishing for
+// longer than hang.heartbeat_timeout, so that a module rejoining a restarted
+// engine has that long to attach.
+func (s *Supervisor) judgeModule(h *hangState, c *child, started, now time.Time) (HangReason, time.Duration) {
 	timeout := s.cfg.Hang.HeartbeatTimeout.D()
+	if timeout <= 0 {
+		return HangNone, 0
+	}
+	last, ok := s.opt.Hooks.Heartbeat(c.name)
+	if ok {
+		ref := last
+		if started.After(ref) {
+			ref = started
+		}
+		if age := now.Sub(ref); age > timeout {
+			return HangNoHeartbeat, age
+		}
+		return HangNone, 0
+	}
+	if h.upSince.IsZero() {
+		return HangNone, 0
+	}
+	ref := h.upSince
+	if started.After(ref) {
+		ref = started
+	}
+	if age := now.Sub(ref); age > timeout {
+		return HangNotAttached, age
+	}
+	return HangNone, 0
+}
+
+// hangMonitor SIGKILLs running children that are hung (see HangConfig):
+// the engine first, so that the modules are judged against its state.
+func (s *Supervisor) hangMonitor(stop chan struct{}) {
+	hang := s.cfg.Hang
+	timeout := hang.HeartbeatTimeout.D()
+	if timeout <= 0 || (hang.EngineTimeout > 0 && hang.EngineTimeout.D() < timeout) {
+		timeout = hang.EngineTimeout.D()
+	}
 	every := min(max(timeout/4, time.Millisecond), 250*time.Millisecond)
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var h hangState
 	for {
 		select {
 		case <-stop:
@@ -582,18 +696,20 @@ func (s *Supervisor) hangMonitor(stop chan struct{}) {
 				return
 			}
 			if proc == nil || killed {
+				if c.engine {
+					h.engine, h.upSince = nil, time.Time{}
+				}
 				continue
-			}
-			last, ok := s.opt.Hooks.Heartbeat(c.name)
-			if !ok {
-				continue
-			}
-			ref := last
-			if started.After(ref) {
-				ref = started
 			}
 			now := time.Now()
-			if now.Sub(ref) <= timeout {
+			var why HangReason
+			var age time.Duration
+			if c.engine {
+				why, age = s.judgeEngine(&h, proc, started, now)
+			} else {
+				why, age = s.judgeModule(&h, c, started, now)
+			}
+			if why == HangNone {
 				continue
 			}
 			s.mu.Lock()
@@ -604,7 +720,8 @@ func (s *Supervisor) hangMonitor(stop chan struct{}) {
 			c.killedAt = now
 			c.hangs++
 			s.mu.Unlock()
-			s.log.Warn("child hung: killing it", "child", c.name, "pid", proc.Pid, "last_heartbeat", now.Sub(ref).Round(time.Millisecond))
+			s.log.Warn("child hung: killing it", "child", c.name, "pid", proc.Pid, "reason", why.String(),
+				"for", age.Round(time.Millisecond), "stopped", processStopped(proc.Pid))
 			_ = proc.Signal(syscall.SIGKILL)
 		}
 	}

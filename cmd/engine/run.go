@@ -71,10 +71,12 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger) error {
 	}
 	cfg := demo.DefaultConfig()
 	cfg.Entities, cfg.ChurnPerSec = o.entities, o.churn
-	// Engine recovery (issue 5): if a killed engine of this instance left its
-	// segments, rebuild the world from its last complete published frame
-	// into an empty world of the same configuration; then the stale segments
-	// are removed (shm.GC) and fresh ones created. When nothing can be
+	// Engine recovery: if a killed engine of this instance left its world
+	// (the world segment, or an aside copy kept by an engine killed before
+	// its first publish), rebuild the world from the newest recoverable
+	// published frame into an empty world of the same configuration. The
+	// old world is renamed aside, not removed, until this engine has
+	// published; the other stale segments are removed. When nothing can be
 	// recovered (no previous engine, corrupt segment, schema change) the
 	// reason is logged and the demo world is built from scratch.
 	w, rec, err := host.PrepareStart(o.instance, func() (*world.World, error) { return demo.NewWorld(s, cfg) }, log)
@@ -91,10 +93,11 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	if rec.Recovered {
-		// Readers never see frame numbers go backwards: resume after the
-		// recovered frame.
-		if err := eng.ResumeAfter(rec.Frame); err != nil {
+	// Readers never see frame numbers go backwards: resume after the highest
+	// frame a previous engine published, recovered or not. On the recovered
+	// world this publishes it at once and removes the aside copies.
+	if resume := max(rec.Frame, rec.ResumeFrame); resume > 0 {
+		if err := eng.ResumeAfter(resume); err != nil {
 			eng.Close()
 			return err
 		}
@@ -104,7 +107,18 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger) error {
 	start := time.Now()
 	lastStatus, lastFrames := start, uint64(0)
 	var late, rejected, commands int
+	asideChecked := false
 	err = eng.Run(ctx, func(st host.FrameStats) {
+		if !asideChecked && st.PublishErr == nil {
+			// The first successful publish: the old world is no longer
+			// needed (a no-op when ResumeAfter already removed it).
+			asideChecked = true
+			if removed, err := host.DropAside(o.instance); err != nil {
+				log.Warn("cannot remove the aside copies of the dead engine's world", "err", err)
+			} else if len(removed) > 0 {
+				log.Info("first frame published; removed the aside copies", "frame", st.Frame, "removed", removed)
+			}
+		}
 		late += st.Late
 		rejected += st.Rejected
 		commands += st.Commands

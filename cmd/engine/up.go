@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -62,17 +63,21 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) err
 	sup, err := supervisor.New(cfg, supervisor.Options{
 		Logger: log,
 		Hooks: supervisor.Hooks{
+			// A previous run killed with its supervisor left its segments:
+			// the world (and any aside copy of it) is what the engine we
+			// start recovers from, so only the rest is removed here (the
+			// engine's start-up removes it too).
 			BeforeStart: func() error {
-				removed, err := shm.GC(inst)
+				removed, err := shm.GCKeep(inst, shm.RecoveryMaterial)
 				if len(removed) > 0 {
-					log.Info("removed stale segments of a previous run", "segments", removed)
+					log.Info("removed stale segments of a previous run (the world is kept for recovery)", "segments", removed)
 				}
 				return err
 			},
 			// The engine sees a module's death on its control socket and
 			// resets its ring; the supervisor releases its pin and leases
 			// at once so the engine's slots never wait for that.
-			Reclaim:   func(name string, pid int) error { return releaseReader(inst, pid) },
+			Reclaim:   func(name string, pid int) error { return releaseReader(inst, pid, log) },
 			Heartbeat: hb.last,
 			AfterStop: func() error { return shm.RemoveInstance(inst) },
 		},
@@ -119,29 +124,49 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) err
 	return err
 }
 
-// releaseReader clears every reader entry (pin and leases) of a dead pid.
-func releaseReader(instance string, pid int) error {
-	seg, err := shm.Open(shm.SegmentName(instance, fsync.LeasesSegment), true)
+// releaseReader clears every reader entry (pin and leases) of a dead pid in
+// the instance's leases segment. A segment that is absent, still being
+// initialised or left by a dead engine (an engine restart in progress) holds
+// no entry that matters: the new engine's fresh segment starts empty. That
+// is skipped quietly (debug level); only a live, ready segment that does not
+// decode is an error.
+func releaseReader(instance string, pid int, log *slog.Logger) error {
+	name := shm.SegmentName(instance, fsync.LeasesSegment)
+	seg, err := shm.Open(name, true)
 	if err != nil {
-		return nil // the engine is not up (yet): nothing to release
+		log.Debug("reclaim skipped: no leases segment (the engine is not up)", "pid", pid, "err", err)
+		return nil
 	}
 	defer seg.Close()
 	ll, err := layout.DecodeLeases(seg.Data)
 	if err != nil {
-		return err
+		h, herr := layout.DecodeHeader(seg.Data)
+		switch {
+		case errors.Is(err, layout.ErrNotReady), errors.Is(herr, layout.ErrNotReady):
+			log.Debug("reclaim skipped: leases segment not ready (an engine is starting)", "pid", pid)
+			return nil
+		case h != nil && !shm.ProcessAlive(h.CreatorPID, h.CreatorTime):
+			log.Debug("reclaim skipped: leases segment of a dead engine", "pid", pid, "err", err)
+			return nil
+		}
+		return fmt.Errorf("%s: %w", name, err)
 	}
 	fsync.ReleaseReadersOf(seg.Data, ll, pid)
 	return nil
 }
 
-// heartbeats reads modules' heartbeats for the supervisor's hang monitor.
-// It keeps each module's segment mapped (read-only) by name, so that a check
-// is one load and two stats; a mapping whose path no longer names its file
-// (an engine restart created the segments anew) is dropped and the module
-// segments of the instance are scanned again.
+// heartbeats reads heartbeats for the supervisor's hang monitor: a module's
+// from its segment, the engine's (the Unix time of its last publish) from
+// the world segment. It keeps each segment mapped (read-only) by name, so
+// that a check is a few loads and two stats; a mapping whose path no longer
+// names its file (an engine restart created the segments anew) is dropped
+// and the segments of the instance are scanned again. A module segment
+// counts only while it belongs to the engine whose world segment is current
+// (same creator): a module is judged by its heartbeat in the running engine.
 type heartbeats struct {
 	instance string
 	mu       gosync.Mutex
+	world    *shm.Segment
 	segs     map[string]*shm.Segment // module name -> its segment
 }
 
@@ -149,17 +174,29 @@ func newHeartbeats(instance string) *heartbeats {
 	return &heartbeats{instance: instance, segs: map[string]*shm.Segment{}}
 }
 
-// last returns the last heartbeat of module name; false when it has no
-// segment or has not beaten yet (and always for the engine).
+// last returns the last heartbeat of child name. For a module, false when it
+// has no segment of the running engine or has not beaten yet. For the
+// engine, always true when a world segment exists: the zero time when
+// nothing was published.
 func (h *heartbeats) last(name string) (time.Time, bool) {
-	if name == supervisor.EngineName {
-		return time.Time{}, false
-	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	w := h.currentWorld()
+	if name == supervisor.EngineName {
+		if w == nil {
+			return time.Time{}, true // not created yet: never published
+		}
+		if v := layout.Load64(w.Data, layout.OffWStatHeartbeat); v != 0 {
+			return time.Unix(0, int64(v)), true
+		}
+		return time.Time{}, true
+	}
+	if w == nil {
+		return time.Time{}, false
+	}
 	seg := h.segs[name]
-	if seg == nil || !seg.Current() {
-		h.scan() // drops the stale mapping, maps the current segments
+	if seg == nil || !seg.Current() || !sameCreator(seg.Data, w.Data) {
+		h.scan(w) // drops stale mappings, maps the running engine's segments
 		if seg = h.segs[name]; seg == nil {
 			return time.Time{}, false
 		}
@@ -171,12 +208,48 @@ func (h *heartbeats) last(name string) (time.Time, bool) {
 	return time.Unix(0, int64(v)), true
 }
 
-// scan drops the mappings that are no longer current and maps every module
-// segment of the instance not mapped yet. Called with mu held.
-func (h *heartbeats) scan() {
+// currentWorld returns the mapping of the instance's current world segment
+// (ready), remapping it after a restart; nil when there is none. Called with
+// mu held.
+func (h *heartbeats) currentWorld() *shm.Segment {
+	if h.world != nil && h.world.Current() {
+		return h.world
+	}
+	if h.world != nil {
+		h.world.Close()
+		h.world = nil
+	}
+	seg, err := shm.Open(shm.SegmentName(h.instance, fsync.WorldSegment), false)
+	if err != nil {
+		return nil
+	}
+	if _, err := layout.DecodeHeader(seg.Data); err != nil || len(seg.Data) < layout.OffWStatHeartbeat+8 {
+		seg.Close() // not ready yet: try again at the next check
+		return nil
+	}
+	h.world = seg
+	return seg
+}
+
+// sameCreator reports whether two mapped segments have the same creator
+// process (pid and start time).
+func sameCreator(a, b []byte) bool {
+	ha, err := layout.DecodeHeader(a)
+	if err != nil {
+		return false
+	}
+	hb, err := layout.DecodeHeader(b)
+	return err == nil && ha.CreatorPID == hb.CreatorPID && ha.CreatorTime == hb.CreatorTime
+}
+
+// scan drops the mappings that are no longer current or belong to another
+// engine than the world segment w, and maps every module segment of the
+// instance created by w's engine and not mapped yet (a dead engine's
+// segments may still be there). Called with mu held.
+func (h *heartbeats) scan(w *shm.Segment) {
 	mapped := map[string]bool{}
 	for name, seg := range h.segs {
-		if !seg.Current() {
+		if !seg.Current() || !sameCreator(seg.Data, w.Data) {
 			seg.Close()
 			delete(h.segs, name)
 			continue
@@ -193,7 +266,7 @@ func (h *heartbeats) scan() {
 			continue
 		}
 		lm, err := layout.DecodeModule(seg.Data)
-		if err != nil || h.segs[lm.Info.Name] != nil {
+		if err != nil || h.segs[lm.Info.Name] != nil || !sameCreator(seg.Data, w.Data) {
 			seg.Close()
 			continue
 		}
@@ -207,5 +280,9 @@ func (h *heartbeats) close() {
 	for name, seg := range h.segs {
 		seg.Close()
 		delete(h.segs, name)
+	}
+	if h.world != nil {
+		h.world.Close()
+		h.world = nil
 	}
 }

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"log/slog"
 	"os"
 	"testing"
 	"time"
@@ -8,55 +10,101 @@ import (
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/supervisor"
+	fsync "github.com/fdp-engine/fdp/sync"
 	"github.com/stretchr/testify/require"
 )
 
+// engineHeader is the header of the segments of a (pretend) engine process
+// with the given creator start time.
+func engineHeader(instance string, start uint64) layout.Header {
+	return layout.Header{Instance: instance, CreatorPID: uint32(os.Getpid()), CreatorTime: start}
+}
+
+// createWorldSegment creates an (empty-schema) world segment whose creator
+// is hdr's, with the given publish heartbeat (Unix ns).
+func createWorldSegment(t *testing.T, hdr layout.Header, beat uint64) *shm.Segment {
+	t.Helper()
+	g, err := layout.ComputeWorldGeometry(layout.WorldParams{Instance: hdr.Instance, Slots: 2, ChunkCapacity: 16, MaxChunks: 1})
+	require.NoError(t, err)
+	seg, err := shm.Create(shm.SegmentName(hdr.Instance, fsync.WorldSegment), g.TotalSize)
+	require.NoError(t, err)
+	t.Cleanup(func() { seg.Close() })
+	require.NoError(t, layout.EncodeWorld(seg.Data, g, hdr))
+	layout.MarkReady(seg.Data)
+	layout.Store64(seg.Data, layout.OffWStatHeartbeat, beat)
+	return seg
+}
+
 // createModuleSegment creates the module segment of slot for module name
-// with the given heartbeat (Unix ns).
-func createModuleSegment(t *testing.T, instance string, slot int, name string, beat uint64) *shm.Segment {
+// with the given heartbeat (Unix ns), created by hdr's engine.
+func createModuleSegment(t *testing.T, hdr layout.Header, slot int, name string, beat uint64) *shm.Segment {
 	t.Helper()
 	g, err := layout.ComputeModuleGeometry(layout.MinRingCapacity)
 	require.NoError(t, err)
-	seg, err := shm.Create(layout.ModuleSegmentName(instance, slot), g.TotalSize)
+	seg, err := shm.Create(layout.ModuleSegmentName(hdr.Instance, slot), g.TotalSize)
 	require.NoError(t, err)
 	t.Cleanup(func() { seg.Close() })
 	info := layout.ModuleInfo{Slot: uint32(slot), Name: name, Frequency: 1}
-	require.NoError(t, layout.EncodeModule(seg.Data, g, layout.Header{Instance: instance, CreatorPID: uint32(os.Getpid())}, info))
+	require.NoError(t, layout.EncodeModule(seg.Data, g, hdr, info))
 	layout.MarkReady(seg.Data)
 	layout.Store64(seg.Data, layout.OffMHeartbeat, beat)
 	return seg
 }
 
 // TestHeartbeatsFollowSegments: the hang monitor's heartbeat reader keeps
-// module segments mapped by name, reads live values, and follows a module
-// to the new segment of a restarted engine (another slot, the old file
-// unlinked, the old path reused by another module).
+// segments mapped by name, reads live values (the engine's from its world
+// segment), follows a module to the new segment of a restarted engine
+// (another slot, the old file unlinked, the old path reused by another
+// module), and ignores a dead engine's module segment that is still there.
 func TestHeartbeatsFollowSegments(t *testing.T) {
 	useTempShm(t)
 	inst := uniqueInstance()
 	hb := newHeartbeats(inst)
 	t.Cleanup(hb.close)
 
-	_, ok := hb.last("ai")
+	last, ok := hb.last(supervisor.EngineName)
+	require.True(t, ok, "the engine is judged even before its world segment exists")
+	require.True(t, last.IsZero())
+	old := engineHeader(inst, 1)
+	ws := createWorldSegment(t, old, 0)
+	last, ok = hb.last(supervisor.EngineName)
+	require.True(t, ok)
+	require.True(t, last.IsZero(), "nothing published yet")
+	layout.Store64(ws.Data, layout.OffWStatHeartbeat, 500)
+	last, _ = hb.last(supervisor.EngineName)
+	require.Equal(t, time.Unix(0, 500), last, "the engine's heartbeat is its last publish")
+
+	_, ok = hb.last("ai")
 	require.False(t, ok, "no segment yet")
-	a := createModuleSegment(t, inst, 0, "ai", 0)
+	a := createModuleSegment(t, old, 0, "ai", 0)
 	_, ok = hb.last("ai")
 	require.False(t, ok, "no heartbeat yet")
 	layout.Store64(a.Data, layout.OffMHeartbeat, 1000)
-	last, ok := hb.last("ai")
+	last, ok = hb.last("ai")
 	require.True(t, ok)
 	require.Equal(t, time.Unix(0, 1000), last)
 	layout.Store64(a.Data, layout.OffMHeartbeat, 2000)
 	last, _ = hb.last("ai")
 	require.Equal(t, time.Unix(0, 2000), last, "the mapping is read live")
-	_, ok = hb.last(supervisor.EngineName)
-	require.False(t, ok)
 
-	// Engine restart: every segment is recreated; "ai" moves to slot 1 and
+	// Engine restart: a new world segment (another creator); the dead
+	// engine's module segment of "ai" is still there: it does not count.
+	require.NoError(t, ws.Unlink())
+	cur := engineHeader(inst, 2)
+	ws2 := createWorldSegment(t, cur, 0)
+	_, ok = hb.last("ai")
+	require.False(t, ok, "the dead engine's module segment is not the module's heartbeat")
+	last, _ = hb.last(supervisor.EngineName)
+	require.True(t, last.IsZero(), "the new engine has not published")
+	layout.Store64(ws2.Data, layout.OffWStatHeartbeat, 3500)
+	last, _ = hb.last(supervisor.EngineName)
+	require.Equal(t, time.Unix(0, 3500), last)
+
+	// The new engine recreates the segments; "ai" moves to slot 1 and
 	// another module takes slot 0.
 	require.NoError(t, a.Unlink())
-	createModuleSegment(t, inst, 0, "telemetry", 3000)
-	createModuleSegment(t, inst, 1, "ai", 4000)
+	createModuleSegment(t, cur, 0, "telemetry", 3000)
+	createModuleSegment(t, cur, 1, "ai", 4000)
 	last, ok = hb.last("ai")
 	require.True(t, ok)
 	require.Equal(t, time.Unix(0, 4000), last, "the new segment, not the unlinked one")
@@ -64,4 +112,47 @@ func TestHeartbeatsFollowSegments(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, time.Unix(0, 3000), last)
 	require.Len(t, hb.segs, 2)
+}
+
+// TestReleaseReaderDuringEngineRestart: reclaiming a dead module's reader
+// entry while an engine restarts (leases segment absent, not ready, or left
+// by a dead engine) is skipped quietly at debug level; on a live, ready
+// segment the dead pid's entry is released.
+func TestReleaseReaderDuringEngineRestart(t *testing.T) {
+	useTempShm(t)
+	inst := uniqueInstance()
+	var logBuf bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logBuf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+
+	require.NoError(t, releaseReader(inst, 12345, log), "no leases segment")
+	require.Contains(t, logBuf.String(), "level=DEBUG msg=\"reclaim skipped: no leases segment")
+
+	g, err := layout.ComputeLeasesGeometry(2)
+	require.NoError(t, err)
+	name := shm.SegmentName(inst, fsync.LeasesSegment)
+	seg, err := shm.Create(name, g.TotalSize)
+	require.NoError(t, err)
+	t.Cleanup(func() { seg.Close() })
+	require.NoError(t, layout.EncodeLeases(seg.Data, g, layout.Header{Instance: inst, CreatorPID: uint32(os.Getpid()), CreatorTime: shm.SelfStartTime()}))
+	// Not ready yet: a starting engine.
+	logBuf.Reset()
+	require.NoError(t, releaseReader(inst, 12345, log))
+	require.Contains(t, logBuf.String(), "level=DEBUG msg=\"reclaim skipped: leases segment not ready")
+
+	// Ready and live: the dead pid's entry (with its pin) is released.
+	layout.MarkReady(seg.Data)
+	ll, err := layout.DecodeLeases(seg.Data)
+	require.NoError(t, err)
+	o := ll.ReaderOff(0)
+	layout.Store32(seg.Data, o+layout.ReaderPID, 12345)
+	layout.Store64(seg.Data, o+layout.ReaderPin, layout.PackLatest(7, 0))
+	logBuf.Reset()
+	require.NoError(t, releaseReader(inst, 12345, log))
+	require.Zero(t, layout.Load32(seg.Data, o+layout.ReaderPID), "entry released")
+	require.Zero(t, layout.Load64(seg.Data, o+layout.ReaderPin), "pin released")
+	require.NotContains(t, logBuf.String(), "reclaim skipped")
+
+	// Corrupt and live: a real error.
+	seg.Data[0] ^= 0xff
+	require.Error(t, releaseReader(inst, 12345, log))
 }
