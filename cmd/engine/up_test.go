@@ -2,11 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/fdp-engine/fdp/inspect"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/supervisor"
@@ -155,4 +157,46 @@ func TestReleaseReaderDuringEngineRestart(t *testing.T) {
 	// Corrupt and live: a real error.
 	seg.Data[0] ^= 0xff
 	require.Error(t, releaseReader(inst, 12345, log))
+}
+
+// TestInspectAsideCopy: `engine ls`, `dump` and `gc` on an aside copy of a
+// dead engine's world (fdp.<i>.world.prev): listed with its name kind and
+// its frame, decoded as a world segment, and kept by gc while its instance
+// may still recover from it.
+func TestInspectAsideCopy(t *testing.T) {
+	useTempShm(t)
+	inst := uniqueInstance()
+	dead := engineHeader(inst, shm.SelfStartTime()+1) // our pid, another start time: dead
+	ws := createWorldSegment(t, dead, 0)
+	layout.Store64(ws.Data, layout.OffWLatest, layout.PackLatest(77, 0))
+	require.NoError(t, ws.Close())
+	aside := shm.SegmentName(inst, shm.AsidePrev.Kind())
+	require.NoError(t, shm.Rename(shm.SegmentName(inst, fsync.WorldSegment), aside))
+
+	out, _, err := engineCmd(t, "ls", "--json")
+	require.NoError(t, err)
+	var es []lsEntry
+	require.NoError(t, json.Unmarshal([]byte(out), &es))
+	require.Len(t, es, 1)
+	require.Equal(t, "world.prev", es[0].Kind)
+	require.Equal(t, "world", es[0].SegmentKind)
+	require.Equal(t, shm.StateStale, es[0].State)
+
+	out, _, err = engineCmd(t, "dump", "--json", aside)
+	require.NoError(t, err, out)
+	var r inspect.Report
+	require.NoError(t, json.Unmarshal([]byte(out), &r))
+	require.Equal(t, "world", r.Header.Kind)
+
+	out, _, err = engineCmd(t, "gc", "--dry-run", "--json")
+	require.NoError(t, err)
+	require.JSONEq(t, `{"dry_run":true,"removed":[]}`, out)
+	out, _, err = engineCmd(t, "gc")
+	require.NoError(t, err)
+	require.Contains(t, out, "nothing to remove")
+	infos, err := shm.List()
+	require.NoError(t, err)
+	require.Len(t, infos, 1)
+	require.True(t, infos[0].KeptForRecovery)
+	require.Equal(t, uint64(77), infos[0].Frame)
 }
