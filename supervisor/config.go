@@ -141,7 +141,7 @@ func defaults() Config {
 		Engine:   EngineConfig{Restart: true},
 		Restart:  RestartConfig{InitialBackoff: Duration(50 * time.Millisecond), MaxBackoff: Duration(5 * time.Second), Multiplier: 2, ResetAfter: Duration(10 * time.Second)},
 		Breaker:  BreakerConfig{MaxFailures: 5, Window: Duration(30 * time.Second)},
-		Hang:     HangConfig{HeartbeatTimeout: Duration(2 * time.Second), EngineTimeout: Duration(time.Second), EngineStartTimeout: Duration(10 * time.Second)},
+		Hang:     HangConfig{HeartbeatTimeout: Duration(2 * time.Second), EngineTimeout: Duration(2 * time.Second), EngineStartTimeout: Duration(10 * time.Second)},
 		Shutdown: ShutdownConfig{Grace: Duration(2 * time.Second)},
 	}
 }

@@ -35,7 +35,7 @@ func TestDefaultConfig(t *testing.T) {
 	if c.Restart.InitialBackoff.D() != 50*time.Millisecond || c.Restart.MaxBackoff.D() != 5*time.Second ||
 		c.Restart.Multiplier != 2 || c.Restart.ResetAfter.D() != 10*time.Second ||
 		c.Breaker.MaxFailures != 5 || c.Breaker.Window.D() != 30*time.Second ||
-		c.Hang.HeartbeatTimeout.D() != 2*time.Second || c.Hang.EngineTimeout.D() != time.Second ||
+		c.Hang.HeartbeatTimeout.D() != 2*time.Second || c.Hang.EngineTimeout.D() != 2*time.Second ||
 		c.Hang.EngineStartTimeout.D() != 10*time.Second || c.Shutdown.Grace.D() != 2*time.Second {
 		t.Fatalf("policy %+v %+v %+v %+v", c.Restart, c.Breaker, c.Hang, c.Shutdown)
 	}
