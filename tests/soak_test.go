@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fdp-engine/fdp/audit"
 	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/module"
@@ -139,6 +140,7 @@ type soakModule struct {
 	k     int
 	ticks uint64
 	first func()
+	audit func(frame uint64) string // soakAuditor.audit, nil: frames are not audited
 }
 
 func (m *soakModule) Spec() module.Spec { return m.spec }
@@ -173,6 +175,11 @@ func (m *soakModule) Tick(v *module.View, c *module.Commands, dt time.Duration) 
 	} else {
 		_, _ = os.Stdout.WriteString("c\n")
 	}
+	if m.audit != nil {
+		if line := m.audit(v.Frame()); line != "" {
+			_, _ = os.Stdout.WriteString(line + "\n")
+		}
+	}
 	batch := uint64(os.Getpid())<<24 | m.ticks
 	for j := 0; j < soakLedger; j++ {
 		module.Set(c, ledgerEntity(m.k, j), m.s.ledger, Ledger{Batch: batch, Count: soakLedger, Module: uint32(m.k)})
@@ -181,6 +188,53 @@ func (m *soakModule) Tick(v *module.View, c *module.Commands, dt time.Duration) 
 		m.first()
 	}
 	return nil
+}
+
+// soakAuditor audits the slots holding the frame a module reads (package
+// audit) through its own read-only mapping of the world segment, remapped
+// when a restarted engine replaced it.
+type soakAuditor struct {
+	inst string
+	seg  *shm.Segment
+	lw   *layout.World
+}
+
+// audit returns "a" when every complete slot holding frame passed every
+// invariant (at least one did: the module's own frame is pinned or leased
+// while it runs), an "AUDIT ..." line on a problem, "" when no slot could be
+// audited.
+func (a *soakAuditor) audit(frame uint64) string {
+	if a.seg == nil || !a.seg.Current() {
+		if a.seg != nil {
+			_ = a.seg.Close()
+		}
+		a.seg, a.lw = nil, nil
+		seg, err := shm.Open(shm.SegmentName(a.inst, fsync.WorldSegment), false)
+		if err != nil {
+			return ""
+		}
+		lw, err := layout.DecodeWorld(seg.Data)
+		if err != nil {
+			_ = seg.Close()
+			return ""
+		}
+		a.seg, a.lw = seg, lw
+	}
+	line := ""
+	for s := 0; s < a.lw.Slots; s++ {
+		if a.lw.ReadSlotInfo(s).Frame != frame {
+			continue
+		}
+		rep, err := audit.Slot(a.seg.Data, a.lw, s)
+		switch {
+		case err != nil: // rewritten meanwhile (not the module's slot)
+		case !rep.OK():
+			return fmt.Sprintf("AUDIT frame %d: %v", frame, rep.Problems)
+		default:
+			line = "a"
+		}
+	}
+	return line
 }
 
 // maybeChild runs this process's child role (FDP_TEST_CHILD) and exits.
@@ -204,6 +258,8 @@ func runChild(role string) int {
 			Reads: world.MaskOf(s.val, s.chk, s.ledger)}}
 		if role == "latmod" {
 			m.first = func() { _, _ = os.Stdout.WriteString(fmt.Sprintf("first %d\n", time.Now().UnixNano())) }
+		} else {
+			m.audit = (&soakAuditor{inst: inst}).audit
 		}
 		err := module.Run(context.Background(), m, module.Options{Instance: inst, Registry: s.reg, Logger: log})
 		if err != nil && !errors.Is(err, module.ErrEngineGone) {
@@ -220,10 +276,12 @@ func runChild(role string) int {
 	return 2
 }
 
-// countWriter counts "c\n" lines and keeps any other line.
+// countWriter counts "c\n" lines (checked ticks) and "a\n" lines (audited
+// frames) and keeps any other line.
 type countWriter struct {
 	mu     sync.Mutex
 	checks int
+	audits int
 	other  bytes.Buffer
 	part   []byte
 }
@@ -240,6 +298,8 @@ func (w *countWriter) Write(p []byte) (int, error) {
 		line := w.part[:i]
 		if string(line) == "c" {
 			w.checks++
+		} else if string(line) == "a" {
+			w.audits++
 		} else {
 			w.other.Write(line)
 			w.other.WriteByte('\n')
@@ -247,6 +307,13 @@ func (w *countWriter) Write(p []byte) (int, error) {
 		w.part = w.part[i+1:]
 	}
 	return len(p), nil
+}
+
+// audited returns the number of audited frames.
+func (w *countWriter) audited() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.audits
 }
 
 func (w *countWriter) result() (int, string) {
@@ -457,16 +524,18 @@ func TestSoak(t *testing.T) {
 	require.Zero(t, eng.LeasedSlots(), "leases left")
 	require.Empty(t, readerEntries(t, inst), "reader entries left")
 
-	checks, torn := 0, ""
+	checks, audits, torn := 0, 0, ""
 	for _, o := range outs {
 		c, other := o.result()
 		checks += c
+		audits += o.audited()
 		torn += other
 	}
 	gap := time.Duration(sim.maxGap.Load())
-	t.Logf("soak: %d kills in %v; %d checked ticks; %d batches applied; %d frames; max frame gap %v; self exits %d; wedged joins %d",
-		kills, elapsed.Round(time.Millisecond), checks, sim.applied.Load(), sim.step.Load(), gap, selfExits, wedged)
-	require.Empty(t, torn, "torn frames (or other module output)")
+	t.Logf("soak: %d kills in %v; %d checked ticks, %d audited frames; %d batches applied; %d frames; max frame gap %v; self exits %d; wedged joins %d",
+		kills, elapsed.Round(time.Millisecond), checks, audits, sim.applied.Load(), sim.step.Load(), gap, selfExits, wedged)
+	require.Empty(t, torn, "torn frames, audit problems (or other module output)")
+	require.Greater(t, audits, checks/2, "modules must have audited the frames they read")
 	require.Zero(t, sim.partial.Load(), "partial batch applied: %v", sim.partialMsg.Load())
 	require.Greater(t, checks, kills, "modules must have checked frames")
 	require.Greater(t, sim.applied.Load(), uint64(kills/2), "batches must have been applied")
