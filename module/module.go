@@ -66,8 +66,15 @@ type Options struct {
 	Logger   *slog.Logger
 	// AttachTimeout bounds the wait for the engine to come up (default 10 s).
 	AttachTimeout time.Duration
-	// MaxTicks stops Run after that many ticks (0 = until ctx is done or the
-	// engine goes away).
+	// RejoinTimeout bounds the wait for a new engine of the instance after
+	// the control connection ended (the engine died, or stopped): Run then
+	// attaches to the new engine and goes on calling the same Module (its
+	// own state survives). Default DefaultRejoinTimeout; negative: do not
+	// wait, Run returns ErrEngineGone when the connection ends.
+	RejoinTimeout time.Duration
+	// MaxTicks stops Run after that many ticks, counted over every engine
+	// the module joined (0 = until ctx is done or the engine is gone for
+	// good).
 	MaxTicks int
 	// WarmSpin is how long a fast-tier module polls its tick bell after the
 	// engine pre-wakes it (ahead of the tick: at the start of the frame, or
@@ -78,37 +85,59 @@ type Options struct {
 }
 
 // DefaultWarmSpin bounds the polling after a pre-wake. The engine pre-wakes
-// at most 1 ms before the tick (the engine's default Config.PrewakeEarlyMax), or else just
-// before its publish (p99 about 0.5 ms for the 100K-entity demo world); a
-// tick that comes later finds the module asleep again and wakes it as usual.
+// at most 1 ms before the tick (the engine's default Config.PrewakeEarlyMax),
+// or else just before its publish (p99 about 0.5 ms for the 100K-entity demo
+// world); a tick that comes later finds the module asleep again and wakes it
+// as usual.
 const DefaultWarmSpin = 2 * time.Millisecond
 
-// ErrEngineGone is returned by Run when the engine's control connection ends.
-var ErrEngineGone = errors.New("fdp/module: engine went away")
+// DefaultRejoinTimeout is how long a module waits for a new engine by
+// default (Options.RejoinTimeout): the supervisor restarts a dead engine
+// within its restart backoff (at most 5 s by default), and a module that
+// gives up is restarted by it anyway.
+const DefaultRejoinTimeout = time.Minute
 
-// Main runs m in this process until the engine goes away or SIGTERM/SIGINT,
-// reading the instance from $FDP_INSTANCE (default "demo"). It exits the
-// process.
-func Main(reg *world.Registry, m Module) {
-	inst := os.Getenv("FDP_INSTANCE")
-	if inst == "" {
-		inst = "demo"
+// ErrEngineGone is returned by Run when the engine's control connection
+// ended and no new engine of the instance came up within
+// Options.RejoinTimeout (at once when it is negative).
+var ErrEngineGone = errors.New("engine went away")
+
+// Main runs m in this process until SIGTERM/SIGINT (or until the engine is
+// gone for good: see Options.RejoinTimeout), reading the instance from
+// $FDP_INSTANCE (default "demo"). It exits the process.
+func Main(reg *world.Registry, m Module) { MainOptions(m, Options{Registry: reg}) }
+
+// MainOptions is Main with options: an empty Instance is read from
+// $FDP_INSTANCE (default "demo"), a nil Logger logs text to stderr with the
+// module's name. It exits the process.
+func MainOptions(m Module, opt Options) {
+	if opt.Instance == "" {
+		opt.Instance = os.Getenv("FDP_INSTANCE")
+	}
+	if opt.Instance == "" {
+		opt.Instance = "demo"
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("module", m.Spec().Name)
-	err := Run(ctx, m, Options{Instance: inst, Registry: reg, Logger: log})
+	if opt.Logger == nil {
+		opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("module", m.Spec().Name)
+	}
+	err := Run(ctx, m, opt)
 	if err != nil && !errors.Is(err, context.Canceled) {
-		log.Error("module stopped", "err", err)
+		opt.Logger.Error("module stopped", "err", err)
+		stop()
 		os.Exit(1)
 	}
 }
 
-// session is one module process attached to an engine.
+// session is one module process attached to an engine; Run replaces its
+// engine-side parts when it rejoins a restarted engine.
 type session struct {
-	m      Module
-	spec   Spec
-	opt    Options
+	m    Module
+	spec Spec
+	opt  Options
+
+	// One engine's: released by detach.
 	reader *fsync.Reader
 	conn   *ipc.ControlConn
 	wel    ipc.Welcome
@@ -119,33 +148,84 @@ type session struct {
 	done   *ipc.Doorbell
 	view   View
 	cmds   Commands
+	// joined is CLOCK_MONOTONIC just before the handshake: a tick stamped
+	// earlier was rung for a previous incarnation of the module (its slot's
+	// segment is kept by the engine) and is not ours to run.
+	joined    uint64
+	stopWatch chan struct{}
+	watchDone chan struct{}
+
+	// beat is the module segment of the engine that went away, kept mapped
+	// only to keep the heartbeat fresh while Run waits for the new engine
+	// (the supervisor's hang monitor reads it until the new engine removes
+	// it).
+	beat  *shm.Segment
+	ticks int
 }
 
-func (s *session) close() {
+// worldID identifies one world segment (one engine's).
+type worldID struct {
+	pid     uint32
+	start   uint64
+	created int64
+}
+
+func worldIDOf(h *layout.Header) worldID {
+	return worldID{pid: h.CreatorPID, start: h.CreatorTime, created: h.CreatedNano}
+}
+
+// detach releases everything of the current engine except the module
+// segment, which moves to beat.
+func (s *session) detach() {
+	if s.stopWatch != nil {
+		close(s.stopWatch)
+		<-s.watchDone
+		s.stopWatch, s.watchDone = nil, nil
+	}
 	if s.conn != nil {
 		s.conn.Close()
 	}
 	if s.reader != nil {
 		s.reader.Close()
 	}
-	if s.modSeg != nil {
-		s.modSeg.Close()
-	}
 	if s.evSeg != nil {
 		s.evSeg.Close()
 	}
+	if s.modSeg != nil {
+		if s.beat != nil {
+			s.beat.Close()
+		}
+		s.beat = s.modSeg
+	}
+	s.reader, s.conn, s.evSeg, s.modSeg = nil, nil, nil, nil
+	s.prod, s.tick, s.done = nil, nil, nil
+	s.view, s.cmds = View{}, Commands{}
 }
 
-// Run attaches m to the engine of opt.Instance and runs its ticks.
+func (s *session) close() {
+	s.detach()
+	if s.beat != nil {
+		s.beat.Close()
+		s.beat = nil
+	}
+}
+
+// Run attaches m to the engine of opt.Instance and runs its ticks. When the
+// engine goes away (its control connection ends) Run waits for the next
+// engine of the instance (Options.RejoinTimeout), attaches to it and keeps
+// calling m: the process and m's own state survive an engine restart.
 func Run(ctx context.Context, m Module, opt Options) error {
 	if opt.Registry == nil {
 		return fmt.Errorf("fdp/module: Options.Registry is required")
 	}
 	if opt.Logger == nil {
-		opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		opt.Logger = slog.Default()
 	}
 	if opt.AttachTimeout == 0 {
 		opt.AttachTimeout = 10 * time.Second
+	}
+	if opt.RejoinTimeout == 0 {
+		opt.RejoinTimeout = DefaultRejoinTimeout
 	}
 	spec := m.Spec()
 	if spec.Every < 1 {
@@ -153,43 +233,99 @@ func Run(ctx context.Context, m Module, opt Options) error {
 	}
 	s := &session{m: m, spec: spec, opt: opt}
 	defer s.close()
-	if err := s.attach(ctx); err != nil {
+	if err := s.attach(ctx, time.Now().Add(opt.AttachTimeout)); err != nil {
 		return err
 	}
-	return s.loop(ctx)
+	s.opt.Logger.Info("attached", "instance", s.opt.Instance, "slot", s.wel.Slot, "tier", s.spec.Tier, "every", s.spec.Every)
+	for {
+		err := s.loop(ctx)
+		if !errors.Is(err, ErrEngineGone) || opt.RejoinTimeout < 0 {
+			return err
+		}
+		if err := s.rejoin(ctx); err != nil {
+			return err
+		}
+	}
 }
 
-func (s *session) attach(ctx context.Context) error {
-	deadline := time.Now().Add(s.opt.AttachTimeout)
-	backoff := 5 * time.Millisecond
-	var err error
-	for {
-		s.reader, err = fsync.Attach(s.opt.Instance, fsync.AttachOptions{Name: s.spec.Name, Registry: s.opt.Registry})
-		if err == nil {
-			// Re-attach after an engine restart: segments left by a dead
-			// engine are still in place until the new engine removes them;
-			// a reader of those would read a frozen world. Wait for the
-			// live engine's segments instead.
-			if !s.readerLive() {
-				s.reader.Close()
-				s.reader = nil
-				err = errStaleSegments
-			} else {
-				break
-			}
+// rejoin waits for the next engine of the instance and attaches to it.
+func (s *session) rejoin(ctx context.Context) error {
+	lost := time.Now()
+	oldSlot := s.wel.Slot
+	s.opt.Logger.Info("engine went away: waiting for the next engine", "instance", s.opt.Instance, "slot", oldSlot)
+	// Whatever the dead engine did not play back is lost with it; the
+	// producer's uncommitted records go with its ring.
+	s.detach()
+	if err := s.attach(ctx, lost.Add(s.opt.RejoinTimeout)); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
 		}
-		// Missing or still-initialising segments: the engine is starting.
-		if errors.Is(err, layout.ErrSchema) || time.Now().After(deadline) {
+		return fmt.Errorf("fdp/module: no engine of %q came back within %v: %w (%w)", s.opt.Instance, s.opt.RejoinTimeout, ErrEngineGone, err)
+	}
+	s.opt.Logger.Info("rejoined", "instance", s.opt.Instance, "slot", s.wel.Slot, "previous_slot", oldSlot,
+		"after", time.Since(lost).Round(time.Microsecond))
+	return nil
+}
+
+// errStaleSegments: the instance's segments were left by a dead engine.
+var errStaleSegments = errors.New("segments of a dead engine (waiting for the new engine)")
+
+// attach maps the instance's live segments, handshakes and maps the module
+// segment, retrying until deadline while the engine is not up yet.
+func (s *session) attach(ctx context.Context, deadline time.Time) error {
+	w := newDirWatch(shm.Dir)
+	defer w.close()
+	var last error
+	for {
+		err := s.tryAttach()
+		if err == nil {
+			if s.beat != nil {
+				s.beat.Close()
+				s.beat = nil
+			}
+			s.startWatch(ctx)
+			return nil
+		}
+		if s.reader != nil && (errors.Is(err, errStaleSegments) || !s.readerLive() || !s.readerCurrent()) {
+			s.reader.Close()
+			s.reader = nil
+		} // else the engine is up but not listening yet: keep the reader
+		if errors.Is(err, layout.ErrSchema) || errors.Is(err, ipc.ErrSchemaMismatch) ||
+			errors.Is(err, ipc.ErrVersionMismatch) || errors.Is(err, ipc.ErrRejected) {
 			return fmt.Errorf("fdp/module: attach to %q: %w", s.opt.Instance, err)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
+		last = err
+		if time.Now().After(deadline) {
+			return fmt.Errorf("fdp/module: attach to %q: %w", s.opt.Instance, last)
 		}
-		if backoff < 200*time.Millisecond {
-			backoff *= 2
+		if s.beat != nil {
+			layout.Store64(s.beat.Data, layout.OffMHeartbeat, uint64(time.Now().UnixNano()))
 		}
+		// Missing, still-initialising or stale segments, or no listener
+		// yet: the engine is starting. Wait for a change in the segment
+		// directory (bounded: not every step of the start-up is one).
+		if err := w.wait(ctx, time.Until(deadline)); err != nil {
+			return err
+		}
+	}
+}
+
+// tryAttach makes one attempt: map the world (unless a reader of the live
+// engine is kept from the last attempt) if its engine is alive, dial it,
+// check that the welcoming engine is the one mapped, map the rest.
+func (s *session) tryAttach() error {
+	var err error
+	if s.reader == nil {
+		s.reader, err = fsync.Attach(s.opt.Instance, fsync.AttachOptions{Name: s.spec.Name, Registry: s.opt.Registry})
+		if err != nil {
+			s.reader = nil
+			return err
+		}
+	}
+	// Segments left by a dead engine stay in place until the next engine
+	// removes them; a reader of those would read a frozen world.
+	if !s.readerLive() {
+		return errStaleSegments
 	}
 	var names []string
 	for _, c := range s.opt.Registry.Components() {
@@ -199,44 +335,43 @@ func (s *session) attach(ctx context.Context) error {
 		Name: s.spec.Name, Tier: s.spec.Tier, Every: s.spec.Every, Mask: uint64(s.spec.Reads), Components: names,
 		SchemaHash: s.opt.Registry.SchemaHash(), PID: os.Getpid(), Group: s.spec.Group, ReaderEntry: s.reader.Entry(),
 	}
-	for {
-		s.conn, s.wel, err = ipc.Dial(s.opt.Instance, hello, 2*time.Second)
-		if err == nil && !s.readerCurrent() {
-			// The engine that welcomed us is not the one whose segments we
-			// mapped (it restarted between our attach and our handshake):
-			// start over with its segments.
-			s.conn.Close()
-			s.reader.Close()
-			s.conn, s.reader = nil, nil
-			if time.Now().After(deadline) {
-				return fmt.Errorf("fdp/module: attach to %q: %w", s.opt.Instance, errStaleSegments)
-			}
-			return s.attach(ctx)
-		}
-		if err == nil {
-			break
-		}
-		if errors.Is(err, ipc.ErrSchemaMismatch) || errors.Is(err, ipc.ErrVersionMismatch) || errors.Is(err, ipc.ErrRejected) || time.Now().After(deadline) {
-			return fmt.Errorf("fdp/module: handshake with %q: %w", s.opt.Instance, err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-	}
-	if s.modSeg, err = shm.Open(s.wel.Segments.Module, true); err != nil {
-		return err
-	}
-	lm, err := layout.DecodeModule(s.modSeg.Data)
+	joined := ipc.MonoNanos()
+	conn, wel, err := ipc.Dial(s.opt.Instance, hello, 2*time.Second)
 	if err != nil {
 		return err
 	}
-	if s.prod, err = ipc.NewProducer(lm.Ring()); err != nil {
+	if !s.readerCurrent() {
+		// The engine that welcomed us is not the one whose segments we
+		// mapped (it restarted between our attach and our handshake).
+		conn.Close()
+		return errStaleSegments
+	}
+	s.conn, s.wel, s.joined = conn, wel, joined
+	fail := func(err error) error {
+		// Start over with a new reader. The module segment of the engine
+		// that went away (beat) stays.
+		for _, seg := range []*shm.Segment{s.modSeg, s.evSeg} {
+			if seg != nil {
+				seg.Close()
+			}
+		}
+		s.conn.Close()
+		s.reader.Close()
+		s.reader, s.conn, s.modSeg, s.evSeg, s.prod, s.tick, s.done = nil, nil, nil, nil, nil, nil, nil
 		return err
 	}
+	if s.modSeg, err = shm.Open(wel.Segments.Module, true); err != nil {
+		return fail(err)
+	}
+	lm, err := layout.DecodeModule(s.modSeg.Data)
+	if err != nil {
+		return fail(err)
+	}
+	if s.prod, err = ipc.NewProducer(lm.Ring()); err != nil {
+		return fail(err)
+	}
 	if s.tick, err = ipc.NewDoorbell(s.modSeg.Data, layout.OffMTick, layout.OffMTickNeedWake); err != nil {
-		return err
+		return fail(err)
 	}
 	if s.spec.Tier == Fast {
 		warm := s.opt.WarmSpin
@@ -246,27 +381,47 @@ func (s *session) attach(ctx context.Context) error {
 		s.tick.SetWarmSpin(warm) // negative: off
 	}
 	if s.done, err = ipc.NewDoorbell(s.modSeg.Data, layout.OffMDone, layout.OffMDoneNeedWake); err != nil {
-		return err
+		return fail(err)
 	}
-	if s.evSeg, err = shm.Open(s.wel.Segments.Events, false); err != nil {
-		return err
+	if s.evSeg, err = shm.Open(wel.Segments.Events, false); err != nil {
+		return fail(err)
 	}
 	evr, err := ipc.NewEventReader(s.evSeg.Data)
 	if err != nil {
-		return err
+		return fail(err)
 	}
-	s.view = View{events: evr, cursor: evr.Tail(), slot: uint32(s.wel.Slot)}
+	// A new engine has a new event log: read it from its tail.
+	s.view = View{events: evr, cursor: evr.Tail(), slot: uint32(wel.Slot)}
 	s.cmds = Commands{p: s.prod}
 	b := s.modSeg.Data
 	layout.Store32(b, layout.OffMPID, uint32(os.Getpid()))
 	layout.Store64(b, layout.OffMStartTime, shm.SelfStartTime())
 	layout.Store64(b, layout.OffMHeartbeat, uint64(time.Now().UnixNano()))
-	s.opt.Logger.Info("attached", "instance", s.opt.Instance, "slot", s.wel.Slot, "tier", s.spec.Tier, "every", s.spec.Every)
 	return nil
 }
 
-// errStaleSegments: the instance's segments were left by a dead engine.
-var errStaleSegments = errors.New("segments of a dead engine (waiting for the new engine)")
+// startWatch rings the module's own tick bell when the engine's connection
+// ends or ctx is done, so that a loop asleep on the bell sees it at once
+// rather than at its wait's timeout. The extra ring only wakes the loop: it
+// checks both before it runs a tick. detach stops it.
+func (s *session) startWatch(ctx context.Context) {
+	bell, err := ipc.NewDoorbell(s.modSeg.Data, layout.OffMTick, layout.OffMTickNeedWake)
+	if err != nil {
+		return // the loop's wait timeout still sees both
+	}
+	stop, done, conn := make(chan struct{}), make(chan struct{}), s.conn
+	s.stopWatch, s.watchDone = stop, done
+	go func() {
+		defer close(done)
+		select {
+		case <-conn.Done():
+		case <-ctx.Done():
+		case <-stop:
+			return
+		}
+		_, _ = bell.Ring()
+	}()
+}
 
 // readerLive reports whether the creator of the mapped world segment is
 // alive (a restart of the engine leaves the dead one's segments in place
@@ -288,22 +443,43 @@ func (s *session) readerCurrent() bool {
 	if err != nil {
 		return false
 	}
-	m := s.reader.Layout().Header
-	return h.CreatorPID == m.CreatorPID && h.CreatorTime == m.CreatorTime && h.CreatedNano == m.CreatedNano
+	return worldIDOf(h) == worldIDOf(s.reader.Layout().Header)
 }
 
+// pendingTick reports whether a tick rung for this incarnation waits in
+// the module segment: its frame is newer than the last done frame and it was
+// stamped after the handshake. The engine keeps a module's slot (and
+// segment) across module restarts, so a tick it rang for a previous
+// incarnation that died before finishing it is still there; running it
+// would open a lease the engine has reclaimed since ("slot is not leased to
+// this reader"). The engine stores the stamp before it increments the tick
+// word, so a caller that loaded the tick word before this check sees the
+// stamp of every tick counted in that word.
+func (s *session) pendingTick() bool {
+	b := s.modSeg.Data
+	done, _ := layout.DoneFrame(layout.Load64(b, layout.OffMDoneFrame))
+	return layout.Load64(b, layout.OffMTickFrame) > done && layout.Load64(b, layout.OffMTickStamp) >= s.joined
+}
+
+// loop runs ticks until ctx is done, MaxTicks, or the engine goes away
+// (ErrEngineGone).
 func (s *session) loop(ctx context.Context) error {
 	b := s.modSeg.Data
-	last := s.tick.Load()
-	ticks := 0
+	last := s.tick.Load() // before pendingTick: see there
+	var warned time.Time  // rate limit of the "no frame" warning
 	for {
-		// A tick rung before this loop started waiting (e.g. right after the
-		// handshake) is pending when its frame is newer than the last done.
-		pending := layout.Load64(b, layout.OffMTickFrame) > layout.Load64(b, layout.OffMDoneFrame)&^layout.DoneFailed
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-s.conn.Done():
+			return ErrEngineGone
+		default:
+		}
 		var v uint32
 		var err error
 		var wake uint64 // tick wake latency, 0 when the tick was already pending
-		if pending {
+		if s.pendingTick() {
+			// Rung before this loop waited (e.g. right after the handshake).
 			v = s.tick.Load()
 		} else {
 			v, err = s.tick.Wait(last, 200, 100*time.Millisecond)
@@ -316,49 +492,43 @@ func (s *session) loop(ctx context.Context) error {
 		}
 		layout.Store64(b, layout.OffMHeartbeat, uint64(time.Now().UnixNano()))
 		if errors.Is(err, ipc.ErrTimeout) {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-s.conn.Done():
-				return ErrEngineGone
-			default:
-				continue
-			}
+			continue
 		}
 		if err != nil {
 			return err
 		}
 		last = v
+		if !s.pendingTick() {
+			// Our own ring (engine gone, ctx done: checked above), or a
+			// previous incarnation's tick.
+			continue
+		}
 		ws := s.tick.WakeStats()
 		layout.Store64(b, layout.OffMWakeNanos, wake)
 		layout.Store64(b, layout.OffMWakeWarm, ws.Warm)
 		layout.Store64(b, layout.OffMWakeCold, ws.Cold)
 		frame := layout.Load64(b, layout.OffMTickFrame)
 		slot, dt := layout.UnpackTick(layout.Load64(b, layout.OffMTickLease))
-		failed := s.runTick(frame, slot, dt)
+		failed := s.runTick(frame, slot, dt, &warned)
 		done := frame
 		if failed {
 			done |= layout.DoneFailed
 		}
 		layout.Store64(b, layout.OffMDoneFrame, done)
 		_, _ = s.done.Ring()
-		ticks++
-		if s.opt.MaxTicks > 0 && ticks >= s.opt.MaxTicks {
+		s.ticks++
+		if s.opt.MaxTicks > 0 && s.ticks >= s.opt.MaxTicks {
 			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.conn.Done():
-			return ErrEngineGone
-		default:
 		}
 	}
 }
 
+// warnEvery bounds the rate of per-tick warnings.
+const warnEvery = time.Second
+
 // runTick pins the tick's frame (latest for GDB, the leased slot for SoD),
 // runs the module and commits its commands. It reports failure.
-func (s *session) runTick(frame uint64, slot int, dt time.Duration) (failed bool) {
+func (s *session) runTick(frame uint64, slot int, dt time.Duration, warned *time.Time) (failed bool) {
 	var f *fsync.Frame
 	var err error
 	if slot < 0 {
@@ -367,7 +537,10 @@ func (s *session) runTick(frame uint64, slot int, dt time.Duration) (failed bool
 		f, err = s.reader.OpenLeased(slot)
 	}
 	if err != nil {
-		s.opt.Logger.Warn("no frame for tick", "frame", frame, "err", err)
+		if now := time.Now(); now.Sub(*warned) >= warnEvery {
+			*warned = now
+			s.opt.Logger.Warn("no frame for tick", "frame", frame, "slot", slot, "err", err)
+		}
 		return true
 	}
 	s.view.f = f
@@ -382,7 +555,10 @@ func (s *session) runTick(frame uint64, slot int, dt time.Duration) (failed bool
 	}
 	if err != nil {
 		s.prod.Abort()
-		s.opt.Logger.Warn("tick failed", "frame", frame, "err", err)
+		if now := time.Now(); now.Sub(*warned) >= warnEvery {
+			*warned = now
+			s.opt.Logger.Warn("tick failed", "frame", frame, "err", err)
+		}
 		return true
 	}
 	s.prod.Commit()

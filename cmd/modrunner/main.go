@@ -1,12 +1,15 @@
 // Command modrunner runs one of the built-in demo modules in its own process:
 //
-//	modrunner telemetry | ai | alert
+//	modrunner [--rejoin-timeout D] telemetry | ai | alert
 //
 // The instance comes from $FDP_INSTANCE (default "demo"); the module name
 // from $FDP_MODULE (ai modules: ai-1, ai-2, ... pick their team from it).
+// When the engine dies the module waits for the next engine of the instance
+// (up to --rejoin-timeout) and goes on in the same process.
 package main
 
 import (
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -17,8 +20,16 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 2 {
-		fmt.Fprintln(os.Stderr, "usage: modrunner telemetry|ai|alert")
+	fs := flag.NewFlagSet("modrunner", flag.ExitOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: modrunner [flags] telemetry|ai|alert")
+		fs.PrintDefaults()
+	}
+	rejoin := fs.Duration("rejoin-timeout", module.DefaultRejoinTimeout,
+		"how long to wait for a new engine after the engine went away (negative: exit at once)")
+	_ = fs.Parse(os.Args[1:]) // ExitOnError
+	if fs.NArg() != 1 {
+		fs.Usage()
 		os.Exit(2)
 	}
 	s, err := demo.NewSchema()
@@ -29,7 +40,7 @@ func main() {
 	name := os.Getenv("FDP_MODULE")
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	var m module.Module
-	switch os.Args[1] {
+	switch fs.Arg(0) {
 	case "telemetry":
 		m = &demo.Telemetry{S: s, Log: log, Report: 120}
 	case "ai":
@@ -44,8 +55,8 @@ func main() {
 	case "alert":
 		m = &demo.Alert{S: s, Every: module.EnvInt("FDP_EVERY", 30), Log: log}
 	default:
-		fmt.Fprintf(os.Stderr, "modrunner: unknown module %q (telemetry, ai, alert)\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "modrunner: unknown module %q (telemetry, ai, alert)\n", fs.Arg(0))
 		os.Exit(2)
 	}
-	module.Main(s.Reg, m)
+	module.MainOptions(m, module.Options{Registry: s.Reg, RejoinTimeout: *rejoin})
 }
