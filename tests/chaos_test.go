@@ -367,7 +367,9 @@ shutdown: {grace: 2s}
 	// from, and its successor then recovers from the aside copy (still a
 	// recovery) or, only when no engine ever published, starts clean.
 	require.Zero(t, sl.clean, "an engine started clean although a world had been published")
-	require.Equal(t, len(sl.started["engine"])-1, sl.recovered, "every restarted engine recovered the world")
+	// An engine killed during its start-up may die before it logs its
+	// recovery; every other one must have recovered.
+	require.GreaterOrEqual(t, sl.recovered+earlyKills, len(sl.started["engine"])-1, "every restarted engine recovered the world")
 	require.Equal(t, moduleKills, restarts, "modules restart only when killed (they survive engine restarts)")
 	require.Empty(t, sl.hungKills, "no process was judged hung")
 	requireNoSegments(t, inst)
