@@ -363,6 +363,10 @@ func (r *modelRun) simAddRemove() {
 }
 
 func (r *modelRun) simOp() {
+	if len(r.m) > modelMaxAlive-40 && r.rng.Intn(2) == 0 {
+		r.simDestroy() // near the cap: churn instead of saturating
+		return
+	}
 	switch x := r.rng.Intn(20); {
 	case x < 4:
 		r.simSet()
