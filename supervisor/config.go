@@ -117,10 +117,15 @@ type BreakerConfig struct {
 type HangConfig struct {
 	// HeartbeatTimeout: a running module whose last heartbeat (or start, if
 	// later) is older is hung; so is a module that has not attached to an
-	// engine that has been publishing for longer than this (or since the
-	// module started, if later), e.g. one that stayed stopped across an
-	// engine restart. 0 disables module hang detection.
+	// engine that has been publishing for longer than this, e.g. one that
+	// stayed stopped across an engine restart (a module process younger
+	// than AttachTimeout is given that long). 0 disables module hang
+	// detection.
 	HeartbeatTimeout Duration `yaml:"heartbeat_timeout"`
+	// AttachTimeout: how long a newly started module process may take to
+	// attach to a publishing engine (interpreters and large modules start
+	// slowly); never less than HeartbeatTimeout.
+	AttachTimeout Duration `yaml:"attach_timeout"`
 	// EngineTimeout: a running engine whose last publish (its heartbeat) is
 	// older is hung. 0 disables engine hang detection.
 	EngineTimeout Duration `yaml:"engine_timeout"`
@@ -141,7 +146,7 @@ func defaults() Config {
 		Engine:   EngineConfig{Restart: true},
 		Restart:  RestartConfig{InitialBackoff: Duration(50 * time.Millisecond), MaxBackoff: Duration(5 * time.Second), Multiplier: 2, ResetAfter: Duration(10 * time.Second)},
 		Breaker:  BreakerConfig{MaxFailures: 5, Window: Duration(30 * time.Second)},
-		Hang:     HangConfig{HeartbeatTimeout: Duration(2 * time.Second), EngineTimeout: Duration(2 * time.Second), EngineStartTimeout: Duration(10 * time.Second)},
+		Hang:     HangConfig{HeartbeatTimeout: Duration(2 * time.Second), AttachTimeout: Duration(10 * time.Second), EngineTimeout: Duration(2 * time.Second), EngineStartTimeout: Duration(10 * time.Second)},
 		Shutdown: ShutdownConfig{Grace: Duration(2 * time.Second)},
 	}
 }
@@ -261,6 +266,8 @@ func (c *Config) Validate() error {
 		return bad("breaker.window %v: want > 0", c.Breaker.Window.D())
 	case c.Hang.HeartbeatTimeout < 0:
 		return bad("hang.heartbeat_timeout %v: want >= 0 (0 disables)", c.Hang.HeartbeatTimeout.D())
+	case c.Hang.AttachTimeout < 0:
+		return bad("hang.attach_timeout %v: want >= 0", c.Hang.AttachTimeout.D())
 	case c.Hang.EngineTimeout < 0:
 		return bad("hang.engine_timeout %v: want >= 0 (0 disables)", c.Hang.EngineTimeout.D())
 	case c.Hang.EngineTimeout > 0 && c.Hang.EngineStartTimeout < c.Hang.EngineTimeout:

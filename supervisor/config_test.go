@@ -35,7 +35,7 @@ func TestDefaultConfig(t *testing.T) {
 	if c.Restart.InitialBackoff.D() != 50*time.Millisecond || c.Restart.MaxBackoff.D() != 5*time.Second ||
 		c.Restart.Multiplier != 2 || c.Restart.ResetAfter.D() != 10*time.Second ||
 		c.Breaker.MaxFailures != 5 || c.Breaker.Window.D() != 30*time.Second ||
-		c.Hang.HeartbeatTimeout.D() != 2*time.Second || c.Hang.EngineTimeout.D() != 2*time.Second ||
+		c.Hang.HeartbeatTimeout.D() != 2*time.Second || c.Hang.EngineTimeout.D() != 2*time.Second || c.Hang.AttachTimeout.D() != 10*time.Second ||
 		c.Hang.EngineStartTimeout.D() != 10*time.Second || c.Shutdown.Grace.D() != 2*time.Second {
 		t.Fatalf("policy %+v %+v %+v %+v", c.Restart, c.Breaker, c.Hang, c.Shutdown)
 	}
@@ -96,6 +96,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"max failures", eng + "breaker: {max_failures: 0}\n", "breaker.max_failures 0"},
 		{"window", eng + "breaker: {window: 0s}\n", "breaker.window"},
 		{"hang", eng + "hang: {heartbeat_timeout: -1s}\n", "hang.heartbeat_timeout"},
+		{"attach", eng + "hang: {attach_timeout: -1s}\n", "hang.attach_timeout"},
 		{"engine hang", eng + "hang: {engine_timeout: -1s}\n", "hang.engine_timeout"},
 		{"engine start", eng + "hang: {engine_timeout: 2s, engine_start_timeout: 1s}\n", "hang.engine_start_timeout 1s"},
 		{"grace", eng + "shutdown: {grace: 0s}\n", "shutdown.grace"},

@@ -183,6 +183,37 @@ func TestStoppedModuleKilledAfterEngineRestart(t *testing.T) {
 	}
 }
 
+// TestSlowStartingModuleGetsAttachTimeout: a newly started module process
+// is given hang.attach_timeout (not only hang.heartbeat_timeout) to attach
+// to the publishing engine; one that never attaches is killed after it.
+func TestSlowStartingModuleGetsAttachTimeout(t *testing.T) {
+	rec := newRecorder()
+	dir := t.TempDir()
+	cfg := hangConfig(dir)
+	const attach = 1500 * time.Millisecond
+	cfg.Hang.HeartbeatTimeout = Duration(200 * time.Millisecond)
+	cfg.Hang.AttachTimeout = Duration(attach)
+	slow := mod("slow", "slowattacher")
+	slow.Env["FDP_TEST_DIR"] = dir
+	slow.Env["FDP_ATTACH_DELAY"] = "800ms"
+	never := mod("never", "sleeper")
+	cfg.Modules = []ModuleConfig{slow, never}
+	r := startSup(t, cfg, rec, func(o *Options) { o.Hooks.Heartbeat = fileHeartbeats(dir) })
+	eng := strconv.Itoa(rec.wait(t, "start", EngineName).pid)
+	s := rec.wait(t, "start", "never")
+	waitFile(t, filepath.Join(dir, "slow.hb"), eng)
+	d := rec.wait(t, "death", "never")
+	if d.pid != s.pid || d.status != "signal: killed" || d.at.Sub(s.at) < attach {
+		t.Fatalf("death %+v %v after its start, want killed after %v", d, d.at.Sub(s.at), attach)
+	}
+	if st := statusOf(t, r.s, "slow"); st.Hangs != 0 || st.Deaths != 0 {
+		t.Fatalf("the slow module was killed: %+v", st)
+	}
+	if !strings.Contains(rec.logBuf.all(), `child=never pid=`+strconv.Itoa(s.pid)+` reason=not attached to the running engine`) {
+		t.Fatalf("no hang log:\n%s", rec.logBuf.all())
+	}
+}
+
 func TestHangReasonString(t *testing.T) {
 	for r, want := range map[HangReason]string{HangNone: "none", HangNoHeartbeat: "no heartbeat", HangNotAttached: "not attached to the running engine",
 		HangEngineStalled: "engine stopped publishing", HangEngineNoStart: "engine never published after its start", HangReason(99): "HangReason(99)"} {

@@ -74,9 +74,17 @@ func childMain(role string) int {
 			}
 			time.Sleep(5 * time.Millisecond) // publish period
 		}
-	case "attacher":
+	case "attacher", "slowattacher":
 		// A module stand-in that (re)attaches to whatever engine runs: every
-		// 5 ms it writes the pid of the current engine into <name>.hb.
+		// 5 ms it writes the pid of the current engine into <name>.hb. A
+		// slow one starts up for $FDP_ATTACH_DELAY first.
+		if role == "slowattacher" {
+			d, err := time.ParseDuration(os.Getenv("FDP_ATTACH_DELAY"))
+			if err != nil {
+				return 1
+			}
+			time.Sleep(d) // a slow start-up, as a stand-in
+		}
 		for {
 			if b, err := os.ReadFile(filepath.Join(dir, "engine.hb")); err == nil {
 				if err := writeAtomic(filepath.Join(dir, name+".hb"), string(b)); err != nil {

@@ -639,7 +639,8 @@ func (s *Supervisor) judgeEngine(h *hangState, proc *os.Process, started, now ti
 // hung, or HangNone. A module without a known heartbeat (no segment in the
 // running engine) is judged only once the engine has been publishing for
 // longer than hang.heartbeat_timeout, so that a module rejoining a restarted
-// engine has that long to attach.
+// engine has that long to attach, and once its process is older than
+// hang.attach_timeout (a new process may take that long to start up).
 func (s *Supervisor) judgeModule(h *hangState, c *child, started, now time.Time) (HangReason, time.Duration) {
 	timeout := s.cfg.Hang.HeartbeatTimeout.D()
 	if timeout <= 0 {
@@ -656,7 +657,7 @@ func (s *Supervisor) judgeModule(h *hangState, c *child, started, now time.Time)
 		}
 		return HangNone, 0
 	}
-	if h.upSince.IsZero() {
+	if h.upSince.IsZero() || now.Sub(started) <= max(timeout, s.cfg.Hang.AttachTimeout.D()) {
 		return HangNone, 0
 	}
 	ref := h.upSince

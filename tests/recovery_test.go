@@ -371,7 +371,7 @@ func TestStoppedModuleKilledAcrossEngineRestart(t *testing.T) {
 	bin := shippedBinaries(t)
 	inst := uniqueInstance(t, "m")
 	up := recStart(t, filepath.Join(bin, "engine"), "up", "--config",
-		upConfig(t, inst, 100, "{heartbeat_timeout: 1s, engine_timeout: 1s, engine_start_timeout: 10s}"))
+		upConfig(t, inst, 100, "{heartbeat_timeout: 1s, attach_timeout: 1s, engine_timeout: 1s, engine_start_timeout: 10s}"))
 	mod := childPID(t, up.waitLine(t, `msg="child started" child=telemetry`))
 	waitFor(t, "frames", 20*time.Second, func() bool { return latestFrameOf(inst) >= 30 })
 	_, _, engPID := worldState(inst)
