@@ -715,6 +715,7 @@ func (r *modelRun) arbitraryStep() {
 func TestModelPublish(t *testing.T) {
 	old := shm.Dir
 	shm.Dir = t.TempDir()
+	t.Setenv("FDP_SHM_DIR", shm.Dir)
 	t.Cleanup(func() { shm.Dir = old })
 	seeds := []int64{1, 2, 3, 4, 5, time.Now().UnixNano()}
 	budget := 700 * time.Millisecond // per seed and order: the whole test stays under ~10 s with -race
