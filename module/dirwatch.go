@@ -11,7 +11,9 @@ import (
 // dirWatch waits for changes in the segment directory while a module waits
 // for its engine: the engine's start-up creates (links) the world, leases
 // and events segments and the control socket there, and inotify reports
-// each at once. Not every step of the start-up is a directory change (a
+// each at once. Only names appearing and disappearing count: the module's
+// own attempts open and close segment files (IN_CLOSE_WRITE would wake it
+// with its own events, a busy loop). Not every step of the start-up is a directory change (a
 // segment becomes ready, the socket starts listening), so every wait is
 // also bounded by a short poll interval that doubles from pollMin to
 // pollMax and starts over after each change. Without inotify it only
@@ -33,7 +35,7 @@ func newDirWatch(dir string) *dirWatch {
 	if err != nil {
 		return w
 	}
-	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_DELETE|unix.IN_CLOSE_WRITE); err != nil {
+	if _, err := unix.InotifyAddWatch(fd, dir, unix.IN_CREATE|unix.IN_MOVED_TO|unix.IN_DELETE|unix.IN_MOVED_FROM); err != nil {
 		unix.Close(fd)
 		return w
 	}
