@@ -336,6 +336,8 @@ func PrepareStart(instance string, empty func() (*world.World, error), log *slog
 	if top >= 0 {
 		keep[top] = true
 	}
+	var unlinked []string // for the log: Removed also names the renamed world
+	renamed := "-"
 	taken := map[shm.Aside]bool{}
 	for i, c := range cands {
 		switch {
@@ -351,6 +353,7 @@ func PrepareStart(instance string, empty func() (*world.World, error), log *slog
 				return nil, si, err
 			}
 			si.Removed = append(si.Removed, c.in.Name)
+			unlinked = append(unlinked, c.in.Name)
 		}
 	}
 	for i, c := range cands {
@@ -370,6 +373,7 @@ func PrepareStart(instance string, empty func() (*world.World, error), log *slog
 			if err := shm.Rename(c.in.Name, name); err != nil {
 				return nil, si, err
 			}
+			renamed = c.in.Name + " -> " + name
 			taken[place] = true
 			si.Removed = append(si.Removed, c.in.Name)
 		}
@@ -377,8 +381,8 @@ func PrepareStart(instance string, empty func() (*world.World, error), log *slog
 	}
 	removed, err := shm.GC(instance)
 	si.Removed = append(si.Removed, removed...)
-	if len(si.Removed) > 0 {
-		log.Info("removed stale segments", "instance", instance, "segments", si.Removed)
+	if unlinked = append(unlinked, removed...); len(unlinked) > 0 {
+		log.Info("removed stale segments", "instance", instance, "segments", unlinked)
 	}
 	if err != nil {
 		return nil, si, err
@@ -390,7 +394,7 @@ func PrepareStart(instance string, empty func() (*world.World, error), log *slog
 		}
 		pending.m[instance] = pendingAside{names: si.Aside, recovered: w, frame: si.Frame}
 		pending.mu.Unlock()
-		log.Info("kept the dead engine's world aside until the first publish", "instance", instance, "aside", si.Aside)
+		log.Info("kept the dead engine's world aside until the first publish", "instance", instance, "aside", si.Aside, "renamed", renamed)
 	}
 	return w, si, nil
 }
