@@ -1,9 +1,10 @@
 // Package supervisor launches the engine process and the module processes of
 // an FDP instance from a YAML configuration, restarts crashed processes with
 // exponential backoff and a per-process circuit breaker, kills hung modules
-// and a hung engine (see HangConfig), reclaims a dead module's resources through hooks, and shuts everything down
-// gracefully (SIGTERM, then SIGKILL after a grace period). Children get
-// PDEATHSIG=SIGKILL so they never outlive a killed supervisor.
+// and a hung engine (see HangConfig), reclaims a dead module's resources
+// through hooks, and shuts everything down gracefully (SIGTERM, then SIGKILL
+// after a grace period). Children get PDEATHSIG=SIGKILL so they never outlive
+// a killed supervisor.
 package supervisor
 
 import (
