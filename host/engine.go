@@ -157,6 +157,7 @@ type Engine struct {
 	ReclaimedReaders uint64
 	SnapBytes        uint64
 	created          [16]byte
+	asideDropped     bool // dropAside ran (after the first successful publish)
 	closeOnce        gosync.Once
 	allMask          world.Mask
 }
@@ -334,6 +335,9 @@ func (e *Engine) Step() FrameStats {
 	e.lastSimPub = time.Since(start)
 	if st.PublishErr == nil {
 		e.PubHist.Record(st.Publish.Duration)
+		if !e.asideDropped {
+			e.dropAside(st.Frame)
+		}
 	} else {
 		// Every slot pinned or leased: release what dead readers hold (a
 		// process killed before its handshake is unknown to the engine).
@@ -353,6 +357,18 @@ func (e *Engine) Step() FrameStats {
 	e.Frames++
 	layout.Store64(e.segs.World.Data, layout.OffWStatFrameNanos, uint64(st.Total))
 	return st
+}
+
+// dropAside runs once, after the engine's first successful publish: the
+// world a dead engine left (kept aside by PrepareStart until now, so that a
+// kill before this publish loses nothing) is no longer needed.
+func (e *Engine) dropAside(frame uint64) {
+	e.asideDropped = true
+	if removed, err := DropAside(e.cfg.Instance); err != nil {
+		e.log.Warn("cannot remove the aside copies of the dead engine's world", "instance", e.cfg.Instance, "err", err)
+	} else if len(removed) > 0 {
+		e.log.Info("first frame published; removed the aside copies", "instance", e.cfg.Instance, "frame", frame, "removed", removed)
+	}
 }
 
 func (e *Engine) String() string { return fmt.Sprintf("engine %s frame %d", e.cfg.Instance, e.frame) }

@@ -50,8 +50,10 @@ func startEngine(t testing.TB, inst string, log *slog.Logger) (*host.Engine, *so
 	if err != nil {
 		return nil, nil, info, err
 	}
-	if info.Recovered {
-		if err := eng.ResumeAfter(info.Frame); err != nil {
+	// Frame numbers never go backwards: resume after the highest frame a
+	// previous engine published, recovered or not.
+	if resume := max(info.Frame, info.ResumeFrame); resume > 0 {
+		if err := eng.ResumeAfter(resume); err != nil {
 			eng.Close()
 			return nil, nil, info, err
 		}

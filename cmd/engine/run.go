@@ -107,18 +107,7 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger) error {
 	start := time.Now()
 	lastStatus, lastFrames := start, uint64(0)
 	var late, rejected, commands int
-	asideChecked := false
 	err = eng.Run(ctx, func(st host.FrameStats) {
-		if !asideChecked && st.PublishErr == nil {
-			// The first successful publish: the old world is no longer
-			// needed (a no-op when ResumeAfter already removed it).
-			asideChecked = true
-			if removed, err := host.DropAside(o.instance); err != nil {
-				log.Warn("cannot remove the aside copies of the dead engine's world", "err", err)
-			} else if len(removed) > 0 {
-				log.Info("first frame published; removed the aside copies", "frame", st.Frame, "removed", removed)
-			}
-		}
 		late += st.Late
 		rejected += st.Rejected
 		commands += st.Commands
