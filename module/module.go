@@ -161,6 +161,9 @@ type session struct {
 	// it).
 	beat  *shm.Segment
 	ticks int
+	// redial is the earliest time of the next handshake after a welcomed
+	// connection was dropped (see abandon).
+	redial time.Time
 }
 
 // worldID identifies one world segment (one engine's).
@@ -270,6 +273,20 @@ func (s *session) rejoin(ctx context.Context) error {
 // errStaleSegments: the instance's segments were left by a dead engine.
 var errStaleSegments = errors.New("segments of a dead engine (waiting for the new engine)")
 
+// errRedialWait: a handshake waits for the engine to handle the end of the
+// connection this process dropped (see abandon).
+var errRedialWait = errors.New("waiting for the engine to see the dropped connection")
+
+// abandon closes a connection the engine has admitted and holds the next
+// handshake back for two of its frame periods (50 to 200 ms). The engine
+// handles the end of a module's connection at its next frame, by the
+// module's pid: a handshake of this process before then would be taken for
+// the dropped connection's incarnation and reclaimed with it.
+func (s *session) abandon(conn *ipc.ControlConn, wel ipc.Welcome) {
+	conn.Close()
+	s.redial = time.Now().Add(min(max(2*time.Duration(wel.FramePeriod), 50*time.Millisecond), 200*time.Millisecond))
+}
+
 // attach maps the instance's live segments, handshakes and maps the module
 // segment, retrying until deadline while the engine is not up yet.
 func (s *session) attach(ctx context.Context, deadline time.Time) error {
@@ -335,6 +352,9 @@ func (s *session) tryAttach() error {
 		Name: s.spec.Name, Tier: s.spec.Tier, Every: s.spec.Every, Mask: uint64(s.spec.Reads), Components: names,
 		SchemaHash: s.opt.Registry.SchemaHash(), PID: os.Getpid(), Group: s.spec.Group, ReaderEntry: s.reader.Entry(),
 	}
+	if time.Now().Before(s.redial) {
+		return errRedialWait
+	}
 	joined := ipc.MonoNanos()
 	conn, wel, err := ipc.Dial(s.opt.Instance, hello, 2*time.Second)
 	if err != nil {
@@ -343,7 +363,7 @@ func (s *session) tryAttach() error {
 	if !s.readerCurrent() {
 		// The engine that welcomed us is not the one whose segments we
 		// mapped (it restarted between our attach and our handshake).
-		conn.Close()
+		s.abandon(conn, wel)
 		return errStaleSegments
 	}
 	s.conn, s.wel, s.joined = conn, wel, joined
@@ -355,7 +375,7 @@ func (s *session) tryAttach() error {
 				seg.Close()
 			}
 		}
-		s.conn.Close()
+		s.abandon(s.conn, wel)
 		s.reader.Close()
 		s.reader, s.conn, s.modSeg, s.evSeg, s.prod, s.tick, s.done = nil, nil, nil, nil, nil, nil, nil
 		return err
