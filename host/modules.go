@@ -56,6 +56,11 @@ type Module struct {
 	done         *ipc.Doorbell
 	play         *world.Playback
 	lastRun      uint64 // frame of the last dispatch
+	// waiting: no tick was dispatched to this incarnation yet. A slow
+	// module that (re)joins is due at once instead of waiting for the next
+	// frame that is a multiple of Every (up to a whole period, e.g. 100 ms
+	// at every 6 frames of 60 Hz, after an engine restart).
+	waiting bool
 	busy         bool   // dispatched and not done yet
 	failStreak   int
 	breakerUntil time.Time
@@ -114,6 +119,7 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	m.PID, m.ReaderEntry = peer.PID, h.ReaderEntry
 	m.pidStart, _ = shm.ProcStartTime(peer.PID) // 0 if it is gone already: then it reads as dead
 	m.State, m.busy, m.failStreak, m.probing, m.holdSlot = StateJoined, false, 0, false, -1
+	m.waiting = true
 	m.Stats.Joins++
 	// Whatever a previous incarnation left uncommitted is invisible; what it
 	// committed but was not played yet is discarded with its death.
@@ -271,7 +277,7 @@ func (e *Engine) ring(m *Module, slot int) {
 	// new lease, not the previous tick's (released) slot.
 	layout.Store64(b, layout.OffMTickLease, layout.PackTick(slot, dt))
 	layout.Store64(b, layout.OffMTickFrame, e.frame)
-	m.lastRun, m.busy, m.holdSlot = e.frame, true, slot
+	m.lastRun, m.busy, m.holdSlot, m.waiting = e.frame, true, slot, false
 	m.Stats.Runs++
 	layout.Store64(b, layout.OffMTickStamp, ipc.MonoNanos())
 	_, _ = m.tick.Ring()
@@ -342,7 +348,7 @@ func (e *Engine) dispatch(now time.Time) int {
 				continue
 			}
 			done |= 1 << uint(j)
-			if e.frame%uint64(x.Every) != 0 || !x.available(now) {
+			if (e.frame%uint64(x.Every) != 0 && !x.waiting) || !x.available(now) {
 				continue
 			}
 			if x.busy {
