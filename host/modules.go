@@ -49,19 +49,19 @@ type Module struct {
 	State       string
 	Stats       ModuleStats
 
-	seg          *shm.Segment
-	lm           *layout.Module
-	cons         *ipc.Consumer
-	tick         *ipc.Doorbell
-	done         *ipc.Doorbell
-	play         *world.Playback
-	lastRun      uint64 // frame of the last dispatch
+	seg     *shm.Segment
+	lm      *layout.Module
+	cons    *ipc.Consumer
+	tick    *ipc.Doorbell
+	done    *ipc.Doorbell
+	play    *world.Playback
+	lastRun uint64 // frame of the last dispatch
 	// waiting: no tick was dispatched to this incarnation yet. A slow
 	// module that (re)joins is due at once instead of waiting for the next
 	// frame that is a multiple of Every (up to a whole period, e.g. 100 ms
 	// at every 6 frames of 60 Hz, after an engine restart).
-	waiting bool
-	busy         bool   // dispatched and not done yet
+	waiting      bool
+	busy         bool // dispatched and not done yet
 	failStreak   int
 	breakerUntil time.Time
 	probing      bool
