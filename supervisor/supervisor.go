@@ -507,8 +507,15 @@ func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time) b
 		c.state = StateBroken
 		c.trips++
 	}
+	// The engine's first restart after a healthy run (or its first death)
+	// is immediate: every module waits on it, and its outage is the world's.
+	// A crash loop still backs off from InitialBackoff on.
+	immediate := c.engine && (c.backoff <= 0 || uptime >= s.cfg.Restart.ResetAfter.D())
 	c.backoff = nextBackoff(c.backoff, uptime, s.cfg.Restart)
 	delay := c.backoff
+	if immediate {
+		delay = 0
+	}
 	if !broken {
 		c.lastDelay = delay
 	}

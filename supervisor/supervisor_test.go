@@ -493,3 +493,30 @@ func TestOnStatusPeriodic(t *testing.T) {
 		}
 	}
 }
+
+// TestEngineFirstRestartImmediate: the engine's first restart after a
+// healthy run has no backoff (every module waits on it); a crash loop (a
+// death soon after a restart) backs off as configured.
+func TestEngineFirstRestartImmediate(t *testing.T) {
+	rec := newRecorder()
+	cfg := baseConfig(t.TempDir())
+	cfg.Restart.InitialBackoff = Duration(300 * time.Millisecond)
+	cfg.Restart.MaxBackoff = Duration(time.Second)
+	cfg.Restart.ResetAfter = Duration(time.Hour) // every later death is "soon"
+	_ = startSup(t, cfg, rec, nil)
+	eng := rec.wait(t, "start", EngineName).pid
+	if err := syscall.Kill(eng, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if d := rec.wait(t, "backoff", EngineName).delay; d != 0 {
+		t.Fatalf("first restart after %v, want immediate", d)
+	}
+	eng2 := rec.wait(t, "start", EngineName).pid
+	if err := syscall.Kill(eng2, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	want := time.Duration(float64(cfg.Restart.InitialBackoff.D()) * cfg.Restart.Multiplier)
+	if d := rec.wait(t, "backoff", EngineName).delay; d != want {
+		t.Fatalf("crash loop: backoff %v, want %v (initial x multiplier)", d, want)
+	}
+}

@@ -130,20 +130,32 @@ func (p *Publisher) LeasedSlots() int {
 // number of slots warmed.
 func (p *Publisher) WarmUp(frame uint64, mask world.Mask) int {
 	n := 0
-	ver := p.w.Seal() // see Publish
+	for p.WarmOne(frame, mask) {
+		n++
+	}
+	return n
+}
+
+// WarmOne fills one free slot that was never written (slot version 0) with
+// the components of mask, as WarmUp does for all of them; it reports whether
+// it found one. The engine warms one slot per frame in the frame's idle time
+// instead of all of them before its first frame, which after an engine
+// restart would delay the first frame by a full copy per slot.
+func (p *Publisher) WarmOne(frame uint64, mask world.Mask) bool {
 	for s := 0; s < p.lw.Slots; s++ {
-		if s == p.latest || p.slotLeased(s) {
+		if s == p.latest || p.slotVersion(s) != 0 || p.slotLeased(s) {
 			continue
 		}
 		odd, ok := p.claim(s)
 		if !ok {
 			continue
 		}
+		ver := p.w.Seal() // see Publish
 		var st PublishStats
 		p.fill(s, mask, &st)
 		p.finish(s, odd, frame, ver, mask, &st)
-		n++
+		p.Warmed++
+		return true
 	}
-	p.Warmed += uint64(n)
-	return n
+	return false
 }
