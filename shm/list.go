@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/fdp-engine/fdp/layout"
@@ -277,7 +278,34 @@ func GCKeep(instance string, keep func(Info) bool) (removed []string, err error)
 		}
 		removed = append(removed, in.Name)
 	}
+	if instance != "" {
+		removed = append(removed, removeSocketTemps(instance, false)...)
+	}
 	return removed, nil
+}
+
+// removeSocketTemps removes the temporary control sockets of instance
+// (".fdp.<instance>.<pid>.tmp": the engine binds its socket under that name
+// and renames it into place; an engine killed in between leaves the file):
+// those of dead processes, or all of them. It returns the names removed.
+func removeSocketTemps(instance string, all bool) []string {
+	matches, _ := filepath.Glob(filepath.Join(Dir, "."+Prefix+instance+".*.tmp"))
+	var removed []string
+	for _, path := range matches {
+		name := filepath.Base(path)
+		pid := strings.TrimSuffix(strings.TrimPrefix(name, "."+Prefix+instance+"."), ".tmp")
+		n, err := strconv.ParseUint(pid, 10, 31)
+		if err != nil {
+			continue // not one of ours
+		}
+		if !all && unix.Kill(int(n), 0) != unix.ESRCH {
+			continue // its process (or one that reuses the pid) is alive
+		}
+		if os.Remove(path) == nil {
+			removed = append(removed, name)
+		}
+	}
+	return removed
 }
 
 // Rename renames segment from to the name to in Dir with rename(2), never
@@ -329,5 +357,6 @@ func RemoveInstance(instance string) error {
 			first = err
 		}
 	}
+	removeSocketTemps(instance, true)
 	return first
 }
