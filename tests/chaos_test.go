@@ -231,7 +231,7 @@ modules:
   - {name: ai-1, command: [modrunner, ai], tier: slow, every: 6, group: ai}
   - {name: ai-2, command: [modrunner, ai], tier: slow, every: 6, group: ai}
   - {name: alert, command: [modrunner, alert], tier: slow, every: 30, group: solo}
-restart: {initial_backoff: 10ms, max_backoff: 100ms, multiplier: 2, reset_after: 1s}
+restart: {initial_backoff: 10ms, max_backoff: 100ms, multiplier: 2, reset_after: 100ms}
 breaker: {max_failures: 100000, window: 1s}
 hang: {heartbeat_timeout: 3s}
 shutdown: {grace: 2s}
