@@ -272,7 +272,10 @@ shutdown: {grace: 2s}
 	t.Logf("chaos seed %d", seed)
 	var (
 		engineKills, earlyKills, moduleKills int
-		outages                              []time.Duration // engine kill -> first frame of the next engine
+		// Engine kill -> first frame of the next engine: after a healthy
+		// run of the killed engine (the supervisor restarts it at once),
+		// and in a crash loop (it ran less than reset_after: backoff).
+		outages, loopOutages []time.Duration
 		killed                               = map[int]bool{}
 	)
 	end := time.Now().Add(chaosDuration())
@@ -300,6 +303,9 @@ shutdown: {grace: 2s}
 				}
 			} else {
 				kill := time.Now()
+				obs.mu.Lock()
+				healthy := kill.Sub(obs.firstSeen[pid]) > 150*time.Millisecond // reset_after 100ms, plus start-up
+				obs.mu.Unlock()
 				require.NoError(t, syscall.Kill(cur, syscall.SIGKILL))
 				killed[cur] = true
 				engineKills++
@@ -309,7 +315,11 @@ shutdown: {grace: 2s}
 				})
 				p, _ := obs.latestEngine()
 				obs.mu.Lock()
-				outages = append(outages, obs.firstSeen[p].Sub(kill))
+				if healthy {
+					outages = append(outages, obs.firstSeen[p].Sub(kill))
+				} else {
+					loopOutages = append(loopOutages, obs.firstSeen[p].Sub(kill))
+				}
 				obs.mu.Unlock()
 			}
 		}
@@ -342,20 +352,21 @@ shutdown: {grace: 2s}
 	defer obs.mu.Unlock()
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
-	sort.Slice(outages, func(i, j int) bool { return outages[i] < outages[j] })
-	pct := func(p float64) time.Duration {
-		if len(outages) == 0 {
-			return 0
+	pcts := func(d []time.Duration) string {
+		if len(d) == 0 {
+			return "none"
 		}
-		return outages[min(len(outages)-1, int(p*float64(len(outages))))]
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		at := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))].Round(100 * time.Microsecond) }
+		return fmt.Sprintf("p50 %v p99 %v max %v (%d)", at(0.5), at(0.99), at(1), len(d))
 	}
 	restarts := 0
 	for _, m := range modules {
 		restarts += len(sl.started[m]) - 1
 	}
-	t.Logf("chaos %v: engine kills %d (+%d during start-up), module kills %d, module restarts %d; frames audited %d, torn reads retried %d, inconsistent %d, regressions %d; engines %d, recovered %d, clean starts %d; outage kill->first frame p50 %v p99 %v max %v (%d samples)",
+	t.Logf("chaos %v: engine kills %d (+%d during start-up), module kills %d, module restarts %d; frames audited %d, torn reads retried %d, inconsistent %d, regressions %d; engines %d, recovered %d, clean starts %d; outage kill->first frame after a healthy run %s, in a crash loop %s",
 		chaosDuration(), engineKills, earlyKills, moduleKills, restarts, obs.audited, obs.torn, len(obs.inconsistent), len(obs.regressions),
-		len(sl.started["engine"]), sl.recovered, sl.clean, pct(0.5), pct(0.99), pct(1), len(outages))
+		len(sl.started["engine"]), sl.recovered, sl.clean, pcts(outages), pcts(loopOutages))
 	require.NoError(t, werr, "engine up exits 0 on SIGTERM; last lines:\n%s", strings.Join(sl.tail, "\n"))
 	require.Empty(t, obs.inconsistent, "inconsistent frames")
 	require.Empty(t, obs.regressions, "frame numbers went backwards")
