@@ -276,7 +276,7 @@ shutdown: {grace: 2s}
 		// run of the killed engine (the supervisor restarts it at once),
 		// and in a crash loop (it ran less than reset_after: backoff).
 		outages, loopOutages []time.Duration
-		killed                               = map[int]bool{}
+		killed               = map[int]bool{}
 	)
 	end := time.Now().Add(chaosDuration())
 	nextModuleKill := time.Now().Add(time.Duration(50+rng.Intn(300)) * time.Millisecond)
@@ -357,7 +357,9 @@ shutdown: {grace: 2s}
 			return "none"
 		}
 		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-		at := func(p float64) time.Duration { return d[min(len(d)-1, int(p*float64(len(d))))].Round(100 * time.Microsecond) }
+		at := func(p float64) time.Duration {
+			return d[min(len(d)-1, int(p*float64(len(d))))].Round(100 * time.Microsecond)
+		}
 		return fmt.Sprintf("p50 %v p99 %v max %v (%d)", at(0.5), at(0.99), at(1), len(d))
 	}
 	restarts := 0
