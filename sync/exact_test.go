@@ -134,3 +134,38 @@ func TestPublishExactInAnyOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestPinNeverReturnsASnapshotAsLatest: a reader loads latest (frame N,
+// slot s); before it pins, the engine publishes N+1 elsewhere and writes a
+// convoy snapshot (only its modules' components) into s. The pin of s then
+// succeeds (its seq is even and stable), but s is not frame N any more: Pin
+// must retry from latest instead of returning the snapshot as the latest
+// frame. The latest word is set back to (N, s) to stand for the reader's
+// stale load.
+func TestPinNeverReturnsASnapshotAsLatest(t *testing.T) {
+	fx := newFixture(t, 16, 4, 40)
+	all := world.Mask(^uint64(0))
+	st1, err := fx.pub.Publish(1, all)
+	require.NoError(t, err)
+	_, err = fx.pub.Publish(2, all)
+	require.NoError(t, err)
+	latest2 := layout.Load64(fx.segs.World.Data, layout.OffWLatest)
+	// Frame 3's snapshot: the slot of frame 1 is free again and the newest
+	// after latest, so the snapshot reuses it.
+	slot, _, err := fx.pub.Snapshot(3, world.MaskOf(fx.ids.vel), 1)
+	require.NoError(t, err)
+	require.Equal(t, st1.Slot, slot, "the snapshot reuses frame 1's slot")
+
+	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
+	require.NoError(t, err)
+	t.Cleanup(func() { r.Close() })
+	layout.Store64(fx.segs.World.Data, layout.OffWLatest, layout.PackLatest(1, slot))
+	_, err = r.Pin()
+	require.ErrorIs(t, err, ErrBusy, "the snapshot slot is never returned as frame 1")
+
+	layout.Store64(fx.segs.World.Data, layout.OffWLatest, latest2)
+	f, err := r.Pin()
+	require.NoError(t, err)
+	require.Equal(t, uint64(2), f.Number())
+	require.NoError(t, f.Release())
+}

@@ -230,11 +230,20 @@ func (r *Reader) Pin() (*Frame, error) {
 			layout.Store64(lb, pinOff, layout.PackPin(s, q))
 			if layout.Load64(b, seqOff) == q {
 				info := r.lw.ReadSlotInfo(s)
+				if info.Frame != frame {
+					// The slot stopped being the latest between the load
+					// of latest and the pin and was rewritten since (a
+					// convoy snapshot of a later frame, with only its
+					// modules' components): the pin is good, the slot is
+					// not the latest frame. Retry from latest.
+					layout.Store64(lb, pinOff, 0)
+					layout.Add64(lb, r.entryOff+layout.ReaderRetries, 1)
+					continue
+				}
 				if err := r.lw.ValidateSlotInfo(info); err != nil {
 					layout.Store64(lb, pinOff, 0)
 					return nil, err
 				}
-				_ = frame
 				layout.Add64(lb, r.entryOff+layout.ReaderPins, 1)
 				layout.Store64(lb, r.entryOff+layout.ReaderHeartbeat, uint64(time.Now().UnixNano()))
 				r.frame.slot, r.frame.seq, r.frame.info, r.frame.pinned = s, q, info, true
