@@ -99,17 +99,29 @@ func TestGCKeepsAsideForRecovery(t *testing.T) {
 	require.Equal(t, uint64(9), st["fdp.t.world.prev"].Frame)
 	require.Equal(t, AsidePrev, st["fdp.t.world.prev"].Aside)
 	require.Equal(t, NoAside, st["fdp.t.world"].Aside)
-	require.True(t, st["fdp.t.world.prev"].KeptForRecovery, "no live world")
+	require.False(t, st["fdp.t.world.prev"].KeptForRecovery, "the stale world (frame 10) supersedes the copy (9)")
 	require.Equal(t, StateStale, st["fdp.t.world.prev"].State)
-	require.False(t, Removable(st["fdp.t.world.prev"]))
+	require.True(t, Removable(st["fdp.t.world.prev"]))
 	require.True(t, Removable(st["fdp.t.world"]))
 
 	removed, err := GCKeep("t", RecoveryMaterial)
 	require.NoError(t, err)
 	require.Equal(t, []string{"fdp.t.leases"}, removed, "the world and its aside copy are kept")
+	// gc of the dead instance removes the world and the older copy together:
+	// keeping only the copy would make the next engine resume from frame 9
+	// after frame 10 was published.
 	removed, err = GC("t")
 	require.NoError(t, err)
-	require.Equal(t, []string{"fdp.t.world"}, removed, "gc keeps the aside copy")
+	require.Equal(t, []string{"fdp.t.world", "fdp.t.world.prev"}, removed)
+
+	// An engine killed after it renamed the world aside and before its own
+	// world exists: the copy is the only recovery material, kept.
+	worldFile(t, "fdp.t.world.prev", "t", 9, false)
+	st = states(t)
+	require.True(t, st["fdp.t.world.prev"].KeptForRecovery, "no world segment")
+	removed, err = GC("t")
+	require.NoError(t, err)
+	require.Empty(t, removed)
 
 	// A live engine that has not published beyond the copy: still kept.
 	live := worldFile(t, "fdp.t.world", "t", 8, true)

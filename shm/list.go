@@ -122,13 +122,16 @@ func List() ([]Info, error) {
 	return out, nil
 }
 
-// markKept sets KeptForRecovery on the aside copies that no live world
-// segment of their instance has superseded (published a frame at or beyond
-// theirs).
+// markKept sets KeptForRecovery on the aside copies that no world segment of
+// their instance has superseded (published a frame at or beyond theirs). The
+// world segment may be live (a new engine that has published past the copy
+// no longer needs it) or stale (a dead engine that published past it: it is
+// the newer recovery material; keeping only the older copy would let an
+// engine started after `engine gc` resume from an older frame).
 func markKept(infos []Info) {
-	live := map[string]uint64{} // instance -> frame of its live world segment
+	live := map[string]uint64{} // instance -> frame of its world segment
 	for _, in := range infos {
-		if in.Kind == WorldKind && in.State == StateLive && in.Frame > 0 {
+		if in.Kind == WorldKind && (in.State == StateLive || in.State == StateStale) && in.Frame > 0 {
 			live[in.Instance] = in.Frame
 		}
 	}
