@@ -58,6 +58,11 @@ func init() {
 func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	inst := cfg.Instance
+	unlock, err := lockInstance(inst)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	hb := newHeartbeats(inst)
 	defer hb.close()
 	sup, err := supervisor.New(cfg, supervisor.Options{
@@ -79,7 +84,19 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) err
 			// at once so the engine's slots never wait for that.
 			Reclaim:   func(name string, pid int) error { return releaseReader(inst, pid, log) },
 			Heartbeat: hb.last,
-			AfterStop: func() error { return shm.RemoveInstance(inst) },
+			// A stop that was asked for (signal, --duration) removes the
+			// instance. A stop because the engine failed for good (its
+			// circuit breaker tripped, or it exited with restart off)
+			// keeps the world for the next start to recover: that is when
+			// it matters most.
+			AfterStop: func() error {
+				if ctx.Err() != nil {
+					return shm.RemoveInstance(inst)
+				}
+				removed, err := shm.GCKeep(inst, shm.RecoveryMaterial)
+				log.Warn("the engine failed: its world is kept for the next start to recover", "instance", inst, "removed", removed)
+				return err
+			},
 		},
 	})
 	if err != nil {
