@@ -11,6 +11,7 @@ import (
 	"math"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -69,13 +70,16 @@ func (r *verifyResult) record(rep audit.Report) {
 func newVerifyCmd() *cobra.Command {
 	o := &verifyOpts{}
 	c := &cobra.Command{
-		Use:   "verify INSTANCE",
+		Use:   "verify INSTANCE | SEGMENT | PATH",
 		Short: "Audit an instance's published frames read-only: every invariant of the latest frames and of every slot",
 		Long: "Map the instance's world segment read-only and audit the latest frame again and again until --frames distinct\n" +
 			"frames were checked (with --duration alone: until it passed), or no new frame came for --idle (a stopped\n" +
 			"engine; a dead one is audited once); then audit\n" +
 			"every other complete slot once. Frames are copied under the seqlock rule without a pin: a frame rewritten\n" +
-			"during its copy is read again (a retry), never reported. Exits 1 when any frame breaks an invariant.",
+			"during its copy is read again (a retry), never reported. Exits 1 when any frame breaks an invariant, and when\n" +
+			"nothing was published (nothing to verify).\n" +
+			"INSTANCE names the instance's world segment; SEGMENT (fdp.demo.world.prev, demo.world.prev) and PATH (a file\n" +
+			"path containing '/', e.g. a copy of a crashed engine's segment) are resolved as by dump.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.frames < 1 {
@@ -97,7 +101,16 @@ func newVerifyCmd() *cobra.Command {
 }
 
 func runVerify(ctx context.Context, w io.Writer, instance string, o *verifyOpts) error {
-	seg, err := shm.Open(shm.SegmentName(instance, "world"), false) // read-only mapping: verify never writes
+	// Read-only mapping: verify never writes. An instance name has no '.'
+	// and no '/' (layout.ValidInstanceName); anything else is a segment
+	// name or a path, as dump resolves it.
+	var seg *shm.Segment
+	var err error
+	if strings.ContainsAny(instance, "./") {
+		seg, err = openSegment([]string{instance})
+	} else {
+		seg, err = shm.Open(shm.SegmentName(instance, "world"), false)
+	}
 	if err != nil {
 		return err
 	}
@@ -129,6 +142,11 @@ func runVerify(ctx context.Context, w io.Writer, instance string, o *verifyOpts)
 		case err != nil:
 			return fmt.Errorf("%s: %w", seg.Path, err)
 		case res.Frames == 0 || rep.Info.Frame != last:
+			if rep.Info.Frame == 0 {
+				// The latest word itself is broken (no slot header was
+				// read): report the frame it names.
+				rep.Info.Frame, _, _ = layout.UnpackLatest(layout.Load64(seg.Data, layout.OffWLatest))
+			}
 			if res.Frames == 0 {
 				res.FirstFrame = rep.Info.Frame
 			}
@@ -180,6 +198,9 @@ func runVerify(ctx context.Context, w io.Writer, instance string, o *verifyOpts)
 		return fmt.Errorf("%s: %d inconsistent frame(s), %d problem(s), first: frame %d %s",
 			seg.Path, res.Inconsistent, res.Problems, res.First[0].Frame, res.First[0].Problem)
 	}
+	if res.Frames == 0 && res.Slots == 0 {
+		return fmt.Errorf("%s: nothing published: no frame to verify", seg.Path)
+	}
 	return nil
 }
 
@@ -190,6 +211,9 @@ func verifyText(w io.Writer, r *verifyResult) error {
 	}
 	fmt.Fprintf(w, ", %d retries; %d other complete slot(s) audited, %d being written\n", r.Retries, r.Slots, r.SlotsBusy)
 	if r.Inconsistent == 0 {
+		if r.Frames == 0 && r.Slots == 0 {
+			return nil // nothing published: runVerify fails
+		}
 		_, err := fmt.Fprintln(w, "OK: every audited frame satisfies every invariant")
 		return err
 	}

@@ -189,6 +189,29 @@ func TestVerify(t *testing.T) {
 	_, stderr, code = runMain(t, "verify", inst)
 	require.Equal(t, 0, code, stderr)
 
+	// A file path (a copy of a crashed engine's segment) and an aside
+	// segment name are verified as well.
+	copyPath := filepath.Join(t.TempDir(), "copy.world")
+	require.NoError(t, os.WriteFile(copyPath, bad, 0o600))
+	_, _, err = engineCmd(t, "verify", copyPath)
+	require.ErrorContains(t, err, "chunk_alive")
+	createSegment(t, shm.SegmentName(inst, "world.prev"), before)
+	out, _, err = engineCmd(t, "verify", shm.SegmentName(inst, "world.prev"))
+	require.NoError(t, err, out)
+	require.Contains(t, out, "1 frame(s) audited")
+
+	// A world that never published: nothing to verify is an error.
+	empty := append([]byte(nil), before...)
+	binary.LittleEndian.PutUint64(empty[layout.OffWLatest:], 0)
+	for s := 0; s < lw.Slots; s++ {
+		binary.LittleEndian.PutUint64(empty[lw.SlotOff(s)+layout.SlotSeq:], 0)
+		binary.LittleEndian.PutUint64(empty[lw.SlotOff(s)+layout.SlotVersion:], 0)
+	}
+	createSegment(t, shm.SegmentName(inst+"none", "world"), empty)
+	out, _, err = engineCmd(t, "verify", inst+"none")
+	require.ErrorContains(t, err, "nothing published")
+	require.NotContains(t, out, "OK")
+
 	// Missing and corrupt segments: one-line errors.
 	_, _, err = engineCmd(t, "verify", inst+"missing")
 	require.ErrorIs(t, err, os.ErrNotExist)
