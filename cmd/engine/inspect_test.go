@@ -228,6 +228,24 @@ func TestDumpCorruptInputs(t *testing.T) {
 	require.ErrorIs(t, err, os.ErrNotExist)
 }
 
+// runMain runs the real main() with args in a child process (through
+// TestEngineMainExitCode's child role) and returns stdout, stderr and the
+// exit status.
+func runMain(t *testing.T, args ...string) (string, string, int) {
+	cmd := exec.Command(os.Args[0], "-test.run=^TestEngineMainExitCode$")
+	cmd.Env = append(os.Environ(), "FDP_TEST_CHILD=engine-main", "FDP_TEST_ARGS="+strings.Join(args, "\x1f"), "FDP_SHM_DIR="+shm.Dir)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else {
+		require.NoError(t, err)
+	}
+	return out.String(), errb.String(), code
+}
+
 // TestEngineMainExitCode runs the real main() in a child process: a corrupt
 // segment gives exit status 1 and a single error line on stderr.
 func TestEngineMainExitCode(t *testing.T) {
@@ -240,20 +258,7 @@ func TestEngineMainExitCode(t *testing.T) {
 	good := fixture.World(fixture.Default)
 	bad := append([]byte(nil), good...)
 	bad[layout.OffKind] = 9 // foreign kind, checksum now wrong too
-	run := func(args ...string) (string, string, int) {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestEngineMainExitCode$")
-		cmd.Env = append(os.Environ(), "FDP_TEST_CHILD=engine-main", "FDP_TEST_ARGS="+strings.Join(args, "\x1f"), "FDP_SHM_DIR="+tmp)
-		var out, errb bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		code := 0
-		if ee, ok := err.(*exec.ExitError); ok {
-			code = ee.ExitCode()
-		} else {
-			require.NoError(t, err)
-		}
-		return out.String(), errb.String(), code
-	}
+	run := func(args ...string) (string, string, int) { return runMain(t, args...) }
 	require.NoError(t, os.WriteFile(filepath.Join(tmp, "bad"), bad, 0o600))
 	require.NoError(t, os.WriteFile(filepath.Join(tmp, "good"), good, 0o600))
 	_, stderr, code := run("dump", filepath.Join(tmp, "bad"))

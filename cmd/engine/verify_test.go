@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -107,23 +106,6 @@ func startPublisher(t *testing.T, instance string) *exec.Cmd {
 	return cmd
 }
 
-// runMain runs the real main() with args in a child process (through
-// TestEngineMainExitCode's child role) and returns stdout, stderr and the
-// exit status.
-func runMain(t *testing.T, args ...string) (string, string, int) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestEngineMainExitCode$")
-	cmd.Env = append(os.Environ(), "FDP_TEST_CHILD=engine-main", "FDP_TEST_ARGS="+strings.Join(args, "\x1f"), "FDP_SHM_DIR="+shm.Dir)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(t, err)
-	}
-	return out.String(), errb.String(), code
-}
 
 func TestVerify(t *testing.T) {
 	dir := useTempShm(t)
