@@ -106,7 +106,6 @@ func startPublisher(t *testing.T, instance string) *exec.Cmd {
 	return cmd
 }
 
-
 func TestVerify(t *testing.T) {
 	dir := useTempShm(t)
 	inst := uniqueInstance()
