@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fdp-engine/fdp/internal/testutil"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
 	fsync "github.com/fdp-engine/fdp/sync"
@@ -583,21 +584,6 @@ func latestOf(t *testing.T, inst string) uint64 {
 	return f
 }
 
-// corruptLatestPayload makes the latest slot of a stale world segment
-// unrecoverable (an entity record with unknown flags) and leaves its latest
-// word readable.
-func corruptLatestPayload(t *testing.T, name string) {
-	seg, err := shm.Open(name, true)
-	require.NoError(t, err)
-	defer seg.Close()
-	lw, err := layout.DecodeWorld(seg.Data)
-	require.NoError(t, err)
-	_, slot, ok := layout.UnpackLatest(layout.Load64(seg.Data, layout.OffWLatest))
-	require.True(t, ok)
-	eo, _ := lw.EntityRange(slot, 0)
-	seg.Data[eo+4] |= 0x80
-}
-
 // TestFailedRecoveryKeepsFrameNumbers: the stale world's payload is corrupt
 // but its latest word readable: the next engine starts clean, but after the
 // old frame number; the corrupt world is kept aside (for its frame number)
@@ -607,7 +593,7 @@ func TestFailedRecoveryKeepsFrameNumbers(t *testing.T) {
 	inst := testInstance(t)
 	c, last := runUntil(t, "TestFailedRecoveryKeepsFrameNumbers", "run", inst, 30)
 	last = killAndDrain(t, c, last)
-	corruptLatestPayload(t, shm.SegmentName(inst, fsync.WorldSegment))
+	testutil.CorruptLatestPayload(t, shm.SegmentName(inst, fsync.WorldSegment))
 
 	s := newRSchema()
 	w, info, err := PrepareStart(inst, func() (*world.World, error) { return newRWorld(t, s), nil }, quietLog())
@@ -648,7 +634,7 @@ func TestRecoverNewestOfWorldAndAside(t *testing.T) {
 	require.NoError(t, err)
 	c, last = runUntil(t, "TestRecoverNewestOfWorldAndAside", "resume", inst, old+1000, fmt.Sprint("FDP_RESUME=", old+1000))
 	newer := killAndDrain(t, c, last)
-	corruptLatestPayload(t, shm.SegmentName(inst, fsync.WorldSegment))
+	testutil.CorruptLatestPayload(t, shm.SegmentName(inst, fsync.WorldSegment))
 
 	s := newRSchema()
 	var logBuf bytes.Buffer

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fdp-engine/fdp/demo"
+	"github.com/fdp-engine/fdp/internal/testutil"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
 	fsync "github.com/fdp-engine/fdp/sync"
@@ -224,21 +225,6 @@ func TestEngineKilledBeforeFirstPublish(t *testing.T) {
 	require.Positive(t, hits, "no kill landed between the recovery and the first publish")
 }
 
-// corruptPayload makes the latest frame of the instance's stale world
-// unrecoverable (an entity record with unknown flags) and leaves the latest
-// word readable.
-func corruptPayload(t *testing.T, inst string) {
-	seg, err := shm.Open(shm.SegmentName(inst, fsync.WorldSegment), true)
-	require.NoError(t, err)
-	defer seg.Close()
-	lw, err := layout.DecodeWorld(seg.Data)
-	require.NoError(t, err)
-	_, slot, ok := layout.UnpackLatest(layout.Load64(seg.Data, layout.OffWLatest))
-	require.True(t, ok)
-	eo, _ := lw.EntityRange(slot, 0)
-	seg.Data[eo+4] |= 0x80
-}
-
 // TestFailedRecoveryFrameNumbersGoOn: the stale world's payload is corrupt
 // but its latest word readable; the next `engine run` starts clean (a fresh
 // demo world) but after the dead engine's frame number, and removes the
@@ -249,7 +235,7 @@ func TestFailedRecoveryFrameNumbersGoOn(t *testing.T) {
 	require.NoError(t, err)
 	inst := uniqueInstance(t, "f")
 	old := killedEngine(t, bin, inst, s)
-	corruptPayload(t, inst)
+	testutil.CorruptLatestPayload(t, shm.SegmentName(inst, fsync.WorldSegment))
 
 	e2 := recStart(t, filepath.Join(bin, "engine"), runArgs(inst, 0)...)
 	l := e2.waitLine(t, "starting clean")
