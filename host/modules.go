@@ -452,24 +452,39 @@ func (e *Engine) waitFast(deadline time.Time) int {
 	return late
 }
 
-// playback applies every committed command batch in module order.
+// playback applies every committed command batch in module order. A ring
+// whose indices or record headers are inconsistent (a module can write
+// anything into its own segment) is counted (the module's corrupt_ring
+// reject reason and the ring's bad counter), reset, and warned about at most
+// once per second per module with the number of detections not logged.
 func (e *Engine) playback() (applied, rejected int) {
 	for _, m := range e.mods {
-		if m.State == StateDead || m.cons.Len() == 0 {
+		if m.State == StateDead {
 			continue
 		}
 		m.play.Begin()
 		before := m.play.Stats
-		_, err := m.cons.Poll(func(typ uint16, payload []byte) error {
-			_ = m.play.Apply(typ, payload)
-			return nil
-		})
+		pending, err := m.cons.Pending()
+		if err == nil && pending == 0 {
+			continue
+		}
+		if err == nil {
+			_, err = m.cons.Poll(func(typ uint16, payload []byte) error {
+				_ = m.play.Apply(typ, payload)
+				return nil
+			})
+		}
 		if err != nil {
-			// A corrupt ring: nothing of it was applied; drop it.
-			m.Stats.Rejected++
-			rejected++
-			_ = m.cons.Reset()
-			e.log.Warn("corrupt command ring reset", "module", m.Name, "err", err)
+			// A corrupt ring: its batch is dropped (nothing of it was
+			// applied, unless a header changed during the delivery).
+			m.play.CountCorruptRing()
+			if rerr := m.cons.Reset(); rerr != nil {
+				err = fmt.Errorf("%w; reset failed: %w", err, rerr)
+			}
+			if due, suppressed := m.cons.CorruptWarning(time.Now(), time.Second); due {
+				e.log.Warn("corrupt command ring reset", "module", m.Name, "slot", m.Slot, "pid", m.PID,
+					"err", err, "suppressed", suppressed)
+			}
 		}
 		a := int(m.play.Stats.Applied - before.Applied)
 		r := int(m.play.Stats.RejectedTotal() - before.RejectedTotal())

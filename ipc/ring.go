@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 	"unsafe"
 
 	"github.com/fdp-engine/fdp/layout"
@@ -233,10 +234,11 @@ func (p *Producer) Commit() {
 	}
 }
 
-// ringStatsEvery is how often (in commits, or in polls that delivered
-// records) the counters are published to shared memory. Each publication is
-// an extra atomic store; doing it every time would cost the unbatched path
-// more than the tail store itself.
+// ringStatsEvery is how often (in commits) the producer's counters are
+// published to shared memory. Each publication is an extra atomic store;
+// doing it every time would cost the unbatched path more than the tail store
+// itself. (The consumer stores its records-read counter on every poll that
+// delivered records: it polls once per frame.)
 const ringStatsEvery = 64
 
 // publishStats stores the producer's counters into the ring header.
@@ -278,7 +280,11 @@ type Consumer struct {
 	head     uint64 // the consumer is the only writer of the shared head
 
 	records, bad, resets uint64
-	polls                uint64 // polls that delivered records
+
+	// Rate limit of the warnings about this ring's corruptions (see
+	// CorruptWarning): when the last one was due and the bad count then.
+	warnedAt  time.Time
+	warnedBad uint64
 
 	// hdrs holds the header words of the first records of the current Poll
 	// as its validation pass read and checked them. The delivery pass frames
@@ -294,22 +300,24 @@ const ringHdrCache = 256
 
 // NewConsumer attaches the consumer to a ring region inside a mapped
 // segment. Only the static header is validated here; inconsistent indices
-// are reported by Poll (ErrCorruptRing) and cleared by Reset.
+// are reported by Pending and Poll (ErrCorruptRing) and cleared by Reset.
 func NewConsumer(region []byte) (*Consumer, error) {
 	c, err := ringOpen(region)
 	if err != nil {
 		return nil, err
 	}
+	bad := layout.Load64(region, layout.RingOffConsBad)
 	return &Consumer{
-		region:   region,
-		data:     region[layout.RingHeaderSize : layout.RingHeaderSize+int(c) : layout.RingHeaderSize+int(c)],
-		capacity: c,
-		mask:     c - 1,
-		maxRec:   layout.MaxRecordLen(c),
-		head:     layout.Load64(region, layout.RingOffHead),
-		records:  layout.Load64(region, layout.RingOffConsRecords),
-		bad:      layout.Load64(region, layout.RingOffConsBad),
-		resets:   layout.Load64(region, layout.RingOffConsResets),
+		region:    region,
+		data:      region[layout.RingHeaderSize : layout.RingHeaderSize+int(c) : layout.RingHeaderSize+int(c)],
+		capacity:  c,
+		mask:      c - 1,
+		maxRec:    layout.MaxRecordLen(c),
+		head:      layout.Load64(region, layout.RingOffHead),
+		records:   layout.Load64(region, layout.RingOffConsRecords),
+		bad:       bad,
+		resets:    layout.Load64(region, layout.RingOffConsResets),
+		warnedBad: bad,
 	}, nil
 }
 
@@ -338,6 +346,8 @@ func (c *Consumer) ringSlow(pos, tail uint64) (length uint64, typ uint16, s, e u
 	return l, t, off + layout.RecordHeaderSize, off + l - uint64(fl&layout.RecordFlagPadMask), nil
 }
 
+// ringCorrupt counts one corrupt-ring detection (BadRecords) and returns err
+// wrapped in ErrCorruptRing.
 func (c *Consumer) ringCorrupt(err error) error {
 	c.bad++
 	layout.Store64(c.region, layout.RingOffConsBad, c.bad)
@@ -430,7 +440,10 @@ func (c *Consumer) Poll(fn func(typ uint16, payload []byte) error) (n int, err e
 }
 
 // release stores the new head (one atomic store: the space becomes reusable
-// by the producer only after every read of it above) and the counters.
+// by the producer only after every read of it above) and the records-read
+// counter. The counter is stored on every poll that delivered records (one
+// poll per frame and module in the engine), so that a reader of the segment
+// (`engine dump`) sees what was consumed.
 func (c *Consumer) release(pos uint64, n int) {
 	if pos == c.head {
 		return
@@ -439,37 +452,87 @@ func (c *Consumer) release(pos uint64, n int) {
 	layout.Store64(c.region, layout.RingOffHead, pos)
 	if n > 0 {
 		c.records += uint64(n)
-		if c.polls++; c.polls%ringStatsEvery == 0 {
-			layout.Store64(c.region, layout.RingOffConsRecords, c.records)
-		}
+		layout.Store64(c.region, layout.RingOffConsRecords, c.records)
 	}
 }
 
 // Reset discards everything committed and not yet consumed: head = tail.
 // The engine uses it to recover from ErrCorruptRing and to reclaim the ring
 // of a dead module (whose uncommitted records were never visible anyway).
-// It fails only if the tail itself is unusable (not 8-byte aligned), in which
-// case the segment must be recreated.
+//
+// A tail that is not 8-byte aligned (only a misbehaving producer writes one)
+// is first rounded down to a multiple of 8 with a compare-and-swap on the
+// tail word, so that the ring is consistent again and the next Poll sees
+// only what the producer commits afterwards. Reset fails (ErrCorruptRing,
+// counted) only if the producer changed the tail to another unaligned value
+// in between; the next Pending or Poll reports it again.
 func (c *Consumer) Reset() error {
 	tail := layout.Load64(c.region, layout.RingOffTail)
 	if tail%layout.RecordAlign != 0 {
-		return c.ringCorrupt(fmt.Errorf("tail %d not %d-byte aligned, ring cannot be reset", tail, layout.RecordAlign))
+		fixed := tail &^ (layout.RecordAlign - 1)
+		// ORDER(ring-reset): seq-cst CAS on the producer's tail word; it
+		// fails only if the producer stored a new tail since our load, and
+		// then that tail is used if it is aligned.
+		if !layout.CAS64(c.region, layout.RingOffTail, tail, fixed) {
+			fixed = layout.Load64(c.region, layout.RingOffTail)
+			if fixed%layout.RecordAlign != 0 {
+				return c.ringCorrupt(fmt.Errorf("tail %d not %d-byte aligned and changing, ring cannot be reset now", fixed, layout.RecordAlign))
+			}
+		}
+		tail = fixed
 	}
 	c.head = tail
+	// ORDER(ring-head): seq-cst store; pairs with the producer's load of the
+	// head in reserveSlow (space before it is free).
 	layout.Store64(c.region, layout.RingOffHead, tail)
 	c.resets++
 	layout.Store64(c.region, layout.RingOffConsResets, c.resets)
 	return nil
 }
 
+// Pending returns the number of committed bytes not yet consumed (PAD
+// records included). Inconsistent indices (a tail not 8-byte aligned, before
+// the head, or more than the capacity ahead of it) are a corrupt ring: the
+// error wraps ErrCorruptRing, the detection is counted (BadRecords) and the
+// caller should Reset the ring; nothing else ever reports such a ring, since
+// there is nothing to Poll.
+func (c *Consumer) Pending() (int, error) {
+	// ORDER(ring-tail): seq-cst load; pairs with the producer's commit.
+	tail := layout.Load64(c.region, layout.RingOffTail)
+	if tail == c.head && tail%layout.RecordAlign == 0 {
+		return 0, nil
+	}
+	if err := layout.CheckRingIndices(c.head, tail, c.capacity); err != nil {
+		return 0, c.ringCorrupt(err)
+	}
+	return int(tail - c.head), nil
+}
+
 // Len returns the number of committed bytes not yet consumed (including PAD
-// records), or 0 if the indices are inconsistent.
+// records), or 0 if the indices are inconsistent; unlike Pending it neither
+// reports nor counts an inconsistency.
 func (c *Consumer) Len() int {
 	tail := layout.Load64(c.region, layout.RingOffTail)
 	if layout.CheckRingIndices(c.head, tail, c.capacity) != nil {
 		return 0
 	}
 	return int(tail - c.head)
+}
+
+// CorruptWarning rate-limits the warnings about this ring's corruptions.
+// Call it after a detection (an ErrCorruptRing from Pending, Poll or
+// Reset): it reports whether a warning is due at now (the first one, then
+// at most one per interval) and, when it is, how many detections since the
+// previous warning were not warned about.
+func (c *Consumer) CorruptWarning(now time.Time, interval time.Duration) (due bool, suppressed uint64) {
+	if !c.warnedAt.IsZero() && now.Sub(c.warnedAt) < interval {
+		return false, 0
+	}
+	if c.bad > c.warnedBad {
+		suppressed = c.bad - c.warnedBad - 1
+	}
+	c.warnedAt, c.warnedBad = now, c.bad
+	return true, suppressed
 }
 
 // Stats publishes the consumer's counters and returns a snapshot of the

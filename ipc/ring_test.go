@@ -292,18 +292,18 @@ func TestRingCorruptionAndReset(t *testing.T) {
 		wantBad++
 		require.Equal(t, wantBad, c.Stats().BadRecords, cs.name)
 		require.Equal(t, head, layout.Load64(region, layout.RingOffHead), "%s: head must not move", cs.name)
-		// The engine recovers by skipping to the tail. Restore a sane tail
-		// first when the corruption was the tail itself (the module would be
-		// restarted with a fresh producer in that case).
-		if cs.name == "tail misaligned" {
-			require.ErrorIs(t, c.Reset(), ErrCorruptRing)
-			wantBad++
-		}
-		layout.Store64(region, layout.RingOffTail, tail)
+		// The engine recovers by skipping to the tail; a misaligned tail is
+		// rounded down first, so the ring is consistent after one Reset.
 		require.NoError(t, c.Reset(), cs.name)
+		got, err := c.Pending()
+		require.NoError(t, err, "%s: consistent after the reset", cs.name)
+		require.Zero(t, got, cs.name)
 		n, err = c.Poll(fn)
 		require.NoError(t, err)
 		require.Zero(t, n)
+		if cs.name == "tail misaligned" {
+			require.Equal(t, tail, layout.Load64(region, layout.RingOffTail), "the misaligned tail is rounded down")
+		}
 		p, err = NewProducer(region)
 		require.NoError(t, err)
 		fill(2)
@@ -311,7 +311,93 @@ func TestRingCorruptionAndReset(t *testing.T) {
 		require.NoError(t, err, cs.name)
 		require.Equal(t, 2, n, cs.name)
 	}
-	require.Equal(t, uint64(len(cases)), c.Stats().Resets, "a failed reset is not counted")
+	require.Equal(t, uint64(len(cases)), c.Stats().Resets)
+}
+
+// TestRingPendingReportsBadIndices: a tail more than the capacity ahead of
+// the head, misaligned, or before the head leaves nothing to poll; Pending
+// reports each as ErrCorruptRing, counts it once, and after a Reset the ring
+// is consistent and the producer's next batch is delivered.
+func TestRingPendingReportsBadIndices(t *testing.T) {
+	const capacity = 4096
+	region := ringAnonRegion(t, capacity)
+	c, err := NewConsumer(region)
+	require.NoError(t, err)
+	fn := func(uint16, []byte) error { return nil }
+	for i, bad := range []func(head uint64) uint64{
+		func(h uint64) uint64 { return h + capacity + 8 },
+		func(h uint64) uint64 { return h + 12 },
+		func(h uint64) uint64 { return h - 16 },
+		func(h uint64) uint64 { return h + 3 },
+	} {
+		p, err := NewProducer(region)
+		require.NoError(t, err)
+		require.NoError(t, p.Append(1, []byte("ok")))
+		p.Commit()
+		n, err := c.Poll(fn)
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
+		head := layout.Load64(region, layout.RingOffHead)
+		layout.Store64(region, layout.RingOffTail, bad(head))
+		require.Zero(t, c.Len(), "Len hides the inconsistency")
+		_, err = c.Pending()
+		require.ErrorIs(t, err, ErrCorruptRing, "case %d", i)
+		require.Equal(t, uint64(i+1), c.Stats().BadRecords, "case %d: counted once", i)
+		require.NoError(t, c.Reset())
+		pend, err := c.Pending()
+		require.NoError(t, err, "case %d", i)
+		require.Zero(t, pend)
+		require.Equal(t, uint64(i+1), c.Stats().BadRecords, "a consistent ring is not counted")
+	}
+}
+
+// TestRingRecordsReadStoredEveryPoll: the records-read counter in the ring
+// header follows every poll that delivered records (a reader of the segment
+// sees it without the consumer's Stats).
+func TestRingRecordsReadStoredEveryPoll(t *testing.T) {
+	region := ringAnonRegion(t, 4096)
+	p, err := NewProducer(region)
+	require.NoError(t, err)
+	c, err := NewConsumer(region)
+	require.NoError(t, err)
+	for i := 1; i <= 3; i++ {
+		require.NoError(t, p.Append(1, []byte("x")))
+		require.NoError(t, p.Append(1, []byte("y")))
+		p.Commit()
+		_, err := c.Poll(func(uint16, []byte) error { return nil })
+		require.NoError(t, err)
+		st, err := ReadRingStats(region)
+		require.NoError(t, err)
+		require.Equal(t, uint64(2*i), st.RecordsRead)
+	}
+}
+
+// TestRingCorruptWarningRateLimit: one warning per interval, the first at
+// once, each with the number of detections it stands for.
+func TestRingCorruptWarningRateLimit(t *testing.T) {
+	region := ringAnonRegion(t, 4096)
+	c, err := NewConsumer(region)
+	require.NoError(t, err)
+	detect := func() {
+		layout.Store64(region, layout.RingOffTail, layout.Load64(region, layout.RingOffHead)+3)
+		_, err := c.Pending()
+		require.ErrorIs(t, err, ErrCorruptRing)
+		require.NoError(t, c.Reset())
+	}
+	t0 := time.Unix(1000, 0)
+	detect()
+	due, sup := c.CorruptWarning(t0, time.Second)
+	require.True(t, due)
+	require.Zero(t, sup)
+	for i := 1; i <= 5; i++ {
+		detect()
+		due, _ = c.CorruptWarning(t0.Add(time.Duration(i)*100*time.Millisecond), time.Second)
+		require.False(t, due, "detection %d within the interval", i)
+	}
+	detect()
+	due, sup = c.CorruptWarning(t0.Add(time.Second), time.Second)
+	require.True(t, due)
+	require.Equal(t, uint64(5), sup, "the five detections in between")
 }
 
 // TestRingHeaderRewrittenDuringDelivery: a misbehaving producer rewrites a
@@ -430,14 +516,15 @@ func FuzzRingDecode(f *testing.F) {
 			require.Zero(t, n)
 			require.Equal(t, uint64(1), st.BadRecords)
 			require.Equal(t, head, st.Head)
-			if tail%8 == 0 {
-				require.NoError(t, c.Reset())
-				n, err = c.Poll(func(uint16, []byte) error { return nil })
-				require.NoError(t, err)
-				require.Zero(t, n)
-			} else {
-				require.ErrorIs(t, c.Reset(), ErrCorruptRing)
-			}
+			// Reset recovers from anything (a misaligned tail is rounded
+			// down): the ring is consistent and empty afterwards.
+			require.NoError(t, c.Reset())
+			pend, err := c.Pending()
+			require.NoError(t, err)
+			require.Zero(t, pend)
+			n, err = c.Poll(func(uint16, []byte) error { return nil })
+			require.NoError(t, err)
+			require.Zero(t, n)
 			return
 		}
 		require.Equal(t, tail, st.Head, "a clean Poll consumes up to the tail")

@@ -47,10 +47,21 @@ func UnpackTick(w uint64) (slot int, dt time.Duration) {
 	return int(w&tickSlotMask) - 1, time.Duration(w>>tickSlotBits) * time.Microsecond
 }
 
+// Event types SystemEventFirst..0xFFFF are reserved for the engine's system
+// events. The engine rejects a module's PublishEvent of a reserved type at
+// playback (world.RejectReservedEvent), so an event of such a type in the
+// log comes from the engine alone; the engine's own systems may use the rest.
+const SystemEventFirst uint16 = 0xFF00
+
+// IsSystemEvent reports whether typ is in the range reserved for the
+// engine's system events.
+func IsSystemEvent(typ uint16) bool { return typ >= SystemEventFirst }
+
 // SystemEventCreated is the event type the engine publishes in the event log
 // after playback for each temporary id it resolved. Payload (16 bytes,
 // little-endian): u32 module slot, u32 temporary id, u64 entity
-// (SystemEventCreatedSize bytes).
+// (SystemEventCreatedSize bytes). It is in the reserved range: no module can
+// publish it.
 const SystemEventCreated uint16 = 0xFFFF
 
 // SystemEventCreatedSize is the payload size of a SystemEventCreated event.

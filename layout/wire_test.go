@@ -32,3 +32,14 @@ func TestDoneFrame(t *testing.T) {
 		t.Fatalf("DoneFrame(42) = %d, %v", f, failed)
 	}
 }
+
+func TestSystemEventRange(t *testing.T) {
+	for _, c := range []struct {
+		typ  uint16
+		want bool
+	}{{0, false}, {1, false}, {0xFEFF, false}, {SystemEventFirst, true}, {0xFF01, true}, {SystemEventCreated, true}} {
+		if got := IsSystemEvent(c.typ); got != c.want {
+			t.Fatalf("IsSystemEvent(%#x) = %v", c.typ, got)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/fdp-engine/fdp/layout"
 )
 
 // Command record types (the ring record type of each command).
@@ -75,12 +77,21 @@ const (
 	RejectAbsent
 	RejectWorldFull
 	RejectReserved
+	// RejectReservedEvent: a PublishEvent of an event type reserved for the
+	// engine's system events (layout.IsSystemEvent), e.g. a forged
+	// "created" notice.
+	RejectReservedEvent
+	// RejectCorruptRing counts the batches dropped whole because the ring
+	// that carried them was corrupt (inconsistent indices or record
+	// headers); the engine counts it with CountCorruptRing, not Apply.
+	RejectCorruptRing
 	NumRejectReasons
 )
 
 var rejectNames = [NumRejectReasons]string{
 	"unknown_type", "bad_length", "unknown_component", "wrong_size", "stale_entity",
 	"unknown_temp", "duplicate_temp", "exists", "absent", "world_full", "reserved_bits",
+	"reserved_event_type", "corrupt_ring",
 }
 
 func (r RejectReason) String() string {
@@ -168,6 +179,10 @@ func (p *Playback) reject(typ uint16, r RejectReason, detail error) error {
 	p.Stats.Rejected[r]++
 	return &RejectError{Reason: r, Type: typ, Detail: detail}
 }
+
+// CountCorruptRing counts one batch dropped because its ring was corrupt
+// (RejectCorruptRing): the per-module counter beside the record reasons.
+func (p *Playback) CountCorruptRing() { p.Stats.Rejected[RejectCorruptRing]++ }
 
 // resolve turns an entity reference into a live entity.
 func (p *Playback) resolve(typ uint16, ref uint64) (Entity, error) {
@@ -289,7 +304,11 @@ func (p *Playback) Apply(typ uint16, payload []byte) error {
 		if le.Uint16(payload[2:]) != 0 || le.Uint32(payload[4:]) != 0 {
 			return p.reject(typ, RejectReserved, nil)
 		}
-		w.Emit(EventType(le.Uint16(payload)), payload[CmdEventHdr:])
+		et := le.Uint16(payload)
+		if layout.IsSystemEvent(et) {
+			return p.reject(typ, RejectReservedEvent, fmt.Errorf("event type %#04x is reserved for the engine (%#04x..0xffff)", et, layout.SystemEventFirst))
+		}
+		w.Emit(EventType(et), payload[CmdEventHdr:])
 	default:
 		return p.reject(typ, RejectUnknownType, nil)
 	}

@@ -439,6 +439,14 @@ func rejectCases() []rejectCase {
 		add(rejectCase{name: fmt.Sprintf("reserved/event/hdr%d", off), typ: CmdEvent,
 			payload: constant(withReserved(cmdEvent(3, []byte{1}), off, 1)), reason: RejectReserved})
 	}
+	// Event types reserved for the engine's system events (a forged
+	// "created" notice among them), with and without a payload.
+	for _, et := range []EventType{EventType(layout.SystemEventFirst), 0xFF80, EventType(layout.SystemEventCreated)} {
+		add(rejectCase{name: fmt.Sprintf("reserved_event_type/%#x", uint16(et)), typ: CmdEvent,
+			payload: constant(cmdEvent(et, make([]byte, layout.SystemEventCreatedSize))), reason: RejectReservedEvent})
+		add(rejectCase{name: fmt.Sprintf("reserved_event_type/%#x/empty", uint16(et)), typ: CmdEvent,
+			payload: constant(cmdEvent(et, nil)), reason: RejectReservedEvent})
+	}
 	// Temp references with bits 32..62 set.
 	tempCreated := func(t *testing.T, rf *rejectFixture) { require.NoError(t, rf.p.Apply(CmdCreate, cmdCreate(1))) }
 	for _, bit := range []uint{32, 47, 62} {
@@ -497,8 +505,34 @@ func TestPlaybackRejects(t *testing.T) {
 		seen[c.reason] = true
 	}
 	for r := RejectReason(0); r < NumRejectReasons; r++ {
+		if r == RejectCorruptRing {
+			continue // counted by the engine for a whole batch, never by Apply
+		}
 		require.True(t, seen[r], "no case for %v", r)
 	}
+}
+
+// TestPlaybackEventBelowReservedRange: the last type below the reserved
+// range is an ordinary event.
+func TestPlaybackEventBelowReservedRange(t *testing.T) {
+	rf := newRejectFixture(t)
+	require.NoError(t, rf.p.Apply(CmdEvent, cmdEvent(EventType(layout.SystemEventFirst-1), []byte{1})))
+	evs := rf.w.FrameEvents()
+	require.NotEmpty(t, evs)
+	require.Equal(t, Event{EventType(layout.SystemEventFirst - 1), []byte{1}}, evs[len(evs)-1])
+}
+
+// TestCountCorruptRing: the engine's per-module count of batches dropped
+// with a corrupt ring is a reject reason like the others.
+func TestCountCorruptRing(t *testing.T) {
+	rf := newRejectFixture(t)
+	before := rf.p.Stats.RejectedTotal()
+	rf.p.CountCorruptRing()
+	rf.p.CountCorruptRing()
+	require.Equal(t, uint64(2), rf.p.Stats.Rejected[RejectCorruptRing])
+	require.Equal(t, before+2, rf.p.Stats.RejectedTotal())
+	require.Equal(t, "corrupt_ring", RejectCorruptRing.String())
+	require.Equal(t, "reserved_event_type", RejectReservedEvent.String())
 }
 
 func TestRejectReasonString(t *testing.T) {
@@ -509,7 +543,7 @@ func TestRejectReasonString(t *testing.T) {
 		require.False(t, names[s], "duplicate name %q", s)
 		names[s] = true
 	}
-	require.Equal(t, "reason(11)", NumRejectReasons.String())
+	require.Equal(t, "reason(13)", NumRejectReasons.String())
 	require.Equal(t, "reason(-1)", RejectReason(-1).String())
 	e := &RejectError{Reason: RejectBadLength, Type: 9}
 	require.Equal(t, "fdp/world: command type 9 rejected (bad_length)", e.Error())
