@@ -20,7 +20,7 @@ func TestAdmitReclaimsDeadIncarnation(t *testing.T) {
 	t.Cleanup(func() { e.Close() })
 	dead := exec.Command("true")
 	require.NoError(t, dead.Run()) // exited and reaped: its pid names no process
-	hello := ipc.Hello{Name: "m", Tier: ipc.TierFast, Every: 1, ReaderEntry: 0}
+	hello := ipc.Hello{Name: "m", Tier: ipc.TierFast, Every: 1}
 
 	_, err = e.admit(hello, ipc.PeerCred{PID: dead.Process.Pid})
 	require.NoError(t, err)

@@ -18,7 +18,7 @@ func TestJoinedSlowModuleDueAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { e.Close() })
 	e.Step() // frame 1
-	_, err = e.admit(ipc.Hello{Name: "slow", Tier: ipc.TierSlow, Every: 6, ReaderEntry: layout.MaxReaders - 1}, ipc.PeerCred{PID: os.Getpid()})
+	_, err = e.admit(ipc.Hello{Name: "slow", Tier: ipc.TierSlow, Every: 6}, ipc.PeerCred{PID: os.Getpid()})
 	require.NoError(t, err)
 	m := e.mods[0]
 	tickFrame := func() uint64 { return layout.Load64(m.seg.Data, layout.OffMTickFrame) }

@@ -52,7 +52,7 @@ func TestStepPublishesPlayback(t *testing.T) {
 	t.Cleanup(func() { e.Close() })
 
 	// A slow module that is never due: its ring is played back every frame.
-	_, err = e.admit(ipc.Hello{Name: "m", Tier: ipc.TierSlow, Every: math.MaxInt32, ReaderEntry: layout.MaxReaders - 1}, ipc.PeerCred{PID: os.Getpid()})
+	_, err = e.admit(ipc.Hello{Name: "m", Tier: ipc.TierSlow, Every: math.MaxInt32}, ipc.PeerCred{PID: os.Getpid()})
 	require.NoError(t, err)
 	lm, err := layout.DecodeModule(e.mods[0].seg.Data)
 	require.NoError(t, err)

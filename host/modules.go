@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"os"
 	"time"
 
 	"github.com/fdp-engine/fdp/ipc"
@@ -37,17 +38,16 @@ type ModuleStats struct {
 // Module is the engine's record of a module process. Its slot survives the
 // process: a restarted module with the same name gets the same slot.
 type Module struct {
-	Slot        int
-	Name        string
-	Tier        string
-	Every       int
-	Mask        world.Mask
-	Group       string
-	PID         int
-	pidStart    uint64 // start time of PID (clock ticks since boot), read at admission
-	ReaderEntry int
-	State       string
-	Stats       ModuleStats
+	Slot     int
+	Name     string
+	Tier     string
+	Every    int
+	Mask     world.Mask
+	Group    string
+	PID      int
+	pidStart uint64 // start time of PID (clock ticks since boot), read at admission
+	State    string
+	Stats    ModuleStats
 
 	seg     *shm.Segment
 	lm      *layout.Module
@@ -95,17 +95,19 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 				e.reclaim(x)
 			}
 			if x.State != StateDead {
-				return ipc.Welcome{}, fmt.Errorf("fdp/host: module %q is already connected (pid %d)", h.Name, x.PID)
+				return ipc.Welcome{}, fmt.Errorf("module %q is already connected (pid %d)", h.Name, x.PID)
 			}
 			m = x
 		}
 	}
-	if h.ReaderEntry < 0 || h.ReaderEntry >= layout.MaxReaders {
-		return ipc.Welcome{}, fmt.Errorf("fdp/host: module %q has no reader entry", h.Name)
+	if extra := h.Mask &^ uint64(e.allMask); extra != 0 {
+		e.BadMasks++
+		return ipc.Welcome{}, fmt.Errorf("component mask %#x names components beyond the schema's %d (bits %#x)",
+			h.Mask, e.w.Registry().Len(), extra)
 	}
 	if m == nil {
 		if len(e.mods) >= layout.MaxModules {
-			return ipc.Welcome{}, fmt.Errorf("fdp/host: too many modules (%d)", layout.MaxModules)
+			return ipc.Welcome{}, fmt.Errorf("too many modules (%d)", layout.MaxModules)
 		}
 		m = &Module{Slot: len(e.mods), Name: h.Name, holdSlot: -1}
 		if err := e.createModuleSegment(m, h); err != nil {
@@ -115,9 +117,19 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 		e.mods = append(e.mods, m)
 		e.doneBell[m.Slot].Store(m.done)
 	}
+	files, err := e.moduleFiles(m)
+	if err != nil {
+		return ipc.Welcome{}, err
+	}
 	m.Tier, m.Every, m.Mask, m.Group = h.Tier, h.Every, world.Mask(h.Mask), groupKey(h)
-	m.PID, m.ReaderEntry = peer.PID, h.ReaderEntry
+	m.PID = peer.PID
 	m.pidStart, _ = shm.ProcStartTime(peer.PID) // 0 if it is gone already: then it reads as dead
+	// The module's reader and holder id is its slot. A pin a previous
+	// incarnation left in the segment is cleared (and is not watched: the
+	// engine watches a pin only during a tick it rang).
+	e.pub.UnwatchPin(m.Slot)
+	e.pub.ReleaseHolderAll(m.Slot)
+	layout.Store64(m.seg.Data, layout.OffMPin, 0)
 	m.State, m.busy, m.failStreak, m.probing, m.holdSlot = StateJoined, false, 0, false, -1
 	m.waiting = true
 	m.Stats.Joins++
@@ -128,15 +140,37 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	return ipc.Welcome{
 		Slot: m.Slot,
 		Segments: ipc.SegmentNames{
-			World:  shm.SegmentName(e.cfg.Instance, fsync.WorldSegment),
-			Leases: shm.SegmentName(e.cfg.Instance, fsync.LeasesSegment),
-			Events: shm.SegmentName(e.cfg.Instance, "events"),
+			World:  e.segs.World.Name,
+			Events: e.evSeg.Name,
 			Module: m.seg.Name,
 		},
-		ReaderEntry: h.ReaderEntry,
 		ConvoyGroup: m.Slot,
 		FramePeriod: int64(e.period),
+		Files:       files,
 	}, nil
+}
+
+// moduleFiles opens the descriptors a welcome passes (ipc.WelcomeFD*
+// order): the world and the event log read-only, so that the module can map
+// them only PROT_READ and cannot truncate them, and its own segment
+// read-write. Each is a new open file description (shm.Segment.Reopen),
+// never the engine's own, which holds the creator lock.
+func (e *Engine) moduleFiles(m *Module) ([]*os.File, error) {
+	files := make([]*os.File, 0, ipc.WelcomeFDs)
+	for _, o := range []struct {
+		seg      *shm.Segment
+		writable bool
+	}{{e.segs.World, false}, {e.evSeg, false}, {m.seg, true}} {
+		f, err := o.seg.Reopen(o.writable)
+		if err != nil {
+			for _, f := range files {
+				f.Close()
+			}
+			return nil, err
+		}
+		files = append(files, f)
+	}
+	return files, nil
 }
 
 func (e *Engine) createModuleSegment(m *Module, h ipc.Hello) error {
@@ -229,12 +263,11 @@ func (e *Engine) handleDeaths() {
 	e.deaths = e.deaths[:0]
 }
 
-// reclaim releases a dead module's pin, leases and reader entry and resets
-// its ring, discarding its commands. Its slot is kept for a restart.
+// reclaim stops watching a dead module's pin, releases its leases and
+// resets its ring, discarding its commands. Its slot is kept for a restart.
 func (e *Engine) reclaim(m *Module) {
-	ll := e.pub.LeasesLayout()
-	lb := e.segs.Leases.Data
-	fsync.ReleaseReadersOf(lb, ll, m.PID)
+	e.pub.UnwatchPin(m.Slot)
+	e.pub.ReleaseHolderAll(m.Slot)
 	_ = m.cons.Reset()
 	m.State, m.busy, m.holdSlot = StateDead, false, -1
 	m.Stats.Deaths++
@@ -279,6 +312,12 @@ func (e *Engine) ring(m *Module, slot int) {
 	layout.Store64(b, layout.OffMTickFrame, e.frame)
 	m.lastRun, m.busy, m.holdSlot, m.waiting = e.frame, true, slot, false
 	m.Stats.Runs++
+	if slot < 0 {
+		// A fast tick pins the latest frame: watch the module's pin word
+		// until the tick is done (checkDone). Before the ring, so the pin
+		// the module stores after it is scanned by every later claim.
+		_ = e.pub.WatchPin(m.Slot, b, layout.OffMPin)
+	}
 	layout.Store64(b, layout.OffMTickStamp, ipc.MonoNanos())
 	_, _ = m.tick.Ring()
 }
@@ -358,7 +397,7 @@ func (e *Engine) dispatch(now time.Time) int {
 			}
 			members |= 1 << uint(j)
 			mask |= x.Mask
-			holders |= 1 << uint(x.ReaderEntry)
+			holders |= 1 << uint(x.Slot)
 		}
 		if members == 0 {
 			continue
@@ -389,10 +428,17 @@ func (e *Engine) checkDone(m *Module) bool {
 		return false
 	}
 	m.busy = false
+	e.pub.UnwatchPin(m.Slot) // the tick is over: its pin holds nothing
 	if m.Tier == ipc.TierFast {
 		// The module stored its wake latency for this tick before running
-		// it (0: it found the tick pending and did not wait).
-		if w := layout.Load64(m.seg.Data, layout.OffMWakeNanos); w > 0 {
+		// it (0: it found the tick pending and did not wait). It is the
+		// module's word: an implausible value (above MaxWakeReport) is
+		// counted and ignored.
+		switch w := layout.Load64(m.seg.Data, layout.OffMWakeNanos); {
+		case w == 0:
+		case w > uint64(MaxWakeReport):
+			e.BadWakeReports++
+		default:
 			e.WakeHist.Record(time.Duration(w))
 		}
 	}
@@ -416,14 +462,54 @@ func (e *Engine) checkDone(m *Module) bool {
 	}
 	m.probing = false
 	if m.holdSlot >= 0 {
-		// A module that finished without releasing its lease (crashed
-		// Release, or a bug) must not pin the slot forever.
-		ll := e.pub.LeasesLayout()
-		_ = fsync.ReleaseHolder(e.segs.Leases.Data, ll, m.holdSlot, m.ReaderEntry)
+		// The tick is done: the engine ends the module's lease (a module's
+		// release writes nothing).
+		_ = e.pub.ReleaseHolder(m.holdSlot, m.Slot)
 		m.holdSlot = -1
 	}
 	return true
 }
+
+// MaxWakeReport bounds the tick wake latency a module may report (its own
+// word in its segment); a larger one is counted in BadWakeReports and
+// ignored.
+const MaxWakeReport = time.Second
+
+// reclaimSlots runs when a publish found no free slot: it drops slot state
+// that no live reader holds. Lease holders in the engine's memory are kept
+// only for modules in a tick on that slot; a fast module's pin is unwatched
+// when its tick has lasted more than StuckTick (it may read torn frames
+// then, which its Release detects); external reader entries of dead
+// processes, and pins in entries nobody owns, are cleared. Called with mu
+// held.
+func (e *Engine) reclaimSlots() int {
+	n := e.pub.RetainHolders(func(s int) uint64 {
+		var live uint64
+		for _, m := range e.mods {
+			if m.State != StateDead && m.busy && m.holdSlot == s {
+				live |= 1 << uint(m.Slot)
+			}
+		}
+		return live
+	})
+	stuck := uint64(StuckTick / e.period)
+	for _, m := range e.mods {
+		if e.pub.WatchedPins()&(1<<uint(m.Slot)) == 0 {
+			continue
+		}
+		if m.State == StateDead || !m.busy || e.frame-m.lastRun > stuck {
+			e.pub.UnwatchPin(m.Slot)
+			n++
+		}
+	}
+	n += fsync.ReclaimDeadReaders(e.segs.Leases.Data, e.pub.LeasesLayout())
+	e.ReclaimedReaders += uint64(n)
+	return n
+}
+
+// StuckTick is how long a fast module's tick may keep its pin honoured
+// while no slot is free for a publish.
+const StuckTick = time.Second
 
 // waitFast waits for the fast modules dispatched this frame until the
 // deadline. It returns how many were late.

@@ -1,12 +1,20 @@
 package ipc
 
 // Control plane: one unix domain socket per engine instance,
-// <dir>/fdp.<instance>.sock (mode 0600). Every message is a frame of a u32
+// <dir>/fdp.<instance>.sock. Every message is a frame of a u32
 // little-endian length followed by that many bytes of JSON (at most
 // ControlMaxMessage). A module connects, sends Hello, and gets one reply:
-// a Welcome or an error (then the engine closes). After a Welcome the
-// connection stays open for the module's lifetime: each side sees the
+// a Welcome or an error (then the engine closes). The Welcome carries the
+// module's segments as file descriptors (SCM_RIGHTS, in the ancillary data
+// of the welcome's first byte, in the order WelcomeFDWorld, WelcomeFDEvents,
+// WelcomeFDModule): a module never opens a segment by name. After a Welcome
+// the connection stays open for the module's lifetime: each side sees the
 // other's death as EOF.
+//
+// Admission: the socket is mode 0600 unless ControlConfig.AllowUIDs names
+// other uids, then 0666 (any local process can connect); either way a peer
+// is admitted only if SO_PEERCRED gives the engine's own uid or one of
+// AllowUIDs. Refused peers are counted (ControlStats.PeerRefused).
 
 import (
 	"encoding/binary"
@@ -34,7 +42,11 @@ const (
 	// pre-wake sets to 2; the engine stamps ticks and modules report their
 	// wake latency and counts. A version 1 module would sleep on the tick
 	// word and miss its wake-ups, so it is refused.
-	ControlProtoVersion = 2
+	// Version 3: the welcome passes the segments as descriptors and the
+	// module pins through its own segment's reader line; the hello has no
+	// reader entry. A version 2 module would open segments by name and pin
+	// in the leases segment, which the engine no longer honours for modules.
+	ControlProtoVersion = 3
 	// ControlMaxMessage is the largest JSON message accepted or sent.
 	ControlMaxMessage = 64 << 10
 	// Tiers a module can ask for.
@@ -45,14 +57,14 @@ const (
 // Control plane errors. Errors returned by Dial and reported to
 // ControlConfig.OnError wrap one of these.
 var (
-	ErrSchemaMismatch  = errors.New("fdp/ipc: schema hash mismatch")
-	ErrVersionMismatch = errors.New("fdp/ipc: control protocol version mismatch")
-	ErrPeerCred        = errors.New("fdp/ipc: peer credentials rejected")
-	ErrBadHello        = errors.New("fdp/ipc: invalid hello")
-	ErrRejected        = errors.New("fdp/ipc: module rejected by the engine")
-	ErrMessageTooLarge = errors.New("fdp/ipc: control message too large")
-	ErrControl         = errors.New("fdp/ipc: control protocol error")
-	ErrInstanceRunning = errors.New("fdp/ipc: engine instance already listening")
+	ErrSchemaMismatch  = errors.New("schema hash mismatch")
+	ErrVersionMismatch = errors.New("control protocol version mismatch")
+	ErrPeerCred        = errors.New("peer credentials rejected")
+	ErrBadHello        = errors.New("invalid hello")
+	ErrRejected        = errors.New("module rejected by the engine")
+	ErrMessageTooLarge = errors.New("control message too large")
+	ErrControl         = errors.New("control protocol error")
+	ErrInstanceRunning = errors.New("engine instance already listening")
 )
 
 // Hello is the handshake request a module sends.
@@ -68,28 +80,47 @@ type Hello struct {
 	// Group, if set, overrides automatic convoy grouping (tier + every):
 	// modules naming the same group share snapshots; "solo" never shares.
 	Group string `json:"group,omitempty"`
-	// ReaderEntry is the module's own entry in the leases reader table
-	// (claimed before the handshake); -1 if it has none.
-	ReaderEntry int `json:"reader_entry"`
 }
 
-// SegmentNames are the shared-memory segment names a module attaches to.
+// SegmentNames are the names of the segments passed with a welcome, for
+// display only: a module maps the descriptors (Welcome.Files).
 type SegmentNames struct {
 	World  string `json:"world"`
-	Leases string `json:"leases"`
 	Events string `json:"events"`
 	Module string `json:"module"`
 }
 
+// Positions of the descriptors passed with a welcome (Welcome.Files).
+const (
+	WelcomeFDWorld  = 0 // world segment, opened read-only
+	WelcomeFDEvents = 1 // event log, opened read-only
+	WelcomeFDModule = 2 // the module's own segment, opened read-write
+	WelcomeFDs      = 3 // descriptors in a welcome
+)
+
 // Welcome is the engine's successful handshake reply.
 type Welcome struct {
 	ProtoVersion int          `json:"proto_version"`
-	Slot         int          `json:"slot"` // module slot index
+	Slot         int          `json:"slot"` // module slot index; also the module's reader and holder id
 	Segments     SegmentNames `json:"segments"`
-	ReaderEntry  int          `json:"reader_entry"` // entry in the leases reader table
 	ConvoyGroup  int          `json:"convoy_group"` // assigned convoy group id
 	// FramePeriod is the engine's frame period in nanoseconds.
 	FramePeriod int64 `json:"frame_period_ns"`
+	// Files are the descriptors passed with the welcome (SCM_RIGHTS), in
+	// the order of WelcomeFDWorld, WelcomeFDEvents, WelcomeFDModule. On the
+	// engine side the handler provides them and the server closes them once
+	// the welcome is sent (or could not be); on the module side Dial returns
+	// the received ones, owned by the caller.
+	Files []*os.File `json:"-"`
+}
+
+// closeFiles closes every file of fs.
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		if f != nil {
+			_ = f.Close()
+		}
+	}
 }
 
 // PeerCred are the kernel-verified credentials of the connecting process.
@@ -146,20 +177,126 @@ func SocketPath(instance string) (string, error) {
 	return p, nil
 }
 
-// ctlWrite sends one frame.
-func ctlWrite(w io.Writer, v any) error {
+// ctlFrame encodes one frame.
+func ctlFrame(v any) ([]byte, error) {
 	j, err := json.Marshal(v)
 	if err != nil {
-		return fmt.Errorf("%w: encode: %v", ErrControl, err)
+		return nil, fmt.Errorf("%w: encode: %w", ErrControl, err)
 	}
 	if len(j) > ControlMaxMessage {
-		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrMessageTooLarge, len(j), ControlMaxMessage)
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrMessageTooLarge, len(j), ControlMaxMessage)
 	}
 	buf := make([]byte, 4+len(j))
 	binary.LittleEndian.PutUint32(buf, uint32(len(j)))
 	copy(buf[4:], j)
+	return buf, nil
+}
+
+// ctlWrite sends one frame.
+func ctlWrite(w io.Writer, v any) error {
+	buf, err := ctlFrame(v)
+	if err != nil {
+		return err
+	}
 	_, err = w.Write(buf)
 	return err
+}
+
+// ctlWriteFiles sends one frame with files as SCM_RIGHTS ancillary data,
+// attached to its first byte (one sendmsg; the rest, if the kernel took
+// only part, with plain writes).
+func ctlWriteFiles(c *net.UnixConn, v any, files []*os.File) error {
+	buf, err := ctlFrame(v)
+	if err != nil {
+		return err
+	}
+	fds := make([]int, len(files))
+	for i, f := range files {
+		fds[i] = int(f.Fd())
+	}
+	n, _, err := c.WriteMsgUnix(buf, unix.UnixRights(fds...), nil)
+	if err != nil {
+		return err
+	}
+	if n < len(buf) {
+		_, err = c.Write(buf[n:])
+	}
+	return err
+}
+
+// ctlReadFiles receives one frame and the descriptors sent with it (closed
+// again, and an error returned, if there are more than max). The caller
+// owns the returned files.
+func ctlReadFiles(c *net.UnixConn, max int) ([]byte, []*os.File, error) {
+	var files []*os.File
+	fail := func(err error) ([]byte, []*os.File, error) {
+		closeFiles(files)
+		return nil, nil, err
+	}
+	oob := make([]byte, unix.CmsgSpace(4*(max+1)))
+	var hdr [4]byte
+	got := 0
+	var body []byte
+	for want := 4; got < want; {
+		var dst []byte
+		if got < 4 {
+			dst = hdr[got:]
+		} else {
+			dst = body[got-4:]
+		}
+		n, oobn, flags, _, err := c.ReadMsgUnix(dst, oob)
+		if oobn > 0 {
+			fs, perr := ctlParseRights(oob[:oobn])
+			files = append(files, fs...)
+			if perr != nil {
+				return fail(perr)
+			}
+		}
+		if flags&unix.MSG_CTRUNC != 0 {
+			return fail(fmt.Errorf("%w: more descriptors than the %d expected", ErrControl, max))
+		}
+		if err != nil {
+			if got == 0 && n == 0 {
+				return fail(err)
+			}
+			return fail(fmt.Errorf("%w: truncated message: %w", ErrControl, err))
+		}
+		if n == 0 {
+			return fail(fmt.Errorf("%w: truncated message: %w", ErrControl, io.ErrUnexpectedEOF))
+		}
+		got += n
+		if got == 4 && body == nil {
+			l := binary.LittleEndian.Uint32(hdr[:])
+			if l > ControlMaxMessage {
+				return fail(fmt.Errorf("%w: peer announced %d bytes, the limit is %d", ErrMessageTooLarge, l, ControlMaxMessage))
+			}
+			body = make([]byte, l)
+			want = 4 + int(l)
+		}
+	}
+	if len(files) > max {
+		return fail(fmt.Errorf("%w: %d descriptors, at most %d expected", ErrControl, len(files), max))
+	}
+	return body, files, nil
+}
+
+// ctlParseRights turns SCM_RIGHTS control messages into files.
+func ctlParseRights(oob []byte) ([]*os.File, error) {
+	msgs, err := unix.ParseSocketControlMessage(oob)
+	if err != nil {
+		return nil, fmt.Errorf("%w: control message: %w", ErrControl, err)
+	}
+	var files []*os.File
+	for i := range msgs {
+		fds, err := unix.ParseUnixRights(&msgs[i])
+		if err != nil {
+			continue // not SCM_RIGHTS
+		}
+		for _, fd := range fds {
+			files = append(files, os.NewFile(uintptr(fd), "fdp-segment"))
+		}
+	}
+	return files, nil
 }
 
 // ctlRead receives one frame; a length above ControlMaxMessage is refused
@@ -175,7 +312,7 @@ func ctlRead(r io.Reader) ([]byte, error) {
 	}
 	b := make([]byte, n)
 	if _, err := io.ReadFull(r, b); err != nil {
-		return nil, fmt.Errorf("%w: truncated message: %v", ErrControl, err)
+		return nil, fmt.Errorf("%w: truncated message: %w", ErrControl, err)
 	}
 	return b, nil
 }
@@ -210,17 +347,29 @@ type ControlConfig struct {
 	// (also when the welcome could not be delivered). pid is the peer's, so
 	// a late notice about an earlier incarnation of a slot can be told apart.
 	OnClose func(slot, pid int)
-	// OnError, if set, is told about every refused handshake.
+	// OnError, if set, is told about refused handshakes and accept errors,
+	// at most once per WarnEvery (the first error of each period; the
+	// count of those suppressed before it is in its text). Every error
+	// names the socket path.
 	OnError func(err error)
+	// WarnEvery is the rate limit of OnError (default 1 s; negative: none).
+	WarnEvery time.Duration
 	// HandshakeTimeout bounds the handshake (default 5 s).
 	HandshakeTimeout time.Duration
+	// AllowUIDs are uids besides the engine's own whose processes may
+	// connect as modules (SO_PEERCRED). When set, the socket is made
+	// connectable by every local uid (mode 0666) and admission is by
+	// credentials alone; when empty it is mode 0600.
+	AllowUIDs []uint32
 }
 
 // ControlStats are the server's counters.
 type ControlStats struct {
-	Accepted uint64 // Welcomes delivered
-	Refused  uint64 // handshakes refused with an error reply
-	Closed   uint64 // admitted connections that ended
+	Accepted    uint64 // Welcomes delivered
+	Refused     uint64 // handshakes refused with an error reply
+	PeerRefused uint64 // of those, peers refused for their uid
+	Closed      uint64 // admitted connections that ended
+	Suppressed  uint64 // errors not reported to OnError (rate limit)
 }
 
 // ControlServer is the engine side of the control plane.
@@ -235,7 +384,49 @@ type ControlServer struct {
 	closed bool
 	wg     sync.WaitGroup
 
-	accepted, refused, closedN atomic.Uint64
+	warnMu     sync.Mutex
+	warnLast   time.Time
+	warnHeld   uint64 // suppressed since the last report
+	suppressed atomic.Uint64
+
+	accepted, refused, peerRefused, closedN atomic.Uint64
+}
+
+// report passes err to OnError, rate-limited (see ControlConfig.OnError).
+func (s *ControlServer) report(err error) {
+	if s.cfg.OnError == nil {
+		return
+	}
+	s.warnMu.Lock()
+	now := time.Now()
+	if s.cfg.WarnEvery > 0 && !s.warnLast.IsZero() && now.Sub(s.warnLast) < s.cfg.WarnEvery {
+		s.warnHeld++
+		s.warnMu.Unlock()
+		s.suppressed.Add(1)
+		return
+	}
+	held := s.warnHeld
+	s.warnLast, s.warnHeld = now, 0
+	s.warnMu.Unlock()
+	if held > 0 {
+		err = fmt.Errorf("control socket %s: %w (%d similar suppressed)", s.path, err, held)
+	} else {
+		err = fmt.Errorf("control socket %s: %w", s.path, err)
+	}
+	s.cfg.OnError(err)
+}
+
+// allowed reports whether a peer of uid may connect.
+func (s *ControlServer) allowed(uid uint32) bool {
+	if uid == uint32(os.Getuid()) {
+		return true
+	}
+	for _, u := range s.cfg.AllowUIDs {
+		if u == uid {
+			return true
+		}
+	}
+	return false
 }
 
 // Listen creates the control socket of instance (mode 0600, replacing a
@@ -248,6 +439,9 @@ func Listen(instance string, cfg ControlConfig) (*ControlServer, error) {
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = 5 * time.Second
 	}
+	if cfg.WarnEvery == 0 {
+		cfg.WarnEvery = time.Second
+	}
 	path, err := SocketPath(instance)
 	if err != nil {
 		return nil, err
@@ -258,22 +452,27 @@ func Listen(instance string, cfg ControlConfig) (*ControlServer, error) {
 			return nil, fmt.Errorf("%w: %s", ErrInstanceRunning, path)
 		}
 	}
-	// Bind under a temporary name, restrict it to 0600, then rename it into
-	// place: the socket is never reachable under its real name with a wider
-	// mode (and SO_PEERCRED refuses other users anyway).
+	// Bind under a temporary name, set its mode (0600, or 0666 when other
+	// uids are allowed), then rename it into place: the socket is never
+	// reachable under its real name with another mode, and SO_PEERCRED
+	// refuses uids that are not allowed anyway.
 	tmp := filepath.Join(filepath.Dir(path), fmt.Sprintf(".fdp.%s.%d.tmp", instance, os.Getpid()))
 	_ = os.Remove(tmp)
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: tmp, Net: "unix"})
 	if err != nil {
-		return nil, fmt.Errorf("%w: listen: %v", ErrControl, err)
+		return nil, fmt.Errorf("%w: listen on %s: %w", ErrControl, path, err)
 	}
 	ln.SetUnlinkOnClose(false)
 	fail := func(err error) (*ControlServer, error) {
 		_ = ln.Close()
 		_ = os.Remove(tmp)
-		return nil, fmt.Errorf("%w: %v", ErrControl, err)
+		return nil, fmt.Errorf("%w: socket %s: %w", ErrControl, path, err)
 	}
-	if err := os.Chmod(tmp, 0o600); err != nil {
+	mode := os.FileMode(0o600)
+	if len(cfg.AllowUIDs) > 0 {
+		mode = 0o666
+	}
+	if err := os.Chmod(tmp, mode); err != nil {
 		return fail(err)
 	}
 	if err := os.Rename(tmp, path); err != nil {
@@ -294,19 +493,27 @@ func (s *ControlServer) Path() string { return s.path }
 
 // Stats returns the server's counters.
 func (s *ControlServer) Stats() ControlStats {
-	return ControlStats{Accepted: s.accepted.Load(), Refused: s.refused.Load(), Closed: s.closedN.Load()}
+	return ControlStats{Accepted: s.accepted.Load(), Refused: s.refused.Load(), PeerRefused: s.peerRefused.Load(),
+		Closed: s.closedN.Load(), Suppressed: s.suppressed.Load()}
 }
 
 func (s *ControlServer) ctlAcceptLoop() {
 	defer s.wg.Done()
+	var backoff time.Duration // after accept errors: 10 ms doubling to 1 s
 	for {
 		c, err := s.ln.AcceptUnix()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
+			// (The listener's own address is the temporary bind path: name
+			// the socket instead.)
+			s.report(fmt.Errorf("%w: accept: %w", ErrControl, unwrapOpError(err)))
+			backoff = min(max(2*backoff, 10*time.Millisecond), time.Second)
+			time.Sleep(backoff)
 			continue
 		}
+		backoff = 0
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
@@ -320,22 +527,30 @@ func (s *ControlServer) ctlAcceptLoop() {
 	}
 }
 
+// unwrapOpError drops a *net.OpError's addresses (the temporary bind path).
+func unwrapOpError(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
 func (s *ControlServer) ctlRefuse(c *net.UnixConn, err error) {
 	s.refused.Add(1)
+	s.report(err) // before the reply: counted by the time the peer hears it
 	_ = ctlWrite(c, ctlReply{Code: ctlCode(err), Error: err.Error(), EngineSchema: s.cfg.SchemaHash, EngineProto: ControlProtoVersion})
-	if s.cfg.OnError != nil {
-		s.cfg.OnError(err)
-	}
 }
 
 // ctlHandshake also returns the peer pid (0 if unknown).
 func (s *ControlServer) ctlHandshake(c *net.UnixConn) (Welcome, int, error) {
 	peer, err := ctlPeer(c)
 	if err != nil {
-		return Welcome{}, 0, fmt.Errorf("%w: SO_PEERCRED: %v", ErrPeerCred, err)
+		return Welcome{}, 0, fmt.Errorf("%w: SO_PEERCRED: %w", ErrPeerCred, err)
 	}
-	if uid := uint32(os.Getuid()); peer.UID != uid {
-		return Welcome{}, peer.PID, fmt.Errorf("%w: peer uid %d, engine uid %d", ErrPeerCred, peer.UID, uid)
+	if !s.allowed(peer.UID) {
+		s.peerRefused.Add(1)
+		return Welcome{}, peer.PID, fmt.Errorf("%w: peer pid %d uid %d is neither the engine's uid %d nor allowed", ErrPeerCred, peer.PID, peer.UID, os.Getuid())
 	}
 	msg, err := ctlRead(c)
 	if err != nil {
@@ -343,7 +558,7 @@ func (s *ControlServer) ctlHandshake(c *net.UnixConn) (Welcome, int, error) {
 	}
 	var h Hello
 	if err := json.Unmarshal(msg, &h); err != nil {
-		return Welcome{}, peer.PID, fmt.Errorf("%w: %v", ErrBadHello, err)
+		return Welcome{}, peer.PID, fmt.Errorf("%w: %w", ErrBadHello, err)
 	}
 	if h.ProtoVersion != ControlProtoVersion {
 		return Welcome{}, peer.PID, fmt.Errorf("%w: module %q speaks version %d, engine speaks %d", ErrVersionMismatch, h.Name, h.ProtoVersion, ControlProtoVersion)
@@ -359,8 +574,9 @@ func (s *ControlServer) ctlHandshake(c *net.UnixConn) (Welcome, int, error) {
 	}
 	w, err := s.cfg.Handler(h, peer)
 	if err != nil {
+		closeFiles(w.Files)
 		if !errors.Is(err, ErrRejected) {
-			err = fmt.Errorf("%w: module %q: %v", ErrRejected, h.Name, err)
+			err = fmt.Errorf("%w: module %q: %w", ErrRejected, h.Name, err)
 		}
 		return Welcome{}, peer.PID, err
 	}
@@ -390,14 +606,14 @@ func (s *ControlServer) ctlServe(c *net.UnixConn) {
 	_ = c.SetDeadline(time.Now().Add(s.cfg.HandshakeTimeout))
 	w, pid, err := s.ctlHandshake(c)
 	if err == nil {
-		err = ctlWrite(c, ctlReply{Welcome: &w})
+		err = ctlWriteFiles(c, ctlReply{Welcome: &w}, w.Files)
+		closeFiles(w.Files) // the module has its own copies now
+		w.Files = nil
 		if err == nil {
 			s.accepted.Add(1)
 		} else {
-			err = fmt.Errorf("%w: welcome not delivered: %v", ErrControl, err)
-			if s.cfg.OnError != nil {
-				s.cfg.OnError(err)
-			}
+			err = fmt.Errorf("%w: welcome not delivered: %w", ErrControl, err)
+			s.report(err)
 			// The handler admitted the module, which is gone before it
 			// heard back: the engine must reclaim it like any death.
 			if s.cfg.OnClose != nil {
@@ -484,7 +700,9 @@ type ControlConn struct {
 // Dial connects to the engine instance, sends hello (PID and ProtoVersion
 // are filled in when zero) and waits for the reply. A refusal is returned as
 // an error wrapping ErrSchemaMismatch, ErrVersionMismatch, ErrPeerCred,
-// ErrBadHello, ErrRejected or ErrMessageTooLarge.
+// ErrBadHello, ErrRejected or ErrMessageTooLarge. A welcome of this
+// protocol version carries WelcomeFDs descriptors (Welcome.Files, owned by
+// the caller); one with another count is an ErrControl error.
 func Dial(instance string, hello Hello, timeout time.Duration) (*ControlConn, Welcome, error) {
 	if hello.PID == 0 {
 		hello.PID = os.Getpid()
@@ -504,7 +722,7 @@ func Dial(instance string, hello Hello, timeout time.Duration) (*ControlConn, We
 	}
 	nc, err := net.DialTimeout("unix", path, timeout)
 	if err != nil {
-		return nil, Welcome{}, fmt.Errorf("%w: connect to engine %q: %v", ErrControl, instance, err)
+		return nil, Welcome{}, fmt.Errorf("%w: connect to engine %q: %w", ErrControl, instance, err)
 	}
 	c := nc.(*net.UnixConn)
 	_ = c.SetDeadline(time.Now().Add(timeout))
@@ -513,17 +731,23 @@ func Dial(instance string, hello Hello, timeout time.Duration) (*ControlConn, We
 		return nil, Welcome{}, err
 	}
 	if err := ctlWrite(c, hello); err != nil {
-		return fail(fmt.Errorf("%w: send hello: %v", ErrControl, err))
+		return fail(fmt.Errorf("%w: send hello: %w", ErrControl, err))
 	}
-	msg, err := ctlRead(c)
+	msg, files, err := ctlReadFiles(c, WelcomeFDs)
 	if err != nil {
 		return fail(fmt.Errorf("%w: no reply from engine %q: %w", ErrControl, instance, err))
 	}
 	var rep ctlReply
 	if err := json.Unmarshal(msg, &rep); err != nil {
-		return fail(fmt.Errorf("%w: bad reply: %v", ErrControl, err))
+		closeFiles(files)
+		return fail(fmt.Errorf("%w: bad reply: %w", ErrControl, err))
+	}
+	if rep.Welcome != nil && len(files) != WelcomeFDs {
+		closeFiles(files)
+		return fail(fmt.Errorf("%w: welcome with %d descriptors, want %d", ErrControl, len(files), WelcomeFDs))
 	}
 	if rep.Welcome == nil {
+		closeFiles(files)
 		base, ok := ctlCodes[rep.Code]
 		if !ok {
 			base = ErrRejected
@@ -533,7 +757,9 @@ func Dial(instance string, hello Hello, timeout time.Duration) (*ControlConn, We
 	_ = c.SetDeadline(time.Time{})
 	cc := &ControlConn{c: c, done: make(chan struct{})}
 	go cc.ctlWatch()
-	return cc, *rep.Welcome, nil
+	w := *rep.Welcome
+	w.Files = files
+	return cc, w, nil
 }
 
 func (cc *ControlConn) ctlWatch() {

@@ -35,10 +35,14 @@ type ctlRecorder struct {
 }
 
 func ctlTestServer(t *testing.T, inst string, schema uint64) (*ControlServer, *ctlRecorder) {
-	rec := &ctlRecorder{errs: make(chan error, 16), closed: make(chan int, 16)}
+	return ctlTestServerWith(t, inst, ControlConfig{SchemaHash: schema, WarnEvery: -1})
+}
+
+func ctlTestServerWith(t *testing.T, inst string, cfg ControlConfig) (*ControlServer, *ctlRecorder) {
+	rec := &ctlRecorder{errs: make(chan error, 1024), closed: make(chan int, 16)}
 	next := 0
 	s, err := Listen(inst, ControlConfig{
-		SchemaHash: schema,
+		SchemaHash: cfg.SchemaHash, WarnEvery: cfg.WarnEvery, AllowUIDs: cfg.AllowUIDs,
 		Handler: func(h Hello, p PeerCred) (Welcome, error) {
 			rec.mu.Lock()
 			defer rec.mu.Unlock()
@@ -48,9 +52,9 @@ func ctlTestServer(t *testing.T, inst string, schema uint64) (*ControlServer, *c
 			rec.hellos = append(rec.hellos, h)
 			rec.peers = append(rec.peers, p)
 			next++
-			return Welcome{Slot: next, ReaderEntry: 10 + next, ConvoyGroup: 7, Segments: SegmentNames{
-				World: "fdp." + inst + ".world", Leases: "fdp." + inst + ".leases",
-				Events: "fdp." + inst + ".events", Module: fmt.Sprintf("fdp.%s.mod%d", inst, next)}}, nil
+			return Welcome{Slot: next, ConvoyGroup: 7, Segments: SegmentNames{
+				World: "fdp." + inst + ".world", Events: "fdp." + inst + ".events", Module: fmt.Sprintf("fdp.%s.mod%d", inst, next)},
+				Files: ctlTestFiles(next)}, nil
 		},
 		OnClose: func(slot, _ int) { rec.closed <- slot },
 		OnError: func(err error) { rec.errs <- err },
@@ -58,6 +62,33 @@ func ctlTestServer(t *testing.T, inst string, schema uint64) (*ControlServer, *c
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = s.Close() })
 	return s, rec
+}
+
+// ctlTestFiles opens the three files a welcome passes: temporary files
+// holding "world <n>", "events <n>", "module <n>" (unlinked at once).
+func ctlTestFiles(n int) []*os.File {
+	var fs []*os.File
+	for _, what := range []string{"world", "events", "module"} {
+		f, err := os.CreateTemp("", "fdp-ctl-test-*")
+		if err != nil {
+			panic(err)
+		}
+		_ = os.Remove(f.Name())
+		fmt.Fprintf(f, "%s %d", what, n)
+		fs = append(fs, f)
+	}
+	return fs
+}
+
+// ctlFileText reads a received file from its start.
+func ctlFileText(t *testing.T, f *os.File) string {
+	t.Helper()
+	b := make([]byte, 64)
+	n, err := f.ReadAt(b, 0)
+	if err != nil && n == 0 {
+		t.Fatalf("read received file: %v", err)
+	}
+	return string(b[:n])
 }
 
 func ctlWait[T any](t *testing.T, ch <-chan T, what string) T {
@@ -83,8 +114,13 @@ func TestControlHandshakeRoundTrip(t *testing.T) {
 	cc, w, err := Dial(inst, ctlTestHello(), 5*time.Second)
 	require.NoError(t, err)
 	require.Equal(t, 1, w.Slot)
-	require.Equal(t, 11, w.ReaderEntry)
 	require.Equal(t, 7, w.ConvoyGroup)
+	// The descriptors arrive in the welcome's order.
+	require.Len(t, w.Files, WelcomeFDs)
+	require.Equal(t, "world 1", ctlFileText(t, w.Files[WelcomeFDWorld]))
+	require.Equal(t, "events 1", ctlFileText(t, w.Files[WelcomeFDEvents]))
+	require.Equal(t, "module 1", ctlFileText(t, w.Files[WelcomeFDModule]))
+	closeFiles(w.Files)
 	require.Equal(t, ControlProtoVersion, w.ProtoVersion)
 	require.Equal(t, "fdp."+inst+".events", w.Segments.Events)
 	require.Equal(t, "fdp."+inst+".mod1", w.Segments.Module)
@@ -282,7 +318,7 @@ func ctlChildModule() {
 func TestControlModuleSeesEngineSIGKILL(t *testing.T) {
 	if os.Getenv(ctlChildEnv) == "ctl-engine" {
 		s, err := Listen(os.Getenv("FDP_CTL_INSTANCE"), ControlConfig{SchemaHash: 0x1234,
-			Handler: func(Hello, PeerCred) (Welcome, error) { return Welcome{Slot: 5}, nil }})
+			Handler: func(Hello, PeerCred) (Welcome, error) { return Welcome{Slot: 5, Files: ctlTestFiles(5)}, nil }})
 		if err != nil {
 			fmt.Println("ERROR", err)
 			os.Exit(1)
@@ -330,4 +366,46 @@ func TestControlModuleSeesEngineSIGKILL(t *testing.T) {
 	rec.mu.Lock()
 	require.Len(t, rec.hellos, 1)
 	rec.mu.Unlock()
+}
+
+// TestControlWarningsRateLimited: a flood of refused handshakes reaches
+// OnError once per WarnEvery, naming the socket (never the temporary bind
+// path); the rest are counted and their number is in the next report.
+func TestControlWarningsRateLimited(t *testing.T) {
+	inst := ctlTestInstance()
+	s, rec := ctlTestServerWith(t, inst, ControlConfig{SchemaHash: 0x1234, WarnEvery: time.Hour})
+	h := ctlTestHello()
+	h.SchemaHash = 0xdead
+	for i := 0; i < 50; i++ {
+		_, _, err := Dial(inst, h, 5*time.Second)
+		require.ErrorIs(t, err, ErrSchemaMismatch)
+	}
+	first := ctlWait(t, rec.errs, "first report")
+	require.ErrorIs(t, first, ErrSchemaMismatch)
+	require.Contains(t, first.Error(), s.Path())
+	require.NotContains(t, first.Error(), ".tmp")
+	require.Equal(t, uint64(50), s.Stats().Refused)
+	require.Equal(t, uint64(49), s.Stats().Suppressed, "every refusal after the first within the period")
+	select {
+	case err := <-rec.errs:
+		t.Fatalf("a second report within the period: %v", err)
+	default:
+	}
+}
+
+// TestControlAllowUIDs: with other uids allowed the socket is connectable
+// by every local uid (0666) and admission is by SO_PEERCRED: the engine's
+// uid and the allowed ones.
+func TestControlAllowUIDs(t *testing.T) {
+	inst := ctlTestInstance()
+	s, _ := ctlTestServerWith(t, inst, ControlConfig{SchemaHash: 0x1234, AllowUIDs: []uint32{65534}})
+	fi, err := os.Stat(s.Path())
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o666), fi.Mode().Perm())
+	require.True(t, s.allowed(uint32(os.Getuid())))
+	require.True(t, s.allowed(65534))
+	require.False(t, s.allowed(65533))
+	cc, _, err := Dial(inst, ctlTestHello(), 5*time.Second)
+	require.NoError(t, err, "the engine's own uid is always admitted")
+	require.NoError(t, cc.Close())
 }

@@ -17,6 +17,7 @@ import (
 //	  2048..2175  tick doorbell line (engine writes, module waits)
 //	  2176..2303  done doorbell line (module writes, engine waits)
 //	  2304..2431  heartbeat line (module writes)
+//	  2432..2559  reader line (module writes): its pin word and pin counters
 //	[4096, ...)   SecRing: ring region (see ring.go), size RingRegionSize(cap)
 //	              padded up to a page
 const (
@@ -59,9 +60,24 @@ const (
 	OffMWakeWarm  = 2336 // u64 ticks seen while polling (spin or pre-wake): no futex wake needed
 	OffMWakeCold  = 2344 // u64 ticks that woke the module from FUTEX_WAIT
 
+	// Reader line, written by the module: the module's pin (control
+	// protocol 3). Everything a module writes lives in its own segment; the
+	// engine registers this pin word with its publisher while the module is
+	// in a tick and ignores it otherwise.
+	OffMPin        = 2432 // u64 pin word: seq<<8 | (slot+1); 0 = nothing pinned (PackPin)
+	OffMPinCount   = 2440 // u64 successful pins, total
+	OffMPinRetries = 2448 // u64 pin attempts that found the slot being rewritten
+	OffMPinNanos   = 2456 // u64 Unix nanos of the last pin
+
 	// ModuleRingOff is the offset of the ring region.
 	ModuleRingOff = HeaderSize
 )
+
+// Word64Ptr returns the address of the 64-bit shared word at b[off:] (a pin
+// word), for a reader that scans many words of different segments with
+// sync/atomic. Same invariants as Load64 (see atomic.go): b stays mapped
+// while the pointer is used, off is in range and 8-aligned (checked).
+func Word64Ptr(b []byte, off int) *uint64 { return word64(b, off) }
 
 // ModuleInfo is the identity of a module written into its segment.
 type ModuleInfo struct {

@@ -166,17 +166,6 @@ type session struct {
 	redial time.Time
 }
 
-// worldID identifies one world segment (one engine's).
-type worldID struct {
-	pid     uint32
-	start   uint64
-	created int64
-}
-
-func worldIDOf(h *layout.Header) worldID {
-	return worldID{pid: h.CreatorPID, start: h.CreatorTime, created: h.CreatedNano}
-}
-
 // detach releases everything of the current engine except the module
 // segment, which moves to beat.
 func (s *session) detach() {
@@ -219,7 +208,7 @@ func (s *session) close() {
 // calling m: the process and m's own state survive an engine restart.
 func Run(ctx context.Context, m Module, opt Options) error {
 	if opt.Registry == nil {
-		return fmt.Errorf("fdp/module: Options.Registry is required")
+		return errors.New("a registry is required (Options.Registry)")
 	}
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
@@ -263,15 +252,12 @@ func (s *session) rejoin(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return fmt.Errorf("fdp/module: no engine of %q came back within %v: %w (%w)", s.opt.Instance, s.opt.RejoinTimeout, ErrEngineGone, err)
+		return fmt.Errorf("no engine of %q came back within %v: %w (%w)", s.opt.Instance, s.opt.RejoinTimeout, ErrEngineGone, err)
 	}
 	s.opt.Logger.Info("rejoined", "instance", s.opt.Instance, "slot", s.wel.Slot, "previous_slot", oldSlot,
 		"after", time.Since(lost).Round(time.Microsecond))
 	return nil
 }
-
-// errStaleSegments: the instance's segments were left by a dead engine.
-var errStaleSegments = errors.New("segments of a dead engine (waiting for the new engine)")
 
 // errRedialWait: a handshake waits for the engine to handle the end of the
 // connection this process dropped (see abandon).
@@ -287,8 +273,10 @@ func (s *session) abandon(conn *ipc.ControlConn, wel ipc.Welcome) {
 	s.redial = time.Now().Add(min(max(2*time.Duration(wel.FramePeriod), 50*time.Millisecond), 200*time.Millisecond))
 }
 
-// attach maps the instance's live segments, handshakes and maps the module
-// segment, retrying until deadline while the engine is not up yet.
+// attach connects to the instance's control socket and maps the segments
+// the engine passes with its welcome, retrying until deadline while the
+// engine is not up yet (no socket, or a dead engine's socket that refuses
+// connections).
 func (s *session) attach(ctx context.Context, deadline time.Time) error {
 	w := newDirWatch(shm.Dir)
 	defer w.close()
@@ -303,46 +291,34 @@ func (s *session) attach(ctx context.Context, deadline time.Time) error {
 			s.startWatch(ctx)
 			return nil
 		}
-		if s.reader != nil && (errors.Is(err, errStaleSegments) || !s.readerLive() || !s.readerCurrent()) {
-			s.reader.Close()
-			s.reader = nil
-		} // else the engine is up but not listening yet: keep the reader
 		if errors.Is(err, layout.ErrSchema) || errors.Is(err, ipc.ErrSchemaMismatch) ||
-			errors.Is(err, ipc.ErrVersionMismatch) || errors.Is(err, ipc.ErrRejected) {
-			return fmt.Errorf("fdp/module: attach to %q: %w", s.opt.Instance, err)
+			errors.Is(err, ipc.ErrVersionMismatch) || errors.Is(err, ipc.ErrRejected) ||
+			errors.Is(err, ipc.ErrPeerCred) {
+			return fmt.Errorf("attach to %q: %w", s.opt.Instance, err)
 		}
 		last = err
 		if time.Now().After(deadline) {
-			return fmt.Errorf("fdp/module: attach to %q: %w", s.opt.Instance, last)
+			return fmt.Errorf("attach to %q: %w", s.opt.Instance, last)
 		}
 		if s.beat != nil {
 			layout.Store64(s.beat.Data, layout.OffMHeartbeat, uint64(time.Now().UnixNano()))
 		}
-		// Missing, still-initialising or stale segments, or no listener
-		// yet: the engine is starting. Wait for a change in the segment
-		// directory (bounded: not every step of the start-up is one).
+		// No socket, or nobody listening on it yet: the engine is
+		// starting. Wait for a change in the segment directory (bounded:
+		// the listener may start after the socket's name appears).
 		if err := w.wait(ctx, time.Until(deadline)); err != nil {
 			return err
 		}
 	}
 }
 
-// tryAttach makes one attempt: map the world (unless a reader of the live
-// engine is kept from the last attempt) if its engine is alive, dial it,
-// check that the welcoming engine is the one mapped, map the rest.
+// tryAttach makes one attempt: dial the engine's control socket, then map
+// the descriptors of its welcome (the world and event log read-only, the
+// module's own segment read-write). The descriptors come from the engine
+// that answered, so they always belong to the same, live engine.
 func (s *session) tryAttach() error {
-	var err error
-	if s.reader == nil {
-		s.reader, err = fsync.Attach(s.opt.Instance, fsync.AttachOptions{Name: s.spec.Name, Registry: s.opt.Registry})
-		if err != nil {
-			s.reader = nil
-			return err
-		}
-	}
-	// Segments left by a dead engine stay in place until the next engine
-	// removes them; a reader of those would read a frozen world.
-	if !s.readerLive() {
-		return errStaleSegments
+	if time.Now().Before(s.redial) {
+		return errRedialWait
 	}
 	var names []string
 	for _, c := range s.opt.Registry.Components() {
@@ -350,41 +326,56 @@ func (s *session) tryAttach() error {
 	}
 	hello := ipc.Hello{
 		Name: s.spec.Name, Tier: s.spec.Tier, Every: s.spec.Every, Mask: uint64(s.spec.Reads), Components: names,
-		SchemaHash: s.opt.Registry.SchemaHash(), PID: os.Getpid(), Group: s.spec.Group, ReaderEntry: s.reader.Entry(),
-	}
-	if time.Now().Before(s.redial) {
-		return errRedialWait
+		SchemaHash: s.opt.Registry.SchemaHash(), PID: os.Getpid(), Group: s.spec.Group,
 	}
 	joined := ipc.MonoNanos()
 	conn, wel, err := ipc.Dial(s.opt.Instance, hello, 2*time.Second)
 	if err != nil {
 		return err
 	}
-	if !s.readerCurrent() {
-		// The engine that welcomed us is not the one whose segments we
-		// mapped (it restarted between our attach and our handshake).
-		s.abandon(conn, wel)
-		return errStaleSegments
-	}
+	files := wel.Files
+	wel.Files = nil
 	s.conn, s.wel, s.joined = conn, wel, joined
+	var world *shm.Segment
 	fail := func(err error) error {
-		// Start over with a new reader. The module segment of the engine
-		// that went away (beat) stays.
+		for _, f := range files {
+			if f != nil {
+				f.Close()
+			}
+		}
+		if s.reader != nil {
+			s.reader.Close() // also unmaps world
+		} else if world != nil {
+			world.Close()
+		}
 		for _, seg := range []*shm.Segment{s.modSeg, s.evSeg} {
 			if seg != nil {
 				seg.Close()
 			}
 		}
 		s.abandon(s.conn, wel)
-		s.reader.Close()
 		s.reader, s.conn, s.modSeg, s.evSeg, s.prod, s.tick, s.done = nil, nil, nil, nil, nil, nil, nil
 		return err
 	}
-	if s.modSeg, err = shm.Open(wel.Segments.Module, true); err != nil {
+	take := func(i int) *os.File { f := files[i]; files[i] = nil; return f }
+	if world, err = shm.MapFD(take(ipc.WelcomeFDWorld), wel.Segments.World, false); err != nil {
+		return fail(err)
+	}
+	if s.evSeg, err = shm.MapFD(take(ipc.WelcomeFDEvents), wel.Segments.Events, false); err != nil {
+		return fail(err)
+	}
+	if s.modSeg, err = shm.MapFD(take(ipc.WelcomeFDModule), wel.Segments.Module, true); err != nil {
 		return fail(err)
 	}
 	lm, err := layout.DecodeModule(s.modSeg.Data)
 	if err != nil {
+		return fail(err)
+	}
+	if int(lm.Info.Slot) != wel.Slot {
+		return fail(fmt.Errorf("%w: welcome names slot %d, the module segment passed is slot %d", ipc.ErrControl, wel.Slot, lm.Info.Slot))
+	}
+	if s.reader, err = fsync.NewModuleReader(world, lm, fsync.AttachOptions{Name: s.spec.Name, Registry: s.opt.Registry}); err != nil {
+		world = nil // closed by NewModuleReader
 		return fail(err)
 	}
 	if s.prod, err = ipc.NewProducer(lm.Ring()); err != nil {
@@ -401,9 +392,6 @@ func (s *session) tryAttach() error {
 		s.tick.SetWarmSpin(warm) // negative: off
 	}
 	if s.done, err = ipc.NewDoorbell(s.modSeg.Data, layout.OffMDone, layout.OffMDoneNeedWake); err != nil {
-		return fail(err)
-	}
-	if s.evSeg, err = shm.Open(wel.Segments.Events, false); err != nil {
 		return fail(err)
 	}
 	evr, err := ipc.NewEventReader(s.evSeg.Data)
@@ -441,29 +429,6 @@ func (s *session) startWatch(ctx context.Context) {
 		}
 		_, _ = bell.Ring()
 	}()
-}
-
-// readerLive reports whether the creator of the mapped world segment is
-// alive (a restart of the engine leaves the dead one's segments in place
-// until the new engine removes them).
-func (s *session) readerLive() bool {
-	h := s.reader.Layout().Header
-	return shm.ProcessAlive(h.CreatorPID, h.CreatorTime)
-}
-
-// readerCurrent reports whether the world segment now at the instance's
-// path is the one the reader mapped (same creator and creation time).
-func (s *session) readerCurrent() bool {
-	seg, err := shm.Open(shm.SegmentName(s.opt.Instance, fsync.WorldSegment), false)
-	if err != nil {
-		return false
-	}
-	defer seg.Close()
-	h, err := layout.DecodeHeader(seg.Data)
-	if err != nil {
-		return false
-	}
-	return worldIDOf(h) == worldIDOf(s.reader.Layout().Header)
 }
 
 // pendingTick reports whether a tick rung for this incarnation waits in
@@ -592,7 +557,7 @@ func (s *session) safeTick(dt time.Duration) (err error) {
 	defer debug.SetPanicOnFault(old)
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("fdp/module: %s panicked: %v", s.spec.Name, r)
+			err = fmt.Errorf("%s panicked: %v", s.spec.Name, r)
 		}
 	}()
 	return s.m.Tick(&s.view, &s.cmds, dt)

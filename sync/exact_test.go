@@ -129,7 +129,7 @@ func TestPublishExactInAnyOrder(t *testing.T) {
 		requireFrameEqualsWorld(t, fx, r, frame)
 		for s := 0; s < fx.pub.Layout().Slots; s++ {
 			if fx.pub.Holders(s) != 0 {
-				require.NoError(t, ReleaseHolder(fx.segs.Leases.Data, fx.pub.LeasesLayout(), s, 0))
+				require.NoError(t, fx.pub.ReleaseHolder(s, 0))
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package sync
 import (
 	"errors"
 	"fmt"
+	"math/bits"
 	"time"
 
 	"github.com/fdp-engine/fdp/layout"
@@ -11,8 +12,8 @@ import (
 
 // Lease errors.
 var (
-	ErrNotHolder    = errors.New("fdp/sync: slot is not leased to this reader (extra release?)")
-	ErrLeaseInvalid = errors.New("fdp/sync: leased slot is not a complete snapshot")
+	ErrNotHolder    = errors.New("slot is not leased to this holder (extra release?)")
+	ErrLeaseInvalid = errors.New("leased slot is not a complete snapshot")
 )
 
 // SnapshotStats describe one SoD/convoy snapshot.
@@ -22,15 +23,18 @@ type SnapshotStats struct {
 }
 
 // Snapshot syncs the components of mask into a free slot (never the latest,
-// never pinned or leased) and leases it to the reader entries in holders
-// (bit r = reader entry r). The slot stays out of the publish rotation until
-// every holder has released it; it is then back in the pool. This is the
-// SoD (one holder) and convoy (several holders, union mask) provider.
+// never pinned or leased) and leases it to the holders in holders (bit i =
+// holder id i, a module slot). The slot stays out of the publish rotation
+// until every holder has been released (ReleaseHolder, by the engine: when
+// the holder's tick is done or it died); it is then back in the pool. This
+// is the SoD (one holder) and convoy (several holders, union mask)
+// provider. Holders live in the publisher's memory; the leases segment gets
+// a copy for inspection only.
 func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int, SnapshotStats, error) {
 	start := time.Now()
 	st := SnapshotStats{Holders: holders}
 	if holders == 0 {
-		return -1, st, fmt.Errorf("fdp/sync: snapshot without holders")
+		return -1, st, errors.New("snapshot without holders")
 	}
 	ver := p.w.Seal() // see Publish
 	tried := uint64(0)
@@ -51,10 +55,11 @@ func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int
 		}
 		p.fill(best, mask, &st.PublishStats)
 		p.finish(best, odd, frame, ver, mask, &st.PublishStats)
+		p.holders[best] = holders
 		lo := p.ll.LeaseOff(best)
-		layout.Store64(p.lseg, lo+layout.LeaseFrame, frame)
-		layout.Store64(p.lseg, lo+layout.LeaseMask, p.lwGet64(p.lw.SlotOff(best)+layout.SlotMask))
-		layout.Store64(p.lseg, lo+layout.LeaseHolders, holders)
+		putU64(p.lseg, lo+layout.LeaseFrame, frame)
+		putU64(p.lseg, lo+layout.LeaseMask, p.lwGet64(p.lw.SlotOff(best)+layout.SlotMask))
+		p.mirrorHolders(best)
 		st.Slot, st.Frame = best, frame
 		st.Duration = time.Since(start)
 		p.Snapshots++
@@ -62,45 +67,83 @@ func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int
 	}
 }
 
+// mirrorHolders copies slot s's holders into the leases segment (for
+// inspection: nothing reads it back).
+func (p *Publisher) mirrorHolders(s int) {
+	layout.Store64(p.lseg, p.ll.LeaseOff(s)+layout.LeaseHolders, p.holders[s])
+}
+
 // Holders returns the holder mask of slot s.
 func (p *Publisher) Holders(s int) uint64 {
-	return layout.Load64(p.lseg, p.ll.LeaseOff(s)+layout.LeaseHolders)
+	if s < 0 || s >= p.lw.Slots {
+		return 0
+	}
+	return p.holders[s]
 }
 
-// ReleaseHolder clears reader entry r's lease bit on slot s. It fails with
-// ErrNotHolder if the bit is not set (an extra release). Used by readers
-// (through Frame.Release) and by the engine when it reclaims a dead reader.
-func ReleaseHolder(b []byte, ll *layout.Leases, s, r int) error {
-	if s < 0 || s >= ll.Slots || r < 0 || r >= ll.Readers {
-		return fmt.Errorf("fdp/sync: release of slot %d by reader %d out of range", s, r)
+// ReleaseHolder drops holder id's lease on slot s. It fails with
+// ErrNotHolder if id does not hold it (an extra release).
+func (p *Publisher) ReleaseHolder(s, id int) error {
+	if s < 0 || s >= p.lw.Slots || id < 0 || id >= MaxWatchedPins {
+		return fmt.Errorf("release of slot %d by holder %d: out of range", s, id)
 	}
-	lo := ll.LeaseOff(s) + layout.LeaseHolders
-	bit := uint64(1) << uint(r)
-	for {
-		h := layout.Load64(b, lo)
-		if h&bit == 0 {
-			return ErrNotHolder
-		}
-		if layout.CAS64(b, lo, h, h&^bit) {
-			return nil
-		}
+	bit := uint64(1) << uint(id)
+	if p.holders[s]&bit == 0 {
+		return ErrNotHolder
 	}
+	p.holders[s] &^= bit
+	p.mirrorHolders(s)
+	return nil
 }
 
-// OpenLeased opens slot s, leased to this reader by the engine (SoD or
-// convoy), as a Frame. The slot stays valid across engine frames until
-// Release, which drops this reader's lease; the last holder's release
-// returns the slot to the pool.
+// ReleaseHolderAll drops every lease of holder id (it died) and returns how
+// many slots it held.
+func (p *Publisher) ReleaseHolderAll(id int) int {
+	if id < 0 || id >= MaxWatchedPins {
+		return 0
+	}
+	bit, n := uint64(1)<<uint(id), 0
+	for s := 0; s < p.lw.Slots; s++ {
+		if p.holders[s]&bit != 0 {
+			p.holders[s] &^= bit
+			p.mirrorHolders(s)
+			n++
+		}
+	}
+	return n
+}
+
+// RetainHolders drops, on every slot, the holder bits that are not in live
+// (bit i = holder id i still entitled to its lease) and returns how many
+// bits it dropped: the engine's reclaim of lease state that no live reader
+// holds.
+func (p *Publisher) RetainHolders(live func(s int) uint64) int {
+	n := 0
+	for s := 0; s < p.lw.Slots; s++ {
+		if h := p.holders[s]; h != 0 {
+			if keep := h & live(s); keep != h {
+				n += bits.OnesCount64(h &^ keep)
+				p.holders[s] = keep
+				p.mirrorHolders(s)
+			}
+		}
+	}
+	return n
+}
+
+// OpenLeased opens slot s, which the engine leased to this reader (SoD or
+// convoy: the slot named by the module's tick), as a Frame. The slot stays
+// valid across engine frames until the engine sees the reader's tick done;
+// Release only checks that it was not rewritten (a lease reclaimed from a
+// reader the engine took for dead) and writes nothing.
 func (r *Reader) OpenLeased(s int) (*Frame, error) {
 	if s < 0 || s >= r.lw.Slots {
 		return nil, fmt.Errorf("%w: slot %d of %d", ErrLeaseInvalid, s, r.lw.Slots)
 	}
-	lb := r.leases.Data
-	if layout.Load64(lb, r.ll.LeaseOff(s)+layout.LeaseHolders)&(1<<uint(r.entry)) == 0 {
-		return nil, ErrNotHolder
-	}
+	// ORDER(lease-open): seq-cst load; pairs with the engine's even store in
+	// finish, which precedes the tick ring that named this slot.
 	q := layout.Load64(r.world.Data, r.lw.SlotOff(s)+layout.SlotSeq)
-	if q&1 != 0 {
+	if q&1 != 0 || q == 0 {
 		return nil, ErrLeaseInvalid
 	}
 	info := r.lw.ReadSlotInfo(s)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	"sync/atomic"
 	"time"
 
 	"github.com/fdp-engine/fdp/layout"
@@ -11,7 +12,7 @@ import (
 )
 
 // ErrNoFreeSlot is returned when every slot is latest, pinned or leased.
-var ErrNoFreeSlot = errors.New("fdp/sync: no free frame slot (all pinned or leased)")
+var ErrNoFreeSlot = errors.New("no free frame slot (all pinned or leased)")
 
 // PublishStats describes one publish.
 type PublishStats struct {
@@ -27,6 +28,13 @@ type PublishStats struct {
 // Publisher copies the live world into the frame slots of a world segment.
 // It is used by the engine only (single writer); it is not safe for
 // concurrent use.
+//
+// The publisher reads no module-writable shared state except pin words:
+// lease holders live in its own memory (mirrored into the leases segment
+// for inspection only), and the pins it honours are the pin words the host
+// registers with WatchPin (a module's, in the module's own segment, while
+// the module is in a tick) plus the external reader table of the leases
+// segment (readers of the engine's own uid, e.g. tools and tests).
 type Publisher struct {
 	w      *world.World
 	lw     *layout.World
@@ -36,6 +44,14 @@ type Publisher struct {
 	ncomp  int
 	frame  uint64
 	latest int // slot index of the latest publish, -1 if none
+
+	// pinWords[i] is the pin word watched under id i (a module slot); bit i
+	// of pinSet says it is watched.
+	pinWords [MaxWatchedPins]*uint64
+	pinSet   uint64
+	// holders[s]: bit i set = holder id i (a module slot) leases slot s.
+	// Engine memory only: nothing another process writes can hold a slot.
+	holders [layout.MaxSlots]uint64
 
 	// Counters (also mirrored into the segment's stats line).
 	Publishes uint64
@@ -48,7 +64,14 @@ type Publisher struct {
 	// a frame (copying only changes), and slots filled by WarmUp.
 	SnapshotsReused uint64
 	Warmed          uint64
+	// BadPins counts watched pin words that named a slot beyond the
+	// segment's slot count (ignored).
+	BadPins uint64
 }
+
+// MaxWatchedPins bounds the ids of WatchPin and of lease holders: one per
+// module slot.
+const MaxWatchedPins = layout.MaxModules
 
 // NewPublisher validates the segments against the world (geometry and
 // schema) and returns a publisher. A segment left by a previous engine is
@@ -113,15 +136,55 @@ func (p *Publisher) Frame() uint64 { return p.frame }
 // Latest returns the slot of the last publish (-1 if none).
 func (p *Publisher) Latest() int { return p.latest }
 
-// slotBusy reports whether slot s is leased (holders or engine references).
-func (p *Publisher) slotLeased(s int) bool {
-	o := p.ll.LeaseOff(s)
-	return layout.Load64(p.lseg, o+layout.LeaseHolders) != 0 || layout.Load32(p.lseg, o+layout.LeaseEngine) != 0
+// slotLeased reports whether slot s is leased to a holder (engine memory).
+func (p *Publisher) slotLeased(s int) bool { return p.holders[s] != 0 }
+
+// WatchPin makes the publisher honour the pin word at b[off:] (a module's
+// reader line, layout.OffMPin) under id (the module slot), replacing what
+// was watched under id. The host watches a module's pin from just before
+// it rings the module's tick until it has seen the tick done, so a pin
+// written outside a tick (or by a module that is not in one) holds nothing.
+// b must stay mapped until UnwatchPin.
+func (p *Publisher) WatchPin(id int, b []byte, off int) error {
+	if id < 0 || id >= MaxWatchedPins {
+		return fmt.Errorf("pin id %d not in [0,%d)", id, MaxWatchedPins)
+	}
+	p.pinWords[id] = layout.Word64Ptr(b, off)
+	p.pinSet |= 1 << uint(id)
+	return nil
 }
 
-// pinned reports whether any reader pins slot s.
+// UnwatchPin stops honouring the pin watched under id (the module's tick
+// is done, or the module died). It is a no-op for an id not watched.
+func (p *Publisher) UnwatchPin(id int) {
+	if id < 0 || id >= MaxWatchedPins {
+		return
+	}
+	p.pinSet &^= 1 << uint(id)
+	p.pinWords[id] = nil
+}
+
+// WatchedPins returns the set of watched pin ids (bit i = id i).
+func (p *Publisher) WatchedPins() uint64 { return p.pinSet }
+
+// pinned reports whether any watched pin or external reader pins slot s.
 func (p *Publisher) pinned(s int) bool {
+	for m := p.pinSet; m != 0; m &= m - 1 {
+		// ORDER(pin-scan): seq-cst load; pairs with the reader's store of its
+		// pin (Reader.Pin). Called after the claim's store of the odd seq.
+		pin := atomic.LoadUint64(p.pinWords[bits.TrailingZeros64(m)])
+		if ps, _, ok := layout.UnpackPin(pin); ok {
+			if ps == s {
+				return true
+			}
+			if ps >= p.lw.Slots {
+				p.BadPins++
+			}
+		}
+	}
 	for r := 0; r < p.ll.Readers; r++ {
+		// ORDER(pin-scan): seq-cst load of an external reader's pin; pairs
+		// with its store in Reader.Pin.
 		if pin := layout.Load64(p.lseg, p.ll.ReaderOff(r)+layout.ReaderPin); pin != 0 {
 			if ps, _, ok := layout.UnpackPin(pin); ok && ps == s {
 				return true
@@ -145,8 +208,13 @@ func (p *Publisher) claim(s int) (uint64, bool) {
 	off := p.lw.SlotOff(s) + layout.SlotSeq
 	q := layout.Load64(p.seg, off)
 	odd := q | 1 // a slot left odd by a crashed engine stays odd until rewritten
+	// ORDER(claim): seq-cst store of the odd seq, then the pin scan below
+	// (seq-cst loads). Pairs with the reader's pin store and seq re-load:
+	// either the reader re-reads the odd seq or this scan sees its pin.
 	layout.Store64(p.seg, off, odd)
 	if p.pinned(s) || p.slotLeased(s) {
+		// ORDER(claim-abort): restore the even seq; a pinned reader may have
+		// seen odd for this instant (Frame.Valid waits it out).
 		layout.Store64(p.seg, off, q)
 		p.Aborts++
 		layout.Add64(p.seg, layout.OffWStatAborted, 1)
@@ -211,7 +279,7 @@ func (p *Publisher) SyncInto(s int, frame uint64, mask world.Mask) (PublishStats
 	start := time.Now()
 	st := PublishStats{Frame: frame, Slot: s}
 	if s < 0 || s >= p.lw.Slots || s == p.latest {
-		return st, fmt.Errorf("fdp/sync: cannot sync into slot %d", s)
+		return st, fmt.Errorf("cannot sync into slot %d", s)
 	}
 	ver := p.w.Seal() // see Publish
 	odd, ok := p.claim(s)
@@ -291,6 +359,8 @@ func (p *Publisher) finish(s int, odd, frame, ver uint64, mask world.Mask, st *P
 	p.Columns += uint64(st.ChunksCopied)
 	layout.Add64(b, layout.OffWStatBytes, uint64(st.BytesCopied))
 	layout.Add64(b, layout.OffWStatChunks, uint64(st.ChunksCopied))
+	// ORDER(publish): seq-cst store of the even seq after every byte of the
+	// slot; pairs with the reader's seq loads (Pin, Frame.Valid).
 	layout.Store64(b, o+layout.SlotSeq, odd+1)
 }
 

@@ -15,12 +15,12 @@ import (
 
 // Reader errors.
 var (
-	ErrNoFrame      = errors.New("fdp/sync: nothing published yet")
-	ErrBusy         = errors.New("fdp/sync: could not pin a stable frame (engine rewriting slots faster than the reader can pin)")
-	ErrTorn         = errors.New("fdp/sync: frame was rewritten while pinned (pin reclaimed?)")
-	ErrNoReaderSlot = errors.New("fdp/sync: reader table is full")
-	ErrNotPinned    = errors.New("fdp/sync: frame is not pinned")
-	ErrTypeMismatch = errors.New("fdp/sync: Go type does not match the component's size")
+	ErrNoFrame      = errors.New("nothing published yet")
+	ErrBusy         = errors.New("could not pin a stable frame (engine rewriting slots faster than the reader can pin)")
+	ErrTorn         = errors.New("frame was rewritten while pinned (pin reclaimed?)")
+	ErrNoReaderSlot = errors.New("reader table is full")
+	ErrNotPinned    = errors.New("frame is not pinned")
+	ErrTypeMismatch = errors.New("component size does not match the Go type")
 )
 
 // AttachOptions configure a Reader.
@@ -33,23 +33,71 @@ type AttachOptions struct {
 	SchemaHash uint64
 }
 
-// Reader is an attached, read-only view of an instance's world segment. It
-// owns one entry of the leases segment. A Reader is used by one goroutine.
+// Reader is a read-only view of an instance's world segment. It pins frames
+// through one pin word, which lives either in a module's own segment (a
+// module reader, NewModuleReader: the engine watches that word while the
+// module is in a tick) or in an entry of the external reader table of the
+// leases segment (Attach: a tool or test of the engine's own uid). A Reader
+// is used by one goroutine.
 type Reader struct {
 	Instance string
 	world    *shm.Segment
-	leases   *shm.Segment
 	lw       *layout.World
-	ll       *layout.Leases
-	entry    int
-	entryOff int
-	frame    Frame
-	leased   Frame
+	// The pin word and its counters: b[pinOff], b[pinsOff], ...
+	pb                                []byte
+	pinOff, pinsOff, retriesOff, beat int
+	// External readers only: the leases segment and the claimed entry.
+	leases *shm.Segment
+	ll     *layout.Leases
+	entry  int
+	frame  Frame
+	leased Frame
 }
 
-// Attach maps the world segment of an instance read-only (PROT_READ) and its
-// leases segment read-write, validates the header and schema, and claims a
-// reader entry.
+// NewModuleReader returns the reader of a module: world is the world
+// segment mapped read-only from the descriptor the engine passed, mod the
+// module's own segment, whose reader line (layout.OffMPin...) holds the pin.
+// The Reader takes ownership of world (Close unmaps it); mod stays the
+// caller's and must outlive the Reader. The world is validated like Attach
+// does.
+func NewModuleReader(world *shm.Segment, mod *layout.Module, opt AttachOptions) (*Reader, error) {
+	r := &Reader{world: world, entry: -1, pb: mod.B,
+		pinOff: layout.OffMPin, pinsOff: layout.OffMPinCount, retriesOff: layout.OffMPinRetries, beat: layout.OffMPinNanos}
+	if err := r.decodeWorld(opt); err != nil {
+		r.Close()
+		return nil, err
+	}
+	r.Instance = r.lw.Header.Instance
+	// ORDER(pin-reset): a previous incarnation's pin is meaningless; the
+	// engine watches the word only while this module is in a tick.
+	layout.Store64(r.pb, r.pinOff, 0)
+	r.frame.r, r.leased.r = r, r
+	return r, nil
+}
+
+func (r *Reader) decodeWorld(opt AttachOptions) error {
+	var err error
+	if r.lw, err = layout.DecodeWorld(r.world.Data); err != nil {
+		return fmt.Errorf("world segment %s: %w", r.world.Name, err)
+	}
+	if opt.Registry != nil {
+		if err := checkSchema(r.lw, opt.Registry); err != nil {
+			return err
+		}
+	}
+	if opt.SchemaHash != 0 && opt.SchemaHash != r.lw.Header.SchemaHash {
+		return fmt.Errorf("%w: schema hash %#x in the segment, %#x expected", layout.ErrSchema, r.lw.Header.SchemaHash, opt.SchemaHash)
+	}
+	return nil
+}
+
+// Attach is the external-reader path, for processes of the engine's own uid
+// that read frames without being modules (tools, tests, `engine stat`): it
+// maps the world segment of an instance read-only (PROT_READ) and its
+// leases segment read-write by name, validates the header and schema, and
+// claims an entry of the external reader table, whose pin the engine
+// honours. Modules never use it: they get descriptors from the engine
+// (NewModuleReader).
 func Attach(instance string, opt AttachOptions) (*Reader, error) {
 	ws, err := shm.Open(shm.SegmentName(instance, WorldSegment), false)
 	if err != nil {
@@ -60,16 +108,8 @@ func Attach(instance string, opt AttachOptions) (*Reader, error) {
 		r.Close()
 		return nil, err
 	}
-	if r.lw, err = layout.DecodeWorld(ws.Data); err != nil {
-		return fail(fmt.Errorf("world segment of %q: %w", instance, err))
-	}
-	if opt.Registry != nil {
-		if err := checkSchema(r.lw, opt.Registry); err != nil {
-			return fail(err)
-		}
-	}
-	if opt.SchemaHash != 0 && opt.SchemaHash != r.lw.Header.SchemaHash {
-		return fail(fmt.Errorf("%w: schema hash %#x in the segment, %#x expected", layout.ErrSchema, r.lw.Header.SchemaHash, opt.SchemaHash))
+	if err := r.decodeWorld(opt); err != nil {
+		return fail(fmt.Errorf("instance %q: %w", instance, err))
 	}
 	if r.leases, err = shm.Open(shm.SegmentName(instance, LeasesSegment), true); err != nil {
 		return fail(err)
@@ -83,7 +123,8 @@ func Attach(instance string, opt AttachOptions) (*Reader, error) {
 	if r.entry, err = ClaimReader(r.leases.Data, r.ll, opt.Name); err != nil {
 		return fail(err)
 	}
-	r.entryOff = r.ll.ReaderOff(r.entry)
+	o := r.ll.ReaderOff(r.entry)
+	r.pb, r.pinOff, r.pinsOff, r.retriesOff, r.beat = r.leases.Data, o+layout.ReaderPin, o+layout.ReaderPins, o+layout.ReaderRetries, o+layout.ReaderHeartbeat
 	r.frame.r = r
 	r.leased.r = r
 	return r, nil
@@ -134,32 +175,27 @@ func readerAlive(b []byte, o int) bool {
 	return shm.ProcessAlive(pid, start)
 }
 
-// clearReader frees reader entry i: its pin, its lease bits on every slot,
-// then the entry itself.
+// clearReader frees external reader entry i: its pin, then the entry.
+// (Lease holders are not in the segment: the engine keeps them.)
 func clearReader(b []byte, ll *layout.Leases, i int) {
 	o := ll.ReaderOff(i)
 	layout.Store64(b, o+layout.ReaderPin, 0)
-	bit := uint64(1) << uint(i)
-	for s := 0; s < ll.Slots; s++ {
-		lo := ll.LeaseOff(s) + layout.LeaseHolders
-		for {
-			h := layout.Load64(b, lo)
-			if h&bit == 0 || layout.CAS64(b, lo, h, h&^bit) {
-				break
-			}
-		}
-	}
 	layout.Store64(b, o+layout.ReaderStart, 0)
 	layout.Store32(b, o+layout.ReaderPID, 0)
 }
 
-// ReclaimDeadReaders frees the entries (pins and leases) of every reader
-// whose process is dead. It returns the reclaimed entry indices' count.
+// ReclaimDeadReaders frees the external reader entries of dead processes,
+// and clears pins in entries that no process owns (pid 0: written by
+// nobody entitled to). It returns the number of entries or pins reclaimed.
 func ReclaimDeadReaders(b []byte, ll *layout.Leases) int {
 	n := 0
 	for i := 0; i < ll.Readers; i++ {
 		o := ll.ReaderOff(i)
-		if layout.Load32(b, o+layout.ReaderPID) != 0 && !readerAlive(b, o) {
+		switch pid := layout.Load32(b, o+layout.ReaderPID); {
+		case pid == 0 && layout.Load64(b, o+layout.ReaderPin) != 0:
+			layout.Store64(b, o+layout.ReaderPin, 0)
+			n++
+		case pid != 0 && !readerAlive(b, o):
 			clearReader(b, ll, i)
 			n++
 		}
@@ -167,8 +203,8 @@ func ReclaimDeadReaders(b []byte, ll *layout.Leases) int {
 	return n
 }
 
-// ReleaseReadersOf frees every reader entry owned by pid (a process known
-// to be dead, e.g. reaped by the supervisor).
+// ReleaseReadersOf frees every external reader entry owned by pid (a
+// process known to be dead, e.g. reaped by the supervisor).
 func ReleaseReadersOf(b []byte, ll *layout.Leases, pid int) int {
 	n := 0
 	for i := 0; i < ll.Readers; i++ {
@@ -183,15 +219,20 @@ func ReleaseReadersOf(b []byte, ll *layout.Leases, pid int) int {
 // Layout returns the validated world segment view.
 func (r *Reader) Layout() *layout.World { return r.lw }
 
-// Entry returns the reader's entry index in the leases segment.
+// Entry returns the reader's entry index in the external reader table of
+// the leases segment (-1 for a module reader).
 func (r *Reader) Entry() int { return r.entry }
 
-// Close releases the pin and the reader entry and unmaps the segments.
+// Close releases the pin (and an external reader's entry) and unmaps the
+// segments it owns.
 func (r *Reader) Close() error {
 	if r.leases != nil && r.ll != nil && r.entry >= 0 {
 		clearReader(r.leases.Data, r.ll, r.entry)
 		r.entry = -1
+	} else if r.pb != nil {
+		layout.Store64(r.pb, r.pinOff, 0)
 	}
+	r.pb = nil
 	var first error
 	for _, s := range []*shm.Segment{r.world, r.leases} {
 		if s != nil {
@@ -212,9 +253,8 @@ const MaxPinAttempts = 1000
 // releases a previous one. The returned *Frame is owned by the Reader and
 // reused by the next Pin (no allocation).
 func (r *Reader) Pin() (*Frame, error) {
-	b, lb := r.world.Data, r.leases.Data
-	pinOff := r.entryOff + layout.ReaderPin
-	layout.Store64(lb, pinOff, 0)
+	b, pb := r.world.Data, r.pb
+	layout.Store64(pb, r.pinOff, 0)
 	r.frame.pinned, r.frame.lease = false, false
 	for attempt := 0; attempt < MaxPinAttempts; attempt++ {
 		frame, s, ok := layout.UnpackLatest(layout.Load64(b, layout.OffWLatest))
@@ -227,7 +267,11 @@ func (r *Reader) Pin() (*Frame, error) {
 		seqOff := r.lw.SlotOff(s) + layout.SlotSeq
 		q := layout.Load64(b, seqOff)
 		if q&1 == 0 {
-			layout.Store64(lb, pinOff, layout.PackPin(s, q))
+			// ORDER(pin): seq-cst store of the pin, then the seq re-load below.
+			// Pairs with the writer's claim (odd seq store, then its pin scan):
+			// either this re-load sees the odd seq or the scan sees the pin.
+			layout.Store64(pb, r.pinOff, layout.PackPin(s, q))
+			// ORDER(pin-check): seq-cst re-load; pairs with ORDER(claim).
 			if layout.Load64(b, seqOff) == q {
 				info := r.lw.ReadSlotInfo(s)
 				if info.Frame != frame {
@@ -236,22 +280,22 @@ func (r *Reader) Pin() (*Frame, error) {
 					// convoy snapshot of a later frame, with only its
 					// modules' components): the pin is good, the slot is
 					// not the latest frame. Retry from latest.
-					layout.Store64(lb, pinOff, 0)
-					layout.Add64(lb, r.entryOff+layout.ReaderRetries, 1)
+					layout.Store64(pb, r.pinOff, 0)
+					layout.Add64(pb, r.retriesOff, 1)
 					continue
 				}
 				if err := r.lw.ValidateSlotInfo(info); err != nil {
-					layout.Store64(lb, pinOff, 0)
+					layout.Store64(pb, r.pinOff, 0)
 					return nil, err
 				}
-				layout.Add64(lb, r.entryOff+layout.ReaderPins, 1)
-				layout.Store64(lb, r.entryOff+layout.ReaderHeartbeat, uint64(time.Now().UnixNano()))
+				layout.Add64(pb, r.pinsOff, 1)
+				layout.Store64(pb, r.beat, uint64(time.Now().UnixNano()))
 				r.frame.slot, r.frame.seq, r.frame.info, r.frame.pinned = s, q, info, true
 				return &r.frame, nil
 			}
-			layout.Store64(lb, pinOff, 0)
+			layout.Store64(pb, r.pinOff, 0)
 		}
-		layout.Add64(lb, r.entryOff+layout.ReaderRetries, 1)
+		layout.Add64(pb, r.retriesOff, 1)
 		if attempt > 8 {
 			runtime.Gosched()
 		}
@@ -294,6 +338,8 @@ func (f *Frame) Valid() bool {
 		return false
 	}
 	b, off := f.r.world.Data, f.r.lw.SlotOff(f.slot)+layout.SlotSeq
+	// ORDER(valid): seq-cst load after the reads of the frame; pairs with
+	// the writer's claim and publish stores.
 	seq := layout.Load64(b, off)
 	for i := 0; seq == f.seq+1 && i < maxClaimSpin; i++ {
 		if i > 64 {
@@ -317,12 +363,12 @@ func (f *Frame) Release() error {
 	valid := f.Valid()
 	f.pinned = false
 	if f.lease {
+		// A lease is the engine's: it ends when the engine sees the tick
+		// done. Nothing to write.
 		f.lease = false
-		if err := ReleaseHolder(f.r.leases.Data, f.r.ll, f.slot, f.r.entry); err != nil {
-			return err
-		}
 	} else {
-		layout.Store64(f.r.leases.Data, f.r.entryOff+layout.ReaderPin, 0)
+		// ORDER(unpin): seq-cst store after every read of the frame.
+		layout.Store64(f.r.pb, f.r.pinOff, 0)
 	}
 	if !valid {
 		return ErrTorn

@@ -348,9 +348,14 @@ func TestPinBlocksRewrite(t *testing.T) {
 
 	// Lease another slot to a holder: it must not be used either.
 	leased := (pinned + 1) % lw.Slots
-	ll := fx.pub.LeasesLayout()
-	layout.Store64(fx.segs.Leases.Data, ll.LeaseOff(leased)+layout.LeaseHolders, 1<<40)
+	fx.pub.holders[leased] = 1 << 40
 	leasedSeq := layout.Load64(lw.B, lw.SlotOff(leased)+layout.SlotSeq)
+	// A holder word forged in the leases segment (a copy for inspection)
+	// holds nothing.
+	ll := fx.pub.LeasesLayout()
+	forged := (pinned + 2) % lw.Slots
+	layout.Store64(fx.segs.Leases.Data, ll.LeaseOff(forged)+layout.LeaseHolders, ^uint64(0))
+	layout.Store32(fx.segs.Leases.Data, ll.LeaseOff(forged)+layout.LeaseEngine, 1)
 
 	used := map[int]bool{}
 	for fr := uint64(2); fr < 60; fr++ {
@@ -362,6 +367,7 @@ func TestPinBlocksRewrite(t *testing.T) {
 	}
 	require.False(t, used[pinned])
 	require.False(t, used[leased])
+	require.True(t, used[forged], "a forged holder word in the leases segment is ignored")
 	require.GreaterOrEqual(t, len(used), 2)
 	require.Equal(t, seq, layout.Load64(lw.B, lw.SlotOff(pinned)+layout.SlotSeq))
 	require.Equal(t, leasedSeq, layout.Load64(lw.B, lw.SlotOff(leased)+layout.SlotSeq))
@@ -439,8 +445,9 @@ func TestColumnTypeCheck(t *testing.T) {
 	require.NoError(t, f.Release())
 }
 
-// TestReclaimDeadReader: a reader process killed while holding a pin and a
-// lease bit is found dead and its entry, pin and lease are released.
+// TestReclaimDeadReader: an external reader process killed while holding a
+// pin is found dead and its entry and pin are released; a pin in an entry
+// nobody owns is cleared.
 func TestReclaimDeadReader(t *testing.T) {
 	fx := newFixture(t, 64, 4, 10)
 	_, err := fx.pub.Publish(1, world.Mask(^uint64(0)))
@@ -457,14 +464,15 @@ func TestReclaimDeadReader(t *testing.T) {
 	layout.Store32(lb, o+layout.ReaderPID, uint32(pid))
 	layout.Store64(lb, o+layout.ReaderStart, start)
 	layout.Store64(lb, o+layout.ReaderPin, layout.PackPin(fx.pub.Latest(), 2))
-	layout.Store64(lb, ll.LeaseOff(2)+layout.LeaseHolders, 1<<7|1<<9)
 	require.Equal(t, 0, ReclaimDeadReaders(lb, ll), "alive reader must not be reclaimed")
 	require.NoError(t, cmd.Process.Kill())
 	_ = cmd.Wait()
-	require.Equal(t, 1, ReclaimDeadReaders(lb, ll))
+	orphan := ll.ReaderOff(9)
+	layout.Store64(lb, orphan+layout.ReaderPin, layout.PackPin(fx.pub.Latest(), 2))
+	require.Equal(t, 2, ReclaimDeadReaders(lb, ll))
 	require.Zero(t, layout.Load32(lb, o+layout.ReaderPID))
 	require.Zero(t, layout.Load64(lb, o+layout.ReaderPin))
-	require.Equal(t, uint64(1<<9), layout.Load64(lb, ll.LeaseOff(2)+layout.LeaseHolders))
+	require.Zero(t, layout.Load64(lb, orphan+layout.ReaderPin), "a pin of an entry nobody owns is reclaimed")
 }
 
 // TestValidToleratesAbortedClaim: a writer that claims a pinned slot makes
@@ -518,11 +526,13 @@ func TestSnapshotPoolWarmUpAndReuse(t *testing.T) {
 	require.Equal(t, 1, st.ChunksCopied, "only the touched chunk's Stamp column")
 	require.Equal(t, 1, fx.pub.LeasedSlots())
 	ll, lb := fx.pub.LeasesLayout(), fx.segs.Leases.Data
-	require.NoError(t, ReleaseHolder(lb, ll, slot, 3))
-	require.Equal(t, 1, fx.pub.LeasedSlots(), "still held by reader 5")
-	require.NoError(t, ReleaseHolder(lb, ll, slot, 5))
+	require.Equal(t, uint64(1<<3|1<<5), layout.Load64(lb, ll.LeaseOff(slot)+layout.LeaseHolders), "mirrored for inspection")
+	require.NoError(t, fx.pub.ReleaseHolder(slot, 3))
+	require.Equal(t, 1, fx.pub.LeasedSlots(), "still held by holder 5")
+	require.NoError(t, fx.pub.ReleaseHolder(slot, 5))
 	require.Equal(t, 0, fx.pub.LeasedSlots(), "back in the pool")
-	require.ErrorIs(t, ReleaseHolder(lb, ll, slot, 5), ErrNotHolder)
+	require.Zero(t, layout.Load64(lb, ll.LeaseOff(slot)+layout.LeaseHolders))
+	require.ErrorIs(t, fx.pub.ReleaseHolder(slot, 5), ErrNotHolder)
 }
 
 // publishAndPin publishes frame 1 of fx, attaches a reader (closed at the end
