@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/debug"
 	gosync "sync"
 	"sync/atomic"
 	"time"
@@ -56,11 +57,7 @@ type Config struct {
 	// only take turns with each other and with the engine. Default
 	// runtime.NumCPU()-1, at least 1.
 	PrewakeMax int
-	// AllowUIDs are uids besides the engine's own whose processes may join
-	// as modules (ipc.ControlConfig.AllowUIDs: the socket then is mode 0666
-	// and admission is by SO_PEERCRED).
-	AllowUIDs []uint32
-	Logger    *slog.Logger
+	Logger     *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -156,19 +153,15 @@ type Engine struct {
 	// (CLOCK_MONOTONIC at wake minus the engine's tick stamp).
 	WakeHist  *Histogram
 	Snapshots uint64
-	// ReclaimedReaders counts slot state no live reader held that the
-	// engine reclaimed after a publish found no free slot: lease holders,
-	// pins of stuck ticks, external reader entries of dead processes.
+	// ReclaimedReaders counts reader entries of dead processes released by
+	// the engine itself.
 	ReclaimedReaders uint64
-	// BadMasks counts hellos refused for a mask beyond the schema;
-	// BadWakeReports module wake latencies ignored as implausible.
-	BadMasks, BadWakeReports uint64
-	SnapBytes                uint64
-	created                  [16]byte
-	asideDropped             bool // dropAside ran (after the first successful publish)
-	warm                     bool // every slot was written once (see Step's warm-up)
-	closeOnce                gosync.Once
-	allMask                  world.Mask
+	SnapBytes        uint64
+	created          [16]byte
+	asideDropped     bool // dropAside ran (after the first successful publish)
+	warm             bool // every slot was written once (see Step's warm-up)
+	closeOnce        gosync.Once
+	allMask          world.Mask
 }
 
 // New creates the segments and the control socket of an instance and
@@ -198,8 +191,7 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 		SchemaHash: w.Registry().SchemaHash(),
 		Handler:    e.admit,
 		OnClose:    e.onClose,
-		OnError:    func(err error) { e.log.Warn("control plane", "err", err) }, // rate-limited by ipc
-		AllowUIDs:  cfg.AllowUIDs,
+		OnError:    func(err error) { e.log.Warn("control plane", "err", err) },
 	})
 	if err != nil {
 		e.Close()
@@ -276,7 +268,50 @@ func (e *Engine) Close() error {
 }
 
 // Run runs frames at the configured rate until ctx is done.
-func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) error {
+//
+// Frames run with debug.SetPanicOnFault: a memory fault in a frame (a
+// segment file truncated under the engine, which SIGBUSes the next access
+// beyond its new end; only the engine's uid can do that) ends Run with an
+// error naming the segment, e.g. "world segment truncated or unmapped under
+// the engine", instead of crashing the process with a fault trace. Any other
+// panic is not recovered.
+func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		r := recover()
+		if r == nil {
+			return
+		}
+		fault, ok := r.(interface{ Addr() uintptr })
+		if _, rt := r.(runtime.Error); !ok || !rt {
+			panic(r)
+		}
+		addr := fault.Addr()
+		kind, seg := "a shared-memory segment", (*shm.Segment)(nil)
+		switch {
+		case e.segs != nil && e.segs.World.Contains(addr):
+			kind, seg = "world segment", e.segs.World
+		case e.evSeg.Contains(addr):
+			kind, seg = "event log segment", e.evSeg
+		default:
+			e.mu.Lock()
+			for _, m := range e.mods {
+				if m != nil && m.seg.Contains(addr) {
+					kind, seg = "module segment", m.seg
+				}
+			}
+			e.mu.Unlock()
+		}
+		where := fmt.Sprintf("fault at %#x", addr)
+		if seg != nil {
+			size := "gone"
+			if st, serr := os.Stat(seg.Path); serr == nil {
+				size = fmt.Sprintf("%d bytes", st.Size())
+			}
+			where = fmt.Sprintf("%s: mapped %d bytes, file now %s", seg.Path, len(seg.Data), size)
+		}
+		err = fmt.Errorf("fdp/host: %s truncated or unmapped under the engine (%s)", kind, where)
+	}()
 	next := time.Now()
 	// One timer for the whole loop (a timer per frame would allocate 3
 	// objects per frame). Since Go 1.23 Reset needs no drain after Stop.
@@ -350,10 +385,9 @@ func (e *Engine) Step() FrameStats {
 			e.dropAside(st.Frame)
 		}
 	} else {
-		// Every slot pinned or leased (counted in the publisher's Skipped
-		// and the world segment's skipped stat): reclaim what no live
-		// reader holds, so that the next frame can publish.
-		e.reclaimSlots()
+		// Every slot pinned or leased: release what dead readers hold (a
+		// process killed before its handshake is unknown to the engine).
+		e.ReclaimedReaders += uint64(fsync.ReclaimDeadReaders(e.segs.Leases.Data, e.pub.LeasesLayout()))
 	}
 
 	// Dispatch ticks, wait for the fast tier, play back.

@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/edsrzf/mmap-go"
 	"github.com/fdp-engine/fdp/layout"
@@ -97,11 +98,20 @@ func checkName(name string) error {
 // to exercise the fallback).
 var useTmpfile = true
 
+// ErrNoSpace is wrapped by Create when the directory cannot hold the whole
+// segment (ENOSPC or EDQUOT while allocating it).
+var ErrNoSpace = errors.New("not enough space for the segment")
+
 // Create creates a new segment of size bytes (zero-filled by the kernel),
 // mode 0600 regardless of umask, refusing to follow symlinks or to reuse an
 // existing name (the error then wraps os.ErrExist), and maps it read-write
-// (MAP_SHARED). On any failure nothing is left behind under name. The
-// returned segment holds the creator lock until Close.
+// (MAP_SHARED). Every byte is allocated at creation (fallocate(2), or zeros
+// written where the file system has no fallocate), so that no later access
+// through the mapping can fault with SIGBUS because the file system is full;
+// a directory without the room gives an error wrapping ErrNoSpace that names
+// the directory, the bytes needed and the bytes free. On any failure nothing
+// is left behind under name (nor any temporary file). The returned segment
+// holds the creator lock until Close.
 func Create(name string, size int) (*Segment, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
@@ -200,14 +210,69 @@ func setup(fd int, path string, size int) (*Segment, error) {
 	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return fail("flock", err)
 	}
-	if err := unix.Ftruncate(fd, int64(size)); err != nil {
-		return fail("ftruncate", err)
+	if err := allocate(fd, int64(size)); err != nil {
+		_ = f.Close()
+		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+			return nil, noSpace(filepath.Dir(path), size, err)
+		}
+		return nil, fmt.Errorf("allocate %d bytes: %w", size, err)
 	}
 	m, err := mmap.Map(f, mmap.RDWR, 0)
 	if err != nil {
 		return fail("mmap", err)
 	}
 	return &Segment{Path: path, Data: m, Writable: true, m: m, f: f}, nil
+}
+
+// allocate sizes the new, empty file fd to size bytes with every block
+// allocated: fallocate(2) (mode 0 also sets the size), or, on a file system
+// without it, ftruncate and zeros written over the whole file (what
+// posix_fallocate does there).
+func allocate(fd int, size int64) error {
+	err := unix.Fallocate(fd, 0, 0, size)
+	for errors.Is(err, unix.EINTR) {
+		err = unix.Fallocate(fd, 0, 0, size)
+	}
+	if err == nil || !(errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS)) {
+		return err
+	}
+	if err := unix.Ftruncate(fd, size); err != nil {
+		return err
+	}
+	return writeZeros(fd, size)
+}
+
+// writeZeros writes zeros over [0, size) of fd, which allocates every block
+// of a sparse file.
+func writeZeros(fd int, size int64) error {
+	zeros := make([]byte, 1<<20)
+	for off := int64(0); off < size; {
+		n := min(int64(len(zeros)), size-off)
+		w, err := unix.Pwrite(fd, zeros[:n], off)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if w == 0 {
+			return unix.ENOSPC
+		}
+		off += int64(w)
+	}
+	return nil
+}
+
+// noSpace is the error of a segment that dir cannot hold: one line naming
+// the directory, the bytes needed and the bytes free.
+func noSpace(dir string, size int, err error) error {
+	free := "unknown"
+	var st unix.Statfs_t
+	if unix.Statfs(dir, &st) == nil {
+		free = fmt.Sprintf("%d", uint64(st.Bavail)*uint64(st.Bsize))
+	}
+	return fmt.Errorf("%w in %s: need %d bytes (%.1f MiB), %s bytes free (set FDP_SHM_DIR or make room): %w",
+		ErrNoSpace, dir, size, float64(size)/(1<<20), free, err)
 }
 
 // Open maps an existing segment of Dir: read-only (PROT_READ: a write faults
@@ -307,6 +372,19 @@ func (s *Segment) Close() error {
 		s.Data, s.m = nil, nil
 	})
 	return s.closeErr
+}
+
+// Contains reports whether addr lies inside the segment's mapping (e.g. the
+// address of a memory fault). A nil or closed segment contains nothing.
+//
+// Invariants: only the mapping's address is inspected; nothing is
+// dereferenced.
+func (s *Segment) Contains(addr uintptr) bool {
+	if s == nil || len(s.Data) == 0 {
+		return false
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(s.Data)))
+	return addr >= base && addr-base < uintptr(len(s.Data))
 }
 
 // Current reports whether the segment's path still names the file it maps:

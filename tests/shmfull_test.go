@@ -1,0 +1,138 @@
+package tests
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/shm"
+	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
+)
+
+// No SIGBUS, clear errors (issue 11, findings 2 and 3): a full shm
+// directory and a segment truncated under a running engine end `engine run`
+// with one line and a non-zero exit, never a fault trace.
+
+// smallTmpfs mounts a tmpfs of size bytes on a fresh directory (unmounted at
+// the end); it skips the test where mounting is not permitted.
+func smallTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
+		t.Skipf("cannot mount a %s tmpfs (needs root or CAP_SYS_ADMIN; CI runs as root): %v", size, err)
+	}
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
+	return dir
+}
+
+// faultTrace reports whether output holds a Go crash trace.
+func faultTrace(out string) bool {
+	for _, s := range []string{"goroutine ", "fatal error", "unexpected fault address", "SIGBUS", "panic:"} {
+		if strings.Contains(out, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// errorLines returns the lines of out that report the command's error
+// (cobra prints "Error: ...").
+func errorLines(out string) []string {
+	var l []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "Error: ") {
+			l = append(l, line)
+		}
+	}
+	return l
+}
+
+// TestEngineRunShmDirFull: `engine run --entities 20000` with a 6 MiB tmpfs
+// as FDP_SHM_DIR cannot fit its world: it exits non-zero at once with one
+// error line naming the directory and the bytes needed, and leaves nothing
+// in the directory.
+func TestEngineRunShmDirFull(t *testing.T) {
+	bin := shippedBinaries(t)
+	dir := smallTmpfs(t, "6m")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "engine"), "run", "--instance", "full", "--entities", "20000", "--status", "0", "--duration", "10s")
+	cmd.Env = append(os.Environ(), "FDP_SHM_DIR="+dir)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stderr, &stderr
+	err := cmd.Run()
+	out := stderr.String()
+	var ee *exec.ExitError
+	require.True(t, errors.As(err, &ee), "engine run must fail: %v\n%s", err, out)
+	require.NotZero(t, ee.ExitCode(), out)
+	require.False(t, faultTrace(out), "a fault trace instead of an error:\n%s", out)
+	lines := errorLines(out)
+	require.Len(t, lines, 1, out)
+	require.Contains(t, lines[0], "not enough space")
+	require.Contains(t, lines[0], dir)
+	require.Regexp(t, `need \d+ bytes`, lines[0])
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Empty(t, ents, "segments, sockets or temporary files left behind")
+}
+
+// TestEngineRunWorldTruncated: `truncate -s 8192` of the world segment under
+// a running engine ends it with one error line naming the segment ("world
+// segment truncated or unmapped under the engine") and a non-zero exit.
+func TestEngineRunWorldTruncated(t *testing.T) {
+	bin := shippedBinaries(t)
+	dir := t.TempDir()
+	inst := "trunc"
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "engine"), "run", "--instance", inst, "--entities", "2000", "--status", "0", "--duration", "12s")
+	cmd.Env = append(os.Environ(), "FDP_SHM_DIR="+dir)
+	var out syncBuf
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+
+	world := filepath.Join(dir, shm.SegmentName(inst, "world"))
+	waitFor(t, "the engine publishing", 10*time.Second, func() bool {
+		b, err := os.ReadFile(world)
+		if err != nil || len(b) < layout.OffWLatest+8 {
+			return false
+		}
+		f, _, ok := layout.UnpackLatest(le64(b[layout.OffWLatest:]))
+		return ok && f > 2
+	})
+	truncate := exec.Command("truncate", "-s", "8192", world)
+	if b, err := truncate.CombinedOutput(); err != nil {
+		require.NoError(t, os.Truncate(world, 8192), "truncate(1) failed: %s", b)
+	}
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("engine still running 10 s after its world was truncated:\n%s", out.String())
+	}
+	var ee *exec.ExitError
+	require.True(t, errors.As(err, &ee), "engine run must fail: %v\n%s", err, out.String())
+	require.NotZero(t, ee.ExitCode())
+	require.False(t, faultTrace(out.String()), "a fault trace instead of an error:\n%s", out.String())
+	lines := errorLines(out.String())
+	require.Len(t, lines, 1, out.String())
+	require.Contains(t, lines[0], "world segment truncated or unmapped under the engine")
+	require.Contains(t, lines[0], world)
+	fmt.Fprintln(os.Stderr, "engine run said:", lines[0])
+}
+
+func le64(b []byte) uint64 {
+	return uint64(b[0]) | uint64(b[1])<<8 | uint64(b[2])<<16 | uint64(b[3])<<24 |
+		uint64(b[4])<<32 | uint64(b[5])<<40 | uint64(b[6])<<48 | uint64(b[7])<<56
+}
