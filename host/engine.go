@@ -57,7 +57,11 @@ type Config struct {
 	// only take turns with each other and with the engine. Default
 	// runtime.NumCPU()-1, at least 1.
 	PrewakeMax int
-	Logger     *slog.Logger
+	// AllowUIDs are uids besides the engine's own whose processes may join
+	// as modules (ipc.ControlConfig.AllowUIDs: the socket then is mode 0666
+	// and admission is by SO_PEERCRED).
+	AllowUIDs []uint32
+	Logger    *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -153,15 +157,19 @@ type Engine struct {
 	// (CLOCK_MONOTONIC at wake minus the engine's tick stamp).
 	WakeHist  *Histogram
 	Snapshots uint64
-	// ReclaimedReaders counts reader entries of dead processes released by
-	// the engine itself.
+	// ReclaimedReaders counts slot state no live reader held that the
+	// engine reclaimed after a publish found no free slot: lease holders,
+	// pins of stuck ticks, external reader entries of dead processes.
 	ReclaimedReaders uint64
-	SnapBytes        uint64
-	created          [16]byte
-	asideDropped     bool // dropAside ran (after the first successful publish)
-	warm             bool // every slot was written once (see Step's warm-up)
-	closeOnce        gosync.Once
-	allMask          world.Mask
+	// BadMasks counts hellos refused for a mask beyond the schema;
+	// BadWakeReports module wake latencies ignored as implausible.
+	BadMasks, BadWakeReports uint64
+	SnapBytes                uint64
+	created                  [16]byte
+	asideDropped             bool // dropAside ran (after the first successful publish)
+	warm                     bool // every slot was written once (see Step's warm-up)
+	closeOnce                gosync.Once
+	allMask                  world.Mask
 }
 
 // New creates the segments and the control socket of an instance and
@@ -191,7 +199,8 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 		SchemaHash: w.Registry().SchemaHash(),
 		Handler:    e.admit,
 		OnClose:    e.onClose,
-		OnError:    func(err error) { e.log.Warn("control plane", "err", err) },
+		OnError:    func(err error) { e.log.Warn("control plane", "err", err) }, // rate-limited by ipc
+		AllowUIDs:  cfg.AllowUIDs,
 	})
 	if err != nil {
 		e.Close()
@@ -385,9 +394,10 @@ func (e *Engine) Step() FrameStats {
 			e.dropAside(st.Frame)
 		}
 	} else {
-		// Every slot pinned or leased: release what dead readers hold (a
-		// process killed before its handshake is unknown to the engine).
-		e.ReclaimedReaders += uint64(fsync.ReclaimDeadReaders(e.segs.Leases.Data, e.pub.LeasesLayout()))
+		// Every slot pinned or leased (counted in the publisher's Skipped
+		// and the world segment's skipped stat): reclaim what no live
+		// reader holds, so that the next frame can publish.
+		e.reclaimSlots()
 	}
 
 	// Dispatch ticks, wait for the fast tier, play back.
