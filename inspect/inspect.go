@@ -382,6 +382,12 @@ func moduleReport(m *layout.Module, o Options, r *Report) *ModuleReport {
 			StampNano: ld64(b, layout.OffMTickStamp), LastNano: ld64(b, layout.OffMWakeNanos),
 			Warm: ld64(b, layout.OffMWakeWarm), Cold: ld64(b, layout.OffMWakeCold),
 		},
+		Reader: PinReport{
+			Pins: ld64(b, layout.OffMPinCount), Retries: ld64(b, layout.OffMPinRetries), LastNano: ld64(b, layout.OffMPinNanos),
+		},
+	}
+	if s, q, ok := layout.UnpackPin(ld64(b, layout.OffMPin)); ok {
+		mr.Reader.Pinned, mr.Reader.PinSlot, mr.Reader.PinSeq = true, s, q
 	}
 	mr.Alive = mr.PID != 0 && o.Alive(mr.PID, mr.StartTime)
 	ro := m.RingOff

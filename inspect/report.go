@@ -148,7 +148,7 @@ type ReaderReport struct {
 // SlotLeaseReport is the lease entry of one frame slot.
 type SlotLeaseReport struct {
 	Slot       int    `json:"slot"`
-	Holders    []int  `json:"holders"` // reader entry indices
+	Holders    []int  `json:"holders"` // module slots holding the lease (the engine's copy)
 	Frame      uint64 `json:"frame"`
 	Mask       string `json:"mask"`
 	EngineRefs uint32 `json:"engine_refs"`
@@ -194,7 +194,19 @@ type ModuleReport struct {
 	Tick          Doorbell   `json:"tick"`
 	Done          Doorbell   `json:"done"`
 	Wake          TickWake   `json:"wake"`
+	Reader        PinReport  `json:"reader"`
 	Ring          RingReport `json:"ring"`
+}
+
+// PinReport is a module's reader line: its pin word and counters (the
+// engine honours the pin only while the module is in a tick).
+type PinReport struct {
+	Pinned   bool   `json:"pinned"`
+	PinSlot  int    `json:"pin_slot"`
+	PinSeq   uint64 `json:"pin_seq"`
+	Pins     uint64 `json:"pins"`
+	Retries  uint64 `json:"retries"`
+	LastNano uint64 `json:"last_pin_unix_ns"`
 }
 
 // TickWake is how the module's tick wake-ups went, as the module counted them.

@@ -147,7 +147,7 @@ func orDash(s string) string {
 
 func (p *printer) leases(l *LeasesReport) {
 	p.f("\nleases     reader entries %d   slot entries %d   readers in use %d\n", l.ReaderEntries, l.SlotEntries, len(l.Readers))
-	p.f("\nreaders\n")
+	p.f("\nexternal readers (tools of the engine's uid; modules pin in their own segments)\n")
 	t := p.table("ENTRY\tPID\tSTART\tALIVE\tNAME\tPIN\tPINS\tRETRIES\tHEARTBEAT")
 	for _, r := range l.Readers {
 		pin := "-"
@@ -161,7 +161,7 @@ func (p *printer) leases(l *LeasesReport) {
 		t.row(r.Index, r.PID, r.StartTime, alive, orDash(r.Name), pin, r.Pins, r.Retries, FormatUnixNano(int64(r.HeartbeatNano)))
 	}
 	t.flush()
-	p.f("\nslot leases\n")
+	p.f("\nslot leases (the engine's copy; holders are module slots)\n")
 	t = p.table("SLOT\tHOLDERS\tFRAME\tMASK\tENGINE_REFS")
 	for _, s := range l.SlotLeases {
 		hs := make([]string, len(s.Holders))
@@ -196,6 +196,11 @@ func (p *printer) module(m *ModuleReport) {
 	t.flush()
 	w := m.Wake
 	p.f("tick wake  last %s   warm %d   cold %d   stamp %d\n", time.Duration(w.LastNano), w.Warm, w.Cold, w.StampNano)
+	pin := "-"
+	if rd := m.Reader; rd.Pinned {
+		pin = fmt.Sprintf("slot %d seq %d", rd.PinSlot, rd.PinSeq)
+	}
+	p.f("reader     pin %s   pins %d   retries %d   last pin %s\n", pin, m.Reader.Pins, m.Reader.Retries, FormatUnixNano(int64(m.Reader.LastNano)))
 	g := m.Ring
 	p.f("\nring       offset %d   capacity %d   head %d   tail %d   committed %d   free %d\n", g.Offset, g.Capacity, g.Head, g.Tail, g.CommittedBytes, g.FreeBytes)
 	p.f("producer   records %d   batches %d   full %d\n", g.ProdRecords, g.ProdBatches, g.ProdFull)

@@ -23,6 +23,7 @@ type runOpts struct {
 	duration  time.Duration
 	status    time.Duration
 	noPrewake bool
+	allowUIDs []uint
 }
 
 func (o *runOpts) flags(c *cobra.Command) {
@@ -33,6 +34,20 @@ func (o *runOpts) flags(c *cobra.Command) {
 	c.Flags().DurationVar(&o.duration, "duration", 0, "stop after this long (0 = until SIGINT/SIGTERM)")
 	c.Flags().DurationVar(&o.status, "status", time.Second, "status line interval (0 = none)")
 	c.Flags().BoolVar(&o.noPrewake, "no-prewake", false, "do not wake fast modules ahead of their tick (their ticks then wake them from FUTEX_WAIT)")
+	c.Flags().UintSliceVar(&o.allowUIDs, "allow-uid", nil,
+		"admit modules running under this uid too (repeatable; the control socket becomes connectable by every uid, admission is by SO_PEERCRED)")
+}
+
+// uids converts the --allow-uid values.
+func (o *runOpts) uids() ([]uint32, error) {
+	out := make([]uint32, 0, len(o.allowUIDs))
+	for _, u := range o.allowUIDs {
+		if u > 1<<32-1 {
+			return nil, fmt.Errorf("--allow-uid %d: not a uid", u)
+		}
+		out = append(out, uint32(u))
+	}
+	return out, nil
 }
 
 func envOr(k, def string) string {
@@ -89,7 +104,11 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger) error {
 	} else if sim, err = demo.NewSim(s, cfg); err != nil {
 		return err
 	}
-	eng, err := host.New(host.Config{Instance: o.instance, FrameRate: o.rate, NoPrewake: o.noPrewake, Logger: log}, sim.W, sim)
+	uids, err := o.uids()
+	if err != nil {
+		return err
+	}
+	eng, err := host.New(host.Config{Instance: o.instance, FrameRate: o.rate, NoPrewake: o.noPrewake, AllowUIDs: uids, Logger: log}, sim.W, sim)
 	if err != nil {
 		return err
 	}
@@ -105,7 +124,8 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger) error {
 	defer eng.Close()
 	log.Info("engine running", "instance", o.instance, "entities", sim.W.Count(), "rate", o.rate, "pid", os.Getpid())
 	start := time.Now()
-	lastStatus, lastFrames := start, uint64(0)
+	pub := eng.Publisher()
+	lastStatus, lastPub, lastSkipped := start, pub.Publishes, pub.Skipped
 	var late, rejected, commands int
 	err = eng.Run(ctx, func(st host.FrameStats) {
 		late += st.Late
@@ -113,29 +133,48 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger) error {
 		commands += st.Commands
 		if o.status > 0 && time.Since(lastStatus) >= o.status {
 			now := time.Now()
-			fps := float64(eng.Frames-lastFrames) / now.Sub(lastStatus).Seconds()
-			up := 0
-			for _, m := range eng.Modules() {
-				if m.State != host.StateDead {
-					up++
-				}
-			}
-			fmt.Fprintf(os.Stderr, "status: frame %d  %.1f fps  publish p50 %v p99 %v  frame p99 %v  tick wake p50 %v  modules up %d  entities %d  commands %d  rejected %d  late %d\n",
-				st.Frame, fps, eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), eng.Hist.Percentile(99), eng.WakeHist.Percentile(50), up, sim.W.Count(), commands, rejected, late)
-			lastStatus, lastFrames = now, eng.Frames
+			fmt.Fprintln(os.Stderr, statusLine(eng, st, sim.W.Count(), now.Sub(lastStatus), pub.Publishes-lastPub, pub.Skipped-lastSkipped, commands, rejected, late))
+			lastStatus, lastPub, lastSkipped = now, pub.Publishes, pub.Skipped
 		}
 	})
 	printSummary(eng, sim, time.Since(start), commands, rejected, late)
 	return err
 }
 
+// statusLine formats the engine's status line for an interval of d in
+// which published frames were published and noSlot publishes found no free
+// slot. The frame rate counts publishes, never frames that were not
+// published; publishes without a free slot are shown, with a warning when
+// nothing was published at all.
+func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Duration, published, noSlot uint64, commands, rejected, late int) string {
+	fps := float64(published) / d.Seconds()
+	up := 0
+	for _, m := range eng.Modules() {
+		if m.State != host.StateDead {
+			up++
+		}
+	}
+	line := fmt.Sprintf("status: frame %d  %.1f fps  publish p50 %v p99 %v  frame p99 %v  tick wake p50 %v  modules up %d  entities %d  commands %d  rejected %d  late %d",
+		st.Frame, fps, eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), eng.Hist.Percentile(99), eng.WakeHist.Percentile(50), up, entities, commands, rejected, late)
+	if noSlot > 0 {
+		line += fmt.Sprintf("  no free slot %d", noSlot)
+		if published == 0 {
+			line += "  WARNING: nothing published (every slot pinned or leased)"
+		}
+	}
+	return line
+}
+
 func printSummary(eng *host.Engine, sim *demo.Sim, d time.Duration, commands, rejected, late int) {
 	fmt.Printf("\n== FDP engine summary ==\n")
-	fmt.Printf("frames %d in %v (%.1f fps); frame time p50 %v p99 %v max %v\n",
-		eng.Frames, d.Round(time.Millisecond), float64(eng.Frames)/d.Seconds(), eng.Hist.Percentile(50), eng.Hist.Percentile(99), eng.Hist.Max())
+	fmt.Printf("engine frames %d in %v, %d published (%.1f fps); frame time p50 %v p99 %v max %v\n",
+		eng.Frames, d.Round(time.Millisecond), eng.Publisher().Publishes, float64(eng.Publisher().Publishes)/d.Seconds(),
+		eng.Hist.Percentile(50), eng.Hist.Percentile(99), eng.Hist.Max())
 	p := eng.Publisher()
-	fmt.Printf("publish p50 %v p99 %v; %d publishes, %d skipped, %.1f MB copied\n",
-		eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), p.Publishes, p.Skipped, float64(p.Bytes)/1e6)
+	fmt.Printf("publish p50 %v p99 %v; %d publishes (%.1f/s), %d without a free slot, %.1f MB copied\n",
+		eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), p.Publishes, float64(p.Publishes)/d.Seconds(), p.Skipped, float64(p.Bytes)/1e6)
+	fmt.Printf("validation: slot state reclaimed %d, hellos refused for their mask %d, implausible wake reports ignored %d\n",
+		eng.ReclaimedReaders, eng.BadMasks, eng.BadWakeReports)
 	fmt.Printf("snapshots (SoD/convoy) %d, %.1f MB copied\n", eng.Snapshots, float64(eng.SnapBytes)/1e6)
 	fmt.Printf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
 		eng.WakeHist.Percentile(50), eng.WakeHist.Percentile(99), eng.WakeHist.Max(), eng.WakeHist.Count(), !eng.Config().NoPrewake)
