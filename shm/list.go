@@ -284,7 +284,97 @@ func GCKeep(instance string, keep func(Info) bool) (removed []string, err error)
 	if instance != "" {
 		removed = append(removed, removeSocketTemps(instance, false)...)
 	}
+	for _, name := range DeadSockets(instance) {
+		if removeDeadSocket(name) {
+			removed = append(removed, name)
+		}
+	}
 	return removed, nil
+}
+
+// SocketSuffix ends the name of an instance's control socket,
+// fdp.<instance>.sock.
+const SocketSuffix = ".sock"
+
+// DeadSockets returns the names of the control sockets of instance ("" =
+// every instance) in Dir that a dead engine left: the instance's world
+// segment is gone or stale (not live, not being initialised) and nobody
+// listens on the socket (a connect gets ECONNREFUSED; nothing is sent). GC
+// removes them.
+func DeadSockets(instance string) []string {
+	pattern := Prefix + "*" + SocketSuffix
+	if instance != "" {
+		pattern = Prefix + instance + SocketSuffix
+	}
+	matches, _ := filepath.Glob(filepath.Join(Dir, pattern))
+	var out []string
+	for _, path := range matches {
+		name := filepath.Base(path)
+		if _, ok := deadSocket(name); ok {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
+// deadSocket reports whether the socket file name of Dir was left by a dead
+// engine (see DeadSockets) and returns its inode.
+func deadSocket(name string) (ino uint64, dead bool) {
+	inst := strings.TrimSuffix(strings.TrimPrefix(name, Prefix), SocketSuffix)
+	if !layout.ValidInstanceName(inst) || !worldDead(inst) {
+		return 0, false
+	}
+	path := filepath.Join(Dir, name)
+	var st unix.Stat_t
+	if unix.Lstat(path, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return 0, false
+	}
+	return st.Ino, errors.Is(connectProbe(path), unix.ECONNREFUSED)
+}
+
+// worldDead reports whether instance has no world segment, or only a stale
+// or corrupt one: no engine of it runs or is starting (an engine creates its
+// world segment before its control socket).
+func worldDead(instance string) bool {
+	name := SegmentName(instance, WorldKind)
+	if _, err := os.Lstat(filepath.Join(Dir, name)); errors.Is(err, os.ErrNotExist) {
+		return true
+	}
+	in := describe(name)
+	return !in.Locked && (in.State == StateStale || in.State == StateCorrupt)
+}
+
+// connectProbe connects to the unix socket at path and closes the
+// connection at once; it returns the connect error (ECONNREFUSED: nobody
+// listens).
+func connectProbe(path string) error {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	err = unix.Connect(fd, &unix.SockaddrUnix{Name: path})
+	if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINPROGRESS) {
+		return nil // a listener with a full backlog: alive
+	}
+	return err
+}
+
+// removeDeadSocket unlinks the dead socket name after checking again, right
+// before, that it is dead and still the same file: an engine of the instance
+// that starts meanwhile creates its world segment before it renames its new
+// socket into place, so the second check sees it.
+func removeDeadSocket(name string) bool {
+	ino, dead := deadSocket(name)
+	if !dead {
+		return false
+	}
+	path := filepath.Join(Dir, name)
+	var st unix.Stat_t
+	if unix.Lstat(path, &st) != nil || st.Ino != ino || !worldDead(strings.TrimSuffix(strings.TrimPrefix(name, Prefix), SocketSuffix)) {
+		return false
+	}
+	return os.Remove(path) == nil
 }
 
 // removeSocketTemps removes the temporary control sockets of instance

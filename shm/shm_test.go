@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -30,6 +31,8 @@ var testStart = time.Now()
 //	rofault  map FDP_CHILD_SEG read-only, print "mapped", write to it
 //	creator  Create FDP_CHILD_SEG, initialise it as FDP_CHILD_MODE says
 //	         (ready | notready | blank | closed), print "ok", block on stdin
+//	engine   as creator (ready), and listen on the unix socket
+//	         FDP_CHILD_SOCK (not unlinked when the process dies)
 func TestMain(m *testing.M) {
 	switch os.Getenv("FDP_TEST_CHILD") {
 	case "":
@@ -37,6 +40,13 @@ func TestMain(m *testing.M) {
 	case "rofault":
 		childROFault()
 	case "creator":
+		childCreator()
+	case "engine":
+		ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: os.Getenv("FDP_CHILD_SOCK"), Net: "unix"})
+		if err != nil {
+			childFail(err)
+		}
+		ln.SetUnlinkOnClose(false)
 		childCreator()
 	default:
 		fmt.Fprintln(os.Stderr, "unknown child role")

@@ -181,7 +181,8 @@ type gcResult struct {
 }
 
 // gcCandidates mirrors shm.GC's rule without removing anything: stale
-// segments, and corrupt ones whose creator cannot be alive.
+// segments, corrupt ones whose creator cannot be alive, and the control
+// sockets of dead engines (shm.DeadSockets).
 func gcCandidates(instance string) ([]string, error) {
 	infos, err := shm.List()
 	if err != nil {
@@ -196,7 +197,7 @@ func gcCandidates(instance string) ([]string, error) {
 			out = append(out, in.Name)
 		}
 	}
-	return out, nil
+	return append(out, shm.DeadSockets(instance)...), nil
 }
 
 func newGCCmd() *cobra.Command {
@@ -204,7 +205,7 @@ func newGCCmd() *cobra.Command {
 	var instance string
 	c := &cobra.Command{
 		Use:   "gc",
-		Short: "Remove stale segments (creator dead) and unreadable ones; never touches a live segment",
+		Short: "Remove stale segments (creator dead), unreadable ones and dead engines' control sockets; never touches a live segment",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res := gcResult{DryRun: dryRun}
