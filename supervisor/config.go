@@ -8,7 +8,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -92,6 +96,96 @@ type ModuleConfig struct {
 	Every int `yaml:"every"`
 	// Group names a convoy group of slow modules (optional).
 	Group string `yaml:"group"`
+	// User runs the module under another uid (optional; `engine up` must
+	// run as root): "user" or "user:group", each a name or a numeric id.
+	// Without a group the user's primary group is used (for a numeric uid
+	// that /etc/passwd does not know: the gid of the same number).
+	// Supplementary groups are cleared. Such a module cannot open the
+	// segments or the socket by path (they are 0600, owned by the engine's
+	// uid); the supervisor passes its uid to the engine command as
+	// `--allow-uid N`, so that the control socket admits it, and it works
+	// through the descriptors the engine hands it. (The unix group is part
+	// of this key because `group` already names the convoy group.)
+	User string `yaml:"user"`
+}
+
+// Credential is the uid and gid a module runs under (ModuleConfig.User).
+type Credential struct {
+	UID, GID uint32
+}
+
+// geteuid is os.Geteuid; tests replace it.
+var geteuid = os.Geteuid
+
+// ParseUser resolves a ModuleConfig.User value: "user" or "user:group",
+// names (looked up in the user and group databases) or numeric ids.
+func ParseUser(spec string) (Credential, error) {
+	name, grp, hasGroup := strings.Cut(spec, ":")
+	if name == "" || (hasGroup && grp == "") {
+		return Credential{}, fmt.Errorf("user %q: want user or user:group (names or numeric ids)", spec)
+	}
+	var c Credential
+	primary := ""
+	if id, err := strconv.ParseUint(name, 10, 32); err == nil {
+		c.UID, c.GID = uint32(id), uint32(id)
+		if u, err := user.LookupId(name); err == nil {
+			primary = u.Gid
+		}
+	} else {
+		u, err := user.Lookup(name)
+		if err != nil {
+			return Credential{}, fmt.Errorf("user %q: %w", name, err)
+		}
+		id, err := strconv.ParseUint(u.Uid, 10, 32)
+		if err != nil {
+			return Credential{}, fmt.Errorf("user %q: uid %q: %w", name, u.Uid, err)
+		}
+		c.UID, primary = uint32(id), u.Gid
+	}
+	if !hasGroup {
+		if primary != "" {
+			id, err := strconv.ParseUint(primary, 10, 32)
+			if err != nil {
+				return Credential{}, fmt.Errorf("user %q: primary gid %q: %w", name, primary, err)
+			}
+			c.GID = uint32(id)
+		}
+		return c, nil
+	}
+	if id, err := strconv.ParseUint(grp, 10, 32); err == nil {
+		c.GID = uint32(id)
+		return c, nil
+	}
+	g, err := user.LookupGroup(grp)
+	if err != nil {
+		return Credential{}, fmt.Errorf("user %q: group %q: %w", spec, grp, err)
+	}
+	id, err := strconv.ParseUint(g.Gid, 10, 32)
+	if err != nil {
+		return Credential{}, fmt.Errorf("user %q: gid %q: %w", spec, g.Gid, err)
+	}
+	c.GID = uint32(id)
+	return c, nil
+}
+
+// AllowUIDs returns the distinct uids of the modules that run under another
+// user (ModuleConfig.User) than the supervisor's effective uid, in config
+// order: the engine is started with `--allow-uid N` for each.
+func (c *Config) AllowUIDs() ([]uint32, error) {
+	var out []uint32
+	for _, m := range c.Modules {
+		if m.User == "" {
+			continue
+		}
+		cred, err := ParseUser(m.User)
+		if err != nil {
+			return nil, fmt.Errorf("fdp/supervisor: config: module %q: %w", m.Name, err)
+		}
+		if int64(cred.UID) != int64(geteuid()) && !slices.Contains(out, cred.UID) {
+			out = append(out, cred.UID)
+		}
+	}
+	return out, nil
 }
 
 // RestartConfig is the exponential backoff between restarts: the first delay
@@ -248,6 +342,14 @@ func (c *Config) Validate() error {
 		}
 		if m.Group != "" && !validName(m.Group) {
 			return bad("%s: group %q: want 1..31 characters of [A-Za-z0-9_-]", where, m.Group)
+		}
+		if m.User != "" {
+			if geteuid() != 0 {
+				return bad("%s: user %q: running a module as another user needs root (the supervisor runs as uid %d)", where, m.User, geteuid())
+			}
+			if _, err := ParseUser(m.User); err != nil {
+				return bad("%s: %v", where, err)
+			}
 		}
 	}
 	r := c.Restart

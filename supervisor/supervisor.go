@@ -122,7 +122,8 @@ type child struct {
 	engine bool
 	argv   []string // argv[0] resolved at Run
 	env    []string
-	done   chan struct{} // closed when the child's loop ended
+	cred   *syscall.Credential // run as another user (ModuleConfig.User); nil: as the supervisor
+	done   chan struct{}       // closed when the child's loop ended
 
 	// Guarded by Supervisor.mu.
 	proc      *os.Process
@@ -196,6 +197,15 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 	}
 	base := os.Environ()
 	eng := &child{name: EngineName, engine: true, argv: slices.Clone(cfg.Engine.Command), state: StateStarting, done: make(chan struct{})}
+	// Modules of other users reach the engine only through its control
+	// socket: the engine command admits their uids.
+	uids, err := cfg.AllowUIDs()
+	if err != nil {
+		return nil, err
+	}
+	for _, u := range uids {
+		eng.argv = append(eng.argv, "--allow-uid", strconv.FormatUint(uint64(u), 10))
+	}
 	eng.env = childEnv(base, cfg.Engine.Env, map[string]string{
 		"FDP_INSTANCE": cfg.Instance, "FDP_MODULE": EngineName, "FDP_ROLE": "engine",
 		"FDP_TIER": "", "FDP_EVERY": "", "FDP_GROUP": "",
@@ -203,6 +213,15 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 	s.children = append(s.children, eng)
 	for _, m := range cfg.Modules {
 		c := &child{name: m.Name, argv: slices.Clone(m.Command), state: StateStarting, done: make(chan struct{})}
+		if m.User != "" {
+			cred, err := ParseUser(m.User)
+			if err != nil {
+				return nil, fmt.Errorf("fdp/supervisor: config: module %q: %w", m.Name, err)
+			}
+			// Groups empty, NoSetGroups false: setgroups(0) clears the
+			// supplementary groups before setgid and setuid.
+			c.cred = &syscall.Credential{Uid: cred.UID, Gid: cred.GID, Groups: []uint32{}}
+		}
 		c.env = childEnv(base, m.Env, map[string]string{
 			"FDP_INSTANCE": cfg.Instance, "FDP_MODULE": m.Name, "FDP_ROLE": "module",
 			"FDP_TIER": m.Tier, "FDP_EVERY": strconv.Itoa(m.Every), "FDP_GROUP": m.Group,
@@ -377,7 +396,9 @@ func (s *Supervisor) start(c *child) (*os.Process, error) {
 		outW.Close()
 		return nil, err
 	}
-	cmd := &exec.Cmd{Path: c.argv[0], Args: c.argv, Env: c.env, Stdout: outW, Stderr: errW, SysProcAttr: sysProcAttr()}
+	attr := sysProcAttr()
+	attr.Credential = c.cred
+	cmd := &exec.Cmd{Path: c.argv[0], Args: c.argv, Env: c.env, Stdout: outW, Stderr: errW, SysProcAttr: attr}
 	req := spawnReq{cmd: cmd, err: make(chan error, 1)}
 	s.spawnCh <- req
 	err = <-req.err
