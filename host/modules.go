@@ -33,6 +33,8 @@ type ModuleStats struct {
 	// Prewoken counts the pre-wakes that found the module asleep on its
 	// tick bell and woke it (fast tier only).
 	Prewoken uint64
+	// BadDone counts done frames beyond the tick the engine gave (ignored).
+	BadDone uint64
 }
 
 // Module is the engine's record of a module process. Its slot survives the
@@ -427,6 +429,18 @@ func (e *Engine) checkDone(m *Module) bool {
 	if d&^layout.DoneFailed < m.lastRun {
 		return false
 	}
+	if d&^layout.DoneFailed > m.lastRun {
+		// No module finishes a tick it was not given: a done frame beyond
+		// the tick's is not the module's own (another process of the
+		// engine's uid wrote into its segment; a module under another uid
+		// cannot). It may have overwritten the module's real done, so
+		// waiting for one could wait forever: the word is repaired to the
+		// tick's frame (the module's next tick is then pending for it as
+		// usual), the forgery counted, and the tick taken as done.
+		layout.CAS64(m.seg.Data, layout.OffMDoneFrame, d, m.lastRun)
+		m.Stats.BadDone++
+		d = m.lastRun
+	}
 	m.busy = false
 	e.pub.UnwatchPin(m.Slot) // the tick is over: its pin holds nothing
 	if m.Tier == ipc.TierFast {
@@ -548,12 +562,12 @@ func (e *Engine) playback() (applied, rejected int) {
 		if m.State == StateDead {
 			continue
 		}
-		m.play.Begin()
-		before := m.play.Stats
 		pending, err := m.cons.Pending()
 		if err == nil && pending == 0 {
 			continue
 		}
+		m.play.Begin()
+		before := m.play.Stats
 		if err == nil {
 			_, err = m.cons.Poll(func(typ uint16, payload []byte) error {
 				_ = m.play.Apply(typ, payload)

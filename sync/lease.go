@@ -36,12 +36,19 @@ func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int
 	if holders == 0 {
 		return -1, st, errors.New("snapshot without holders")
 	}
+	// A snapshot never takes the last free slot: the next publish needs
+	// one, so that leases (however many modules hold them) cannot stop
+	// publishing.
+	if p.freeSlots() < 2 {
+		p.SnapshotsNoSlot++
+		return -1, st, ErrNoFreeSlot
+	}
 	ver := p.w.Seal() // see Publish
 	tried := uint64(0)
 	for {
 		best := p.pickSlot(tried)
 		if best < 0 {
-			p.Skipped++
+			p.SnapshotsNoSlot++
 			return -1, st, ErrNoFreeSlot
 		}
 		tried |= 1 << uint(best)
@@ -65,6 +72,18 @@ func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int
 		p.Snapshots++
 		return best, st, nil
 	}
+}
+
+// freeSlots counts the slots a publish could take now: not the latest, not
+// leased, not pinned.
+func (p *Publisher) freeSlots() int {
+	n := 0
+	for s := 0; s < p.lw.Slots; s++ {
+		if s != p.latest && !p.slotLeased(s) && !p.pinned(s) {
+			n++
+		}
+	}
+	return n
 }
 
 // mirrorHolders copies slot s's holders into the leases segment (for
