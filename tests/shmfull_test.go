@@ -85,6 +85,63 @@ func TestEngineRunShmDirFull(t *testing.T) {
 	require.Empty(t, ents, "segments, sockets or temporary files left behind")
 }
 
+// latestOf reads the latest frame of the world segment file at path (0: none
+// yet or unreadable).
+func latestOf(path string) uint64 {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	var b [8]byte
+	if _, err := f.ReadAt(b[:], layout.OffWLatest); err != nil {
+		return 0
+	}
+	fr, _, _ := layout.UnpackLatest(le64(b[:]))
+	return fr
+}
+
+// TestEngineRunShmDirFillsLater: an engine whose segments fit starts; then
+// the directory's file system fills up. Its segments were allocated in full,
+// so it goes on publishing and appending events (the demo world emits
+// spawn and death events every frame) without a fault, and stops cleanly.
+func TestEngineRunShmDirFillsLater(t *testing.T) {
+	bin := shippedBinaries(t)
+	dir := smallTmpfs(t, "6m")
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "engine"), "run", "--instance", "later", "--entities", "300", "--churn", "600", "--status", "0", "--duration", "12s")
+	cmd.Env = append(os.Environ(), "FDP_SHM_DIR="+dir)
+	var out syncBuf
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	world := filepath.Join(dir, shm.SegmentName("later", "world"))
+	waitFor(t, "the engine publishing", 10*time.Second, func() bool { return latestOf(world) > 2 })
+
+	filler, err := os.Create(filepath.Join(dir, "filler"))
+	require.NoError(t, err)
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := filler.Write(chunk); err != nil {
+			require.ErrorIs(t, err, unix.ENOSPC)
+			break
+		}
+	}
+	require.NoError(t, filler.Close())
+	full := latestOf(world)
+	waitFor(t, "120 frames published on the full file system", 10*time.Second, func() bool { return latestOf(world) > full+120 })
+	require.NoError(t, cmd.Process.Signal(unix.SIGTERM))
+	select {
+	case err = <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("engine did not stop:\n%s", out.String())
+	}
+	require.NoError(t, err, out.String())
+	require.False(t, faultTrace(out.String()), out.String())
+}
+
 // TestEngineRunWorldTruncated: `truncate -s 8192` of the world segment under
 // a running engine ends it with one error line naming the segment ("world
 // segment truncated or unmapped under the engine") and a non-zero exit.
