@@ -139,22 +139,38 @@ type ctlReply struct {
 	EngineProto  int      `json:"engine_proto_version,omitempty"`
 }
 
-var ctlCodes = map[string]error{
-	"schema_mismatch":  ErrSchemaMismatch,
-	"version_mismatch": ErrVersionMismatch,
-	"peer":             ErrPeerCred,
-	"bad_hello":        ErrBadHello,
-	"rejected":         ErrRejected,
-	"too_large":        ErrMessageTooLarge,
+// ctlCodes are the refusal codes of the wire, most specific first: an
+// error that wraps several sentinels (a handler's refusal wraps
+// ErrRejected around its cause) gets the first that matches.
+var ctlCodes = []struct {
+	code string
+	err  error
+}{
+	{"schema_mismatch", ErrSchemaMismatch},
+	{"version_mismatch", ErrVersionMismatch},
+	{"peer", ErrPeerCred},
+	{"bad_hello", ErrBadHello},
+	{"too_large", ErrMessageTooLarge},
+	{"rejected", ErrRejected},
 }
 
 func ctlCode(err error) string {
-	for c, e := range ctlCodes {
-		if errors.Is(err, e) {
-			return c
+	for _, c := range ctlCodes {
+		if errors.Is(err, c.err) {
+			return c.code
 		}
 	}
 	return "rejected"
+}
+
+// ctlCodeErr returns the sentinel of a wire code (ErrRejected if unknown).
+func ctlCodeErr(code string) error {
+	for _, c := range ctlCodes {
+		if c.code == code {
+			return c.err
+		}
+	}
+	return ErrRejected
 }
 
 // ctlDir is the directory of segments and sockets: $FDP_SHM_DIR or /dev/shm.
@@ -748,11 +764,7 @@ func Dial(instance string, hello Hello, timeout time.Duration) (*ControlConn, We
 	}
 	if rep.Welcome == nil {
 		closeFiles(files)
-		base, ok := ctlCodes[rep.Code]
-		if !ok {
-			base = ErrRejected
-		}
-		return fail(fmt.Errorf("%w (engine said: %s)", base, rep.Error))
+		return fail(fmt.Errorf("%w (engine said: %s)", ctlCodeErr(rep.Code), rep.Error))
 	}
 	_ = c.SetDeadline(time.Time{})
 	cc := &ControlConn{c: c, done: make(chan struct{})}
