@@ -459,4 +459,8 @@ func (e *Engine) Idle() bool {
 }
 
 // LeasedSlots counts slots with holders (SoD/convoy leases outstanding).
-func (e *Engine) LeasedSlots() int { return e.pub.LeasedSlots() }
+func (e *Engine) LeasedSlots() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.pub.LeasedSlots()
+}

@@ -90,13 +90,30 @@ type SegmentNames struct {
 	Module string `json:"module"`
 }
 
-// Positions of the descriptors passed with a welcome (Welcome.Files).
+// WelcomeFD is the position of a descriptor passed with a welcome
+// (Welcome.Files).
+type WelcomeFD int
+
+// The descriptors of a welcome, in their order.
 const (
-	WelcomeFDWorld  = 0 // world segment, opened read-only
-	WelcomeFDEvents = 1 // event log, opened read-only
-	WelcomeFDModule = 2 // the module's own segment, opened read-write
-	WelcomeFDs      = 3 // descriptors in a welcome
+	WelcomeFDWorld  WelcomeFD = 0 // world segment, opened read-only
+	WelcomeFDEvents WelcomeFD = 1 // event log, opened read-only
+	WelcomeFDModule WelcomeFD = 2 // the module's own segment, opened read-write
+	// WelcomeFDs is the number of descriptors in a welcome.
+	WelcomeFDs = 3
 )
+
+func (f WelcomeFD) String() string {
+	switch f {
+	case WelcomeFDWorld:
+		return "world"
+	case WelcomeFDEvents:
+		return "events"
+	case WelcomeFDModule:
+		return "module"
+	}
+	return fmt.Sprintf("WelcomeFD(%d)", int(f))
+}
 
 // Welcome is the engine's successful handshake reply.
 type Welcome struct {

@@ -9,15 +9,14 @@ import (
 )
 
 // dirWatch waits for changes in the segment directory while a module waits
-// for its engine: the engine's start-up creates (links) the world, leases
-// and events segments and the control socket there, and inotify reports
-// each at once. Only names appearing and disappearing count: the module's
-// own attempts open and close segment files (IN_CLOSE_WRITE would wake it
-// with its own events, a busy loop). Not every step of the start-up is a directory change (a
-// segment becomes ready, the socket starts listening), so every wait is
-// also bounded by a short poll interval that doubles from pollMin to
-// pollMax and starts over after each change. Without inotify it only
-// polls.
+// for its engine: the engine's start-up renames its control socket into
+// place there (after creating its segments), and inotify reports it at
+// once. Only names appearing and disappearing count (IN_CLOSE_WRITE would
+// wake the module with the engine's own writes). A dead engine's socket
+// stays until the next engine replaces it, and the listener may start
+// after the name appears, so every wait is also bounded by a short poll
+// interval that doubles from pollMin to pollMax and starts over after each
+// change. Without inotify it only polls.
 type dirWatch struct {
 	fd   int // inotify instance, -1 without
 	poll time.Duration

@@ -357,7 +357,7 @@ func (s *session) tryAttach() error {
 		s.reader, s.conn, s.modSeg, s.evSeg, s.prod, s.tick, s.done = nil, nil, nil, nil, nil, nil, nil
 		return err
 	}
-	take := func(i int) *os.File { f := files[i]; files[i] = nil; return f }
+	take := func(i ipc.WelcomeFD) *os.File { f := files[i]; files[i] = nil; return f }
 	if world, err = shm.MapFD(take(ipc.WelcomeFDWorld), wel.Segments.World, false); err != nil {
 		return fail(err)
 	}

@@ -68,7 +68,9 @@ func BenchmarkPinScan(b *testing.B) {
 		sink := 0
 		for i := 0; i < b.N; i++ {
 			s := fx.pub.pickSlot(0)
-			if fx.pub.pinned(s) || fx.pub.pinned(s) || fx.pub.slotLeased(s) {
+			pre := fx.pub.pinned(s)  // claim's pre-check
+			post := fx.pub.pinned(s) // claim's scan after the odd seq store
+			if pre || post || fx.pub.slotLeased(s) {
 				sink++
 			}
 		}
