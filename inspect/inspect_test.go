@@ -371,25 +371,49 @@ func TestRates(t *testing.T) {
 	layout.Store64(w, layout.OffWLatest, layout.PackLatest(40, 2))
 	b, err := TakeSample(w, l, t0.Add(500*time.Millisecond), Options{Alive: fixedAlive})
 	require.NoError(t, err)
+	mod := fixture.Module(fixture.Default)
+	layout.Store64(mod, layout.OffMPin, layout.PackPin(0, 4))
+	require.NoError(t, b.AddModule(mod, Options{Alive: fixedAlive}))
 	st := Rates(a, b)
 	require.InDelta(t, 60.0, st.FrameRate, 1e-9)
 	require.InDelta(t, float64(6<<20), st.BytesPerSec, 1e-6)
 	require.Equal(t, uint64(2), st.SkippedDelta)
 	require.Equal(t, uint64(40), st.Frame)
 	require.Equal(t, int64(500*time.Millisecond), st.LastPublishAge)
-	require.Len(t, st.Readers, 2)
-	// "ai" pins slot 0 at seq 4 = frame 10: lag 30 frames.
+	require.Len(t, st.Readers, 3)
+	// External reader "ai" pins slot 0 at seq 4 = frame 10: lag 30 frames.
+	require.Equal(t, "external", st.Readers[0].Kind)
 	require.Equal(t, "pin", st.Readers[0].Via)
 	require.Equal(t, int64(30), *st.Readers[0].Lag)
-	// "telemetry" holds a lease on slot 2 at frame 9.
-	require.Equal(t, "lease", st.Readers[1].Via)
-	require.Equal(t, int64(31), *st.Readers[1].Lag)
-	require.Equal(t, []int{2}, st.Readers[1].Leased)
+	// External reader "telemetry" (entry 3) holds nothing: holder bits name
+	// module slots, not reader entries.
+	require.Equal(t, "", st.Readers[1].Via)
+	require.Nil(t, st.Readers[1].Lag)
+	require.Empty(t, st.Readers[1].Leased)
+	// The module in slot 2 pins through its own segment's reader line.
+	m := st.Readers[2]
+	require.Equal(t, "module", m.Kind)
+	require.Equal(t, fixture.ModuleSlot, m.Index)
+	require.Equal(t, "pin", m.Via)
+	require.Equal(t, int64(30), *m.Lag)
+	// A lease the engine holds for module slot 2 (slot 2 at frame 9) is
+	// attributed to it, and is older than its pin.
+	ll, err := layout.DecodeLeases(l)
+	require.NoError(t, err)
+	layout.Store64(l, ll.LeaseOff(2)+layout.LeaseHolders, 1<<fixture.ModuleSlot)
+	c, err := TakeSample(w, l, t0.Add(time.Second), Options{Alive: fixedAlive})
+	require.NoError(t, err)
+	require.NoError(t, c.AddModule(mod, Options{Alive: fixedAlive}))
+	m = Rates(b, c).Readers[2]
+	require.Equal(t, "lease", m.Via)
+	require.Equal(t, int64(31), *m.Lag)
+	require.Equal(t, []int{2}, m.Leased)
 	var txt bytes.Buffer
 	require.NoError(t, StatText(&txt, st))
 	require.Contains(t, txt.String(), "60.0 fps")
 	require.Contains(t, txt.String(), "6.0MiB/s")
 	require.Contains(t, txt.String(), "reader 0 ai pid 4243 alive lag 30 (pin)")
+	require.Contains(t, txt.String(), "module 2 ai pid 4243 alive")
 
 	// Corrupt input to TakeSample is an error.
 	_, err = TakeSample(l, nil, t0, Options{})

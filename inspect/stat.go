@@ -22,6 +22,30 @@ type Sample struct {
 	SlotSeqs   []uint64
 	Readers    []ReaderReport
 	Leases     []SlotLeaseReport
+	// Modules are the module segments added with AddModule: their reader
+	// lines (pins) and identities.
+	Modules []*ModuleReport
+}
+
+// AddModule reads a module segment (read-only) into the sample, so that
+// Rates reports the module's lag: through its pin (its segment's reader
+// line) or the leases the engine holds for it (holder bit = module slot).
+func (s *Sample) AddModule(b []byte, o Options) error {
+	if o.Alive == nil {
+		o.Alive = shm.ProcessAlive
+	}
+	if len(b) > 0 && !aligned8(b) {
+		b = append(make([]byte, 0, len(b)), b...)
+	}
+	m, err := layout.DecodeModule(b)
+	if err != nil {
+		return wrap(err)
+	}
+	if m.Header.Instance != s.Instance {
+		return wrap(fmt.Errorf("%w: module segment of instance %q, world of %q", layout.ErrCorrupt, m.Header.Instance, s.Instance))
+	}
+	s.Modules = append(s.Modules, moduleReport(m, o, &Report{}))
+	return nil
 }
 
 // TakeSample reads world (and leases, if non-nil) read-only. It validates
@@ -83,7 +107,8 @@ type StatLine struct {
 
 // ReaderLag is how far one reader is behind the latest frame.
 type ReaderLag struct {
-	Index  int    `json:"index"`
+	Kind   string `json:"kind"`  // "external" (an entry of the leases segment's reader table) or "module"
+	Index  int    `json:"index"` // reader entry, or module slot
 	Name   string `json:"name"`
 	PID    uint32 `json:"pid"`
 	Alive  bool   `json:"alive"`
@@ -125,18 +150,14 @@ func Rates(prev, cur *Sample) StatLine {
 		st.FrameRate = float64(sub(cur.Stats.Publishes, prev.Stats.Publishes)) / sec
 		st.BytesPerSec = float64(sub(cur.Stats.BytesCopied, prev.Stats.BytesCopied)) / sec
 	}
-	for _, r := range cur.Readers {
-		rl := ReaderLag{Index: r.Index, Name: r.Name, PID: r.PID, Alive: r.Alive, Leased: []int{}}
-		if r.HeartbeatNano != 0 {
-			rl.HBAge = cur.At.UnixNano() - int64(r.HeartbeatNano)
-		}
+	lag := func(rl *ReaderLag, pinned bool, pinSlot int, pinSeq uint64, holder int) {
 		held, ok := uint64(0), false
-		if r.Pinned && r.PinSlot < len(cur.SlotFrames) && cur.SlotSeqs[r.PinSlot] == r.PinSeq {
-			held, ok, rl.Via = cur.SlotFrames[r.PinSlot], true, "pin"
+		if pinned && pinSlot < len(cur.SlotFrames) && cur.SlotSeqs[pinSlot] == pinSeq {
+			held, ok, rl.Via = cur.SlotFrames[pinSlot], true, "pin"
 		}
 		for _, l := range cur.Leases {
 			for _, h := range l.Holders {
-				if h != r.Index {
+				if holder < 0 || h != holder {
 					continue
 				}
 				rl.Leased = append(rl.Leased, l.Slot)
@@ -146,11 +167,26 @@ func Rates(prev, cur *Sample) StatLine {
 			}
 		}
 		if ok && cur.Latest.Published {
-			lag := int64(cur.Latest.Frame - held)
-			rl.Lag = &lag
+			d := int64(cur.Latest.Frame - held)
+			rl.Lag = &d
 		} else {
 			rl.Via = ""
 		}
+	}
+	for _, r := range cur.Readers {
+		rl := ReaderLag{Kind: "external", Index: r.Index, Name: r.Name, PID: r.PID, Alive: r.Alive, Leased: []int{}}
+		if r.HeartbeatNano != 0 {
+			rl.HBAge = cur.At.UnixNano() - int64(r.HeartbeatNano)
+		}
+		lag(&rl, r.Pinned, r.PinSlot, r.PinSeq, -1) // external readers hold no leases
+		st.Readers = append(st.Readers, rl)
+	}
+	for _, m := range cur.Modules {
+		rl := ReaderLag{Kind: "module", Index: int(m.Slot), Name: m.Name, PID: m.PID, Alive: m.Alive, Leased: []int{}}
+		if m.HeartbeatNano != 0 {
+			rl.HBAge = cur.At.UnixNano() - int64(m.HeartbeatNano)
+		}
+		lag(&rl, m.Reader.Pinned, m.Reader.PinSlot, m.Reader.PinSeq, int(m.Slot))
 		st.Readers = append(st.Readers, rl)
 	}
 	return st
@@ -175,7 +211,11 @@ func StatText(w io.Writer, s StatLine) error {
 		if r.Lag != nil {
 			lag = fmt.Sprintf("lag %d (%s)", *r.Lag, r.Via)
 		}
-		fmt.Fprintf(&b, "\n  reader %d %s pid %d %s %s", r.Index, orDash(r.Name), r.PID, state, lag)
+		kind := "reader"
+		if r.Kind == "module" {
+			kind = "module"
+		}
+		fmt.Fprintf(&b, "\n  %s %d %s pid %d %s %s", kind, r.Index, orDash(r.Name), r.PID, state, lag)
 	}
 	b.WriteByte('\n')
 	_, err := io.WriteString(w, b.String())

@@ -289,9 +289,9 @@ func runStat(ctx context.Context, w io.Writer, instance string, interval time.Du
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	prev, err := inspect.TakeSample(ws.Data, leases, time.Now(), inspect.Options{})
+	prev, err := takeSample(instance, ws, leases)
 	if err != nil {
-		return fmt.Errorf("%s: %w", ws.Path, err)
+		return err
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -301,9 +301,9 @@ func runStat(ctx context.Context, w io.Writer, instance string, interval time.Du
 			return nil
 		case <-t.C:
 		}
-		cur, err := inspect.TakeSample(ws.Data, leases, time.Now(), inspect.Options{})
+		cur, err := takeSample(instance, ws, leases)
 		if err != nil {
-			return fmt.Errorf("%s: %w", ws.Path, err)
+			return err
 		}
 		line := inspect.Rates(prev, cur)
 		if asJSON {
@@ -317,4 +317,32 @@ func runStat(ctx context.Context, w io.Writer, instance string, interval time.Du
 		prev = cur
 	}
 	return nil
+}
+
+// takeSample samples the world and leases segments and the module segments
+// of the instance's engine (those whose creator is the world's: a module
+// segment a dead engine left is skipped), all read-only.
+func takeSample(instance string, ws *shm.Segment, leases []byte) (*inspect.Sample, error) {
+	s, err := inspect.TakeSample(ws.Data, leases, time.Now(), inspect.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ws.Path, err)
+	}
+	wh, err := layout.DecodeHeader(ws.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ws.Path, err)
+	}
+	for slot := 0; slot < layout.MaxModules; slot++ {
+		ms, err := shm.Open(layout.ModuleSegmentName(instance, slot), false)
+		if err != nil {
+			continue
+		}
+		if mh, err := layout.DecodeHeader(ms.Data); err == nil && mh.CreatorPID == wh.CreatorPID && mh.CreatorTime == wh.CreatorTime {
+			if err := s.AddModule(ms.Data, inspect.Options{}); err != nil {
+				ms.Close()
+				return nil, fmt.Errorf("%s: %w", ms.Path, err)
+			}
+		}
+		ms.Close()
+	}
+	return s, nil
 }
