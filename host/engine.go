@@ -164,6 +164,8 @@ type Engine struct {
 	// BadMasks counts hellos refused for a mask beyond the schema;
 	// BadWakeReports module wake latencies ignored as implausible.
 	BadMasks, BadWakeReports uint64
+	noSlotWarned             time.Time // rate limit of the no-free-slot warning
+	noSlotHeld               uint64    // warnings suppressed since
 	SnapBytes                uint64
 	created                  [16]byte
 	asideDropped             bool // dropAside ran (after the first successful publish)

@@ -518,6 +518,15 @@ func (e *Engine) reclaimSlots() int {
 	}
 	n += fsync.ReclaimDeadReaders(e.segs.Leases.Data, e.pub.LeasesLayout())
 	e.ReclaimedReaders += uint64(n)
+	// Visible, at most once per second: what held the slots.
+	if now := time.Now(); now.Sub(e.noSlotWarned) >= time.Second {
+		e.log.Warn("publish found no free frame slot", "frame", e.frame, "skipped_total", e.pub.Skipped,
+			"suppressed", e.noSlotHeld, "reclaimed", n, "leased_slots", e.pub.LeasedSlots(),
+			"watched_pins", bits.OnesCount64(e.pub.WatchedPins()))
+		e.noSlotWarned, e.noSlotHeld = now, 0
+	} else {
+		e.noSlotHeld++
+	}
 	return n
 }
 
