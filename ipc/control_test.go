@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -408,4 +409,56 @@ func TestControlAllowUIDs(t *testing.T) {
 	cc, _, err := Dial(inst, ctlTestHello(), 5*time.Second)
 	require.NoError(t, err, "the engine's own uid is always admitted")
 	require.NoError(t, cc.Close())
+}
+
+// TestControlOtherUIDAdmission: a module process under another uid (65534)
+// is refused by SO_PEERCRED when its uid is not allowed, although the socket
+// (0666 with AllowUIDs) lets it connect, and admitted when it is; refused
+// peers are counted. Needs root (to start the child under another uid).
+func TestControlOtherUIDAdmission(t *testing.T) {
+	if os.Getuid() != 0 {
+		t.Skip("needs root to run a child under uid 65534")
+	}
+	// The child runs a copy of this test binary that uid 65534 can execute.
+	dir, err := os.MkdirTemp("", "fdp-ctl-uid-")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o755))
+	bin := filepath.Join(dir, "ctl.test")
+	src, err := os.ReadFile(os.Args[0])
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(bin, src, 0o755))
+	child := func(inst string) (*exec.Cmd, *bufio.Reader) {
+		cmd := exec.Command(bin, "-test.run=^TestControlOnCloseAfterSIGKILL$", "-test.count=1")
+		cmd.Env = append(os.Environ(), ctlChildEnv+"=ctl-module", "FDP_CTL_INSTANCE="+inst)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		cmd.Dir = dir
+		cmd.Stderr = os.Stderr
+		out, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		require.NoError(t, cmd.Start())
+		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+		return cmd, bufio.NewReader(out)
+	}
+	inst := ctlTestInstance()
+	s, rec := ctlTestServerWith(t, inst, ControlConfig{SchemaHash: 0x1234, WarnEvery: -1, AllowUIDs: []uint32{65533}})
+	_, out := child(inst)
+	line, err := out.ReadString('\n')
+	require.NoError(t, err)
+	require.Contains(t, line, "ERROR", "uid 65534 is not allowed")
+	require.Contains(t, line, ErrPeerCred.Error())
+	require.Contains(t, line, "uid 65534")
+	require.Equal(t, uint64(1), s.Stats().PeerRefused)
+	require.ErrorIs(t, ctlWait(t, rec.errs, "refusal report"), ErrPeerCred)
+
+	inst2 := ctlTestInstance()
+	s2, rec2 := ctlTestServerWith(t, inst2, ControlConfig{SchemaHash: 0x1234, WarnEvery: -1, AllowUIDs: []uint32{65534}})
+	_, out = child(inst2)
+	line, err = out.ReadString('\n')
+	require.NoError(t, err)
+	require.Equal(t, "WELCOME 1\n", line, "uid 65534 is allowed")
+	rec2.mu.Lock()
+	require.Equal(t, uint32(65534), rec2.peers[0].UID)
+	rec2.mu.Unlock()
+	require.Zero(t, s2.Stats().PeerRefused)
 }
