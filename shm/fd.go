@@ -1,6 +1,7 @@
 package shm
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -34,10 +35,25 @@ func (s *Segment) Reopen(writable bool) (*os.File, error) {
 	}
 	p := "/proc/self/fd/" + strconv.Itoa(int(s.f.Fd()))
 	fd, err := unix.Open(p, flags|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		// No /proc: open the path, and accept it only if it is still the
+		// file mapped (same device and inode).
+		fd, err = unix.Open(s.Path, flags|unix.O_CLOEXEC|unix.O_NOFOLLOW|unix.O_NONBLOCK, 0)
+		if err == nil && !sameFile(int(s.f.Fd()), fd) {
+			_ = unix.Close(fd)
+			return nil, fmt.Errorf("reopen %s: the path names another file now", s.Name)
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("reopen %s: %w", s.Name, err)
 	}
 	return os.NewFile(uintptr(fd), s.Path), nil
+}
+
+// sameFile reports whether two descriptors refer to the same file.
+func sameFile(a, b int) bool {
+	var sa, sb unix.Stat_t
+	return unix.Fstat(a, &sa) == nil && unix.Fstat(b, &sb) == nil && sa.Dev == sb.Dev && sa.Ino == sb.Ino
 }
 
 // MapFD maps the segment file f (received from the engine) read-only
