@@ -518,8 +518,11 @@ func (s *session) runTick(frame uint64, slot int, dt time.Duration, warned *time
 	var err error
 	if slot < 0 {
 		f, err = s.reader.Pin()
-	} else {
-		f, err = s.reader.OpenLeased(slot)
+	} else if f, err = s.reader.OpenLeased(slot); err == nil && f.Number() != frame {
+		// The engine leased this slot with this tick's frame: another frame
+		// means the lease is not (or no longer) ours.
+		err = fmt.Errorf("%w: slot %d holds frame %d, the tick is frame %d", fsync.ErrLeaseInvalid, slot, f.Number(), frame)
+		_ = f.Release()
 	}
 	if err != nil {
 		if now := time.Now(); now.Sub(*warned) >= warnEvery {
