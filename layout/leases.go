@@ -2,9 +2,16 @@ package layout
 
 import "fmt"
 
+// Leases segment (kind KindLeases, file "fdp.<instance>.leases").
+//
+// Since control protocol 3 no module maps it. Its reader table is the
+// external reader table: readers of the engine's own uid that read frames
+// without being modules (tools, tests) claim an entry by name and pin
+// there; the engine scans those pins. Its slot lease table is a copy, for
+// inspection, of the lease holders the engine keeps in its own memory
+// (holder bit n = module slot n); the engine never reads it back.
 const (
-	// MaxReaders is the number of reader entries (one per attached process).
-	// Holder masks are 64-bit words, one bit per reader entry.
+	// MaxReaders is the number of external reader entries.
 	MaxReaders = 64
 	// ReaderEntrySize is the size of one reader entry (two cache lines, so
 	// that two readers never share a line).
@@ -35,10 +42,10 @@ const (
 
 // Slot lease entry fields.
 const (
-	LeaseHolders = 0  // u64 bit r set: reader entry r holds a lease on the slot
+	LeaseHolders = 0  // u64 bit n set: the module in slot n holds a lease on the slot (the engine's copy)
 	LeaseFrame   = 8  // u64 frame the slot held when leased
 	LeaseMask    = 16 // u64 components synced into the leased slot
-	LeaseEngine  = 24 // u32 engine-held references (convoy/SoD snapshots being prepared)
+	LeaseEngine  = 24 // u32 reserved, 0 (engine references before control protocol 3; ignored)
 )
 
 // LeasesGeometry places the sections of a leases segment.
