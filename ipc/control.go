@@ -763,12 +763,15 @@ func Dial(instance string, hello Hello, timeout time.Duration) (*ControlConn, We
 		_ = c.Close()
 		return nil, Welcome{}, err
 	}
-	if err := ctlWrite(c, hello); err != nil {
-		return fail(fmt.Errorf("%w: send hello: %w", ErrControl, err))
-	}
+	// A hello the engine refuses before reading it (a peer uid it does not
+	// admit) may fail to send: its refusal is still there to read.
+	werr := ctlWrite(c, hello)
 	msg, files, err := ctlReadFiles(c, WelcomeFDs)
 	if err != nil {
-		return fail(fmt.Errorf("%w: no reply from engine %q: %w", ErrControl, instance, err))
+		if werr != nil {
+			return fail(fmt.Errorf("%w: send hello to engine %q (socket %s): %w", ErrControl, instance, path, unwrapOpError(werr)))
+		}
+		return fail(fmt.Errorf("%w: no reply from engine %q (socket %s): %w", ErrControl, instance, path, unwrapOpError(err)))
 	}
 	var rep ctlReply
 	if err := json.Unmarshal(msg, &rep); err != nil {
