@@ -645,7 +645,7 @@ func (s *ControlServer) ctlServe(c *net.UnixConn) {
 		if err == nil {
 			s.accepted.Add(1)
 		} else {
-			err = fmt.Errorf("%w: welcome not delivered: %w", ErrControl, err)
+			err = fmt.Errorf("%w: welcome not delivered: %w", ErrControl, unwrapOpError(err))
 			s.report(err)
 			// The handler admitted the module, which is gone before it
 			// heard back: the engine must reclaim it like any death.
