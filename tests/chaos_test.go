@@ -383,7 +383,8 @@ shutdown: {grace: 2s}
 	// An engine killed during its start-up may die before it logs its
 	// recovery; every other one must have recovered.
 	require.GreaterOrEqual(t, sl.recovered+earlyKills, len(sl.started["engine"])-1, "every restarted engine recovered the world")
-	require.Equal(t, moduleKills, restarts, "modules restart only when killed (they survive engine restarts)")
+	require.Equal(t, moduleKills, restarts, "modules restart only when killed (they survive engine restarts); error lines:\n%s",
+		strings.Join(sl.errorsLog[:min(len(sl.errorsLog), 30)], "\n"))
 	require.Empty(t, sl.hungKills, "no process was judged hung")
 	requireNoSegments(t, inst)
 }
