@@ -33,7 +33,7 @@ const (
 // Segment kinds.
 const (
 	KindWorld  uint32 = 1 // frame slots written by the engine, read-only for modules
-	KindLeases uint32 = 2 // reader table and slot leases, read-write for modules
+	KindLeases uint32 = 2 // external reader table (engine-uid tools) and the engine's copy of slot leases; never mapped by modules
 	KindEvents uint32 = 3 // event log written by the engine
 	KindModule uint32 = 4 // per-module command ring and doorbells
 )

@@ -64,6 +64,10 @@ type Options struct {
 	Instance string
 	Registry *world.Registry
 	Logger   *slog.Logger
+	// Name and Group, when set, replace the module's Spec.Name and
+	// Spec.Group: the supervisor's config names the process and its convoy
+	// group (MainOptions reads them from $FDP_MODULE and $FDP_GROUP).
+	Name, Group string
 	// AttachTimeout bounds the wait for the engine to come up (default 10 s).
 	AttachTimeout time.Duration
 	// RejoinTimeout bounds the wait for a new engine of the instance after
@@ -108,8 +112,9 @@ var ErrEngineGone = errors.New("engine went away")
 func Main(reg *world.Registry, m Module) { MainOptions(m, Options{Registry: reg}) }
 
 // MainOptions is Main with options: an empty Instance is read from
-// $FDP_INSTANCE (default "demo"), a nil Logger logs text to stderr with the
-// module's name. It exits the process.
+// $FDP_INSTANCE (default "demo"), empty Name and Group from $FDP_MODULE and
+// $FDP_GROUP (set by the supervisor from its config), a nil Logger logs text
+// to stderr with the module's name. It exits the process.
 func MainOptions(m Module, opt Options) {
 	if opt.Instance == "" {
 		opt.Instance = os.Getenv("FDP_INSTANCE")
@@ -117,10 +122,20 @@ func MainOptions(m Module, opt Options) {
 	if opt.Instance == "" {
 		opt.Instance = "demo"
 	}
+	if opt.Name == "" {
+		opt.Name = os.Getenv("FDP_MODULE")
+	}
+	if opt.Group == "" {
+		opt.Group = os.Getenv("FDP_GROUP")
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if opt.Logger == nil {
-		opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("module", m.Spec().Name)
+		name := opt.Name
+		if name == "" {
+			name = m.Spec().Name
+		}
+		opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("module", name)
 	}
 	err := Run(ctx, m, opt)
 	if err != nil && !errors.Is(err, context.Canceled) {
@@ -222,6 +237,12 @@ func Run(ctx context.Context, m Module, opt Options) error {
 	spec := m.Spec()
 	if spec.Every < 1 {
 		spec.Every = 1
+	}
+	if opt.Name != "" {
+		spec.Name = opt.Name
+	}
+	if opt.Group != "" {
+		spec.Group = opt.Group
 	}
 	s := &session{m: m, spec: spec, opt: opt}
 	defer s.close()

@@ -136,6 +136,14 @@ func runProbe(role string) int {
 	}}
 	worldSegPath = os.Getenv("FDP_WORLD_PATH")
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if role == "mainopts" {
+		// A module whose own Spec names itself and no group, run by
+		// module.MainOptions: the supervisor's $FDP_MODULE and $FDP_GROUP
+		// win.
+		p.spec.Name, p.spec.Group = "its-own-name", ""
+		module.MainOptions(p, module.Options{Registry: s.reg, Logger: log})
+		return 0
+	}
 	err := module.Run(context.Background(), p, module.Options{Instance: os.Getenv("FDP_INSTANCE"), Registry: s.reg, Logger: log})
 	if err != nil && !errors.Is(err, module.ErrEngineGone) {
 		fmt.Fprintln(os.Stderr, "module:", err)
@@ -403,4 +411,19 @@ func TestModuleKilledIsReclaimed(t *testing.T) {
 	r.stepUntil("rejoin", r.joined(1))
 	require.Equal(t, slot, r.module("victim").Slot)
 	require.Equal(t, uint64(2), r.module("victim").Stats.Joins)
+}
+
+// TestMainOptionsTakeSupervisorIdentity: a module run by module.MainOptions
+// joins under the name and convoy group that the supervisor's config gives
+// it ($FDP_MODULE, $FDP_GROUP), not those of its own Spec (an outside tester
+// found `group:` of the supervisor config ignored).
+func TestMainOptionsTakeSupervisorIdentity(t *testing.T) {
+	r := newRig(t, 64)
+	r.spawn("from-config", "mainopts", module.Slow, 6, "Pos", "g1")
+	r.stepUntil("the module joined", r.joined(1))
+	m := r.module("from-config")
+	require.Equal(t, "group:g1", m.Group)
+	for _, x := range r.eng.Modules() {
+		require.NotEqual(t, "its-own-name", x.Name)
+	}
 }
