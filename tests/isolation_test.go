@@ -43,23 +43,7 @@ func TestIsolationChild(t *testing.T) {
 // isoSpawn starts a hostile child with role and extra environment; its
 // stdout lines arrive on the returned channel.
 func (r *rig) isoSpawn(name, role string, env ...string) <-chan string {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestIsolationChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), isoEnv+"="+role, "FDP_MODULE="+name, "FDP_INSTANCE="+r.inst)
-	cmd.Env = append(cmd.Env, env...)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.StdoutPipe()
-	require.NoError(r.t, err)
-	require.NoError(r.t, cmd.Start())
-	r.cmds = append(r.cmds, cmd)
-	lines := make(chan string, 64)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	return lines
+	return r.isoSpawnStdin(name, role, env...).out // stdin stays open, unused
 }
 
 // stepUntilLine runs frames until the child prints a line starting with
