@@ -143,8 +143,11 @@ type Engine struct {
 	deaths   []death
 	closing  [layout.MaxModules]atomic.Int64 // pid whose connection closed, per slot
 	doneBell [layout.MaxModules]atomic.Pointer[ipc.Doorbell]
-	frame    uint64
-	period   time.Duration
+	// bellMu: onClose rings a done bell under the read lock; dropSegment
+	// unmaps a segment under the write lock.
+	bellMu gosync.RWMutex
+	frame  uint64
+	period time.Duration
 	// lastSimPub is how long the last frame took from its start to the end
 	// of its publish: the lead an early pre-wake would give.
 	lastSimPub time.Duration
@@ -164,14 +167,21 @@ type Engine struct {
 	// BadMasks counts hellos refused for a mask beyond the schema;
 	// BadWakeReports module wake latencies ignored as implausible.
 	BadMasks, BadWakeReports uint64
-	noSlotWarned             time.Time // rate limit of the no-free-slot warning
-	noSlotHeld               uint64    // warnings suppressed since
-	SnapBytes                uint64
-	created                  [16]byte
-	asideDropped             bool // dropAside ran (after the first successful publish)
-	warm                     bool // every slot was written once (see Step's warm-up)
-	closeOnce                gosync.Once
-	allMask                  world.Mask
+	// SegmentFaults counts modules disconnected because an access to their
+	// segment faulted or found it truncated (ModuleStats.SegmentFaults per
+	// module); NameRefused hellos refused because the module name belongs
+	// to another uid.
+	SegmentFaults, NameRefused uint64
+	faultWarned                time.Time // rate limit of the segment fault warning
+	faultHeld                  uint64    // warnings suppressed since
+	noSlotWarned               time.Time // rate limit of the no-free-slot warning
+	noSlotHeld                 uint64    // warnings suppressed since
+	SnapBytes                  uint64
+	created                    [16]byte
+	asideDropped               bool // dropAside ran (after the first successful publish)
+	warm                       bool // every slot was written once (see Step's warm-up)
+	closeOnce                  gosync.Once
+	allMask                    world.Mask
 }
 
 // New creates the segments and the control socket of an instance and
@@ -355,8 +365,12 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 }
 
 // Step runs one frame now.
+//
+// A fault in a module's segment (see guard) disconnects that module; the
+// frame goes on for the others.
 func (e *Engine) Step() FrameStats {
 	start := time.Now()
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.handleDeaths()
@@ -388,7 +402,10 @@ func (e *Engine) Step() FrameStats {
 	if !e.cfg.NoPrewake && !early {
 		e.prewake(start)
 	}
-	st.Publish, st.PublishErr = e.pub.Publish(e.frame, e.allMask)
+	// The publish scans the pins watched in module segments: a fault there
+	// drops the module (and its pin), and the publish is tried again.
+	for e.guard(func() { st.Publish, st.PublishErr = e.pub.Publish(e.frame, e.allMask) }) {
+	}
 	e.lastSimPub = time.Since(start)
 	if st.PublishErr == nil {
 		e.PubHist.Record(st.Publish.Duration)
@@ -414,7 +431,7 @@ func (e *Engine) Step() FrameStats {
 	// frame has time to spare, so that later snapshots and publishes into it
 	// copy only changes.
 	if !e.warm && time.Since(start) < e.period/2 {
-		e.warm = !e.pub.WarmOne(0, e.allMask)
+		e.guard(func() { e.warm = !e.pub.WarmOne(0, e.allMask) })
 	}
 
 	st.Total = time.Since(start)
@@ -450,6 +467,7 @@ func (e *Engine) SetSimulation(sim Simulation) {
 
 // Idle reports whether no module has a tick in progress.
 func (e *Engine) Idle() bool {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, m := range e.mods {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/bits"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/fdp-engine/fdp/ipc"
@@ -35,6 +36,11 @@ type ModuleStats struct {
 	Prewoken uint64
 	// BadDone counts done frames beyond the tick the engine gave (ignored).
 	BadDone uint64
+	// SegmentFaults counts the times the module was disconnected because
+	// its segment faulted under the engine or was found truncated (the
+	// module truncated it, or punched a hole the shm directory could not
+	// fill again).
+	SegmentFaults uint64
 }
 
 // Module is the engine's record of a module process. Its slot survives the
@@ -48,8 +54,12 @@ type Module struct {
 	Group    string
 	PID      int
 	pidStart uint64 // start time of PID (clock ticks since boot), read at admission
-	State    string
-	Stats    ModuleStats
+	// UID owns the name: the uid (SO_PEERCRED) of the process that first
+	// registered it. Only processes of that uid may join under the name for
+	// the engine's lifetime.
+	UID   uint32
+	State string
+	Stats ModuleStats
 
 	seg     *shm.Segment
 	lm      *layout.Module
@@ -84,11 +94,21 @@ func groupKey(h ipc.Hello) string {
 // admit is the control-plane handler: it registers (or re-registers) a
 // module and creates its segment.
 func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var m *Module
 	for _, x := range e.mods {
 		if x != nil && x.Name == h.Name {
+			if x.UID != peer.UID {
+				// A name is owned by the uid that registered it first, for
+				// the engine's lifetime: a module of another uid cannot
+				// take the slot (and what the engine attributes to it) of
+				// a dead module.
+				e.NameRefused++
+				return ipc.Welcome{}, fmt.Errorf("module name %q belongs to uid %d, the peer (pid %d) is uid %d (%w)",
+					h.Name, x.UID, peer.PID, peer.UID, ErrNameOwned)
+			}
 			if x.State != StateDead && e.incarnationGone(x) {
 				// A restarted module can connect before the frame loop has
 				// handled its predecessor's death (or before the control
@@ -111,14 +131,22 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 		if len(e.mods) >= layout.MaxModules {
 			return ipc.Welcome{}, fmt.Errorf("too many modules (%d)", layout.MaxModules)
 		}
-		m = &Module{Slot: len(e.mods), Name: h.Name, holdSlot: -1}
+		m = &Module{Slot: len(e.mods), Name: h.Name, UID: peer.UID, holdSlot: -1}
 		if err := e.createModuleSegment(m, h); err != nil {
 			return ipc.Welcome{}, err
 		}
 		m.play = world.NewPlayback(e.w)
 		e.mods = append(e.mods, m)
-		e.doneBell[m.Slot].Store(m.done)
+	} else {
+		// A rejoin gets a new segment: the previous incarnation may have
+		// truncated its segment or punched holes in it, and nothing in it
+		// survives a death anyway (its ring is discarded, its pin cleared).
+		e.dropSegment(m)
+		if err := e.createModuleSegment(m, h); err != nil {
+			return ipc.Welcome{}, err
+		}
 	}
+	e.doneBell[m.Slot].Store(m.done)
 	files, err := e.moduleFiles(m)
 	if err != nil {
 		return ipc.Welcome{}, err
@@ -131,13 +159,15 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	// engine watches a pin only during a tick it rang).
 	e.pub.UnwatchPin(m.Slot)
 	e.pub.ReleaseHolderAll(m.Slot)
-	layout.Store64(m.seg.Data, layout.OffMPin, 0)
 	m.State, m.busy, m.failStreak, m.probing, m.holdSlot = StateJoined, false, 0, false, -1
 	m.waiting = true
 	m.Stats.Joins++
-	// Whatever a previous incarnation left uncommitted is invisible; what it
-	// committed but was not played yet is discarded with its death.
-	_ = m.cons.Reset()
+	if e.guard(func() {
+		layout.Store64(m.seg.Data, layout.OffMPin, 0)
+		_ = m.cons.Reset()
+	}) {
+		return ipc.Welcome{}, fmt.Errorf("module %q: its new segment faulted before the welcome", h.Name)
+	}
 	e.log.Info("module joined", "module", m.Name, "slot", m.Slot, "pid", m.PID, "tier", m.Tier, "every", m.Every, "group", m.Group)
 	return ipc.Welcome{
 		Slot: m.Slot,
@@ -231,9 +261,38 @@ func (e *Engine) onClose(slot, pid int) {
 	e.deaths = append(e.deaths, death{slot: slot, pid: pid})
 	e.deathMu.Unlock()
 	e.closing[slot].Store(int64(pid))
+	e.bellMu.RLock()
+	defer e.bellMu.RUnlock()
 	if d := e.doneBell[slot].Load(); d != nil {
-		_, _ = d.Ring() // wake a frame waiting for this module
+		ringDone(d) // wake a frame waiting for this module
 	}
+}
+
+// ringDone rings a dead module's done bell from a control-plane goroutine.
+// The module may have truncated its segment: a fault is ignored here (the
+// frame loop finds it and drops the segment, see moduleFaulted).
+func ringDone(d *ipc.Doorbell) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			if _, ok := r.(interface{ Addr() uintptr }); !ok {
+				panic(r)
+			}
+		}
+	}()
+	_, _ = d.Ring()
+}
+
+// ErrNameOwned refuses a hello whose module name was registered by a
+// process of another uid (Engine.NameRefused).
+var ErrNameOwned = errors.New("a name is owned by the uid that registered it first")
+
+// NamesRefused returns how many hellos were refused because their module
+// name belongs to another uid (ErrNameOwned).
+func (e *Engine) NamesRefused() uint64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.NameRefused
 }
 
 // death is a closed control connection.
@@ -242,6 +301,7 @@ type death struct{ slot, pid int }
 // ModuleDied reclaims a module known to be dead (e.g. reaped by the
 // supervisor) by pid. It is safe to call more than once.
 func (e *Engine) ModuleDied(pid int) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // reclaim resets the ring (see guard)
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	for _, m := range e.mods {
@@ -270,10 +330,12 @@ func (e *Engine) handleDeaths() {
 func (e *Engine) reclaim(m *Module) {
 	e.pub.UnwatchPin(m.Slot)
 	e.pub.ReleaseHolderAll(m.Slot)
-	_ = m.cons.Reset()
 	m.State, m.busy, m.holdSlot = StateDead, false, -1
 	m.Stats.Deaths++
 	e.log.Info("module died; leases and ring reclaimed", "module", m.Name, "slot", m.Slot, "pid", m.PID)
+	if m.cons != nil {
+		e.guard(func() { _ = m.cons.Reset() })
+	}
 }
 
 // mayRun reports whether m may get a tick now (breaker logic), without
@@ -300,7 +362,13 @@ func (m *Module) available(now time.Time) bool {
 	return true
 }
 
-func (e *Engine) ring(m *Module, slot int) {
+// ring gives m its tick (lease slot, -1 for a fast tick). It reports
+// false when m's segment faulted (m is dead then).
+func (e *Engine) ring(m *Module, slot int) bool {
+	return !e.guard(func() { e.ringTick(m, slot) })
+}
+
+func (e *Engine) ringTick(m *Module, slot int) {
 	dt := time.Duration(e.frame-m.lastRun) * e.period
 	if m.lastRun == 0 {
 		dt = e.period * time.Duration(m.Every)
@@ -342,13 +410,15 @@ func (e *Engine) prewake(now time.Time) {
 		if m.Tier != ipc.TierFast || !m.mayRun(now) {
 			continue
 		}
-		if m.busy && layout.Load64(m.seg.Data, layout.OffMDoneFrame)&^layout.DoneFailed < m.lastRun {
-			continue // still running its previous tick: not asleep on the bell
-		}
-		n++ // counted whether it slept or not: it will run this frame
-		if ok, _ := m.tick.Prewake(); ok {
-			m.Stats.Prewoken++
-		}
+		e.guard(func() {
+			if m.busy && layout.Load64(m.seg.Data, layout.OffMDoneFrame)&^layout.DoneFailed < m.lastRun {
+				return // still running its previous tick: not asleep on the bell
+			}
+			n++ // counted whether it slept or not: it will run this frame
+			if ok, _ := m.tick.Prewake(); ok {
+				m.Stats.Prewoken++
+			}
+		})
 	}
 }
 
@@ -371,8 +441,9 @@ func (e *Engine) dispatch(now time.Time) int {
 			m.Stats.LagFrames = e.frame - m.lastRun
 			continue
 		}
-		e.ring(m, -1)
-		n++
+		if e.ring(m, -1) {
+			n++
+		}
 	}
 	// Slow tier: group the due, idle members of each convoy.
 	var done uint64 // modules handled (bit per slot)
@@ -404,7 +475,13 @@ func (e *Engine) dispatch(now time.Time) int {
 		if members == 0 {
 			continue
 		}
-		slot, st, err := e.pub.Snapshot(e.frame, mask, holders)
+		var slot int
+		var st fsync.SnapshotStats
+		var err error
+		// The snapshot's claim scans the pins watched in module segments
+		// (see Step's publish).
+		for e.guard(func() { slot, st, err = e.pub.Snapshot(e.frame, mask, holders) }) {
+		}
 		if err != nil {
 			for mm := members; mm != 0; mm &= mm - 1 {
 				e.mods[bits.TrailingZeros64(mm)].Stats.Skipped++
@@ -415,16 +492,28 @@ func (e *Engine) dispatch(now time.Time) int {
 		e.SnapBytes += uint64(st.BytesCopied)
 		for mm := members; mm != 0; mm &= mm - 1 {
 			x := e.mods[bits.TrailingZeros64(mm)]
+			if x.State == StateDead {
+				continue // faulted since: its lease was released
+			}
 			x.snapMask = mask
-			e.ring(x, slot)
-			n++
+			if e.ring(x, slot) {
+				n++
+			}
 		}
 	}
 	return n
 }
 
-// checkDone completes a module's tick if its done frame has caught up.
-func (e *Engine) checkDone(m *Module) bool {
+// checkDone completes a module's tick if its done frame has caught up. A
+// module whose segment faulted is dead, and its tick done.
+func (e *Engine) checkDone(m *Module) (done bool) {
+	if e.guard(func() { done = e.checkTick(m) }) {
+		return true
+	}
+	return done
+}
+
+func (e *Engine) checkTick(m *Module) bool {
 	d := layout.Load64(m.seg.Data, layout.OffMDoneFrame)
 	if d&^layout.DoneFailed < m.lastRun {
 		return false
@@ -542,21 +631,23 @@ func (e *Engine) waitFast(deadline time.Time) int {
 		if m.Tier != ipc.TierFast || !m.busy || m.lastRun != e.frame {
 			continue
 		}
-		for !e.checkDone(m) {
-			last := m.done.Load()
-			if e.checkDone(m) || e.closing[m.Slot].Load() == int64(m.PID) {
-				break // done, or dead: its death is handled after the wait
+		e.guard(func() {
+			for !e.checkTick(m) {
+				last := m.done.Load()
+				if e.checkTick(m) || e.closing[m.Slot].Load() == int64(m.PID) {
+					return // done, or dead: its death is handled after the wait
+				}
+				left := time.Until(deadline)
+				if left <= 0 {
+					m.Stats.Late++
+					late++
+					return
+				}
+				if _, err := m.done.Wait(last, 64, left); err != nil && !errors.Is(err, ipc.ErrTimeout) {
+					return
+				}
 			}
-			left := time.Until(deadline)
-			if left <= 0 {
-				m.Stats.Late++
-				late++
-				break
-			}
-			if _, err := m.done.Wait(last, 64, left); err != nil && !errors.Is(err, ipc.ErrTimeout) {
-				break
-			}
-		}
+		})
 	}
 	return late
 }
@@ -571,42 +662,57 @@ func (e *Engine) playback() (applied, rejected int) {
 		if m.State == StateDead {
 			continue
 		}
-		pending, err := m.cons.Pending()
-		if err == nil && pending == 0 {
-			continue
+		e.guard(func() {
+			a, r := e.playModule(m)
+			applied += a
+			rejected += r
+		})
+	}
+	return applied, rejected
+}
+
+// playModule plays back m's committed batch. Its segment's size is checked
+// first (fstat): a ring the module truncated is found before any of its
+// records is applied.
+func (e *Engine) playModule(m *Module) (applied, rejected int) {
+	pending, err := m.cons.Pending()
+	if err == nil && pending == 0 {
+		return 0, 0
+	}
+	if detail, shrunk := e.segmentShrunk(m); shrunk {
+		e.moduleFaulted(m, detail)
+		return 0, 0
+	}
+	m.play.Begin()
+	before := m.play.Stats
+	if err == nil {
+		_, err = m.cons.Poll(func(typ uint16, payload []byte) error {
+			_ = m.play.Apply(typ, payload)
+			return nil
+		})
+	}
+	if err != nil {
+		// A corrupt ring: its batch is dropped (nothing of it was
+		// applied, unless a header changed during the delivery).
+		m.play.CountCorruptRing()
+		if rerr := m.cons.Reset(); rerr != nil {
+			err = fmt.Errorf("%w; reset failed: %w", err, rerr)
 		}
-		m.play.Begin()
-		before := m.play.Stats
-		if err == nil {
-			_, err = m.cons.Poll(func(typ uint16, payload []byte) error {
-				_ = m.play.Apply(typ, payload)
-				return nil
-			})
+		if due, suppressed := m.cons.CorruptWarning(time.Now(), time.Second); due {
+			e.log.Warn("corrupt command ring reset", "module", m.Name, "slot", m.Slot, "pid", m.PID,
+				"err", err, "suppressed", suppressed)
 		}
-		if err != nil {
-			// A corrupt ring: its batch is dropped (nothing of it was
-			// applied, unless a header changed during the delivery).
-			m.play.CountCorruptRing()
-			if rerr := m.cons.Reset(); rerr != nil {
-				err = fmt.Errorf("%w; reset failed: %w", err, rerr)
-			}
-			if due, suppressed := m.cons.CorruptWarning(time.Now(), time.Second); due {
-				e.log.Warn("corrupt command ring reset", "module", m.Name, "slot", m.Slot, "pid", m.PID,
-					"err", err, "suppressed", suppressed)
-			}
-		}
-		a := int(m.play.Stats.Applied - before.Applied)
-		r := int(m.play.Stats.RejectedTotal() - before.RejectedTotal())
-		m.Stats.Applied += uint64(a)
-		m.Stats.Rejected += uint64(r)
-		applied += a
-		rejected += r
-		for _, c := range m.play.Created() {
-			binary.LittleEndian.PutUint32(e.created[0:], uint32(m.Slot))
-			binary.LittleEndian.PutUint32(e.created[4:], c.Temp)
-			binary.LittleEndian.PutUint64(e.created[8:], uint64(c.Entity))
-			e.w.Emit(world.EventType(layout.SystemEventCreated), e.created[:])
-		}
+	}
+	a := int(m.play.Stats.Applied - before.Applied)
+	r := int(m.play.Stats.RejectedTotal() - before.RejectedTotal())
+	m.Stats.Applied += uint64(a)
+	m.Stats.Rejected += uint64(r)
+	applied, rejected = a, r
+	for _, c := range m.play.Created() {
+		binary.LittleEndian.PutUint32(e.created[0:], uint32(m.Slot))
+		binary.LittleEndian.PutUint32(e.created[4:], c.Temp)
+		binary.LittleEndian.PutUint64(e.created[8:], uint64(c.Entity))
+		e.w.Emit(world.EventType(layout.SystemEventCreated), e.created[:])
 	}
 	return applied, rejected
 }
@@ -627,13 +733,20 @@ type ModuleInfo struct {
 
 // Modules returns a snapshot of the module table.
 func (e *Engine) Modules() []ModuleInfo {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := make([]ModuleInfo, 0, len(e.mods))
 	for _, m := range e.mods {
 		mi := ModuleInfo{Slot: m.Slot, Name: m.Name, Tier: m.Tier, State: m.State, Every: m.Every, PID: m.PID, Group: m.Group, SnapshotMask: m.snapMask, Stats: m.Stats,
-			PlaybackRejectReasons: map[string]uint64{},
-			Wake:                  ipc.WakeStats{Warm: layout.Load64(m.seg.Data, layout.OffMWakeWarm), Cold: layout.Load64(m.seg.Data, layout.OffMWakeCold)}}
+			PlaybackRejectReasons: map[string]uint64{}}
+		if m.seg != nil {
+			if e.guard(func() {
+				mi.Wake = ipc.WakeStats{Warm: layout.Load64(m.seg.Data, layout.OffMWakeWarm), Cold: layout.Load64(m.seg.Data, layout.OffMWakeCold)}
+			}) {
+				mi.State, mi.Stats = m.State, m.Stats
+			}
+		}
 		for r, n := range m.play.Stats.Rejected {
 			if n > 0 {
 				mi.PlaybackRejectReasons[world.RejectReason(r).String()] = n

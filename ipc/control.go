@@ -686,17 +686,20 @@ func (s *ControlServer) ctlServe(c *net.UnixConn) {
 	}
 }
 
-// Disconnect closes the connection of the module in slot; OnClose follows.
+// Disconnect closes the connections of the module in slot (the current
+// one and any of an earlier incarnation not yet seen closed); OnClose
+// follows for each. It reports whether there was one.
 func (s *ControlServer) Disconnect(slot int) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	found := false
 	for c, sl := range s.conns {
 		if sl == slot {
 			_ = c.Close()
-			return true
+			found = true
 		}
 	}
-	return false
+	return found
 }
 
 // Close stops accepting, closes every connection (modules see EOF), removes

@@ -387,6 +387,20 @@ func (s *Segment) Contains(addr uintptr) bool {
 	return addr >= base && addr-base < uintptr(len(s.Data))
 }
 
+// FileSize returns the current size of the segment's file (fstat on its
+// descriptor): less than len(Data) once the file was truncated under the
+// mapping, whose pages beyond the new end then fault.
+func (s *Segment) FileSize() (int64, error) {
+	if s == nil || s.f == nil {
+		return 0, os.ErrClosed
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(s.f.Fd()), &st); err != nil {
+		return 0, fmt.Errorf("fstat %s: %w", s.Path, err)
+	}
+	return st.Size, nil
+}
+
 // Current reports whether the segment's path still names the file it maps:
 // false once the file was unlinked or replaced (e.g. a restarted engine
 // created the segment anew), or after Close.

@@ -181,7 +181,7 @@ func printSummary(eng *host.Engine, sim *demo.Sim, d time.Duration, commands, re
 	fmt.Printf("world: %d entities alive; %d spawned and %d died by the simulation; commands applied %d, rejected %d; late fast ticks %d\n",
 		sim.W.Count(), sim.Spawned, sim.Died, commands, rejected, late)
 	for _, m := range eng.Modules() {
-		fmt.Printf("module %-10s %-4s every %-3d %-12s runs %-6d late %-4d failures %-3d applied %-6d rejected %-4d deaths %d joins %d  prewoken %d wakes warm %d cold %d\n",
-			m.Name, m.Tier, m.Every, m.State, m.Stats.Runs, m.Stats.Late, m.Stats.Failures, m.Stats.Applied, m.Stats.Rejected, m.Stats.Deaths, m.Stats.Joins, m.Stats.Prewoken, m.Wake.Warm, m.Wake.Cold)
+		fmt.Printf("module %-10s %-4s every %-3d %-12s runs %-6d late %-4d failures %-3d applied %-6d rejected %-4d deaths %d joins %d  prewoken %d wakes warm %d cold %d segment faults %d\n",
+			m.Name, m.Tier, m.Every, m.State, m.Stats.Runs, m.Stats.Late, m.Stats.Failures, m.Stats.Applied, m.Stats.Rejected, m.Stats.Deaths, m.Stats.Joins, m.Stats.Prewoken, m.Wake.Warm, m.Wake.Cold, m.Stats.SegmentFaults)
 	}
 }
