@@ -290,12 +290,14 @@ func (e *Engine) Close() error {
 
 // Run runs frames at the configured rate until ctx is done.
 //
-// Frames run with debug.SetPanicOnFault: a memory fault in a frame (a
-// segment file truncated under the engine, which SIGBUSes the next access
-// beyond its new end; only the engine's uid can do that) ends Run with an
-// error naming the segment, e.g. "world segment truncated or unmapped under
-// the engine", instead of crashing the process with a fault trace. Any other
-// panic is not recovered.
+// Frames run with debug.SetPanicOnFault: a memory fault in one of the
+// engine's own segments (a segment file truncated under the engine, which
+// SIGBUSes the next access beyond its new end; only the engine's uid can do
+// that) ends Run with an error naming the segment, e.g. "world segment
+// truncated or unmapped under the engine", instead of crashing the process
+// with a fault trace. A fault in a module's segment (the module can
+// truncate it) only disconnects that module (see guard). Any other panic is
+// not recovered.
 func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
