@@ -243,6 +243,10 @@ func (e *Engine) createEvents() error {
 	return err
 }
 
+// ControlStats returns the control plane's counters (connections accepted
+// and refused, peers refused for their uid).
+func (e *Engine) ControlStats() ipc.ControlStats { return e.ctl.Stats() }
+
 // World returns the live world.
 func (e *Engine) World() *world.World { return e.w }
 

@@ -617,17 +617,25 @@ func (s *ControlServer) ctlHandshake(c *net.UnixConn) (Welcome, int, error) {
 	return w, peer.PID, nil
 }
 
+// MaxEvery bounds a module's Every: once a day at 1 kHz, far above any
+// sensible period, small enough that frame arithmetic cannot overflow.
+const MaxEvery = 86_400_000
+
 func ctlValidHello(h *Hello) error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("%w: module %q: %s", ErrBadHello, h.Name, fmt.Sprintf(format, a...))
 	}
 	switch {
-	case h.Name == "" || len(h.Name) > 64:
-		return bad("name must be 1..64 bytes")
+	case !layout.ValidModuleName(h.Name):
+		return bad("name must be 1..%d bytes of [A-Za-z0-9_.-]", layout.ModuleNameLen-1)
+	case h.Group != "" && !layout.ValidModuleName(h.Group):
+		// Group names are logged and compared like module names; an
+		// unbounded one made every join a large log line.
+		return bad("group must be 1..%d bytes of [A-Za-z0-9_.-]", layout.ModuleNameLen-1)
 	case h.Tier != TierFast && h.Tier != TierSlow:
 		return bad("tier %q, want %q or %q", h.Tier, TierFast, TierSlow)
-	case h.Every < 1:
-		return bad("every %d, want >= 1", h.Every)
+	case h.Every < 1 || h.Every > MaxEvery:
+		return bad("every %d, want 1..%d", h.Every, MaxEvery)
 	case len(h.Components) > layout.MaxComponents:
 		return bad("%d components (max %d)", len(h.Components), layout.MaxComponents)
 	}

@@ -173,6 +173,11 @@ func TestControlHandlerRefusalAndBadHello(t *testing.T) {
 		func(h *Hello) { h.Tier = "medium" },
 		func(h *Hello) { h.Every = 0 },
 		func(h *Hello) { h.Name = "" },
+		func(h *Hello) { h.Name = strings.Repeat("n", 32) },
+		func(h *Hello) { h.Name = "bad name" },
+		func(h *Hello) { h.Group = strings.Repeat("g", 60000) },
+		func(h *Hello) { h.Group = "a/b" },
+		func(h *Hello) { h.Every = MaxEvery + 1 },
 	} {
 		h := ctlTestHello()
 		mut(&h)

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"sort"
+	"strings"
 	"syscall"
 	"time"
 
@@ -173,15 +175,24 @@ func printSummary(eng *host.Engine, sim *demo.Sim, d time.Duration, commands, re
 	p := eng.Publisher()
 	fmt.Printf("publish p50 %v p99 %v; %d publishes (%.1f/s), %d without a free slot, %.1f MB copied\n",
 		eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), p.Publishes, float64(p.Publishes)/d.Seconds(), p.Skipped, float64(p.Bytes)/1e6)
-	fmt.Printf("validation: slot state reclaimed %d, hellos refused for their mask %d, implausible wake reports ignored %d\n",
-		eng.ReclaimedReaders, eng.BadMasks, eng.BadWakeReports)
+	cs := eng.ControlStats()
+	fmt.Printf("validation: slot state reclaimed %d, hellos refused for their mask %d, for a name of another uid %d, peers refused for their uid %d (of %d connections refused), implausible wake reports ignored %d\n",
+		eng.ReclaimedReaders, eng.BadMasks, eng.NamesRefused(), cs.PeerRefused, cs.Refused, eng.BadWakeReports)
 	fmt.Printf("snapshots (SoD/convoy) %d, %.1f MB copied\n", eng.Snapshots, float64(eng.SnapBytes)/1e6)
 	fmt.Printf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
 		eng.WakeHist.Percentile(50), eng.WakeHist.Percentile(99), eng.WakeHist.Max(), eng.WakeHist.Count(), !eng.Config().NoPrewake)
 	fmt.Printf("world: %d entities alive; %d spawned and %d died by the simulation; commands applied %d, rejected %d; late fast ticks %d\n",
 		sim.W.Count(), sim.Spawned, sim.Died, commands, rejected, late)
 	for _, m := range eng.Modules() {
-		fmt.Printf("module %-10s %-4s every %-3d %-12s runs %-6d late %-4d failures %-3d applied %-6d rejected %-4d deaths %d joins %d  prewoken %d wakes warm %d cold %d segment faults %d\n",
-			m.Name, m.Tier, m.Every, m.State, m.Stats.Runs, m.Stats.Late, m.Stats.Failures, m.Stats.Applied, m.Stats.Rejected, m.Stats.Deaths, m.Stats.Joins, m.Stats.Prewoken, m.Wake.Warm, m.Wake.Cold, m.Stats.SegmentFaults)
+		fmt.Printf("module %-10s %-4s every %-3d %-12s runs %-6d late %-4d failures %-3d applied %-6d rejected %-4d deaths %d joins %d  prewoken %d wakes warm %d cold %d segment faults %d forged done %d\n",
+			m.Name, m.Tier, m.Every, m.State, m.Stats.Runs, m.Stats.Late, m.Stats.Failures, m.Stats.Applied, m.Stats.Rejected, m.Stats.Deaths, m.Stats.Joins, m.Stats.Prewoken, m.Wake.Warm, m.Wake.Cold, m.Stats.SegmentFaults, m.Stats.BadDone)
+		if len(m.PlaybackRejectReasons) > 0 {
+			reasons := make([]string, 0, len(m.PlaybackRejectReasons))
+			for r, n := range m.PlaybackRejectReasons {
+				reasons = append(reasons, fmt.Sprintf("%s %d", r, n))
+			}
+			sort.Strings(reasons)
+			fmt.Printf("module %-10s rejected by reason: %s\n", m.Name, strings.Join(reasons, ", "))
+		}
 	}
 }
