@@ -41,6 +41,19 @@ type Config struct {
 	Slots         int           // frame slots; default 10
 	EventLogBytes int           // default 1 MiB
 	RingBytes     int           // per-module command ring; default 1 MiB
+	// MaxEventBytesPerModule is a module's share of the event log per
+	// frame: the log bytes (record headers included) of the events one
+	// module's batch publishes, and of the "created" notices of its
+	// creates. Records beyond it are rejected (world.RejectEventQuota), the
+	// rest of the batch is applied. Default EventLogBytes/16: the log holds
+	// 16 frames of one module's full quota. Negative: no quota.
+	MaxEventBytesPerModule int
+	// MaxEntitiesPerModule bounds the live entities a module created (an
+	// entity stops counting when anyone destroys it; counted per module
+	// name, across the module's deaths and restarts): creates beyond it are
+	// rejected (world.RejectEntityQuota). Default a quarter of the world's
+	// capacity (world.World.MaxEntities). Negative: no quota.
+	MaxEntitiesPerModule int
 	// Breaker: MaxFailures consecutive failures open a module's breaker;
 	// after BreakerReset it gets one probe tick.
 	MaxFailures  int
@@ -79,6 +92,9 @@ func (c *Config) defaults() {
 	}
 	if c.RingBytes == 0 {
 		c.RingBytes = 1 << 20
+	}
+	if c.MaxEventBytesPerModule == 0 {
+		c.MaxEventBytesPerModule = c.EventLogBytes / 16
 	}
 	if c.MaxFailures == 0 {
 		c.MaxFailures = 5
@@ -135,6 +151,9 @@ type Engine struct {
 
 	mu   gosync.Mutex // guards mods and the control-plane events
 	mods []*Module
+	// owners: the world owner id of each module name's entities
+	// (host/quota.go), never reused.
+	owners map[string]uint16
 	// Deaths reported by the control plane, handled by the frame loop. They
 	// have their own lock so that a report never waits for a frame; closing
 	// and doneBell let a frame waiting for a fast module see its death at
@@ -188,6 +207,9 @@ type Engine struct {
 // returns an engine around w. sim may be nil.
 func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 	cfg.defaults()
+	if cfg.MaxEntitiesPerModule == 0 {
+		cfg.MaxEntitiesPerModule = max(w.MaxEntities()/4, 1)
+	}
 	e := &Engine{cfg: cfg, w: w, sim: sim, log: cfg.Logger, Hist: NewHistogram(), PubHist: NewHistogram(), WakeHist: NewHistogram()}
 	e.period = time.Second / time.Duration(cfg.FrameRate)
 	e.allMask = w.Registry().Mask()

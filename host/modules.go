@@ -683,6 +683,13 @@ func (e *Engine) playModule(m *Module) (applied, rejected int) {
 		e.moduleFaulted(m, detail)
 		return 0, 0
 	}
+	// Quotas (Config.MaxEventBytesPerModule, MaxEntitiesPerModule): the
+	// batch is the module's frame, and the entities it creates are owned by
+	// its name (host/quota.go).
+	m.play.Owner = e.ownerOf(m.Name)
+	m.play.MaxEntities = max(e.cfg.MaxEntitiesPerModule, 0)
+	m.play.MaxEventBytes = max(e.cfg.MaxEventBytesPerModule, 0)
+	m.play.NoticeBytes = layout.EventRecordSize(layout.SystemEventCreatedSize)
 	m.play.Begin()
 	before := m.play.Stats
 	if err == nil {

@@ -49,6 +49,12 @@ func hostileChild() {
 		m = &forger{name: name, inst: os.Getenv("FDP_INSTANCE"), victim: os.Getenv("FDP_VICTIM")}
 	case "victim":
 		m = &victim{s: s, name: name}
+	case "flooder":
+		m = &flooder{name: name}
+	case "listener":
+		m = &listener{name: name}
+	case "filler":
+		m = &filler{name: name}
 	default:
 		fmt.Fprintln(os.Stderr, "unknown hostile role", role)
 		os.Exit(2)

@@ -85,13 +85,21 @@ const (
 	// that carried them was corrupt (inconsistent indices or record
 	// headers); the engine counts it with CountCorruptRing, not Apply.
 	RejectCorruptRing
+	// RejectEventQuota: a PublishEvent (or a CreateEntity, whose "created"
+	// notice the engine publishes) beyond the module's share of the event
+	// log in this batch (Playback.MaxEventBytes). Only the excess is
+	// rejected: events are independent.
+	RejectEventQuota
+	// RejectEntityQuota: a CreateEntity while the live entities the module
+	// created (World.Owned) are at its quota (Playback.MaxEntities).
+	RejectEntityQuota
 	NumRejectReasons
 )
 
 var rejectNames = [NumRejectReasons]string{
 	"unknown_type", "bad_length", "unknown_component", "wrong_size", "stale_entity",
 	"unknown_temp", "duplicate_temp", "exists", "absent", "world_full", "reserved_bits",
-	"reserved_event_type", "corrupt_ring",
+	"reserved_event_type", "corrupt_ring", "event_quota", "entity_quota",
 }
 
 func (r RejectReason) String() string {
@@ -158,6 +166,21 @@ type Playback struct {
 	Stats PlaybackStats
 	// MaxEventSize bounds PublishEvent payloads (default 4096).
 	MaxEventSize int
+	// Owner is the owner of the entities this playback creates
+	// (World.CreateOwned); NoOwner by default.
+	Owner uint16
+	// MaxEntities bounds the live entities Owner created (World.Owned):
+	// a create beyond it is rejected with RejectEntityQuota. 0: no bound.
+	MaxEntities int
+	// MaxEventBytes bounds the event log bytes (layout.EventRecordSize of
+	// each payload) a batch may publish: an event beyond it is rejected
+	// with RejectEventQuota, the events before it stay applied. 0: no bound.
+	MaxEventBytes int
+	// NoticeBytes is charged to MaxEventBytes for every create (the log
+	// bytes of the "created" notice the engine publishes for it); a create
+	// whose notice does not fit is rejected with RejectEventQuota.
+	NoticeBytes int
+	eventBytes  int // log bytes charged in this batch
 }
 
 // NewPlayback returns a playback for w.
@@ -170,6 +193,20 @@ func NewPlayback(w *World) *Playback {
 func (p *Playback) Begin() {
 	clear(p.temps)
 	p.created = p.created[:0]
+	p.eventBytes = 0
+}
+
+// EventBytes returns the event log bytes charged to the batch since Begin.
+func (p *Playback) EventBytes() int { return p.eventBytes }
+
+// charge charges n event log bytes to the batch, or reports false when the
+// batch's quota (MaxEventBytes) has no room for them.
+func (p *Playback) charge(n int) bool {
+	if p.MaxEventBytes > 0 && p.eventBytes+n > p.MaxEventBytes {
+		return false
+	}
+	p.eventBytes += n
+	return true
 }
 
 // Created returns the temporary ids resolved since Begin.
@@ -248,10 +285,17 @@ func (p *Playback) Apply(typ uint16, payload []byte) error {
 		if _, dup := p.temps[t]; dup {
 			return p.reject(typ, RejectDuplicateTemp, fmt.Errorf("temporary id %d", t))
 		}
-		e, err := w.Create()
+		if p.MaxEntities > 0 && w.Owned(p.Owner) >= p.MaxEntities {
+			return p.reject(typ, RejectEntityQuota, fmt.Errorf("%d live entities created, the quota is %d", w.Owned(p.Owner), p.MaxEntities))
+		}
+		if p.MaxEventBytes > 0 && p.eventBytes+p.NoticeBytes > p.MaxEventBytes {
+			return p.reject(typ, RejectEventQuota, fmt.Errorf("no room for the created notice: %d of %d event bytes used in this batch", p.eventBytes, p.MaxEventBytes))
+		}
+		e, err := w.CreateOwned(p.Owner)
 		if err != nil {
 			return p.reject(typ, RejectWorldFull, err)
 		}
+		p.eventBytes += p.NoticeBytes
 		p.temps[t] = e
 		p.created = append(p.created, TempMapping{Temp: t, Entity: e})
 	case CmdDestroy:
@@ -307,6 +351,9 @@ func (p *Playback) Apply(typ uint16, payload []byte) error {
 		et := le.Uint16(payload)
 		if layout.IsSystemEvent(et) {
 			return p.reject(typ, RejectReservedEvent, fmt.Errorf("event type %#04x is reserved for the engine (%#04x..0xffff)", et, layout.SystemEventFirst))
+		}
+		if !p.charge(layout.EventRecordSize(len(payload) - CmdEventHdr)) {
+			return p.reject(typ, RejectEventQuota, fmt.Errorf("%d of %d event bytes used in this batch", p.eventBytes, p.MaxEventBytes))
 		}
 		w.Emit(EventType(et), payload[CmdEventHdr:])
 	default:

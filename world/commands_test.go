@@ -458,6 +458,20 @@ func rejectCases() []rejectCase {
 		add(rejectCase{name: fmt.Sprintf("reserved/temp/set/bit%d", bit), prep: tempCreated, typ: CmdSet,
 			payload: func(rf *rejectFixture) []byte { return cmdSet(ref, rf.pos, posBytes(Position{})) }, reason: RejectReserved})
 	}
+	// Quotas: an event, or the created notice of a create, beyond the
+	// batch's event bytes; a create beyond the owner's live entities.
+	eventQuota := func(t *testing.T, rf *rejectFixture) {
+		rf.p.MaxEventBytes, rf.p.NoticeBytes = layout.EventRecordSize(8), layout.EventRecordSize(8)
+		require.NoError(t, rf.p.Apply(CmdEvent, cmdEvent(3, make([]byte, 8))))
+	}
+	add(rejectCase{name: "event_quota/event", prep: eventQuota, typ: CmdEvent,
+		payload: constant(cmdEvent(3, []byte{1})), reason: RejectEventQuota})
+	add(rejectCase{name: "event_quota/create", prep: eventQuota, typ: CmdCreate,
+		payload: constant(cmdCreate(9)), reason: RejectEventQuota})
+	add(rejectCase{name: "entity_quota", typ: CmdCreate, prep: func(t *testing.T, rf *rejectFixture) {
+		rf.p.Owner, rf.p.MaxEntities = 1, 1
+		require.NoError(t, rf.p.Apply(CmdCreate, cmdCreate(1)))
+	}, payload: constant(cmdCreate(2)), reason: RejectEntityQuota})
 	return cs
 }
 
@@ -543,7 +557,7 @@ func TestRejectReasonString(t *testing.T) {
 		require.False(t, names[s], "duplicate name %q", s)
 		names[s] = true
 	}
-	require.Equal(t, "reason(13)", NumRejectReasons.String())
+	require.Equal(t, "reason(15)", NumRejectReasons.String())
 	require.Equal(t, "reason(-1)", RejectReason(-1).String())
 	e := &RejectError{Reason: RejectBadLength, Type: 9}
 	require.Equal(t, "fdp/world: command type 9 rejected (bad_length)", e.Error())

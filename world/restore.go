@@ -89,6 +89,7 @@ func (w *World) RestoreFinish(version uint64) {
 	v := max(version, 1)
 	w.highWater, w.count = hw, 0
 	w.free.reset()
+	w.resetOwners()
 	for c, ch := range w.chunks {
 		ch.alive = 0
 		ch.counts = [layout.MaxComponents]uint32{}

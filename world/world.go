@@ -84,6 +84,8 @@ type World struct {
 	version   uint64
 	free      indexQueue
 	events    eventBuffer
+	owner     []uint16 // creator per entity index (owner.go); grown on demand
+	owned     []int    // live entities per owner
 }
 
 // New creates a world for the components of r and freezes r.
@@ -272,6 +274,7 @@ func (w *World) Destroy(e Entity) error {
 	ch.alive--
 	ch.structVer = w.version
 	w.count--
+	w.disown(e.Index())
 	w.free.push(e.Index())
 	return nil
 }

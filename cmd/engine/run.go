@@ -183,9 +183,10 @@ func printSummary(eng *host.Engine, sim *demo.Sim, d time.Duration, commands, re
 		eng.WakeHist.Percentile(50), eng.WakeHist.Percentile(99), eng.WakeHist.Max(), eng.WakeHist.Count(), !eng.Config().NoPrewake)
 	fmt.Printf("world: %d entities alive; %d spawned and %d died by the simulation; commands applied %d, rejected %d; late fast ticks %d\n",
 		sim.W.Count(), sim.Spawned, sim.Died, commands, rejected, late)
+	owned := eng.ModuleEntities()
 	for _, m := range eng.Modules() {
-		fmt.Printf("module %-10s %-4s every %-3d %-12s runs %-6d late %-4d failures %-3d applied %-6d rejected %-4d deaths %d joins %d  prewoken %d wakes warm %d cold %d segment faults %d forged done %d\n",
-			m.Name, m.Tier, m.Every, m.State, m.Stats.Runs, m.Stats.Late, m.Stats.Failures, m.Stats.Applied, m.Stats.Rejected, m.Stats.Deaths, m.Stats.Joins, m.Stats.Prewoken, m.Wake.Warm, m.Wake.Cold, m.Stats.SegmentFaults, m.Stats.BadDone)
+		fmt.Printf("module %-10s %-4s every %-3d %-12s runs %-6d late %-4d failures %-3d applied %-6d rejected %-4d deaths %d joins %d  prewoken %d wakes warm %d cold %d segment faults %d forged done %d entities %d\n",
+			m.Name, m.Tier, m.Every, m.State, m.Stats.Runs, m.Stats.Late, m.Stats.Failures, m.Stats.Applied, m.Stats.Rejected, m.Stats.Deaths, m.Stats.Joins, m.Stats.Prewoken, m.Wake.Warm, m.Wake.Cold, m.Stats.SegmentFaults, m.Stats.BadDone, owned[m.Name])
 		if len(m.PlaybackRejectReasons) > 0 {
 			reasons := make([]string, 0, len(m.PlaybackRejectReasons))
 			for r, n := range m.PlaybackRejectReasons {
