@@ -74,7 +74,12 @@ type Config struct {
 	// as modules (ipc.ControlConfig.AllowUIDs: the socket then is mode 0666
 	// and admission is by SO_PEERCRED).
 	AllowUIDs []uint32
-	Logger    *slog.Logger
+	// MaxSlowTick is how long a slow tick (and its snapshot lease) may run
+	// when the module's hello asks for no MaxRuntime (module.Spec.MaxRuntime).
+	// Default 0: 10 periods of the module (Every frames), at least 1 s.
+	// Always at most MaxSlowTickLimit.
+	MaxSlowTick time.Duration
+	Logger      *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -196,11 +201,23 @@ type Engine struct {
 	noSlotWarned               time.Time // rate limit of the no-free-slot warning
 	noSlotHeld                 uint64    // warnings suppressed since
 	SnapBytes                  uint64
-	created                    [16]byte
-	asideDropped               bool // dropAside ran (after the first successful publish)
-	warm                       bool // every slot was written once (see Step's warm-up)
-	closeOnce                  gosync.Once
-	allMask                    world.Mask
+	// Overruns counts slow ticks that passed their runtime, Revoked the
+	// snapshot leases ended for them, PinsDropped fast-tick pins no longer
+	// honoured (ModuleStats per module); SnapshotsRefused snapshots a due
+	// convoy group did not get (no free slot); SlotsReused module slots of
+	// dead modules given to new names; ModulesRefused hellos refused because
+	// every slot is held by a live module.
+	Overruns, Revoked, PinsDropped, SnapshotsRefused, SlotsReused, ModulesRefused uint64
+	overrunWarned, snapRefusedWarned                                              time.Time
+	overrunHeld, snapRefusedHeld                                                  uint64
+	// nameOwners: the uid that first registered each name (see admit),
+	// kept when the name's slot is reused; at most maxNameOwners names.
+	nameOwners   map[string]uint32
+	created      [16]byte
+	asideDropped bool // dropAside ran (after the first successful publish)
+	warm         bool // every slot was written once (see Step's warm-up)
+	closeOnce    gosync.Once
+	allMask      world.Mask
 }
 
 // New creates the segments and the control socket of an instance and
@@ -210,7 +227,8 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 	if cfg.MaxEntitiesPerModule == 0 {
 		cfg.MaxEntitiesPerModule = max(w.MaxEntities()/4, 1)
 	}
-	e := &Engine{cfg: cfg, w: w, sim: sim, log: cfg.Logger, Hist: NewHistogram(), PubHist: NewHistogram(), WakeHist: NewHistogram()}
+	e := &Engine{cfg: cfg, w: w, sim: sim, log: cfg.Logger, Hist: NewHistogram(), PubHist: NewHistogram(), WakeHist: NewHistogram(),
+		nameOwners: map[string]uint32{}}
 	e.period = time.Second / time.Duration(cfg.FrameRate)
 	e.allMask = w.Registry().Mask()
 	var err error

@@ -41,6 +41,13 @@ type ModuleStats struct {
 	// module truncated it, or punched a hole the shm directory could not
 	// fill again).
 	SegmentFaults uint64
+	// Overruns counts slow ticks that ran longer than their runtime
+	// (Spec.MaxRuntime or Config.MaxSlowTick), each also a failure;
+	// Revoked the snapshot leases the engine ended for them.
+	Overruns, Revoked uint64
+	// PinsDropped counts fast ticks whose pin the engine stopped honouring
+	// because the tick outlasted the pin limit while a slot was needed.
+	PinsDropped uint64
 }
 
 // Module is the engine's record of a module process. Its slot survives the
@@ -79,6 +86,10 @@ type Module struct {
 	probing      bool
 	holdSlot     int        // slow tier: slot leased for the running tick (-1 none)
 	snapMask     world.Mask // components of the last snapshot leased to it
+	tickStart    time.Time  // when the running tick was rung
+	maxRuntime   time.Duration
+	overran      bool      // the running slow tick passed maxRuntime (counted once)
+	diedAt       time.Time // when the engine took the module for dead
 }
 
 func groupKey(h ipc.Hello) string {
@@ -98,6 +109,13 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var m *Module
+	if uid, ok := e.nameOwners[h.Name]; ok && uid != peer.UID {
+		// The name's slot may have been reused for another name (see
+		// reuseDeadSlot): its owner is still its first uid.
+		e.NameRefused++
+		return ipc.Welcome{}, fmt.Errorf("module name %q belongs to uid %d, the peer (pid %d) is uid %d (%w)",
+			h.Name, uid, peer.PID, peer.UID, ErrNameOwned)
+	}
 	for _, x := range e.mods {
 		if x != nil && x.Name == h.Name {
 			if x.UID != peer.UID {
@@ -129,14 +147,27 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	}
 	if m == nil {
 		if len(e.mods) >= layout.MaxModules {
-			return ipc.Welcome{}, fmt.Errorf("too many modules (%d)", layout.MaxModules)
+			// The table is full: the slot of the module that died first
+			// goes to the new name.
+			if m = e.reuseDeadSlot(); m == nil {
+				e.ModulesRefused++
+				return ipc.Welcome{}, errTooManyModules(layout.MaxModules)
+			}
+		} else {
+			m = &Module{Slot: len(e.mods), holdSlot: -1}
 		}
-		m = &Module{Slot: len(e.mods), Name: h.Name, UID: peer.UID, holdSlot: -1}
+		m.Name, m.UID, m.play = h.Name, peer.UID, world.NewPlayback(e.w)
 		if err := e.createModuleSegment(m, h); err != nil {
+			// A reused slot stays dead and empty (first to reuse again).
+			m.State, m.diedAt = StateDead, time.Time{}
 			return ipc.Welcome{}, err
 		}
-		m.play = world.NewPlayback(e.w)
-		e.mods = append(e.mods, m)
+		if m.Slot == len(e.mods) {
+			e.mods = append(e.mods, m)
+		}
+		if len(e.nameOwners) < maxNameOwners {
+			e.nameOwners[h.Name] = peer.UID
+		}
 	} else {
 		// A rejoin gets a new segment: the previous incarnation may have
 		// truncated its segment or punched holes in it, and nothing in it
@@ -153,6 +184,7 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	}
 	m.Tier, m.Every, m.Mask, m.Group = h.Tier, h.Every, world.Mask(h.Mask), groupKey(h)
 	m.PID = peer.PID
+	m.maxRuntime, m.overran = e.slowTickLimit(h), false
 	m.pidStart, _ = shm.ProcStartTime(peer.PID) // 0 if it is gone already: then it reads as dead
 	// The module's reader and holder id is its slot. A pin a previous
 	// incarnation left in the segment is cleared (and is not watched: the
@@ -178,6 +210,7 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 		},
 		ConvoyGroup: m.Slot,
 		FramePeriod: int64(e.period),
+		MaxRuntime:  int64(m.maxRuntime),
 		Files:       files,
 	}, nil
 }
@@ -330,7 +363,7 @@ func (e *Engine) handleDeaths() {
 func (e *Engine) reclaim(m *Module) {
 	e.pub.UnwatchPin(m.Slot)
 	e.pub.ReleaseHolderAll(m.Slot)
-	m.State, m.busy, m.holdSlot = StateDead, false, -1
+	m.State, m.busy, m.holdSlot, m.diedAt = StateDead, false, -1, time.Now()
 	m.Stats.Deaths++
 	e.log.Info("module died; leases and ring reclaimed", "module", m.Name, "slot", m.Slot, "pid", m.PID)
 	if m.cons != nil {
@@ -381,6 +414,7 @@ func (e *Engine) ringTick(m *Module, slot int) {
 	layout.Store64(b, layout.OffMTickLease, layout.PackTick(slot, dt))
 	layout.Store64(b, layout.OffMTickFrame, e.frame)
 	m.lastRun, m.busy, m.holdSlot, m.waiting = e.frame, true, slot, false
+	m.tickStart, m.overran = time.Now(), false
 	m.Stats.Runs++
 	if slot < 0 {
 		// A fast tick pins the latest frame: watch the module's pin word
@@ -432,6 +466,9 @@ func (e *Engine) dispatch(now time.Time) int {
 			e.checkDone(m)
 		}
 	}
+	// Slow ticks past their runtime lose their snapshot before any new
+	// snapshot is taken.
+	e.revokeOverruns(now)
 	for _, m := range e.mods {
 		if m.Tier != ipc.TierFast || !m.available(now) {
 			continue
@@ -482,10 +519,16 @@ func (e *Engine) dispatch(now time.Time) int {
 		// (see Step's publish).
 		for e.guard(func() { slot, st, err = e.pub.Snapshot(e.frame, mask, holders) }) {
 		}
+		if errors.Is(err, fsync.ErrNoFreeSlot) && e.dropOverduePins(time.Now()) > 0 {
+			// Pins of fast ticks past their limit held the slots: retry.
+			for e.guard(func() { slot, st, err = e.pub.Snapshot(e.frame, mask, holders) }) {
+			}
+		}
 		if err != nil {
 			for mm := members; mm != 0; mm &= mm - 1 {
 				e.mods[bits.TrailingZeros64(mm)].Stats.Skipped++
 			}
+			e.snapshotRefused(m.Group, bits.OnesCount64(members), err, now)
 			continue
 		}
 		e.Snapshots++
@@ -545,18 +588,13 @@ func (e *Engine) checkTick(m *Module) bool {
 			e.WakeHist.Record(time.Duration(w))
 		}
 	}
-	if d&layout.DoneFailed != 0 {
-		m.Stats.Failures++
-		m.failStreak++
-		if m.failStreak >= e.cfg.MaxFailures || m.probing {
-			if m.State != StateBroken {
-				m.Stats.BreakerTrips++
-				e.log.Warn("circuit breaker open", "module", m.Name, "failures", m.failStreak)
-			}
-			m.State = StateBroken
-			m.breakerUntil = time.Now().Add(e.cfg.BreakerReset)
-		}
-	} else {
+	switch {
+	case m.overran:
+		// Counted as a failure when the engine revoked its lease.
+		m.overran = false
+	case d&layout.DoneFailed != 0:
+		e.countFailure(m, time.Now())
+	default:
 		m.failStreak = 0
 		if m.State == StateBroken {
 			e.log.Info("circuit breaker closed", "module", m.Name)
@@ -581,8 +619,8 @@ const MaxWakeReport = time.Second
 // reclaimSlots runs when a publish found no free slot: it drops slot state
 // that no live reader holds. Lease holders in the engine's memory are kept
 // only for modules in a tick on that slot; a fast module's pin is unwatched
-// when its tick has lasted more than StuckTick (it may read torn frames
-// then, which its Release detects); external reader entries of dead
+// when its tick has lasted more than the pin limit (dropOverduePins; it may
+// read torn frames then, which its Release detects); external reader entries of dead
 // processes, and pins in entries nobody owns, are cleared. Called with mu
 // held.
 func (e *Engine) reclaimSlots() int {
@@ -595,16 +633,7 @@ func (e *Engine) reclaimSlots() int {
 		}
 		return live
 	})
-	stuck := uint64(StuckTick / e.period)
-	for _, m := range e.mods {
-		if e.pub.WatchedPins()&(1<<uint(m.Slot)) == 0 {
-			continue
-		}
-		if m.State == StateDead || !m.busy || e.frame-m.lastRun > stuck {
-			e.pub.UnwatchPin(m.Slot)
-			n++
-		}
-	}
+	n += e.dropOverduePins(time.Now())
 	n += fsync.ReclaimDeadReaders(e.segs.Leases.Data, e.pub.LeasesLayout())
 	e.ReclaimedReaders += uint64(n)
 	// Visible, at most once per second: what held the slots.
@@ -619,8 +648,10 @@ func (e *Engine) reclaimSlots() int {
 	return n
 }
 
-// StuckTick is how long a fast module's tick may keep its pin honoured
-// while no slot is free for a publish.
+// StuckTick was how long a fast module's tick kept its pin honoured while no
+// slot was free. Pins are now honoured for at most the engine's pin limit
+// (max(4×FastDeadline, 3 frame periods), see Engine.dropOverduePins); the
+// constant is kept for callers and bounds nothing.
 const StuckTick = time.Second
 
 // waitFast waits for the fast modules dispatched this frame until the

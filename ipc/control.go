@@ -80,6 +80,9 @@ type Hello struct {
 	// Group, if set, overrides automatic convoy grouping (tier + every):
 	// modules naming the same group share snapshots; "solo" never shares.
 	Group string `json:"group,omitempty"`
+	// MaxRuntime (nanoseconds) bounds each slow tick and its snapshot
+	// lease; 0 asks for the engine's default (host.Config.MaxSlowTick).
+	MaxRuntime int64 `json:"max_runtime_ns,omitempty"`
 }
 
 // SegmentNames are the names of the segments passed with a welcome, for
@@ -123,6 +126,9 @@ type Welcome struct {
 	ConvoyGroup  int          `json:"convoy_group"` // assigned convoy group id
 	// FramePeriod is the engine's frame period in nanoseconds.
 	FramePeriod int64 `json:"frame_period_ns"`
+	// MaxRuntime is the runtime (nanoseconds) the engine allows each slow
+	// tick of this module; past it the tick's snapshot is revoked.
+	MaxRuntime int64 `json:"max_runtime_ns,omitempty"`
 	// Files are the descriptors passed with the welcome (SCM_RIGHTS), in
 	// the order of WelcomeFDWorld, WelcomeFDEvents, WelcomeFDModule. On the
 	// engine side the handler provides them and the server closes them once

@@ -23,6 +23,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -48,6 +49,11 @@ type Spec struct {
 	// Group overrides automatic convoy grouping (same tier + Every): modules
 	// with the same Group share snapshots; "solo" never shares.
 	Group string
+	// MaxRuntime bounds each slow tick (and its snapshot lease): past it the
+	// engine revokes the snapshot, counts an overrun toward the module's
+	// breaker and the tick fails ("tick exceeded its runtime"). 0: the
+	// engine's default (host.Config.MaxSlowTick: 10 periods, at least 1 s).
+	MaxRuntime time.Duration
 }
 
 // Module is implemented by module authors.
@@ -176,6 +182,9 @@ type session struct {
 	// it).
 	beat  *shm.Segment
 	ticks int
+	// tickBegan is the wall time (UnixNano) the running tick began, 0
+	// between ticks; tickMax its runtime limit (see beatDuringTicks).
+	tickBegan, tickMax atomic.Int64
 	// redial is the earliest time of the next handshake after a welcomed
 	// connection was dropped (see abandon).
 	redial time.Time
@@ -348,6 +357,7 @@ func (s *session) tryAttach() error {
 	hello := ipc.Hello{
 		Name: s.spec.Name, Tier: s.spec.Tier, Every: s.spec.Every, Mask: uint64(s.spec.Reads), Components: names,
 		SchemaHash: s.opt.Registry.SchemaHash(), PID: os.Getpid(), Group: s.spec.Group,
+		MaxRuntime: int64(s.spec.MaxRuntime),
 	}
 	joined := ipc.MonoNanos()
 	conn, wel, err := ipc.Dial(s.opt.Instance, hello, 2*time.Second)
@@ -471,6 +481,8 @@ func (s *session) pendingTick() bool {
 // (ErrEngineGone).
 func (s *session) loop(ctx context.Context) error {
 	b := s.modSeg.Data
+	stopBeat := s.beatDuringTicks(b)
+	defer stopBeat()
 	last := s.tick.Load() // before pendingTick: see there
 	var warned time.Time  // rate limit of the "no frame" warning
 	for {
@@ -554,8 +566,20 @@ func (s *session) runTick(frame uint64, slot int, dt time.Duration, warned *time
 	}
 	s.view.f = f
 	s.cmds.begin()
+	start := time.Now()
+	limit := s.tickLimit(slot)
+	s.tickBegan.Store(start.UnixNano())
 	err = s.safeTick(dt)
-	if rerr := f.Release(); rerr != nil && err == nil {
+	s.tickBegan.Store(0)
+	rerr := f.Release()
+	if limit > 0 && time.Since(start) > limit {
+		// The engine has revoked the snapshot (its slot may have been
+		// rewritten under the tick): nothing computed from it counts.
+		err = fmt.Errorf("tick exceeded its runtime (%d ms): snapshot revoked", limit.Milliseconds())
+		if rerr != nil {
+			err = fmt.Errorf("%w (%w)", err, rerr)
+		}
+	} else if rerr != nil && err == nil {
 		err = rerr // torn frame: what the module computed cannot be trusted
 	}
 	s.view.f = nil
@@ -593,4 +617,47 @@ func EnvInt(name string, def int) int {
 		return v
 	}
 	return def
+}
+
+// tickLimit is the runtime of a tick on slot (a slow tick's lease; 0 for a
+// fast tick): the engine's, from the welcome, else the module's Spec.
+func (s *session) tickLimit(slot int) time.Duration {
+	if slot < 0 {
+		s.tickMax.Store(0)
+		return 0
+	}
+	d := time.Duration(s.wel.MaxRuntime)
+	if d <= 0 {
+		d = s.spec.MaxRuntime
+	}
+	s.tickMax.Store(int64(d))
+	return d
+}
+
+// heartbeatEvery is how often a long tick's heartbeat is refreshed.
+const heartbeatEvery = 250 * time.Millisecond
+
+// beatDuringTicks keeps the heartbeat in b fresh while a slow tick runs,
+// up to its runtime: a legitimately long tick is not taken for a hung
+// module by the supervisor, while a tick that outlives its runtime (or a
+// hung fast tick) stops beating. The returned function stops it.
+func (s *session) beatDuringTicks(b []byte) func() {
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(heartbeatEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case now := <-t.C:
+				began, limit := s.tickBegan.Load(), s.tickMax.Load()
+				if began != 0 && limit > 0 && now.UnixNano()-began <= limit {
+					layout.Store64(b, layout.OffMHeartbeat, uint64(now.UnixNano()))
+				}
+			}
+		}
+	}()
+	return func() { close(stop); <-done }
 }
