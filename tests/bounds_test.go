@@ -311,7 +311,11 @@ func TestSlowTickBounded(t *testing.T) {
 	b := r.eng.Bounds()
 	t.Logf("over %d frames: runs %v, published %d; engine overruns %d revoked %d refused snapshots %d",
 		n, runs, published, b.Overruns, b.Revoked, b.SnapshotsRefused)
-	require.Equal(t, n, published, "publishing goes on at every frame")
+	// A pin is honoured within its bound (50 ms here): at the instant all
+	// eight young pins, the latest slot and the ai convoy's snapshot cover
+	// the ten slots, that frame's publish finds no free slot (counted). So
+	// publishing goes on at almost every frame, not at every one.
+	require.GreaterOrEqual(t, published, n-n/20, "publishing goes on (%d of %d frames)", published, n)
 	for name, every := range map[string]int{"ai-1": 2, "ai-2": 2, "alert": 3} {
 		want := uint64(n / every)
 		require.GreaterOrEqual(t, runs[name], want-want/10-1, "%s ran %d of %d ticks", name, runs[name], want)
@@ -389,7 +393,11 @@ func TestPinBounded(t *testing.T) {
 	b := r.eng.Bounds()
 	t.Logf("over %d frames: runs %v, published %d; pins dropped %d, snapshots refused %d",
 		n, runs, published, dropped, b.SnapshotsRefused)
-	require.Equal(t, n, published, "publishing goes on at every frame")
+	// A pin is honoured within its bound (50 ms here): at the instant all
+	// eight young pins, the latest slot and the ai convoy's snapshot cover
+	// the ten slots, that frame's publish finds no free slot (counted). So
+	// publishing goes on at almost every frame, not at every one.
+	require.GreaterOrEqual(t, published, n-n/20, "publishing goes on (%d of %d frames)", published, n)
 	for _, name := range []string{"ai-1", "ai-2"} {
 		want := uint64(n / 2)
 		require.GreaterOrEqual(t, runs[name], want-want/5, "%s ran %d of %d ticks", name, runs[name], want)
