@@ -42,17 +42,23 @@ type Config struct {
 	EventLogBytes int           // default 1 MiB
 	RingBytes     int           // per-module command ring; default 1 MiB
 	// MaxEventBytesPerModule is a module's share of the event log per
-	// frame: the log bytes (record headers included) of the events one
-	// module's batch publishes, and of the "created" notices of its
-	// creates. Records beyond it are rejected (world.RejectEventQuota), the
-	// rest of the batch is applied. Default EventLogBytes/16: the log holds
-	// 16 frames of one module's full quota. Negative: no quota.
+	// frame: the log bytes (record headers included) of the events its
+	// batches publish, and of the "created" notices of its creates. It is a
+	// credit that grows by this much per frame and is saved for at most
+	// EventBurstFrames frames (one frame's batch may use up to
+	// EventBurstFrames times it). Records beyond the credit are rejected
+	// (world.RejectEventQuota), the rest of the batch is applied. Default
+	// EventLogBytes/64: one module at its full rate fills the log in 64
+	// frames (about 1 s at 60 Hz), so a reader that reads every 30 frames
+	// loses nothing to it. Negative: no quota.
 	MaxEventBytesPerModule int
 	// MaxEntitiesPerModule bounds the live entities a module created (an
 	// entity stops counting when anyone destroys it; counted per module
 	// name, across the module's deaths and restarts): creates beyond it are
 	// rejected (world.RejectEntityQuota). Default a quarter of the world's
-	// capacity (world.World.MaxEntities). Negative: no quota.
+	// free capacity when the engine starts (world.World.MaxEntities minus
+	// its live entities: the simulation's own are not the modules' to
+	// take). Negative: no quota.
 	MaxEntitiesPerModule int
 	// Breaker: MaxFailures consecutive failures open a module's breaker;
 	// after BreakerReset it gets one probe tick.
@@ -99,7 +105,7 @@ func (c *Config) defaults() {
 		c.RingBytes = 1 << 20
 	}
 	if c.MaxEventBytesPerModule == 0 {
-		c.MaxEventBytesPerModule = c.EventLogBytes / 16
+		c.MaxEventBytesPerModule = c.EventLogBytes / 64
 	}
 	if c.MaxFailures == 0 {
 		c.MaxFailures = 5
@@ -225,7 +231,7 @@ type Engine struct {
 func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 	cfg.defaults()
 	if cfg.MaxEntitiesPerModule == 0 {
-		cfg.MaxEntitiesPerModule = max(w.MaxEntities()/4, 1)
+		cfg.MaxEntitiesPerModule = max((w.MaxEntities()-w.Count())/4, 1)
 	}
 	e := &Engine{cfg: cfg, w: w, sim: sim, log: cfg.Logger, Hist: NewHistogram(), PubHist: NewHistogram(), WakeHist: NewHistogram(),
 		nameOwners: map[string]uint32{}}

@@ -715,13 +715,14 @@ func (e *Engine) playModule(m *Module) (applied, rejected int) {
 		return 0, 0
 	}
 	// Quotas (Config.MaxEventBytesPerModule, MaxEntitiesPerModule): the
-	// batch is the module's frame, and the entities it creates are owned by
-	// its name (host/quota.go).
+	// event credit grows per frame, and the entities the module creates
+	// are owned by its name (host/quota.go).
 	m.play.Owner = e.ownerOf(m.Name)
 	m.play.MaxEntities = max(e.cfg.MaxEntitiesPerModule, 0)
-	m.play.MaxEventBytes = max(e.cfg.MaxEventBytesPerModule, 0)
+	m.play.EventBytesPerFrame = max(e.cfg.MaxEventBytesPerModule, 0)
+	m.play.MaxEventBytes = EventBurstFrames * m.play.EventBytesPerFrame
 	m.play.NoticeBytes = layout.EventRecordSize(layout.SystemEventCreatedSize)
-	m.play.Begin()
+	m.play.BeginFrame(e.frame)
 	before := m.play.Stats
 	if err == nil {
 		_, err = m.cons.Poll(func(typ uint16, payload []byte) error {

@@ -1,8 +1,8 @@
 package host
 
 // Per-module quotas (docs/ARCHITECTURE.md, "Command rings"): a module's
-// batch may publish at most Config.MaxEventBytesPerModule bytes of the
-// event log per frame, and a module may have at most
+// batches may publish Config.MaxEventBytesPerModule bytes of the event log
+// per frame (saved for up to EventBurstFrames frames), and a module may have at most
 // Config.MaxEntitiesPerModule live entities it created. The world counts the
 // live entities of each owner (world.World.CreateOwned, decremented by
 // whoever destroys them). Owner ids are per module name, not per slot, and
@@ -10,6 +10,11 @@ package host
 // simulation's) and keep counting against its name's quota, a restarted
 // module of the same name finds them counted, and a module that gets the
 // slot of a dead one does not inherit them.
+
+// EventBurstFrames is how many frames of its event quota
+// (Config.MaxEventBytesPerModule) a module may save up and publish in one
+// frame.
+const EventBurstFrames = 4
 
 // overflowOwner is shared by the names beyond the 65534th (all of them
 // under one quota).

@@ -35,7 +35,7 @@ func (f *flooder) Tick(_ *module.View, c *module.Commands, _ time.Duration) erro
 	return c.Err()
 }
 
-// listener is a slow module (every 6 frames) that reads every event since
+// listener is a slow module (every 30 frames, like the demo's alert) that reads every event since
 // its last tick and publishes one of its own (type 43) per tick. It prints
 // "listen lost=<events lost so far> own=<own events seen> sent=<own events
 // published>".
@@ -44,7 +44,7 @@ type listener struct {
 	lost, own, sent uint64
 }
 
-func (l *listener) Spec() module.Spec { return module.Spec{Name: l.name, Tier: module.Slow, Every: 6} }
+func (l *listener) Spec() module.Spec { return module.Spec{Name: l.name, Tier: module.Slow, Every: 30} }
 
 func (l *listener) Tick(v *module.View, c *module.Commands, _ time.Duration) error {
 	lost, err := v.Events(func(_, _ uint64, typ uint16, _ []byte) {
@@ -129,11 +129,11 @@ func lastListen(out string) (lost, own, sent uint64, ok bool) {
 }
 
 // TestQuotaEventFlood: a module publishes 480 KiB of events per frame (the
-// event log is 1 MiB). Without a quota a slow module reading every 6 frames
-// loses events (finding A); with the default quota (EventLogBytes/16 per
-// module per frame) the flooder's excess events are rejected with
-// event_quota, counted, and the listener loses nothing and sees each of its
-// own events.
+// event log is 1 MiB). Without a quota a slow module reading every 30
+// frames loses events (finding A); with the default quota (EventLogBytes/64
+// per module per frame, host.EventBurstFrames frames of it in one frame) the
+// flooder's excess events are rejected with event_quota, counted, and the
+// listener loses nothing and sees each of its own events.
 func TestQuotaEventFlood(t *testing.T) {
 	hostileChild()
 	run := func(t *testing.T, quota int) (lost, own, sent uint64, fm host.ModuleInfo) {
@@ -141,13 +141,13 @@ func TestQuotaEventFlood(t *testing.T) {
 		lOut := r.spawn("TestQuotaEventFlood", "listener", "listener")
 		fOut := r.spawn("TestQuotaEventFlood", "flooder", "flooder")
 		r.stepUntil("both modules ticking", 10*time.Second, r.running("listener", "flooder"))
-		// Ten listener ticks (60 frames) with the flooder running. A frame
-		// is run only once every tick is done, so that the listener reads
-		// every 6 frames, as it would at the engine's rate, however slowly
-		// its process runs under the race detector.
+		// Five listener ticks (150 frames) with the flooder running. A
+		// frame is run only once every tick is done, so that the listener
+		// reads every 30 frames, as it would at the engine's rate, however
+		// slowly its process runs under the race detector.
 		start := strings.Count(lOut.String(), "listen ")
-		stepIdleUntil(r, "10 listener ticks during the flood", 10*time.Second, func() bool {
-			return strings.Count(lOut.String(), "listen ") >= start+10 && strings.Count(fOut.String(), "flood\n") >= 30
+		stepIdleUntil(r, "5 listener ticks during the flood", 10*time.Second, func() bool {
+			return strings.Count(lOut.String(), "listen ") >= start+5 && strings.Count(fOut.String(), "flood\n") >= 150
 		})
 		lost, own, sent, _ = lastListen(lOut.String())
 		return lost, own, sent, r.module("flooder")
@@ -171,7 +171,7 @@ func TestQuotaEventFlood(t *testing.T) {
 // TestQuotaEntityFill: a module creates 2000 entities per tick in a world
 // of 4096. Without a quota the world fills and another module's creates
 // are rejected (finding B); with the default quota (a quarter of the
-// world) the filler is capped at 1024 live entities (entity_quota), the
+// world's free capacity at start) the filler is capped at 1024 live entities (entity_quota), the
 // other module's creates keep succeeding, and the filler's entities
 // outlive it, still counted against its name.
 func TestQuotaEntityFill(t *testing.T) {

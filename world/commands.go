@@ -173,14 +173,21 @@ type Playback struct {
 	// a create beyond it is rejected with RejectEntityQuota. 0: no bound.
 	MaxEntities int
 	// MaxEventBytes bounds the event log bytes (layout.EventRecordSize of
-	// each payload) a batch may publish: an event beyond it is rejected
-	// with RejectEventQuota, the events before it stay applied. 0: no bound.
+	// each payload) a batch may publish: the size of the module's credit
+	// bucket. An event beyond the credit is rejected with RejectEventQuota,
+	// the events before it stay applied. 0: no bound.
 	MaxEventBytes int
-	// NoticeBytes is charged to MaxEventBytes for every create (the log
-	// bytes of the "created" notice the engine publishes for it); a create
-	// whose notice does not fit is rejected with RejectEventQuota.
+	// EventBytesPerFrame is the credit added per frame (BeginFrame), up to
+	// MaxEventBytes: a module's sustained share of the log. 0: MaxEventBytes
+	// (a plain per-frame quota).
+	EventBytesPerFrame int
+	// NoticeBytes is charged for every create (the log bytes of the
+	// "created" notice the engine publishes for it); a create whose notice
+	// does not fit is rejected with RejectEventQuota.
 	NoticeBytes int
-	eventBytes  int // log bytes charged in this batch
+	used        int    // event log bytes charged and not yet refilled
+	charged     int    // event log bytes charged in this batch
+	creditFrame uint64 // frame of the last refill
 }
 
 // NewPlayback returns a playback for w.
@@ -189,23 +196,43 @@ func NewPlayback(w *World) *Playback {
 }
 
 // Begin starts a new batch: temporary ids of the previous batch are
-// forgotten and Created is emptied.
-func (p *Playback) Begin() {
+// forgotten and Created is emptied. The event credit is refilled as for
+// one frame after the last batch (BeginFrame gives the frame).
+func (p *Playback) Begin() { p.BeginFrame(p.creditFrame + 1) }
+
+// BeginFrame is Begin for the batch of frame: the event credit grows by
+// EventBytesPerFrame per frame since the last batch, up to MaxEventBytes
+// (a new playback starts with a full bucket).
+func (p *Playback) BeginFrame(frame uint64) {
 	clear(p.temps)
 	p.created = p.created[:0]
-	p.eventBytes = 0
+	p.charged = 0
+	rate := p.EventBytesPerFrame
+	if rate <= 0 {
+		rate = p.MaxEventBytes
+	}
+	if frame > p.creditFrame && p.used > 0 {
+		refill := uint64(max(rate, 0)) * min(frame-p.creditFrame, uint64(p.used)+1)
+		p.used = int(uint64(p.used) - min(refill, uint64(p.used)))
+	}
+	p.creditFrame = frame
 }
 
 // EventBytes returns the event log bytes charged to the batch since Begin.
-func (p *Playback) EventBytes() int { return p.eventBytes }
+func (p *Playback) EventBytes() int { return p.charged }
 
-// charge charges n event log bytes to the batch, or reports false when the
-// batch's quota (MaxEventBytes) has no room for them.
+// charge charges n event log bytes to the module's credit, or reports false
+// when the credit has no room for them.
 func (p *Playback) charge(n int) bool {
-	if p.MaxEventBytes > 0 && p.eventBytes+n > p.MaxEventBytes {
+	if p.MaxEventBytes <= 0 {
+		p.charged += n
+		return true
+	}
+	if p.used+n > p.MaxEventBytes {
 		return false
 	}
-	p.eventBytes += n
+	p.used += n
+	p.charged += n
 	return true
 }
 
@@ -288,14 +315,14 @@ func (p *Playback) Apply(typ uint16, payload []byte) error {
 		if p.MaxEntities > 0 && w.Owned(p.Owner) >= p.MaxEntities {
 			return p.reject(typ, RejectEntityQuota, fmt.Errorf("%d live entities created, the quota is %d", w.Owned(p.Owner), p.MaxEntities))
 		}
-		if p.MaxEventBytes > 0 && p.eventBytes+p.NoticeBytes > p.MaxEventBytes {
-			return p.reject(typ, RejectEventQuota, fmt.Errorf("no room for the created notice: %d of %d event bytes used in this batch", p.eventBytes, p.MaxEventBytes))
+		if p.MaxEventBytes > 0 && p.used+p.NoticeBytes > p.MaxEventBytes {
+			return p.reject(typ, RejectEventQuota, fmt.Errorf("no room for the created notice: %d of %d event bytes of credit used", p.used, p.MaxEventBytes))
 		}
 		e, err := w.CreateOwned(p.Owner)
 		if err != nil {
 			return p.reject(typ, RejectWorldFull, err)
 		}
-		p.eventBytes += p.NoticeBytes
+		p.charge(p.NoticeBytes)
 		p.temps[t] = e
 		p.created = append(p.created, TempMapping{Temp: t, Entity: e})
 	case CmdDestroy:
@@ -353,7 +380,7 @@ func (p *Playback) Apply(typ uint16, payload []byte) error {
 			return p.reject(typ, RejectReservedEvent, fmt.Errorf("event type %#04x is reserved for the engine (%#04x..0xffff)", et, layout.SystemEventFirst))
 		}
 		if !p.charge(layout.EventRecordSize(len(payload) - CmdEventHdr)) {
-			return p.reject(typ, RejectEventQuota, fmt.Errorf("%d of %d event bytes used in this batch", p.eventBytes, p.MaxEventBytes))
+			return p.reject(typ, RejectEventQuota, fmt.Errorf("%d of %d event bytes of credit used, %d in this batch", p.used, p.MaxEventBytes, p.charged))
 		}
 		w.Emit(EventType(et), payload[CmdEventHdr:])
 	default:

@@ -112,3 +112,28 @@ func TestPlaybackEntityQuota(t *testing.T) {
 	require.Zero(t, f.w.Owned(1))
 	require.Zero(t, f.w.Owned(2))
 }
+
+// TestPlaybackEventCredit: with EventBytesPerFrame below MaxEventBytes the
+// quota is a bucket: a full bucket at first, then the per-frame rate, and
+// a full bucket again after enough idle frames.
+func TestPlaybackEventCredit(t *testing.T) {
+	f := newFixture(t, 16, 4)
+	p := NewPlayback(f.w)
+	rec := layout.EventRecordSize(100)
+	p.EventBytesPerFrame, p.MaxEventBytes = rec, 4*rec
+	publish := func(frame uint64) (n int) {
+		p.BeginFrame(frame)
+		for range 10 {
+			if p.Apply(CmdEvent, cmdEvent(7, make([]byte, 100))) == nil {
+				n++
+			}
+		}
+		return n
+	}
+	require.Equal(t, 4, publish(1), "a full bucket at first")
+	require.Equal(t, 1, publish(2), "then the rate")
+	require.Equal(t, 1, publish(3))
+	require.Equal(t, 2, publish(5), "two frames of credit")
+	require.Equal(t, 4, publish(100), "full again, never more")
+	require.Equal(t, uint64(10*5-12), p.Stats.Rejected[RejectEventQuota])
+}
