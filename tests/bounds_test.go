@@ -8,7 +8,6 @@ package tests
 // keep ticking, and the hostile is counted.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -45,25 +44,8 @@ func TestBoundsChild(t *testing.T) {
 // returned channel. Its stdin stays open until the test ends (a hog waits
 // on it).
 func (r *rig) boundsSpawn(name, role string, env ...string) (<-chan string, *exec.Cmd) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestBoundsChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), boundsEnv+"="+role, "FDP_MODULE="+name, "FDP_INSTANCE="+r.inst)
-	cmd.Env = append(cmd.Env, env...)
-	cmd.Stderr = os.Stderr
-	_, err := cmd.StdinPipe()
-	require.NoError(r.t, err)
-	out, err := cmd.StdoutPipe()
-	require.NoError(r.t, err)
-	require.NoError(r.t, cmd.Start())
-	r.cmds = append(r.cmds, cmd)
-	lines := make(chan string, 64)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	return lines, cmd
+	out, _, cmd := r.spawnChild("TestBoundsChild", boundsEnv, role, name, env...)
+	return out, cmd
 }
 
 func boundsChild(role string) int {

@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -443,28 +444,37 @@ func TestIsolationForgedWordsCaught(t *testing.T) {
 // isoLines is a child's stdout (lines) and stdin.
 type isoLines struct {
 	out <-chan string
-	in  interface{ Write([]byte) (int, error) }
+	in  io.Writer
 }
 
 // isoSpawnStdin is isoSpawn with the child's stdin kept open.
 func (r *rig) isoSpawnStdin(name, role string, env ...string) isoLines {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestIsolationChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), isoEnv+"="+role, "FDP_MODULE="+name, "FDP_INSTANCE="+r.inst)
+	out, in, _ := r.spawnChild("TestIsolationChild", isoEnv, role, name, env...)
+	return isoLines{out: out, in: in}
+}
+
+// spawnChild starts this test binary as a module child: -test.run selects
+// test (whose body runs the child when envKey is set), envKey=role picks
+// its part, and it joins r's instance as name. Its stdout lines arrive on
+// out; its stdin stays open until the test ends.
+func (r *rig) spawnChild(test, envKey, role, name string, env ...string) (out <-chan string, in io.Writer, cmd *exec.Cmd) {
+	cmd = exec.Command(os.Args[0], "-test.run=^"+test+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), envKey+"="+role, "FDP_MODULE="+name, "FDP_INSTANCE="+r.inst)
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
-	in, err := cmd.StdinPipe()
+	stdin, err := cmd.StdinPipe()
 	require.NoError(r.t, err)
-	out, err := cmd.StdoutPipe()
+	stdout, err := cmd.StdoutPipe()
 	require.NoError(r.t, err)
 	require.NoError(r.t, cmd.Start())
 	r.cmds = append(r.cmds, cmd)
 	lines := make(chan string, 64)
 	go func() {
 		defer close(lines)
-		sc := bufio.NewScanner(out)
+		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			lines <- sc.Text()
 		}
 	}()
-	return isoLines{out: lines, in: in}
+	return lines, stdin, cmd
 }
