@@ -169,3 +169,27 @@ func TestPinNeverReturnsASnapshotAsLatest(t *testing.T) {
 	require.Equal(t, uint64(2), f.Number())
 	require.NoError(t, f.Release())
 }
+
+// TestAdoptedSlotsRaiseTheWorld: a publisher adopting slots written by a
+// previous engine raises the world above every version they hold, so that
+// a fill never takes an old slot's chunk for up to date; on fresh segments
+// it reads nothing and leaves the world alone.
+func TestAdoptedSlotsRaiseTheWorld(t *testing.T) {
+	fx := newFixture(t, 16, 4, 40)
+	require.Equal(t, uint64(1), fx.w.Version(), "a fresh segment leaves the world's version alone")
+	for i := 0; i < 50; i++ {
+		fx.w.Advance()
+	}
+	fx.touch(50, []int{0, 1, 2})
+	_, err := fx.pub.Publish(1, world.Mask(^uint64(0)))
+	require.NoError(t, err)
+	high := fx.pub.maxSlotVersion()
+	require.Greater(t, high, uint64(50))
+
+	reg, _ := testRegistry(t)
+	w2, err := world.New(reg, world.Config{ChunkCapacity: 16, MaxChunks: 4})
+	require.NoError(t, err)
+	_, err = NewPublisher(w2, fx.segs)
+	require.NoError(t, err)
+	require.Greater(t, w2.Version(), high, "later writes stamp newer than any adopted slot")
+}

@@ -105,9 +105,23 @@ func NewPublisher(w *world.World, segs *WorldSegments) (*Publisher, error) {
 	// Slots of a previous engine (also one it left odd, part-filled, when
 	// it died) may hold versions above the world's: fill would take such a
 	// chunk for up to date. Raise the world above all of them (World.Seal's
-	// invariant); a fresh segment holds only zeros and changes nothing.
-	w.RaiseVersion(p.maxSlotVersion() + 1)
+	// invariant). A slot whose seq is 0 was never claimed (a claim makes it
+	// odd before fill writes any version), so a fresh segment is not read
+	// at all: the scan would touch a page of every chunk of every slot.
+	if p.everClaimed() {
+		w.RaiseVersion(p.maxSlotVersion() + 1)
+	}
 	return p, nil
+}
+
+// everClaimed reports whether any slot's seq moved from 0.
+func (p *Publisher) everClaimed() bool {
+	for s := 0; s < p.lw.Slots; s++ {
+		if p.lwGet64(p.lw.SlotOff(s)+layout.SlotSeq) != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // maxSlotVersion returns the largest version word in any slot: headers,
