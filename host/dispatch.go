@@ -1,0 +1,328 @@
+package host
+
+// Dispatch: which modules are due, ringing their ticks (and pre-waking fast
+// ones), completing ticks from their done words, and waiting for the fast
+// tier within its deadline.
+
+import (
+	"errors"
+	"math/bits"
+	"time"
+
+	"github.com/fdp-engine/fdp/ipc"
+	"github.com/fdp-engine/fdp/layout"
+	fsync "github.com/fdp-engine/fdp/sync"
+	"github.com/fdp-engine/fdp/world"
+)
+
+// mayRun reports whether m may get a tick now (breaker logic), without
+// side effects.
+func (m *Module) mayRun(now time.Time) bool {
+	switch m.State {
+	case StateDead:
+		return false
+	case StateBroken:
+		return !now.Before(m.breakerUntil)
+	}
+	return true
+}
+
+// available is mayRun for a tick about to be dispatched: a module whose
+// breaker is open gets it as its one probe tick.
+func (m *Module) available(now time.Time) bool {
+	if !m.mayRun(now) {
+		return false
+	}
+	if m.State == StateBroken {
+		m.probing = true
+	}
+	return true
+}
+
+// ring gives m its tick (lease slot, -1 for a fast tick). It reports
+// false when m's segment faulted (m is dead then).
+func (e *Engine) ring(m *Module, slot int) bool {
+	return !e.guard(func() { e.ringTick(m, slot) })
+}
+
+func (e *Engine) ringTick(m *Module, slot int) {
+	dt := time.Duration(e.frame-m.lastRun) * e.period
+	if m.lastRun == 0 {
+		dt = e.period * time.Duration(m.Every)
+	}
+	b := m.seg.Data
+	// The lease word before the frame word: a module checks for a pending
+	// tick by comparing the tick frame with its done frame (e.g. after a
+	// wait timed out), so once it sees the new frame it must also see the
+	// new lease, not the previous tick's (released) slot.
+	layout.Store64(b, layout.OffMTickLease, layout.PackTick(slot, dt))
+	layout.Store64(b, layout.OffMTickFrame, e.frame)
+	m.lastRun, m.busy, m.holdSlot, m.waiting = e.frame, true, slot, false
+	m.tickStart, m.overran = time.Now(), false
+	m.Stats.Runs++
+	if slot < 0 {
+		// A fast tick pins the latest frame: watch the module's pin word
+		// until the tick is done (checkDone). Before the ring, so the pin
+		// the module stores after it is scanned by every later claim.
+		_ = e.pub.WatchPin(m.Slot, b, layout.OffMPin)
+	}
+	layout.Store64(b, layout.OffMTickStamp, ipc.MonoNanos())
+	_, _ = m.tick.Ring()
+}
+
+// prewake wakes every fast module that this frame will tick and that sleeps
+// on its tick bell, without ringing it (ipc.Doorbell.Prewake). Waking a
+// sleeping process costs tens of microseconds on a VM whose idle vCPU halts;
+// done ahead of the tick (see Step and Config.PrewakeEarlyMax), the wake-up
+// overlaps the engine's own work, and the module polls its bell (its warm
+// spin) until the tick is rung. Slow modules run at most every few frames on
+// snapshots: they are not pre-woken; nor are fast modules beyond
+// Config.PrewakeMax. The checks mirror dispatch without its side effects.
+// Called with mu held.
+func (e *Engine) prewake(now time.Time) {
+	n := 0
+	for _, m := range e.mods {
+		if n >= e.cfg.PrewakeMax {
+			return
+		}
+		if m.Tier != ipc.TierFast || !m.mayRun(now) {
+			continue
+		}
+		e.guard(func() {
+			if m.busy && layout.Load64(m.seg.Data, layout.OffMDoneFrame)&^layout.DoneFailed < m.lastRun {
+				return // still running its previous tick: not asleep on the bell
+			}
+			n++ // counted whether it slept or not: it will run this frame
+			if ok, _ := m.tick.Prewake(); ok {
+				m.Stats.Prewoken++
+			}
+		})
+	}
+}
+
+// dispatch rings fast modules every frame and slow modules on their
+// frequency, leasing one snapshot per convoy group. Called with mu held.
+func (e *Engine) dispatch(now time.Time) int {
+	n := 0
+	// Finish bookkeeping of modules that completed since the last frame.
+	for _, m := range e.mods {
+		if m.busy {
+			e.checkDone(m)
+		}
+	}
+	// Slow ticks past their runtime lose their snapshot before any new
+	// snapshot is taken.
+	e.revokeOverruns(now)
+	for _, m := range e.mods {
+		if m.Tier != ipc.TierFast || !m.available(now) {
+			continue
+		}
+		if m.busy {
+			m.Stats.Skipped++
+			m.Stats.LagFrames = e.frame - m.lastRun
+			continue
+		}
+		if e.ring(m, -1) {
+			n++
+		}
+	}
+	// Slow tier: group the due, idle members of each convoy.
+	var done uint64 // modules handled (bit per slot)
+	for i, m := range e.mods {
+		if m.Tier != ipc.TierSlow || done&(1<<uint(i)) != 0 {
+			continue
+		}
+		var members uint64
+		var mask world.Mask
+		var holders uint64
+		for j := i; j < len(e.mods); j++ {
+			x := e.mods[j]
+			if x.Tier != ipc.TierSlow || x.Group != m.Group {
+				continue
+			}
+			done |= 1 << uint(j)
+			if (e.frame%uint64(x.Every) != 0 && !x.waiting) || !x.available(now) {
+				continue
+			}
+			if x.busy {
+				x.Stats.Skipped++
+				x.Stats.LagFrames = e.frame - x.lastRun
+				continue
+			}
+			members |= 1 << uint(j)
+			mask |= x.Mask
+			holders |= 1 << uint(x.Slot)
+		}
+		if members == 0 {
+			continue
+		}
+		var slot int
+		var st fsync.SnapshotStats
+		var err error
+		// The snapshot's claim scans the pins watched in module segments
+		// (see Step's publish).
+		for e.guard(func() { slot, st, err = e.pub.Snapshot(e.frame, mask, holders) }) {
+		}
+		if errors.Is(err, fsync.ErrNoFreeSlot) && e.dropOverduePins(time.Now()) > 0 {
+			// Pins of fast ticks past their limit held the slots: retry.
+			for e.guard(func() { slot, st, err = e.pub.Snapshot(e.frame, mask, holders) }) {
+			}
+		}
+		if err != nil {
+			for mm := members; mm != 0; mm &= mm - 1 {
+				e.mods[bits.TrailingZeros64(mm)].Stats.Skipped++
+			}
+			e.snapshotRefused(m.Group, bits.OnesCount64(members), err, now)
+			continue
+		}
+		e.Snapshots++
+		e.SnapBytes += uint64(st.BytesCopied)
+		for mm := members; mm != 0; mm &= mm - 1 {
+			x := e.mods[bits.TrailingZeros64(mm)]
+			if x.State == StateDead {
+				continue // faulted since: its lease was released
+			}
+			x.snapMask = mask
+			if e.ring(x, slot) {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// checkDone completes a module's tick if its done frame has caught up. A
+// module whose segment faulted is dead, and its tick done.
+func (e *Engine) checkDone(m *Module) (done bool) {
+	if e.guard(func() { done = e.checkTick(m) }) {
+		return true
+	}
+	return done
+}
+
+func (e *Engine) checkTick(m *Module) bool {
+	d := layout.Load64(m.seg.Data, layout.OffMDoneFrame)
+	if d&^layout.DoneFailed < m.lastRun {
+		return false
+	}
+	if d&^layout.DoneFailed > m.lastRun {
+		// No module finishes a tick it was not given: a done frame beyond
+		// the tick's is not the module's own (another process of the
+		// engine's uid wrote into its segment; a module under another uid
+		// cannot). It may have overwritten the module's real done, so
+		// waiting for one could wait forever: the word is repaired to the
+		// tick's frame (the module's next tick is then pending for it as
+		// usual), the forgery counted, and the tick taken as done.
+		layout.CAS64(m.seg.Data, layout.OffMDoneFrame, d, m.lastRun)
+		m.Stats.BadDone++
+		d = m.lastRun
+	}
+	m.busy = false
+	e.pub.UnwatchPin(m.Slot) // the tick is over: its pin holds nothing
+	if m.Tier == ipc.TierFast {
+		// The module stored its wake latency for this tick before running
+		// it (0: it found the tick pending and did not wait). It is the
+		// module's word: an implausible value (above MaxWakeReport) is
+		// counted and ignored.
+		switch w := layout.Load64(m.seg.Data, layout.OffMWakeNanos); {
+		case w == 0:
+		case w > uint64(MaxWakeReport):
+			e.BadWakeReports++
+		default:
+			e.WakeHist.Record(time.Duration(w))
+		}
+	}
+	switch {
+	case m.overran:
+		// Counted as a failure when the engine revoked its lease.
+		m.overran = false
+	case d&layout.DoneFailed != 0:
+		e.countFailure(m, time.Now())
+	default:
+		m.failStreak = 0
+		if m.State == StateBroken {
+			e.log.Info("circuit breaker closed", "module", m.Name)
+		}
+		m.State = StateRunning
+	}
+	m.probing = false
+	if m.holdSlot >= 0 {
+		// The tick is done: the engine ends the module's lease (a module's
+		// release writes nothing).
+		_ = e.pub.ReleaseHolder(m.holdSlot, m.Slot)
+		m.holdSlot = -1
+	}
+	return true
+}
+
+// MaxWakeReport bounds the tick wake latency a module may report (its own
+// word in its segment); a larger one is counted in BadWakeReports and
+// ignored.
+const MaxWakeReport = time.Second
+
+// reclaimSlots runs when a publish found no free slot: it drops slot state
+// that no live reader holds. Lease holders in the engine's memory are kept
+// only for modules in a tick on that slot; a fast module's pin is unwatched
+// when its tick has lasted more than the pin limit (dropOverduePins; it may
+// read torn frames then, which its Release detects); external reader entries of dead
+// processes, and pins in entries nobody owns, are cleared. Called with mu
+// held.
+func (e *Engine) reclaimSlots() int {
+	n := e.pub.RetainHolders(func(s int) uint64 {
+		var live uint64
+		for _, m := range e.mods {
+			if m.State != StateDead && m.busy && m.holdSlot == s {
+				live |= 1 << uint(m.Slot)
+			}
+		}
+		return live
+	})
+	n += e.dropOverduePins(time.Now())
+	n += fsync.ReclaimDeadReaders(e.segs.Leases.Data, e.pub.LeasesLayout())
+	e.ReclaimedReaders += uint64(n)
+	// Visible, at most once per second: what held the slots.
+	if now := time.Now(); now.Sub(e.noSlotWarned) >= time.Second {
+		e.log.Warn("publish found no free frame slot", "frame", e.frame, "skipped_total", e.pub.Skipped,
+			"suppressed", e.noSlotHeld, "reclaimed", n, "leased_slots", e.pub.LeasedSlots(),
+			"watched_pins", bits.OnesCount64(e.pub.WatchedPins()))
+		e.noSlotWarned, e.noSlotHeld = now, 0
+	} else {
+		e.noSlotHeld++
+	}
+	return n
+}
+
+// StuckTick was how long a fast module's tick kept its pin honoured while no
+// slot was free. Pins are now honoured for at most the engine's pin limit
+// (max(4×FastDeadline, 3 frame periods), see Engine.dropOverduePins); the
+// constant is kept for callers and bounds nothing.
+const StuckTick = time.Second
+
+// waitFast waits for the fast modules dispatched this frame until the
+// deadline. It returns how many were late.
+func (e *Engine) waitFast(deadline time.Time) int {
+	late := 0
+	for _, m := range e.mods {
+		if m.Tier != ipc.TierFast || !m.busy || m.lastRun != e.frame {
+			continue
+		}
+		e.guard(func() {
+			for !e.checkTick(m) {
+				last := m.done.Load()
+				if e.checkTick(m) || e.closing[m.Slot].Load() == int64(m.PID) {
+					return // done, or dead: its death is handled after the wait
+				}
+				left := time.Until(deadline)
+				if left <= 0 {
+					m.Stats.Late++
+					late++
+					return
+				}
+				if _, err := m.done.Wait(last, 64, left); err != nil && !errors.Is(err, ipc.ErrTimeout) {
+					return
+				}
+			}
+		})
+	}
+	return late
+}
