@@ -319,8 +319,10 @@ func TestConvoyGrouping(t *testing.T) {
 	// 16 frames: the convoy (a1,a2,a3) and solo are due 4 times, b twice:
 	// 4 + 4 + 2 snapshots, not 3*4 + 4 + 2.
 	for _, m := range r.eng.Modules() {
-		t.Logf("%s runs +%d skipped %d group %s", m.Name, m.Stats.Runs-runs[m.Name], m.Stats.Skipped, m.Group)
+		t.Logf("%s runs +%d skipped %d failures %d overruns %d group %s", m.Name, m.Stats.Runs-runs[m.Name], m.Stats.Skipped,
+			m.Stats.Failures, m.Stats.Overruns, m.Group)
 	}
+	t.Logf("bounds %+v", r.eng.Bounds())
 	require.Equal(t, uint64(10), r.eng.Snapshots-before)
 	for name, want := range map[string]uint64{"a1": 4, "a2": 4, "a3": 4, "solo": 4, "b": 2} {
 		require.Equal(t, want, r.module(name).Stats.Runs-runs[name], name)
