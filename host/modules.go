@@ -45,6 +45,10 @@ type ModuleStats struct {
 	// PinsDropped counts fast ticks whose pin the engine stopped honouring
 	// because the tick outlasted the pin limit while a slot was needed.
 	PinsDropped uint64
+	// EventsDelivered and EventsLost are what the module's acknowledgements
+	// (layout.CmdAckEvents) report: events its ticks were given, and events
+	// it lost to overruns of the event log.
+	EventsDelivered, EventsLost uint64
 }
 
 // Module is the engine's record of a module process. Its slot survives the
@@ -87,6 +91,9 @@ type Module struct {
 	maxRuntime   time.Duration
 	overran      bool      // the running slow tick passed maxRuntime (counted once)
 	diedAt       time.Time // when the engine took the module for dead
+	// evAck is the event cursor acknowledged by the module's last played
+	// batch, kept across its restarts (host/evack.go).
+	evAck ipc.EventCursor
 }
 
 func groupKey(h ipc.Hello) string {
@@ -194,6 +201,7 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	if e.guard(func() {
 		layout.Store64(m.seg.Data, layout.OffMPin, 0)
 		_ = m.cons.Reset()
+		e.writeEventAck(m)
 	}) {
 		return ipc.Welcome{}, fmt.Errorf("module %q: its new segment faulted before the welcome", h.Name)
 	}

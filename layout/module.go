@@ -18,6 +18,8 @@ import (
 //	  2176..2303  done doorbell line (module writes, engine waits)
 //	  2304..2431  heartbeat line (module writes)
 //	  2432..2559  reader line (module writes): its pin word and pin counters
+//	  2560..2687  event line (engine writes): the module's acknowledged event cursor
+//	  2688..4095  statistics block (engine writes): the module's counters (modstats.go)
 //	[4096, ...)   SecRing: ring region (see ring.go), size RingRegionSize(cap)
 //	              padded up to a page
 const (
@@ -68,6 +70,23 @@ const (
 	OffMPinCount   = 2440 // u64 successful pins, total
 	OffMPinRetries = 2448 // u64 pin attempts that found the slot being rewritten
 	OffMPinNanos   = 2456 // u64 Unix nanos of the last pin
+
+	// Event line, written by the engine: the event log cursor the module's
+	// last played batch acknowledged (see CmdAckEvents in wire.go). The
+	// engine keeps it across the module's restarts (in its own memory) and
+	// writes it into every new segment of the module before the welcome, so
+	// that a restarted module resumes at the first event its predecessor
+	// did not finish a tick on. {0, 0}: nothing acknowledged, read from the
+	// log's tail.
+	OffMAckSeq = 2560 // u64 next event seq not acknowledged
+	OffMAckPos = 2568 // u64 its logical position in the event log
+
+	// OffMStats is the statistics block, written by the engine (see
+	// modstats.go). A module can overwrite its own block: the figures are
+	// for display, the engine never reads them back.
+	OffMStats = 2688
+	// ModuleStatsEnd bounds the statistics block (the header page).
+	ModuleStatsEnd = HeaderSize
 
 	// ModuleRingOff is the offset of the ring region.
 	ModuleRingOff = HeaderSize

@@ -564,7 +564,7 @@ func (s *session) runTick(frame uint64, slot int, dt time.Duration, warned *time
 		}
 		return true
 	}
-	s.view.f = f
+	s.view.f, s.view.err = f, nil
 	s.cmds.begin()
 	start := time.Now()
 	limit := s.tickLimit(slot)
@@ -583,6 +583,9 @@ func (s *session) runTick(frame uint64, slot int, dt time.Duration, warned *time
 		err = rerr // torn frame: what the module computed cannot be trusted
 	}
 	s.view.f = nil
+	if err == nil && s.view.err != nil {
+		err = s.view.err
+	}
 	if err == nil && s.cmds.err != nil {
 		err = s.cmds.err
 	}

@@ -1,12 +1,10 @@
 package module
 
 import (
-	"encoding/binary"
 	"errors"
 	"unsafe"
 
 	"github.com/fdp-engine/fdp/ipc"
-	"github.com/fdp-engine/fdp/layout"
 	fsync "github.com/fdp-engine/fdp/sync"
 	"github.com/fdp-engine/fdp/world"
 )
@@ -19,7 +17,14 @@ type View struct {
 	cursor  ipc.EventCursor
 	slot    uint32
 	created []world.TempMapping
+	// err is the first read error of the running tick (a read outside the
+	// module's declared Reads, ...): the tick fails with it even when Tick
+	// returns nil, since what it computed used data it did not have.
+	err error
 }
+
+// Err returns the first read error of the running tick.
+func (v *View) Err() error { return v.err }
 
 // Frame returns the frame number the view shows.
 func (v *View) Frame() uint64 { return v.f.Number() }
@@ -43,33 +48,6 @@ func (v *View) IsAlive(e world.Entity) bool { return v.f.IsAlive(e) }
 
 // Count counts the entities having every component of mask.
 func (v *View) Count(mask world.Mask) int { return v.f.Count(mask) }
-
-// Events delivers every event published since this module's previous call
-// (typically: since its last run), in order. overrun > 0 reports events lost
-// because the module fell more than the event log's capacity behind; it is
-// never silent. Engine-internal events (temporary-id mappings) are consumed
-// here and exposed through Created.
-func (v *View) Events(fn func(seq, frame uint64, typ uint16, payload []byte)) (overrun uint64, err error) {
-	v.created = v.created[:0]
-	return v.events.Read(&v.cursor, func(seq, frame uint64, typ uint16, payload []byte) {
-		if typ == layout.SystemEventCreated {
-			if len(payload) == layout.SystemEventCreatedSize && binary.LittleEndian.Uint32(payload) == v.slot {
-				v.created = append(v.created, world.TempMapping{
-					Temp:   binary.LittleEndian.Uint32(payload[4:]),
-					Entity: world.Entity(binary.LittleEndian.Uint64(payload[8:])),
-				})
-			}
-			return
-		}
-		if fn != nil {
-			fn(seq, frame, typ, payload)
-		}
-	})
-}
-
-// Created returns the temporary ids of this module resolved by the engine,
-// as seen by the last Events call.
-func (v *View) Created() []world.TempMapping { return v.created }
 
 // Commands queues commands for the engine. They become visible to the engine
 // only when the tick returns without error (one commit per tick); a module
