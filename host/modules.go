@@ -144,6 +144,11 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 			m = x
 		}
 	}
+	if h.Mask == 0 {
+		// A module that declares no components reads all of them (the
+		// SDK's Spec.Reads rule, also for clients in other languages).
+		h.Mask = uint64(e.allMask)
+	}
 	if extra := h.Mask &^ uint64(e.allMask); extra != 0 {
 		e.BadMasks++
 		return ipc.Welcome{}, fmt.Errorf("component mask %#x names components beyond the schema's %d (bits %#x)",

@@ -45,7 +45,11 @@ type Spec struct {
 	Name  string
 	Tier  string     // Fast or Slow
 	Every int        // run every N engine frames (1 = every frame)
-	Reads world.Mask // components the module reads (its SoD snapshot holds these)
+	// Reads are the components the module reads: a slow module's snapshot
+	// holds exactly these, and the View refuses to read any other (View.Err,
+	// for either tier). Empty: every component of the registry (the seeds'
+	// rule: a module that declares nothing reads everything).
+	Reads world.Mask
 	// Group overrides automatic convoy grouping (same tier + Every): modules
 	// with the same Group share snapshots; "solo" never shares.
 	Group string
@@ -252,6 +256,9 @@ func Run(ctx context.Context, m Module, opt Options) error {
 	}
 	if opt.Group != "" {
 		spec.Group = opt.Group
+	}
+	if spec.Reads == 0 {
+		spec.Reads = opt.Registry.Mask() // see Spec.Reads
 	}
 	s := &session{m: m, spec: spec, opt: opt}
 	defer s.close()
