@@ -95,13 +95,22 @@ const (
 	// whose column version in the chunk is 0 (the column was never
 	// published).
 	KindColumnVersion
+	// KindRecordSlotMask: an alive record names a component of the schema
+	// that is not in the slot mask (records carry their entity's mask & the
+	// slot mask: a reader would take a column the slot did not sync for
+	// this frame's).
+	KindRecordSlotMask
+	// KindChunkRecordMask: a chunk in use says its records were filtered
+	// with another mask than the slot's (layout.ChunkRecordMask).
+	KindChunkRecordMask
 	numKinds
 )
 
 var kindNames = [numKinds]string{
 	"", "latest_word", "latest_torn", "latest_frame", "header_bounds", "slot_mask", "chunk_count", "slot_version",
 	"rows", "rows_sum", "chunk_alive", "alive_sum", "struct_version", "version_ahead", "record_flags",
-	"record_gen", "record_mask", "dead_record", "beyond_high_water", "column_version",
+	"record_gen", "record_mask", "dead_record", "beyond_high_water", "column_version", "record_slot_mask",
+	"chunk_record_mask",
 }
 
 func (k Kind) String() string {
@@ -348,6 +357,11 @@ func check(lw *layout.World, s int, q uint64, priv []byte) Report {
 		if sv > info.Version {
 			rep.add(KindVersionAhead, c, -1, -1, "structural version %d above the slot version %d", sv, info.Version)
 		}
+		// Invariant: a fill writes every chunk in use's records filtered
+		// with the slot's mask, or finds them filtered with it already.
+		if rm := le.Uint64(priv[co+layout.ChunkRecordMask:]); rm != info.Mask {
+			rep.add(KindChunkRecordMask, c, -1, -1, "records filtered with mask %#x, the slot mask is %#x", rm, info.Mask)
+		}
 		cvers := make([]uint64, len(g.Components))
 		for k := range g.Components {
 			cvers[k] = le.Uint64(priv[v.ChunkVersionOff(0, c, k):])
@@ -391,6 +405,11 @@ func check(lw *layout.World, s int, q uint64, priv []byte) Report {
 			// Invariant: an alive record names only components of the schema.
 			if mask&^schema != 0 {
 				rep.add(KindRecordMask, c, r, -1, "record mask %#x names components beyond the %d of the schema", mask, len(g.Components))
+			}
+			// Invariant: a record carries its entity's mask & the slot mask:
+			// it names no component whose column the slot did not sync.
+			if out := mask & schema &^ info.Mask; out != 0 {
+				rep.add(KindRecordSlotMask, c, r, -1, "record mask %#x names components %#x outside the slot mask %#x", mask, out, info.Mask)
 			}
 			// Invariant: a component present in an alive record was added,
 			// which stamped its column version (>= 1); for a component of

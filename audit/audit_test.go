@@ -205,6 +205,14 @@ func TestCorruptionsReported(t *testing.T) {
 			o := rec(lw, s, 9) + 8
 			put64(b, o, get64(b, o)|1<<40)
 		}, audit.KindRecordMask},
+		{"record outside the slot mask", func(b []byte, lw *layout.World) {
+			o := slotOff(lw, layout.SlotMask)
+			put64(b, o, get64(b, o)&^(1<<f.hp)) // records of entities with HP still name it
+		}, audit.KindRecordSlotMask},
+		{"chunk record mask", func(b []byte, lw *layout.World) {
+			o := chunkOff(lw, 2, layout.ChunkRecordMask)
+			put64(b, o, get64(b, o)&^(1<<f.big))
+		}, audit.KindChunkRecordMask},
 		{"record flags", func(b []byte, lw *layout.World) {
 			o := rec(lw, s, 10) + 4
 			put32(b, o, get32(b, o)|2)
@@ -335,4 +343,51 @@ func TestCompareFindsDifferences(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 5, diffs[0].Row)
 	require.Equal(t, int(f.pos), diffs[0].Component)
+}
+
+// TestFilteredSnapshotRecords: a snapshot of Health alone, into a slot that
+// held full frames, carries records whose masks are the world's & Health and
+// a chunk record mask of Health: the audit finds it sound and Compare equal
+// to the world. A record of the snapshot that names Position (whose column
+// the snapshot holds from an older frame) is a problem and a difference.
+func TestFilteredSnapshotRecords(t *testing.T) {
+	f := newFx(t, t.TempDir())
+	b, lw := f.segs.World.Data, f.pub.Layout()
+	// Fill every slot with full frames, so that the snapshot reuses one.
+	for frame := uint64(3); frame < 3+uint64(lw.Slots); frame++ {
+		f.w.Advance()
+		*world.Ptr[aPos](f.w, f.ents[1], f.pos) = aPos{X: float32(frame)}
+		f.publish(t, frame)
+	}
+	snap, st, err := f.pub.Snapshot(9, world.MaskOf(f.hp), 1)
+	require.NoError(t, err)
+	require.Equal(t, uint64(1), f.pub.SnapshotsReused, "the snapshot reused a slot of full frames")
+	require.Positive(t, st.ChunksCopied)
+	rep, err := audit.Slot(b, lw, snap)
+	require.NoError(t, err)
+	require.True(t, rep.OK(), "%v", rep.Problems)
+	diffs, err := audit.Compare(b, lw, snap, f.w, 0)
+	require.NoError(t, err)
+	require.Empty(t, diffs)
+	for c := 0; c < int(rep.Info.Chunks); c++ {
+		require.Equal(t, uint64(1<<f.hp), get64(b, lw.ChunkOff(snap, c)+layout.ChunkRecordMask))
+		for r := 0; r < fxCap && c*fxCap+r < fxEntities; r++ {
+			want := uint64(f.w.Mask(f.ents[c*fxCap+r])) & (1 << f.hp)
+			require.Equal(t, want, get64(b, rec(lw, snap, c*fxCap+r)+8), "entity index %d", c*fxCap+r)
+		}
+	}
+
+	c, lw2 := f.copySeg(t)
+	o := rec(lw2, snap, 2) + 8
+	put64(c, o, get64(c, o)|1<<f.pos)
+	rep, err = audit.Slot(c, lw2, snap)
+	require.NoError(t, err)
+	require.True(t, rep.Has(audit.KindRecordSlotMask), "%v", rep.Problems)
+	require.Equal(t, audit.KindRecordSlotMask, rep.Problems[0].Kind)
+	require.Equal(t, 2, rep.Problems[0].Row)
+	diffs, err = audit.Compare(c, lw2, snap, f.w, 0)
+	require.NoError(t, err)
+	require.Len(t, diffs, 1)
+	require.Equal(t, "records", diffs[0].Field)
+	require.Equal(t, 2, diffs[0].Row)
 }

@@ -38,8 +38,10 @@ func (d Difference) String() string {
 // Compare compares slot s of the world segment b (decoded as lw) with w, the
 // world it was just published from (nothing changed in w since): the
 // header's chunks, entities and alive count, and for every chunk its rows,
-// alive count, all its entity records, and every column of the slot's mask
-// byte for byte where w's chunk has that column. It returns at most limit
+// alive count, all its entity records (each equal to the world's with its
+// mask & the slot mask: a filtered snapshot's records name only the
+// components it holds), and every column of the slot's mask byte for byte
+// where w's chunk has that column. It returns at most limit
 // differences (all when limit <= 0), ErrRetry if the slot is being written or
 // changed during the comparison, ErrEmpty if it was never published. It is
 // meant for tests, where the publisher and the comparison do not run
@@ -87,10 +89,11 @@ func Compare(b []byte, lw *layout.World, s int, w *world.World, limit int) ([]Di
 		}
 		eo, _ := lw.EntityRange(s, c)
 		for r, wr := range w.ChunkRecords(c) {
+			wr.Mask &= mask
 			o := eo + r*layout.EntityRecordSize
 			got := layout.EntityRecord{Gen: le.Uint32(b[o:]), Flags: le.Uint32(b[o+4:]), Mask: le.Uint64(b[o+8:])}
 			if got != wr {
-				add("records", c, r, -1, "slot {gen %d flags %#x mask %#x}, world {gen %d flags %#x mask %#x} (entity index %d)",
+				add("records", c, r, -1, "slot {gen %d flags %#x mask %#x}, world {gen %d flags %#x mask %#x} (entity index %d; the world's mask & the slot mask)",
 					got.Gen, got.Flags, got.Mask, wr.Gen, wr.Flags, wr.Mask, c*K+r)
 				break
 			}

@@ -108,7 +108,12 @@ const (
 	ChunkStructVersion = 0  // u64
 	ChunkRows          = 8  // u32 rows in use (entity index high-water within the chunk)
 	ChunkAlive         = 12 // u32 alive entities in the chunk
-	ChunkVersions      = 64 // [components]u64 per-component change versions
+	// ChunkRecordMask is the component mask the chunk's entity records were
+	// filtered with (u64): every record's mask is its entity's mask & this
+	// one. In every chunk in use of a complete slot it equals the slot's
+	// SlotMask (a full publish: every component of the schema).
+	ChunkRecordMask = 16
+	ChunkVersions   = 64 // [components]u64 per-component change versions
 )
 
 // WorldParams are the creation parameters of a world segment.

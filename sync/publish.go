@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math/bits"
@@ -311,21 +312,46 @@ func (p *Publisher) SyncInto(s int, frame uint64, mask world.Mask) (PublishStats
 	return st, nil
 }
 
-// fill copies every out-of-date chunk column of mask into slot s.
+// fill copies every out-of-date chunk column of mask into slot s, and the
+// entity records of every chunk whose records are out of date or were
+// filtered with another mask.
+//
+// Invariant (record mask): every entity record in the slot carries its
+// entity's mask & the slot mask (the mask of this fill, finish's SlotMask),
+// never a bit of a column this fill did not sync, and the chunk's
+// ChunkRecordMask says which mask that is. Records are recopied when the
+// world's structural version is newer than the chunk's (as before) or when
+// ChunkRecordMask differs from this fill's mask, even at the same
+// structural version: a slot that held a filtered snapshot (or a full frame)
+// and is reused with another mask gets records that name exactly the columns
+// it holds now. A full-mask fill (every publish of the latest frame) copies
+// the records with one memcpy, since the world's records name only
+// registered components; only a filtered one masks record by record.
 func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats) {
 	w, g, b := p.w, p.lw, p.seg
 	nch := w.NumChunks()
-	cmask := uint64(mask)
-	if p.ncomp < 64 {
-		cmask &= 1<<uint(p.ncomp) - 1
-	}
+	schema := p.schemaMask()
+	cmask := uint64(mask) & schema
 	for c := 0; c < nch; c++ {
 		co := g.ChunkOff(s, c)
-		// Entity records and the structural version.
-		if sv := w.ChunkStructVersion(c); sv > layout.Load64(b, co+layout.ChunkStructVersion) {
+		// Entity records, the structural version and the record mask.
+		sv := w.ChunkStructVersion(c)
+		if sv > layout.Load64(b, co+layout.ChunkStructVersion) || binary.LittleEndian.Uint64(b[co+layout.ChunkRecordMask:]) != cmask {
 			recs := w.ChunkRecords(c)
 			eo, ee := g.EntityRange(s, c)
-			n := copy(b[eo:ee], recordBytes(recs))
+			var n int
+			if cmask == schema {
+				n = copy(b[eo:ee], recordBytes(recs))
+			} else {
+				for i, r := range recs {
+					o := eo + i*layout.EntityRecordSize
+					putU32(b, o, r.Gen)
+					putU32(b, o+4, r.Flags)
+					putU64(b, o+8, r.Mask&cmask)
+				}
+				n = len(recs) * layout.EntityRecordSize
+			}
+			putU64(b, co+layout.ChunkRecordMask, cmask)
 			putU32(b, co+layout.ChunkRows, uint32(w.ChunkRows(c)))
 			putU32(b, co+layout.ChunkAlive, uint32(w.ChunkAlive(c)))
 			layout.Store64(b, co+layout.ChunkStructVersion, sv)
@@ -353,6 +379,14 @@ func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats) {
 	}
 }
 
+// schemaMask is the mask of every component of the segment's schema.
+func (p *Publisher) schemaMask() uint64 {
+	if p.ncomp < 64 {
+		return 1<<uint(p.ncomp) - 1
+	}
+	return ^uint64(0)
+}
+
 // finish writes the slot header and completes the seqlock write. ver is the
 // version the fill was sealed at: every chunk version in the slot is <= ver.
 func (p *Publisher) finish(s int, odd, frame, ver uint64, mask world.Mask, st *PublishStats) {
@@ -361,11 +395,8 @@ func (p *Publisher) finish(s int, odd, frame, ver uint64, mask world.Mask, st *P
 	w := p.w
 	putU64(b, o+layout.SlotFrame, frame)
 	layout.Store64(b, o+layout.SlotVersion, ver)
-	m := uint64(mask)
-	if p.ncomp < 64 {
-		m &= 1<<uint(p.ncomp) - 1
-	}
-	putU64(b, o+layout.SlotMask, m)
+	// The mask fill filtered the records with (see fill's invariant).
+	putU64(b, o+layout.SlotMask, uint64(mask)&p.schemaMask())
 	putU32(b, o+layout.SlotChunks, uint32(w.NumChunks()))
 	putU32(b, o+layout.SlotEntities, uint32(w.HighWater()))
 	putU32(b, o+layout.SlotAlive, uint32(w.Count()))

@@ -325,6 +325,33 @@ func (f *Frame) Info() layout.SlotInfo { return f.info }
 // Chunks returns the number of chunks in use.
 func (f *Frame) Chunks() int { return int(f.info.Chunks) }
 
+// Mask returns the frame's mask: the components its slot holds (SlotMask).
+// The latest frame holds every component; a filtered snapshot only those it
+// was synced with. Its entity records name no other component (a record's
+// mask is its entity's mask & Mask), and the frame refuses to read any
+// other: Column returns nil, Get false, and a query of a mask that Mask
+// does not cover matches nothing. Columns outside it hold bytes of older
+// frames or of other entities, never data of this frame.
+func (f *Frame) Mask() world.Mask { return world.Mask(f.info.Mask) }
+
+// Covers reports whether the frame holds every component of mask.
+func (f *Frame) Covers(mask world.Mask) bool { return uint64(mask)&^f.info.Mask == 0 }
+
+// ComponentName returns the name of component id in the segment's component
+// table ("" if id is not a component of the segment). A Reader built with a
+// registry checked that the names are the registry's.
+func (f *Frame) ComponentName(id world.ComponentID) string {
+	if int(id) >= len(f.r.lw.Components) {
+		return ""
+	}
+	return f.r.lw.Components[id].Name
+}
+
+// holds reports whether component id is in the frame's mask.
+func (f *Frame) holds(id world.ComponentID) bool {
+	return int(id) < 64 && f.info.Mask&(1<<uint(id)) != 0
+}
+
 // Valid reports whether the slot is still the one pinned (its seq has not
 // changed). Data read before a true Valid() is consistent.
 //
@@ -410,10 +437,11 @@ func checkType[T any](lw *layout.World, id world.ComponentID) error {
 
 // Column returns component id's column of chunk c as a []T read in place
 // from the read-only mapping (length = chunk capacity). It returns nil if T
-// does not match the component's size or c is out of range. Only rows whose
-// record is alive and has the component bit hold meaningful data.
+// does not match the component's size, c is out of range, or id is not in
+// the frame's mask (Frame.Mask: the slot did not sync that column). Only
+// rows whose record is alive and has the component bit hold meaningful data.
 func Column[T any](f *Frame, c int, id world.ComponentID) []T {
-	if c < 0 || c >= int(f.info.Chunks) || checkType[T](f.r.lw, id) != nil {
+	if c < 0 || c >= int(f.info.Chunks) || !f.holds(id) || checkType[T](f.r.lw, id) != nil {
 		return nil
 	}
 	o, e := f.r.lw.ColumnRange(f.slot, c, int(id))
@@ -440,11 +468,15 @@ func (f *Frame) IsAlive(e world.Entity) bool {
 	return ok
 }
 
-// Get copies component id of entity e out of the frame.
+// Get copies component id of entity e out of the frame. It returns false if
+// e is not alive in the frame, has no such component, or id is not in the
+// frame's mask (Frame.Mask).
 func Get[T any](f *Frame, e world.Entity, id world.ComponentID) (T, bool) {
 	var zero T
 	rec, ok := f.record(e)
-	if !ok || int(id) >= 64 || rec.Mask&(1<<uint(id)) == 0 {
+	// The record's mask is already filtered with the slot mask; the slot
+	// mask is checked too, so that a record is never the only guard.
+	if !ok || !f.holds(id) || rec.Mask&(1<<uint(id)) == 0 {
 		return zero, false
 	}
 	capc := f.r.lw.ChunkCapacity
@@ -461,7 +493,9 @@ func EntityAt(index int, rec layout.EntityRecord) world.Entity {
 }
 
 // FrameQuery iterates the chunks of a frame that hold entities with all the
-// components of a mask. It is a value type: iterating allocates nothing.
+// components of a mask. It is a value type: iterating allocates nothing. A
+// query whose mask the frame does not cover (Frame.Covers) matches nothing,
+// and so does the zero FrameQuery.
 type FrameQuery struct {
 	f     *Frame
 	mask  uint64
@@ -470,13 +504,20 @@ type FrameQuery struct {
 	rows  int
 }
 
-// Query starts a query over the frame.
+// Query starts a query over the frame. If the frame does not hold every
+// component of mask (Frame.Covers), the query matches nothing.
 func (f *Frame) Query(mask world.Mask) FrameQuery {
+	if !f.Covers(mask) {
+		return FrameQuery{chunk: -1}
+	}
 	return FrameQuery{f: f, mask: uint64(mask), chunk: -1}
 }
 
 // Next advances to the next chunk that has a matching entity.
 func (q *FrameQuery) Next() bool {
+	if q.f == nil {
+		return false // a query of a mask the frame does not cover
+	}
 	capc := q.f.r.lw.ChunkCapacity
 	for q.chunk+1 < int(q.f.info.Chunks) {
 		q.chunk++
@@ -502,6 +543,9 @@ func (q *FrameQuery) Rows() int { return q.rows }
 
 // Match reports whether row i is alive and has every component of the mask.
 func (q *FrameQuery) Match(i int) bool {
+	if i < 0 || i >= len(q.recs) {
+		return false
+	}
 	r := &q.recs[i]
 	return r.Flags&layout.FlagAlive != 0 && r.Mask&q.mask == q.mask
 }

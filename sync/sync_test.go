@@ -302,23 +302,27 @@ func TestDirtyTracking(t *testing.T) {
 	require.Equal(t, 1, st.ChunksCopied)
 	require.Equal(t, 64*16, st.BytesCopied)
 
-	// A mask without Health copies nothing even though Health is dirty.
+	// A mask without Health copies no column even though Health is dirty;
+	// the slot's records, filtered with the full mask before, are recopied
+	// filtered with this one (they name only the components the slot holds).
 	fx.w.Advance()
 	require.NoError(t, world.Set(fx.w, e, fx.ids.hp, Health{HP: 8}))
 	st, err = fx.pub.Publish(102, world.MaskOf(fx.ids.pos))
 	require.NoError(t, err)
-	require.Equal(t, 0, st.ChunksCopied)
+	require.Equal(t, 10, st.ChunksCopied)
+	require.Equal(t, 10*recBytes, st.BytesCopied)
 	require.Equal(t, uint64(world.MaskOf(fx.ids.pos)), fx.pub.Layout().ReadSlotInfo(st.Slot).Mask)
 
 	// Destroying an entity copies that chunk's records and the columns of
 	// the components it had (the world stamps them on destroy), here only
-	// Position because of the mask.
+	// Position because of the mask. (The slot, frame 101's, held records of
+	// the full mask: the other 9 chunks' records are recopied filtered.)
 	fx.w.Advance()
 	require.NoError(t, fx.w.Destroy(e))
 	st, err = fx.pub.Publish(103, world.MaskOf(fx.ids.pos))
 	require.NoError(t, err)
-	require.Equal(t, 2, st.ChunksCopied)
-	require.Equal(t, recBytes+64*16, st.BytesCopied)
+	require.Equal(t, 10+1, st.ChunksCopied)
+	require.Equal(t, 10*recBytes+64*16, st.BytesCopied)
 
 	// The data is really there: read it back through a reader.
 	r, err := Attach(fx.inst, AttachOptions{Name: "t", Registry: fx.w.Registry()})
@@ -523,7 +527,10 @@ func TestSnapshotPoolWarmUpAndReuse(t *testing.T) {
 	slot, st, err := fx.pub.Snapshot(2, world.MaskOf(fx.ids.stamp), 1<<3|1<<5)
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), fx.pub.SnapshotsReused)
-	require.Equal(t, 1, st.ChunksCopied, "only the touched chunk's Stamp column")
+	// The touched chunk's Stamp column, and the records of every chunk: the
+	// warmed slot's were filtered with the full mask, the snapshot's name
+	// only Stamp.
+	require.Equal(t, 1+fx.w.NumChunks(), st.ChunksCopied, "only the touched chunk's Stamp column, and the records")
 	require.Equal(t, 1, fx.pub.LeasedSlots())
 	ll, lb := fx.pub.LeasesLayout(), fx.segs.Leases.Data
 	require.Equal(t, uint64(1<<3|1<<5), layout.Load64(lb, ll.LeaseOff(slot)+layout.LeaseHolders), "mirrored for inspection")

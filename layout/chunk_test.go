@@ -1,0 +1,30 @@
+package layout
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestChunkHeaderFields: the chunk header's fixed fields are naturally
+// aligned, do not overlap, and end before the per-component versions (the
+// chunk header's first 64 bytes), so that docs/LAYOUT.md's table holds.
+func TestChunkHeaderFields(t *testing.T) {
+	fields := []struct {
+		name      string
+		off, size int
+	}{
+		{"structural version", ChunkStructVersion, 8},
+		{"rows", ChunkRows, 4},
+		{"alive", ChunkAlive, 4},
+		{"record mask", ChunkRecordMask, 8},
+	}
+	end := 0
+	for _, f := range fields {
+		require.Zero(t, f.off%f.size, "%s at %d is not aligned", f.name, f.off)
+		require.GreaterOrEqual(t, f.off, end, "%s at %d overlaps the field before it", f.name, f.off)
+		end = f.off + f.size
+	}
+	require.LessOrEqual(t, end, ChunkVersions, "the fixed fields run into the component versions")
+	require.Equal(t, 64, ChunkVersions)
+}
