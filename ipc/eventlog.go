@@ -26,10 +26,19 @@ package ipc
 //     resumes at the oldest record. Only a record that is still intact after
 //     the copy and passes validation is delivered; a record that fails
 //     validation while intact is corruption: error + counter.
+//   - Frame-bounded read (ReadUpTo): the walk also stops at the first record
+//     whose frame is beyond the bound, without delivering it, and leaves the
+//     cursor on it. The decision to stop rests on that record's header, so
+//     the header is covered by the same intact check as the records
+//     delivered before it (see evlogWalk). Every event of frame N is
+//     committed before the engine publishes frame N, so a reader that holds
+//     frame N and reads up to N gets every event of frames <= N exactly once
+//     and none of a later frame.
 
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sync/atomic"
 	"time"
 
@@ -44,7 +53,9 @@ var (
 	// published positions fail validation.
 	ErrEventLogCorrupt = errors.New("fdp/ipc: event log corrupt")
 	// ErrEventCursor is returned by Read for a cursor that is ahead of the
-	// writer (a cursor from another log, or from before an engine restart).
+	// writer (a cursor from another log, or from before an engine restart),
+	// and by EventWriter.CheckCursor for a cursor no reader of the log can
+	// hold.
 	ErrEventCursor = errors.New("fdp/ipc: event cursor ahead of the log")
 	// ErrEventSegment is returned by the constructors for an unusable segment.
 	ErrEventSegment = errors.New("fdp/ipc: bad events segment")
@@ -93,6 +104,7 @@ type EventWriter struct {
 	maxPayload int
 
 	seq, pos       uint64 // next seq and write end (uncommitted included)
+	cseq, cpos     uint64 // next seq and end of the last commit
 	phys           uint64 // pos % capacity
 	oldSeq, oldPos uint64 // oldest record still intact
 	commitGen      uint64
@@ -118,6 +130,7 @@ func NewEventWriter(seg []byte) (*EventWriter, error) {
 		return nil, fmt.Errorf("%w: commit {%d,%d} oldest {%d,%d}", ErrEventLogCorrupt, cseq, cpos, oseq, opos)
 	}
 	w.seq, w.pos, w.oldSeq, w.oldPos = cseq, cpos, oseq, opos
+	w.cseq, w.cpos = cseq, cpos
 	switch {
 	case opos <= cpos:
 		if cpos-opos > w.capacity || oseq > cseq {
@@ -246,6 +259,7 @@ func (w *EventWriter) Commit() {
 	o := layout.OffECommitPairs + int((w.commitGen+1)&1)*layout.EventPairSize
 	layout.Store64(w.b, o, w.seq)
 	layout.Store64(w.b, o+8, w.pos)
+	w.cseq, w.cpos = w.seq, w.pos
 	w.commitGen++
 	layout.Store64(w.b, layout.OffECommitGen, w.commitGen) // the publication
 	layout.Store64(w.b, layout.OffEStatEvents, w.stats.Events)
@@ -257,6 +271,66 @@ func (w *EventWriter) Commit() {
 
 // NextSeq returns the sequence number the next appended event will get.
 func (w *EventWriter) NextSeq() uint64 { return w.seq }
+
+// CheckCursor reports (nil) whether c is a cursor a reader of this log can
+// hold after a Read: the start of a committed record, or the committed end,
+// either possibly behind padding, or a position the writer has dropped
+// already with a sequence number not beyond the oldest record's (a reader
+// there reports the difference as an overrun). Anything else is
+// ErrEventCursor. The engine checks a module's acknowledged cursor
+// (layout.CmdAckEvents) with it before it hands the cursor to the module's
+// next process. It reads only the writer's own state and area (trusted),
+// and checks against the committed state: a cursor a reader took between an
+// Append that dropped records and the Commit passes once that commit is
+// done. It looks at one record, not at the whole lap: a position inside a
+// record whose bytes there read as a header of that sequence number passes
+// too (only a forged cursor can be there, and only the reader that starts
+// from it, which then finds the log corrupt, is affected).
+func (w *EventWriter) CheckCursor(c EventCursor) error {
+	bad := func(format string, a ...any) error {
+		return fmt.Errorf("%w: cursor {seq %d, pos %d}: %s", ErrEventCursor, c.Seq, c.Pos, fmt.Sprintf(format, a...))
+	}
+	switch {
+	case c.Seq == 0:
+		return bad("sequence numbers start at 1")
+	case c.Pos%layout.EventAlign != 0:
+		return bad("position not %d-byte aligned", layout.EventAlign)
+	case c.Seq > w.cseq || c.Pos > w.cpos:
+		return bad("beyond the committed end {seq %d, pos %d}", w.cseq, w.cpos)
+	case c.Pos < w.oldPos:
+		// Dropped already: Read reports oldSeq - c.Seq lost events.
+		if c.Seq > w.oldSeq {
+			return bad("behind the oldest record {seq %d, pos %d} with a later sequence number", w.oldSeq, w.oldPos)
+		}
+		return nil
+	}
+	// The reader's walk from c, without delivering: padding is skipped,
+	// the first record must carry c.Seq.
+	for pos := c.Pos; pos < w.cpos; {
+		phys := pos % w.capacity
+		left := w.capacity - phys
+		if left < layout.EventRecordHeader {
+			pos += left
+			continue
+		}
+		r, err := layout.DecodeEventRecord(w.area, int(phys), w.maxPayload)
+		if err != nil {
+			return bad("no record there: %v", err)
+		}
+		if r.IsPad() {
+			pos += left
+			continue
+		}
+		if r.Seq != c.Seq {
+			return bad("the record there has seq %d", r.Seq)
+		}
+		return nil
+	}
+	if c.Seq != w.cseq {
+		return bad("at the committed end, whose seq is %d", w.cseq)
+	}
+	return nil
+}
 
 // Stats returns the writer's counters.
 func (w *EventWriter) Stats() EventWriterStats {
@@ -294,6 +368,10 @@ type EventReader struct {
 	batch      [evlogBatch]evlogMeta
 	fence      atomic.Uint64
 	stats      EventReaderStats
+	// testHookIntact, when set (tests only), runs in evlogWalk right
+	// before each intact check: a test writes there what a concurrent
+	// writer could have written during the copy.
+	testHookIntact func()
 }
 
 // NewEventReader attaches a reader to an events segment.
@@ -334,8 +412,20 @@ func (r *EventReader) evlogCorrupt(format string, a ...any) error {
 // call. If the writer overwrote events the reader had not read yet, Read
 // skips to the oldest event still available and returns how many events
 // were lost (overrun > 0); it never skips silently and never delivers a torn
-// record. It does not allocate.
+// record. It does not allocate. It is ReadUpTo without a frame bound.
 func (r *EventReader) Read(cur *EventCursor, fn func(seq, frame uint64, typ uint16, payload []byte)) (overrun uint64, err error) {
+	return r.ReadUpTo(cur, math.MaxUint64, fn)
+}
+
+// ReadUpTo is Read bounded by frame: it delivers the committed events from
+// cur on whose frame is at most maxFrame and stops at the first event of a
+// later frame, which it leaves undelivered with cur on it; the next read
+// starts there. A module reads up to the frame its view shows (every event
+// of frames <= N is committed before frame N is published), so each tick
+// gets the events of the frames it sees, each once. An overrun is reported
+// as by Read: the count may include events of frames beyond maxFrame (they
+// are lost all the same).
+func (r *EventReader) ReadUpTo(cur *EventCursor, maxFrame uint64, fn func(seq, frame uint64, typ uint16, payload []byte)) (overrun uint64, err error) {
 	if cur.Seq == 0 {
 		*cur = EventCursor{Seq: 1}
 	}
@@ -368,11 +458,14 @@ func (r *EventReader) Read(cur *EventCursor, fn func(seq, frame uint64, typ uint
 		if cpos-cur.Pos > r.capacity || cur.Pos%layout.EventAlign != 0 {
 			return overrun, r.evlogCorrupt("cursor position %d and committed end %d more than one lap (%d bytes) apart", cur.Pos, cpos, r.capacity)
 		}
-		torn, err := r.evlogWalk(cur, cpos, fn)
+		end, err := r.evlogWalk(cur, cpos, maxFrame, fn)
 		if err != nil {
 			return overrun, err
 		}
-		if !torn {
+		switch end {
+		case evlogStopped:
+			return overrun, nil
+		case evlogAtEnd:
 			if cur.Seq != cseq {
 				return overrun, r.evlogCorrupt("reached committed end at seq %d, commit says %d", cur.Seq, cseq)
 			}
@@ -382,6 +475,15 @@ func (r *EventReader) Read(cur *EventCursor, fn func(seq, frame uint64, typ uint
 		// Loop: the reload of the oldest pair reports the overrun.
 	}
 }
+
+// evlogEnd is how a walk ended.
+type evlogEnd int
+
+const (
+	evlogAtEnd   evlogEnd = iota // reached the committed end
+	evlogStopped                 // stopped at a record of a frame beyond the bound
+	evlogTorn                    // the writer overwrote the records being copied
+)
 
 // evlogIntact reports whether logical position pos is still intact, after
 // ordering every earlier load (the record copy) before the check.
@@ -398,13 +500,16 @@ func (r *EventReader) evlogIntact(pos uint64) bool {
 // evlogWalk delivers records from cur to cpos in batches: it copies up to
 // evlogBatch records into the scratch buffer, then checks once that the
 // first of them (hence all: they lie at or after it) is still intact, then
-// delivers them. torn is true when it stopped because the writer overwrote
-// the records being copied; nothing of that batch was delivered.
-func (r *EventReader) evlogWalk(cur *EventCursor, cpos uint64, fn func(seq, frame uint64, typ uint16, payload []byte)) (torn bool, err error) {
+// delivers them. It ends at cpos (evlogAtEnd), at the first record whose
+// frame is beyond maxFrame (evlogStopped: cur is left on it), or when the
+// writer overwrote the records being copied (evlogTorn: nothing of that
+// batch was delivered and cur is where the batch began).
+func (r *EventReader) evlogWalk(cur *EventCursor, cpos, maxFrame uint64, fn func(seq, frame uint64, typ uint16, payload []byte)) (evlogEnd, error) {
 	for cur.Pos < cpos {
 		pos, seq := cur.Pos, cur.Seq
 		nb, used := 0, 0
 		var bad error
+		stop := false
 		phys := pos % r.capacity // one division per batch; phys tracks pos below
 		for pos < cpos && nb < len(r.batch) {
 			left := r.capacity - phys
@@ -427,6 +532,10 @@ func (r *EventReader) evlogWalk(cur *EventCursor, cpos uint64, fn func(seq, fram
 				bad = fmt.Errorf("record at position %d has seq %d, want %d", pos, rec.Seq, seq)
 				break
 			}
+			if rec.Frame > maxFrame {
+				stop = true // pos, seq: the first record not delivered
+				break
+			}
 			n := int(rec.Len)
 			size := uint64(layout.EventRecordSize(n))
 			if size > cpos-pos {
@@ -447,8 +556,23 @@ func (r *EventReader) evlogWalk(cur *EventCursor, cpos uint64, fn func(seq, fram
 				phys = 0
 			}
 		}
+		if r.testHookIntact != nil {
+			r.testHookIntact()
+		}
+		// Invariant: everything this batch acts on (the headers and payloads
+		// of the records it delivers, the header whose frame made it stop,
+		// the header that failed validation) lies at logical positions
+		// >= cur.Pos, the batch's start. The writer publishes an oldest
+		// position > q (with the full barrier of the oldest generation's
+		// atomic add) before it stores any byte over logical position q, and
+		// the fence in evlogIntact orders all those loads before the reload
+		// of the oldest pair. So if cur.Pos is still >= the oldest position
+		// after them, no byte they read had been overwritten: the delivery,
+		// the stop (never taken on a torn frame number) and the corruption
+		// verdict all rest on the records the writer committed. If not, the
+		// batch is dropped whole and the caller reports the overrun.
 		if !r.evlogIntact(cur.Pos) {
-			return true, nil
+			return evlogTorn, nil
 		}
 		for i := range r.batch[:nb] {
 			m := &r.batch[i]
@@ -458,10 +582,13 @@ func (r *EventReader) evlogWalk(cur *EventCursor, cpos uint64, fn func(seq, fram
 		}
 		cur.Seq, cur.Pos = seq, pos
 		if bad != nil {
-			return false, r.evlogCorrupt("%v", bad)
+			return evlogAtEnd, r.evlogCorrupt("%v", bad)
+		}
+		if stop {
+			return evlogStopped, nil
 		}
 	}
-	return false, nil
+	return evlogAtEnd, nil
 }
 
 // evlogBatch is the number of records copied between two intact checks.
