@@ -43,6 +43,9 @@ type ChildOptions struct {
 	OnLine func(line string)
 	// Stderr receives the child's stderr (default os.Stderr).
 	Stderr io.Writer
+	// Drop: lines are not kept (Lines and WaitLine see none), only given
+	// to OnLine; for children that print a line per tick for minutes.
+	Drop bool
 }
 
 // Child is a started child process. Its stdout is read line by line as
@@ -84,6 +87,9 @@ func StartChild(t testing.TB, opt ChildOptions) *Child {
 			line := sc.Text()
 			if opt.OnLine != nil {
 				opt.OnLine(line)
+			}
+			if opt.Drop {
+				continue
 			}
 			c.mu.Lock()
 			c.lines = append(c.lines, line)
