@@ -55,6 +55,12 @@ func (e *Engine) playModule(m *Module) (applied, rejected int) {
 	before := m.play.Stats
 	if err == nil {
 		_, err = m.cons.Poll(func(typ uint16, payload []byte) error {
+			if typ == layout.CmdAckEvents {
+				// Not a command: the events the batch's tick consumed
+				// (host/evack.go), applied with the batch.
+				_ = e.takeEventAck(m, payload)
+				return nil
+			}
 			_ = m.play.Apply(typ, payload)
 			return nil
 		})

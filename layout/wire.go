@@ -1,13 +1,18 @@
 package layout
 
-import "time"
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+)
 
 // Wire encodings of the tick protocol between the engine and a module. They
 // belong to neither side: the engine (host/) writes them and the module SDK
 // (module/) reads them (or the other way round), and a module written in
 // another language needs exactly these. The words they go into are the
-// module segment's tick and done lines (OffMTickLease, OffMDoneFrame) and
-// the shared event log (event types).
+// module segment's tick and done lines (OffMTickLease, OffMDoneFrame), the
+// shared event log (event types) and the command ring (reserved record
+// types: the event acknowledgement).
 
 // DoneFailed is set in the done frame word (OffMDoneFrame) by a module whose
 // tick failed (an error, a panic, a fault, or no frame for the tick); the
@@ -66,3 +71,57 @@ const SystemEventCreated uint16 = 0xFFFF
 
 // SystemEventCreatedSize is the payload size of a SystemEventCreated event.
 const SystemEventCreatedSize = 16
+
+// Command ring record types CmdReservedFirst..0xFFFF carry the protocol
+// between the SDK and the engine, not commands for the world: the engine
+// handles them at playback before world.Playback sees the batch's other
+// records, and world's command types (world.CmdCreate..world.CmdEvent) are
+// small numbers far below them. A reserved type the engine does not know is
+// rejected like any unknown command (world.RejectUnknownType).
+const CmdReservedFirst uint16 = 0xFF00
+
+// CmdAckEvents acknowledges events: the SDK appends one to a tick's command
+// batch, right before it commits the batch, whenever the tick moved the
+// module's event cursor. It commits with the batch or not at all (a failed
+// or killed tick commits nothing), so the acknowledgement is atomic with the
+// commands computed from those events. The engine keeps the last valid one
+// per module (across the module's restarts) and writes it into each new
+// segment of the module (OffMAckSeq, OffMAckPos), where a restarted process
+// resumes: at the first event of a tick that never committed.
+//
+// Payload (AckEventsSize bytes, little-endian): u64 cursor sequence (the
+// first event not delivered), u64 its logical position in the event log,
+// u64 events delivered and u64 events lost to overruns since the previous
+// acknowledgement of this process (the engine adds them up per module).
+const CmdAckEvents uint16 = CmdReservedFirst + 1
+
+// AckEventsSize is the payload size of a CmdAckEvents record.
+const AckEventsSize = 32
+
+// AckEvents is the payload of a CmdAckEvents record.
+type AckEvents struct {
+	Seq, Pos        uint64 // the event cursor: next event not delivered
+	Delivered, Lost uint64 // since the previous acknowledgement
+}
+
+// PutAckEvents encodes a into b (AckEventsSize bytes).
+func PutAckEvents(b []byte, a AckEvents) {
+	binary.LittleEndian.PutUint64(b[0:], a.Seq)
+	binary.LittleEndian.PutUint64(b[8:], a.Pos)
+	binary.LittleEndian.PutUint64(b[16:], a.Delivered)
+	binary.LittleEndian.PutUint64(b[24:], a.Lost)
+}
+
+// DecodeAckEvents decodes a CmdAckEvents payload; a payload of another size
+// is ErrCorrupt.
+func DecodeAckEvents(b []byte) (AckEvents, error) {
+	if len(b) != AckEventsSize {
+		return AckEvents{}, fmt.Errorf("%w: event acknowledgement of %d bytes, want %d", ErrCorrupt, len(b), AckEventsSize)
+	}
+	return AckEvents{
+		Seq:       binary.LittleEndian.Uint64(b[0:]),
+		Pos:       binary.LittleEndian.Uint64(b[8:]),
+		Delivered: binary.LittleEndian.Uint64(b[16:]),
+		Lost:      binary.LittleEndian.Uint64(b[24:]),
+	}, nil
+}

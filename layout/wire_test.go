@@ -1,6 +1,7 @@
 package layout
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -41,5 +42,27 @@ func TestSystemEventRange(t *testing.T) {
 		if got := IsSystemEvent(c.typ); got != c.want {
 			t.Fatalf("IsSystemEvent(%#x) = %v", c.typ, got)
 		}
+	}
+}
+
+func TestAckEventsRoundTrip(t *testing.T) {
+	a := AckEvents{Seq: 1<<40 + 3, Pos: 1<<50 + 8, Delivered: 7, Lost: 1<<63 + 1}
+	b := make([]byte, AckEventsSize)
+	PutAckEvents(b, a)
+	got, err := DecodeAckEvents(b)
+	if err != nil || got != a {
+		t.Fatalf("DecodeAckEvents(PutAckEvents(%+v)) = %+v, %v", a, got, err)
+	}
+	// The documented byte layout: u64 seq, pos, delivered, lost.
+	if b[0] != 3 || b[5] != 1 || b[8] != 8 || b[14] != 4 || b[16] != 7 || b[24] != 1 || b[31] != 0x80 {
+		t.Fatalf("layout: % x", b)
+	}
+	for _, n := range []int{0, AckEventsSize - 8, AckEventsSize + 8} {
+		if _, err := DecodeAckEvents(make([]byte, n)); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%d bytes: %v", n, err)
+		}
+	}
+	if CmdAckEvents < CmdReservedFirst || CmdAckEvents == 0 {
+		t.Fatalf("CmdAckEvents %#x outside the reserved record types", CmdAckEvents)
 	}
 }

@@ -43,8 +43,8 @@ const (
 // Spec declares what a module is.
 type Spec struct {
 	Name  string
-	Tier  string     // Fast or Slow
-	Every int        // run every N engine frames (1 = every frame)
+	Tier  string // Fast or Slow
+	Every int    // run every N engine frames (1 = every frame)
 	// Reads are the components the module reads: a slow module's snapshot
 	// holds exactly these, and the View refuses to read any other (View.Err,
 	// for either tier). Empty: every component of the registry (the seeds'
@@ -173,6 +173,11 @@ type session struct {
 	done   *ipc.Doorbell
 	view   View
 	cmds   Commands
+	// ack is the event acknowledgement of the last committed batch (or
+	// where this attach started reading events); foreignChecked: the
+	// first tick's skipForeignTemps ran (module/events.go).
+	ack            eventAck
+	foreignChecked bool
 	// joined is CLOCK_MONOTONIC just before the handshake: a tick stamped
 	// earlier was rung for a previous incarnation of the module (its slot's
 	// segment is kept by the engine) and is not ours to run.
@@ -436,14 +441,38 @@ func (s *session) tryAttach() error {
 	if err != nil {
 		return fail(err)
 	}
-	// A new engine has a new event log: read it from its tail.
-	s.view = View{events: evr, cursor: evr.Tail(), slot: uint32(wel.Slot)}
+	cur := s.eventStart(evr)
+	s.view = View{events: evr, cursor: cur, slot: uint32(wel.Slot)}
 	s.cmds = Commands{p: s.prod}
+	s.ack, s.foreignChecked = eventAck{cursor: cur}, false
 	b := s.modSeg.Data
 	layout.Store32(b, layout.OffMPID, uint32(os.Getpid()))
 	layout.Store64(b, layout.OffMStartTime, shm.SelfStartTime())
 	layout.Store64(b, layout.OffMHeartbeat, uint64(time.Now().UnixNano()))
 	return nil
+}
+
+// eventStart is where this attach reads events from: the cursor the engine
+// wrote into the module segment's event line, the acknowledgement of the
+// module's last played batch (a restarted process resumes at the first
+// event no committed tick got; if it was overwritten meanwhile, the first
+// read reports the overrun), or the log's tail when it is zero: a module new
+// to this engine, a slot reused for another name, a new engine (whose log
+// is new: a cursor of the old one means nothing in it).
+func (s *session) eventStart(evr *ipc.EventReader) ipc.EventCursor {
+	b := s.modSeg.Data
+	ack := ipc.EventCursor{Seq: layout.Load64(b, layout.OffMAckSeq), Pos: layout.Load64(b, layout.OffMAckPos)}
+	tail := evr.Tail()
+	switch {
+	case ack.Seq == 0:
+		return tail
+	case ack.Seq > tail.Seq || ack.Pos > tail.Pos:
+		// The engine checks what it writes there: not from this log.
+		s.opt.Logger.Warn("acknowledged event cursor ahead of the event log: reading from its tail",
+			"ack_seq", ack.Seq, "ack_pos", ack.Pos, "tail_seq", tail.Seq, "tail_pos", tail.Pos)
+		return tail
+	}
+	return ack
 }
 
 // startWatch rings the module's own tick bell when the engine's connection
@@ -573,6 +602,10 @@ func (s *session) runTick(frame uint64, slot int, dt time.Duration, warned *time
 	}
 	s.view.f, s.view.err = f, nil
 	s.cmds.begin()
+	if !s.foreignChecked {
+		s.skipForeignTemps(f.Number())
+		s.foreignChecked = true
+	}
 	start := time.Now()
 	limit := s.tickLimit(slot)
 	s.tickBegan.Store(start.UnixNano())
@@ -596,8 +629,12 @@ func (s *session) runTick(frame uint64, slot int, dt time.Duration, warned *time
 	if err == nil && s.cmds.err != nil {
 		err = s.cmds.err
 	}
+	if err == nil {
+		err = s.ackEvents() // the last record of the batch
+	}
 	if err != nil {
 		s.prod.Abort()
+		s.eventsRewound()
 		if now := time.Now(); now.Sub(*warned) >= warnEvery {
 			*warned = now
 			s.opt.Logger.Warn("tick failed", "frame", frame, "err", err)
@@ -605,6 +642,7 @@ func (s *session) runTick(frame uint64, slot int, dt time.Duration, warned *time
 		return true
 	}
 	s.prod.Commit()
+	s.eventsCommitted()
 	return false
 }
 
