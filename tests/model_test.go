@@ -600,8 +600,9 @@ func (r *modelRun) checkSlot(s int, mask uint64) {
 			}
 			seen++
 			for k := 0; k < modelComps; k++ {
-				if has := emask&(1<<k) != 0; has != me.has[k] {
-					r.fatalf("slot %d: entity %v component %d present %v, the model says %v", s, e, k, has, me.has[k])
+				// A record carries the entity's mask & the slot mask.
+				if has, want := emask&(1<<k) != 0, me.has[k] && mask&(1<<k) != 0; has != want {
+					r.fatalf("slot %d: entity %v component %d present %v, the model says %v (slot mask %#x)", s, e, k, has, want, mask)
 				}
 				if !me.has[k] || mask&(1<<k) == 0 {
 					continue
