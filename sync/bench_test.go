@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"syscall"
 	"testing"
 	"time"
 
@@ -99,29 +100,105 @@ func TestPublishAllocatesNothing(t *testing.T) {
 	require.Zero(t, allocs)
 }
 
-// BenchmarkConvoyVsSoD compares, in the same run, five slow modules each
-// getting its own SoD snapshot (five slots synced with their own masks)
-// against one convoy snapshot synced with the union of the five masks. It
-// reports the convoy's memory (slots held) and sync time as fractions of the
-// separate snapshots'. Modules read overlapping component sets, as the AI
-// modules of the demo do.
-func BenchmarkConvoyVsSoD(b *testing.B) {
-	fx := newFixture(b, 1024, 128, 100_000)
-	x := fx.ids
-	masks := []world.Mask{
+// convoyMasks are the masks of the five slow modules of BenchmarkConvoyVsSoD:
+// overlapping component sets, as the AI modules of the demo read.
+func convoyMasks(x ids) []world.Mask {
+	return []world.Mask{
 		world.MaskOf(x.pos, x.vel), world.MaskOf(x.pos, x.hp), world.MaskOf(x.pos, x.vel, x.hp),
 		world.MaskOf(x.pos), world.MaskOf(x.pos, x.stamp),
 	}
+}
+
+// slotsFor returns a publisher of w over a new world segment of n slots
+// (removed when the test ends) and the segment's allocated bytes.
+func slotsFor(tb testing.TB, w *world.World, n int) (*Publisher, int64) {
+	segs, err := CreateWorldSegments(instanceName(tb), w, n)
+	require.NoError(tb, err)
+	tb.Cleanup(func() { segs.Unlink(); segs.Close() })
+	pub, err := NewPublisher(w, segs)
+	require.NoError(tb, err)
+	var st syscall.Stat_t
+	require.NoError(tb, syscall.Stat(segs.World.Path, &st))
+	return pub, st.Blocks * 512 // tmpfs pages allocated (fallocate at creation)
+}
+
+// serves reports whether a world segment of n slots serves one dispatch of
+// snapshots (holders: one snapshot per mask, all held at once) and the
+// publish after it, without refusing any.
+func serves(tb testing.TB, w *world.World, n int, masks []world.Mask) (bool, int64) {
+	pub, bytes := slotsFor(tb, w, n)
+	all := world.Mask(^uint64(0))
+	if _, err := pub.Publish(1, all); err != nil {
+		return false, bytes
+	}
+	for k, m := range masks {
+		if _, _, err := pub.Snapshot(1, m, 1<<uint(k)); err != nil {
+			return false, bytes
+		}
+	}
+	_, err := pub.Publish(2, all)
+	return err == nil, bytes
+}
+
+// contentBytes is what a snapshot of mask carries that a module can read:
+// the entity records and the columns of mask, over the world's chunks.
+func contentBytes(w *world.World, lw *layout.World, mask world.Mask) int {
+	n := w.NumChunks() * lw.ChunkCapacity * layout.EntityRecordSize
+	for k, c := range lw.Components {
+		if mask&(1<<uint(k)) != 0 {
+			n += w.NumChunks() * lw.ChunkCapacity * int(c.Size)
+		}
+	}
+	return n
+}
+
+// BenchmarkConvoyVsSoD compares, in the same run, five slow modules each
+// getting its own SoD snapshot (five slots synced with their own masks)
+// against one convoy snapshot synced with the union of the five masks
+// (100K entities, 4 components of 16 bytes, 30% of the chunks dirty per
+// frame). Time: the snapshots' sync. Memory, in bytes of shared memory:
+//
+//   - held: the bytes of the slots the snapshots hold out of the pool while
+//     the modules run (slots leased × the segment's slot stride). A frame
+//     slot has one size whatever the mask, so this is 1/5 by design.
+//   - shm: the bytes of /dev/shm the smallest world segment that serves the
+//     dispatch (every snapshot and the next publish) takes: found by trying
+//     slot counts, measured as the file's allocated blocks. This is what an
+//     operator provisions (Config.Slots): segments are allocated in full.
+//   - content: the bytes the snapshots carry that the modules can read
+//     (entity records and the columns of the snapshot's mask): what
+//     snapshots sized to their masks (the seeds' per-module SoD copies)
+//     would hold.
+//   - copied: the bytes written into the slots per dispatch.
+func BenchmarkConvoyVsSoD(b *testing.B) {
+	fx := newFixture(b, 1024, 128, 100_000)
+	masks := convoyMasks(fx.ids)
 	var union world.Mask
 	for _, m := range masks {
 		union |= m
 	}
-	release := func(slot int) {
-		ll := fx.pub.LeasesLayout()
-		layout.Store64(fx.segs.Leases.Data, ll.LeaseOff(slot)+layout.LeaseHolders, 0)
+	all := world.Mask(^uint64(0))
+
+	// The smallest segments that serve each case, and their bytes.
+	minSlots := func(ms []world.Mask) (int, int64) {
+		for n := 2; n <= layout.MaxSlots; n++ {
+			if ok, bytes := serves(b, fx.w, n, ms); ok {
+				return n, bytes
+			}
+		}
+		b.Fatal("no slot count serves the dispatch")
+		return 0, 0
 	}
+	sepSlots, sepShm := minSlots(masks)
+	convSlots, convShm := minSlots([]world.Mask{union})
+
+	// Timing and bytes held, on the separate case's segment.
+	pub, _ := slotsFor(b, fx.w, sepSlots)
+	lw := pub.Layout()
+	stride := int64(lw.SlotStride)
 	var sepDur, convDur time.Duration
-	var sepHeld, convHeld int // slots leased at once (memory held), summed
+	var sepHeld, convHeld int64   // bytes of the slots held, summed over dispatches
+	var sepCopied, convCopied int // bytes written into them
 	frame := uint64(1)
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -129,38 +206,90 @@ func BenchmarkConvoyVsSoD(b *testing.B) {
 		b.StopTimer()
 		dirtyChunks(fx, 3)
 		frame++
-		if _, err := fx.pub.Publish(frame, world.Mask(^uint64(0))); err != nil {
+		if _, err := pub.Publish(frame, all); err != nil {
 			b.Fatal(err)
 		}
 		b.StartTimer()
 		t0 := time.Now()
 		var slots [5]int
 		for k, m := range masks {
-			s, _, err := fx.pub.Snapshot(frame, m, 1<<uint(k))
+			s, st, err := pub.Snapshot(frame, m, 1<<uint(k))
 			if err != nil {
 				b.Fatal(err)
 			}
 			slots[k] = s
+			sepCopied += st.BytesCopied
 		}
 		t1 := time.Now()
-		sepHeld += fx.pub.LeasedSlots()
-		for _, s := range slots {
-			release(s)
+		sepHeld += int64(pub.LeasedSlots()) * stride
+		for k, s := range slots {
+			if err := pub.ReleaseHolder(s, k); err != nil {
+				b.Fatal(err)
+			}
 		}
 		t2 := time.Now()
-		s, _, err := fx.pub.Snapshot(frame, union, 0x1f)
+		s, st, err := pub.Snapshot(frame, union, 1<<uint(len(masks))-1)
 		if err != nil {
 			b.Fatal(err)
 		}
 		t3 := time.Now()
-		convHeld += fx.pub.LeasedSlots()
-		release(s)
+		convCopied += st.BytesCopied
+		convHeld += int64(pub.LeasedSlots()) * stride
+		for k := range masks {
+			if err := pub.ReleaseHolder(s, k); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if pub.LeasedSlots() != 0 {
+			b.Fatal("a slot stayed leased")
+		}
 		sepDur += t1.Sub(t0)
 		convDur += t3.Sub(t2)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(convHeld)/float64(sepHeld), "convoy-mem-fraction")
+	sepContent := 0
+	for _, m := range masks {
+		sepContent += contentBytes(fx.w, lw, m)
+	}
+	convContent := contentBytes(fx.w, lw, union)
+	mb := func(n int64) float64 { return float64(n) / 1e6 }
 	b.ReportMetric(float64(convDur)/float64(sepDur), "convoy-time-fraction")
 	b.ReportMetric(float64(sepDur.Microseconds())/float64(b.N), "separate-us")
 	b.ReportMetric(float64(convDur.Microseconds())/float64(b.N), "convoy-us")
+	b.ReportMetric(float64(convHeld)/float64(sepHeld), "held-bytes-fraction")
+	b.ReportMetric(mb(sepHeld/int64(b.N)), "separate-held-MB")
+	b.ReportMetric(mb(convHeld/int64(b.N)), "convoy-held-MB")
+	b.ReportMetric(float64(convShm)/float64(sepShm), "shm-bytes-fraction")
+	b.ReportMetric(mb(sepShm), "separate-shm-MB")
+	b.ReportMetric(mb(convShm), "convoy-shm-MB")
+	b.ReportMetric(float64(sepSlots), "separate-min-slots")
+	b.ReportMetric(float64(convSlots), "convoy-min-slots")
+	b.ReportMetric(float64(convContent)/float64(sepContent), "content-bytes-fraction")
+	b.ReportMetric(mb(int64(sepContent)), "separate-content-MB")
+	b.ReportMetric(mb(int64(convContent)), "convoy-content-MB")
+	b.ReportMetric(float64(convCopied)/float64(sepCopied), "copied-bytes-fraction")
+	b.ReportMetric(float64(sepCopied)/1e6/float64(b.N), "separate-copied-MB")
+	b.ReportMetric(float64(convCopied)/1e6/float64(b.N), "convoy-copied-MB")
+}
+
+// TestConvoyServesWithFewerSlots: the slot counts BenchmarkConvoyVsSoD
+// reports, on a small world: five separate snapshots and the next publish
+// need the latest slot, five held ones and a free one (7); one convoy
+// snapshot needs three. One slot fewer refuses.
+func TestConvoyServesWithFewerSlots(t *testing.T) {
+	fx := newFixture(t, 64, 8, 300)
+	masks := convoyMasks(fx.ids)
+	var union world.Mask
+	for _, m := range masks {
+		union |= m
+	}
+	for _, c := range []struct {
+		masks []world.Mask
+		slots int
+	}{{masks, 7}, {[]world.Mask{union}, 3}} {
+		ok, _ := serves(t, fx.w, c.slots, c.masks)
+		require.True(t, ok, "%d snapshots with %d slots", len(c.masks), c.slots)
+		ok, _ = serves(t, fx.w, c.slots-1, c.masks)
+		require.False(t, ok, "%d snapshots with %d slots", len(c.masks), c.slots-1)
+	}
 }
