@@ -2,6 +2,9 @@ package module
 
 import (
 	"errors"
+	"fmt"
+	"math/bits"
+	"strings"
 	"unsafe"
 
 	"github.com/fdp-engine/fdp/ipc"
@@ -11,17 +14,33 @@ import (
 
 // View is the module's read-only view of one frame (the latest for the fast
 // tier, the leased snapshot for the slow tier). It is valid only during Tick.
+//
+// What a module reads is exactly what it asked for: the View reads only the
+// components of the module's Spec.Reads (all of them when Reads is empty)
+// that the frame holds (a slow module's snapshot holds its convoy's Reads,
+// the latest frame every component). Column, Get, Query and Count of any
+// other component return nil, false or nothing, never bytes of another
+// frame, and fail the tick with an ErrNotRead error naming the component.
 type View struct {
 	f       *fsync.Frame
 	events  *ipc.EventReader
 	cursor  ipc.EventCursor
 	slot    uint32
 	created []world.TempMapping
+	// reads is the module's declared Reads (Spec.Reads, filled with every
+	// component of the registry when the module declares none; 0 here is
+	// read the same way): the View refuses every other component, on both
+	// tiers.
+	reads world.Mask
 	// err is the first read error of the running tick (a read outside the
 	// module's declared Reads, ...): the tick fails with it even when Tick
 	// returns nil, since what it computed used data it did not have.
 	err error
 }
+
+// ErrNotRead is the error of a tick that read a component outside the
+// module's Spec.Reads, or outside the frame it was given (View.Err).
+var ErrNotRead = errors.New("read refused")
 
 // Err returns the first read error of the running tick.
 func (v *View) Err() error { return v.err }
@@ -29,25 +48,121 @@ func (v *View) Err() error { return v.err }
 // Frame returns the frame number the view shows.
 func (v *View) Frame() uint64 { return v.f.Number() }
 
+// Readable returns the components the view lets the module read: its
+// declared Reads that the frame holds.
+func (v *View) Readable() world.Mask { return v.declared() & v.f.Mask() }
+
+// declared is the module's Reads, every component when empty.
+func (v *View) declared() world.Mask {
+	if v.reads == 0 {
+		return ^world.Mask(0)
+	}
+	return v.reads
+}
+
+// readable reports whether the view may read every component of mask; if
+// not, it records the tick's first read error (ErrNotRead).
+func (v *View) readable(mask world.Mask) bool {
+	if mask&^v.declared() == 0 && v.f.Covers(mask) {
+		return true
+	}
+	if v.err == nil {
+		v.err = v.refusal(mask)
+	}
+	return false
+}
+
+// refusal builds the one-line error for a read of mask: the components
+// outside the module's Reads, else those outside the frame's mask.
+func (v *View) refusal(mask world.Mask) error {
+	if out := mask &^ v.declared(); out != 0 {
+		return fmt.Errorf("%w: %s not in the module's Reads %s", ErrNotRead, v.quoted(out), v.names(v.declared()))
+	}
+	out := mask &^ v.f.Mask()
+	return fmt.Errorf("%w: %s not in frame %d, which holds %s (the module's Reads %s)",
+		ErrNotRead, v.quoted(out), v.f.Number(), v.names(v.f.Mask()), v.names(v.declared()))
+}
+
+// quoted names the components of m: `component "Pos" is` or
+// `components "Pos", "Vel" are`.
+func (v *View) quoted(m world.Mask) string {
+	var b strings.Builder
+	n := 0
+	for x := uint64(m); x != 0; x &= x - 1 {
+		if n > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%q", v.name(world.ComponentID(bits.TrailingZeros64(x))))
+		n++
+	}
+	if n == 1 {
+		return "component " + b.String() + " is"
+	}
+	return "components " + b.String() + " are"
+}
+
+// names lists the components of m that the frame's segment has, e.g.
+// "[Pos HP]".
+func (v *View) names(m world.Mask) string {
+	var out []string
+	for x := uint64(m & v.f.Schema()); x != 0; x &= x - 1 {
+		out = append(out, v.name(world.ComponentID(bits.TrailingZeros64(x))))
+	}
+	return "[" + strings.Join(out, " ") + "]"
+}
+
+// name is the registry name of component id (the segment's component
+// table, which the module's reader checked against its registry).
+func (v *View) name(id world.ComponentID) string {
+	if n := v.f.ComponentName(id); n != "" {
+		return n
+	}
+	return fmt.Sprintf("#%d", id)
+}
+
 // Query iterates the chunks with entities having every component of mask.
-func (v *View) Query(mask world.Mask) fsync.FrameQuery { return v.f.Query(mask) }
+// A mask outside what the view may read (Readable) matches nothing and
+// fails the tick (ErrNotRead).
+func (v *View) Query(mask world.Mask) fsync.FrameQuery {
+	if !v.readable(mask) {
+		return fsync.FrameQuery{}
+	}
+	return v.f.Query(mask)
+}
 
 // Column returns component id of the query's current chunk as a []T read in
-// place (read-only memory: writing into it is a module error).
+// place (read-only memory: writing into it is a module error). It returns
+// nil, and fails the tick (ErrNotRead), for a component the view may not
+// read (Readable).
 func Column[T any](v *View, q *fsync.FrameQuery, id world.ComponentID) []T {
+	if !v.readable(world.Mask(1) << id) {
+		return nil
+	}
 	return fsync.Column[T](v.f, q.Chunk(), id)
 }
 
-// Get copies component id of entity e out of the view.
+// Get copies component id of entity e out of the view. It returns false,
+// and fails the tick (ErrNotRead), for a component the view may not read
+// (Readable).
 func Get[T any](v *View, e world.Entity, id world.ComponentID) (T, bool) {
+	if !v.readable(world.Mask(1) << id) {
+		var zero T
+		return zero, false
+	}
 	return fsync.Get[T](v.f, e, id)
 }
 
 // IsAlive reports whether e is alive in the view's frame.
 func (v *View) IsAlive(e world.Entity) bool { return v.f.IsAlive(e) }
 
-// Count counts the entities having every component of mask.
-func (v *View) Count(mask world.Mask) int { return v.f.Count(mask) }
+// Count counts the entities having every component of mask: 0, failing the
+// tick (ErrNotRead), for a mask outside what the view may read (Readable).
+func (v *View) Count(mask world.Mask) int {
+	if !v.readable(mask) {
+		return 0
+	}
+	return v.f.Count(mask)
+}
 
 // Commands queues commands for the engine. They become visible to the engine
 // only when the tick returns without error (one commit per tick); a module

@@ -337,6 +337,14 @@ func (f *Frame) Mask() world.Mask { return world.Mask(f.info.Mask) }
 // Covers reports whether the frame holds every component of mask.
 func (f *Frame) Covers(mask world.Mask) bool { return uint64(mask)&^f.info.Mask == 0 }
 
+// Schema returns the mask of every component of the segment's schema.
+func (f *Frame) Schema() world.Mask {
+	if n := len(f.r.lw.Components); n < 64 {
+		return world.Mask(1)<<uint(n) - 1
+	}
+	return ^world.Mask(0)
+}
+
 // ComponentName returns the name of component id in the segment's component
 // table ("" if id is not a component of the segment). A Reader built with a
 // registry checked that the names are the registry's.
