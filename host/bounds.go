@@ -74,6 +74,7 @@ func (e *Engine) revokeOverruns(now time.Time) {
 
 // countFailure counts a failed tick of m toward its circuit breaker.
 func (e *Engine) countFailure(m *Module, now time.Time) {
+	m.statsDirty = true
 	m.Stats.Failures++
 	m.failStreak++
 	if m.failStreak >= e.cfg.MaxFailures || m.probing {

@@ -3,6 +3,19 @@ package host
 // Dispatch: which modules are due, ringing their ticks (and pre-waking fast
 // ones), completing ticks from their done words, and waiting for the fast
 // tier within its deadline.
+//
+// Scheduling (docs/ARCHITECTURE.md, "Scheduling"): a module of either tier
+// is due for a regular tick when at least Every frames have passed since its
+// last regular dispatch (Module.next) and at once after a (re)join; it runs
+// on the first frame on which it is due and idle, so a busy tick delays its
+// next one instead of dropping a period. The due, idle slow members of a
+// convoy group share one snapshot, which holds the union of the masks of
+// the group's live members. A member that was busy when its group
+// was dispatched keeps the group's phase (next moves with the group) and is
+// owed a catch-up tick: it runs as soon as it is idle, with a snapshot of
+// its own (shared with the group's other catch-ups of that frame), and goes
+// back with its group at the group's next dispatch. A slow module that joins
+// a group whose members have a phase takes that phase the same way.
 
 import (
 	"errors"
@@ -57,9 +70,10 @@ func (e *Engine) ringTick(m *Module, slot int) {
 	// new lease, not the previous tick's (released) slot.
 	layout.Store64(b, layout.OffMTickLease, layout.PackTick(slot, dt))
 	layout.Store64(b, layout.OffMTickFrame, e.frame)
-	m.lastRun, m.busy, m.holdSlot, m.waiting = e.frame, true, slot, false
+	m.lastRun, m.busy, m.holdSlot = e.frame, true, slot
 	m.tickStart, m.overran = time.Now(), false
 	m.Stats.Runs++
+	m.statsDirty = true
 	if slot < 0 {
 		// A fast tick pins the latest frame: watch the module's pin word
 		// until the tick is done (checkDone). Before the ring, so the pin
@@ -85,7 +99,7 @@ func (e *Engine) prewake(now time.Time) {
 		if n >= e.cfg.PrewakeMax {
 			return
 		}
-		if m.Tier != ipc.TierFast || !m.mayRun(now) {
+		if m.Tier != ipc.TierFast || !m.due(e.frame) || !m.mayRun(now) {
 			continue
 		}
 		e.guard(func() {
@@ -100,8 +114,31 @@ func (e *Engine) prewake(now time.Time) {
 	}
 }
 
-// dispatch rings fast modules every frame and slow modules on their
-// frequency, leasing one snapshot per convoy group. Called with mu held.
+// due reports whether m is due for a regular tick in frame f: at least
+// Every frames have passed since its last regular dispatch, or it
+// (re)joined (next is 0).
+func (m *Module) due(f uint64) bool { return f >= m.next }
+
+// joinPhase sets when a (re)joined module is first due: at once. A slow
+// module that joins a convoy group whose live members (of the same Every)
+// have been dispatched takes their phase: its first tick is a catch-up, at
+// once, and its next regular tick is the group's. Called with mu held.
+func (e *Engine) joinPhase(m *Module) {
+	m.next, m.owed = 0, false
+	if m.Tier != ipc.TierSlow {
+		return
+	}
+	for _, x := range e.mods {
+		if x == m || x.State == StateDead || x.Tier != ipc.TierSlow || x.Group != m.Group || x.Every != m.Every || x.next == 0 {
+			continue
+		}
+		m.next, m.owed = max(m.next, x.next), true
+	}
+}
+
+// dispatch rings the due, idle modules: fast ones on the latest frame, slow
+// ones with one snapshot per convoy group (see the file comment for the
+// rule). Called with mu held.
 func (e *Engine) dispatch(now time.Time) int {
 	n := 0
 	// Finish bookkeeping of modules that completed since the last frame.
@@ -114,25 +151,29 @@ func (e *Engine) dispatch(now time.Time) int {
 	// snapshot is taken.
 	e.revokeOverruns(now)
 	for _, m := range e.mods {
-		if m.Tier != ipc.TierFast || !m.available(now) {
+		if m.Tier != ipc.TierFast || m.State == StateDead || !m.due(e.frame) {
 			continue
 		}
 		if m.busy {
-			m.Stats.Skipped++
-			m.Stats.LagFrames = e.frame - m.lastRun
+			m.Stats.Skipped++ // delayed, not dropped: it runs when idle
+			continue
+		}
+		if !m.available(now) {
 			continue
 		}
 		if e.ring(m, -1) {
+			m.next = e.frame + uint64(m.Every)
 			n++
 		}
 	}
-	// Slow tier: group the due, idle members of each convoy.
-	var done uint64 // modules handled (bit per slot)
+	// Slow tier: one snapshot for the due (or owed), idle members of each
+	// convoy group.
+	var handled uint64 // modules handled (bit per index)
 	for i, m := range e.mods {
-		if m.Tier != ipc.TierSlow || done&(1<<uint(i)) != 0 {
+		if m.Tier != ipc.TierSlow || handled&(1<<uint(i)) != 0 {
 			continue
 		}
-		var members uint64
+		var regular, catchUp uint64 // members dispatched (bit per index)
 		var mask world.Mask
 		var holders uint64
 		for j := i; j < len(e.mods); j++ {
@@ -140,19 +181,36 @@ func (e *Engine) dispatch(now time.Time) int {
 			if x.Tier != ipc.TierSlow || x.Group != m.Group {
 				continue
 			}
-			done |= 1 << uint(j)
-			if (e.frame%uint64(x.Every) != 0 && !x.waiting) || !x.available(now) {
+			handled |= 1 << uint(j)
+			if x.State == StateDead {
+				continue
+			}
+			// Every snapshot of a group holds the union of its live
+			// members' masks, whoever of them it is for (a catch-up
+			// too): what a member's view holds does not depend on which
+			// members were idle.
+			mask |= x.Mask
+			due := x.due(e.frame)
+			if !due && !x.owed {
 				continue
 			}
 			if x.busy {
-				x.Stats.Skipped++
-				x.Stats.LagFrames = e.frame - x.lastRun
+				if due {
+					x.Stats.Skipped++ // delayed, not dropped: it runs when idle
+				}
 				continue
 			}
-			members |= 1 << uint(j)
-			mask |= x.Mask
+			if !x.mayRun(now) {
+				continue
+			}
+			if due {
+				regular |= 1 << uint(j)
+			} else {
+				catchUp |= 1 << uint(j)
+			}
 			holders |= 1 << uint(x.Slot)
 		}
+		members := regular | catchUp
 		if members == 0 {
 			continue
 		}
@@ -169,6 +227,7 @@ func (e *Engine) dispatch(now time.Time) int {
 			}
 		}
 		if err != nil {
+			// Still due (or owed): they are dispatched on a later frame.
 			for mm := members; mm != 0; mm &= mm - 1 {
 				e.mods[bits.TrailingZeros64(mm)].Stats.Skipped++
 			}
@@ -178,14 +237,36 @@ func (e *Engine) dispatch(now time.Time) int {
 		e.Snapshots++
 		e.SnapBytes += uint64(st.BytesCopied)
 		for mm := members; mm != 0; mm &= mm - 1 {
-			x := e.mods[bits.TrailingZeros64(mm)]
+			j := bits.TrailingZeros64(mm)
+			x := e.mods[j]
 			if x.State == StateDead {
 				continue // faulted since: its lease was released
 			}
+			x.available(now) // an open breaker's probe tick is this one
 			x.snapMask = mask
+			x.Stats.Snapshots++
+			if regular&(1<<uint(j)) != 0 {
+				x.next = e.frame + uint64(x.Every)
+			} else {
+				x.Stats.CatchUps++
+			}
+			x.owed = false
 			if e.ring(x, slot) {
 				n++
 			}
+		}
+		if regular == 0 {
+			continue
+		}
+		// The group was dispatched: its due members that were not keep its
+		// phase, and those still busy are owed a catch-up tick.
+		for j := i; j < len(e.mods); j++ {
+			x := e.mods[j]
+			if x.Tier != ipc.TierSlow || x.Group != m.Group || members&(1<<uint(j)) != 0 || x.State == StateDead || !x.due(e.frame) {
+				continue
+			}
+			x.next = e.frame + uint64(x.Every)
+			x.owed = x.owed || x.busy
 		}
 	}
 	return n
@@ -219,6 +300,12 @@ func (e *Engine) checkTick(m *Module) bool {
 	}
 	m.busy = false
 	e.pub.UnwatchPin(m.Slot) // the tick is over: its pin holds nothing
+	now := time.Now()
+	m.tickLast = now.Sub(m.tickStart)
+	m.tickHist.Record(m.tickLast)
+	m.Stats.LagFrames = e.frame - m.lastRun
+	m.Stats.LagMax = max(m.Stats.LagMax, m.Stats.LagFrames)
+	m.statsDirty = true
 	if m.Tier == ipc.TierFast {
 		// The module stored its wake latency for this tick before running
 		// it (0: it found the tick pending and did not wait). It is the
@@ -237,7 +324,7 @@ func (e *Engine) checkTick(m *Module) bool {
 		// Counted as a failure when the engine revoked its lease.
 		m.overran = false
 	case d&layout.DoneFailed != 0:
-		e.countFailure(m, time.Now())
+		e.countFailure(m, now)
 	default:
 		m.failStreak = 0
 		if m.State == StateBroken {
@@ -315,6 +402,7 @@ func (e *Engine) waitFast(deadline time.Time) int {
 				left := time.Until(deadline)
 				if left <= 0 {
 					m.Stats.Late++
+					m.statsDirty = true
 					late++
 					return
 				}

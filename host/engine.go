@@ -478,6 +478,7 @@ func (e *Engine) Step() FrameStats {
 	st.Wait = time.Since(waitStart)
 	e.handleDeaths() // deaths seen during the wait: their rings are reset before playback
 	st.Commands, st.Rejected = e.playback()
+	e.flushModStats()
 
 	// Warm-up: fill one never-written slot with the whole world while the
 	// frame has time to spare, so that later snapshots and publishes into it

@@ -13,12 +13,22 @@ import (
 	"github.com/fdp-engine/fdp/world"
 )
 
+// State is a module's state as the engine sees it. It is the statistics
+// block's state word (layout.ModuleState), so that `engine dump` shows the
+// same names.
+type State = layout.ModuleState
+
 // Module states.
 const (
-	StateJoined  = "joined"
-	StateDead    = "dead"
-	StateBroken  = "breaker-open"
-	StateRunning = "running"
+	// StateJoined: admitted, no tick completed yet.
+	StateJoined = layout.ModuleJoined
+	// StateRunning: its last tick succeeded.
+	StateRunning = layout.ModuleRunning
+	// StateBroken: its circuit breaker is open.
+	StateBroken = layout.ModuleBreakerOpen
+	// StateDead: its connection ended or its segment faulted; the slot is
+	// kept for a restart.
+	StateDead = layout.ModuleDead
 )
 
 // DoneFailed is layout.DoneFailed, kept for existing callers.
@@ -27,7 +37,16 @@ const DoneFailed = layout.DoneFailed
 // ModuleStats are per-module counters.
 type ModuleStats struct {
 	Runs, Late, Failures, Rejected, Applied, Skipped, Deaths, Joins, BreakerTrips uint64
-	LagFrames                                                                     uint64
+	// LagFrames is how many frames the engine advanced between the frame
+	// of the module's last completed tick and the frame in which it saw the
+	// tick done (0: done within its own frame, the fast tier on time);
+	// LagMax the largest.
+	LagFrames, LagMax uint64
+	// Snapshots counts the snapshots leased to the module (slow tier),
+	// CatchUps those it got apart from its convoy group: it was busy when
+	// its group was dispatched, or joined a group that has a phase (see
+	// docs/ARCHITECTURE.md, "Scheduling").
+	Snapshots, CatchUps uint64
 	// Prewoken counts the pre-wakes that found the module asleep on its
 	// tick bell and woke it (fast tier only).
 	Prewoken uint64
@@ -66,7 +85,7 @@ type Module struct {
 	// registered it. Only processes of that uid may join under the name for
 	// the engine's lifetime.
 	UID   uint32
-	State string
+	State State
 	Stats ModuleStats
 
 	seg     *shm.Segment
@@ -76,11 +95,14 @@ type Module struct {
 	done    *ipc.Doorbell
 	play    *world.Playback
 	lastRun uint64 // frame of the last dispatch
-	// waiting: no tick was dispatched to this incarnation yet. A slow
-	// module that (re)joins is due at once instead of waiting for the next
-	// frame that is a multiple of Every (up to a whole period, e.g. 100 ms
-	// at every 6 frames of 60 Hz, after an engine restart).
-	waiting      bool
+	// next is the first frame at which the module is due for a regular
+	// tick (host/dispatch.go, "due"): the frame of its last regular
+	// dispatch plus Every, or 0 (at once) for a module that (re)joined.
+	// owed: a slow module whose convoy group was dispatched while it was
+	// busy (or that joined a group with a phase) gets a catch-up tick as
+	// soon as it is idle, without moving next.
+	next         uint64
+	owed         bool
 	busy         bool // dispatched and not done yet
 	failStreak   int
 	breakerUntil time.Time
@@ -94,6 +116,15 @@ type Module struct {
 	// evAck is the event cursor acknowledged by the module's last played
 	// batch, kept across its restarts (host/evack.go).
 	evAck ipc.EventCursor
+	// tickHist: tick durations from the ring to the done seen.
+	tickHist Histogram
+	tickLast time.Duration
+	// statsDirty: the statistics block of the segment is behind (written
+	// at the end of the frame, writeModStats); written* are the playback
+	// and event counters it holds.
+	statsDirty                        bool
+	writtenApplied, writtenRejected   uint64
+	writtenEvDelivered, writtenEvLost uint64
 }
 
 func groupKey(h ipc.Hello) string {
@@ -201,12 +232,13 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	e.pub.UnwatchPin(m.Slot)
 	e.pub.ReleaseHolderAll(m.Slot)
 	m.State, m.busy, m.failStreak, m.probing, m.holdSlot = StateJoined, false, 0, false, -1
-	m.waiting = true
+	e.joinPhase(m)
 	m.Stats.Joins++
 	if e.guard(func() {
 		layout.Store64(m.seg.Data, layout.OffMPin, 0)
 		_ = m.cons.Reset()
 		e.writeEventAck(m)
+		e.writeModStats(m)
 	}) {
 		return ipc.Welcome{}, fmt.Errorf("module %q: its new segment faulted before the welcome", h.Name)
 	}
@@ -375,6 +407,7 @@ func (e *Engine) reclaim(m *Module) {
 	e.pub.ReleaseHolderAll(m.Slot)
 	m.State, m.busy, m.holdSlot, m.diedAt = StateDead, false, -1, time.Now()
 	m.Stats.Deaths++
+	m.statsDirty = true
 	e.log.Info("module died; leases and ring reclaimed", "module", m.Name, "slot", m.Slot, "pid", m.PID)
 	if m.cons != nil {
 		e.guard(func() { _ = m.cons.Reset() })
@@ -383,16 +416,22 @@ func (e *Engine) reclaim(m *Module) {
 
 // ModuleInfo is a snapshot of a module's state for reporting.
 type ModuleInfo struct {
-	Slot              int
-	Name, Tier, State string
-	Every, PID        int
-	Group             string
-	SnapshotMask      world.Mask // union mask of the last snapshot it got (slow tier)
-	Stats             ModuleStats
+	Slot         int
+	Name, Tier   string
+	State        State
+	Every, PID   int
+	Group        string
+	SnapshotMask world.Mask // union mask of the last snapshot it got (slow tier)
+	Stats        ModuleStats
 	// Wake: how the current process's tick wake-ups went, as it counted
 	// them in its segment (warm: seen while polling; cold: from FUTEX_WAIT).
 	Wake                  ipc.WakeStats
 	PlaybackRejectReasons map[string]uint64
+	// Ticks is how many ticks the engine saw done; TickP50, TickP99
+	// (bucket upper bounds, within 2x) and TickMax their durations from the
+	// engine's ring to the done it saw.
+	Ticks                     uint64
+	TickP50, TickP99, TickMax time.Duration
 }
 
 // Modules returns a snapshot of the module table.
@@ -403,7 +442,8 @@ func (e *Engine) Modules() []ModuleInfo {
 	out := make([]ModuleInfo, 0, len(e.mods))
 	for _, m := range e.mods {
 		mi := ModuleInfo{Slot: m.Slot, Name: m.Name, Tier: m.Tier, State: m.State, Every: m.Every, PID: m.PID, Group: m.Group, SnapshotMask: m.snapMask, Stats: m.Stats,
-			PlaybackRejectReasons: map[string]uint64{}}
+			PlaybackRejectReasons: map[string]uint64{}, Ticks: m.tickHist.Count(), TickP50: m.tickHist.Percentile(50),
+			TickP99: m.tickHist.Percentile(99), TickMax: m.tickHist.Max()}
 		if m.seg != nil {
 			if e.guard(func() {
 				mi.Wake = ipc.WakeStats{Warm: layout.Load64(m.seg.Data, layout.OffMWakeWarm), Cold: layout.Load64(m.seg.Data, layout.OffMWakeCold)}

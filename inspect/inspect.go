@@ -417,5 +417,50 @@ func moduleReport(m *layout.Module, o Options, r *Report) *ModuleReport {
 		rg.FreeBytes = rg.Capacity - rg.CommittedBytes
 	}
 	mr.Ring = rg
+	switch st, err := ReadModuleStats(b); {
+	case errors.Is(err, layout.ErrNoModStats):
+		r.Notes = append(r.Notes, "statistics block not written by the engine yet")
+	case err != nil:
+		r.Problems = append(r.Problems, "statistics block: "+err.Error())
+	default:
+		mr.Stats = st
+	}
 	return mr
+}
+
+// ReadModuleStats decodes the statistics block of module segment b (at
+// least layout.HeaderSize bytes, 8-aligned) read-only: the engine's
+// counters, tick percentiles computed from its histogram
+// (layout.TickPercentile), rejects by reason named by code. A block the
+// engine never wrote is layout.ErrNoModStats.
+func ReadModuleStats(b []byte) (*ModuleStatsReport, error) {
+	s, stable, err := layout.DecodeModStats(b)
+	if err != nil {
+		return nil, err
+	}
+	r := &ModuleStatsReport{
+		Version: layout.ModStatsVersion, Stable: stable, Frame: s.Frame, State: s.State.String(), FailStreak: s.FailStreak,
+		Runs: s.Runs, Late: s.Late, Failures: s.Failures, Skipped: s.Skipped, Overruns: s.Overruns, Revoked: s.Revoked,
+		BreakerTrips: s.BreakerTrips, BreakerOpenUntil: FormatUnixNano(int64(min(s.BreakerUntil, 1<<63-1))),
+		BreakerOpenUntilNano: s.BreakerUntil, Applied: s.Applied, Rejected: s.Rejected, RejectedByReason: []RejectCount{},
+		Snapshots: s.Snapshots, CatchUps: s.CatchUps, EventsDelivered: s.EventsDelivered, EventsLost: s.EventsLost,
+		LagFrames: s.LagFrames, LagMaxFrames: s.LagMax, LastTickFrame: s.LastTickFrame, Joins: s.Joins, Deaths: s.Deaths,
+		Ticks: s.Ticks, TickMaxNano: s.TickMax, TickLastNano: s.TickLast, TickHistogram: []TickBucket{},
+		TickP50Nano: layout.TickPercentile(&s.TickHist, s.TickMax, 50),
+		TickP99Nano: layout.TickPercentile(&s.TickHist, s.TickMax, 99),
+	}
+	if s.Ticks > 0 {
+		r.TickMeanNano = s.TickSum / s.Ticks
+	}
+	for i, n := range s.RejectedByReason {
+		if n > 0 {
+			r.RejectedByReason = append(r.RejectedByReason, RejectCount{Reason: layout.RejectReasonName(i), Code: i, Count: n})
+		}
+	}
+	for i, n := range s.TickHist {
+		if n > 0 {
+			r.TickHistogram = append(r.TickHistogram, TickBucket{UpperNano: uint64(1) << uint(i), Count: n})
+		}
+	}
+	return r, nil
 }

@@ -333,7 +333,11 @@ func TestConcurrentWriter(t *testing.T) {
 		}
 	}()
 	stable := 0
-	for i := 0; i < 300; i++ {
+	// At least 300 inspections, and more until one saw a stable slot the
+	// writer wrote (the writer goroutine may start late on a loaded
+	// machine), bounded.
+	start := time.Now()
+	for i := 0; i < 300 || stable == 0 && time.Since(start) < 10*time.Second; i++ {
 		r, err := InspectWith(b, Options{Chunks: true, Alive: fixedAlive})
 		require.NoError(t, err)
 		for _, s := range r.World.Slots {
@@ -418,4 +422,65 @@ func TestRates(t *testing.T) {
 	// Corrupt input to TakeSample is an error.
 	_, err = TakeSample(l, nil, t0, Options{})
 	require.ErrorIs(t, err, layout.ErrBadKind)
+}
+
+// TestModuleStatsBlock: the engine's statistics block of a module segment
+// in dump reports and stat lines: percentiles from its histogram, rejects
+// by reason, the runs rate between two samples; a block never written is a
+// note, a block of an unknown version a problem.
+func TestModuleStatsBlock(t *testing.T) {
+	mod := fixture.Module(fixture.Default)
+	r, err := InspectWith(mod, goldenOpts)
+	require.NoError(t, err)
+	s := r.Module.Stats
+	require.NotNil(t, s)
+	require.True(t, s.Stable)
+	require.Equal(t, "breaker-open", s.State)
+	require.Equal(t, uint64(40), s.Runs)
+	require.Equal(t, uint64(3), s.Failures)
+	require.Equal(t, []RejectCount{{"bad_length", 1, 2}, {"stale_entity", 4, 3}}, s.RejectedByReason)
+	// 30 ticks < 2.1 ms, 8 < 4.2 ms, 1 of 40 ms: p50 in the first bucket,
+	// p99 the 40 ms one (capped at the max).
+	require.Equal(t, uint64(1)<<21, s.TickP50Nano)
+	require.Equal(t, uint64(40_000_000), s.TickP99Nano)
+	require.Equal(t, uint64(2_000_000), s.TickMeanNano)
+
+	w := fixture.World(fixture.Default)
+	t0 := time.Unix(0, fixture.PublishNano)
+	a, err := TakeSample(w, nil, t0, Options{Alive: fixedAlive})
+	require.NoError(t, err)
+	require.NoError(t, a.AddModule(mod, Options{Alive: fixedAlive}))
+	st, _, err := layout.DecodeModStats(mod)
+	require.NoError(t, err)
+	st.Runs += 20
+	layout.EncodeModStats(mod, &st)
+	b, err := TakeSample(w, nil, t0.Add(2*time.Second), Options{Alive: fixedAlive})
+	require.NoError(t, err)
+	require.NoError(t, b.AddModule(mod, Options{Alive: fixedAlive}))
+	line := Rates(a, b)
+	require.Len(t, line.Modules, 1)
+	require.InDelta(t, 10.0, line.Modules[0].RunsPerSec, 1e-9)
+	require.Equal(t, uint64(60), line.Modules[0].Stats.Runs)
+	var txt bytes.Buffer
+	require.NoError(t, StatText(&txt, line))
+	require.Contains(t, txt.String(), "stats 2 ai: breaker-open  runs 60 (10.0/s)")
+	require.Contains(t, txt.String(), "rejected 5 (bad_length 2, stale_entity 3)")
+
+	// Never written: a note, no stats.
+	fresh := fixture.Module(fixture.Default)
+	for off := layout.OffMStats; off < layout.ModuleStatsEnd; off += 8 {
+		layout.Store64(fresh, off, 0)
+	}
+	r, err = InspectWith(fresh, goldenOpts)
+	require.NoError(t, err)
+	require.Nil(t, r.Module.Stats)
+	require.Empty(t, r.Problems)
+	require.Contains(t, r.Notes, "statistics block not written by the engine yet")
+	// A version this build does not know: a problem.
+	layout.Store32(mod, layout.OffMSVersion, 7)
+	r, err = InspectWith(mod, goldenOpts)
+	require.NoError(t, err)
+	require.Nil(t, r.Module.Stats)
+	require.Len(t, r.Problems, 1)
+	require.Contains(t, r.Problems[0], "statistics block version 7")
 }

@@ -196,6 +196,66 @@ type ModuleReport struct {
 	Wake          TickWake   `json:"wake"`
 	Reader        PinReport  `json:"reader"`
 	Ring          RingReport `json:"ring"`
+	// Stats is the statistics block the engine writes into the segment
+	// (layout/modstats.go); null when the engine has not written it.
+	Stats *ModuleStatsReport `json:"stats"`
+}
+
+// ModuleStatsReport is a module's statistics as the engine wrote them into
+// its segment: counters since the engine first admitted the module's name,
+// across its restarts.
+type ModuleStatsReport struct {
+	Version uint32 `json:"version"`
+	Stable  bool   `json:"stable"` // false: the engine rewrote the block during every read attempt
+	Frame   uint64 `json:"frame"`  // engine frame of the last write
+	State   string `json:"state"`  // joined, running, breaker-open, dead
+	// FailStreak is the consecutive failures the breaker counts.
+	FailStreak   uint32 `json:"fail_streak"`
+	Runs         uint64 `json:"runs"`
+	Late         uint64 `json:"late"`
+	Failures     uint64 `json:"failures"`
+	Skipped      uint64 `json:"skipped"`
+	Overruns     uint64 `json:"overruns"`
+	Revoked      uint64 `json:"revoked"`
+	BreakerTrips uint64 `json:"breaker_trips"`
+	// BreakerOpenUntil: when the open breaker lets the next probe tick
+	// through ("-" when closed).
+	BreakerOpenUntil     string        `json:"breaker_open_until"`
+	BreakerOpenUntilNano uint64        `json:"breaker_open_until_unix_ns"`
+	Applied              uint64        `json:"applied"`
+	Rejected             uint64        `json:"rejected"`
+	RejectedByReason     []RejectCount `json:"rejected_by_reason"` // non-zero reasons, by reason code
+	Snapshots            uint64        `json:"snapshots"`
+	CatchUps             uint64        `json:"catch_ups"`
+	EventsDelivered      uint64        `json:"events_delivered"`
+	EventsLost           uint64        `json:"events_lost"`
+	LagFrames            uint64        `json:"lag_frames"`
+	LagMaxFrames         uint64        `json:"lag_max_frames"`
+	LastTickFrame        uint64        `json:"last_tick_frame"`
+	Joins                uint64        `json:"joins"`
+	Deaths               uint64        `json:"deaths"`
+	// Tick durations, from the engine's ring to the done it saw.
+	Ticks         uint64       `json:"ticks"`
+	TickP50Nano   uint64       `json:"tick_p50_ns"` // upper bounds of the percentiles (within 2x)
+	TickP99Nano   uint64       `json:"tick_p99_ns"`
+	TickMaxNano   uint64       `json:"tick_max_ns"`
+	TickMeanNano  uint64       `json:"tick_mean_ns"`
+	TickLastNano  uint64       `json:"tick_last_ns"`
+	TickHistogram []TickBucket `json:"tick_histogram"` // non-empty buckets
+}
+
+// RejectCount is the number of commands rejected for one reason.
+type RejectCount struct {
+	Reason string `json:"reason"`
+	Code   int    `json:"code"`
+	Count  uint64 `json:"count"`
+}
+
+// TickBucket is one bucket of the tick duration histogram: durations d
+// with UpperNano/2 <= d < UpperNano.
+type TickBucket struct {
+	UpperNano uint64 `json:"upper_ns"`
+	Count     uint64 `json:"count"`
 }
 
 // PinReport is a module's reader line: its pin word and counters (the

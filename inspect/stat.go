@@ -103,6 +103,21 @@ type StatLine struct {
 	LastPublishNano uint64      `json:"last_publish_ns"`
 	FrameNano       uint64      `json:"frame_ns"`
 	Readers         []ReaderLag `json:"readers"`
+	// Modules are the statistics blocks of the instance's module segments.
+	Modules []ModuleStatLine `json:"modules"`
+}
+
+// ModuleStatLine is one module's statistics block (written by the engine
+// into its segment) in a stat line.
+type ModuleStatLine struct {
+	Slot  int    `json:"slot"`
+	Name  string `json:"name"`
+	PID   uint32 `json:"pid"`
+	Alive bool   `json:"alive"`
+	// RunsPerSec is the rate of dispatched ticks over the interval (0 when
+	// the previous sample had no block of the same module).
+	RunsPerSec float64            `json:"runs_per_sec"`
+	Stats      *ModuleStatsReport `json:"stats"` // null: not written yet
 }
 
 // ReaderLag is how far one reader is behind the latest frame.
@@ -142,6 +157,7 @@ func Rates(prev, cur *Sample) StatLine {
 		LastPublishNano: cur.Stats.LastPublishNano,
 		FrameNano:       cur.Stats.FrameNano,
 		Readers:         []ReaderLag{},
+		Modules:         []ModuleStatLine{},
 	}
 	if cur.Stats.HeartbeatNano != 0 {
 		st.LastPublishAge = cur.At.UnixNano() - int64(cur.Stats.HeartbeatNano)
@@ -188,6 +204,13 @@ func Rates(prev, cur *Sample) StatLine {
 		}
 		lag(&rl, m.Reader.Pinned, m.Reader.PinSlot, m.Reader.PinSeq, int(m.Slot))
 		st.Readers = append(st.Readers, rl)
+		ml := ModuleStatLine{Slot: int(m.Slot), Name: m.Name, PID: m.PID, Alive: m.Alive, Stats: m.Stats}
+		for _, pm := range prev.Modules {
+			if pm.Slot == m.Slot && pm.Name == m.Name && pm.Stats != nil && m.Stats != nil && dt > 0 {
+				ml.RunsPerSec = float64(sub(m.Stats.Runs, pm.Stats.Runs)) / dt.Seconds()
+			}
+		}
+		st.Modules = append(st.Modules, ml)
 	}
 	return st
 }
@@ -216,6 +239,17 @@ func StatText(w io.Writer, s StatLine) error {
 			kind = "module"
 		}
 		fmt.Fprintf(&b, "\n  %s %d %s pid %d %s %s", kind, r.Index, orDash(r.Name), r.PID, state, lag)
+	}
+	for _, m := range s.Modules {
+		x := m.Stats
+		if x == nil {
+			fmt.Fprintf(&b, "\n  stats %d %s: not written yet", m.Slot, orDash(m.Name))
+			continue
+		}
+		fmt.Fprintf(&b, "\n  stats %d %s: %s  runs %d (%.1f/s)  late %d  failures %d  skipped %d  breaker trips %d  tick p50 %v p99 %v max %v  lag %d (max %d)  snapshots %d (catch-ups %d)  events %d lost %d  applied %d  rejected %d%s",
+			m.Slot, orDash(m.Name), x.State, x.Runs, m.RunsPerSec, x.Late, x.Failures, x.Skipped, x.BreakerTrips,
+			time.Duration(x.TickP50Nano), time.Duration(x.TickP99Nano), time.Duration(x.TickMaxNano), x.LagFrames, x.LagMaxFrames,
+			x.Snapshots, x.CatchUps, x.EventsDelivered, x.EventsLost, x.Applied, x.Rejected, rejectList(x.RejectedByReason))
 	}
 	b.WriteByte('\n')
 	_, err := io.WriteString(w, b.String())

@@ -205,4 +205,37 @@ func (p *printer) module(m *ModuleReport) {
 	p.f("\nring       offset %d   capacity %d   head %d   tail %d   committed %d   free %d\n", g.Offset, g.Capacity, g.Head, g.Tail, g.CommittedBytes, g.FreeBytes)
 	p.f("producer   records %d   batches %d   full %d\n", g.ProdRecords, g.ProdBatches, g.ProdFull)
 	p.f("consumer   records %d   bad %d   resets %d\n", g.ConsRecords, g.ConsBad, g.ConsResets)
+	if m.Stats != nil {
+		p.moduleStats(m.Stats)
+	}
+}
+
+// moduleStats renders the engine's statistics block of a module segment.
+func (p *printer) moduleStats(s *ModuleStatsReport) {
+	stable := ""
+	if !s.Stable {
+		stable = "   (changing while read)"
+	}
+	p.f("\nstats      written at frame %d   state %s   joins %d   deaths %d%s\n", s.Frame, s.State, s.Joins, s.Deaths, stable)
+	p.f("ticks      runs %d   late %d   failures %d   skipped %d   overruns %d   revoked %d   last tick frame %d\n",
+		s.Runs, s.Late, s.Failures, s.Skipped, s.Overruns, s.Revoked, s.LastTickFrame)
+	p.f("breaker    trips %d   fail streak %d   open until %s\n", s.BreakerTrips, s.FailStreak, s.BreakerOpenUntil)
+	p.f("duration   %d ticks   p50 %s   p99 %s   max %s   mean %s   last %s\n", s.Ticks, time.Duration(s.TickP50Nano),
+		time.Duration(s.TickP99Nano), time.Duration(s.TickMaxNano), time.Duration(s.TickMeanNano), time.Duration(s.TickLastNano))
+	p.f("lag        %d frames   max %d\n", s.LagFrames, s.LagMaxFrames)
+	p.f("snapshots  %d   catch-ups %d\n", s.Snapshots, s.CatchUps)
+	p.f("events     delivered %d   lost %d\n", s.EventsDelivered, s.EventsLost)
+	p.f("commands   applied %d   rejected %d%s\n", s.Applied, s.Rejected, rejectList(s.RejectedByReason))
+}
+
+// rejectList renders rejects by reason as " (reason n, ...)", or "".
+func rejectList(rs []RejectCount) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	parts := make([]string, len(rs))
+	for i, r := range rs {
+		parts[i] = fmt.Sprintf("%s %d", r.Reason, r.Count)
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }

@@ -22,8 +22,6 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() { rootCmd.AddCommand(inspectCommands()...) }
-
 // inspectCommands returns fresh instances of the inspection commands (tests
 // mount them on their own root command).
 func inspectCommands() []*cobra.Command {

@@ -7,14 +7,21 @@ import (
 	"github.com/spf13/cobra"
 )
 
-var rootCmd = &cobra.Command{
-	Use:          "engine",
-	Short:        "FDP: an ECS engine whose world is read zero-copy by module processes through shared memory",
-	SilenceUsage: true,
+// newRootCommand builds the engine command: run, up, and the inspection
+// commands (ls, dump, gc, stat, verify), one constructor each.
+func newRootCommand() *cobra.Command {
+	c := &cobra.Command{
+		Use:          "engine",
+		Short:        "FDP: an ECS engine whose world is read zero-copy by module processes through shared memory",
+		SilenceUsage: true,
+	}
+	c.AddCommand(newRunCommand(), newUpCommand())
+	c.AddCommand(inspectCommands()...)
+	return c
 }
 
 func main() {
-	if err := rootCmd.Execute(); err != nil {
+	if err := newRootCommand().Execute(); err != nil {
 		os.Exit(1)
 	}
 }

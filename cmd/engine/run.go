@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -59,7 +60,8 @@ func envOr(k, def string) string {
 	return def
 }
 
-func init() {
+// newRunCommand is `engine run`.
+func newRunCommand() *cobra.Command {
 	o := &runOpts{}
 	c := &cobra.Command{
 		Use:   "run",
@@ -72,16 +74,16 @@ func init() {
 				ctx, cancel = context.WithTimeout(ctx, o.duration)
 				defer cancel()
 			}
-			return runEngine(ctx, o, slog.New(slog.NewTextHandler(os.Stderr, nil)))
+			return runEngine(ctx, o, slog.New(slog.NewTextHandler(os.Stderr, nil)), cmd.OutOrStdout())
 		},
 	}
 	o.flags(c)
-	rootCmd.AddCommand(c)
+	return c
 }
 
 // runEngine builds the demo world and runs the frame loop until ctx ends,
-// printing a status line and a summary.
-func runEngine(ctx context.Context, o *runOpts, log *slog.Logger) error {
+// printing a status line (stderr) and a summary (to out).
+func runEngine(ctx context.Context, o *runOpts, log *slog.Logger, out io.Writer) error {
 	s, err := demo.NewSchema()
 	if err != nil {
 		return err
@@ -139,7 +141,7 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger) error {
 			lastStatus, lastPub, lastSkipped = now, pub.Publishes, pub.Skipped
 		}
 	})
-	printSummary(eng, sim, time.Since(start), commands, rejected, late)
+	printSummary(out, eng, sim, time.Since(start), commands, rejected, late)
 	return err
 }
 
@@ -167,33 +169,49 @@ func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Durat
 	return line
 }
 
-func printSummary(eng *host.Engine, sim *demo.Sim, d time.Duration, commands, rejected, late int) {
-	fmt.Printf("\n== FDP engine summary ==\n")
-	fmt.Printf("engine frames %d in %v, %d published (%.1f fps); frame time p50 %v p99 %v max %v\n",
+// printSummary prints what the engine did: frames, publishes, validation,
+// the snapshot pool, wake latencies, the world, and each module's counters
+// (the same figures its segment's statistics block holds).
+func printSummary(w io.Writer, eng *host.Engine, sim *demo.Sim, d time.Duration, commands, rejected, late int) {
+	pf := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
+	pf("\n== FDP engine summary ==\n")
+	pf("engine frames %d in %v, %d published (%.1f fps); frame time p50 %v p99 %v max %v\n",
 		eng.Frames, d.Round(time.Millisecond), eng.Publisher().Publishes, float64(eng.Publisher().Publishes)/d.Seconds(),
 		eng.Hist.Percentile(50), eng.Hist.Percentile(99), eng.Hist.Max())
 	p := eng.Publisher()
-	fmt.Printf("publish p50 %v p99 %v; %d publishes (%.1f/s), %d without a free slot, %.1f MB copied\n",
+	pf("publish p50 %v p99 %v; %d publishes (%.1f/s), %d without a free slot, %.1f MB copied\n",
 		eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), p.Publishes, float64(p.Publishes)/d.Seconds(), p.Skipped, float64(p.Bytes)/1e6)
 	cs := eng.ControlStats()
-	fmt.Printf("validation: slot state reclaimed %d, hellos refused for their mask %d, for a name of another uid %d, peers refused for their uid %d (of %d connections refused), implausible wake reports ignored %d\n",
+	pf("validation: slot state reclaimed %d, hellos refused for their mask %d, for a name of another uid %d, peers refused for their uid %d (of %d connections refused), implausible wake reports ignored %d\n",
 		eng.ReclaimedReaders, eng.BadMasks, eng.NamesRefused(), cs.PeerRefused, cs.Refused, eng.BadWakeReports)
-	fmt.Printf("snapshots (SoD/convoy) %d, %.1f MB copied\n", eng.Snapshots, float64(eng.SnapBytes)/1e6)
-	fmt.Printf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
+	pf("snapshots (SoD/convoy) %d, %.1f MB copied; pool reuse %s (snapshots into a slot already holding a frame: only changes copied), %d refused (no free slot)\n",
+		eng.Snapshots, float64(eng.SnapBytes)/1e6, reuseRate(p.SnapshotsReused, p.Snapshots), p.SnapshotsNoSlot)
+	pf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
 		eng.WakeHist.Percentile(50), eng.WakeHist.Percentile(99), eng.WakeHist.Max(), eng.WakeHist.Count(), !eng.Config().NoPrewake)
-	fmt.Printf("world: %d entities alive; %d spawned and %d died by the simulation; commands applied %d, rejected %d; late fast ticks %d\n",
+	pf("world: %d entities alive; %d spawned and %d died by the simulation; commands applied %d, rejected %d; late fast ticks %d\n",
 		sim.W.Count(), sim.Spawned, sim.Died, commands, rejected, late)
 	owned := eng.ModuleEntities()
 	for _, m := range eng.Modules() {
-		fmt.Printf("module %-10s %-4s every %-3d %-12s runs %-6d late %-4d failures %-3d applied %-6d rejected %-4d deaths %d joins %d  prewoken %d wakes warm %d cold %d segment faults %d forged done %d entities %d\n",
+		pf("module %-10s %-4s every %-3d %-12s runs %-6d late %-4d failures %-3d applied %-6d rejected %-4d deaths %d joins %d  prewoken %d wakes warm %d cold %d segment faults %d forged done %d entities %d\n",
 			m.Name, m.Tier, m.Every, m.State, m.Stats.Runs, m.Stats.Late, m.Stats.Failures, m.Stats.Applied, m.Stats.Rejected, m.Stats.Deaths, m.Stats.Joins, m.Stats.Prewoken, m.Wake.Warm, m.Wake.Cold, m.Stats.SegmentFaults, m.Stats.BadDone, owned[m.Name])
+		pf("module %-10s ticks %d p50 %v p99 %v max %v; lag %d frames (max %d); skipped %d; snapshots %d (catch-ups %d); breaker trips %d; overruns %d; events delivered %d lost %d\n",
+			m.Name, m.Ticks, m.TickP50, m.TickP99, m.TickMax, m.Stats.LagFrames, m.Stats.LagMax, m.Stats.Skipped, m.Stats.Snapshots,
+			m.Stats.CatchUps, m.Stats.BreakerTrips, m.Stats.Overruns, m.Stats.EventsDelivered, m.Stats.EventsLost)
 		if len(m.PlaybackRejectReasons) > 0 {
 			reasons := make([]string, 0, len(m.PlaybackRejectReasons))
 			for r, n := range m.PlaybackRejectReasons {
 				reasons = append(reasons, fmt.Sprintf("%s %d", r, n))
 			}
 			sort.Strings(reasons)
-			fmt.Printf("module %-10s rejected by reason: %s\n", m.Name, strings.Join(reasons, ", "))
+			pf("module %-10s rejected by reason: %s\n", m.Name, strings.Join(reasons, ", "))
 		}
 	}
+}
+
+// reuseRate renders reused of total as "n of m (p%)", or "-" when total is 0.
+func reuseRate(reused, total uint64) string {
+	if total == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%d of %d (%.0f%%)", reused, total, 100*float64(reused)/float64(total))
 }

@@ -21,7 +21,8 @@ import (
 	"github.com/spf13/cobra"
 )
 
-func init() {
+// newUpCommand is `engine up`.
+func newUpCommand() *cobra.Command {
 	var configPath, instance string
 	var duration, chaos time.Duration
 	c := &cobra.Command{
@@ -52,7 +53,7 @@ func init() {
 	c.Flags().StringVar(&instance, "instance", "", "override the config's instance name")
 	c.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0 = until SIGINT/SIGTERM)")
 	c.Flags().DurationVar(&chaos, "chaos", 0, "SIGKILL a random running module this often (0 = never), to watch crash isolation")
-	rootCmd.AddCommand(c)
+	return c
 }
 
 func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) error {
