@@ -136,6 +136,7 @@ func TestReleaseRace(t *testing.T) {
 	require.Len(t, mods, raceMembers)
 	var members uint64
 	doneWords := make([]*shm.Segment, 0, raceMembers)
+	memberSlots := make([]int, 0, raceMembers)
 	for _, m := range mods {
 		require.Equal(t, "group:race", m.Group)
 		members |= 1 << uint(m.Slot)
@@ -143,16 +144,19 @@ func TestReleaseRace(t *testing.T) {
 		require.NoError(t, err)
 		defer seg.Close()
 		doneWords = append(doneWords, seg)
+		memberSlots = append(memberSlots, m.Slot)
+	}
+	// notDone returns the members whose done word is still before frame.
+	notDone := func(frame uint64) (bits uint64) {
+		for i, seg := range doneWords {
+			if d, _ := layout.DoneFrame(layout.Load64(seg.Data, layout.OffMDoneFrame)); d < frame {
+				bits |= 1 << uint(memberSlots[i])
+			}
+		}
+		return bits
 	}
 	allDone := func(frame uint64) func() bool {
-		return func() bool {
-			for _, seg := range doneWords {
-				if d, _ := layout.DoneFrame(layout.Load64(seg.Data, layout.OffMDoneFrame)); d < frame {
-					return false
-				}
-			}
-			return true
-		}
+		return func() bool { return notDone(frame) == 0 }
 	}
 	pub := r.eng.Publisher()
 	slots := pub.Layout().Slots
@@ -195,7 +199,22 @@ func TestReleaseRace(t *testing.T) {
 		prevSlot = held[0]
 
 		if viaIdle {
-			require.True(t, pollUntil(10*time.Second, r.eng.Idle), "round %d: the members did not finish", round)
+			// While the engine releases the members one by one (Idle sees
+			// their done words), a member that has not written its done
+			// word must still hold the slot: a slot given back early (a
+			// double free of another member's hold) shows here. Holders
+			// first: a member not done after that read was not done
+			// before it either.
+			early := uint64(0)
+			require.True(t, pollUntil(10*time.Second, func() bool {
+				idle := r.eng.Idle()
+				h := pub.Holders(held[0])
+				if missing := notDone(st.Frame) &^ h; missing != 0 {
+					early |= missing
+				}
+				return idle
+			}), "round %d: the members did not finish", round)
+			require.Zero(t, early, "round %d: slot %d released while members (slot bits %#x) still read it", round, held[0], early)
 			// Seen done: the slot is back in the pool, and so is every
 			// other slot but the latest.
 			require.Empty(t, leased(), "round %d: released", round)
