@@ -68,6 +68,8 @@ func (e *Engine) ringTick(m *Module, slot int) {
 	// tick by comparing the tick frame with its done frame (e.g. after a
 	// wait timed out), so once it sees the new frame it must also see the
 	// new lease, not the previous tick's (released) slot.
+	// ORDER(tick): seq-cst stores, lease then frame; pair with the module's
+	// load of the tick frame, then of the lease (module.session.pendingTick).
 	layout.Store64(b, layout.OffMTickLease, layout.PackTick(slot, dt))
 	layout.Store64(b, layout.OffMTickFrame, e.frame)
 	m.lastRun, m.busy, m.holdSlot = e.frame, true, slot
@@ -80,6 +82,9 @@ func (e *Engine) ringTick(m *Module, slot int) {
 		// the module stores after it is scanned by every later claim.
 		_ = e.pub.WatchPin(m.Slot, b, layout.OffMPin)
 	}
+	// ORDER(tick): the stamp before the ring; the ring (ipc.Doorbell: an
+	// atomic add of the tick word, then the need-wake check) pairs with the
+	// module's wait on the tick word, after which it loads the stamp.
 	layout.Store64(b, layout.OffMTickStamp, ipc.MonoNanos())
 	_, _ = m.tick.Ring()
 }
@@ -103,6 +108,8 @@ func (e *Engine) prewake(now time.Time) {
 			continue
 		}
 		e.guard(func() {
+			// ORDER(done): seq-cst load; pairs with the module's store of
+			// its done frame (before it rings done).
 			if m.busy && layout.Load64(m.seg.Data, layout.OffMDoneFrame)&^layout.DoneFailed < m.lastRun {
 				return // still running its previous tick: not asleep on the bell
 			}
@@ -282,6 +289,9 @@ func (e *Engine) checkDone(m *Module) (done bool) {
 }
 
 func (e *Engine) checkTick(m *Module) bool {
+	// ORDER(done): seq-cst load; pairs with the module's store of its done
+	// frame, which it makes after its batch's commit (the tail store) and
+	// its wake statistics.
 	d := layout.Load64(m.seg.Data, layout.OffMDoneFrame)
 	if d&^layout.DoneFailed < m.lastRun {
 		return false
@@ -294,6 +304,8 @@ func (e *Engine) checkTick(m *Module) bool {
 		// waiting for one could wait forever: the word is repaired to the
 		// tick's frame (the module's next tick is then pending for it as
 		// usual), the forgery counted, and the tick taken as done.
+		// ORDER(done): compare-and-swap, so that a done the module stores
+		// meanwhile is not overwritten.
 		layout.CAS64(m.seg.Data, layout.OffMDoneFrame, d, m.lastRun)
 		m.Stats.BadDone++
 		d = m.lastRun
@@ -311,6 +323,8 @@ func (e *Engine) checkTick(m *Module) bool {
 		// it (0: it found the tick pending and did not wait). It is the
 		// module's word: an implausible value (above MaxWakeReport) is
 		// counted and ignored.
+		// ORDER(done): seq-cst load after the done frame's; the module
+		// stored it before running the tick.
 		switch w := layout.Load64(m.seg.Data, layout.OffMWakeNanos); {
 		case w == 0:
 		case w > uint64(MaxWakeReport):

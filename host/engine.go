@@ -12,6 +12,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -120,9 +121,39 @@ func (c *Config) defaults() {
 		c.PrewakeMax = max(runtime.NumCPU()-1, 1)
 	}
 	if c.Logger == nil {
-		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		c.Logger = slog.Default()
 	}
 }
+
+// DefaultConfig returns the configuration New runs with when every field is
+// left zero, except Instance (required) and MaxEntitiesPerModule (0: a
+// quarter of the world's free capacity, known only with the world).
+func DefaultConfig() Config {
+	var c Config
+	c.defaults()
+	return c
+}
+
+// MaxFrameRate bounds Config.FrameRate (a frame period of at least 100 µs).
+const MaxFrameRate = 10_000
+
+// validate rejects a configuration New cannot run (defaults filled in).
+func (c *Config) validate() error {
+	switch {
+	case c.FrameRate > MaxFrameRate:
+		return fmt.Errorf("%w: frame rate %d above %d", ErrConfig, c.FrameRate, MaxFrameRate)
+	case c.Slots < 2 || c.Slots > layout.MaxSlots:
+		return fmt.Errorf("%w: %d frame slots, want 2..%d", ErrConfig, c.Slots, layout.MaxSlots)
+	case c.MaxFailures < 1:
+		return fmt.Errorf("%w: MaxFailures %d, want at least 1", ErrConfig, c.MaxFailures)
+	case c.BreakerReset < 0 || c.MaxSlowTick < 0:
+		return fmt.Errorf("%w: negative BreakerReset or MaxSlowTick", ErrConfig)
+	}
+	return nil
+}
+
+// ErrConfig is wrapped by New's refusals of a configuration.
+var ErrConfig = errors.New("invalid engine configuration")
 
 // DefaultPrewakeEarlyMax is the longest lead the engine gives a pre-wake by
 // default (Config.PrewakeEarlyMax). It is half of module.DefaultWarmSpin, so
@@ -230,6 +261,9 @@ type Engine struct {
 // returns an engine around w. sim may be nil.
 func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 	cfg.defaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	if cfg.MaxEntitiesPerModule == 0 {
 		cfg.MaxEntitiesPerModule = max((w.MaxEntities()-w.Count())/4, 1)
 	}

@@ -220,30 +220,27 @@ func EncodeModStats(b []byte, s *ModStats) {
 	// ORDER(mstats): seq-cst store of the odd seq before the fields; pairs
 	// with the reader's second load of seq (DecodeModStats).
 	Store64(b, OffMSSeq, q)
-	put32(b, OffMSVersion, ModStatsVersion)
-	put32(b, OffMSLength, ModStatsLen)
-	put64(b, OffMSFrame, s.Frame)
-	put32(b, OffMSState, uint32(s.State))
-	put32(b, OffMSStreak, s.FailStreak)
-	for _, f := range [...]struct {
-		off int
-		v   uint64
-	}{
-		{OffMSRuns, s.Runs}, {OffMSLate, s.Late}, {OffMSFailures, s.Failures}, {OffMSSkipped, s.Skipped},
-		{OffMSOverruns, s.Overruns}, {OffMSRevoked, s.Revoked}, {OffMSTrips, s.BreakerTrips},
-		{OffMSBreakerUntil, s.BreakerUntil}, {OffMSApplied, s.Applied}, {OffMSRejected, s.Rejected},
-		{OffMSSnapshots, s.Snapshots}, {OffMSCatchUps, s.CatchUps}, {OffMSEvDelivered, s.EventsDelivered},
-		{OffMSEvLost, s.EventsLost}, {OffMSLag, s.LagFrames}, {OffMSLagMax, s.LagMax},
-		{OffMSLastTick, s.LastTickFrame}, {OffMSJoins, s.Joins}, {OffMSDeaths, s.Deaths},
-		{OffMSTicks, s.Ticks}, {OffMSTickLast, s.TickLast}, {OffMSTickMax, s.TickMax}, {OffMSTickSum, s.TickSum},
+	blk := b[OffMStats : OffMStats+ModStatsLen]
+	le.PutUint32(blk[OffMSVersion-OffMStats:], ModStatsVersion)
+	le.PutUint32(blk[OffMSLength-OffMStats:], ModStatsLen)
+	le.PutUint64(blk[OffMSFrame-OffMStats:], s.Frame)
+	le.PutUint32(blk[OffMSState-OffMStats:], uint32(s.State))
+	le.PutUint32(blk[OffMSStreak-OffMStats:], s.FailStreak)
+	w := blk[OffMSRuns-OffMStats : OffMSTickSum-OffMStats+8]
+	for i, v := range [...]uint64{
+		s.Runs, s.Late, s.Failures, s.Skipped, s.Overruns, s.Revoked, s.BreakerTrips, s.BreakerUntil,
+		s.Applied, s.Rejected, s.Snapshots, s.CatchUps, s.EventsDelivered, s.EventsLost, s.LagFrames, s.LagMax,
+		s.LastTickFrame, s.Joins, s.Deaths, s.Ticks, s.TickLast, s.TickMax, s.TickSum,
 	} {
-		put64(b, f.off, f.v)
+		le.PutUint64(w[8*i:], v)
 	}
+	w = blk[OffMSRejectBy-OffMStats : OffMSRejectBy-OffMStats+8*ModStatsReasons]
 	for i, v := range s.RejectedByReason {
-		put64(b, OffMSRejectBy+8*i, v)
+		le.PutUint64(w[8*i:], v)
 	}
+	w = blk[OffMSTickHist-OffMStats : OffMSTickHist-OffMStats+8*TickBuckets]
 	for i, v := range s.TickHist {
-		put64(b, OffMSTickHist+8*i, v)
+		le.PutUint64(w[8*i:], v)
 	}
 	// ORDER(mstats): seq-cst store of the even seq after the fields; pairs
 	// with the reader's first load of seq.

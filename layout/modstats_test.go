@@ -132,3 +132,17 @@ func TestTickPercentile(t *testing.T) {
 	require.Equal(t, 2, TickBucket(2))
 	require.Equal(t, TickBuckets-1, TickBucket(1<<62))
 }
+
+// BenchmarkEncodeModStats is the engine's cost of one write of a module's
+// statistics block (at most one per module per frame).
+func BenchmarkEncodeModStats(b *testing.B) {
+	g, err := ComputeModuleGeometry(1 << 12)
+	require.NoError(b, err)
+	seg := make([]byte, g.TotalSize)
+	s := testModStats()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s.Runs = uint64(i)
+		EncodeModStats(seg, &s)
+	}
+}

@@ -1,0 +1,26 @@
+package host
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// TestConfigValidate: DefaultConfig is what a zero Config runs with, and
+// New refuses what it cannot run with a clear error.
+func TestConfigValidate(t *testing.T) {
+	d := DefaultConfig()
+	require.Equal(t, 60, d.FrameRate)
+	require.Equal(t, 4*time.Millisecond, d.FastDeadline)
+	require.Equal(t, 10, d.Slots)
+	require.Equal(t, 5, d.MaxFailures)
+	require.NotNil(t, d.Logger)
+	require.NoError(t, d.validate())
+	s := newRSchema()
+	for _, bad := range []Config{{Slots: 33}, {Slots: 1}, {FrameRate: MaxFrameRate + 1}, {MaxFailures: -1}, {MaxSlowTick: -time.Second}} {
+		bad.Instance, bad.Logger = testInstance(t), quietLog()
+		_, err := New(bad, newRWorld(t, s), nil)
+		require.ErrorIs(t, err, ErrConfig, "%+v", bad)
+	}
+}
