@@ -184,7 +184,7 @@ func printSummary(w io.Writer, eng *host.Engine, sim *demo.Sim, d time.Duration,
 	cs := eng.ControlStats()
 	pf("validation: slot state reclaimed %d, hellos refused for their mask %d, for a name of another uid %d, peers refused for their uid %d (of %d connections refused), implausible wake reports ignored %d\n",
 		eng.ReclaimedReaders, eng.BadMasks, eng.NamesRefused(), cs.PeerRefused, cs.Refused, eng.BadWakeReports)
-	pf("snapshots (SoD/convoy) %d, %.1f MB copied; pool reuse %s (snapshots into a slot already holding a frame: only changes copied), %d refused (no free slot)\n",
+	pf("snapshots (SoD/convoy) %d, %.1f MB copied; pool reuse %s: snapshots into a slot that already held a frame, copying only changes; %d refused (no free slot)\n",
 		eng.Snapshots, float64(eng.SnapBytes)/1e6, reuseRate(p.SnapshotsReused, p.Snapshots), p.SnapshotsNoSlot)
 	pf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
 		eng.WakeHist.Percentile(50), eng.WakeHist.Percentile(99), eng.WakeHist.Max(), eng.WakeHist.Count(), !eng.Config().NoPrewake)
