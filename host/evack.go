@@ -6,10 +6,10 @@ package host
 // segment, so that events are delivered to the module's ticks exactly once
 // (or reported lost as an overrun) whatever process runs them.
 //
-// Module.evAck belongs to the module's record in the engine, so it is zero
-// for a module new to this engine (its first process starts at the log's
-// tail) and for a slot reused for another name (reuseDeadSlot makes a new
-// record); an engine restart makes a new event log and a new module table.
+// Module.evAck belongs to the module's record in the engine: a module new
+// to this engine, and a slot reused for another name (reuseDeadSlot makes a
+// new record), start at the end of the log's last commit when they are
+// admitted; an engine restart makes a new event log and a new module table.
 
 import (
 	"fmt"
@@ -20,8 +20,14 @@ import (
 )
 
 // writeEventAck writes m's acknowledged event cursor into its (new)
-// segment's event line, before the welcome.
+// segment's event line, before the welcome. A module that has none yet (its
+// first admission) gets the end of the last commit: it reads the events
+// committed from its admission on, and so does its next process if this
+// one dies before it acknowledges any.
 func (e *Engine) writeEventAck(m *Module) {
+	if m.evAck.Seq == 0 {
+		m.evAck = e.evw.Committed()
+	}
 	layout.Store64(m.seg.Data, layout.OffMAckSeq, m.evAck.Seq)
 	layout.Store64(m.seg.Data, layout.OffMAckPos, m.evAck.Pos)
 }

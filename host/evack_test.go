@@ -41,7 +41,8 @@ func TestEventAckPlayback(t *testing.T) {
 	_, err = e.admit(hello, ipc.PeerCred{PID: os.Getpid()})
 	require.NoError(t, err)
 	m := e.mods[0]
-	require.Zero(t, layout.Load64(m.seg.Data, layout.OffMAckSeq), "nothing acknowledged yet")
+	require.Equal(t, uint64(1), layout.Load64(m.seg.Data, layout.OffMAckSeq), "nothing acknowledged yet: the end of the (empty) log")
+	require.Zero(t, layout.Load64(m.seg.Data, layout.OffMAckPos))
 	for range 3 {
 		e.Step()
 	}
@@ -116,8 +117,9 @@ func TestEventAckPlayback(t *testing.T) {
 	require.Equal(t, world.RejectUnknownType, re.Reason)
 }
 
-// TestEventAckNotInherited: a slot reused for another name starts with no
-// acknowledged cursor (its first process reads from the log's tail).
+// TestEventAckNotInherited: a slot reused for another name does not inherit
+// the acknowledged cursor: its first process reads the events committed
+// from its admission on.
 func TestEventAckNotInherited(t *testing.T) {
 	s := newRSchema()
 	w := newRWorld(t, s)
@@ -129,8 +131,11 @@ func TestEventAckNotInherited(t *testing.T) {
 			ipc.PeerCred{PID: os.Getpid()})
 		require.NoError(t, err)
 	}
-	e.Step()
 	m := e.mods[5]
+	require.Equal(t, ipc.EventCursor{Seq: 1}, m.evAck, "admitted before any event")
+	for range 3 {
+		e.Step()
+	}
 	m.evAck = ipc.EventCursor{Seq: 3, Pos: 2 * 32}
 	require.NoError(t, e.evw.CheckCursor(m.evAck))
 	e.reclaim(m)
@@ -138,7 +143,9 @@ func TestEventAckNotInherited(t *testing.T) {
 	require.NoError(t, err)
 	n := e.mods[5]
 	require.Equal(t, "newcomer", n.Name)
-	require.Zero(t, n.evAck)
-	require.Zero(t, layout.Load64(n.seg.Data, layout.OffMAckSeq))
-	require.Zero(t, layout.Load64(n.seg.Data, layout.OffMAckPos))
+	end := ipc.EventCursor{Seq: 7, Pos: 6 * 32} // 3 frames of 2 events
+	require.Equal(t, end, e.evw.Committed())
+	require.Equal(t, end, n.evAck)
+	require.Equal(t, end.Seq, layout.Load64(n.seg.Data, layout.OffMAckSeq))
+	require.Equal(t, end.Pos, layout.Load64(n.seg.Data, layout.OffMAckPos))
 }

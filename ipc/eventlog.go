@@ -272,6 +272,11 @@ func (w *EventWriter) Commit() {
 // NextSeq returns the sequence number the next appended event will get.
 func (w *EventWriter) NextSeq() uint64 { return w.seq }
 
+// Committed returns the cursor at the end of the last commit: a reader
+// starting there gets every event committed later (as from
+// EventReader.Tail, but read from the writer's own state).
+func (w *EventWriter) Committed() EventCursor { return EventCursor{Seq: w.cseq, Pos: w.cpos} }
+
 // CheckCursor reports (nil) whether c is a cursor a reader of this log can
 // hold after a Read: the start of a committed record, or the committed end,
 // either possibly behind padding, or a position the writer has dropped

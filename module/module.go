@@ -453,12 +453,14 @@ func (s *session) tryAttach() error {
 }
 
 // eventStart is where this attach reads events from: the cursor the engine
-// wrote into the module segment's event line, the acknowledgement of the
-// module's last played batch (a restarted process resumes at the first
+// wrote into the module segment's event line. It is the acknowledgement of
+// the module's last played batch (a restarted process resumes at the first
 // event no committed tick got; if it was overwritten meanwhile, the first
-// read reports the overrun), or the log's tail when it is zero: a module new
-// to this engine, a slot reused for another name, a new engine (whose log
-// is new: a cursor of the old one means nothing in it).
+// read reports the overrun), or for a module new to the engine (also a
+// slot reused for another name, and every module after an engine restart:
+// the new engine has a new log, in which the old cursor means nothing) the
+// end of the log when the engine admitted it. Zero (nothing written): the
+// log's tail.
 func (s *session) eventStart(evr *ipc.EventReader) ipc.EventCursor {
 	b := s.modSeg.Data
 	ack := ipc.EventCursor{Seq: layout.Load64(b, layout.OffMAckSeq), Pos: layout.Load64(b, layout.OffMAckPos)}
