@@ -28,6 +28,8 @@ func (e *Engine) writeEventAck(m *Module) {
 	if m.evAck.Seq == 0 {
 		m.evAck = e.evw.Committed()
 	}
+	// ORDER(evack): stored before the welcome is sent; the module loads
+	// them after it received the welcome (the socket orders the two).
 	layout.Store64(m.seg.Data, layout.OffMAckSeq, m.evAck.Seq)
 	layout.Store64(m.seg.Data, layout.OffMAckPos, m.evAck.Pos)
 }

@@ -76,6 +76,10 @@ func evlogOpen(seg []byte) (*layout.Events, error) {
 // word genOff with its two halves at pairsOff.
 func evlogPair(b []byte, genOff, pairsOff int) (seq, pos uint64) {
 	for {
+		// ORDER(evlog-pair): seq-cst loads of the generation around the
+		// pair's; pair with the writer's stores of the inactive half before
+		// its store (commit) or atomic add (oldest) of the generation: an
+		// unchanged generation means the half read was not being rewritten.
 		g := layout.Load64(b, genOff)
 		o := pairsOff + int(g&1)*layout.EventPairSize
 		seq = layout.Load64(b, o)
@@ -237,8 +241,9 @@ func (w *EventWriter) evlogMakeRoom(end uint64) {
 	o := layout.OffEOldestPairs + int((g+1)&1)*layout.EventPairSize
 	layout.Store64(w.b, o, w.oldSeq)
 	layout.Store64(w.b, o+8, w.oldPos)
-	// Atomic add: a full barrier, so the record bytes stored after this
-	// cannot be observed before the new oldest pair.
+	// ORDER(evlog-oldest): atomic add, a full barrier: the record bytes
+	// stored after this cannot be observed before the new oldest pair;
+	// pairs with the reader's fence and reload in evlogIntact.
 	layout.Add64(w.b, layout.OffEOldestGen, 1)
 }
 
@@ -261,7 +266,9 @@ func (w *EventWriter) Commit() {
 	layout.Store64(w.b, o+8, w.pos)
 	w.cseq, w.cpos = w.seq, w.pos
 	w.commitGen++
-	layout.Store64(w.b, layout.OffECommitGen, w.commitGen) // the publication
+	// ORDER(evlog-commit): seq-cst store, the publication of every record
+	// appended before it; pairs with the reader's load in evlogPair.
+	layout.Store64(w.b, layout.OffECommitGen, w.commitGen)
 	layout.Store64(w.b, layout.OffEStatEvents, w.stats.Events)
 	layout.Store64(w.b, layout.OffEStatBytes, w.stats.Bytes)
 	layout.Store64(w.b, layout.OffEStatCommits, w.stats.Commits)
@@ -496,7 +503,8 @@ func (r *EventReader) evlogIntact(pos uint64) bool {
 	// Atomic read-modify-write on reader-private memory: a barrier that keeps
 	// the preceding plain loads of shared memory before the load of the
 	// oldest pair (needed on weakly ordered CPUs; free of cost on amd64
-	// beyond the locked add).
+	// beyond the locked add). ORDER(evlog-oldest): pairs with the writer's
+	// atomic add of the oldest generation before it overwrites records.
 	r.fence.Add(1)
 	_, opos := evlogPair(r.b, layout.OffEOldestGen, layout.OffEOldestPairs)
 	return pos >= opos

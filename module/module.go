@@ -463,6 +463,7 @@ func (s *session) tryAttach() error {
 // log's tail.
 func (s *session) eventStart(evr *ipc.EventReader) ipc.EventCursor {
 	b := s.modSeg.Data
+	// ORDER(evack): the engine stored them before it sent the welcome.
 	ack := ipc.EventCursor{Seq: layout.Load64(b, layout.OffMAckSeq), Pos: layout.Load64(b, layout.OffMAckPos)}
 	tail := evr.Tail()
 	switch {
