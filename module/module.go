@@ -442,7 +442,7 @@ func (s *session) tryAttach() error {
 		return fail(err)
 	}
 	cur := s.eventStart(evr)
-	s.view = View{events: evr, cursor: cur, slot: uint32(wel.Slot)}
+	s.view = View{events: evr, cursor: cur, slot: uint32(wel.Slot), reads: s.spec.Reads}
 	s.cmds = Commands{p: s.prod}
 	s.ack, s.foreignChecked = eventAck{cursor: cur}, false
 	b := s.modSeg.Data
