@@ -188,6 +188,9 @@ func (m *fbModule) Tick(v *module.View, c *module.Commands, dt time.Duration) er
 		if !v.IsAlive(e) {
 			return fmt.Errorf("%s: entity %v not alive in frame %d", m.spec.Name, e, v.Frame())
 		}
+		if !m.spec.Reads.Has(s.hp) {
+			continue // reading outside the module's Reads fails its tick
+		}
 		if h, ok := module.Get[fbHealth](v, e, s.hp); ok {
 			sum += float64(h.HP)
 		}

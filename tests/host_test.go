@@ -60,7 +60,7 @@ func (p *probe) Tick(v *module.View, c *module.Commands, dt time.Duration) error
 		}
 	case "report":
 		// Report the snapshot's slot and frame and the count of entities.
-		fmt.Fprintf(p.out, "tick frame=%d count=%d\n", v.Frame(), v.Count(world.MaskOf(p.s.pos)))
+		fmt.Fprintf(p.out, "tick frame=%d count=%d\n", v.Frame(), v.Count(p.spec.Reads))
 	case "hold":
 		// Hold the snapshot while the engine advances at least 20 frames,
 		// then check the snapshot did not change under us.
