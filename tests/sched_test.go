@@ -43,7 +43,7 @@ func (m *schedModule) Tick(v *module.View, _ *module.Commands, _ time.Duration) 
 	case "slow":
 		// Every third tick lasts m.long (twice the module's period): the
 		// work of a busy tick, not a synchronisation.
-		long := m.ticks%3 == 0
+		long := m.ticks%3 == 0 && m.long > 0
 		if long {
 			time.Sleep(m.long)
 		}
@@ -66,20 +66,25 @@ func (m *schedModule) Tick(v *module.View, _ *module.Commands, _ time.Duration) 
 }
 
 // schedChild runs a module of role: "slow" (tests schema, slow, Every 4,
-// every third tick lasts $FDP_LONG), "fast3" (tests schema, fast, Every 3),
+// every third tick lasts $FDP_LONG), "member" (the same in convoy group
+// "convoy"; no long tick without $FDP_LONG), "fast3" (tests schema, fast,
+// Every 3),
 // "long" (demo schema, slow, its first tick lasts 3 s, runtime 5 s) or
 // "hang" (demo schema, slow, its first tick never ends, runtime 1 s).
 func schedChild(role string) int {
 	m := &schedModule{role: role}
 	var reg *world.Registry
 	switch role {
-	case "slow", "fast3":
+	case "slow", "fast3", "member":
 		reg = newSchema().reg
 		worldSegPath = os.Getenv("FDP_WORLD_PATH")
 		m.spec = module.Spec{Tier: module.Slow, Every: 4, Group: "solo"}
 		m.long, _ = time.ParseDuration(os.Getenv("FDP_LONG"))
-		if role == "fast3" {
+		switch role {
+		case "fast3":
 			m.spec = module.Spec{Tier: module.Fast, Every: 3}
+		case "member":
+			m.spec.Group, m.role = "convoy", "slow" // a tick of "slow"; long ones only with $FDP_LONG
 		}
 	case "long", "hang":
 		s, err := demo.NewSchema()
@@ -211,6 +216,62 @@ func TestSlowBusyLosesNoPeriod(t *testing.T) {
 	require.Positive(t, m.Stats.Skipped, "due while busy")
 	require.Zero(t, m.Stats.Failures)
 	require.GreaterOrEqual(t, m.TickMax, 2*every*r.eng.Period(), "the engine measured the long ticks")
+}
+
+// TestConvoyStragglerCatchesUp: two slow modules of Every 4 in one convoy
+// group at 50 frames per second; "steady" ticks at once, every third tick of
+// "straggler" lasts 160 ms (twice the period). The group goes on without
+// its busy member: steady ticks every 4 frames. The straggler loses no
+// period: the tick after a long one starts within 3 frames of its end (a
+// catch-up with a snapshot of its own, counted), and the one after that is
+// with its group again, in a frame in which steady ticks.
+func TestConvoyStragglerCatchesUp(t *testing.T) {
+	testutil.RunChild(schedEnv, schedChild)
+	const every = 4
+	r := newRigConfig(t, 50, func(c *host.Config) { c.FrameRate = 50 })
+	r.runEngine()
+	env := []string{schedEnv + "=member", "FDP_INSTANCE=" + r.inst, "FDP_WORLD_PATH=" + r.eng.WorldPath()}
+	steady := testutil.StartChild(t, testutil.ChildOptions{Test: "TestConvoyStragglerCatchesUp", Env: append(env, "FDP_MODULE=steady")})
+	r.framesUntilJoined(1)
+	strag := testutil.StartChild(t, testutil.ChildOptions{Test: "TestConvoyStragglerCatchesUp", Env: append(env, "FDP_MODULE=straggler",
+		"FDP_LONG="+(2*every*r.eng.Period()).String())})
+	_, ok := strag.WaitLine(countLines(strag, "tick ", 15), 60*time.Second)
+	require.True(t, ok, "15 straggler ticks; lines %q", strag.Lines())
+	ticks := schedTicks(t, strag.Lines())
+	group := map[uint64]bool{}
+	var sf []uint64
+	for _, k := range schedTicks(t, steady.Lines()) {
+		group[k.frame] = true
+		sf = append(sf, k.frame)
+	}
+	for i := 1; i < len(sf); i++ {
+		require.GreaterOrEqual(t, sf[i], sf[i-1]+every, "steady %v", sf)
+	}
+	catchUps := 0
+	for i := 0; i+2 < len(ticks); i++ {
+		a, b, c := ticks[i], ticks[i+1], ticks[i+2]
+		if !a.long || !group[a.frame] {
+			continue
+		}
+		require.LessOrEqual(t, b.frame, max(a.frame+every, a.end+3), "after the long tick %+v the next at %d: a period was dropped", a, b.frame)
+		if group[b.frame] {
+			continue // it came free just in time for its group
+		}
+		catchUps++
+		require.True(t, group[c.frame], "after the catch-up at %d the straggler ticks at %d, not with its group (%v)", b.frame, c.frame, sf)
+	}
+	require.GreaterOrEqual(t, catchUps, 2, "straggler ticks %+v; steady %v", ticks, sf)
+	m := r.module("straggler")
+	require.GreaterOrEqual(t, m.Stats.CatchUps, uint64(catchUps))
+	require.Zero(t, m.Stats.Failures)
+	require.Zero(t, r.module("steady").Stats.CatchUps, "the steady member never straggles")
+	require.Equal(t, r.module("steady").Group, m.Group)
+}
+
+// framesUntilJoined waits (the engine runs) until n modules joined.
+func (r *rig) framesUntilJoined(n int) {
+	r.t.Helper()
+	waitFor(r.t, "joins", 30*time.Second, r.joined(n))
 }
 
 // TestFastEveryThree: a fast module with Every 3 ticks on exactly every
