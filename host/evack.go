@@ -36,7 +36,7 @@ func (e *Engine) writeEventAck(m *Module) {
 
 // rejectBadAck is the reason a refused acknowledgement is counted under,
 // beside the module's command rejections (ModuleInfo.PlaybackRejectReasons).
-const rejectBadAck = world.RejectReserved
+const rejectBadAck = world.RejectBadEventAck
 
 // takeEventAck handles a CmdAckEvents record of m's batch at playback. The
 // record is the module's word: its cursor must be one a reader of this log

@@ -76,8 +76,9 @@ const (
 	// engine keeps it across the module's restarts (in its own memory) and
 	// writes it into every new segment of the module before the welcome, so
 	// that a restarted module resumes at the first event its predecessor
-	// did not finish a tick on. {0, 0}: nothing acknowledged, read from the
-	// log's tail.
+	// did not finish a tick on. A module admitted for the first time by
+	// this engine gets the log's committed end at its admission. {0, 0}:
+	// the engine wrote nothing; the SDK then reads from the log's tail.
 	OffMAckSeq = 2560 // u64 next event seq not acknowledged
 	OffMAckPos = 2568 // u64 its logical position in the event log
 

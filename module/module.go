@@ -42,9 +42,13 @@ const (
 
 // Spec declares what a module is.
 type Spec struct {
-	Name  string
-	Tier  string // Fast or Slow
-	Every int    // run every N engine frames (1 = every frame)
+	Name string
+	Tier string // Fast or Slow
+	// Every: the module's ticks start at least Every engine frames apart
+	// (1 = every frame), for either tier; a tick still running when the
+	// next is due delays it (the period then counts from the delayed tick)
+	// instead of dropping it. A module (re)joining is due at once.
+	Every int
 	// Reads are the components the module reads: a slow module's snapshot
 	// holds exactly these, and the View refuses to read any other (View.Err,
 	// for either tier). Empty: every component of the registry (the seeds'

@@ -93,13 +93,18 @@ const (
 	// RejectEntityQuota: a CreateEntity while the live entities the module
 	// created (World.Owned) are at its quota (Playback.MaxEntities).
 	RejectEntityQuota
+	// RejectBadEventAck: an event acknowledgement (layout.CmdAckEvents,
+	// checked by the engine, not Apply) naming a cursor the module cannot
+	// hold: beyond the committed log, misaligned, or behind its previous
+	// acknowledgement.
+	RejectBadEventAck
 	NumRejectReasons
 )
 
 var rejectNames = [NumRejectReasons]string{
 	"unknown_type", "bad_length", "unknown_component", "wrong_size", "stale_entity",
 	"unknown_temp", "duplicate_temp", "exists", "absent", "world_full", "reserved_bits",
-	"reserved_event_type", "corrupt_ring", "event_quota", "entity_quota",
+	"reserved_event_type", "corrupt_ring", "event_quota", "entity_quota", "bad_event_ack",
 }
 
 func (r RejectReason) String() string {
