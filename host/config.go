@@ -1,0 +1,140 @@
+package host
+
+// The engine's configuration: every knob with its default, and the checks
+// New applies before it creates anything.
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/fdp-engine/fdp/layout"
+)
+
+// Config configures an Engine.
+type Config struct {
+	Instance      string
+	FrameRate     int           // frames per second of Run; default 60
+	FastDeadline  time.Duration // how long a frame waits for fast modules; default 4 ms
+	Slots         int           // frame slots; default 10
+	EventLogBytes int           // default 1 MiB
+	RingBytes     int           // per-module command ring; default 1 MiB
+	// MaxEventBytesPerModule is a module's share of the event log per
+	// frame: the log bytes (record headers included) of the events its
+	// batches publish, and of the "created" notices of its creates. It is a
+	// credit that grows by this much per frame and is saved for at most
+	// EventBurstFrames frames (one frame's batch may use up to
+	// EventBurstFrames times it). Records beyond the credit are rejected
+	// (world.RejectEventQuota), the rest of the batch is applied. Default
+	// EventLogBytes/64: one module at its full rate fills the log in 64
+	// frames (about 1 s at 60 Hz), so a reader that reads every 30 frames
+	// loses nothing to it. Negative: no quota.
+	MaxEventBytesPerModule int
+	// MaxEntitiesPerModule bounds the live entities a module created (an
+	// entity stops counting when anyone destroys it; counted per module
+	// name, across the module's deaths and restarts): creates beyond it are
+	// rejected (world.RejectEntityQuota). Default a quarter of the world's
+	// free capacity when the engine starts (world.World.MaxEntities minus
+	// its live entities: the simulation's own are not the modules' to
+	// take). Negative: no quota.
+	MaxEntitiesPerModule int
+	// Breaker: MaxFailures consecutive failures open a module's breaker;
+	// after BreakerReset it gets one probe tick.
+	MaxFailures  int
+	BreakerReset time.Duration
+	// NoPrewake turns off the pre-wake of fast modules (see
+	// Engine.prewake); their ticks then wake them from FUTEX_WAIT.
+	NoPrewake bool
+	// PrewakeEarlyMax: when the last frame's simulation and publish together
+	// took less, fast modules are pre-woken at the start of the frame, else
+	// just before the publish. Default DefaultPrewakeEarlyMax.
+	PrewakeEarlyMax time.Duration
+	// PrewakeMax bounds how many fast modules are pre-woken per frame (the
+	// first in slot order): pollers beyond the cores the engine does not use
+	// only take turns with each other and with the engine. Default
+	// runtime.NumCPU()-1, at least 1.
+	PrewakeMax int
+	// AllowUIDs are uids besides the engine's own whose processes may join
+	// as modules (ipc.ControlConfig.AllowUIDs: the socket then is mode 0666
+	// and admission is by SO_PEERCRED).
+	AllowUIDs []uint32
+	// MaxSlowTick is how long a slow tick (and its snapshot lease) may run
+	// when the module's hello asks for no MaxRuntime (module.Spec.MaxRuntime).
+	// Default 0: 10 periods of the module (Every frames), at least 1 s.
+	// Always at most MaxSlowTickLimit.
+	MaxSlowTick time.Duration
+	Logger      *slog.Logger
+}
+
+func (c *Config) defaults() {
+	if c.FrameRate <= 0 {
+		c.FrameRate = 60
+	}
+	if c.FastDeadline <= 0 {
+		c.FastDeadline = 4 * time.Millisecond
+	}
+	if c.Slots == 0 {
+		c.Slots = 10
+	}
+	if c.EventLogBytes == 0 {
+		c.EventLogBytes = 1 << 20
+	}
+	if c.RingBytes == 0 {
+		c.RingBytes = 1 << 20
+	}
+	if c.MaxEventBytesPerModule == 0 {
+		c.MaxEventBytesPerModule = c.EventLogBytes / 64
+	}
+	if c.MaxFailures == 0 {
+		c.MaxFailures = 5
+	}
+	if c.BreakerReset == 0 {
+		c.BreakerReset = time.Second
+	}
+	if c.PrewakeEarlyMax <= 0 {
+		c.PrewakeEarlyMax = DefaultPrewakeEarlyMax
+	}
+	if c.PrewakeMax <= 0 {
+		c.PrewakeMax = max(runtime.NumCPU()-1, 1)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// DefaultConfig returns the configuration New runs with when every field is
+// left zero, except Instance (required) and MaxEntitiesPerModule (0: a
+// quarter of the world's free capacity, known only with the world).
+func DefaultConfig() Config {
+	var c Config
+	c.defaults()
+	return c
+}
+
+// MaxFrameRate bounds Config.FrameRate (a frame period of at least 100 µs).
+const MaxFrameRate = 10_000
+
+// validate rejects a configuration New cannot run (defaults filled in).
+func (c *Config) validate() error {
+	switch {
+	case c.FrameRate > MaxFrameRate:
+		return fmt.Errorf("%w: frame rate %d above %d", ErrConfig, c.FrameRate, MaxFrameRate)
+	case c.Slots < 2 || c.Slots > layout.MaxSlots:
+		return fmt.Errorf("%w: %d frame slots, want 2..%d", ErrConfig, c.Slots, layout.MaxSlots)
+	case c.MaxFailures < 1:
+		return fmt.Errorf("%w: MaxFailures %d, want at least 1", ErrConfig, c.MaxFailures)
+	case c.BreakerReset < 0 || c.MaxSlowTick < 0:
+		return fmt.Errorf("%w: negative BreakerReset or MaxSlowTick", ErrConfig)
+	}
+	return nil
+}
+
+// ErrConfig is wrapped by New's refusals of a configuration.
+var ErrConfig = errors.New("invalid engine configuration")
+
+// DefaultPrewakeEarlyMax is the longest lead the engine gives a pre-wake by
+// default (Config.PrewakeEarlyMax). It is half of module.DefaultWarmSpin, so
+// that a pre-woken module is still polling when its tick comes.
+const DefaultPrewakeEarlyMax = time.Millisecond

@@ -1,0 +1,286 @@
+package sync
+
+// A pinned frame read in place: its header, records and columns, the mask
+// it holds (a filtered snapshot holds only some components), and queries.
+
+import (
+	"fmt"
+	"runtime"
+
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/world"
+)
+
+// Frame is a pinned frame slot read in place.
+type Frame struct {
+	r      *Reader
+	slot   int
+	seq    uint64
+	info   layout.SlotInfo
+	pinned bool
+	lease  bool // an engine lease (OpenLeased), not a pin
+}
+
+// Number returns the frame number of the pinned slot.
+func (f *Frame) Number() uint64 { return f.info.Frame }
+
+// Slot returns the slot index.
+func (f *Frame) Slot() int { return f.slot }
+
+// Info returns the slot header as read at pin time.
+func (f *Frame) Info() layout.SlotInfo { return f.info }
+
+// Chunks returns the number of chunks in use.
+func (f *Frame) Chunks() int { return int(f.info.Chunks) }
+
+// Mask returns the frame's mask: the components its slot holds (SlotMask).
+// The latest frame holds every component; a filtered snapshot only those it
+// was synced with. Its entity records name no other component (a record's
+// mask is its entity's mask & Mask), and the frame refuses to read any
+// other: Column returns nil, Get false, and a query of a mask that Mask
+// does not cover matches nothing. Columns outside it hold bytes of older
+// frames or of other entities, never data of this frame.
+func (f *Frame) Mask() world.Mask { return world.Mask(f.info.Mask) }
+
+// Covers reports whether the frame holds every component of mask.
+func (f *Frame) Covers(mask world.Mask) bool { return uint64(mask)&^f.info.Mask == 0 }
+
+// Schema returns the mask of every component of the segment's schema.
+func (f *Frame) Schema() world.Mask {
+	if n := len(f.r.lw.Components); n < 64 {
+		return world.Mask(1)<<uint(n) - 1
+	}
+	return ^world.Mask(0)
+}
+
+// ComponentName returns the name of component id in the segment's component
+// table ("" if id is not a component of the segment). A Reader built with a
+// registry checked that the names are the registry's.
+func (f *Frame) ComponentName(id world.ComponentID) string {
+	if int(id) >= len(f.r.lw.Components) {
+		return ""
+	}
+	return f.r.lw.Components[id].Name
+}
+
+// holds reports whether component id is in the frame's mask.
+func (f *Frame) holds(id world.ComponentID) bool {
+	return int(id) < 64 && f.info.Mask&(1<<uint(id)) != 0
+}
+
+// Valid reports whether the slot is still the one pinned (its seq has not
+// changed). Data read before a true Valid() is consistent.
+//
+// A writer that claims a slot makes its seq odd (q+1) before it checks the
+// pins, and restores q when it finds one; a pinned reader can therefore see
+// q+1 for the few nanoseconds of such an aborted claim. Valid waits that out:
+// q+1 that turns back into q is valid, q+1 that becomes anything else (or
+// lasts) means the slot really was rewritten.
+func (f *Frame) Valid() bool {
+	if !f.pinned {
+		return false
+	}
+	b, off := f.r.world.Data, f.r.lw.SlotOff(f.slot)+layout.SlotSeq
+	// ORDER(valid): seq-cst load after the reads of the frame; pairs with
+	// the writer's claim and publish stores.
+	seq := layout.Load64(b, off)
+	for i := 0; seq == f.seq+1 && i < maxClaimSpin; i++ {
+		if i > 64 {
+			runtime.Gosched()
+		}
+		seq = layout.Load64(b, off)
+	}
+	return seq == f.seq
+}
+
+// maxClaimSpin bounds how long Valid waits for a transient claim to resolve
+// (an aborted claim takes one scan of the reader table).
+const maxClaimSpin = 100_000
+
+// Release unpins the frame. It returns ErrTorn if the slot was rewritten
+// while pinned: everything read from it must then be discarded.
+func (f *Frame) Release() error {
+	if !f.pinned {
+		return ErrNotPinned
+	}
+	valid := f.Valid()
+	f.pinned = false
+	if f.lease {
+		// A lease is the engine's: it ends when the engine sees the tick
+		// done. Nothing to write.
+		f.lease = false
+	} else {
+		// ORDER(unpin): seq-cst store after every read of the frame.
+		layout.Store64(f.r.pb, f.r.pinOff, 0)
+	}
+	if !valid {
+		return ErrTorn
+	}
+	return nil
+}
+
+// Records returns the entity records of chunk c, in place.
+func (f *Frame) Records(c int) []layout.EntityRecord {
+	if c < 0 || c >= int(f.info.Chunks) {
+		return nil
+	}
+	o, e := f.r.lw.EntityRange(f.slot, c)
+	return viewRecords(f.r.world.Data[o:e])
+}
+
+// ChunkVersion returns the change version of component id in chunk c.
+func (f *Frame) ChunkVersion(c int, id world.ComponentID) uint64 {
+	if c < 0 || c >= int(f.info.Chunks) || int(id) >= len(f.r.lw.Components) {
+		return 0
+	}
+	return layout.Load64(f.r.world.Data, f.r.lw.ChunkVersionOff(f.slot, c, int(id)))
+}
+
+// CheckType returns an error unless T has the size of component id.
+func CheckType[T any](f *Frame, id world.ComponentID) error {
+	return checkType[T](f.r.lw, id)
+}
+
+func checkType[T any](lw *layout.World, id world.ComponentID) error {
+	if int(id) >= len(lw.Components) {
+		return fmt.Errorf("%w: component id %d (segment has %d)", world.ErrUnknownComponent, id, len(lw.Components))
+	}
+	if c := lw.Components[id]; uintptr(c.Size) != sizeOf[T]() {
+		return fmt.Errorf("%w: component %q is %d bytes, Go type is %d", ErrTypeMismatch, c.Name, c.Size, sizeOf[T]())
+	}
+	return nil
+}
+
+// Column returns component id's column of chunk c as a []T read in place
+// from the read-only mapping (length = chunk capacity). It returns nil if T
+// does not match the component's size, c is out of range, or id is not in
+// the frame's mask (Frame.Mask: the slot did not sync that column). Only
+// rows whose record is alive and has the component bit hold meaningful data.
+func Column[T any](f *Frame, c int, id world.ComponentID) []T {
+	if c < 0 || c >= int(f.info.Chunks) || !f.holds(id) || checkType[T](f.r.lw, id) != nil {
+		return nil
+	}
+	o, e := f.r.lw.ColumnRange(f.slot, c, int(id))
+	return viewColumn[T](f.r.world.Data[o:e])
+}
+
+func (f *Frame) record(e world.Entity) (layout.EntityRecord, bool) {
+	idx := int(e.Index())
+	capc := f.r.lw.ChunkCapacity
+	if e == 0 || idx >= int(f.info.Entities) {
+		return layout.EntityRecord{}, false
+	}
+	recs := f.Records(idx / capc)
+	if recs == nil {
+		return layout.EntityRecord{}, false
+	}
+	rec := recs[idx%capc]
+	return rec, rec.Flags&layout.FlagAlive != 0 && rec.Gen == e.Gen()
+}
+
+// IsAlive reports whether e is alive (and of the same generation) in the frame.
+func (f *Frame) IsAlive(e world.Entity) bool {
+	_, ok := f.record(e)
+	return ok
+}
+
+// Get copies component id of entity e out of the frame. It returns false if
+// e is not alive in the frame, has no such component, or id is not in the
+// frame's mask (Frame.Mask).
+func Get[T any](f *Frame, e world.Entity, id world.ComponentID) (T, bool) {
+	var zero T
+	rec, ok := f.record(e)
+	// The record's mask is already filtered with the slot mask; the slot
+	// mask is checked too, so that a record is never the only guard.
+	if !ok || !f.holds(id) || rec.Mask&(1<<uint(id)) == 0 {
+		return zero, false
+	}
+	capc := f.r.lw.ChunkCapacity
+	col := Column[T](f, int(e.Index())/capc, id)
+	if col == nil {
+		return zero, false
+	}
+	return col[int(e.Index())%capc], true
+}
+
+// EntityAt builds the entity handle of a record.
+func EntityAt(index int, rec layout.EntityRecord) world.Entity {
+	return world.Entity(uint64(rec.Gen)<<32 | uint64(uint32(index)))
+}
+
+// FrameQuery iterates the chunks of a frame that hold entities with all the
+// components of a mask. It is a value type: iterating allocates nothing. A
+// query whose mask the frame does not cover (Frame.Covers) matches nothing,
+// and so does the zero FrameQuery.
+type FrameQuery struct {
+	f     *Frame
+	mask  uint64
+	chunk int
+	recs  []layout.EntityRecord
+	rows  int
+}
+
+// Query starts a query over the frame. If the frame does not hold every
+// component of mask (Frame.Covers), the query matches nothing.
+func (f *Frame) Query(mask world.Mask) FrameQuery {
+	if !f.Covers(mask) {
+		return FrameQuery{chunk: -1}
+	}
+	return FrameQuery{f: f, mask: uint64(mask), chunk: -1}
+}
+
+// Next advances to the next chunk that has a matching entity.
+func (q *FrameQuery) Next() bool {
+	if q.f == nil {
+		return false // a query of a mask the frame does not cover
+	}
+	capc := q.f.r.lw.ChunkCapacity
+	for q.chunk+1 < int(q.f.info.Chunks) {
+		q.chunk++
+		q.recs = q.f.Records(q.chunk)
+		q.rows = int(q.f.info.Entities) - q.chunk*capc
+		if q.rows > capc {
+			q.rows = capc
+		}
+		for i := 0; i < q.rows; i++ {
+			if q.Match(i) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Chunk returns the current chunk index.
+func (q *FrameQuery) Chunk() int { return q.chunk }
+
+// Rows returns the number of rows to scan in the current chunk.
+func (q *FrameQuery) Rows() int { return q.rows }
+
+// Match reports whether row i is alive and has every component of the mask.
+func (q *FrameQuery) Match(i int) bool {
+	if i < 0 || i >= len(q.recs) {
+		return false
+	}
+	r := &q.recs[i]
+	return r.Flags&layout.FlagAlive != 0 && r.Mask&q.mask == q.mask
+}
+
+// Entity returns the handle of row i.
+func (q *FrameQuery) Entity(i int) world.Entity {
+	return EntityAt(q.chunk*q.f.r.lw.ChunkCapacity+i, q.recs[i])
+}
+
+// Count counts matching entities in the whole frame.
+func (f *Frame) Count(mask world.Mask) int {
+	n := 0
+	q := f.Query(mask)
+	for q.Next() {
+		for i := 0; i < q.rows; i++ {
+			if q.Match(i) {
+				n++
+			}
+		}
+	}
+	return n
+}
