@@ -1,23 +1,16 @@
 package ipc
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
-	"golang.org/x/sys/unix"
 
 	"github.com/fdp-engine/fdp/layout"
 )
@@ -309,9 +302,7 @@ func FuzzEventDecode(f *testing.F) {
 	})
 }
 
-// ---- cross-process: a reader in a child process ----
-
-const evlogChildEnv = "FDP_TEST_CHILD"
+// ---- cross-process helpers (TestEventLogReadUpToCrossProcess) ----
 
 // evlogPayload fills p with the self-checking payload of event seq: seq,
 // frame, then bytes from a PRNG seeded by seq.
@@ -334,177 +325,6 @@ func evlogShmDir() string {
 		return d
 	}
 	return "/dev/shm"
-}
-
-type evlogChildReport struct {
-	Delivered, Lost, Overruns, Torn, Reads uint64
-	Err                                    string
-}
-
-func TestEventLogCrossProcess(t *testing.T) {
-	if os.Getenv(evlogChildEnv) == "evlog-reader" {
-		evlogChildReader()
-		return
-	}
-	const frames = 4000
-	inst := fmt.Sprintf("t%d%x", os.Getpid(), rand.Uint32())
-	path := filepath.Join(evlogShmDir(), "fdp."+inst+".events")
-	g, err := layout.ComputeEventsGeometry(4 * layout.PageSize)
-	require.NoError(t, err)
-	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = os.Remove(path) })
-	require.NoError(t, unix.Ftruncate(fd, int64(g.TotalSize)))
-	seg, err := unix.Mmap(fd, 0, g.TotalSize, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
-	_ = unix.Close(fd)
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = unix.Munmap(seg) })
-	require.NoError(t, layout.EncodeEvents(seg, g, layout.Header{Instance: inst, CreatorPID: uint32(os.Getpid())}))
-	layout.MarkReady(seg)
-	w, err := NewEventWriter(seg)
-	require.NoError(t, err)
-
-	// Count the events first so the child knows when to stop.
-	rng := rand.New(rand.NewPCG(7, 7))
-	perFrame := make([]int, frames)
-	total := 0
-	for i := range perFrame {
-		perFrame[i] = rng.IntN(8)
-		total += perFrame[i]
-	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestEventLogCrossProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(), evlogChildEnv+"=evlog-reader", "FDP_EVLOG_PATH="+path, "FDP_EVLOG_TOTAL="+strconv.Itoa(total))
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	br := bufio.NewReader(stdout)
-	line, err := br.ReadString('\n')
-	require.NoError(t, err)
-	require.Equal(t, "READY\n", line, "child did not attach")
-
-	buf := make([]byte, 512)
-	seq := uint64(1)
-	for f := range frames {
-		for range perFrame[f] {
-			p := buf[:evlogPayloadLen(seq)]
-			evlogPayload(p, seq, uint64(f))
-			require.NoError(t, w.Append(uint64(f), uint16(seq), p))
-			seq++
-		}
-		w.Commit()
-		// Pace the writer unevenly so that the child both keeps up and gets
-		// lapped (the log holds only ~50 frames).
-		if f%128 < 64 {
-			spin(3000)
-		}
-	}
-	rest, err := io.ReadAll(br)
-	require.NoError(t, err)
-	require.NoError(t, cmd.Wait(), "child output: %s", rest)
-	out := bytes.NewBuffer(rest)
-	var rep evlogChildReport
-	lines := bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n"))
-	for _, l := range lines {
-		if bytes.HasPrefix(l, []byte("EVLOG ")) {
-			require.NoError(t, json.Unmarshal(l[6:], &rep))
-		}
-	}
-	require.Empty(t, rep.Err)
-	require.Equal(t, uint64(total), rep.Delivered+rep.Lost, "every event delivered or counted lost: %+v", rep)
-	require.Greater(t, rep.Delivered, uint64(0))
-	t.Logf("child: %+v (total %d)", rep, total)
-}
-
-func evlogChildReader() {
-	rep := evlogChildReport{}
-	defer func() {
-		j, _ := json.Marshal(rep)
-		fmt.Printf("\nEVLOG %s\n", j)
-		if rep.Err != "" {
-			os.Exit(1)
-		}
-		os.Exit(0)
-	}()
-	fail := func(format string, a ...any) { rep.Err = fmt.Sprintf(format, a...) }
-	total, _ := strconv.ParseUint(os.Getenv("FDP_EVLOG_TOTAL"), 10, 64)
-	fd, err := unix.Open(os.Getenv("FDP_EVLOG_PATH"), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		fail("open: %v", err)
-		return
-	}
-	var st unix.Stat_t
-	_ = unix.Fstat(fd, &st)
-	// Read-only mapping: any write by the reader would fault.
-	seg, err := unix.Mmap(fd, 0, int(st.Size), unix.PROT_READ, unix.MAP_SHARED)
-	_ = unix.Close(fd)
-	if err != nil {
-		fail("mmap: %v", err)
-		return
-	}
-	r, err := NewEventReader(seg)
-	if err != nil {
-		fail("reader: %v", err)
-		return
-	}
-	fmt.Println("READY")
-	var cur EventCursor
-	last := uint64(0)
-	want := make([]byte, 512)
-	deadline := time.Now().Add(60 * time.Second)
-	rng := rand.New(rand.NewPCG(uint64(os.Getpid()), 1))
-	for cur.Seq <= total && rep.Err == "" {
-		if time.Now().After(deadline) {
-			fail("timeout at seq %d of %d", cur.Seq, total)
-			return
-		}
-		gaps := uint64(0)
-		ov, err := r.Read(&cur, func(seq, frame uint64, typ uint16, p []byte) {
-			if rep.Err != "" {
-				return
-			}
-			if seq <= last {
-				fail("seq %d after %d", seq, last)
-				return
-			}
-			gaps += seq - last - 1
-			last = seq
-			if typ != uint16(seq) || len(p) != evlogPayloadLen(seq) {
-				fail("seq %d: type %d len %d", seq, typ, len(p))
-				return
-			}
-			w := want[:len(p)]
-			evlogPayload(w, seq, frame)
-			if !bytes.Equal(w, p) {
-				fail("seq %d frame %d: corrupted payload", seq, frame)
-				return
-			}
-			rep.Delivered++
-			// Sometimes dawdle inside the callback to be lapped.
-			if rng.IntN(500) == 0 {
-				spin(20000 + rng.IntN(200000))
-			}
-		})
-		rep.Reads++
-		if err != nil {
-			fail("read: %v", err)
-			return
-		}
-		// Gaps seen inside this call plus the jump of the cursor past the
-		// last delivered event must equal the overrun reported: exact.
-		gaps += cur.Seq - 1 - last
-		last = cur.Seq - 1
-		if gaps != ov {
-			fail("overrun %d reported, %d events missing", ov, gaps)
-			return
-		}
-		if ov > 0 {
-			rep.Overruns++
-			rep.Lost += ov
-		}
-	}
-	rep.Torn = r.Stats().TornReads
 }
 
 var spinSink uint64

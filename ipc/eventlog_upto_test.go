@@ -466,6 +466,9 @@ func evlogBoundReader() {
 		}
 		pub := layout.Load64(published, 0)
 		bound := pub - min(pub, uint64(rng.IntN(6))) // a view at or behind the published frame
+		if rng.IntN(4) == 0 {
+			bound = math.MaxUint64 // an unbounded Read: everything committed
+		}
 		gaps := uint64(0)
 		ov, err := r.ReadUpTo(&cur, bound, func(seq, frame uint64, typ uint16, p []byte) {
 			if rep.Err != "" {
@@ -516,6 +519,9 @@ func evlogBoundReader() {
 		// next frame delivers it first, or nothing if it is later still.
 		pc := cur
 		first := true
+		if bound == math.MaxUint64 {
+			first = false // nothing is later than no bound
+		}
 		if _, err := peeker.ReadUpTo(&pc, bound+1, func(seq, frame uint64, _ uint16, _ []byte) {
 			if first && seq == cur.Seq {
 				if frame <= bound {
