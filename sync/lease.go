@@ -46,7 +46,7 @@ func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int
 	ver := p.w.Seal() // see Publish
 	tried := uint64(0)
 	for {
-		best := p.pickSlot(tried)
+		best := p.pickSlot(tried, mask)
 		if best < 0 {
 			p.SnapshotsNoSlot++
 			return -1, st, ErrNoFreeSlot

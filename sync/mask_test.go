@@ -412,3 +412,33 @@ func checkSlotAgainstModel(t *testing.T, r *Reader, lw *layout.World, s int, sm 
 	}
 	require.Equal(t, len(sm.ents), f.Count(0), "%s: alive", where())
 }
+
+// TestSlotsKeepTheirMask: a convoy's snapshot comes back to the slot its
+// mask was last filled into, and a publish of the full frame does not take
+// that slot while a full-mask one is free: records are refiltered (a copy of
+// every record of the world) only when a slot changes mask, not at every
+// dispatch.
+func TestSlotsKeepTheirMask(t *testing.T) {
+	fx := newFixture(t, 64, 16, 64*10)
+	all := world.Mask(^uint64(0))
+	convoy := world.MaskOf(fx.ids.pos, fx.ids.vel)
+	for fx.pub.WarmOne(0, all) {
+	}
+	frame := uint64(1)
+	_, err := fx.pub.Publish(frame, all)
+	require.NoError(t, err)
+	first, _, err := fx.pub.Snapshot(frame, convoy, 1)
+	require.NoError(t, err)
+	require.NoError(t, fx.pub.ReleaseHolder(first, 0))
+	for range 20 {
+		frame++
+		pst, err := fx.pub.Publish(frame, all)
+		require.NoError(t, err)
+		require.NotEqual(t, first, pst.Slot, "frame %d: the publish took the convoy's slot", frame)
+		s, st, err := fx.pub.Snapshot(frame, convoy, 1)
+		require.NoError(t, err)
+		require.Equal(t, first, s, "frame %d: the convoy's snapshot moved to another slot", frame)
+		require.Zero(t, st.BytesCopied, "frame %d: nothing changed, nothing to copy", frame)
+		require.NoError(t, fx.pub.ReleaseHolder(s, 0))
+	}
+}

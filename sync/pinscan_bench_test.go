@@ -67,7 +67,7 @@ func BenchmarkPinScan(b *testing.B) {
 		b.ReportAllocs()
 		sink := 0
 		for i := 0; i < b.N; i++ {
-			s := fx.pub.pickSlot(0)
+			s := fx.pub.pickSlot(0, world.Mask(^uint64(0)))
 			pre := fx.pub.pinned(s)  // claim's pre-check
 			post := fx.pub.pinned(s) // claim's scan after the odd seq store
 			if pre || post || fx.pub.slotLeased(s) {

@@ -37,6 +37,20 @@ func viewRecords(b []byte) []layout.EntityRecord {
 	return unsafe.Slice((*layout.EntityRecord)(unsafe.Pointer(&b[0])), len(b)/layout.EntityRecordSize)
 }
 
+// slotRecords views the entity records of a slot the publisher has claimed
+// as typed records it may write.
+//
+// Invariants: as viewRecords, and besides: b lies in the engine's read-write
+// mapping of its own world segment, inside a slot whose seq the publisher
+// made odd (claimed), so no reader takes what is written before the even
+// seq is stored; the result is used only during that fill.
+func slotRecords(b []byte) []layout.EntityRecord {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*layout.EntityRecord)(unsafe.Pointer(&b[0])), len(b)/layout.EntityRecordSize)
+}
+
 // viewColumn views a mapped column as a []T.
 //
 // Invariants: the caller checked that unsafe.Sizeof(T) equals the size the
