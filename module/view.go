@@ -72,6 +72,20 @@ func (v *View) readable(mask world.Mask) bool {
 	return false
 }
 
+// typeFits reports whether err (fsync.CheckType's: the Go type does not
+// have the component's size, or the id is unknown) is nil; if not, it
+// records the tick's first read error: a module reading a component as the
+// wrong type computes nothing meaningful, so its tick fails.
+func (v *View) typeFits(err error) bool {
+	if err == nil {
+		return true
+	}
+	if v.err == nil {
+		v.err = fmt.Errorf("%w: %w", ErrNotRead, err)
+	}
+	return false
+}
+
 // refusal builds the one-line error for a read of mask: the components
 // outside the module's Reads, else those outside the frame's mask.
 func (v *View) refusal(mask world.Mask) error {
@@ -133,9 +147,9 @@ func (v *View) Query(mask world.Mask) fsync.FrameQuery {
 // Column returns component id of the query's current chunk as a []T read in
 // place (read-only memory: writing into it is a module error). It returns
 // nil, and fails the tick (ErrNotRead), for a component the view may not
-// read (Readable).
+// read (Readable) or a T whose size is not the component's.
 func Column[T any](v *View, q *fsync.FrameQuery, id world.ComponentID) []T {
-	if !v.readable(world.Mask(1) << id) {
+	if !v.readable(world.Mask(1)<<id) || !v.typeFits(fsync.CheckType[T](v.f, id)) {
 		return nil
 	}
 	return fsync.Column[T](v.f, q.Chunk(), id)
@@ -143,9 +157,9 @@ func Column[T any](v *View, q *fsync.FrameQuery, id world.ComponentID) []T {
 
 // Get copies component id of entity e out of the view. It returns false,
 // and fails the tick (ErrNotRead), for a component the view may not read
-// (Readable).
+// (Readable) or a T whose size is not the component's.
 func Get[T any](v *View, e world.Entity, id world.ComponentID) (T, bool) {
-	if !v.readable(world.Mask(1) << id) {
+	if !v.readable(world.Mask(1)<<id) || !v.typeFits(fsync.CheckType[T](v.f, id)) {
 		var zero T
 		return zero, false
 	}

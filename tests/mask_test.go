@@ -57,6 +57,17 @@ func (p *maskProbe) Tick(v *module.View, c *module.Commands, dt time.Duration) e
 		hp, hpOK := module.Get[HP](v, e0, p.s.hp)
 		fmt.Printf("outside frame=%d count=%d get=%v x=%g matched=%d columns=%d hp=%d/%v err=%v\n",
 			v.Frame(), n, ok, pos.X, matched, cols, hp.V, hpOK, v.Err())
+	case "wrongtype":
+		// Reads HP, as a Pos (another size): refused, the tick fails.
+		_, ok := module.Get[Pos](v, e0, p.s.hp)
+		q := v.Query(world.MaskOf(p.s.hp))
+		cols := 0
+		for q.Next() {
+			if module.Column[Pos](v, &q, p.s.hp) != nil {
+				cols++
+			}
+		}
+		fmt.Printf("wrongtype frame=%d get=%v columns=%d err=%v\n", v.Frame(), ok, cols, v.Err())
 	case "inside":
 		pos, ok := module.Get[Pos](v, e0, p.s.pos)
 		var sum float64
@@ -238,4 +249,23 @@ func TestFastModuleReadsOnlyItsReads(t *testing.T) {
 	out := r.child("TestFastModuleReadsOnlyItsReads", "outside", module.Fast, "HP", &outErr)
 	r.stepUntil("join", nil, r.joined(1))
 	r.requireRefused(out, &outErr, "outside")
+}
+
+// TestModuleReadsWithWrongType: a module that reads a component it declared
+// as a Go type of another size gets nothing, and its tick fails with the
+// error naming the component and both sizes.
+func TestModuleReadsWithWrongType(t *testing.T) {
+	testutil.RunChild(maskEnv, maskChild)
+	r := newMaskRig(t)
+	var stderr syncBuf
+	c := r.child("TestModuleReadsWithWrongType", "wrongtype", module.Slow, "HP", &stderr)
+	r.stepUntil("join", nil, r.joined(1))
+	r.stepUntil("wrongtype: 3 failed ticks", c, func() bool {
+		return r.module("wrongtype").Stats.Failures >= 3 && len(linesWith(c, "wrongtype ")) >= 3
+	})
+	for _, l := range linesWith(c, "wrongtype ") {
+		require.Contains(t, l, " get=false columns=0 ", l)
+		require.Contains(t, l, `err=read refused: component size does not match the Go type: component "HP" is 4 bytes, Go type is`, l)
+	}
+	require.Zero(t, r.module("wrongtype").Stats.Applied)
 }
