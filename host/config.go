@@ -69,10 +69,12 @@ type Config struct {
 }
 
 func (c *Config) defaults() {
-	if c.FrameRate <= 0 {
+	// Only zero means "the default": a negative value is refused by
+	// validate, not silently replaced.
+	if c.FrameRate == 0 {
 		c.FrameRate = 60
 	}
-	if c.FastDeadline <= 0 {
+	if c.FastDeadline == 0 {
 		c.FastDeadline = 4 * time.Millisecond
 	}
 	if c.Slots == 0 {
@@ -119,14 +121,23 @@ const MaxFrameRate = 10_000
 // validate rejects a configuration New cannot run (defaults filled in).
 func (c *Config) validate() error {
 	switch {
-	case c.FrameRate > MaxFrameRate:
-		return fmt.Errorf("%w: frame rate %d above %d", ErrConfig, c.FrameRate, MaxFrameRate)
+	case c.FrameRate < 1 || c.FrameRate > MaxFrameRate:
+		return fmt.Errorf("%w: frame rate %d, want 1..%d", ErrConfig, c.FrameRate, MaxFrameRate)
+	case c.FastDeadline < 0:
+		return fmt.Errorf("%w: negative FastDeadline %v", ErrConfig, c.FastDeadline)
+	case c.RingBytes < 0 || !layout.ValidRingCapacity(uint64(c.RingBytes)):
+		// Checked here, not at the first module's join: every hello would
+		// be refused for it.
+		return fmt.Errorf("%w: RingBytes %d must be a power of two in [%d,%d]", ErrConfig, c.RingBytes, layout.MinRingCapacity, layout.MaxRingCapacity)
 	case c.Slots < 2 || c.Slots > layout.MaxSlots:
 		return fmt.Errorf("%w: %d frame slots, want 2..%d", ErrConfig, c.Slots, layout.MaxSlots)
 	case c.MaxFailures < 1:
 		return fmt.Errorf("%w: MaxFailures %d, want at least 1", ErrConfig, c.MaxFailures)
 	case c.BreakerReset < 0 || c.MaxSlowTick < 0:
 		return fmt.Errorf("%w: negative BreakerReset or MaxSlowTick", ErrConfig)
+	}
+	if _, err := layout.ComputeEventsGeometry(c.EventLogBytes); err != nil {
+		return fmt.Errorf("%w: EventLogBytes: %w", ErrConfig, err)
 	}
 	return nil
 }

@@ -18,7 +18,8 @@ func TestConfigValidate(t *testing.T) {
 	require.NotNil(t, d.Logger)
 	require.NoError(t, d.validate())
 	s := newRSchema()
-	for _, bad := range []Config{{Slots: 33}, {Slots: 1}, {FrameRate: MaxFrameRate + 1}, {MaxFailures: -1}, {MaxSlowTick: -time.Second}} {
+	for _, bad := range []Config{{Slots: 33}, {Slots: 1}, {FrameRate: MaxFrameRate + 1}, {MaxFailures: -1}, {MaxSlowTick: -time.Second},
+		{FrameRate: -5}, {FastDeadline: -time.Millisecond}, {RingBytes: 1000}, {RingBytes: -4096}, {EventLogBytes: 5000}} {
 		bad.Instance, bad.Logger = testInstance(t), quietLog()
 		_, err := New(bad, newRWorld(t, s), nil)
 		require.ErrorIs(t, err, ErrConfig, "%+v", bad)
