@@ -78,9 +78,11 @@ func (e *Engine) countFailure(m *Module, now time.Time) {
 	m.Stats.Failures++
 	m.failStreak++
 	if m.failStreak >= e.cfg.MaxFailures || m.probing {
-		if m.State != StateBroken {
+		// A failed probe tick opens the breaker again: a trip like the
+		// first (at most one per BreakerReset).
+		if m.State != StateBroken || m.probing {
 			m.Stats.BreakerTrips++
-			e.log.Warn("circuit breaker open", "module", m.Name, "failures", m.failStreak)
+			e.log.Warn("circuit breaker open", "module", m.Name, "failures", m.failStreak, "probe", m.probing)
 		}
 		m.State = StateBroken
 		m.breakerUntil = now.Add(e.cfg.BreakerReset)

@@ -202,9 +202,10 @@ func (e *Engine) dispatch(now time.Time) int {
 				continue
 			}
 			if x.busy {
-				if due {
-					x.Stats.Skipped++ // delayed, not dropped: it runs when idle
-				}
+				// Delayed, not dropped: it runs when idle. Counted at every
+				// frame it waits, for a regular tick or a catch-up alike
+				// (the same count as a solo module's).
+				x.Stats.Skipped++
 				continue
 			}
 			if !x.mayRun(now) {

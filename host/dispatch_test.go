@@ -183,6 +183,7 @@ func TestConvoyStraggler(t *testing.T) {
 	require.Equal(t, uint64(10), tickFrame(a), "a is not due")
 	require.Equal(t, snaps+4, r.e.Snapshots, "the catch-up has a snapshot of its own")
 	require.Equal(t, uint64(1), b.Stats.CatchUps)
+	require.Equal(t, uint64(2), b.Stats.Skipped, "frames 10 (due) and 11 (owed a catch-up), busy at both: one per frame, like a solo module")
 	require.Equal(t, union, b.snapMask, "a catch-up holds what the group's snapshots hold")
 	finish(b)
 	r.stepTo(14)
@@ -283,6 +284,18 @@ func TestModStatsWritten(t *testing.T) {
 	require.Equal(t, uint64(m.breakerUntil.UnixNano()), s.BreakerUntil)
 	require.Equal(t, uint64(6), s.Ticks)
 	require.Equal(t, m.Stats.Runs, s.Runs)
+
+	// A failed probe tick opens the breaker again: a second trip.
+	m.breakerUntil = time.Now().Add(-time.Millisecond)
+	runs := m.Stats.Runs
+	r.step() // the probe tick
+	require.Equal(t, runs+1, m.Stats.Runs, "the probe tick was dispatched")
+	layout.Store64(m.seg.Data, layout.OffMDoneFrame, tickFrame(m)|layout.DoneFailed)
+	r.step()
+	s = read()
+	require.Equal(t, StateBroken, s.State)
+	require.Equal(t, uint64(2), s.BreakerTrips)
+	require.Equal(t, uint64(6), s.Failures)
 
 	// A death is a state change.
 	r.e.reclaim(m)

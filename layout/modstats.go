@@ -30,10 +30,10 @@ import (
 //	 32    8   runs: ticks dispatched
 //	 40    8   late: fast ticks not done by the frame's deadline
 //	 48    8   failures: failed ticks (error, panic, fault, overrun)
-//	 56    8   skipped: frames the module was due but still busy (or refused a snapshot)
+//	 56    8   skipped: frames the module was due or owed a catch-up but still busy (or refused a snapshot)
 //	 64    8   overruns: slow ticks past their runtime
 //	 72    8   revoked: snapshot leases the engine ended for overruns
-//	 80    8   breaker trips: times the circuit breaker opened
+//	 80    8   breaker trips: times the circuit breaker opened (a failed probe reopens it)
 //	 88    8   breaker open until: Unix ns of the next probe tick (0: closed)
 //	 96    8   commands applied
 //	104    8   commands rejected (all reasons)
