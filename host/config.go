@@ -28,9 +28,10 @@ type Config struct {
 	// EventBurstFrames frames (one frame's batch may use up to
 	// EventBurstFrames times it). Records beyond the credit are rejected
 	// (world.RejectEventQuota), the rest of the batch is applied. Default
-	// EventLogBytes/64: one module at its full rate fills the log in 64
-	// frames (about 1 s at 60 Hz), so a reader that reads every 30 frames
-	// loses nothing to it. Negative: no quota.
+	// EventLogBytes/64: one module at its full rate fills the log in about
+	// 60 frames (64 less the EventBurstFrames of credit it may have saved;
+	// about 1 s at 60 Hz), so a reader that reads every 30 frames loses
+	// nothing to it. Negative: no quota.
 	MaxEventBytesPerModule int
 	// MaxEntitiesPerModule bounds the live entities a module created (an
 	// entity stops counting when anyone destroys it; counted per module

@@ -187,7 +187,7 @@ func (p *Producer) reserveSlow(typ uint16, n int) ([]byte, error) {
 		if p.tail+need-p.head > p.capacity {
 			p.full++
 			layout.Store64(p.region, layout.RingOffProdFull, p.full)
-			p.publishStats()
+			p.PublishStats()
 			return nil, ErrRingFull
 		}
 	}
@@ -230,7 +230,7 @@ func (p *Producer) Commit() {
 	p.pending = 0
 	p.batches++
 	if p.batches%ringStatsEvery == 0 {
-		p.publishStats()
+		p.PublishStats()
 	}
 }
 
@@ -241,8 +241,11 @@ func (p *Producer) Commit() {
 // delivered records: it polls once per frame.)
 const ringStatsEvery = 64
 
-// publishStats stores the producer's counters into the ring header.
-func (p *Producer) publishStats() {
+// PublishStats stores the producer's counters into the ring header, for
+// inspection (`engine dump`). Commit does it every ringStatsEvery commits; a
+// producer that commits rarely (the module SDK: once per tick) calls it after
+// each commit, so that the figures are current.
+func (p *Producer) PublishStats() {
 	layout.Store64(p.region, layout.RingOffProdRecords, p.records)
 	layout.Store64(p.region, layout.RingOffProdBatches, p.batches)
 }
@@ -260,7 +263,7 @@ func (p *Producer) Pending() int { return int(p.pending) }
 // Stats publishes the producer's counters and returns a snapshot of the
 // ring's indices and counters.
 func (p *Producer) Stats() RingStats {
-	p.publishStats()
+	p.PublishStats()
 	return ringStats(p.region, p.capacity)
 }
 

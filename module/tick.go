@@ -159,6 +159,7 @@ func (s *session) runTick(frame uint64, slot int, dt time.Duration, warned *time
 		return true
 	}
 	s.prod.Commit()
+	s.prod.PublishStats() // one commit per tick: keep the ring's counters current
 	s.eventsCommitted()
 	return false
 }

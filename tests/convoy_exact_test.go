@@ -18,6 +18,7 @@ import (
 	"github.com/fdp-engine/fdp/internal/testutil"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/module"
+	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/stretchr/testify/require"
 )
@@ -265,6 +266,26 @@ func TestConvoyCommandsExactlyOnce(t *testing.T) {
 		require.Zero(t, m.Stats.Rejected, "%s: %v", m.Name, m.PlaybackRejectReasons)
 		require.GreaterOrEqual(t, m.Stats.Applied, uint64(4*n), m.Name)
 		runs += m.Stats.Runs
+		// The ring's counters (LAYOUT: the producer stores them; the SDK
+		// after every commit): what the member committed is what the
+		// engine consumed.
+		seg, err := shm.Open(layout.ModuleSegmentName(inst, m.Slot), false)
+		require.NoError(t, err)
+		lm, err := layout.DecodeModule(seg.Data)
+		require.NoError(t, err)
+		ring := lm.Ring()
+		// Members that are done commit nothing more (no command, no event
+		// left to acknowledge): a few frames play back what their last
+		// ticks committed.
+		for i := 0; layout.Load64(ring, layout.RingOffHead) != layout.Load64(ring, layout.RingOffTail); i++ {
+			require.Less(t, i, 50, "%s: its ring never drained", m.Name)
+			eng.Step()
+			require.True(t, pollUntil(10*time.Second, eng.Idle))
+		}
+		prod, cons := layout.Load64(ring, layout.RingOffProdRecords), layout.Load64(ring, layout.RingOffConsRecords)
+		require.Equal(t, cons, prod, "%s: records committed (producer's counter) vs consumed", m.Name)
+		require.GreaterOrEqual(t, layout.Load64(ring, layout.RingOffProdBatches), uint64(n), "%s: batches committed", m.Name)
+		require.NoError(t, seg.Close())
 	}
 
 	// The world, computed from the logs: each counter holds its member's
