@@ -135,6 +135,10 @@ func NewProducer(region []byte) (*Producer, error) {
 	}, nil
 }
 
+// Region returns the ring region the producer writes (its header words:
+// layout.RingOffHead tells how far the consumer has taken the records).
+func (p *Producer) Region() []byte { return p.region }
+
 // MaxPayload returns the largest payload a single record may carry.
 func (p *Producer) MaxPayload() int { return int(p.maxPayload) }
 

@@ -90,7 +90,9 @@ type Options struct {
 	RejoinTimeout time.Duration
 	// MaxTicks stops Run after that many ticks, counted over every engine
 	// the module joined (0 = until ctx is done or the engine is gone for
-	// good).
+	// good). Run returns once the engine has played back the last tick's
+	// batch and seen it done (at most 2 s), so that a process that exits
+	// then loses nothing.
 	MaxTicks int
 	// WarmSpin is how long a fast-tier module polls its tick bell after the
 	// engine pre-wakes it (ahead of the tick: at the start of the frame, or

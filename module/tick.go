@@ -85,13 +85,49 @@ func (s *session) loop(ctx context.Context) error {
 		if failed {
 			done |= layout.DoneFailed
 		}
+		seen := layout.Load64(b, layout.OffMSTicks) // before the done: see settle
 		layout.Store64(b, layout.OffMDoneFrame, done)
 		_, _ = s.done.Ring()
 		s.ticks++
 		if s.opt.MaxTicks > 0 && s.ticks >= s.opt.MaxTicks {
+			s.settle(ctx, seen)
 			return nil
 		}
 	}
+}
+
+// settleTimeout bounds settle: the engine sees a done within a frame period
+// (a slow one: at its next frame), far below this.
+const settleTimeout = 2 * time.Second
+
+// settle waits, after Run's last tick (Options.MaxTicks), until the engine
+// has taken what that tick left, so that a process that returns from Run and
+// exits loses nothing: the engine plays a dead module's ring back only as
+// far as it had before the death (it resets the ring of a module it took for
+// dead), so a batch committed just before the exit would be dropped, the
+// tick's event acknowledgement with it, and a failed last tick would not be
+// counted. Done when the engine's statistics block (written at the end of
+// the frame, after the playback) counts one tick more than seen, its count
+// loaded before the done was stored, and the ring is drained; or when ctx
+// ends, the engine goes away, or settleTimeout passes.
+func (s *session) settle(ctx context.Context, seen uint64) {
+	b := s.modSeg.Data
+	ring := s.prod.Region()
+	deadline := time.Now().Add(settleTimeout)
+	for time.Now().Before(deadline) {
+		if layout.Load64(b, layout.OffMSTicks) > seen &&
+			layout.Load64(ring, layout.RingOffHead) == layout.Load64(ring, layout.RingOffTail) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-s.conn.Done():
+			return
+		case <-time.After(time.Millisecond):
+		}
+	}
+	s.opt.Logger.Warn("the engine did not take the last tick's batch before Run returned", "waited", settleTimeout)
 }
 
 // warnEvery bounds the rate of per-tick warnings.
