@@ -207,6 +207,12 @@ func (s *session) safeTick(dt time.Duration) (err error) {
 	defer debug.SetPanicOnFault(old)
 	defer func() {
 		if r := recover(); r != nil {
+			if f, ok := r.(interface{ Addr() uintptr }); ok && s.reader.Contains(f.Addr()) {
+				// The runtime reports a fault as a nil dereference: name
+				// what happened instead.
+				err = fmt.Errorf("%s wrote into the frame at %#x: the View is read-only shared memory", s.spec.Name, f.Addr())
+				return
+			}
 			err = fmt.Errorf("%s panicked: %v", s.spec.Name, r)
 		}
 	}()

@@ -216,6 +216,10 @@ func ReleaseReadersOf(b []byte, ll *layout.Leases, pid int) int {
 	return n
 }
 
+// Contains reports whether addr lies in the reader's mapping of the world
+// segment (a fault there is a write into the read-only frame).
+func (r *Reader) Contains(addr uintptr) bool { return r.world != nil && r.world.Contains(addr) }
+
 // Layout returns the validated world segment view.
 func (r *Reader) Layout() *layout.World { return r.lw }
 

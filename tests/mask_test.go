@@ -57,6 +57,14 @@ func (p *maskProbe) Tick(v *module.View, c *module.Commands, dt time.Duration) e
 		hp, hpOK := module.Get[HP](v, e0, p.s.hp)
 		fmt.Printf("outside frame=%d count=%d get=%v x=%g matched=%d columns=%d hp=%d/%v err=%v\n",
 			v.Frame(), n, ok, pos.X, matched, cols, hp.V, hpOK, v.Err())
+	case "writer":
+		// Writes into its read-only view: the fault fails the tick.
+		q := v.Query(world.MaskOf(p.s.hp))
+		for q.Next() {
+			col := module.Column[HP](v, &q, p.s.hp)
+			fmt.Printf("writer frame=%d\n", v.Frame())
+			col[0].V = -1
+		}
 	case "wrongtype":
 		// Reads HP, as a Pos (another size): refused, the tick fails.
 		_, ok := module.Get[Pos](v, e0, p.s.hp)
@@ -268,4 +276,27 @@ func TestModuleReadsWithWrongType(t *testing.T) {
 		require.Contains(t, l, `err=read refused: component size does not match the Go type: component "HP" is 4 bytes, Go type is`, l)
 	}
 	require.Zero(t, r.module("wrongtype").Stats.Applied)
+}
+
+// TestModuleWritingIntoItsViewFails: a module that writes into the frame it
+// reads (read-only shared memory) faults; the SDK fails the tick with an
+// error that says so (the runtime would call it a nil dereference) and the
+// process goes on.
+func TestModuleWritingIntoItsViewFails(t *testing.T) {
+	testutil.RunChild(maskEnv, maskChild)
+	r := newMaskRig(t)
+	var stderr syncBuf
+	c := r.child("TestModuleWritingIntoItsViewFails", "writer", module.Fast, "HP", &stderr)
+	r.stepUntil("join", nil, r.joined(1))
+	r.stepUntil("writer: 3 failed ticks", c, func() bool {
+		return r.module("writer").Stats.Failures >= 3 && len(linesWith(c, "writer ")) >= 3
+	})
+	require.Eventually(t, func() bool {
+		return strings.Contains(stderr.String(), "writer wrote into the frame at 0x") &&
+			strings.Contains(stderr.String(), "the View is read-only shared memory")
+	}, 10*time.Second, time.Millisecond, "module log: %s", stderr.String())
+	require.Zero(t, r.module("writer").Stats.Applied)
+	p, ok := world.Get[HP](r.eng.World(), world.MakeEntity(0, 1), r.s.hp)
+	require.True(t, ok)
+	require.Equal(t, int32(0), p.V, "the world is untouched")
 }
