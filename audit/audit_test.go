@@ -353,7 +353,11 @@ func TestCompareFindsDifferences(t *testing.T) {
 func TestFilteredSnapshotRecords(t *testing.T) {
 	f := newFx(t, t.TempDir())
 	b, lw := f.segs.World.Data, f.pub.Layout()
-	// Fill every slot with full frames, so that the snapshot reuses one.
+	// Fill every slot with full frames, so that the snapshot reuses one
+	// (publishes alternate between two slots; the engine's idle warm-up
+	// writes the others).
+	for f.pub.WarmOne(0, world.Mask(^uint64(0))) {
+	}
 	for frame := uint64(3); frame < 3+uint64(lw.Slots); frame++ {
 		f.w.Advance()
 		*world.Ptr[aPos](f.w, f.ents[1], f.pos) = aPos{X: float32(frame)}
