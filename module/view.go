@@ -48,6 +48,14 @@ func (v *View) Err() error { return v.err }
 // Frame returns the frame number the view shows.
 func (v *View) Frame() uint64 { return v.f.Number() }
 
+// Valid reports whether the view's frame is still the one the tick began
+// on: everything read from it before a true Valid is consistent. The SDK
+// checks it after Tick (a frame taken back meanwhile, a revoked snapshot or
+// a pin the engine stopped honouring, fails the tick and drops its
+// commands); a module that acts on what it read inside the tick, outside
+// its commands (a log line, a message to another system), checks it first.
+func (v *View) Valid() bool { return v.f.Valid() }
+
 // Readable returns the components the view lets the module read: its
 // declared Reads that the frame holds.
 func (v *View) Readable() world.Mask { return v.declared() & v.f.Mask() }

@@ -232,6 +232,9 @@ func (p *stressProc) line(l string) {
 		p.checks++
 	case l == "a":
 		p.audits++
+	case l == "r":
+		// The engine took the frame back during the tick (the SDK fails
+		// the tick): not a frame the module was given.
 	case l == "Q":
 		p.quiet = true
 	case strings.HasPrefix(l, "B "):
