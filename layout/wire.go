@@ -125,3 +125,10 @@ func DecodeAckEvents(b []byte) (AckEvents, error) {
 		Lost:      binary.LittleEndian.Uint64(b[24:]),
 	}, nil
 }
+
+// MaxModuleEventPayload is the largest event payload a module may publish
+// (a PublishEvent command's bytes after its 8-byte header). The engine
+// rejects a larger one at playback (bad_length); the Go SDK refuses it at
+// once, failing the tick (module.ErrEventTooLarge). The engine's own events
+// may be larger: up to a quarter of the event log.
+const MaxModuleEventPayload = 4096

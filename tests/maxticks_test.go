@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fdp-engine/fdp/internal/testutil"
+	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/module"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/stretchr/testify/require"
@@ -29,6 +30,9 @@ func (m *lastTickModule) Spec() module.Spec { return m.spec }
 
 func (m *lastTickModule) Tick(v *module.View, c *module.Commands, dt time.Duration) error {
 	module.Set(c, c.Create(), m.s.hp, HP{V: m.value})
+	if m.value < 0 {
+		c.Publish(7, make([]byte, layout.MaxModuleEventPayload+1)) // too large: the tick fails
+	}
 	return nil
 }
 
@@ -91,4 +95,29 @@ func countHP(w *world.World, s *schema, v int32) int {
 		}
 	}
 	return n
+}
+
+// TestOversizedEventFailsTheTick: an event payload above
+// layout.MaxModuleEventPayload fails the tick in the SDK with a clear error
+// (before, the tick succeeded and the engine rejected the event as
+// bad_length while applying the rest of the batch).
+func TestOversizedEventFailsTheTick(t *testing.T) {
+	testutil.RunChild(maxTicksEnv, runLastTickModule)
+	r := newRig(t, 10)
+	var stderr syncBuf
+	c := testutil.StartChild(t, testutil.ChildOptions{Test: "TestOversizedEventFailsTheTick", Stderr: &stderr, Env: []string{
+		maxTicksEnv + "=" + module.Fast, "FDP_MODULE=big", "FDP_INSTANCE=" + r.inst, "FDP_MAXTICKS_VALUE=-1"}})
+	deadline := time.Now().Add(30 * time.Second)
+	var st *os.ProcessState
+	for st == nil {
+		require.True(t, time.Now().Before(deadline), "the module did not exit")
+		r.eng.Step()
+		st = c.Wait(time.Millisecond)
+	}
+	m := r.module("big")
+	require.Equal(t, uint64(1), m.Stats.Failures)
+	require.Zero(t, m.Stats.Applied, "the batch is dropped whole")
+	require.Zero(t, m.Stats.Rejected)
+	require.Zero(t, countHP(r.eng.World(), r.s, -1))
+	require.Contains(t, stderr.String(), "event payload too large: 4097 bytes, at most 4096")
 }

@@ -169,7 +169,8 @@ type Playback struct {
 	created []TempMapping
 	// Stats are cumulative.
 	Stats PlaybackStats
-	// MaxEventSize bounds PublishEvent payloads (default 4096).
+	// MaxEventSize bounds PublishEvent payloads (default
+	// layout.MaxModuleEventPayload).
 	MaxEventSize int
 	// Owner is the owner of the entities this playback creates
 	// (World.CreateOwned); NoOwner by default.
@@ -197,7 +198,7 @@ type Playback struct {
 
 // NewPlayback returns a playback for w.
 func NewPlayback(w *World) *Playback {
-	return &Playback{w: w, temps: make(map[uint32]Entity, 64), created: make([]TempMapping, 0, 64), MaxEventSize: 4096}
+	return &Playback{w: w, temps: make(map[uint32]Entity, 64), created: make([]TempMapping, 0, 64), MaxEventSize: layout.MaxModuleEventPayload}
 }
 
 // Begin starts a new batch: temporary ids of the previous batch are
