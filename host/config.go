@@ -96,10 +96,10 @@ func (c *Config) defaults() {
 	if c.BreakerReset == 0 {
 		c.BreakerReset = time.Second
 	}
-	if c.PrewakeEarlyMax <= 0 {
+	if c.PrewakeEarlyMax == 0 {
 		c.PrewakeEarlyMax = DefaultPrewakeEarlyMax
 	}
-	if c.PrewakeMax <= 0 {
+	if c.PrewakeMax == 0 {
 		c.PrewakeMax = max(runtime.NumCPU()-1, 1)
 	}
 	if c.Logger == nil {
@@ -124,8 +124,10 @@ func (c *Config) validate() error {
 	switch {
 	case c.FrameRate < 1 || c.FrameRate > MaxFrameRate:
 		return fmt.Errorf("%w: frame rate %d, want 1..%d", ErrConfig, c.FrameRate, MaxFrameRate)
-	case c.FastDeadline < 0:
-		return fmt.Errorf("%w: negative FastDeadline %v", ErrConfig, c.FastDeadline)
+	case c.FastDeadline < 0 || c.PrewakeEarlyMax < 0 || c.PrewakeMax < 0:
+		return fmt.Errorf("%w: negative FastDeadline (%v), PrewakeEarlyMax (%v) or PrewakeMax (%d)", ErrConfig, c.FastDeadline, c.PrewakeEarlyMax, c.PrewakeMax)
+	case !layout.ValidInstanceName(c.Instance):
+		return fmt.Errorf("%w: instance name %q: 1..%d bytes of [A-Za-z0-9_-]", ErrConfig, c.Instance, layout.InstanceNameLen-1)
 	case c.RingBytes < 0 || !layout.ValidRingCapacity(uint64(c.RingBytes)):
 		// Checked here, not at the first module's join: every hello would
 		// be refused for it.

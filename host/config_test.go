@@ -16,12 +16,18 @@ func TestConfigValidate(t *testing.T) {
 	require.Equal(t, 10, d.Slots)
 	require.Equal(t, 5, d.MaxFailures)
 	require.NotNil(t, d.Logger)
+	d.Instance = "x" // required, no default
 	require.NoError(t, d.validate())
 	s := newRSchema()
 	for _, bad := range []Config{{Slots: 33}, {Slots: 1}, {FrameRate: MaxFrameRate + 1}, {MaxFailures: -1}, {MaxSlowTick: -time.Second},
-		{FrameRate: -5}, {FastDeadline: -time.Millisecond}, {RingBytes: 1000}, {RingBytes: -4096}, {EventLogBytes: 5000}} {
+		{FrameRate: -5}, {FastDeadline: -time.Millisecond}, {RingBytes: 1000}, {RingBytes: -4096}, {EventLogBytes: 5000},
+		{PrewakeEarlyMax: -time.Millisecond}, {PrewakeMax: -1}} {
 		bad.Instance, bad.Logger = testInstance(t), quietLog()
 		_, err := New(bad, newRWorld(t, s), nil)
 		require.ErrorIs(t, err, ErrConfig, "%+v", bad)
+	}
+	for _, name := range []string{"", "a/../b", "x y", "0123456789012345678901234567890123"} {
+		_, err := New(Config{Instance: name, Logger: quietLog()}, newRWorld(t, s), nil)
+		require.ErrorIs(t, err, ErrConfig, "instance %q", name)
 	}
 }

@@ -104,7 +104,7 @@ func (e *Engine) prewake(now time.Time) {
 		if n >= e.cfg.PrewakeMax {
 			return
 		}
-		if m.Tier != ipc.TierFast || !m.due(e.frame) || !m.mayRun(now) {
+		if m.Tier != ipc.TierFast || !m.due(e.frame) || !m.mayRun(now) || e.leaving(m) {
 			continue
 		}
 		e.guard(func() {
@@ -143,6 +143,16 @@ func (e *Engine) joinPhase(m *Module) {
 	}
 }
 
+// leaving reports whether m's process said it is leaving after its current
+// tick (layout.OffMLeaving, the module's own word: it can only stop its own
+// ticks). A module whose segment faulted is dead, and leaving too.
+func (e *Engine) leaving(m *Module) (out bool) {
+	if e.guard(func() { out = layout.Load64(m.seg.Data, layout.OffMLeaving) != 0 }) {
+		return true
+	}
+	return out
+}
+
 // dispatch rings the due, idle modules: fast ones on the latest frame, slow
 // ones with one snapshot per convoy group (see the file comment for the
 // rule). Called with mu held.
@@ -158,7 +168,7 @@ func (e *Engine) dispatch(now time.Time) int {
 	// snapshot is taken.
 	e.revokeOverruns(now)
 	for _, m := range e.mods {
-		if m.Tier != ipc.TierFast || m.State == StateDead || !m.due(e.frame) {
+		if m.Tier != ipc.TierFast || m.State == StateDead || !m.due(e.frame) || e.leaving(m) {
 			continue
 		}
 		if m.busy {
@@ -189,7 +199,7 @@ func (e *Engine) dispatch(now time.Time) int {
 				continue
 			}
 			handled |= 1 << uint(j)
-			if x.State == StateDead {
+			if x.State == StateDead || e.leaving(x) {
 				continue
 			}
 			// Every snapshot of a group holds the union of its live

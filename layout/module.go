@@ -61,6 +61,12 @@ const (
 	OffMWakeNanos = 2328 // u64 wake latency of the last tick: CLOCK_MONOTONIC at wake minus the tick stamp, ns
 	OffMWakeWarm  = 2336 // u64 ticks seen while polling (spin or pre-wake): no futex wake needed
 	OffMWakeCold  = 2344 // u64 ticks that woke the module from FUTEX_WAIT
+	// OffMLeaving: nonzero once the module's process is leaving after its
+	// current tick (the Go SDK's last tick of Options.MaxTicks): the engine
+	// dispatches it no further tick (a process waiting for its last batch to
+	// be played back before it exits would otherwise be given one, and a
+	// snapshot with it). The module can only stop its own ticks with it.
+	OffMLeaving = 2352 // u64
 
 	// Reader line, written by the module: the module's pin (control
 	// protocol 3). Everything a module writes lives in its own segment; the

@@ -86,10 +86,17 @@ func (s *session) loop(ctx context.Context) error {
 			done |= layout.DoneFailed
 		}
 		seen := layout.Load64(b, layout.OffMSTicks) // before the done: see settle
+		last := s.opt.MaxTicks > 0 && s.ticks+1 >= s.opt.MaxTicks
+		if last {
+			// Before the done: no tick is dispatched to a process that is
+			// leaving (ORDER: the engine reads it when the module is idle,
+			// i.e. after it saw the done).
+			layout.Store64(b, layout.OffMLeaving, 1)
+		}
 		layout.Store64(b, layout.OffMDoneFrame, done)
 		_, _ = s.done.Ring()
 		s.ticks++
-		if s.opt.MaxTicks > 0 && s.ticks >= s.opt.MaxTicks {
+		if last {
 			s.settle(ctx, seen)
 			return nil
 		}
@@ -123,6 +130,7 @@ func (s *session) settle(ctx context.Context, seen uint64) {
 		case <-ctx.Done():
 			return
 		case <-s.conn.Done():
+			s.opt.Logger.Warn("the engine went away before it took the last tick's batch: it is lost")
 			return
 		case <-time.After(time.Millisecond):
 		}

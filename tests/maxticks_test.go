@@ -30,6 +30,7 @@ func (m *lastTickModule) Spec() module.Spec { return m.spec }
 
 func (m *lastTickModule) Tick(v *module.View, c *module.Commands, dt time.Duration) error {
 	module.Set(c, c.Create(), m.s.hp, HP{V: m.value})
+	time.Sleep(20 * time.Millisecond) // the tick's work: the engine goes on stepping meanwhile
 	if m.value < 0 {
 		c.Publish(7, make([]byte, layout.MaxModuleEventPayload+1)) // too large: the tick fails
 	}
@@ -79,6 +80,10 @@ func TestMaxTicksLastBatchApplied(t *testing.T) {
 		m := r.module(name)
 		require.Equal(t, uint64(6), m.Stats.Applied, "%s: 3 batches of a create and a set", name)
 		require.Zero(t, m.Stats.Failures, name)
+		// No tick was dispatched to a process waiting to leave
+		// (layout.OffMLeaving), even while the test kept stepping.
+		require.Equal(t, uint64(3), m.Stats.Runs, "%s: ticks dispatched", name)
+		require.Equal(t, uint64(3), m.Ticks, "%s: ticks seen done", name)
 	}
 }
 

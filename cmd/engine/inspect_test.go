@@ -266,6 +266,17 @@ func TestEngineMainExitCode(t *testing.T) {
 	require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
 	require.Contains(t, stderr, "fdp/inspect: fdp/layout: header checksum mismatch")
 
+	// Flags the engine cannot run with: one line, exit status 1, nothing
+	// created.
+	for _, args := range [][]string{{"--entities", "-1"}, {"--churn", "-5"}, {"--rate", "0"}, {"--duration", "-1s"}} {
+		_, stderr, code = run(append([]string{"run", "--instance", "neverstarted"}, args...)...)
+		require.Equal(t, 1, code, "%v: %s", args, stderr)
+		require.Equal(t, 1, strings.Count(stderr, "\n"), "%v: one line: %q", args, stderr)
+		require.Contains(t, stderr, args[0], "%v", args)
+	}
+	_, err := os.Stat("/dev/shm/fdp.neverstarted.world")
+	require.True(t, os.IsNotExist(err), "no segment created")
+
 	stdout, stderr, code := run("dump", "--json", filepath.Join(tmp, "good"))
 	require.Equal(t, 0, code, stderr)
 	var r inspect.Report

@@ -41,6 +41,22 @@ func (o *runOpts) flags(c *cobra.Command) {
 		"admit modules running under this uid too (repeatable; the control socket becomes connectable by every uid, admission is by SO_PEERCRED)")
 }
 
+// check refuses flag values the engine cannot run with, before anything
+// is created (one line each).
+func (o *runOpts) check() error {
+	switch {
+	case o.entities < 0:
+		return fmt.Errorf("--entities %d: must be 0 or more", o.entities)
+	case o.churn < 0:
+		return fmt.Errorf("--churn %d: must be 0 or more", o.churn)
+	case o.rate < 1:
+		return fmt.Errorf("--rate %d: must be at least 1", o.rate)
+	case o.duration < 0 || o.status < 0:
+		return fmt.Errorf("--duration and --status must not be negative")
+	}
+	return nil
+}
+
 // uids converts the --allow-uid values.
 func (o *runOpts) uids() ([]uint32, error) {
 	out := make([]uint32, 0, len(o.allowUIDs))
@@ -67,6 +83,9 @@ func newRunCommand() *cobra.Command {
 		Use:   "run",
 		Short: "Run the engine with the embedded demo world (modules attach through the control socket)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := o.check(); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			if o.duration > 0 {
