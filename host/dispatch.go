@@ -185,17 +185,29 @@ func (e *Engine) dispatch(now time.Time) int {
 	}
 	// Slow tier: one snapshot for the due (or owed), idle members of each
 	// convoy group.
+	//
+	// The groups take snapshots in turn: the dispatch starts with the first
+	// group that was refused one (no free slot) at the previous dispatch
+	// that refused any. When slots are scarce, the group first in slot
+	// order would otherwise take every slot that comes free, and a group
+	// behind it wait for as long as the first one keeps ticking.
 	var handled uint64 // modules handled (bit per index)
-	for i, m := range e.mods {
+	start, refused := 0, -1
+	if e.slowFirst < len(e.mods) {
+		start = e.slowFirst
+	}
+	for k := range e.mods {
+		i := (start + k) % len(e.mods)
+		m := e.mods[i]
 		if m.Tier != ipc.TierSlow || handled&(1<<uint(i)) != 0 {
 			continue
 		}
 		var regular, catchUp uint64 // members dispatched (bit per index)
 		var mask world.Mask
 		var holders uint64
-		for j := i; j < len(e.mods); j++ {
+		for j := range e.mods {
 			x := e.mods[j]
-			if x.Tier != ipc.TierSlow || x.Group != m.Group {
+			if x.Tier != ipc.TierSlow || x.Group != m.Group || handled&(1<<uint(j)) != 0 {
 				continue
 			}
 			handled |= 1 << uint(j)
@@ -250,6 +262,9 @@ func (e *Engine) dispatch(now time.Time) int {
 				e.mods[bits.TrailingZeros64(mm)].Stats.Skipped++
 			}
 			e.snapshotRefused(m.Group, bits.OnesCount64(members), err, now)
+			if refused < 0 {
+				refused = i // first in line at the next dispatch
+			}
 			continue
 		}
 		e.Snapshots++
@@ -286,6 +301,9 @@ func (e *Engine) dispatch(now time.Time) int {
 			x.next = e.frame + uint64(x.Every)
 			x.owed = x.owed || x.busy
 		}
+	}
+	if refused >= 0 {
+		e.slowFirst = refused
 	}
 	return n
 }

@@ -314,3 +314,37 @@ func TestRejectNamesMatchWorld(t *testing.T) {
 		require.Equal(t, r.String(), layout.RejectReasonName(int(r)))
 	}
 }
+
+// TestScarceSlotsTakenInTurn: with one slot for snapshots (3 slots: the
+// latest, one kept for the next publish, one to lease), two solo slow
+// modules whose ticks outlast their period both keep ticking: the groups
+// take snapshots in turn. Before, the module first in slot order took the
+// slot each time it came free and the other waited as long as it ran.
+func TestScarceSlotsTakenInTurn(t *testing.T) {
+	s := newRSchema()
+	e, err := New(Config{Instance: testInstance(t), Logger: quietLog(), Slots: 3}, newRWorld(t, s), nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { e.Close() })
+	r := &schedRig{t: t, e: e}
+	r.step()
+	a := r.join("a", ipc.TierSlow, 2, "solo")
+	b := r.join("b", ipc.TierSlow, 2, "solo")
+	// Each tick lasts 3 frames; then the module is done, and due again.
+	began := map[*Module]uint64{}
+	runs := map[*Module]int{}
+	for f := 0; f < 240; f++ {
+		r.step()
+		for _, m := range []*Module{a, b} {
+			if tf := tickFrame(m); tf != 0 && tf != began[m] {
+				began[m] = tf
+				runs[m]++
+			}
+			if tf := tickFrame(m); tf != 0 && r.e.frame >= tf+3 {
+				finish(m)
+			}
+		}
+	}
+	require.Greater(t, runs[a], 20, "a's ticks")
+	require.Greater(t, runs[b], 20, "b's ticks")
+	require.InDelta(t, runs[a], runs[b], 2, "a %d ticks, b %d: in turn", runs[a], runs[b])
+}

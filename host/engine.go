@@ -128,6 +128,10 @@ type Engine struct {
 	warm         bool // every slot was written once (see Step's warm-up)
 	closeOnce    gosync.Once
 	allMask      world.Mask
+	// slowFirst is the module index the slow tier's dispatch starts from:
+	// the first group refused a snapshot at the last dispatch that refused
+	// any (see dispatch).
+	slowFirst int
 }
 
 // New creates the segments and the control socket of an instance and
