@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/fdp-engine/fdp/ipc"
+	"github.com/fdp-engine/fdp/layout"
 )
 
 // MaxSlowTickLimit bounds a slow tick's runtime (Config.MaxSlowTick and a
@@ -114,9 +115,15 @@ func (e *Engine) dropOverduePins(now time.Time) int {
 }
 
 // snapshotRefused counts and logs (at most once per second) a snapshot
-// refused for a due convoy group.
+// refused for a due convoy group. The count is also stored in the world
+// segment (layout.OffWStatSnapRefused), where engine stat and engine dump
+// show it. This is the one place a refusal is counted: once per group and
+// dispatch, however many times the dispatch tried (Publisher.SnapshotsNoSlot
+// counts the tries).
 func (e *Engine) snapshotRefused(group string, members int, err error, now time.Time) {
 	e.SnapshotsRefused++
+	// A statistic for inspection: nothing pairs with it.
+	layout.Store64(e.segs.World.Data, layout.OffWStatSnapRefused, e.SnapshotsRefused)
 	if now.Sub(e.snapRefusedWarned) >= time.Second {
 		e.log.Warn("snapshot refused for a due group", "group", group, "modules", members, "err", err,
 			"leased_slots", e.pub.LeasedSlots(), "refused_total", e.SnapshotsRefused, "suppressed", e.snapRefusedHeld)

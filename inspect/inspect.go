@@ -178,14 +178,15 @@ func headerReport(h *layout.Header, o Options) HeaderReport {
 func ReadWorldStats(w *layout.World) (WorldStats, LatestReport) {
 	b := w.B
 	st := WorldStats{
-		Publishes:       ld64(b, layout.OffWStatPublishes),
-		Skipped:         ld64(b, layout.OffWStatSkipped),
-		LastPublishNano: ld64(b, layout.OffWStatLastNanos),
-		BytesCopied:     ld64(b, layout.OffWStatBytes),
-		ChunksCopied:    ld64(b, layout.OffWStatChunks),
-		HeartbeatNano:   ld64(b, layout.OffWStatHeartbeat),
-		Aborted:         ld64(b, layout.OffWStatAborted),
-		FrameNano:       ld64(b, layout.OffWStatFrameNanos),
+		Publishes:        ld64(b, layout.OffWStatPublishes),
+		Skipped:          ld64(b, layout.OffWStatSkipped),
+		LastPublishNano:  ld64(b, layout.OffWStatLastNanos),
+		BytesCopied:      ld64(b, layout.OffWStatBytes),
+		ChunksCopied:     ld64(b, layout.OffWStatChunks),
+		HeartbeatNano:    ld64(b, layout.OffWStatHeartbeat),
+		Aborted:          ld64(b, layout.OffWStatAborted),
+		FrameNano:        ld64(b, layout.OffWStatFrameNanos),
+		SnapshotsRefused: ld64(b, layout.OffWStatSnapRefused),
 	}
 	var lr LatestReport
 	if f, s, ok := layout.UnpackLatest(ld64(b, layout.OffWLatest)); ok {

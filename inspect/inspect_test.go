@@ -69,6 +69,7 @@ func TestWorldValues(t *testing.T) {
 	w := r.World
 	require.Equal(t, LatestReport{Published: true, Frame: 10, Slot: 0}, w.Latest)
 	require.Equal(t, uint64(10), w.Stats.Publishes)
+	require.Equal(t, uint64(3), w.Stats.SnapshotsRefused, "the engine's refused snapshots word")
 	require.Len(t, w.Components, 3)
 	require.Equal(t, "0x1111222233334444", w.Components[0].Fingerprint)
 	require.True(t, w.Slots[0].Latest)
@@ -372,6 +373,7 @@ func TestRates(t *testing.T) {
 	layout.Add64(w, layout.OffWStatPublishes, 30)
 	layout.Add64(w, layout.OffWStatBytes, 3<<20)
 	layout.Add64(w, layout.OffWStatSkipped, 2)
+	layout.Store64(w, layout.OffWStatSnapRefused, 7) // 4 more snapshots refused
 	layout.Store64(w, layout.OffWLatest, layout.PackLatest(40, 2))
 	b, err := TakeSample(w, l, t0.Add(500*time.Millisecond), Options{Alive: fixedAlive})
 	require.NoError(t, err)
@@ -382,6 +384,8 @@ func TestRates(t *testing.T) {
 	require.InDelta(t, 60.0, st.FrameRate, 1e-9)
 	require.InDelta(t, float64(6<<20), st.BytesPerSec, 1e-6)
 	require.Equal(t, uint64(2), st.SkippedDelta)
+	require.Equal(t, uint64(7), st.SnapshotsRefused)
+	require.Equal(t, uint64(4), st.SnapshotsRefusedDelta)
 	require.Equal(t, uint64(40), st.Frame)
 	require.Equal(t, int64(500*time.Millisecond), st.LastPublishAge)
 	require.Len(t, st.Readers, 3)
@@ -415,6 +419,7 @@ func TestRates(t *testing.T) {
 	var txt bytes.Buffer
 	require.NoError(t, StatText(&txt, st))
 	require.Contains(t, txt.String(), "60.0 fps")
+	require.Contains(t, txt.String(), "snapshots refused 7 (+4)")
 	require.Contains(t, txt.String(), "6.0MiB/s")
 	require.Contains(t, txt.String(), "reader 0 ai pid 4243 alive lag 30 (pin)")
 	require.Contains(t, txt.String(), "module 2 ai pid 4243 alive")

@@ -82,14 +82,15 @@ type LatestReport struct {
 
 // WorldStats is the statistics line of a world segment.
 type WorldStats struct {
-	Publishes       uint64 `json:"publishes"`
-	Skipped         uint64 `json:"skipped"`
-	LastPublishNano uint64 `json:"last_publish_ns"`
-	BytesCopied     uint64 `json:"bytes_copied"`
-	ChunksCopied    uint64 `json:"chunks_copied"`
-	HeartbeatNano   uint64 `json:"heartbeat_unix_ns"`
-	Aborted         uint64 `json:"aborted"`
-	FrameNano       uint64 `json:"frame_ns"`
+	Publishes        uint64 `json:"publishes"`
+	Skipped          uint64 `json:"skipped"`
+	LastPublishNano  uint64 `json:"last_publish_ns"`
+	BytesCopied      uint64 `json:"bytes_copied"`
+	ChunksCopied     uint64 `json:"chunks_copied"`
+	HeartbeatNano    uint64 `json:"heartbeat_unix_ns"`
+	Aborted          uint64 `json:"aborted"`
+	FrameNano        uint64 `json:"frame_ns"`
+	SnapshotsRefused uint64 `json:"snapshots_refused"` // snapshots refused a due convoy group (no free slot)
 }
 
 // SlotReport is one frame slot header.

@@ -87,22 +87,24 @@ func TakeSample(world, leases []byte, at time.Time, o Options) (*Sample, error) 
 
 // StatLine is the rate view computed from two successive samples.
 type StatLine struct {
-	Instance        string      `json:"instance"`
-	Time            string      `json:"time"`
-	IntervalNano    int64       `json:"interval_ns"`
-	Published       bool        `json:"published"`
-	Frame           uint64      `json:"frame"`
-	Publishes       uint64      `json:"publishes"`
-	FrameRate       float64     `json:"frame_rate"` // publishes per second over the interval
-	LastPublish     string      `json:"last_publish"`
-	LastPublishAge  int64       `json:"last_publish_age_ns"`
-	Skipped         uint64      `json:"skipped"`
-	SkippedDelta    uint64      `json:"skipped_delta"`
-	Aborted         uint64      `json:"aborted"`
-	BytesPerSec     float64     `json:"bytes_per_sec"`
-	LastPublishNano uint64      `json:"last_publish_ns"`
-	FrameNano       uint64      `json:"frame_ns"`
-	Readers         []ReaderLag `json:"readers"`
+	Instance              string      `json:"instance"`
+	Time                  string      `json:"time"`
+	IntervalNano          int64       `json:"interval_ns"`
+	Published             bool        `json:"published"`
+	Frame                 uint64      `json:"frame"`
+	Publishes             uint64      `json:"publishes"`
+	FrameRate             float64     `json:"frame_rate"` // publishes per second over the interval
+	LastPublish           string      `json:"last_publish"`
+	LastPublishAge        int64       `json:"last_publish_age_ns"`
+	Skipped               uint64      `json:"skipped"`
+	SkippedDelta          uint64      `json:"skipped_delta"`
+	Aborted               uint64      `json:"aborted"`
+	SnapshotsRefused      uint64      `json:"snapshots_refused"` // snapshots refused a due convoy group (no free slot)
+	SnapshotsRefusedDelta uint64      `json:"snapshots_refused_delta"`
+	BytesPerSec           float64     `json:"bytes_per_sec"`
+	LastPublishNano       uint64      `json:"last_publish_ns"`
+	FrameNano             uint64      `json:"frame_ns"`
+	Readers               []ReaderLag `json:"readers"`
 	// Modules are the statistics blocks of the instance's module segments.
 	Modules []ModuleStatLine `json:"modules"`
 }
@@ -144,20 +146,22 @@ func sub(a, b uint64) uint64 {
 func Rates(prev, cur *Sample) StatLine {
 	dt := cur.At.Sub(prev.At)
 	st := StatLine{
-		Instance:        cur.Instance,
-		Time:            cur.At.UTC().Format(time.RFC3339Nano),
-		IntervalNano:    int64(dt),
-		Published:       cur.Latest.Published,
-		Frame:           cur.Latest.Frame,
-		Publishes:       cur.Stats.Publishes,
-		Skipped:         cur.Stats.Skipped,
-		SkippedDelta:    sub(cur.Stats.Skipped, prev.Stats.Skipped),
-		Aborted:         cur.Stats.Aborted,
-		LastPublish:     FormatUnixNano(int64(cur.Stats.HeartbeatNano)),
-		LastPublishNano: cur.Stats.LastPublishNano,
-		FrameNano:       cur.Stats.FrameNano,
-		Readers:         []ReaderLag{},
-		Modules:         []ModuleStatLine{},
+		Instance:              cur.Instance,
+		Time:                  cur.At.UTC().Format(time.RFC3339Nano),
+		IntervalNano:          int64(dt),
+		Published:             cur.Latest.Published,
+		Frame:                 cur.Latest.Frame,
+		Publishes:             cur.Stats.Publishes,
+		Skipped:               cur.Stats.Skipped,
+		SkippedDelta:          sub(cur.Stats.Skipped, prev.Stats.Skipped),
+		Aborted:               cur.Stats.Aborted,
+		SnapshotsRefused:      cur.Stats.SnapshotsRefused,
+		SnapshotsRefusedDelta: sub(cur.Stats.SnapshotsRefused, prev.Stats.SnapshotsRefused),
+		LastPublish:           FormatUnixNano(int64(cur.Stats.HeartbeatNano)),
+		LastPublishNano:       cur.Stats.LastPublishNano,
+		FrameNano:             cur.Stats.FrameNano,
+		Readers:               []ReaderLag{},
+		Modules:               []ModuleStatLine{},
 	}
 	if cur.Stats.HeartbeatNano != 0 {
 		st.LastPublishAge = cur.At.UnixNano() - int64(cur.Stats.HeartbeatNano)
@@ -219,9 +223,9 @@ func Rates(prev, cur *Sample) StatLine {
 func StatText(w io.Writer, s StatLine) error {
 	var b strings.Builder
 	if s.Published {
-		fmt.Fprintf(&b, "%s  frame %d  %.1f fps  last publish %s ago  skipped %d (+%d)  aborted %d  %s/s  publish %s  frame %s",
+		fmt.Fprintf(&b, "%s  frame %d  %.1f fps  last publish %s ago  skipped %d (+%d)  aborted %d  snapshots refused %d (+%d)  %s/s  publish %s  frame %s",
 			s.Instance, s.Frame, s.FrameRate, time.Duration(s.LastPublishAge).Round(time.Microsecond), s.Skipped, s.SkippedDelta,
-			s.Aborted, humanBytes(s.BytesPerSec), time.Duration(s.LastPublishNano), time.Duration(s.FrameNano))
+			s.Aborted, s.SnapshotsRefused, s.SnapshotsRefusedDelta, humanBytes(s.BytesPerSec), time.Duration(s.LastPublishNano), time.Duration(s.FrameNano))
 	} else {
 		fmt.Fprintf(&b, "%s  nothing published yet", s.Instance)
 	}

@@ -102,8 +102,8 @@ func (p *printer) world(w *WorldReport) {
 		p.f("latest     nothing published\n")
 	}
 	s := w.Stats
-	p.f("stats      publishes %d   skipped %d   aborted %d   bytes %d   chunks %d   last publish %dns   frame %dns   heartbeat %s\n",
-		s.Publishes, s.Skipped, s.Aborted, s.BytesCopied, s.ChunksCopied, s.LastPublishNano, s.FrameNano, FormatUnixNano(int64(s.HeartbeatNano)))
+	p.f("stats      publishes %d   skipped %d   aborted %d   snapshots refused %d   bytes %d   chunks %d   last publish %dns   frame %dns   heartbeat %s\n",
+		s.Publishes, s.Skipped, s.Aborted, s.SnapshotsRefused, s.BytesCopied, s.ChunksCopied, s.LastPublishNano, s.FrameNano, FormatUnixNano(int64(s.HeartbeatNano)))
 	p.f("\ncomponents\n")
 	t := p.table("ID\tNAME\tSIZE\tALIGN\tFINGERPRINT\tCOLUMN")
 	for _, c := range w.Components {

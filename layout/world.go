@@ -87,6 +87,10 @@ const (
 	OffWStatHeartbeat  = 2216               // u64 Unix nanos of the last publish
 	OffWStatAborted    = 2224               // u64 slot claims aborted because a reader pinned the slot
 	OffWStatFrameNanos = 2232               // u64 duration of the last engine frame
+	// OffWStatSnapRefused counts the snapshots the engine refused a due
+	// convoy group (no free slot: a snapshot never takes the slot the next
+	// publish needs); the engine's Engine.Bounds().SnapshotsRefused.
+	OffWStatSnapRefused = 2240 // u64
 )
 
 // Slot header fields (offsets from the start of the slot).

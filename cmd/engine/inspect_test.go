@@ -141,6 +141,7 @@ func TestLsDumpGC(t *testing.T) {
 		require.NoError(t, err, args)
 		require.Contains(t, out, "kind       world (1)")
 		require.Contains(t, out, "latest     frame 10 in slot 0")
+		require.Contains(t, out, "snapshots refused 3", "the engine's refused snapshots word")
 		require.NotContains(t, out, "slot 0 chunks")
 	}
 	out, _, err = engineCmd(t, "dump", "--json", "--chunks", shm.SegmentName(live, "world"))
@@ -151,6 +152,7 @@ func TestLsDumpGC(t *testing.T) {
 	require.True(t, r.Header.CreatorAlive)
 	require.Equal(t, filepath.Join(dir, shm.SegmentName(live, "world")), r.Source)
 	require.Len(t, r.World.Slots[0].ChunkDetail, 2)
+	require.Equal(t, uint64(3), r.World.Stats.SnapshotsRefused)
 	out, _, err = engineCmd(t, "dump", "--json", live, "leases")
 	require.NoError(t, err)
 	r = inspect.Report{}
@@ -327,6 +329,7 @@ func TestStat(t *testing.T) {
 			require.InDelta(t, 1000*s.FrameRate, s.BytesPerSec, 1e-3)
 			require.GreaterOrEqual(t, s.Frame, prev.Frame)
 		}
+		require.Equal(t, uint64(3), s.SnapshotsRefused, "the engine's refused snapshots word")
 		require.Len(t, s.Readers, 2)
 		require.Equal(t, "ai", s.Readers[0].Name)
 		require.Equal(t, "pin", s.Readers[0].Via)
@@ -338,6 +341,7 @@ func TestStat(t *testing.T) {
 	out, _, err = engineCmd(t, "stat", inst, "--interval", "5ms", "--count", "1")
 	require.NoError(t, err)
 	require.Contains(t, out, inst+"  frame ")
+	require.Contains(t, out, "snapshots refused 3 (+0)")
 	require.Contains(t, out, "reader 0 ai pid 4243")
 
 	_, _, err = engineCmd(t, "stat", uniqueInstance(), "--count", "1")

@@ -148,7 +148,7 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger, out io.Writer)
 	log.Info("engine running", "instance", o.instance, "entities", sim.W.Count(), "rate", o.rate, "pid", os.Getpid())
 	start := time.Now()
 	pub := eng.Publisher()
-	lastStatus, lastPub, lastSkipped := start, pub.Publishes, pub.Skipped
+	lastStatus, lastPub, lastSkipped, lastRefused := start, pub.Publishes, pub.Skipped, eng.Bounds().SnapshotsRefused
 	var late, rejected, commands int
 	err = eng.Run(ctx, func(st host.FrameStats) {
 		late += st.Late
@@ -156,8 +156,10 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger, out io.Writer)
 		commands += st.Commands
 		if o.status > 0 && time.Since(lastStatus) >= o.status {
 			now := time.Now()
-			fmt.Fprintln(os.Stderr, statusLine(eng, st, sim.W.Count(), now.Sub(lastStatus), pub.Publishes-lastPub, pub.Skipped-lastSkipped, commands, rejected, late))
-			lastStatus, lastPub, lastSkipped = now, pub.Publishes, pub.Skipped
+			refused := eng.Bounds().SnapshotsRefused
+			fmt.Fprintln(os.Stderr, statusLine(eng, st, sim.W.Count(), now.Sub(lastStatus), pub.Publishes-lastPub, pub.Skipped-lastSkipped,
+				refused-lastRefused, commands, rejected, late))
+			lastStatus, lastPub, lastSkipped, lastRefused = now, pub.Publishes, pub.Skipped, refused
 		}
 	})
 	printSummary(out, eng, sim, time.Since(start), commands, rejected, late)
@@ -165,11 +167,13 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger, out io.Writer)
 }
 
 // statusLine formats the engine's status line for an interval of d in
-// which published frames were published and noSlot publishes found no free
-// slot. The frame rate counts publishes, never frames that were not
-// published; publishes without a free slot are shown, with a warning when
-// nothing was published at all.
-func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Duration, published, noSlot uint64, commands, rejected, late int) string {
+// which published frames were published, noSlot publishes found no free
+// slot and refused snapshots were refused to due convoy groups (no free
+// slot: Engine.Bounds().SnapshotsRefused). The frame rate counts
+// publishes, never frames that were not published; publishes without a
+// free slot are shown, with a warning when nothing was published at all,
+// and so are refused snapshots.
+func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Duration, published, noSlot, refused uint64, commands, rejected, late int) string {
 	fps := float64(published) / d.Seconds()
 	up := 0
 	for _, m := range eng.Modules() {
@@ -184,6 +188,9 @@ func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Durat
 		if published == 0 {
 			line += "  WARNING: nothing published (every slot pinned or leased)"
 		}
+	}
+	if refused > 0 {
+		line += fmt.Sprintf("  snapshots refused %d", refused)
 	}
 	return line
 }
@@ -203,8 +210,8 @@ func printSummary(w io.Writer, eng *host.Engine, sim *demo.Sim, d time.Duration,
 	cs := eng.ControlStats()
 	pf("validation: slot state reclaimed %d, hellos refused for their mask %d, for a name of another uid %d, peers refused for their uid %d (of %d connections refused), implausible wake reports ignored %d\n",
 		eng.ReclaimedReaders, eng.BadMasks, eng.NamesRefused(), cs.PeerRefused, cs.Refused, eng.BadWakeReports)
-	pf("snapshots (SoD/convoy) %d, %.1f MB copied; pool reuse %s: snapshots into a slot that already held a frame, copying only changes; %d refused (no free slot)\n",
-		eng.Snapshots, float64(eng.SnapBytes)/1e6, reuseRate(p.SnapshotsReused, p.Snapshots), p.SnapshotsNoSlot)
+	pf("snapshots (SoD/convoy) %d, %.1f MB copied; pool reuse %s: snapshots into a slot that already held a frame, copying only changes; %d refused to a due group (no free slot)\n",
+		eng.Snapshots, float64(eng.SnapBytes)/1e6, reuseRate(p.SnapshotsReused, p.Snapshots), eng.Bounds().SnapshotsRefused)
 	pf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
 		eng.WakeHist.Percentile(50), eng.WakeHist.Percentile(99), eng.WakeHist.Max(), eng.WakeHist.Count(), !eng.Config().NoPrewake)
 	pf("world: %d entities alive; %d spawned and %d died by the simulation; commands applied %d, rejected %d; late fast ticks %d\n",
