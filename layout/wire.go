@@ -132,3 +132,14 @@ func DecodeAckEvents(b []byte) (AckEvents, error) {
 // once, failing the tick (module.ErrEventTooLarge). The engine's own events
 // may be larger: up to a quarter of the event log.
 const MaxModuleEventPayload = 4096
+
+// ExitRefused is the exit status of a module process that the engine
+// refused for a reason a restart cannot change: a schema or control
+// protocol version the engine does not speak, a hello it finds invalid (a
+// bad module or group name, tier or period), a peer uid it does not admit.
+// It is EX_CONFIG of sysexits.h: the configuration, not the run, is wrong.
+// A supervisor that sees it does not restart the module (`engine up` shows
+// it as refused); any other non-zero status is a crash, restarted with
+// backoff under the circuit breaker. module.MainOptions exits with it when
+// module.Refused reports the error of Run.
+const ExitRefused = 78

@@ -66,3 +66,21 @@ func TestAckEventsRoundTrip(t *testing.T) {
 		t.Fatalf("CmdAckEvents %#x outside the reserved record types", CmdAckEvents)
 	}
 }
+
+// TestExitRefusedIsWire: ExitRefused is protocol between a module process
+// and its supervisor (possibly written in another language): EX_CONFIG,
+// distinct from a Go panic's 2, a generic failure's 1 and the 128+signal
+// statuses of a shell.
+func TestExitRefusedIsWire(t *testing.T) {
+	if ExitRefused != 78 {
+		t.Fatalf("ExitRefused = %d, the wire value is 78 (EX_CONFIG)", ExitRefused)
+	}
+	for _, other := range []int{0, 1, 2} {
+		if ExitRefused == other {
+			t.Fatalf("ExitRefused collides with exit status %d", other)
+		}
+	}
+	if ExitRefused > 125 {
+		t.Fatalf("ExitRefused %d is in the range shells use for signals", ExitRefused)
+	}
+}

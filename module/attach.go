@@ -48,9 +48,9 @@ func (s *session) attach(ctx context.Context, deadline time.Time) error {
 			s.startWatch(ctx)
 			return nil
 		}
-		if errors.Is(err, layout.ErrSchema) || errors.Is(err, ipc.ErrSchemaMismatch) ||
-			errors.Is(err, ipc.ErrVersionMismatch) || errors.Is(err, ipc.ErrRejected) ||
-			errors.Is(err, ipc.ErrPeerCred) {
+		if Refused(err) || errors.Is(err, ipc.ErrRejected) {
+			// The engine refused this hello: returned at once, not
+			// retried until deadline (an invalid hello used to be).
 			return fmt.Errorf("attach to %q: %w", s.opt.Instance, err)
 		}
 		last = err

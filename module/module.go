@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/fdp-engine/fdp/ipc"
+	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
 	fsync "github.com/fdp-engine/fdp/sync"
 	"github.com/fdp-engine/fdp/world"
@@ -128,7 +129,11 @@ func Main(reg *world.Registry, m Module) { MainOptions(m, Options{Registry: reg}
 // MainOptions is Main with options: an empty Instance is read from
 // $FDP_INSTANCE (default "demo"), empty Name and Group from $FDP_MODULE and
 // $FDP_GROUP (set by the supervisor from its config), a nil Logger logs text
-// to stderr with the module's name. It exits the process.
+// to stderr with the module's name. It exits the process: 0 after SIGTERM or
+// SIGINT; layout.ExitRefused (78) with one "module refused by the engine"
+// line when Run's error is a permanent refusal (Refused), so that the
+// supervisor does not restart it; 1 with one "module stopped" line on any
+// other error.
 func MainOptions(m Module, opt Options) {
 	if opt.Instance == "" {
 		opt.Instance = os.Getenv("FDP_INSTANCE")
@@ -152,11 +157,41 @@ func MainOptions(m Module, opt Options) {
 		opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("module", name)
 	}
 	err := Run(ctx, m, opt)
-	if err != nil && !errors.Is(err, context.Canceled) {
+	switch {
+	case err == nil || errors.Is(err, context.Canceled):
+	case Refused(err):
+		opt.Logger.Error("module refused by the engine: a restart cannot change it", "err", err, "exit", layout.ExitRefused)
+		stop()
+		os.Exit(layout.ExitRefused)
+	default:
 		opt.Logger.Error("module stopped", "err", err)
 		stop()
 		os.Exit(1)
 	}
+}
+
+// Refused reports whether err (from Run) is the engine's refusal of this
+// module for a reason a restart of the module cannot change: its schema
+// (ipc.ErrSchemaMismatch; layout.ErrSchema: its registry does not fit the
+// engine's world), its control protocol version (ipc.ErrVersionMismatch), an
+// invalid hello (ipc.ErrBadHello: name, group, tier or period; a hello too
+// large to send, ipc.ErrMessageTooLarge) or a peer uid the engine does not
+// admit (ipc.ErrPeerCred). Run returns these at once, without waiting out
+// Options.AttachTimeout.
+//
+// The engine's own admission refusals (ipc.ErrRejected: a name owned by
+// another uid, a mask beyond the schema, the name already connected, every
+// module slot held by a live module, a segment it could not create) are not
+// permanent here: they reach the module under the one wire code "rejected",
+// and some of them clear (the live holder of the name or of a slot dies).
+// Run returns them at once too; MainOptions exits 1, and a supervisor's
+// restart backoff and circuit breaker stop a module refused again and
+// again (with `engine up`'s default config, after 6 refusals in about
+// 2 s).
+func Refused(err error) bool {
+	return errors.Is(err, ipc.ErrSchemaMismatch) || errors.Is(err, layout.ErrSchema) ||
+		errors.Is(err, ipc.ErrVersionMismatch) || errors.Is(err, ipc.ErrBadHello) ||
+		errors.Is(err, ipc.ErrMessageTooLarge) || errors.Is(err, ipc.ErrPeerCred)
 }
 
 // session is one module process attached to an engine; Run replaces its

@@ -48,6 +48,16 @@ func childMain(role string) int {
 	case "crasher":
 		fmt.Printf("crasher %s exiting\n", name)
 		return 3
+	case "exiter":
+		// Writes two stderr lines and exits with $FDP_TEST_EXIT (a module
+		// refused by the engine exits with layout.ExitRefused).
+		code, err := strconv.Atoi(os.Getenv("FDP_TEST_EXIT"))
+		if err != nil {
+			return 2
+		}
+		fmt.Fprintf(os.Stderr, "exiter %s starting\n", name)
+		fmt.Fprintf(os.Stderr, "exiter %s: exit %d\n\n", name, code)
+		return code
 	case "hanger":
 		hb := filepath.Join(dir, name+".hb")
 		marker := filepath.Join(dir, name+".hung")
@@ -169,7 +179,7 @@ func baseConfig(dir string) *Config {
 
 // ev is one hook call.
 type ev struct {
-	kind   string // start, death, reclaim, backoff, broken
+	kind   string // start, death, reclaim, backoff, broken, refused
 	name   string
 	pid    int
 	status string
@@ -219,6 +229,9 @@ func (r *recorder) hooks() Hooks {
 		Reclaim:   func(name string, pid int) error { r.add(ev{kind: "reclaim", name: name, pid: pid}); return nil },
 		OnBackoff: func(name string, d time.Duration) { r.add(ev{kind: "backoff", name: name, delay: d}) },
 		OnBroken:  func(name string, n int) { r.add(ev{kind: "broken", name: name, pid: n}) },
+		OnRefused: func(name string, pid int, line string) {
+			r.add(ev{kind: "refused", name: name, pid: pid, status: line})
+		},
 		AfterStop: func() error { r.mu.Lock(); r.stops++; r.mu.Unlock(); return nil },
 	}
 }

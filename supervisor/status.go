@@ -11,9 +11,11 @@ import (
 
 // pump logs every line of one output stream of a child as one slog record
 // (attributes child and stream), so lines of different children never
-// interleave. Lines longer than 64 KiB are logged in pieces.
-func (s *Supervisor) pump(r *os.File, name, stream string) {
+// interleave. Lines longer than 64 KiB are logged in pieces. It keeps the
+// last non-empty stderr line in out.
+func (s *Supervisor) pump(r *os.File, name, stream string, out *procOut) {
 	defer s.outWG.Done()
+	defer out.pumpDone()
 	defer func() {
 		s.mu.Lock()
 		delete(s.pipes, r)
@@ -25,7 +27,11 @@ func (s *Supervisor) pump(r *os.File, name, stream string) {
 	for {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
-			log.Info(strings.TrimRight(string(line), "\r\n"))
+			text := strings.TrimRight(string(line), "\r\n")
+			log.Info(text)
+			if stream == "stderr" && strings.TrimSpace(text) != "" {
+				out.lastErr.Store(&text)
+			}
 		}
 		if err != nil && err != bufio.ErrBufferFull {
 			return
@@ -44,6 +50,9 @@ func (s *Supervisor) Status() []ChildStatus {
 			Name: c.name, Engine: c.engine, State: c.state,
 			Restarts: c.restarts, Deaths: c.deaths, Hangs: c.hangs, BreakerTrips: c.trips,
 			LastExit: c.lastExit, DetectLatency: c.lastLat, LastBackoff: c.lastDelay,
+		}
+		if c.state == StateRefused {
+			st.Refusal = c.refusal
 		}
 		if c.proc != nil {
 			st.PID = c.proc.Pid
@@ -78,7 +87,8 @@ func (s *Supervisor) Latencies() []time.Duration {
 
 // Summary is a human summary of the run: per child its state, restarts,
 // deaths, hangs, breaker trips and p50/p99 death-detection latency, then
-// the totals.
+// the totals, then for each refused module (StateRefused) its last stderr
+// line.
 func (s *Supervisor) Summary() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -101,6 +111,15 @@ func (s *Supervisor) Summary() string {
 	}
 	slices.Sort(all)
 	fmt.Fprintf(&b, "%-12s %-8s %8d %6d %5d %7d %10s %10s\n", "total", "", restarts, deaths, hangs, trips, fmtLat(all, 50), fmtLat(all, 99))
+	for _, c := range s.children {
+		if c.state == StateRefused {
+			why := c.refusal
+			if why == "" {
+				why = "(no stderr output)"
+			}
+			fmt.Fprintf(&b, "refused %s: %s\n", c.name, why)
+		}
+	}
 	return b.String()
 }
 

@@ -1,6 +1,7 @@
 // Package supervisor launches the engine process and the module processes of
 // an FDP instance from a YAML configuration, restarts crashed processes with
-// exponential backoff and a per-process circuit breaker, kills hung modules
+// exponential backoff and a per-process circuit breaker (but not a module
+// that exits with layout.ExitRefused: StateRefused), kills hung modules
 // and a hung engine (see HangConfig), reclaims a dead module's resources
 // through hooks, and shuts everything down gracefully (SIGTERM, then SIGKILL
 // after a grace period). Children get PDEATHSIG=SIGKILL so they never outlive
@@ -21,8 +22,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/fdp-engine/fdp/layout"
 )
 
 // State is the state of one supervised child.
@@ -35,7 +39,12 @@ const (
 	StateBackoff  State = "backoff"  // dead, waiting to be restarted
 	StateBroken   State = "broken"   // circuit breaker tripped: not restarted again
 	StateStopped  State = "stopped"  // stopped by shutdown
+	// StateRefused: a module exited with layout.ExitRefused, the engine
+	// refused it for a reason a restart cannot change; not restarted again.
+	StateRefused State = "refused"
 )
+
+func (s State) String() string { return string(s) }
 
 // Hooks are callbacks into the rest of the system. Every field is optional.
 // Hooks are called from supervisor goroutines; they must be safe for
@@ -67,6 +76,10 @@ type Hooks struct {
 	OnBackoff func(name string, delay time.Duration)
 	// OnBroken is called when a child's circuit breaker trips.
 	OnBroken func(name string, deaths int)
+	// OnRefused is called when a module exited with layout.ExitRefused and
+	// will not be restarted, with the last line it wrote to stderr ("" if
+	// none): normally the refusal.
+	OnRefused func(name string, pid int, lastStderr string)
 	// AfterStop runs once at the end of Run, after every child is gone (e.g.
 	// shm.RemoveInstance). Its error is returned by Run if Run has none.
 	AfterStop func() error
@@ -110,12 +123,55 @@ type ChildStatus struct {
 	DetectLatency time.Duration
 	// LastBackoff is the last scheduled restart delay.
 	LastBackoff time.Duration
+	// Refusal is, in StateRefused, the last line the refused process wrote
+	// to stderr ("" if none).
+	Refusal string
 }
 
 var errStopping = errors.New("fdp/supervisor: stopping")
 
 // maxLatencySamples bounds the detection-latency samples kept per child.
 const maxLatencySamples = 4096
+
+// refusalOutputWait bounds the wait, after a module exited with
+// layout.ExitRefused, for the end of its output (its last stderr line is
+// the refusal): a grandchild may hold the pipes open.
+const refusalOutputWait = time.Second
+
+// procOut is the output of one child process: its two pumps write to it.
+type procOut struct {
+	lastErr atomic.Pointer[string] // last non-empty stderr line
+	left    atomic.Int32           // pumps still reading
+	done    chan struct{}          // closed when both pumps ended (EOF)
+}
+
+func newProcOut() *procOut {
+	o := &procOut{done: make(chan struct{})}
+	o.left.Store(2)
+	return o
+}
+
+// pumpDone is called by each pump when it ends.
+func (o *procOut) pumpDone() {
+	if o.left.Add(-1) == 0 {
+		close(o.done)
+	}
+}
+
+// lastStderr waits up to limit for the end of the output and returns the
+// last stderr line seen.
+func (o *procOut) lastStderr(limit time.Duration) string {
+	t := time.NewTimer(limit)
+	defer t.Stop()
+	select {
+	case <-o.done:
+	case <-t.C:
+	}
+	if p := o.lastErr.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 type child struct {
 	name   string
@@ -127,6 +183,7 @@ type child struct {
 
 	// Guarded by Supervisor.mu.
 	proc      *os.Process
+	out       *procOut // proc's output
 	started   time.Time
 	killedAt  time.Time // SIGKILL sent by the supervisor to proc (hang)
 	state     State
@@ -140,6 +197,7 @@ type child struct {
 	failures  []time.Time // deaths within the breaker window
 	backoff   time.Duration
 	lastDelay time.Duration
+	refusal   string // StateRefused: the last stderr line
 }
 
 type spawnReq struct {
@@ -411,10 +469,12 @@ func (s *Supervisor) start(c *child) (*os.Process, error) {
 	}
 	s.pipes[outR] = struct{}{}
 	s.pipes[errR] = struct{}{}
+	out := newProcOut()
 	s.outWG.Add(2)
-	go s.pump(outR, c.name, "stdout")
-	go s.pump(errR, c.name, "stderr")
+	go s.pump(outR, c.name, "stdout", out)
+	go s.pump(errR, c.name, "stderr", out)
 	c.proc = cmd.Process
+	c.out = out
 	c.started = time.Now()
 	c.killedAt = time.Time{}
 	c.state = StateRunning
@@ -438,6 +498,7 @@ func (s *Supervisor) loop(c *child, first *os.Process) {
 		var status string
 		var seen time.Time
 		pid := 0
+		refused := false
 		if err != nil {
 			status = "start failed: " + err.Error()
 			seen = time.Now()
@@ -453,24 +514,28 @@ func (s *Supervisor) loop(c *child, first *os.Process) {
 				status = "wait: " + werr.Error()
 			} else {
 				status = ps.String()
+				// Only a module can be refused; the engine's 78 is a crash.
+				refused = !c.engine && ps.ExitCode() == layout.ExitRefused
 			}
 		}
-		if !s.onDeath(c, pid, status, seen) {
+		if !s.onDeath(c, pid, status, seen, refused) {
 			break
 		}
 		proc, err = s.start(c)
 	}
 	s.mu.Lock()
 	c.proc = nil
-	if c.state != StateBroken {
+	if c.state != StateBroken && c.state != StateRefused {
 		c.state = StateStopped
 	}
 	s.mu.Unlock()
 }
 
 // onDeath records a death of c and reports whether to restart it (after the
-// backoff delay, which onDeath waits).
-func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time) bool {
+// backoff delay, which onDeath waits). A module that exited with
+// layout.ExitRefused (refused) is not restarted: it goes to StateRefused,
+// without counting towards its breaker.
+func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time, refused bool) bool {
 	s.mu.Lock()
 	ref := seen
 	if !c.killedAt.IsZero() && c.killedAt.Before(seen) {
@@ -480,13 +545,18 @@ func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time) b
 	if pid == 0 {
 		uptime = 0 // the start itself failed
 	}
+	out := c.out
 	c.proc = nil
+	c.out = nil
 	c.lastExit = status
 	if s.stopping {
 		s.mu.Unlock()
 		return false // an expected death during shutdown
 	}
 	c.state = StateBackoff
+	if refused {
+		c.state = StateRefused
+	}
 	s.mu.Unlock()
 
 	lat := time.Since(ref)
@@ -496,6 +566,9 @@ func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time) b
 		}
 	} else if h := s.opt.Hooks.OnModuleDeath; h != nil {
 		h(c.name, pid, status)
+	}
+	if refused {
+		return s.onRefused(c, pid, status, uptime, lat, out)
 	}
 	s.log.Warn("child died", "child", c.name, "pid", pid, "status", status, "uptime", uptime.Round(time.Millisecond), "detect", lat)
 	if !c.engine && pid != 0 {
@@ -577,6 +650,42 @@ func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time) b
 	c.restarts++
 	s.mu.Unlock()
 	return true
+}
+
+// onRefused ends the supervision of module c, whose process pid exited
+// with layout.ExitRefused: the engine refused it for a reason a restart
+// cannot change. It is logged once, with the process's last stderr line
+// (the module's own account of the refusal), and never restarted; it does
+// not count towards the breaker. The other children go on. It returns
+// false (no restart).
+func (s *Supervisor) onRefused(c *child, pid int, status string, uptime, lat time.Duration, out *procOut) bool {
+	line := ""
+	if out != nil {
+		line = out.lastStderr(refusalOutputWait)
+	}
+	if h := s.opt.Hooks.Reclaim; h != nil && pid != 0 {
+		// It may have held something of an engine before a rejoin was
+		// refused.
+		if err := h(c.name, pid); err != nil {
+			s.log.Error("reclaim failed", "child", c.name, "pid", pid, "err", err)
+		}
+	}
+	s.mu.Lock()
+	c.deaths++
+	c.lastLat = lat
+	if len(c.lats) == maxLatencySamples {
+		copy(c.lats, c.lats[1:])
+		c.lats = c.lats[:maxLatencySamples-1]
+	}
+	c.lats = append(c.lats, lat)
+	c.refusal = line
+	s.mu.Unlock()
+	s.log.Error("module refused by the engine: not restarting", "child", c.name, "pid", pid, "status", status,
+		"uptime", uptime.Round(time.Millisecond), "last_stderr", line)
+	if h := s.opt.Hooks.OnRefused; h != nil {
+		h(c.name, pid, line)
+	}
+	return false
 }
 
 // nextBackoff returns the delay before the next restart given the previous

@@ -6,6 +6,12 @@
 // from $FDP_MODULE (ai modules: ai-1, ai-2, ... pick their team from it).
 // When the engine dies the module waits for the next engine of the instance
 // (up to --rejoin-timeout) and goes on in the same process.
+//
+// Exit status: 0 after SIGTERM or SIGINT; 78 (layout.ExitRefused) when the
+// engine refused the module for a reason a restart cannot change (an
+// invalid name or group, another schema or protocol version: see
+// module.Refused), which `engine up` does not restart; 1 on any other
+// error; 2 for bad usage.
 package main
 
 import (
