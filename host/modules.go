@@ -1,7 +1,6 @@
 package host
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"runtime/debug"
@@ -182,8 +181,8 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	}
 	if extra := h.Mask &^ uint64(e.allMask); extra != 0 {
 		e.BadMasks++
-		return ipc.Welcome{}, fmt.Errorf("component mask %#x names components beyond the schema's %d (bits %#x)",
-			h.Mask, e.w.Registry().Len(), extra)
+		return ipc.Welcome{}, fmt.Errorf("%w: component mask %#x names components beyond the schema's %d (bits %#x)",
+			ipc.ErrBadHello, h.Mask, e.w.Registry().Len(), extra)
 	}
 	if m == nil {
 		if len(e.mods) >= layout.MaxModules {
@@ -359,8 +358,9 @@ func ringDone(d *ipc.Doorbell) {
 }
 
 // ErrNameOwned refuses a hello whose module name was registered by a
-// process of another uid (Engine.NameRefused).
-var ErrNameOwned = errors.New("a name is owned by the uid that registered it first")
+// process of another uid (Engine.NameRefused); the module gets the wire
+// code "name_owned".
+var ErrNameOwned = ipc.ErrNameOwned
 
 // NamesRefused returns how many hellos were refused because their module
 // name belongs to another uid (ErrNameOwned).

@@ -59,6 +59,9 @@ var (
 	ErrPeerCred        = errors.New("peer credentials rejected")
 	ErrBadHello        = errors.New("invalid hello")
 	ErrRejected        = errors.New("module rejected by the engine")
+	// ErrNameOwned: the module name was registered by a process of
+	// another uid (for the engine's lifetime): no restart changes that.
+	ErrNameOwned       = errors.New("a name is owned by the uid that registered it first")
 	ErrMessageTooLarge = errors.New("control message too large")
 	ErrControl         = errors.New("control protocol error")
 	ErrInstanceRunning = errors.New("engine instance already listening")
@@ -171,6 +174,7 @@ var ctlCodes = []struct {
 	{"peer", ErrPeerCred},
 	{"bad_hello", ErrBadHello},
 	{"too_large", ErrMessageTooLarge},
+	{"name_owned", ErrNameOwned},
 	{"rejected", ErrRejected},
 }
 

@@ -467,3 +467,20 @@ func TestControlOtherUIDAdmission(t *testing.T) {
 	rec2.mu.Unlock()
 	require.Zero(t, s2.Stats().PeerRefused)
 }
+
+// TestRefusalCodes: every refusal sentinel has its own wire code and comes
+// back as itself; a handler's refusal that wraps a sentinel gets its code;
+// an unknown code (a newer engine's) reads as ErrRejected.
+func TestRefusalCodes(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range ctlCodes {
+		require.False(t, seen[c.code], "code %q twice", c.code)
+		seen[c.code] = true
+		require.Equal(t, c.code, ctlCode(fmt.Errorf("handler: %w", c.err)))
+		require.ErrorIs(t, ctlCodeErr(c.code), c.err)
+	}
+	require.Equal(t, "name_owned", ctlCode(fmt.Errorf("module name %q belongs to uid 0 (%w)", "x", ErrNameOwned)))
+	require.Equal(t, "bad_hello", ctlCode(fmt.Errorf("%w: component mask beyond the schema", ErrBadHello)))
+	require.Equal(t, "rejected", ctlCode(errors.New("already connected")))
+	require.ErrorIs(t, ctlCodeErr("from_a_newer_engine"), ErrRejected)
+}

@@ -179,11 +179,12 @@ func MainOptions(m Module, opt Options) {
 // admit (ipc.ErrPeerCred). Run returns these at once, without waiting out
 // Options.AttachTimeout.
 //
-// The engine's own admission refusals (ipc.ErrRejected: a name owned by
-// another uid, a mask beyond the schema, the name already connected, every
-// module slot held by a live module, a segment it could not create) are not
-// permanent here: they reach the module under the one wire code "rejected",
-// and some of them clear (the live holder of the name or of a slot dies).
+// A name owned by another uid (ipc.ErrNameOwned, wire code "name_owned")
+// and a mask beyond the schema (ipc.ErrBadHello) are permanent too. The
+// engine's other admission refusals (ipc.ErrRejected: the name already
+// connected, every module slot held by a live module, a segment it could
+// not create) are not: they can clear (the live holder of the name or of a
+// slot dies).
 // Run returns them at once too; MainOptions exits 1, and a supervisor's
 // restart backoff and circuit breaker stop a module refused again and
 // again (with `engine up`'s default config, after 6 refusals in about
@@ -191,7 +192,8 @@ func MainOptions(m Module, opt Options) {
 func Refused(err error) bool {
 	return errors.Is(err, ipc.ErrSchemaMismatch) || errors.Is(err, layout.ErrSchema) ||
 		errors.Is(err, ipc.ErrVersionMismatch) || errors.Is(err, ipc.ErrBadHello) ||
-		errors.Is(err, ipc.ErrMessageTooLarge) || errors.Is(err, ipc.ErrPeerCred)
+		errors.Is(err, ipc.ErrMessageTooLarge) || errors.Is(err, ipc.ErrPeerCred) ||
+		errors.Is(err, ipc.ErrNameOwned)
 }
 
 // session is one module process attached to an engine; Run replaces its

@@ -17,6 +17,7 @@ import (
 	"github.com/fdp-engine/fdp/ipc"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/module"
+	"github.com/fdp-engine/fdp/world"
 	"github.com/stretchr/testify/require"
 )
 
@@ -66,13 +67,19 @@ func TestRefusedJoinFailsAtOnce(t *testing.T) {
 		require.Contains(t, err.Error(), "must be 1..")
 	}
 
+	// A mask naming components beyond the schema: an invalid hello.
+	err := join(module.Spec{Name: "widemask", Tier: module.Fast, Every: 1, Reads: world.Mask(1) << 40})
+	require.ErrorIs(t, err, ipc.ErrBadHello)
+	require.True(t, module.Refused(err), "a mask beyond the schema is a permanent refusal: %v", err)
+	require.Contains(t, err.Error(), "names components beyond the schema")
+
 	// A module of the same name already connected: refused at once, but
 	// not for good (the holder may die).
 	ctx, stop := context.WithCancel(context.Background())
 	first := make(chan error, 1)
 	go func() { first <- run(ctx, module.Spec{Name: "dup", Tier: module.Fast, Every: 1}) }()
 	waitFor(t, "the first dup ticking", 10*time.Second, r.running("dup", 1))
-	err := join(module.Spec{Name: "dup", Tier: module.Fast, Every: 1})
+	err = join(module.Spec{Name: "dup", Tier: module.Fast, Every: 1})
 	require.ErrorIs(t, err, ipc.ErrRejected)
 	require.False(t, module.Refused(err), "an admission refusal is not permanent: %v", err)
 	require.Contains(t, err.Error(), "already connected")
