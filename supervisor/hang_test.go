@@ -100,10 +100,15 @@ func TestStoppedEngineIsKilledAndRestarted(t *testing.T) {
 	if st := statusOf(t, r.s, EngineName); st.Hangs != 1 || st.Deaths != 1 {
 		t.Fatalf("engine status %+v", st)
 	}
-	log := rec.logBuf.all()
-	if !strings.Contains(log, `msg="child hung: killing it" child=engine pid=`+strconv.Itoa(pid)+` reason=engine stopped publishing`) ||
-		!strings.Contains(log, "stopped=true") {
-		t.Fatalf("no engine hang log:\n%s", log)
+	// The log line may be written after the death was recorded (another
+	// goroutine): wait for it, bounded.
+	want := `msg="child hung: killing it" child=engine pid=` + strconv.Itoa(pid) + ` reason=engine stopped publishing`
+	logDeadline := time.Now().Add(5 * time.Second)
+	for log := rec.logBuf.all(); !strings.Contains(log, want) || !strings.Contains(log, "stopped=true"); log = rec.logBuf.all() {
+		if time.Now().After(logDeadline) {
+			t.Fatalf("no engine hang log:\n%s", log)
+		}
+		time.Sleep(time.Millisecond) // polling a condition, bounded
 	}
 }
 

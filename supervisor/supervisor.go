@@ -580,13 +580,7 @@ func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time, r
 	}
 
 	s.mu.Lock()
-	c.deaths++
-	c.lastLat = lat
-	if len(c.lats) == maxLatencySamples {
-		copy(c.lats, c.lats[1:])
-		c.lats = c.lats[:maxLatencySamples-1]
-	}
-	c.lats = append(c.lats, lat)
+	c.recordDeath(lat)
 	win := s.cfg.Breaker.Window.D()
 	keep := c.failures[:0]
 	for _, t := range c.failures {
@@ -671,13 +665,7 @@ func (s *Supervisor) onRefused(c *child, pid int, status string, uptime, lat tim
 		}
 	}
 	s.mu.Lock()
-	c.deaths++
-	c.lastLat = lat
-	if len(c.lats) == maxLatencySamples {
-		copy(c.lats, c.lats[1:])
-		c.lats = c.lats[:maxLatencySamples-1]
-	}
-	c.lats = append(c.lats, lat)
+	c.recordDeath(lat)
 	c.refusal = line
 	s.mu.Unlock()
 	s.log.Error("module refused by the engine: not restarting", "child", c.name, "pid", pid, "status", status,
@@ -932,4 +920,16 @@ func (s *Supervisor) stopGroup(cs []*child, grace time.Duration) {
 	}
 	signal(syscall.SIGKILL)
 	waitAll(nil)
+}
+
+// recordDeath counts a death of c and its detection latency (the last
+// maxLatencySamples are kept). Called with the supervisor's mu held.
+func (c *child) recordDeath(lat time.Duration) {
+	c.deaths++
+	c.lastLat = lat
+	if len(c.lats) == maxLatencySamples {
+		copy(c.lats, c.lats[1:])
+		c.lats = c.lats[:maxLatencySamples-1]
+	}
+	c.lats = append(c.lats, lat)
 }

@@ -265,12 +265,7 @@ func TestFastModuleReadsOnlyItsReads(t *testing.T) {
 func TestModuleReadsWithWrongType(t *testing.T) {
 	testutil.RunChild(maskEnv, maskChild)
 	r := newMaskRig(t)
-	var stderr syncBuf
-	c := r.child("TestModuleReadsWithWrongType", "wrongtype", module.Slow, "HP", &stderr)
-	r.stepUntil("join", nil, r.joined(1))
-	r.stepUntil("wrongtype: 3 failed ticks", c, func() bool {
-		return r.module("wrongtype").Stats.Failures >= 3 && len(linesWith(c, "wrongtype ")) >= 3
-	})
+	c, _ := r.failing("TestModuleReadsWithWrongType", "wrongtype", module.Slow)
 	for _, l := range linesWith(c, "wrongtype ") {
 		require.Contains(t, l, " get=false columns=0 ", l)
 		require.Contains(t, l, `err=read refused: component size does not match the Go type: component "HP" is 4 bytes, Go type is`, l)
@@ -285,12 +280,7 @@ func TestModuleReadsWithWrongType(t *testing.T) {
 func TestModuleWritingIntoItsViewFails(t *testing.T) {
 	testutil.RunChild(maskEnv, maskChild)
 	r := newMaskRig(t)
-	var stderr syncBuf
-	c := r.child("TestModuleWritingIntoItsViewFails", "writer", module.Fast, "HP", &stderr)
-	r.stepUntil("join", nil, r.joined(1))
-	r.stepUntil("writer: 3 failed ticks", c, func() bool {
-		return r.module("writer").Stats.Failures >= 3 && len(linesWith(c, "writer ")) >= 3
-	})
+	_, stderr := r.failing("TestModuleWritingIntoItsViewFails", "writer", module.Fast)
 	require.Eventually(t, func() bool {
 		return strings.Contains(stderr.String(), "writer wrote into the frame at 0x") &&
 			strings.Contains(stderr.String(), "the View is read-only shared memory")
@@ -299,4 +289,16 @@ func TestModuleWritingIntoItsViewFails(t *testing.T) {
 	p, ok := world.Get[HP](r.eng.World(), world.MakeEntity(0, 1), r.s.hp)
 	require.True(t, ok)
 	require.Equal(t, int32(0), p.V, "the world is untouched")
+}
+
+// failing starts a module child of test with role and tier that reads HP,
+// and steps the engine until it has failed 3 ticks (and printed 3 lines).
+func (r *maskRig) failing(test, role, tier string) (*testutil.Child, *syncBuf) {
+	stderr := &syncBuf{}
+	c := r.child(test, role, tier, "HP", stderr)
+	r.stepUntil("join", nil, r.joined(1))
+	r.stepUntil(role+": 3 failed ticks", c, func() bool {
+		return r.module(role).Stats.Failures >= 3 && len(linesWith(c, role+" ")) >= 3
+	})
+	return c, stderr
 }
