@@ -71,6 +71,25 @@ type Publisher struct {
 	// BadPins counts scans that found a watched pin word naming a slot
 	// beyond the segment's slot count (ignored).
 	BadPins uint64
+
+	// complete[s]: what the last fill of slot s, by this publisher, left it
+	// complete at (see fill). Engine memory only; the zero value (epoch 0)
+	// says nothing is known and makes the next fill scan every chunk.
+	complete [layout.MaxSlots]slotComplete
+	// changed is fill's buffer for World.ChangedChunks (capacity MaxChunks:
+	// the list has no duplicates, so it never grows).
+	changed []int32
+	// fillsChanged and fillsScanned count the fills that visited only the
+	// changed chunks and those that scanned every chunk (tests).
+	fillsChanged, fillsScanned uint64
+}
+
+// slotComplete records that a slot's chunks < the world's chunk count hold
+// exactly the world as of the seal that closed dirty epoch epoch, for the
+// components of mask (records filtered with mask).
+type slotComplete struct {
+	epoch uint64
+	mask  uint64
 }
 
 // MaxWatchedPins bounds the ids of WatchPin and of lease holders: one per
@@ -99,7 +118,8 @@ func NewPublisher(w *world.World, segs *WorldSegments) (*Publisher, error) {
 	if ll.Slots != lw.Slots {
 		return nil, fmt.Errorf("%w: leases segment has %d slots, world segment %d", layout.ErrCorrupt, ll.Slots, lw.Slots)
 	}
-	p := &Publisher{w: w, lw: lw, ll: ll, seg: segs.World.Data, lseg: segs.Leases.Data, ncomp: len(lw.Components), latest: -1}
+	p := &Publisher{w: w, lw: lw, ll: ll, seg: segs.World.Data, lseg: segs.Leases.Data, ncomp: len(lw.Components), latest: -1,
+		changed: make([]int32, 0, w.MaxChunks())}
 	if f, s, ok := layout.UnpackLatest(layout.Load64(p.seg, layout.OffWLatest)); ok && s < lw.Slots {
 		p.frame, p.latest = f, s
 	}
@@ -314,7 +334,8 @@ func (p *Publisher) SyncInto(s int, frame uint64, mask world.Mask) (PublishStats
 
 // fill copies every out-of-date chunk column of mask into slot s, and the
 // entity records of every chunk whose records are out of date or were
-// filtered with another mask.
+// filtered with another mask. It is called right after the world is sealed
+// (World.Seal) and the slot claimed.
 //
 // Invariant (record mask): every entity record in the slot carries its
 // entity's mask & the slot mask (the mask of this fill, finish's SlotMask),
@@ -327,52 +348,99 @@ func (p *Publisher) SyncInto(s int, frame uint64, mask world.Mask) (PublishStats
 // it holds now. A full-mask fill (every publish of the latest frame) copies
 // the records with one memcpy, since the world's records name only
 // registered components; only a filtered one masks record by record.
+//
+// Invariant (changed chunks only): fill visits every chunk c < NumChunks
+// (the scan) unless p.complete[s] = {e, mask} says this publisher's last
+// fill of s completed after the seal that closed epoch e, with the same
+// mask; then it visits only World.ChangedChunks(e), the chunks touched
+// since that seal. The others need nothing: their versions are unchanged
+// since the fill at e (every stamp touches its chunk, world/dirty.go D1),
+// which left every column's slot version >= the world's and every record
+// mask equal to mask; so the scan would copy nothing either. (A chunk beyond
+// the chunk count of then was created since, hence touched.) The record is
+// set only when a fill runs to its end, and cleared at its start: a slot a
+// fill left half-written (a panic), a slot of a previous engine, a slot
+// never filled, or one last filled with another mask (whose records must
+// all be refiltered) is scanned in full, and so is a slot older than the
+// world's dirty log (dirtyEpochs seals) or one with more changes than
+// chunks. The slot header's SlotVersion is not used: shared memory a dead
+// engine left says nothing about this world's log.
 func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats) {
-	w, g, b := p.w, p.lw, p.seg
+	w := p.w
 	nch := w.NumChunks()
 	schema := p.schemaMask()
 	cmask := uint64(mask) & schema
-	for c := 0; c < nch; c++ {
-		co := g.ChunkOff(s, c)
-		// Entity records, the structural version and the record mask.
-		sv := w.ChunkStructVersion(c)
-		if sv > layout.Load64(b, co+layout.ChunkStructVersion) || binary.LittleEndian.Uint64(b[co+layout.ChunkRecordMask:]) != cmask {
-			recs := w.ChunkRecords(c)
-			eo, ee := g.EntityRange(s, c)
-			n := copy(b[eo:ee], recordBytes(recs))
-			if cmask != schema {
-				// One memcpy, then the masks filtered in place: a tight
-				// loop over 16-byte records of a chunk that is in cache.
-				dst := slotRecords(b[eo : eo+n])
-				for i := range dst {
-					dst[i].Mask &= cmask
-				}
+	sealed := w.Epoch() - 1 // the seal just made by the caller
+	last := p.complete[s]
+	p.complete[s] = slotComplete{}
+	changed, ok := p.changed[:0], false
+	if last.epoch != 0 && last.mask == cmask {
+		changed, ok = w.ChangedChunks(last.epoch, nch, changed)
+	}
+	if ok {
+		p.changed = changed[:0]
+		visited := 0
+		for _, c := range changed {
+			if int(c) < nch { // a chunk restored beyond the high-water mark
+				p.fillChunk(s, int(c), cmask, schema, st)
+				visited++
 			}
-			putU64(b, co+layout.ChunkRecordMask, cmask)
-			putU32(b, co+layout.ChunkRows, uint32(w.ChunkRows(c)))
-			putU32(b, co+layout.ChunkAlive, uint32(w.ChunkAlive(c)))
-			layout.Store64(b, co+layout.ChunkStructVersion, sv)
-			st.ChunksCopied++
-			st.BytesCopied += n
-		} else {
+		}
+		// The chunks not visited are up to date: counted as the scan would.
+		st.ChunksSkipped += (nch - visited) * (1 + bits.OnesCount64(cmask))
+		p.fillsChanged++
+	} else {
+		p.fillsScanned++
+		for c := 0; c < nch; c++ {
+			p.fillChunk(s, c, cmask, schema, st)
+		}
+	}
+	p.complete[s] = slotComplete{epoch: sealed, mask: cmask}
+}
+
+// fillChunk brings chunk c of slot s up to date for the columns of cmask
+// (fill's record mask invariant).
+func (p *Publisher) fillChunk(s, c int, cmask, schema uint64, st *PublishStats) {
+	w, g, b := p.w, p.lw, p.seg
+	co := g.ChunkOff(s, c)
+	// Entity records, the structural version and the record mask.
+	sv := w.ChunkStructVersion(c)
+	if sv > layout.Load64(b, co+layout.ChunkStructVersion) || binary.LittleEndian.Uint64(b[co+layout.ChunkRecordMask:]) != cmask {
+		recs := w.ChunkRecords(c)
+		eo, ee := g.EntityRange(s, c)
+		n := copy(b[eo:ee], recordBytes(recs))
+		if cmask != schema {
+			// One memcpy, then the masks filtered in place: a tight
+			// loop over 16-byte records of a chunk that is in cache.
+			dst := slotRecords(b[eo : eo+n])
+			for i := range dst {
+				dst[i].Mask &= cmask
+			}
+		}
+		putU64(b, co+layout.ChunkRecordMask, cmask)
+		putU32(b, co+layout.ChunkRows, uint32(w.ChunkRows(c)))
+		putU32(b, co+layout.ChunkAlive, uint32(w.ChunkAlive(c)))
+		layout.Store64(b, co+layout.ChunkStructVersion, sv)
+		st.ChunksCopied++
+		st.BytesCopied += n
+	} else {
+		st.ChunksSkipped++
+	}
+	for m := cmask; m != 0; m &= m - 1 {
+		k := bits.TrailingZeros64(m)
+		id := world.ComponentID(k)
+		vo := co + layout.ChunkVersions + 8*k
+		wv := w.ChunkComponentVersion(c, id)
+		if wv <= layout.Load64(b, vo) {
 			st.ChunksSkipped++
+			continue
 		}
-		for m := cmask; m != 0; m &= m - 1 {
-			k := bits.TrailingZeros64(m)
-			id := world.ComponentID(k)
-			vo := co + layout.ChunkVersions + 8*k
-			wv := w.ChunkComponentVersion(c, id)
-			if wv <= layout.Load64(b, vo) {
-				st.ChunksSkipped++
-				continue
-			}
-			if col := w.ChunkColumn(c, id); col != nil {
-				o := co + g.ColumnOff[k]
-				st.BytesCopied += copy(b[o:o+len(col)], col)
-			}
-			layout.Store64(b, vo, wv)
-			st.ChunksCopied++
+		if col := w.ChunkColumn(c, id); col != nil {
+			o := co + g.ColumnOff[k]
+			st.BytesCopied += copy(b[o:o+len(col)], col)
 		}
+		layout.Store64(b, vo, wv)
+		st.ChunksCopied++
 	}
 }
 

@@ -114,6 +114,7 @@ func Column[T any](q *Query, id ComponentID) []T {
 func ColumnMut[T any](q *Query, id ComponentID) []T {
 	s := Column[T](q, id)
 	if s != nil {
+		q.w.touch(q.c) // dirty.go, D1
 		q.c.vers[id] = q.w.version
 	}
 	return s

@@ -56,6 +56,8 @@ type chunk struct {
 	cols      [][]byte // per component: nil, or ChunkCapacity*Size bytes backed by []uint64
 	alive     int
 	counts    [layout.MaxComponents]uint32 // alive entities having component k
+	index     int32                        // the chunk's index in World.chunks
+	touched   uint64                       // last epoch that listed it (dirty.go, D2)
 }
 
 // compInfo is the per-component data the hot paths need.
@@ -86,6 +88,7 @@ type World struct {
 	events    eventBuffer
 	owner     []uint16 // creator per entity index (owner.go); grown on demand
 	owned     []int    // live entities per owner
+	dirty     dirtyLog // dirty.go
 }
 
 // New creates a world for the components of r and freezes r.
@@ -116,6 +119,7 @@ func New(r *Registry, cfg Config) (*World, error) {
 		shift:     uint(bits.TrailingZeros(uint(c))),
 		maxChunks: cfg.MaxChunks,
 		version:   1,
+		dirty:     newDirtyLog(cfg.MaxChunks),
 	}
 	for _, in := range r.infos {
 		w.comps = append(w.comps, compInfo{size: in.Size, typ: in.Type})
@@ -148,9 +152,13 @@ func (w *World) Advance() uint64 {
 // column at version >= the world's version of it therefore holds its
 // current bytes; any change after the copy makes the world's version newer.
 // The publisher seals at the start of every publish and snapshot.
+//
+// Seal also closes the open dirty epoch (dirty.go): the chunks touched since
+// the previous seal become the list of epoch Epoch()-1.
 func (w *World) Seal() uint64 {
 	v := w.version
 	w.version++
+	w.dirty.seal()
 	return v
 }
 
@@ -183,14 +191,20 @@ func (w *World) MaxChunks() int { return w.maxChunks }
 // MaxEntities returns MaxChunks*ChunkCapacity.
 func (w *World) MaxEntities() int { return w.maxChunks * w.capacity }
 
-// ensureChunks allocates chunks up to and including chunk c.
+// ensureChunks allocates chunks up to and including chunk c and lists chunk
+// c and every new chunk as touched (dirty.go, D1): its callers (Create of a
+// new index, the restore functions) are about to write chunk c.
 func (w *World) ensureChunks(c int) {
 	for len(w.chunks) <= c {
-		w.chunks = append(w.chunks, &chunk{
-			recs: make([]layout.EntityRecord, w.capacity),
-			cols: make([][]byte, len(w.comps)),
-		})
+		ch := &chunk{
+			recs:  make([]layout.EntityRecord, w.capacity),
+			cols:  make([][]byte, len(w.comps)),
+			index: int32(len(w.chunks)),
+		}
+		w.chunks = append(w.chunks, ch)
+		w.touch(ch)
 	}
+	w.touch(w.chunks[c])
 }
 
 // column returns component id's column of ch, allocating it (zeroed) on
@@ -226,6 +240,7 @@ func (w *World) Create() (Entity, error) {
 	r.Flags = layout.FlagAlive
 	r.Mask = 0
 	ch.alive++
+	w.touch(ch)
 	ch.structVer = w.version
 	w.count++
 	return MakeEntity(uint32(idx), r.Gen), nil
@@ -260,6 +275,7 @@ func (w *World) Destroy(e Entity) error {
 	if !ok {
 		return ErrStale
 	}
+	w.touch(ch)
 	for m := r.Mask; m != 0; m &= m - 1 {
 		k := bits.TrailingZeros64(m)
 		ch.counts[k]--
@@ -309,6 +325,7 @@ func (w *World) target(e Entity, id ComponentID) (*chunk, *layout.EntityRecord, 
 func (w *World) addBit(ch *chunk, r *layout.EntityRecord, id ComponentID) {
 	r.Mask |= 1 << id
 	ch.counts[id]++
+	w.touch(ch)
 	ch.structVer = w.version
 }
 
@@ -323,6 +340,7 @@ func (w *World) row(ch *chunk, r *layout.EntityRecord, row int, id ComponentID) 
 		clear(b)
 		w.addBit(ch, r, id)
 	}
+	w.touch(ch)
 	ch.vers[id] = w.version
 	return b
 }
@@ -352,6 +370,7 @@ func (w *World) Remove(e Entity, id ComponentID) error {
 	}
 	r.Mask &^= 1 << id
 	ch.counts[id]--
+	w.touch(ch)
 	ch.vers[id] = w.version
 	ch.structVer = w.version
 	return nil
@@ -442,6 +461,7 @@ func Ptr[T any](w *World, e Entity, id ComponentID) *T {
 		return nil
 	}
 	size := w.comps[id].size
+	w.touch(ch)
 	ch.vers[id] = w.version
 	return &castSlice[byte, T](ch.cols[id][row*size : (row+1)*size])[0]
 }
