@@ -3,7 +3,6 @@ package sync
 import (
 	"fmt"
 	"testing"
-	"time"
 
 	"github.com/fdp-engine/fdp/world"
 	"github.com/stretchr/testify/require"
@@ -25,22 +24,6 @@ func BenchmarkPublishScale(b *testing.B) {
 	}
 }
 
-// dirtyEvery stamps every column of the chunks c with c%every == 0.
-func dirtyEvery(fx *fixture, every int) {
-	fx.w.Advance()
-	mask := world.MaskOf(fx.ids.pos, fx.ids.vel, fx.ids.hp, fx.ids.stamp)
-	q := fx.w.Query(mask)
-	for q.Next() {
-		if q.Chunk()%every != 0 {
-			continue
-		}
-		world.ColumnMut[Pos](&q, fx.ids.pos)[0].X++
-		world.ColumnMut[Vel](&q, fx.ids.vel)[0].X++
-		world.ColumnMut[Health](&q, fx.ids.hp)[0].HP++
-		world.ColumnMut[Stamp](&q, fx.ids.stamp)[0].Frame++
-	}
-}
-
 func benchPublishScale(b *testing.B, entities, every int) {
 	const capc = 1024
 	fx := newFixture(b, capc, entities/capc+2, entities)
@@ -57,41 +40,5 @@ func benchPublishScale(b *testing.B, entities, every int) {
 		_, err := fx.pub.Publish(f, all)
 		require.NoError(b, err)
 	}
-	dirtyEvery(fx, every)
-	st, err := fx.pub.Publish(1000, all)
-	require.NoError(b, err)
-	// Baseline as in benchPublish: the same bytes, warm buffers, the
-	// destination offset from page alignment.
-	src := make([]byte, st.BytesCopied)
-	dst := make([]byte, st.BytesCopied+4096)[1024:][:st.BytesCopied]
-	for i := range src {
-		src[i] = byte(i)
-	}
-	copy(dst, src)
-	var pubDur time.Duration
-	bytes := 0
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		b.StopTimer()
-		dirtyEvery(fx, every)
-		b.StartTimer()
-		t0 := time.Now()
-		st, err := fx.pub.Publish(uint64(2000+i), all)
-		pubDur += time.Since(t0)
-		if err != nil {
-			b.Fatal(err)
-		}
-		bytes += st.BytesCopied
-	}
-	b.StopTimer()
-	t0 := time.Now()
-	for i := 0; i < b.N; i++ {
-		copy(dst, src)
-	}
-	cpyDur := time.Since(t0)
-	b.ReportMetric(float64(pubDur.Nanoseconds())/float64(b.N), "publish-ns")
-	b.ReportMetric(float64(cpyDur.Nanoseconds())/float64(b.N), "memcpy-ns")
-	b.ReportMetric(float64(pubDur)/float64(cpyDur), "x-memcpy")
-	b.ReportMetric(float64(bytes)/float64(b.N), "bytes/publish")
+	publishVsMemcpy(b, fx, func() { dirtyEvery(fx, every) })
 }
