@@ -2,19 +2,26 @@ package host
 
 // Per-module statistics in the module's segment (layout/modstats.go): the
 // engine writes the block at the module's admission, and at the end of every
-// frame in which the module's figures changed (a tick dispatched or seen
-// done, a failure, a state change, commands played back, events
-// acknowledged). A write is one pass of plain stores under the block's
-// seqlock; nothing is read back.
+// frame in which any of the module's figures changed. A write is one pass of
+// plain stores under the block's seqlock.
+//
+// What changed is decided by comparing, not by flags set where the counters
+// move: the block's figures are computed (modStats) and compared with what
+// the segment holds. A flag per counter site is what let skipped (counted in
+// the dispatch while a module is busy or its group is refused a snapshot)
+// go stale in the block while it grew in the engine's own summary. The
+// comparison reads the module's own segment: a module that overwrites its
+// block only makes the engine write it again, the engine never acts on what
+// it reads there.
 
 import (
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/world"
 )
 
-// writeModStats writes m's statistics block into its segment. Called with
-// mu held, inside guard (the segment is the module's).
-func (e *Engine) writeModStats(m *Module) {
+// modStats returns the content of m's statistics block as of now (Frame:
+// the current frame). Called with mu held.
+func (e *Engine) modStats(m *Module) layout.ModStats {
 	s := layout.ModStats{
 		Frame: e.frame, State: m.State, FailStreak: uint32(min(m.failStreak, 1<<32-1)),
 		Runs: m.Stats.Runs, Late: m.Stats.Late, Failures: m.Stats.Failures, Skipped: m.Stats.Skipped,
@@ -35,23 +42,50 @@ func (e *Engine) writeModStats(m *Module) {
 			s.RejectedByReason[r] = m.play.Stats.Rejected[r]
 		}
 	}
-	layout.EncodeModStats(m.seg.Data, &s)
+	return s
+}
+
+// writeModStats writes m's statistics block into its segment. Called with
+// mu held, inside guard (the segment is the module's).
+func (e *Engine) writeModStats(m *Module) {
+	s := e.modStats(m)
+	e.encodeModStats(m, &s)
+}
+
+func (e *Engine) encodeModStats(m *Module, s *layout.ModStats) {
+	layout.EncodeModStats(m.seg.Data, s)
 	m.statsDirty = false
 	m.writtenApplied, m.writtenRejected = m.Stats.Applied, m.Stats.Rejected
 	m.writtenEvDelivered, m.writtenEvLost = m.Stats.EventsDelivered, m.Stats.EventsLost
 }
 
+// modStatsCurrent reports whether m's segment holds s in its statistics
+// block, the frame of the write aside (a block differing only in it is
+// current: the frame is when it was written, not a figure). Called inside
+// guard.
+func modStatsCurrent(m *Module, s *layout.ModStats) bool {
+	held, stable, err := layout.DecodeModStats(m.seg.Data)
+	if err != nil || !stable {
+		return false // not written, or the module scribbled over it
+	}
+	held.Frame = s.Frame
+	return held == *s
+}
+
 // flushModStats writes the statistics block of every module whose figures
-// changed since its last write. Called with mu held at the end of a frame.
+// differ from those its block holds: every figure of the block, whichever
+// code path moved it. Called with mu held at the end of a frame.
 func (e *Engine) flushModStats() {
 	for _, m := range e.mods {
 		if m.seg == nil {
 			continue
 		}
-		if !m.statsDirty && m.Stats.Applied == m.writtenApplied && m.Stats.Rejected == m.writtenRejected &&
-			m.Stats.EventsDelivered == m.writtenEvDelivered && m.Stats.EventsLost == m.writtenEvLost {
-			continue
-		}
-		e.guard(func() { e.writeModStats(m) })
+		e.guard(func() {
+			s := e.modStats(m)
+			if !m.statsDirty && modStatsCurrent(m, &s) {
+				return
+			}
+			e.encodeModStats(m, &s)
+		})
 	}
 }

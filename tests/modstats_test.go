@@ -216,7 +216,15 @@ func TestModuleStatsBlackBox(t *testing.T) {
 	require.Len(t, line1.Modules, 1, "%s", out)
 	require.Equal(t, "stats", line1.Modules[0].Name)
 	require.True(t, line1.Modules[0].Alive)
-	require.Equal(t, s, line1.Modules[0].Stats, "nothing changed while the probe runs")
+	// While the probe runs the module is due every 2 frames and busy: only
+	// its skipped count (and the frame of the block's write) moves.
+	st := line1.Modules[0].Stats
+	require.NotNil(t, st)
+	require.GreaterOrEqual(t, st.Skipped, s.Skipped, "skipped only grows")
+	require.GreaterOrEqual(t, st.Frame, s.Frame)
+	same := *st
+	same.Skipped, same.Frame = s.Skipped, s.Frame
+	require.Equal(t, *s, same, "nothing else changed while the probe runs")
 
 	// The summary at exit: the module's figures and the pool's reuse.
 	require.NoError(t, eng.Process.Signal(syscall.SIGTERM))
