@@ -46,7 +46,9 @@ type Spec struct {
 	// Every: the module's ticks start at least Every engine frames apart
 	// (1 = every frame), for either tier; a tick still running when the
 	// next is due delays it (the period then counts from the delayed tick)
-	// instead of dropping it. A module (re)joining is due at once.
+	// instead of dropping it. A module (re)joining is due at once. 0 means
+	// 1; below 0 (or above ipc.MaxEvery) Run refuses (ErrInvalidSpec), as
+	// the engine refuses such a hello.
 	Every int
 	// Reads are the components the module reads: a slow module's snapshot
 	// holds exactly these, and the View refuses to read any other (View.Err,
@@ -81,6 +83,12 @@ type Options struct {
 	// Spec.Group: the supervisor's config names the process and its convoy
 	// group (MainOptions reads them from $FDP_MODULE and $FDP_GROUP).
 	Name, Group string
+	// Tier and Every, when set (not "" and not 0), replace the module's
+	// Spec.Tier and Spec.Every: the supervisor's config sets them too
+	// (MainOptions reads them from $FDP_TIER and $FDP_EVERY). A negative
+	// Every is invalid (ErrInvalidSpec), like an invalid Spec.Every.
+	Tier  string
+	Every int
 	// AttachTimeout bounds the wait for the engine to come up (default 10 s).
 	AttachTimeout time.Duration
 	// RejoinTimeout bounds the wait for a new engine of the instance after
@@ -128,12 +136,16 @@ func Main(reg *world.Registry, m Module) { MainOptions(m, Options{Registry: reg}
 
 // MainOptions is Main with options: an empty Instance is read from
 // $FDP_INSTANCE (default "demo"), empty Name and Group from $FDP_MODULE and
-// $FDP_GROUP (set by the supervisor from its config), a nil Logger logs text
-// to stderr with the module's name. It exits the process: 0 after SIGTERM or
-// SIGINT; layout.ExitRefused (78) with one "module refused by the engine"
-// line when Run's error is a permanent refusal (Refused), so that the
-// supervisor does not restart it; 1 with one "module stopped" line on any
-// other error.
+// $FDP_GROUP, an empty Tier and a zero Every from $FDP_TIER and $FDP_EVERY
+// (all set by the supervisor from its config; unset or empty variables
+// leave the Spec's), a nil Logger logs text to stderr with the module's
+// name. It exits the process: 0 after SIGTERM or SIGINT;
+// layout.ExitRefused (78) with one "module refused by the engine" line when
+// Run's error is a permanent refusal (Refused), so that the supervisor does
+// not restart it, or with one "module refused" line when its spec is
+// invalid (ErrInvalidSpec: $FDP_TIER not "fast" or "slow", $FDP_EVERY not a
+// whole number 1..ipc.MaxEvery, an invalid Spec); 1 with one "module
+// stopped" line on any other error.
 func MainOptions(m Module, opt Options) {
 	if opt.Instance == "" {
 		opt.Instance = os.Getenv("FDP_INSTANCE")
@@ -147,6 +159,7 @@ func MainOptions(m Module, opt Options) {
 	if opt.Group == "" {
 		opt.Group = os.Getenv("FDP_GROUP")
 	}
+	envErr := envTierEvery(&opt)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if opt.Logger == nil {
@@ -156,9 +169,17 @@ func MainOptions(m Module, opt Options) {
 		}
 		opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("module", name)
 	}
-	err := Run(ctx, m, opt)
+	err := envErr
+	if err == nil {
+		err = Run(ctx, m, opt)
+	}
 	switch {
 	case err == nil || errors.Is(err, context.Canceled):
+	case errors.Is(err, ErrInvalidSpec):
+		// Refused before any engine saw it: the same line says so.
+		opt.Logger.Error("module refused: a restart cannot change it", "err", err, "exit", layout.ExitRefused)
+		stop()
+		os.Exit(layout.ExitRefused)
 	case Refused(err):
 		opt.Logger.Error("module refused by the engine: a restart cannot change it", "err", err, "exit", layout.ExitRefused)
 		stop()
@@ -175,7 +196,8 @@ func MainOptions(m Module, opt Options) {
 // (ipc.ErrSchemaMismatch; layout.ErrSchema: its registry does not fit the
 // engine's world), its control protocol version (ipc.ErrVersionMismatch), an
 // invalid hello (ipc.ErrBadHello: name, group, tier or period; a hello too
-// large to send, ipc.ErrMessageTooLarge) or a peer uid the engine does not
+// large to send, ipc.ErrMessageTooLarge; ErrInvalidSpec, a tier or period
+// Run refuses before the hello, wraps ipc.ErrBadHello too) or a peer uid the engine does not
 // admit (ipc.ErrPeerCred). Run returns these at once, without waiting out
 // Options.AttachTimeout.
 //
@@ -190,7 +212,7 @@ func MainOptions(m Module, opt Options) {
 // again (with `engine up`'s default config, after 6 refusals in about
 // 2 s).
 func Refused(err error) bool {
-	return errors.Is(err, ipc.ErrSchemaMismatch) || errors.Is(err, layout.ErrSchema) ||
+	return errors.Is(err, ErrInvalidSpec) || errors.Is(err, ipc.ErrSchemaMismatch) || errors.Is(err, layout.ErrSchema) ||
 		errors.Is(err, ipc.ErrVersionMismatch) || errors.Is(err, ipc.ErrBadHello) ||
 		errors.Is(err, ipc.ErrMessageTooLarge) || errors.Is(err, ipc.ErrPeerCred) ||
 		errors.Is(err, ipc.ErrNameOwned)
@@ -294,14 +316,26 @@ func Run(ctx context.Context, m Module, opt Options) error {
 		opt.RejoinTimeout = DefaultRejoinTimeout
 	}
 	spec := m.Spec()
-	if spec.Every < 1 {
-		spec.Every = 1
-	}
 	if opt.Name != "" {
 		spec.Name = opt.Name
 	}
 	if opt.Group != "" {
 		spec.Group = opt.Group
+	}
+	if opt.Tier != "" {
+		spec.Tier = opt.Tier
+	}
+	if opt.Every < 0 {
+		return fmt.Errorf("%w: Options.Every %d, want 1..%d (%w)", ErrInvalidSpec, opt.Every, ipc.MaxEvery, ipc.ErrBadHello)
+	}
+	if opt.Every != 0 {
+		spec.Every = opt.Every
+	}
+	if spec.Every == 0 {
+		spec.Every = 1 // the zero Spec's period: every frame
+	}
+	if err := validSpec(&spec); err != nil {
+		return err
 	}
 	if spec.Reads == 0 {
 		spec.Reads = opt.Registry.Mask() // see Spec.Reads
@@ -339,6 +373,47 @@ func (s *session) rejoin(ctx context.Context) error {
 	}
 	s.opt.Logger.Info("rejoined", "instance", s.opt.Instance, "slot", s.wel.Slot, "previous_slot", oldSlot,
 		"after", time.Since(lost).Round(time.Microsecond))
+	return nil
+}
+
+// ErrInvalidSpec is returned by Run (wrapping ipc.ErrBadHello, the engine's
+// code for the same hello) for a Spec, Options or environment the engine
+// would refuse: a tier other than Fast and Slow, a period (Every) below 1 or
+// above ipc.MaxEvery. It is a permanent refusal (Refused): Run returns it
+// before it dials the engine.
+var ErrInvalidSpec = errors.New("invalid module spec")
+
+// validSpec checks what of spec the engine would refuse as an invalid hello
+// and the SDK can see without it (the name and group are the engine's to
+// check: their rule is the segment layout's).
+func validSpec(spec *Spec) error {
+	switch {
+	case spec.Tier != Fast && spec.Tier != Slow:
+		return fmt.Errorf("%w: tier %q, want %q or %q (%w)", ErrInvalidSpec, spec.Tier, Fast, Slow, ipc.ErrBadHello)
+	case spec.Every < 1 || spec.Every > ipc.MaxEvery:
+		return fmt.Errorf("%w: every %d, want 1..%d (%w)", ErrInvalidSpec, spec.Every, ipc.MaxEvery, ipc.ErrBadHello)
+	}
+	return nil
+}
+
+// envTierEvery sets opt.Tier and opt.Every from $FDP_TIER and $FDP_EVERY
+// where they are set and opt's are not. A value set but invalid is an
+// error (ErrInvalidSpec), not ignored: a supervisor config that says slow
+// every 5 must not run fast every 1 without a word.
+func envTierEvery(opt *Options) error {
+	if v := os.Getenv("FDP_TIER"); v != "" && opt.Tier == "" {
+		if v != Fast && v != Slow {
+			return fmt.Errorf("%w: $FDP_TIER=%q, want %q or %q (%w)", ErrInvalidSpec, v, Fast, Slow, ipc.ErrBadHello)
+		}
+		opt.Tier = v
+	}
+	if v := os.Getenv("FDP_EVERY"); v != "" && opt.Every == 0 {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > ipc.MaxEvery {
+			return fmt.Errorf("%w: $FDP_EVERY=%q, want a whole number of frames 1..%d (%w)", ErrInvalidSpec, v, ipc.MaxEvery, ipc.ErrBadHello)
+		}
+		opt.Every = n
+	}
 	return nil
 }
 

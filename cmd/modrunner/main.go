@@ -3,13 +3,18 @@
 //	modrunner [--rejoin-timeout D] telemetry | ai | alert
 //
 // The instance comes from $FDP_INSTANCE (default "demo"); the module name
-// from $FDP_MODULE (ai modules: ai-1, ai-2, ... pick their team from it).
+// from $FDP_MODULE (ai modules: ai-1, ai-2, ... pick their team from it);
+// $FDP_TIER and $FDP_EVERY, set by `engine up` from its config, replace the
+// module's own tier and period (telemetry: fast every 1, ai: slow every 6,
+// alert: slow every 30), and an invalid value of either is a refusal (exit
+// 78), not ignored: see module.MainOptions.
 // When the engine dies the module waits for the next engine of the instance
 // (up to --rejoin-timeout) and goes on in the same process.
 //
 // Exit status: 0 after SIGTERM or SIGINT; 78 (layout.ExitRefused) when the
-// engine refused the module for a reason a restart cannot change (an
-// invalid name or group, another schema or protocol version: see
+// module is refused for a reason a restart cannot change (an invalid
+// $FDP_TIER or $FDP_EVERY, refused before it dials; an invalid name or
+// group, another schema or protocol version, refused by the engine: see
 // module.Refused), which `engine up` does not restart; 1 on any other
 // error; 2 for bad usage.
 package main
@@ -57,9 +62,9 @@ func main() {
 		if i := strings.LastIndexByte(name, '-'); i >= 0 {
 			fmt.Sscanf(name[i+1:], "%d", &team)
 		}
-		m = &demo.AI{S: s, Name: name, Team: team % 4, Every: module.EnvInt("FDP_EVERY", 6), Log: log}
+		m = &demo.AI{S: s, Name: name, Team: team % 4, Log: log}
 	case "alert":
-		m = &demo.Alert{S: s, Every: module.EnvInt("FDP_EVERY", 30), Log: log}
+		m = &demo.Alert{S: s, Log: log}
 	default:
 		fmt.Fprintf(os.Stderr, "modrunner: unknown module %q (telemetry, ai, alert)\n", fs.Arg(0))
 		os.Exit(2)
