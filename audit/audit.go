@@ -278,8 +278,23 @@ func readSlot(b []byte, lw *layout.World, s int) ([]byte, uint64, error) {
 	}
 	chunks := int(le.Uint32(b[off+layout.SlotChunks:]))
 	n := min(max(chunks, 0), lw.MaxChunks)
+	mask := le.Uint64(b[off+layout.SlotMask:]) & schemaMask(lw.WorldGeometry)
 	priv := make([]byte, layout.SlotHeaderSize+n*lw.ChunkStride)
-	copy(priv, b[off:off+len(priv)])
+	// Only what a reader may read (layout/backing.go, B2): the header, and
+	// per chunk its header, records and the columns of the slot mask. The
+	// rest may be holes, which a read through the mapping would allocate;
+	// it stays zero in the copy (check claims nothing of it).
+	copy(priv, b[off:off+layout.SlotHeaderSize])
+	for c := 0; c < n; c++ {
+		co, _ := lw.EntityRange(s, c)
+		co -= lw.EntityOff
+		po := co - off
+		copy(priv[po:po+lw.EntityOff+lw.ChunkCapacity*layout.EntityRecordSize], b[co:])
+		for m := mask; m != 0; m &= m - 1 {
+			lo, hi := lw.ColumnRange(s, c, bits.TrailingZeros64(m))
+			copy(priv[lo-off:hi-off], b[lo:hi])
+		}
+	}
 	if testHookAfterCopy != nil {
 		testHookAfterCopy()
 	}

@@ -15,12 +15,15 @@ import (
 
 // Config configures an Engine.
 type Config struct {
-	Instance      string
-	FrameRate     int           // frames per second of Run; default 60
-	FastDeadline  time.Duration // how long a frame waits for fast modules; default 4 ms
-	Slots         int           // frame slots; default 10
-	EventLogBytes int           // default 1 MiB
-	RingBytes     int           // per-module command ring; default 1 MiB
+	Instance     string
+	FrameRate    int           // frames per second of Run; default 60
+	FastDeadline time.Duration // how long a frame waits for fast modules; default 4 ms
+	// Slots is the number of frame slots: the frames the publish and the
+	// snapshots held can use at once. A slot holds shared memory only for
+	// what it holds (SlotIdle, ShmLimit), so slots are cheap. Default 32.
+	Slots         int
+	EventLogBytes int // default 1 MiB
+	RingBytes     int // per-module command ring; default 1 MiB
 	// MaxEventBytesPerModule is a module's share of the event log per
 	// frame: the log bytes (record headers included) of the events its
 	// batches publish, and of the "created" notices of its creates. It is a
@@ -66,7 +69,19 @@ type Config struct {
 	// Default 0: 10 periods of the module (Every frames), at least 1 s.
 	// Always at most MaxSlowTickLimit.
 	MaxSlowTick time.Duration
-	Logger      *slog.Logger
+	// ShmLimit bounds the bytes of the world segment that hold memory: the
+	// latest frame, the spare copy the next publish takes, and the snapshots
+	// held (each the size of its components). A snapshot that would pass it
+	// is refused (counted and logged as a refusal); it always leaves room for
+	// the two copies the publish needs at the world's largest, so it must be
+	// at least that (New says how much). 0: no bound but the file system's
+	// room, where a full file system refuses the same way.
+	ShmLimit int64
+	// SlotIdle: a slot that was neither written nor held for this long gives
+	// its memory back (a trim); the latest and the spare copy never do.
+	// Default 2 s; negative: never.
+	SlotIdle time.Duration
+	Logger   *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -79,7 +94,10 @@ func (c *Config) defaults() {
 		c.FastDeadline = 4 * time.Millisecond
 	}
 	if c.Slots == 0 {
-		c.Slots = 10
+		c.Slots = 32
+	}
+	if c.SlotIdle == 0 {
+		c.SlotIdle = 2 * time.Second
 	}
 	if c.EventLogBytes == 0 {
 		c.EventLogBytes = 1 << 20
@@ -138,6 +156,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: MaxFailures %d, want at least 1", ErrConfig, c.MaxFailures)
 	case c.BreakerReset < 0 || c.MaxSlowTick < 0:
 		return fmt.Errorf("%w: negative BreakerReset or MaxSlowTick", ErrConfig)
+	case c.ShmLimit < 0:
+		return fmt.Errorf("%w: negative ShmLimit %d", ErrConfig, c.ShmLimit)
 	}
 	if _, err := layout.ComputeEventsGeometry(c.EventLogBytes); err != nil {
 		return fmt.Errorf("%w: EventLogBytes: %w", ErrConfig, err)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/fdp-engine/fdp/ipc"
 	"github.com/fdp-engine/fdp/layout"
+	fsync "github.com/fdp-engine/fdp/sync"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/stretchr/testify/require"
 )
@@ -315,14 +316,14 @@ func TestRejectNamesMatchWorld(t *testing.T) {
 	}
 }
 
-// TestScarceSlotsTakenInTurn: with one slot for snapshots (3 slots: the
-// latest, one kept for the next publish, one to lease), two solo slow
-// modules whose ticks outlast their period both keep ticking: the groups
-// take snapshots in turn. Before, the module first in slot order took the
+// TestScarceSlotsTakenInTurn: with one slot for snapshots (the latest, the
+// fsync.PublishSlots a snapshot leaves to the publish, one to lease), two
+// solo slow modules whose ticks outlast their period both keep ticking: the
+// groups take snapshots in turn. Before, the module first in slot order took the
 // slot each time it came free and the other waited as long as it ran.
 func TestScarceSlotsTakenInTurn(t *testing.T) {
 	s := newRSchema()
-	e, err := New(Config{Instance: testInstance(t), Logger: quietLog(), Slots: 3}, newRWorld(t, s), nil)
+	e, err := New(Config{Instance: testInstance(t), Logger: quietLog(), Slots: 2 + fsync.PublishSlots}, newRWorld(t, s), nil)
 	require.NoError(t, err)
 	t.Cleanup(func() { e.Close() })
 	r := &schedRig{t: t, e: e}

@@ -125,7 +125,6 @@ type Engine struct {
 	nameOwners   map[string]uint32
 	created      [16]byte
 	asideDropped bool // dropAside ran (after the first successful publish)
-	warm         bool // every slot was written once (see Step's warm-up)
 	closeOnce    gosync.Once
 	allMask      world.Mask
 	// slowFirst is the module index the slow tier's dispatch starts from:
@@ -156,10 +155,17 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 		e.Close()
 		return nil, err
 	}
-	// The snapshot pool is warmed one slot per frame in the frames' idle
-	// time (Step), not here: warming all slots before the first frame
-	// delayed it by a full copy per slot (40-60 ms of the 100K-entity demo
-	// world's outage after an engine restart).
+	if min := e.pub.MinShmLimit(); cfg.ShmLimit != 0 && cfg.ShmLimit < min {
+		e.Close()
+		return nil, fmt.Errorf("%w: ShmLimit %d bytes (%.1f MiB) is below the two copies of the world the publish needs: at least %d bytes (%.1f MiB)",
+			ErrConfig, cfg.ShmLimit, float64(cfg.ShmLimit)/(1<<20), min, float64(min)/(1<<20))
+	}
+	e.pub.SetShmLimit(cfg.ShmLimit)
+	if cfg.SlotIdle > 0 {
+		e.pub.SetTrimAfter(uint64(max(cfg.SlotIdle*time.Duration(cfg.FrameRate)/time.Second, 1)))
+	}
+	// No slot is written before the first frame: a slot holds shared memory
+	// only once a publish or snapshot fills it (fsync's backing.go).
 	if err := e.createEvents(); err != nil {
 		e.Close()
 		return nil, err
@@ -238,6 +244,9 @@ func (e *Engine) Close() error {
 		if e.evSeg != nil {
 			e.evSeg.Unlink()
 			e.evSeg.Close()
+		}
+		if e.pub != nil {
+			e.pub.WaitTrims()
 		}
 		if e.segs != nil {
 			if err := e.segs.Unlink(); err != nil {
@@ -391,12 +400,9 @@ func (e *Engine) Step() FrameStats {
 	st.Commands, st.Rejected = e.playback()
 	e.flushModStats()
 
-	// Warm-up: fill one never-written slot with the whole world while the
-	// frame has time to spare, so that later snapshots and publishes into it
-	// copy only changes.
-	if !e.warm && time.Since(start) < e.period/2 {
-		e.guard(func() { e.warm = !e.pub.WarmOne(0, e.allMask) })
-	}
+	// Slots unused for SlotIdle give their memory back (the punch runs on
+	// another goroutine).
+	e.guard(func() { e.pub.Trim() })
 
 	st.Total = time.Since(start)
 	e.Hist.Record(st.Total)

@@ -456,7 +456,7 @@ func TestRecoverFromSegmentValidates(t *testing.T) {
 		{"header", "world segment", func(b []byte) { b[layout.OffKindHeader] ^= 0xff }},
 		{"nothing published", "nothing was published", func(b []byte) { binary.LittleEndian.PutUint64(b[layout.OffWLatest:], 0) }},
 		{"latest out of range", "names slot", func(b []byte) {
-			binary.LittleEndian.PutUint64(b[layout.OffWLatest:], layout.PackLatest(12, 31))
+			binary.LittleEndian.PutUint64(b[layout.OffWLatest:], layout.PackLatest(12, layout.MaxSlots+1))
 		}},
 		{"frame mismatch", "latest word says", func(b []byte) {
 			binary.LittleEndian.PutUint64(b[layout.OffWLatest:], layout.PackLatest(13, slot))

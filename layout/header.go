@@ -18,7 +18,10 @@ var Magic = [8]byte{'F', 'D', 'P', 'S', 'E', 'G', 'M', 'T'}
 
 const (
 	// Version is the layout version written into every segment header.
-	Version = 1
+	// 2: world segments are sparse, and slot headers name what is allocated
+	// (SlotBackMask, SlotBackChunks; backing.go); a version-1 segment's
+	// slots carry no such words, so a version-2 engine cannot adopt it.
+	Version = 2
 	// HeaderSize is the size of the common header page at offset 0.
 	HeaderSize = 4096
 	// ReadyValue is stored (last, atomically) into the ready word once a

@@ -12,7 +12,7 @@ const (
 	// (component masks are 64-bit words).
 	MaxComponents = 64
 	// MaxSlots bounds the number of frame slots in a world segment.
-	MaxSlots = 32
+	MaxSlots = 64
 	// ComponentEntrySize is the size of one component table entry.
 	ComponentEntrySize = 64
 	// ComponentNameLen is the NUL-padded name field of a component entry.
@@ -91,6 +91,23 @@ const (
 	// convoy group (no free slot: a snapshot never takes the slot the next
 	// publish needs); the engine's Engine.Bounds().SnapshotsRefused.
 	OffWStatSnapRefused = 2240 // u64
+	// OffWStatSnapNoSpace counts the refused snapshots (part of
+	// OffWStatSnapRefused) whose slot could not be given memory: the
+	// configured shared-memory limit or a full file system.
+	OffWStatSnapNoSpace = 2248 // u64
+	// OffWStatPubNoSpace counts the publishes skipped (part of
+	// OffWStatSkipped) because no slot could be given memory.
+	OffWStatPubNoSpace = 2256 // u64
+	// OffWStatBacked is the bytes of the segment the engine has allocated
+	// (FixedBytes plus every slot's SlotSpanBytes); the file's allocated
+	// blocks equal it unless a reader faulted holes in (see backing.go).
+	OffWStatBacked = 2264 // u64
+	// OffWStatShmLimit is the configured limit on OffWStatBacked (0: none
+	// but the file system's room).
+	OffWStatShmLimit = 2272 // u64
+	// OffWStatTrimmed counts the slots given back to the file system after
+	// they stayed unused (not latest, not leased) for the trim delay.
+	OffWStatTrimmed = 2280 // u64
 )
 
 // Slot header fields (offsets from the start of the slot).

@@ -83,6 +83,7 @@ type Segment struct {
 	Writable bool
 	m        mmap.MMap
 	f        *os.File
+	sparse   bool // created by CreateSparse on a file system with fallocate
 	once     sync.Once
 	closeErr error
 }
@@ -112,7 +113,19 @@ var ErrNoSpace = errors.New("not enough space for the segment")
 // the directory, the bytes needed and the bytes free. On any failure nothing
 // is left behind under name (nor any temporary file). The returned segment
 // holds the creator lock until Close.
-func Create(name string, size int) (*Segment, error) {
+func Create(name string, size int) (*Segment, error) { return create(name, size, size) }
+
+// CreateSparse is Create for a segment of which only [0, backed) is allocated
+// at creation: the rest of the file is a hole, allocated range by range with
+// Back before it is written and given back with Unback (see Back for the
+// rule that keeps this free of SIGBUS). On a file system without
+// fallocate(2) every byte is allocated, as Create does, and Back and Unback
+// do nothing.
+func CreateSparse(name string, size, backed int) (*Segment, error) {
+	return create(name, size, min(max(backed, layout.HeaderSize), size))
+}
+
+func create(name string, size, backed int) (*Segment, error) {
 	if err := checkName(name); err != nil {
 		return nil, err
 	}
@@ -121,7 +134,7 @@ func Create(name string, size int) (*Segment, error) {
 	}
 	path := filepath.Join(Dir, name)
 	if useTmpfile {
-		s, err := createTmpfile(path, size)
+		s, err := createTmpfile(path, size, backed)
 		if !errors.Is(err, errNoTmpfile) {
 			if s != nil {
 				s.Name = name
@@ -129,7 +142,7 @@ func Create(name string, size int) (*Segment, error) {
 			return s, err
 		}
 	}
-	s, err := createExcl(path, size)
+	s, err := createExcl(path, size, backed)
 	if s != nil {
 		s.Name = name
 	}
@@ -150,7 +163,7 @@ func createErr(path string, err error) error {
 // path; linkat never replaces nor follows an existing name, so it has the
 // O_EXCL|O_NOFOLLOW semantics. It returns errNoTmpfile when the file system
 // or kernel cannot do this.
-func createTmpfile(path string, size int) (*Segment, error) {
+func createTmpfile(path string, size, backed int) (*Segment, error) {
 	fd, err := unix.Open(filepath.Dir(path), unix.O_RDWR|unix.O_TMPFILE|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		if errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.EISDIR) || errors.Is(err, unix.EINVAL) {
@@ -158,7 +171,7 @@ func createTmpfile(path string, size int) (*Segment, error) {
 		}
 		return nil, createErr(path, err)
 	}
-	s, err := setup(fd, path, size)
+	s, err := setup(fd, path, size, backed)
 	if err != nil {
 		return nil, createErr(path, err)
 	}
@@ -183,12 +196,12 @@ func procMissing() bool {
 // createExcl is the fallback: O_CREAT|O_EXCL|O_NOFOLLOW, then lock, size and
 // map; the file is unlinked again on any failure. Between the create and the
 // flock a concurrent List may briefly see an empty unlocked file.
-func createExcl(path string, size int) (*Segment, error) {
+func createExcl(path string, size, backed int) (*Segment, error) {
 	fd, err := unix.Open(path, unix.O_RDWR|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, createErr(path, err)
 	}
-	s, err := setup(fd, path, size)
+	s, err := setup(fd, path, size, backed)
 	if err != nil {
 		_ = unix.Unlink(path)
 		return nil, createErr(path, err)
@@ -197,8 +210,9 @@ func createExcl(path string, size int) (*Segment, error) {
 }
 
 // setup takes ownership of fd: fchmod 0600 (the umask may have narrowed the
-// open mode), creator lock, ftruncate, map read-write. On error fd is closed.
-func setup(fd int, path string, size int) (*Segment, error) {
+// open mode), creator lock, size and allocation of [0, backed), map
+// read-write. On error fd is closed.
+func setup(fd int, path string, size, backed int) (*Segment, error) {
 	f := os.NewFile(uintptr(fd), path)
 	fail := func(what string, err error) (*Segment, error) {
 		_ = f.Close()
@@ -210,36 +224,45 @@ func setup(fd int, path string, size int) (*Segment, error) {
 	if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
 		return fail("flock", err)
 	}
-	if err := allocate(fd, int64(size)); err != nil {
+	sparse, err := allocate(fd, int64(size), int64(backed))
+	if err != nil {
 		_ = f.Close()
 		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
-			return nil, noSpace(filepath.Dir(path), size, err)
+			return nil, noSpace(filepath.Dir(path), backed, err)
 		}
-		return nil, fmt.Errorf("allocate %d bytes: %w", size, err)
+		return nil, fmt.Errorf("allocate %d bytes: %w", backed, err)
 	}
 	m, err := mmap.Map(f, mmap.RDWR, 0)
 	if err != nil {
 		return fail("mmap", err)
 	}
-	return &Segment{Path: path, Data: m, Writable: true, m: m, f: f}, nil
+	return &Segment{Path: path, Data: m, Writable: true, m: m, f: f, sparse: sparse}, nil
 }
 
-// allocate sizes the new, empty file fd to size bytes with every block
-// allocated: fallocate(2) (mode 0 also sets the size), or, on a file system
-// without it, ftruncate and zeros written over the whole file (what
-// posix_fallocate does there).
-func allocate(fd int, size int64) error {
-	err := unix.Fallocate(fd, 0, 0, size)
-	for errors.Is(err, unix.EINTR) {
-		err = unix.Fallocate(fd, 0, 0, size)
-	}
-	if err == nil || !(errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS)) {
-		return err
-	}
+// allocate sizes the new, empty file fd to size bytes with the blocks of
+// [0, backed) allocated: ftruncate, then fallocate(2) of the prefix (mode 0
+// changes no size inside the file). It reports whether the rest stays
+// sparse: on a file system without fallocate every byte is allocated by
+// writing zeros (what posix_fallocate does there), and the segment is not
+// sparse.
+func allocate(fd int, size, backed int64) (sparse bool, err error) {
 	if err := unix.Ftruncate(fd, size); err != nil {
-		return err
+		return false, err
 	}
-	return writeZeros(fd, size)
+	err = fallocate(fd, 0, 0, backed)
+	if err == nil || !(errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, unix.ENOSYS)) {
+		return backed < size, err
+	}
+	return false, writeZeros(fd, size)
+}
+
+// fallocate is fallocate(2), retried on EINTR.
+func fallocate(fd int, mode uint32, off, n int64) error {
+	err := unix.Fallocate(fd, mode, off, n)
+	for errors.Is(err, unix.EINTR) {
+		err = unix.Fallocate(fd, mode, off, n)
+	}
+	return err
 }
 
 // writeZeros writes zeros over [0, size) of fd, which allocates every block

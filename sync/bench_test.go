@@ -332,8 +332,8 @@ func benchConvoyVsSoD(b *testing.B, fx *fixture, masks []world.Mask) {
 
 // TestConvoyServesWithFewerSlots: the slot counts BenchmarkConvoyVsSoD
 // reports, on a small world: five separate snapshots and the next publish
-// need the latest slot, five held ones and a free one (7); one convoy
-// snapshot needs three. One slot fewer refuses.
+// need the latest slot, five held ones and the PublishSlots (2) a snapshot
+// leaves free (8); one convoy snapshot needs four. One slot fewer refuses.
 func TestConvoyServesWithFewerSlots(t *testing.T) {
 	fx := newFixture(t, 64, 8, 300)
 	masks := convoyMasks(fx.ids)
@@ -344,7 +344,7 @@ func TestConvoyServesWithFewerSlots(t *testing.T) {
 	for _, c := range []struct {
 		masks []world.Mask
 		slots int
-	}{{masks, 7}, {[]world.Mask{union}, 3}} {
+	}{{masks, 6 + PublishSlots}, {[]world.Mask{union}, 2 + PublishSlots}} {
 		ok, _ := serves(t, fx.w, c.slots, c.masks)
 		require.True(t, ok, "%d snapshots with %d slots", len(c.masks), c.slots)
 		ok, _ = serves(t, fx.w, c.slots-1, c.masks)

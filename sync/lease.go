@@ -16,6 +16,13 @@ var (
 	ErrLeaseInvalid = errors.New("leased slot is not a complete snapshot")
 )
 
+// PublishSlots is the number of free slots a snapshot leaves to the
+// publish: one for the next publish, and one for the publish after it while
+// a fast module late in its tick (within its pin limit) still pins the frame
+// the next publish replaces. With one, a late fast module and snapshots
+// together skipped about one publish in eight.
+const PublishSlots = 2
+
 // SnapshotStats describe one SoD/convoy snapshot.
 type SnapshotStats struct {
 	PublishStats
@@ -36,25 +43,34 @@ func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int
 	if holders == 0 {
 		return -1, st, errors.New("snapshot without holders")
 	}
-	// A snapshot never takes the last free slot: the next publish needs
-	// one, so that leases (however many modules hold them) cannot stop
-	// publishing.
-	if p.freeSlots() < 2 {
+	// A snapshot never takes the last PublishSlots free slots, so that
+	// leases (however many modules hold them) cannot stop publishing.
+	if p.freeSlots() <= PublishSlots {
 		p.SnapshotsNoSlot++
 		return -1, st, ErrNoFreeSlot
 	}
 	ver := p.w.Seal() // see Publish
 	tried := uint64(0)
+	var memErr error
 	for {
 		best := p.pickSlot(tried, mask)
 		if best < 0 {
+			if memErr != nil {
+				layout.Add64(p.seg, layout.OffWStatSnapNoSpace, 1)
+				return -1, st, memErr
+			}
 			p.SnapshotsNoSlot++
 			return -1, st, ErrNoFreeSlot
 		}
 		tried |= 1 << uint(best)
-		odd, ok := p.claim(best)
+		q, odd, ok := p.claim(best)
 		if !ok {
 			st.Aborted++
+			continue
+		}
+		if err := p.backFor(best, mask, true); err != nil {
+			p.unclaim(best, q)
+			memErr = err
 			continue
 		}
 		if p.slotVersion(best) != 0 {
@@ -79,7 +95,7 @@ func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int
 func (p *Publisher) freeSlots() int {
 	n := 0
 	for s := 0; s < p.lw.Slots; s++ {
-		if s != p.latest && !p.slotLeased(s) && !p.pinned(s) {
+		if s != p.latest && !p.slotLeased(s) && p.trimming[s] == nil && !p.pinned(s) {
 			n++
 		}
 	}
@@ -112,7 +128,16 @@ func (p *Publisher) ReleaseHolder(s, id int) error {
 	}
 	p.holders[s] &^= bit
 	p.mirrorHolders(s)
+	p.released(s)
 	return nil
+}
+
+// released notes that slot s may have lost its last holder: its unused
+// time (Trim) counts from now.
+func (p *Publisher) released(s int) {
+	if p.holders[s] == 0 {
+		p.lastUse[s] = max(p.lastUse[s], p.frame)
+	}
 }
 
 // ReleaseHolderAll drops every lease of holder id (it died) and returns how
@@ -126,6 +151,7 @@ func (p *Publisher) ReleaseHolderAll(id int) int {
 		if p.holders[s]&bit != 0 {
 			p.holders[s] &^= bit
 			p.mirrorHolders(s)
+			p.released(s)
 			n++
 		}
 	}
@@ -144,6 +170,7 @@ func (p *Publisher) RetainHolders(live func(s int) uint64) int {
 				n += bits.OnesCount64(h &^ keep)
 				p.holders[s] = keep
 				p.mirrorHolders(s)
+				p.released(s)
 			}
 		}
 	}
@@ -200,17 +227,22 @@ func (p *Publisher) WarmUp(frame uint64, mask world.Mask) int {
 
 // WarmOne fills one free slot that was never written (slot version 0) with
 // the components of mask, as WarmUp does for all of them; it reports whether
-// it found one. The engine warms one slot per frame in the frame's idle time
-// instead of all of them before its first frame, which after an engine
-// restart would delay the first frame by a full copy per slot.
+// it found one (and could give it memory). The engine does not warm slots: a
+// warm slot holds a whole copy of the world in shared memory whether or not
+// anything reads it (backing.go); tests use it to make every slot hold a
+// frame.
 func (p *Publisher) WarmOne(frame uint64, mask world.Mask) bool {
 	for s := 0; s < p.lw.Slots; s++ {
-		if s == p.latest || p.slotVersion(s) != 0 || p.slotLeased(s) {
+		if s == p.latest || p.slotVersion(s) != 0 || p.slotLeased(s) || p.trimming[s] != nil {
 			continue
 		}
-		odd, ok := p.claim(s)
+		q, odd, ok := p.claim(s)
 		if !ok {
 			continue
+		}
+		if p.backFor(s, mask, false) != nil {
+			p.unclaim(s, q)
+			return false
 		}
 		ver := p.w.Seal() // see Publish
 		var st PublishStats

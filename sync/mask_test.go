@@ -226,15 +226,22 @@ func TestMaskDifferential(t *testing.T) {
 		seeds = 8
 	}
 	for seed := int64(1); seed <= int64(seeds); seed++ {
-		runMaskDifferential(t, seed)
+		runMaskDifferential(t, seed, diffOptions{capc: 16, maxChunks: 4, steps: 300})
 	}
 }
 
-func runMaskDifferential(t *testing.T, seed int64) {
+// diffOptions shape runMaskDifferential: the world's chunks, the steps, and
+// whether slots are trimmed (backing.go) along the way.
+type diffOptions struct {
+	capc, maxChunks, steps int
+	trim                   bool
+}
+
+func runMaskDifferential(t *testing.T, seed int64, o diffOptions) {
 	rng := rand.New(rand.NewSource(seed))
 	reg, x := testRegistry(t)
 	comps := []world.ComponentID{x.pos, x.vel, x.hp, x.stamp}
-	const capc, maxChunks = 16, 4
+	capc, maxChunks := o.capc, o.maxChunks
 	w, err := world.New(reg, world.Config{ChunkCapacity: capc, MaxChunks: maxChunks})
 	require.NoError(t, err)
 	inst := instanceName(t)
@@ -282,22 +289,35 @@ func runMaskDifferential(t *testing.T, seed int64) {
 		slots[s] = slotModel{frame: frame, mask: mask & reg.Mask(), ents: model.clone()}
 	}
 
-	for step := 0; step < 300; step++ {
-		switch op := rng.Intn(12); {
-		case op < 2: // create with random components
-			e, err := w.Create()
-			if err != nil {
-				continue // full
+	if o.trim {
+		pub.SetTrimAfter(2)
+	}
+	ops := 12
+	if o.trim {
+		ops = 14
+	}
+	for step := 0; step < o.steps; step++ {
+		switch op := rng.Intn(ops); {
+		case op < 2 || op == 13: // create with random components (many when trimming: the world grows chunks)
+			n := 1
+			if op == 13 {
+				n = 1 + rng.Intn(2*capc)
 			}
-			me := &modelEnt{gen: e.Gen(), comps: map[world.ComponentID]val16{}}
-			for _, k := range comps {
-				if rng.Intn(2) == 0 {
-					v := randVal()
-					require.NoError(t, w.SetRaw(e, k, v[:]))
-					me.comps[k] = v
+			for range n {
+				e, err := w.Create()
+				if err != nil {
+					break // full
 				}
+				me := &modelEnt{gen: e.Gen(), comps: map[world.ComponentID]val16{}}
+				for _, k := range comps {
+					if rng.Intn(2) == 0 {
+						v := randVal()
+						require.NoError(t, w.SetRaw(e, k, v[:]))
+						me.comps[k] = v
+					}
+				}
+				model[e.Index()] = me
 			}
-			model[e.Index()] = me
 		case op < 3: // destroy
 			if e, _, ok := pickAlive(); ok {
 				require.NoError(t, w.Destroy(e))
@@ -343,6 +363,11 @@ func runMaskDifferential(t *testing.T, seed int64) {
 			if _, err := pub.SyncInto(s, frame, mask); err == nil {
 				wrote(s, mask)
 			}
+		case op == 12: // trim slots unused for two frames; sometimes wait for the punches
+			pub.Trim()
+			if rng.Intn(2) == 0 {
+				pub.WaitTrims()
+			}
 		default: // warm a never-written slot
 			mask := randMask()
 			before := map[int]bool{}
@@ -357,10 +382,51 @@ func runMaskDifferential(t *testing.T, seed int64) {
 				}
 			}
 		}
+		if o.trim {
+			checkBacking(t, pub, segs, slots, seed, step)
+		}
 		for s, sm := range slots {
 			checkSlotAgainstModel(t, r, lw, s, sm, comps, seed, step)
 		}
 	}
+}
+
+// checkBacking drops from the model the slots trimmed or being trimmed, and
+// checks the backing against the kernel and the slots' contents: the
+// segment's allocated blocks (fstat) equal the publisher's account when no
+// punch is in flight, and every slot holds memory for exactly the
+// components of its last fill (its SlotMask) and at least its chunks.
+func checkBacking(t *testing.T, pub *Publisher, segs *WorldSegments, slots map[int]slotModel, seed int64, step int) {
+	t.Helper()
+	lw, b := pub.Layout(), segs.World.Data
+	inFlight := false
+	for s := range lw.Slots {
+		if pub.trimming[s] != nil {
+			inFlight = true
+			delete(slots, s)
+		} else if layout.Load64(b, lw.SlotOff(s)+layout.SlotVersion) == 0 {
+			delete(slots, s)
+		}
+	}
+	if !inFlight {
+		got, err := segs.World.Allocated()
+		require.NoError(t, err)
+		require.Equal(t, pub.Backed(), got, "seed %d step %d: allocated blocks against the publisher's account", seed, step)
+	}
+	total := int64(lw.FixedBytes())
+	for s := range lw.Slots {
+		o := lw.SlotOff(s)
+		bm, bc := layout.Load64(b, o+layout.SlotBackMask), int(layout.Load32(b, o+layout.SlotBackChunks))
+		total += int64(pub.SlotBacked(s))
+		require.Equal(t, lw.SlotSpanBytes(s, bm, bc), pub.SlotBacked(s), "seed %d step %d slot %d: backing words", seed, step, s)
+		if pub.trimming[s] != nil || layout.Load64(b, o+layout.SlotVersion) == 0 {
+			continue
+		}
+		info := lw.ReadSlotInfo(s)
+		require.Equal(t, info.Mask, bm, "seed %d step %d slot %d: memory for the components of the last fill only", seed, step, s)
+		require.GreaterOrEqual(t, bc, int(info.Chunks), "seed %d step %d slot %d: memory for every chunk in use", seed, step, s)
+	}
+	require.Equal(t, total, pub.Backed(), "seed %d step %d: the account is the sum of the slots", seed, step)
 }
 
 func checkSlotAgainstModel(t *testing.T, r *Reader, lw *layout.World, s int, sm slotModel, comps []world.ComponentID, seed int64, step int) {
@@ -375,28 +441,35 @@ func checkSlotAgainstModel(t *testing.T, r *Reader, lw *layout.World, s int, sm 
 	require.NoError(t, err, where())
 	require.True(t, rep.OK(), "%s: %v", where(), rep.Problems)
 
+	// Plain comparisons in the loop (testify's per-call cost made this the
+	// whole test's time); the message is built only on a mismatch.
 	capc := lw.ChunkCapacity
 	counts := map[world.ComponentID]int{}
 	for i, me := range sm.ents {
 		e := world.MakeEntity(i, me.gen)
-		require.True(t, f.IsAlive(e), "%s: %v alive", where(), e)
+		if !f.IsAlive(e) {
+			t.Fatalf("%s: %v not alive", where(), e)
+		}
 		c, row := int(i)/capc, int(i)%capc
 		rec := f.Records(c)[row]
 		for _, k := range comps {
 			want, has := me.comps[k]
 			got, ok := Get[val16](f, e, k)
 			col := Column[val16](f, c, k)
+			recHas := rec.Mask&(1<<k) != 0
 			if !f.holds(k) {
-				require.False(t, ok, "%s: %v component %d outside the mask", where(), e, k)
-				require.Nil(t, col, "%s: column %d outside the mask", where(), k)
-				require.Zero(t, rec.Mask&(1<<k), "%s: %v record names component %d outside the mask", where(), e, k)
+				if ok || col != nil || recHas {
+					t.Fatalf("%s: %v component %d outside the mask: get %v, column %v, record bit %v", where(), e, k, ok, col != nil, recHas)
+				}
 				continue
 			}
-			require.Equal(t, has, ok, "%s: %v has component %d", where(), e, k)
-			require.Equal(t, has, rec.Mask&(1<<k) != 0, "%s: %v record bit %d", where(), e, k)
+			if has != ok || has != recHas {
+				t.Fatalf("%s: %v has component %d: model %v, get %v, record bit %v", where(), e, k, has, ok, recHas)
+			}
 			if has {
-				require.Equal(t, want, got, "%s: %v component %d", where(), e, k)
-				require.Equal(t, want, col[row], "%s: %v column %d", where(), e, k)
+				if want != got || want != col[row] {
+					t.Fatalf("%s: %v component %d: model %x, get %x, column %x", where(), e, k, want, got, col[row])
+				}
 				counts[k]++
 			}
 		}
@@ -418,6 +491,18 @@ func checkSlotAgainstModel(t *testing.T, r *Reader, lw *layout.World, s int, sm 
 // that slot while a full-mask one is free: records are refiltered (a copy of
 // every record of the world) only when a slot changes mask, not at every
 // dispatch.
+// TestBackingDifferential is TestMaskDifferential with columns of 1 KiB
+// (a chunk spans pages), a world that grows chunks, and slots trimmed after
+// two unused frames: every slot still equals the model, and the memory the
+// kernel counts for the segment equals the publisher's account of what the
+// slots hold (checkBacking).
+func TestBackingDifferential(t *testing.T) {
+	seeds := 6
+	for seed := int64(1); seed <= int64(seeds); seed++ {
+		runMaskDifferential(t, seed, diffOptions{capc: 64, maxChunks: 6, steps: 400, trim: true})
+	}
+}
+
 func TestSlotsKeepTheirMask(t *testing.T) {
 	fx := newFixture(t, 64, 16, 64*10)
 	all := world.Mask(^uint64(0))

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math/bits"
+	gosync "sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/world"
 )
 
@@ -40,6 +42,7 @@ type Publisher struct {
 	w      *world.World
 	lw     *layout.World
 	ll     *layout.Leases
+	ws     *shm.Segment // the world segment: Back and Unback (backing.go)
 	seg    []byte
 	lseg   []byte
 	ncomp  int
@@ -82,6 +85,25 @@ type Publisher struct {
 	// fillsChanged and fillsScanned count the fills that visited only the
 	// changed chunks and those that scanned every chunk (tests).
 	fillsChanged, fillsScanned uint64
+
+	// Backing (backing.go): what each slot holds memory for, the total, the
+	// limit, and the trims of unused slots.
+	back      [layout.MaxSlots]slotBacking
+	backed    int64
+	limit     int64
+	fullBytes int    // SlotSpanBytes of every component and MaxChunks
+	pubMask   uint64 // the mask of the last Publish (schema until then)
+	lastUse   [layout.MaxSlots]uint64
+	trimAfter uint64
+	trimming  [layout.MaxSlots]*trimJob
+	trims     gosync.WaitGroup
+	spanBuf   []span
+	// PubNoSpace and SnapNoSpace count publishes and snapshots refused
+	// because no slot could be given memory (ErrNoSlotMemory); Trimmed the
+	// slots that gave their memory back, TrimErrors the punches that failed.
+	PubNoSpace, SnapNoSpace, Trimmed, TrimErrors uint64
+	// BackedMax is the most the segment held (Backed) at any time.
+	BackedMax int64
 }
 
 // slotComplete records that a slot's chunks < the world's chunk count hold
@@ -118,8 +140,11 @@ func NewPublisher(w *world.World, segs *WorldSegments) (*Publisher, error) {
 	if ll.Slots != lw.Slots {
 		return nil, fmt.Errorf("%w: leases segment has %d slots, world segment %d", layout.ErrCorrupt, ll.Slots, lw.Slots)
 	}
-	p := &Publisher{w: w, lw: lw, ll: ll, seg: segs.World.Data, lseg: segs.Leases.Data, ncomp: len(lw.Components), latest: -1,
+	p := &Publisher{w: w, lw: lw, ll: ll, ws: segs.World, seg: segs.World.Data, lseg: segs.Leases.Data, ncomp: len(lw.Components), latest: -1,
 		changed: make([]int32, 0, w.MaxChunks())}
+	p.pubMask = p.schemaMask()
+	p.fullBytes = lw.SlotSpanBytes(0, p.pubMask, lw.MaxChunks)
+	p.adoptBacking()
 	if f, s, ok := layout.UnpackLatest(layout.Load64(p.seg, layout.OffWLatest)); ok && s < lw.Slots {
 		p.frame, p.latest = f, s
 	}
@@ -146,12 +171,14 @@ func (p *Publisher) everClaimed() bool {
 }
 
 // maxSlotVersion returns the largest version word in any slot: headers,
-// structural and component versions of every chunk.
+// structural and component versions of every chunk that holds memory (B1:
+// the others were never written, or punched, and read as zero; reading
+// them would allocate them).
 func (p *Publisher) maxSlotVersion() uint64 {
 	var v uint64
 	for s := 0; s < p.lw.Slots; s++ {
 		v = max(v, p.lwGet64(p.lw.SlotOff(s)+layout.SlotVersion))
-		for c := 0; c < p.lw.MaxChunks; c++ {
+		for c := 0; c < p.back[s].chunks; c++ {
 			co := p.lw.ChunkOff(s, c)
 			v = max(v, layout.Load64(p.seg, co+layout.ChunkStructVersion))
 			for k := 0; k < p.ncomp; k++ {
@@ -233,19 +260,20 @@ func (p *Publisher) pinned(s int) bool {
 }
 
 // claim makes slot s odd (being written) unless a reader pins it. It
-// returns the odd seq on success.
-func (p *Publisher) claim(s int) (uint64, bool) {
+// returns the seq it found and the odd seq on success; unclaim(s, q) undoes
+// it.
+func (p *Publisher) claim(s int) (q, odd uint64, ok bool) {
 	// Cheap pre-check: a slot already pinned is skipped without touching its
 	// seq, so a pinned reader's seq almost never moves transiently (see
 	// Frame.Valid for the rare case the Dekker step below still causes).
 	if p.pinned(s) {
 		p.Aborts++
 		layout.Add64(p.seg, layout.OffWStatAborted, 1)
-		return 0, false
+		return 0, 0, false
 	}
 	off := p.lw.SlotOff(s) + layout.SlotSeq
-	q := layout.Load64(p.seg, off)
-	odd := q | 1 // a slot left odd by a crashed engine stays odd until rewritten
+	q = layout.Load64(p.seg, off)
+	odd = q | 1 // a slot left odd by a crashed engine stays odd until rewritten
 	// ORDER(claim): seq-cst store of the odd seq, then the pin scan below
 	// (seq-cst loads). Pairs with the reader's pin store and seq re-load:
 	// either the reader re-reads the odd seq or this scan sees its pin.
@@ -256,9 +284,30 @@ func (p *Publisher) claim(s int) (uint64, bool) {
 		layout.Store64(p.seg, off, q)
 		p.Aborts++
 		layout.Add64(p.seg, layout.OffWStatAborted, 1)
-		return 0, false
+		return 0, 0, false
 	}
-	return odd, true
+	return q, odd, true
+}
+
+// unclaim ends a claim that wrote nothing: the seq it found is restored (an
+// emptied slot's header says version 0, which no reader takes).
+func (p *Publisher) unclaim(s int, q uint64) {
+	// ORDER(claim-abort): as in claim.
+	layout.Store64(p.seg, p.lw.SlotOff(s)+layout.SlotSeq, q)
+}
+
+// backFor gives slot s, claimed, memory for a fill of mask (ensureBacked),
+// counting a refusal.
+func (p *Publisher) backFor(s int, mask world.Mask, snapshot bool) error {
+	err := p.ensureBacked(s, uint64(mask)&p.schemaMask(), p.w.NumChunks(), snapshot)
+	if err != nil {
+		if snapshot {
+			p.SnapNoSpace++
+		} else {
+			p.PubNoSpace++
+		}
+	}
+	return err
 }
 
 // slotVersionSum is a cheap preference: the slot that holds the newest data
@@ -282,19 +331,30 @@ func (p *Publisher) Publish(frame uint64, mask world.Mask) (PublishStats, error)
 	st := PublishStats{Frame: frame}
 	ver := p.w.Seal()
 	tried := uint64(0)
+	var memErr error
 	for {
 		best := p.pickSlot(tried, mask)
 		if best < 0 {
 			p.Skipped++
 			layout.Add64(p.seg, layout.OffWStatSkipped, 1)
+			if memErr != nil {
+				layout.Add64(p.seg, layout.OffWStatPubNoSpace, 1)
+				return st, memErr
+			}
 			return st, ErrNoFreeSlot
 		}
 		tried |= 1 << uint(best)
-		odd, ok := p.claim(best)
+		q, odd, ok := p.claim(best)
 		if !ok {
 			st.Aborted++
 			continue
 		}
+		if err := p.backFor(best, mask, false); err != nil {
+			p.unclaim(best, q)
+			memErr = err
+			continue
+		}
+		p.pubMask = uint64(mask) & p.schemaMask()
 		p.fill(best, mask, &st)
 		p.finish(best, odd, frame, ver, mask, &st)
 		p.latest = best
@@ -319,12 +379,19 @@ func (p *Publisher) SyncInto(s int, frame uint64, mask world.Mask) (PublishStats
 	if s < 0 || s >= p.lw.Slots || s == p.latest {
 		return st, fmt.Errorf("cannot sync into slot %d", s)
 	}
+	if p.trimming[s] != nil {
+		return st, ErrNoFreeSlot // P3: its memory is being given back
+	}
 	ver := p.w.Seal() // see Publish
-	odd, ok := p.claim(s)
+	q, odd, ok := p.claim(s)
 	if !ok {
 		// claim also refuses leased slots; the caller's own engine reference
 		// is expected, so re-check the pins alone.
 		return st, ErrNoFreeSlot
+	}
+	if err := p.backFor(s, mask, true); err != nil {
+		p.unclaim(s, q)
+		return st, err
 	}
 	p.fill(s, mask, &st)
 	p.finish(s, odd, frame, ver, mask, &st)
@@ -460,6 +527,7 @@ func (p *Publisher) finish(s int, odd, frame, ver uint64, mask world.Mask, st *P
 	w := p.w
 	putU64(b, o+layout.SlotFrame, frame)
 	layout.Store64(b, o+layout.SlotVersion, ver)
+	p.lastUse[s] = frame
 	// The mask fill filtered the records with (see fill's invariant).
 	putU64(b, o+layout.SlotMask, uint64(mask)&p.schemaMask())
 	putU32(b, o+layout.SlotChunks, uint32(w.NumChunks()))
@@ -494,7 +562,7 @@ func (p *Publisher) pickSlot(tried uint64, mask world.Mask) int {
 	best, bestRank := -1, -1
 	var bestVer uint64
 	for s := 0; s < p.lw.Slots; s++ {
-		if s == p.latest || tried&(1<<uint(s)) != 0 || p.slotLeased(s) {
+		if s == p.latest || tried&(1<<uint(s)) != 0 || p.slotLeased(s) || p.trimming[s] != nil {
 			continue
 		}
 		v := p.slotVersion(s)

@@ -17,7 +17,8 @@ const (
 )
 
 // DefaultSlots is the number of frame slots: triple buffering plus room for
-// slow-tier snapshots held across frames.
+// slow-tier snapshots held across frames. A slot holds memory only for what
+// it holds (backing.go), so slots are cheap address space.
 const DefaultSlots = 6
 
 // WorldSegments are the engine's read-write mappings of an instance's world
@@ -49,8 +50,18 @@ func CreateWorldSegments(instance string, w *world.World, slots int) (*WorldSegm
 	hdr := layout.Header{
 		Instance: instance, CreatorPID: uint32(os.Getpid()), CreatorTime: shm.SelfStartTime(), CreatedNano: time.Now().UnixNano(),
 	}
-	ws, err := shm.Create(shm.SegmentName(instance, WorldSegment), g.TotalSize)
+	// Sparse: the header, the component table and each slot's first page
+	// are allocated now; the rest as fills need it (layout/backing.go).
+	ws, err := shm.CreateSparse(shm.SegmentName(instance, WorldSegment), g.TotalSize, g.SlotsOff)
 	if err != nil {
+		return nil, err
+	}
+	for s := 0; s < g.Slots && err == nil; s++ {
+		err = ws.Back(g.SlotOff(s), layout.PageSize)
+	}
+	if err != nil {
+		ws.Unlink()
+		ws.Close()
 		return nil, err
 	}
 	ls, err := shm.Create(shm.SegmentName(instance, LeasesSegment), lg.TotalSize)

@@ -27,6 +27,9 @@ type runOpts struct {
 	status    time.Duration
 	noPrewake bool
 	allowUIDs []uint
+	slots     int
+	shmLimit  string
+	slotIdle  time.Duration
 }
 
 func (o *runOpts) flags(c *cobra.Command) {
@@ -36,6 +39,9 @@ func (o *runOpts) flags(c *cobra.Command) {
 	c.Flags().IntVar(&o.rate, "rate", 60, "frames per second")
 	c.Flags().DurationVar(&o.duration, "duration", 0, "stop after this long (0 = until SIGINT/SIGTERM)")
 	c.Flags().DurationVar(&o.status, "status", time.Second, "status line interval (0 = none)")
+	c.Flags().IntVar(&o.slots, "slots", 0, "frame slots: frames the publish and held snapshots can use at once (0 = 32); a slot holds memory only for what it holds")
+	c.Flags().StringVar(&o.shmLimit, "shm-limit", "0", "bound on the world segment's shared memory, e.g. 512MiB or 2GiB (0 = the file system's room); snapshots beyond it are refused")
+	c.Flags().DurationVar(&o.slotIdle, "slot-idle", 0, "a slot unused for this long gives its memory back (0 = 2s, negative = never)")
 	c.Flags().BoolVar(&o.noPrewake, "no-prewake", false, "do not wake fast modules ahead of their tick (their ticks then wake them from FUTEX_WAIT)")
 	c.Flags().UintSliceVar(&o.allowUIDs, "allow-uid", nil,
 		"admit modules running under this uid too (repeatable; the control socket becomes connectable by every uid, admission is by SO_PEERCRED)")
@@ -131,7 +137,12 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger, out io.Writer)
 	if err != nil {
 		return err
 	}
-	eng, err := host.New(host.Config{Instance: o.instance, FrameRate: o.rate, NoPrewake: o.noPrewake, AllowUIDs: uids, Logger: log}, sim.W, sim)
+	limit, err := parseBytes(o.shmLimit)
+	if err != nil {
+		return fmt.Errorf("--shm-limit: %w", err)
+	}
+	eng, err := host.New(host.Config{Instance: o.instance, FrameRate: o.rate, NoPrewake: o.noPrewake, AllowUIDs: uids, Logger: log,
+		Slots: o.slots, ShmLimit: limit, SlotIdle: o.slotIdle}, sim.W, sim)
 	if err != nil {
 		return err
 	}
@@ -181,8 +192,9 @@ func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Durat
 			up++
 		}
 	}
-	line := fmt.Sprintf("status: frame %d  %.1f fps  publish p50 %v p99 %v  frame p99 %v  tick wake p50 %v  modules up %d  entities %d  commands %d  rejected %d  late %d",
-		st.Frame, fps, eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), eng.Hist.Percentile(99), eng.WakeHist.Percentile(50), up, entities, commands, rejected, late)
+	line := fmt.Sprintf("status: frame %d  %.1f fps  publish p50 %v p99 %v  frame p99 %v  tick wake p50 %v  modules up %d  entities %d  commands %d  rejected %d  late %d  shm %s",
+		st.Frame, fps, eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), eng.Hist.Percentile(99), eng.WakeHist.Percentile(50), up, entities, commands, rejected, late,
+		fmtBytes(eng.Publisher().Backed()))
 	if noSlot > 0 {
 		line += fmt.Sprintf("  no free slot %d", noSlot)
 		if published == 0 {
@@ -210,8 +222,11 @@ func printSummary(w io.Writer, eng *host.Engine, sim *demo.Sim, d time.Duration,
 	cs := eng.ControlStats()
 	pf("validation: slot state reclaimed %d, hellos refused for their mask %d, for a name of another uid %d, peers refused for their uid %d (of %d connections refused), implausible wake reports ignored %d\n",
 		eng.ReclaimedReaders, eng.BadMasks, eng.NamesRefused(), cs.PeerRefused, cs.Refused, eng.BadWakeReports)
-	pf("snapshots (SoD/convoy) %d, %.1f MB copied; pool reuse %s: snapshots into a slot that already held a frame, copying only changes; %d refused to a due group (no free slot)\n",
-		eng.Snapshots, float64(eng.SnapBytes)/1e6, reuseRate(p.SnapshotsReused, p.Snapshots), eng.Bounds().SnapshotsRefused)
+	pf("snapshots (SoD/convoy) %d, %.1f MB copied; pool reuse %s: snapshots into a slot that already held a frame, copying only changes; %d refused to a due group (%d of them for memory)\n",
+		eng.Snapshots, float64(eng.SnapBytes)/1e6, reuseRate(p.SnapshotsReused, p.Snapshots), eng.Bounds().SnapshotsRefused, p.SnapNoSpace)
+	pf("shared memory: world segment holds %s (at most %s during the run; %s reserved over %d slots, limit %s); %d slots trimmed after %v unused; %d publishes skipped for memory\n",
+		fmtBytes(p.Backed()), fmtBytes(p.BackedMax), fmtBytes(int64(p.Layout().TotalSize)), p.Layout().Slots, limitText(eng.Config().ShmLimit),
+		p.Trimmed, eng.Config().SlotIdle, p.PubNoSpace)
 	pf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
 		eng.WakeHist.Percentile(50), eng.WakeHist.Percentile(99), eng.WakeHist.Max(), eng.WakeHist.Count(), !eng.Config().NoPrewake)
 	pf("world: %d entities alive; %d spawned and %d died by the simulation; commands applied %d, rejected %d; late fast ticks %d\n",
