@@ -137,34 +137,41 @@ func convoyMasks(x ids) []world.Mask {
 }
 
 // slotsFor returns a publisher of w over a new world segment of n slots
-// (removed when the test ends) and the segment's allocated bytes.
-func slotsFor(tb testing.TB, w *world.World, n int) (*Publisher, int64) {
+// (removed when the test ends).
+func slotsFor(tb testing.TB, w *world.World, n int) (*Publisher, *WorldSegments) {
 	segs, err := CreateWorldSegments(instanceName(tb), w, n)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { segs.Unlink(); segs.Close() })
 	pub, err := NewPublisher(w, segs)
 	require.NoError(tb, err)
+	return pub, segs
+}
+
+// allocated is the world segment's allocated bytes (tmpfs blocks: what
+// /dev/shm holds for it).
+func allocated(tb testing.TB, segs *WorldSegments) int64 {
 	var st syscall.Stat_t
 	require.NoError(tb, syscall.Stat(segs.World.Path, &st))
-	return pub, st.Blocks * 512 // tmpfs pages allocated (fallocate at creation)
+	return st.Blocks * 512
 }
 
 // serves reports whether a world segment of n slots serves one dispatch of
 // snapshots (holders: one snapshot per mask, all held at once) and the
-// publish after it, without refusing any.
+// publish after it, without refusing any, and the segment's allocated bytes
+// then.
 func serves(tb testing.TB, w *world.World, n int, masks []world.Mask) (bool, int64) {
-	pub, bytes := slotsFor(tb, w, n)
+	pub, segs := slotsFor(tb, w, n)
 	all := world.Mask(^uint64(0))
 	if _, err := pub.Publish(1, all); err != nil {
-		return false, bytes
+		return false, 0
 	}
 	for k, m := range masks {
 		if _, _, err := pub.Snapshot(1, m, 1<<uint(k)); err != nil {
-			return false, bytes
+			return false, 0
 		}
 	}
 	_, err := pub.Publish(2, all)
-	return err == nil, bytes
+	return err == nil, allocated(tb, segs)
 }
 
 // contentBytes is what a snapshot of mask carries that a module can read:
@@ -185,13 +192,12 @@ func contentBytes(w *world.World, lw *layout.World, mask world.Mask) int {
 // (100K entities, 4 components of 16 bytes, 30% of the chunks dirty per
 // frame). Time: the snapshots' sync. Memory, in bytes of shared memory:
 //
-//   - held: the bytes of the slots the snapshots hold out of the pool while
-//     the modules run (slots leased × the segment's slot stride). A frame
-//     slot has one size whatever the mask, so this is 1/5 by design.
-//   - shm: the bytes of /dev/shm the smallest world segment that serves the
-//     dispatch (every snapshot and the next publish) takes: found by trying
-//     slot counts, measured as the file's allocated blocks. This is what an
-//     operator provisions (Config.Slots): segments are allocated in full.
+//   - held: the shared memory the snapshots' slots hold while the modules
+//     run (Publisher.SlotBacked of the leased slots: a slot holds memory for
+//     its mask's columns only, backing.go).
+//   - shm: the allocated blocks of the smallest world segment that serves
+//     the dispatch (every snapshot and the next publish), found by trying
+//     slot counts: the latest frame, the spare copy and the snapshots.
 //   - content: the bytes the snapshots carry that the modules can read
 //     (entity records and the columns of the snapshot's mask): what
 //     snapshots sized to their masks (the seeds' per-module SoD copies)
@@ -243,7 +249,15 @@ func benchConvoyVsSoD(b *testing.B, fx *fixture, masks []world.Mask) {
 	// does not pay.
 	pub, _ := slotsFor(b, fx.w, max(sepSlots, 10))
 	lw := pub.Layout()
-	stride := int64(lw.SlotStride)
+	held := func() int64 {
+		n := int64(0)
+		for s := range lw.Slots {
+			if pub.Holders(s) != 0 {
+				n += int64(pub.SlotBacked(s))
+			}
+		}
+		return n
+	}
 	var sepDur, convDur time.Duration
 	var sepHeld, convHeld int64   // bytes of the slots held, summed over dispatches
 	var sepCopied, convCopied int // bytes written into them
@@ -269,7 +283,7 @@ func benchConvoyVsSoD(b *testing.B, fx *fixture, masks []world.Mask) {
 			sepCopied += st.BytesCopied
 		}
 		t1 := time.Now()
-		sepHeld += int64(pub.LeasedSlots()) * stride
+		sepHeld += held()
 		for k, s := range slots {
 			if err := pub.ReleaseHolder(s, k); err != nil {
 				b.Fatal(err)
@@ -292,7 +306,7 @@ func benchConvoyVsSoD(b *testing.B, fx *fixture, masks []world.Mask) {
 		}
 		t3 := time.Now()
 		convCopied += st.BytesCopied
-		convHeld += int64(pub.LeasedSlots()) * stride
+		convHeld += held()
 		for k := range masks {
 			if err := pub.ReleaseHolder(s, k); err != nil {
 				b.Fatal(err)
