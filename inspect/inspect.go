@@ -187,6 +187,11 @@ func ReadWorldStats(w *layout.World) (WorldStats, LatestReport) {
 		Aborted:          ld64(b, layout.OffWStatAborted),
 		FrameNano:        ld64(b, layout.OffWStatFrameNanos),
 		SnapshotsRefused: ld64(b, layout.OffWStatSnapRefused),
+		SnapshotsNoSpace: ld64(b, layout.OffWStatSnapNoSpace),
+		SkippedNoSpace:   ld64(b, layout.OffWStatPubNoSpace),
+		ShmHeld:          ld64(b, layout.OffWStatBacked),
+		ShmLimit:         ld64(b, layout.OffWStatShmLimit),
+		Trimmed:          ld64(b, layout.OffWStatTrimmed),
 	}
 	var lr LatestReport
 	if f, s, ok := layout.UnpackLatest(ld64(b, layout.OffWLatest)); ok {
@@ -204,6 +209,7 @@ func worldReport(w *layout.World, o Options, r *Report) *WorldReport {
 		ChunkStride:     w.ChunkStride,
 		SlotStride:      w.SlotStride,
 		ChunkHeaderSize: w.ChunkHeaderSize,
+		FixedBytes:      w.FixedBytes(),
 		Components:      make([]ComponentReport, len(w.Components)),
 		Slots:           make([]SlotReport, w.Slots),
 	}
@@ -221,6 +227,7 @@ func worldReport(w *layout.World, o Options, r *Report) *WorldReport {
 			r.Problems = append(r.Problems, fmt.Sprintf("slot %d: %s", s, sr.Error))
 		}
 		wr.Slots[s] = sr
+		wr.SlotsBackedBytes += sr.BackedBytes
 	}
 	return wr
 }
@@ -239,9 +246,18 @@ func readSlot(w *layout.World, s int, o Options) SlotReport {
 			Chunks: si.Chunks, Entities: si.Entities, Alive: si.Alive, PublishNano: si.PubNanos,
 			BytesCopied: si.Bytes, ChunksCopied: si.ChunksCopied,
 		}
+		bm, bc := ld64(b, so+layout.SlotBackMask), ld32(b, so+layout.SlotBackChunks)
+		sr.BackMask, sr.BackChunks = mask(bm), bc
+		sr.BackedBytes = w.SlotSpanBytes(s, bm, int(min(bc, uint32(w.MaxChunks))))
 		if err := w.ValidateSlotInfo(si); err != nil {
 			sr.Error = err.Error()
+		} else if si.Chunks > bc || si.Mask&^bm != 0 {
+			// B2: a complete slot's chunks and components are within its
+			// backing (readers would read holes).
+			sr.Error = fmt.Sprintf("slot holds %d chunks of mask %s beyond its backing (%d chunks of mask %s)", si.Chunks, mask(si.Mask), bc, mask(bm))
 		} else if o.Chunks {
+			// Only within the backing (checked above): on tmpfs, reading
+			// a hole of a mapping allocates a page.
 			sr.ChunkDetail = readChunks(w, s, int(si.Chunks))
 		}
 		if ld64(b, so+layout.SlotSeq) == q {

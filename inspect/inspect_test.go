@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -81,11 +82,86 @@ func TestWorldValues(t *testing.T) {
 	require.Equal(t, []uint64{10, 9, 8}, w.Slots[0].ChunkDetail[0].Versions)
 	require.Equal(t, []uint64{9, 8, 0}, w.Slots[2].ChunkDetail[0].Versions)
 
+	// Memory: the statistics words, and each slot's backing words with the
+	// bytes they name.
+	require.Equal(t, uint64(fixture.ShmHeld), w.Stats.ShmHeld)
+	require.Equal(t, uint64(fixture.ShmLimit), w.Stats.ShmLimit)
+	require.Equal(t, uint64(fixture.SlotsTrimmed), w.Stats.Trimmed)
+	require.Equal(t, uint64(fixture.SnapshotsNoSpace), w.Stats.SnapshotsNoSpace)
+	require.Equal(t, uint64(fixture.SkippedNoSpace), w.Stats.SkippedNoSpace)
+	require.Equal(t, "0x7", w.Slots[2].BackMask)
+	require.Equal(t, uint32(12), w.Slots[2].BackChunks)
+	g := fixture.WorldGeometry("demo")
+	require.Equal(t, g.SlotsOff+fixture.WorldSlots*layout.PageSize, w.FixedBytes)
+	sum := 0
+	for s, sl := range w.Slots {
+		want := backedPages(g, s, sl.BackMask, int(sl.BackChunks))
+		require.Equal(t, want, sl.BackedBytes, "slot %d", s)
+		require.Positive(t, sl.BackedBytes, "slot %d: the fixture's backing spans pages beyond the first", s)
+		sum += want
+	}
+	require.Equal(t, sum, w.SlotsBackedBytes)
+	require.Equal(t, w.Stats.ShmHeld, uint64(w.FixedBytes+sum), "the fixture's held word is its slots' backing")
+	var txt bytes.Buffer
+	require.NoError(t, Text(&txt, r))
+	require.Contains(t, txt.String(), "memory     held 36864 (36.0KiB)   limit 1048576 (1.0MiB)   fixed 20480   slots 16384   trimmed 6   snapshots refused for memory 2   publishes skipped for memory 1")
+
 	// Without the option there is no chunk detail.
 	r, err = InspectWith(fixture.World(fixture.Default), Options{Alive: fixedAlive})
 	require.NoError(t, err)
 	for _, s := range r.World.Slots {
 		require.Nil(t, s.ChunkDetail)
+	}
+}
+
+// backedPages computes, independently of layout.SlotSpans, the bytes a
+// slot backed for mask (as dumped) and chunks holds beyond its first page:
+// the pages touched by each chunk's header and entity records and by each
+// column of mask.
+func backedPages(g *layout.WorldGeometry, s int, maskText string, chunks int) int {
+	var m uint64
+	if _, err := fmt.Sscanf(maskText, "0x%x", &m); err != nil {
+		panic(err)
+	}
+	first := g.SlotOff(s) / layout.PageSize
+	pages := map[int]bool{}
+	touch := func(lo, hi int) {
+		for p := lo / layout.PageSize; p <= (hi-1)/layout.PageSize; p++ {
+			if p != first {
+				pages[p] = true
+			}
+		}
+	}
+	for c := 0; c < chunks; c++ {
+		_, hi := g.EntityRange(s, c) // the header, then the records
+		touch(g.ChunkOff(s, c), hi)
+		for k := range g.Components {
+			if m&(1<<uint(k)) != 0 {
+				touch(g.ColumnRange(s, c, k))
+			}
+		}
+	}
+	return len(pages) * layout.PageSize
+}
+
+// TestSlotBeyondBacking: a complete slot whose chunks or components are
+// not all within its backing words (invariant B2 broken: readers would
+// read holes) is a problem, and its chunks are not read.
+func TestSlotBeyondBacking(t *testing.T) {
+	g := fixture.WorldGeometry("demo")
+	for name, set := range map[string]func(b []byte){
+		"chunks": func(b []byte) { layout.Store32(b, g.SlotOff(2)+layout.SlotBackChunks, 1) },
+		"mask":   func(b []byte) { layout.Store64(b, g.SlotOff(2)+layout.SlotBackMask, 0x1) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			b := fixture.World(fixture.Default)
+			set(b)
+			r, err := InspectWith(b, goldenOpts)
+			require.NoError(t, err)
+			require.Len(t, r.Problems, 1)
+			require.Contains(t, r.Problems[0], "slot 2: slot holds 2 chunks of mask 0x3 beyond its backing")
+			require.Nil(t, r.World.Slots[2].ChunkDetail)
+		})
 	}
 }
 
@@ -375,6 +451,10 @@ func TestRates(t *testing.T) {
 	layout.Add64(w, layout.OffWStatSkipped, 2)
 	layout.Store64(w, layout.OffWStatSnapRefused, 7) // 4 more snapshots refused
 	layout.Store64(w, layout.OffWLatest, layout.PackLatest(40, 2))
+	layout.Add64(w, layout.OffWStatSnapNoSpace, 3) // 3 of the 4 for memory
+	layout.Add64(w, layout.OffWStatPubNoSpace, 1)  // 1 of the 2 skipped
+	layout.Add64(w, layout.OffWStatTrimmed, 5)
+	layout.Store64(w, layout.OffWStatBacked, fixture.ShmHeld-8192) // a trim gave back two pages
 	b, err := TakeSample(w, l, t0.Add(500*time.Millisecond), Options{Alive: fixedAlive})
 	require.NoError(t, err)
 	mod := fixture.Module(fixture.Default)
@@ -386,6 +466,15 @@ func TestRates(t *testing.T) {
 	require.Equal(t, uint64(2), st.SkippedDelta)
 	require.Equal(t, uint64(7), st.SnapshotsRefused)
 	require.Equal(t, uint64(4), st.SnapshotsRefusedDelta)
+	require.Equal(t, uint64(fixture.SnapshotsNoSpace+3), st.SnapshotsNoSpace)
+	require.Equal(t, uint64(3), st.SnapshotsNoSpaceDelta)
+	require.Equal(t, uint64(fixture.SkippedNoSpace+1), st.SkippedNoSpace)
+	require.Equal(t, uint64(1), st.SkippedNoSpaceDelta)
+	require.Equal(t, uint64(fixture.SlotsTrimmed+5), st.Trimmed)
+	require.Equal(t, uint64(5), st.TrimmedDelta)
+	require.Equal(t, uint64(fixture.ShmHeld-8192), st.ShmHeld)
+	require.Equal(t, int64(-8192), st.ShmHeldDelta)
+	require.Equal(t, uint64(fixture.ShmLimit), st.ShmLimit)
 	require.Equal(t, uint64(40), st.Frame)
 	require.Equal(t, int64(500*time.Millisecond), st.LastPublishAge)
 	require.Len(t, st.Readers, 3)
@@ -421,6 +510,7 @@ func TestRates(t *testing.T) {
 	require.Contains(t, txt.String(), "60.0 fps")
 	require.Contains(t, txt.String(), "snapshots refused 7 (+4)")
 	require.Contains(t, txt.String(), "6.0MiB/s")
+	require.Contains(t, txt.String(), "shm held 28.0KiB (-8192)  limit 1048576 (1.0MiB)  trimmed 11 (+5)  snapshots refused for memory 5 (+3)  publishes skipped for memory 2 (+1)")
 	require.Contains(t, txt.String(), "reader 0 ai pid 4243 alive lag 30 (pin)")
 	require.Contains(t, txt.String(), "module 2 ai pid 4243 alive")
 

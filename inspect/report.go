@@ -50,17 +50,25 @@ type SectionReport struct {
 
 // WorldReport describes a world segment (kind 1).
 type WorldReport struct {
-	SlotCount       int               `json:"slot_count"`
-	ComponentCount  int               `json:"component_count"`
-	ChunkCapacity   int               `json:"chunk_capacity"`
-	MaxChunks       int               `json:"max_chunks"`
-	ChunkStride     int               `json:"chunk_stride"`
-	SlotStride      int               `json:"slot_stride"`
-	ChunkHeaderSize int               `json:"chunk_header_size"`
-	Components      []ComponentReport `json:"components"`
-	Latest          LatestReport      `json:"latest"`
-	Stats           WorldStats        `json:"stats"`
-	Slots           []SlotReport      `json:"slots"`
+	SlotCount       int `json:"slot_count"`
+	ComponentCount  int `json:"component_count"`
+	ChunkCapacity   int `json:"chunk_capacity"`
+	MaxChunks       int `json:"max_chunks"`
+	ChunkStride     int `json:"chunk_stride"`
+	SlotStride      int `json:"slot_stride"`
+	ChunkHeaderSize int `json:"chunk_header_size"`
+	// FixedBytes is what the segment holds whatever its slots hold:
+	// everything before the first slot and each slot's first page
+	// (layout.WorldGeometry.FixedBytes).
+	FixedBytes int `json:"fixed_bytes"`
+	// SlotsBackedBytes is the sum of the slots' BackedBytes: FixedBytes
+	// plus it is what Stats.ShmHeld says when the engine is not changing a
+	// slot's backing.
+	SlotsBackedBytes int               `json:"slots_backed_bytes"`
+	Components       []ComponentReport `json:"components"`
+	Latest           LatestReport      `json:"latest"`
+	Stats            WorldStats        `json:"stats"`
+	Slots            []SlotReport      `json:"slots"`
 }
 
 // ComponentReport is one entry of the component table.
@@ -90,27 +98,51 @@ type WorldStats struct {
 	HeartbeatNano    uint64 `json:"heartbeat_unix_ns"`
 	Aborted          uint64 `json:"aborted"`
 	FrameNano        uint64 `json:"frame_ns"`
-	SnapshotsRefused uint64 `json:"snapshots_refused"` // snapshots refused a due convoy group (no free slot)
+	SnapshotsRefused uint64 `json:"snapshots_refused"` // snapshots refused a due convoy group (no free slot, or no memory)
+	// SnapshotsNoSpace are the refused snapshots (part of SnapshotsRefused)
+	// whose slot could not be given memory: the shared-memory limit or a
+	// full file system.
+	SnapshotsNoSpace uint64 `json:"snapshots_refused_no_space"`
+	// SkippedNoSpace are the skipped publishes (part of Skipped) for which
+	// no slot could be given memory.
+	SkippedNoSpace uint64 `json:"skipped_no_space"`
+	// ShmHeld is the bytes of the world segment that hold memory, as the
+	// engine accounts them (its fixed bytes and every slot's backing).
+	ShmHeld uint64 `json:"shm_held_bytes"`
+	// ShmLimit is the engine's bound on ShmHeld (0: none but the file
+	// system's room).
+	ShmLimit uint64 `json:"shm_limit_bytes"`
+	// Trimmed counts the slots that gave their memory back after they
+	// stayed unused for the engine's slot idle time.
+	Trimmed uint64 `json:"slots_trimmed"`
 }
 
 // SlotReport is one frame slot header.
 type SlotReport struct {
-	Index        int           `json:"index"`
-	Seq          uint64        `json:"seq"`
-	Writing      bool          `json:"writing"` // odd seq: the engine is writing the slot
-	Stable       bool          `json:"stable"`  // seq unchanged while the slot was read
-	Latest       bool          `json:"latest"`
-	Frame        uint64        `json:"frame"`
-	Version      uint64        `json:"version"`
-	Mask         string        `json:"mask"`
-	Chunks       uint32        `json:"chunks"`
-	Entities     uint32        `json:"entities"`
-	Alive        uint32        `json:"alive"`
-	PublishNano  uint64        `json:"publish_unix_ns"`
-	BytesCopied  uint64        `json:"bytes_copied"`
-	ChunksCopied uint32        `json:"chunks_copied"`
-	Error        string        `json:"error,omitempty"`
-	ChunkDetail  []ChunkReport `json:"chunk_detail,omitempty"` // only with Options.Chunks
+	Index        int    `json:"index"`
+	Seq          uint64 `json:"seq"`
+	Writing      bool   `json:"writing"` // odd seq: the engine is writing the slot
+	Stable       bool   `json:"stable"`  // seq unchanged while the slot was read
+	Latest       bool   `json:"latest"`
+	Frame        uint64 `json:"frame"`
+	Version      uint64 `json:"version"`
+	Mask         string `json:"mask"`
+	Chunks       uint32 `json:"chunks"`
+	Entities     uint32 `json:"entities"`
+	Alive        uint32 `json:"alive"`
+	PublishNano  uint64 `json:"publish_unix_ns"`
+	BytesCopied  uint64 `json:"bytes_copied"`
+	ChunksCopied uint32 `json:"chunks_copied"`
+	// BackMask and BackChunks are the slot's backing words: the components
+	// and chunks whose pages the slot may hold (a superset of what it
+	// holds). BackedBytes is the bytes they name beyond the slot's first
+	// page (layout.WorldGeometry.SlotSpanBytes; the first page is in the
+	// world's FixedBytes).
+	BackMask    string        `json:"back_mask"`
+	BackChunks  uint32        `json:"back_chunks"`
+	BackedBytes int           `json:"backed_bytes"`
+	Error       string        `json:"error,omitempty"`
+	ChunkDetail []ChunkReport `json:"chunk_detail,omitempty"` // only with Options.Chunks
 }
 
 // ChunkReport is the header of one chunk block of a slot.

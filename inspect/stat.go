@@ -87,20 +87,33 @@ func TakeSample(world, leases []byte, at time.Time, o Options) (*Sample, error) 
 
 // StatLine is the rate view computed from two successive samples.
 type StatLine struct {
-	Instance              string      `json:"instance"`
-	Time                  string      `json:"time"`
-	IntervalNano          int64       `json:"interval_ns"`
-	Published             bool        `json:"published"`
-	Frame                 uint64      `json:"frame"`
-	Publishes             uint64      `json:"publishes"`
-	FrameRate             float64     `json:"frame_rate"` // publishes per second over the interval
-	LastPublish           string      `json:"last_publish"`
-	LastPublishAge        int64       `json:"last_publish_age_ns"`
-	Skipped               uint64      `json:"skipped"`
-	SkippedDelta          uint64      `json:"skipped_delta"`
-	Aborted               uint64      `json:"aborted"`
-	SnapshotsRefused      uint64      `json:"snapshots_refused"` // snapshots refused a due convoy group (no free slot)
-	SnapshotsRefusedDelta uint64      `json:"snapshots_refused_delta"`
+	Instance              string  `json:"instance"`
+	Time                  string  `json:"time"`
+	IntervalNano          int64   `json:"interval_ns"`
+	Published             bool    `json:"published"`
+	Frame                 uint64  `json:"frame"`
+	Publishes             uint64  `json:"publishes"`
+	FrameRate             float64 `json:"frame_rate"` // publishes per second over the interval
+	LastPublish           string  `json:"last_publish"`
+	LastPublishAge        int64   `json:"last_publish_age_ns"`
+	Skipped               uint64  `json:"skipped"`
+	SkippedDelta          uint64  `json:"skipped_delta"`
+	Aborted               uint64  `json:"aborted"`
+	SnapshotsRefused      uint64  `json:"snapshots_refused"` // snapshots refused a due convoy group (no free slot, or no memory)
+	SnapshotsRefusedDelta uint64  `json:"snapshots_refused_delta"`
+	// The world segment's memory (WorldStats): bytes held and the limit
+	// now, and over the interval the slots trimmed, the snapshots refused
+	// for memory (part of snapshots_refused) and the publishes skipped for
+	// memory (part of skipped).
+	ShmHeld               uint64      `json:"shm_held_bytes"`
+	ShmHeldDelta          int64       `json:"shm_held_delta"` // may be negative: trims give memory back
+	ShmLimit              uint64      `json:"shm_limit_bytes"`
+	Trimmed               uint64      `json:"slots_trimmed"`
+	TrimmedDelta          uint64      `json:"slots_trimmed_delta"`
+	SnapshotsNoSpace      uint64      `json:"snapshots_refused_no_space"`
+	SnapshotsNoSpaceDelta uint64      `json:"snapshots_refused_no_space_delta"`
+	SkippedNoSpace        uint64      `json:"skipped_no_space"`
+	SkippedNoSpaceDelta   uint64      `json:"skipped_no_space_delta"`
 	BytesPerSec           float64     `json:"bytes_per_sec"`
 	LastPublishNano       uint64      `json:"last_publish_ns"`
 	FrameNano             uint64      `json:"frame_ns"`
@@ -157,6 +170,15 @@ func Rates(prev, cur *Sample) StatLine {
 		Aborted:               cur.Stats.Aborted,
 		SnapshotsRefused:      cur.Stats.SnapshotsRefused,
 		SnapshotsRefusedDelta: sub(cur.Stats.SnapshotsRefused, prev.Stats.SnapshotsRefused),
+		ShmHeld:               cur.Stats.ShmHeld,
+		ShmHeldDelta:          int64(cur.Stats.ShmHeld - prev.Stats.ShmHeld),
+		ShmLimit:              cur.Stats.ShmLimit,
+		Trimmed:               cur.Stats.Trimmed,
+		TrimmedDelta:          sub(cur.Stats.Trimmed, prev.Stats.Trimmed),
+		SnapshotsNoSpace:      cur.Stats.SnapshotsNoSpace,
+		SnapshotsNoSpaceDelta: sub(cur.Stats.SnapshotsNoSpace, prev.Stats.SnapshotsNoSpace),
+		SkippedNoSpace:        cur.Stats.SkippedNoSpace,
+		SkippedNoSpaceDelta:   sub(cur.Stats.SkippedNoSpace, prev.Stats.SkippedNoSpace),
 		LastPublish:           FormatUnixNano(int64(cur.Stats.HeartbeatNano)),
 		LastPublishNano:       cur.Stats.LastPublishNano,
 		FrameNano:             cur.Stats.FrameNano,
@@ -226,6 +248,9 @@ func StatText(w io.Writer, s StatLine) error {
 		fmt.Fprintf(&b, "%s  frame %d  %.1f fps  last publish %s ago  skipped %d (+%d)  aborted %d  snapshots refused %d (+%d)  %s/s  publish %s  frame %s",
 			s.Instance, s.Frame, s.FrameRate, time.Duration(s.LastPublishAge).Round(time.Microsecond), s.Skipped, s.SkippedDelta,
 			s.Aborted, s.SnapshotsRefused, s.SnapshotsRefusedDelta, humanBytes(s.BytesPerSec), time.Duration(s.LastPublishNano), time.Duration(s.FrameNano))
+		fmt.Fprintf(&b, "\n  shm held %s (%+d)  limit %s  trimmed %d (+%d)  snapshots refused for memory %d (+%d)  publishes skipped for memory %d (+%d)",
+			humanBytes(float64(s.ShmHeld)), s.ShmHeldDelta, limitText(s.ShmLimit), s.Trimmed, s.TrimmedDelta,
+			s.SnapshotsNoSpace, s.SnapshotsNoSpaceDelta, s.SkippedNoSpace, s.SkippedNoSpaceDelta)
 	} else {
 		fmt.Fprintf(&b, "%s  nothing published yet", s.Instance)
 	}

@@ -104,6 +104,8 @@ func (p *printer) world(w *WorldReport) {
 	s := w.Stats
 	p.f("stats      publishes %d   skipped %d   aborted %d   snapshots refused %d   bytes %d   chunks %d   last publish %dns   frame %dns   heartbeat %s\n",
 		s.Publishes, s.Skipped, s.Aborted, s.SnapshotsRefused, s.BytesCopied, s.ChunksCopied, s.LastPublishNano, s.FrameNano, FormatUnixNano(int64(s.HeartbeatNano)))
+	p.f("memory     held %d (%s)   limit %s   fixed %d   slots %d   trimmed %d   snapshots refused for memory %d   publishes skipped for memory %d\n",
+		s.ShmHeld, humanBytes(float64(s.ShmHeld)), limitText(s.ShmLimit), w.FixedBytes, w.SlotsBackedBytes, s.Trimmed, s.SnapshotsNoSpace, s.SkippedNoSpace)
 	p.f("\ncomponents\n")
 	t := p.table("ID\tNAME\tSIZE\tALIGN\tFINGERPRINT\tCOLUMN")
 	for _, c := range w.Components {
@@ -111,10 +113,11 @@ func (p *printer) world(w *WorldReport) {
 	}
 	t.flush()
 	p.f("\nslots\n")
-	t = p.table("SLOT\tSEQ\tWRITING\tSTABLE\tLATEST\tFRAME\tVERSION\tMASK\tCHUNKS\tENTITIES\tALIVE\tBYTES\tCOPIED\tPUBLISHED\tERROR")
+	t = p.table("SLOT\tSEQ\tWRITING\tSTABLE\tLATEST\tFRAME\tVERSION\tMASK\tCHUNKS\tENTITIES\tALIVE\tBYTES\tCOPIED\tPUBLISHED\tBACK_MASK\tBACK_CHUNKS\tBACKED\tERROR")
 	for _, sl := range w.Slots {
 		t.row(sl.Index, sl.Seq, yes(sl.Writing), yes(sl.Stable), yes(sl.Latest), sl.Frame, sl.Version, sl.Mask, sl.Chunks,
-			sl.Entities, sl.Alive, sl.BytesCopied, sl.ChunksCopied, FormatUnixNano(int64(sl.PublishNano)), orDash(sl.Error))
+			sl.Entities, sl.Alive, sl.BytesCopied, sl.ChunksCopied, FormatUnixNano(int64(sl.PublishNano)),
+			sl.BackMask, sl.BackChunks, sl.BackedBytes, orDash(sl.Error))
 	}
 	t.flush()
 	for _, sl := range w.Slots {
@@ -136,6 +139,14 @@ func (p *printer) world(w *WorldReport) {
 		}
 		t.flush()
 	}
+}
+
+// limitText renders a shared-memory limit in bytes, "none" for 0.
+func limitText(v uint64) string {
+	if v == 0 {
+		return "none"
+	}
+	return fmt.Sprintf("%d (%s)", v, humanBytes(float64(v)))
 }
 
 func orDash(s string) string {

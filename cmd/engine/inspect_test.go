@@ -128,7 +128,7 @@ func TestLsDumpGC(t *testing.T) {
 	out, _, err = engineCmd(t, "ls")
 	require.NoError(t, err)
 	require.Contains(t, out, shm.SegmentName(dead, "world"))
-	require.Regexp(t, `(?m)^`+shm.SegmentName(live, "world")+`\s+`+live+`\s+world\s+\d+\s+\d+\s+live\s`, out)
+	require.Regexp(t, `(?m)^`+shm.SegmentName(live, "world")+`\s+`+live+`\s+world\s+\d+\s+\d+\s+\d+\s+live\s`, out)
 
 	// dump: by name, by short name, by instance + kind, by path; text and JSON.
 	for _, args := range [][]string{
@@ -346,4 +346,61 @@ func TestStat(t *testing.T) {
 
 	_, _, err = engineCmd(t, "stat", uniqueInstance(), "--count", "1")
 	require.ErrorIs(t, err, os.ErrNotExist)
+}
+
+// TestLsAllocated: engine ls shows each segment's allocated bytes (the
+// file's st_blocks × 512, as fstat gives them) beside its size: a sparse
+// world segment's grow when a range of a slot is backed, a dense segment's
+// are at least its size.
+func TestLsAllocated(t *testing.T) {
+	useTempShm(t)
+	inst := uniqueInstance()
+	full := fixture.World(self(inst))
+	g := fixture.WorldGeometry(inst)
+	ws, err := shm.CreateSparse(shm.SegmentName(inst, "world"), len(full), g.FixedBytes())
+	require.NoError(t, err)
+	t.Cleanup(func() { ws.Close() })
+	if !ws.Sparse() {
+		t.Skipf("%s has no fallocate: segments are not sparse", shm.Dir)
+	}
+	copy(ws.Data[:g.SlotsOff], full) // the header pages only: the slots stay holes
+	createSegment(t, shm.SegmentName(inst, "leases"), fixture.Leases(self(inst)))
+
+	ls := func() map[string]lsEntry {
+		out, _, err := engineCmd(t, "ls", "--json")
+		require.NoError(t, err)
+		var es []lsEntry
+		require.NoError(t, json.Unmarshal([]byte(out), &es))
+		m := map[string]lsEntry{}
+		for _, e := range es {
+			m[e.Name] = e
+		}
+		return m
+	}
+	fstat := func(name string) int64 {
+		s, err := shm.Open(name, false)
+		require.NoError(t, err)
+		defer s.Close()
+		n, err := s.Allocated()
+		require.NoError(t, err)
+		return n
+	}
+	wn, ln := shm.SegmentName(inst, "world"), shm.SegmentName(inst, "leases")
+	es := ls()
+	before := es[wn].Allocated
+	require.Equal(t, fstat(wn), before)
+	require.Less(t, before, es[wn].Size, "a sparse world segment holds less than its size")
+	require.Equal(t, fstat(ln), es[ln].Allocated)
+	require.GreaterOrEqual(t, es[ln].Allocated, es[ln].Size, "a dense segment holds all of it")
+
+	// Back three pages of slot 1: the allocated bytes grow by them.
+	require.NoError(t, ws.Back(g.SlotOff(1)+layout.PageSize, 3*layout.PageSize))
+	es = ls()
+	require.Equal(t, fstat(wn), es[wn].Allocated)
+	require.Equal(t, before+3*layout.PageSize, es[wn].Allocated)
+
+	out, _, err := engineCmd(t, "ls")
+	require.NoError(t, err)
+	require.Contains(t, out, "ALLOCATED")
+	require.Regexp(t, fmt.Sprintf(`(?m)^%s\s+%s\s+world\s+%d\s+%d\s`, wn, inst, es[wn].Size, es[wn].Allocated), out)
 }

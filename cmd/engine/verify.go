@@ -78,8 +78,9 @@ func newVerifyCmd() *cobra.Command {
 			"every other complete slot once. Frames are copied under the seqlock rule without a pin: a frame rewritten\n" +
 			"during its copy is read again (a retry), never reported. Exits 1 when any frame breaks an invariant, and when\n" +
 			"nothing was published (nothing to verify).\n" +
-			"INSTANCE names the instance's world segment; SEGMENT (fdp.demo.world.prev, demo.world.prev) and PATH (a file\n" +
-			"path containing '/', e.g. a copy of a crashed engine's segment) are resolved as by dump.",
+			"The argument is resolved as by dump: PATH when it contains '/' or names an existing file (e.g. a copy of a crashed\n" +
+			"engine's segment), else SEGMENT (fdp.demo.world.prev, demo.world.prev); a name without '.' that names no file is\n" +
+			"an INSTANCE, whose world segment is verified.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.frames < 1 {
@@ -101,12 +102,15 @@ func newVerifyCmd() *cobra.Command {
 }
 
 func runVerify(ctx context.Context, w io.Writer, instance string, o *verifyOpts) error {
-	// Read-only mapping: verify never writes. An instance name has no '.'
-	// and no '/' (layout.ValidInstanceName); anything else is a segment
-	// name or a path, as dump resolves it.
+	// Read-only mapping: verify never writes. The argument is resolved as
+	// dump resolves it (openSegment): a path when it contains '/' or names
+	// an existing file (`engine verify crashcopy` reads ./crashcopy), else
+	// a segment name; except that a name without '.' that names no file is
+	// an instance (layout.ValidInstanceName allows no '.'), whose world
+	// segment is verified.
 	var seg *shm.Segment
 	var err error
-	if strings.ContainsAny(instance, "./") {
+	if isFileArg(instance) || strings.Contains(instance, ".") {
 		seg, err = openSegment([]string{instance})
 	} else {
 		seg, err = shm.Open(shm.SegmentName(instance, "world"), false)

@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/fdp-engine/fdp/audit"
+	"github.com/fdp-engine/fdp/inspect/fixture"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
 	fsync "github.com/fdp-engine/fdp/sync"
@@ -205,4 +206,43 @@ func TestVerify(t *testing.T) {
 	require.Contains(t, stderr, "bad magic")
 	_, _, err = engineCmd(t, "verify", inst, "--frames", "0")
 	require.Error(t, err)
+}
+
+// TestVerifyArgumentFileOrInstance: verify resolves its argument as dump
+// does: a bare name that names an existing file in the working directory is
+// that file (it had been taken for an instance name), a name of no file is
+// the instance's world segment, a directory is no file; a name with '.' is
+// a segment name.
+func TestVerifyArgumentFileOrInstance(t *testing.T) {
+	dir := useTempShm(t)
+	inst := uniqueInstance()
+	createSegment(t, shm.SegmentName(inst, "world"), []byte(strings.Repeat("x", 3*4096)))
+	cwd := t.TempDir()
+	t.Chdir(cwd)
+	segPath := filepath.Join(dir, shm.SegmentName(inst, "world"))
+
+	// No file of that name: the instance's world segment (junk: bad magic).
+	_, _, err := engineCmd(t, "verify", inst)
+	require.ErrorContains(t, err, segPath)
+	require.ErrorContains(t, err, "bad magic")
+
+	// A file named like the instance, without '.' or '/': the file.
+	require.NoError(t, os.WriteFile(inst, fixture.World(self(inst)), 0o600))
+	out, _, err := engineCmd(t, "verify", "--json", inst)
+	var res verifyResult
+	require.NoError(t, json.Unmarshal([]byte(out), &res), "verify read the file: %v %s", err, out)
+	require.Equal(t, filepath.Join(cwd, inst), mustAbs(t, res.Segment), "the file shadows the instance")
+	r, err := dumpJSON(t, inst)
+	require.NoError(t, err)
+	require.Equal(t, res.Segment, r.Source, "dump reads the same file")
+
+	// A directory is no file: the name is the instance again.
+	require.NoError(t, os.Remove(inst))
+	require.NoError(t, os.Mkdir(inst, 0o700))
+	_, _, err = engineCmd(t, "verify", inst)
+	require.ErrorContains(t, err, segPath)
+
+	// A name with '.' that names no file is a segment name.
+	_, _, err = engineCmd(t, "verify", inst+".world")
+	require.ErrorContains(t, err, segPath)
 }
