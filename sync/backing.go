@@ -25,14 +25,14 @@ import (
 //     the end of a trim change them.
 //   - (P2) a fill writes slot s only after ensureBacked(s, mask, chunks)
 //     succeeded for its mask and chunk count, under the claim (seq odd).
+//   - (P3) a slot being trimmed (p.trimming[s] != nil) stays claimed (odd)
+//     and is skipped by every pick until the trim ends: the punch runs on
+//     another goroutine, which touches the file descriptor only.
 //   - (P4) a column whose pages were given back has version 0 in its
 //     chunk's header (a fill copies it again before any reader is told it
 //     is there): version words live in chunk headers, which can share a
 //     page with a span that stays, and chunk 0's header is on the slot's
 //     first page, which is never given back.
-//   - (P3) a slot being trimmed (p.trimming[s] != nil) stays claimed (odd)
-//     and is skipped by every pick until the trim ends: the punch runs on
-//     another goroutine, which touches the file descriptor only.
 
 // ErrNoSlotMemory is returned (wrapped) when a publish or snapshot needs a
 // slot to hold more memory than the configured limit allows or the file

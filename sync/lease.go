@@ -50,12 +50,19 @@ func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int
 		return -1, st, ErrNoFreeSlot
 	}
 	ver := p.w.Seal() // see Publish
+	// Never the spare (backing.go): the next publish's slot keeps its copy,
+	// so that a snapshot cannot make the publish need memory the limit
+	// holds for it; it is one of the free slots left to the publish.
 	tried := uint64(0)
+	if sp := p.spare(); sp >= 0 {
+		tried |= 1 << uint(sp)
+	}
 	var memErr error
 	for {
 		best := p.pickSlot(tried, mask)
 		if best < 0 {
 			if memErr != nil {
+				p.SnapNoSpace++
 				layout.Add64(p.seg, layout.OffWStatSnapNoSpace, 1)
 				return -1, st, memErr
 			}

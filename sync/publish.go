@@ -296,18 +296,10 @@ func (p *Publisher) unclaim(s int, q uint64) {
 	layout.Store64(p.seg, p.lw.SlotOff(s)+layout.SlotSeq, q)
 }
 
-// backFor gives slot s, claimed, memory for a fill of mask (ensureBacked),
-// counting a refusal.
+// backFor gives slot s, claimed, memory for a fill of mask (ensureBacked).
+// The caller counts a refusal once, when no slot could be given memory.
 func (p *Publisher) backFor(s int, mask world.Mask, snapshot bool) error {
-	err := p.ensureBacked(s, uint64(mask)&p.schemaMask(), p.w.NumChunks(), snapshot)
-	if err != nil {
-		if snapshot {
-			p.SnapNoSpace++
-		} else {
-			p.PubNoSpace++
-		}
-	}
-	return err
+	return p.ensureBacked(s, uint64(mask)&p.schemaMask(), p.w.NumChunks(), snapshot)
 }
 
 // slotVersionSum is a cheap preference: the slot that holds the newest data
@@ -338,6 +330,7 @@ func (p *Publisher) Publish(frame uint64, mask world.Mask) (PublishStats, error)
 			p.Skipped++
 			layout.Add64(p.seg, layout.OffWStatSkipped, 1)
 			if memErr != nil {
+				p.PubNoSpace++
 				layout.Add64(p.seg, layout.OffWStatPubNoSpace, 1)
 				return st, memErr
 			}
