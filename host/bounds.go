@@ -99,7 +99,7 @@ func (e *Engine) dropOverduePins(now time.Time) int {
 	n := 0
 	limit := e.pinLimit()
 	for _, m := range e.mods {
-		if e.pub.WatchedPins()&(1<<uint(m.Slot)) == 0 {
+		if !e.pub.WatchedPins().Has(m.Slot) {
 			continue
 		}
 		if m.State == StateDead || !m.busy || now.Sub(m.tickStart) > limit {
