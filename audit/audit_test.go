@@ -74,7 +74,7 @@ func newFx(t testing.TB, dir string) *fx {
 	for _, i := range fxDead {
 		require.NoError(t, f.w.Destroy(f.ents[i]))
 	}
-	f.segs, err = fsync.CreateWorldSegments(fmt.Sprintf("a%d%05x", os.Getpid()%100000, rand.Intn(1<<20)), f.w, 4)
+	f.segs, err = fsync.CreateWorldSegments(fmt.Sprintf("a%d%05x", os.Getpid()%100000, rand.Intn(1<<20)), f.w, 4, 0)
 	require.NoError(t, err)
 	t.Cleanup(func() { f.segs.Unlink(); f.segs.Close() })
 	f.pub, err = fsync.NewPublisher(f.w, f.segs)
@@ -135,7 +135,7 @@ func TestHealthyFramesAudit(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, world.Set(f.w, e, f.big, aBig{A: [5]uint64{7}}))
 	require.NoError(t, f.w.Remove(f.ents[0], f.hp))
-	snap, _, err := f.pub.Snapshot(2, world.MaskOf(f.hp), 1) // leased: the next publish keeps off it
+	snap, _, err := f.pub.Snapshot(2, world.MaskOf(f.hp), layout.ModuleSetOf(0)) // leased: the next publish keeps off it
 	require.NoError(t, err)
 	f.publish(t, 3)
 	complete := 0
@@ -363,7 +363,7 @@ func TestFilteredSnapshotRecords(t *testing.T) {
 		*world.Ptr[aPos](f.w, f.ents[1], f.pos) = aPos{X: float32(frame)}
 		f.publish(t, frame)
 	}
-	snap, st, err := f.pub.Snapshot(9, world.MaskOf(f.hp), 1)
+	snap, st, err := f.pub.Snapshot(9, world.MaskOf(f.hp), layout.ModuleSetOf(0))
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), f.pub.SnapshotsReused, "the snapshot reused a slot of full frames")
 	require.Positive(t, st.ChunksCopied)

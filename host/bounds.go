@@ -99,7 +99,7 @@ func (e *Engine) dropOverduePins(now time.Time) int {
 	n := 0
 	limit := e.pinLimit()
 	for _, m := range e.mods {
-		if e.pub.WatchedPins()&(1<<uint(m.Slot)) == 0 {
+		if !e.pub.WatchedPins().Has(m.Slot) {
 			continue
 		}
 		if m.State == StateDead || !m.busy || now.Sub(m.tickStart) > limit {
@@ -158,9 +158,12 @@ func (e *Engine) reuseDeadSlot() *Module {
 	return m
 }
 
-// errTooManyModules is the refusal at the real cap.
+// errTooManyModules is the refusal at the real cap: n modules (the
+// configured limit) hold every slot. It wraps ipc.ErrModulesFull, whose
+// wire code ("modules_full") the module reads as a permanent refusal.
 func errTooManyModules(n int) error {
-	return fmt.Errorf("too many modules (%d): every slot is held by a live module", n)
+	return fmt.Errorf("too many modules (%d): %w; the limit is host.Config.MaxModules (engine --max-modules), at most %d",
+		n, ipc.ErrModulesFull, layout.MaxModules)
 }
 
 // maxNameOwners bounds the name ownership table (Engine.nameOwners).

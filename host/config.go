@@ -81,7 +81,21 @@ type Config struct {
 	// its memory back (a trim); the latest and the spare copy never do.
 	// Default 2 s; negative: never.
 	SlotIdle time.Duration
-	Logger   *slog.Logger
+	// MaxModules bounds the modules attached at once (live or dead with
+	// their slot kept for a restart): a hello beyond it, when every slot
+	// is held by a live module, is refused at once with ipc.ErrModulesFull
+	// (wire code "modules_full"), a permanent refusal. Default and bound
+	// layout.MaxModules (256).
+	MaxModules int
+	// Readers is the number of entries of the external reader table (the
+	// leases segment): tools and tests of the engine's uid that read
+	// frames without being modules (fsync.Attach) claim one each; the
+	// one beyond gets fsync.ErrNoReaderSlot at once. Modules do not use
+	// it. Default layout.DefaultReaders (64), bound
+	// [layout.MinReaders, layout.MaxReaders] (1..1024): the engine scans
+	// every entry's pin at each slot claim.
+	Readers int
+	Logger  *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -119,6 +133,12 @@ func (c *Config) defaults() {
 	}
 	if c.PrewakeMax == 0 {
 		c.PrewakeMax = max(runtime.NumCPU()-1, 1)
+	}
+	if c.MaxModules == 0 {
+		c.MaxModules = layout.MaxModules
+	}
+	if c.Readers == 0 {
+		c.Readers = layout.DefaultReaders
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -158,6 +178,10 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: negative BreakerReset or MaxSlowTick", ErrConfig)
 	case c.ShmLimit < 0:
 		return fmt.Errorf("%w: negative ShmLimit %d", ErrConfig, c.ShmLimit)
+	case c.MaxModules < 1 || c.MaxModules > layout.MaxModules:
+		return fmt.Errorf("%w: MaxModules %d, want 1..%d", ErrConfig, c.MaxModules, layout.MaxModules)
+	case c.Readers < layout.MinReaders || c.Readers > layout.MaxReaders:
+		return fmt.Errorf("%w: %d external readers, want %d..%d", ErrConfig, c.Readers, layout.MinReaders, layout.MaxReaders)
 	}
 	if _, err := layout.ComputeEventsGeometry(c.EventLogBytes); err != nil {
 		return fmt.Errorf("%w: EventLogBytes: %w", ErrConfig, err)

@@ -19,7 +19,6 @@ package host
 
 import (
 	"errors"
-	"math/bits"
 	"time"
 
 	"github.com/fdp-engine/fdp/ipc"
@@ -191,7 +190,9 @@ func (e *Engine) dispatch(now time.Time) int {
 	// that refused any. When slots are scarce, the group first in slot
 	// order would otherwise take every slot that comes free, and a group
 	// behind it wait for as long as the first one keeps ticking.
-	var handled uint64 // modules handled (bit per index)
+	// Module sets here are indexed by position in e.mods (= the module's
+	// slot, < layout.MaxModules); holders by slot.
+	var handled layout.ModuleSet // modules handled
 	start, refused := 0, -1
 	if e.slowFirst < len(e.mods) {
 		start = e.slowFirst
@@ -199,18 +200,18 @@ func (e *Engine) dispatch(now time.Time) int {
 	for k := range e.mods {
 		i := (start + k) % len(e.mods)
 		m := e.mods[i]
-		if m.Tier != ipc.TierSlow || handled&(1<<uint(i)) != 0 {
+		if m.Tier != ipc.TierSlow || handled.Has(i) {
 			continue
 		}
-		var regular, catchUp uint64 // members dispatched (bit per index)
+		var regular, catchUp layout.ModuleSet // members dispatched
 		var mask world.Mask
-		var holders uint64
+		var holders layout.ModuleSet
 		for j := range e.mods {
 			x := e.mods[j]
-			if x.Tier != ipc.TierSlow || x.Group != m.Group || handled&(1<<uint(j)) != 0 {
+			if x.Tier != ipc.TierSlow || x.Group != m.Group || handled.Has(j) {
 				continue
 			}
-			handled |= 1 << uint(j)
+			handled.Set(j)
 			if x.State == StateDead || e.leaving(x) {
 				continue
 			}
@@ -234,14 +235,14 @@ func (e *Engine) dispatch(now time.Time) int {
 				continue
 			}
 			if due {
-				regular |= 1 << uint(j)
+				regular.Set(j)
 			} else {
-				catchUp |= 1 << uint(j)
+				catchUp.Set(j)
 			}
-			holders |= 1 << uint(x.Slot)
+			holders.Set(x.Slot)
 		}
-		members := regular | catchUp
-		if members == 0 {
+		members := regular.Union(catchUp)
+		if members.Empty() {
 			continue
 		}
 		var slot int
@@ -258,10 +259,10 @@ func (e *Engine) dispatch(now time.Time) int {
 		}
 		if err != nil {
 			// Still due (or owed): they are dispatched on a later frame.
-			for mm := members; mm != 0; mm &= mm - 1 {
-				e.mods[bits.TrailingZeros64(mm)].Stats.Skipped++
+			for j := members.Next(0); j >= 0; j = members.Next(j + 1) {
+				e.mods[j].Stats.Skipped++
 			}
-			e.snapshotRefused(m.Group, bits.OnesCount64(members), err, now)
+			e.snapshotRefused(m.Group, members.Count(), err, now)
 			if refused < 0 {
 				refused = i // first in line at the next dispatch
 			}
@@ -269,8 +270,7 @@ func (e *Engine) dispatch(now time.Time) int {
 		}
 		e.Snapshots++
 		e.SnapBytes += uint64(st.BytesCopied)
-		for mm := members; mm != 0; mm &= mm - 1 {
-			j := bits.TrailingZeros64(mm)
+		for j := members.Next(0); j >= 0; j = members.Next(j + 1) {
 			x := e.mods[j]
 			if x.State == StateDead {
 				continue // faulted since: its lease was released
@@ -278,7 +278,7 @@ func (e *Engine) dispatch(now time.Time) int {
 			x.available(now) // an open breaker's probe tick is this one
 			x.snapMask = mask
 			x.Stats.Snapshots++
-			if regular&(1<<uint(j)) != 0 {
+			if regular.Has(j) {
 				x.next = e.frame + uint64(x.Every)
 			} else {
 				x.Stats.CatchUps++
@@ -288,14 +288,14 @@ func (e *Engine) dispatch(now time.Time) int {
 				n++
 			}
 		}
-		if regular == 0 {
+		if regular.Empty() {
 			continue
 		}
 		// The group was dispatched: its due members that were not keep its
 		// phase, and those still busy are owed a catch-up tick.
 		for j := i; j < len(e.mods); j++ {
 			x := e.mods[j]
-			if x.Tier != ipc.TierSlow || x.Group != m.Group || members&(1<<uint(j)) != 0 || x.State == StateDead || !x.due(e.frame) {
+			if x.Tier != ipc.TierSlow || x.Group != m.Group || members.Has(j) || x.State == StateDead || !x.due(e.frame) {
 				continue
 			}
 			x.next = e.frame + uint64(x.Every)
@@ -398,11 +398,11 @@ const MaxWakeReport = time.Second
 // processes, and pins in entries nobody owns, are cleared. Called with mu
 // held.
 func (e *Engine) reclaimSlots() int {
-	n := e.pub.RetainHolders(func(s int) uint64 {
-		var live uint64
+	n := e.pub.RetainHolders(func(s int) layout.ModuleSet {
+		var live layout.ModuleSet
 		for _, m := range e.mods {
 			if m.State != StateDead && m.busy && m.holdSlot == s {
-				live |= 1 << uint(m.Slot)
+				live.Set(m.Slot)
 			}
 		}
 		return live
@@ -414,7 +414,7 @@ func (e *Engine) reclaimSlots() int {
 	if now := time.Now(); now.Sub(e.noSlotWarned) >= time.Second {
 		e.log.Warn("publish found no free frame slot", "frame", e.frame, "skipped_total", e.pub.Skipped,
 			"suppressed", e.noSlotHeld, "reclaimed", n, "leased_slots", e.pub.LeasedSlots(),
-			"watched_pins", bits.OnesCount64(e.pub.WatchedPins()))
+			"watched_pins", e.pub.WatchedPins().Count())
 		e.noSlotWarned, e.noSlotHeld = now, 0
 	} else {
 		e.noSlotHeld++

@@ -148,7 +148,7 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 	e.period = time.Second / time.Duration(cfg.FrameRate)
 	e.allMask = w.Registry().Mask()
 	var err error
-	if e.segs, err = fsync.CreateWorldSegments(cfg.Instance, w, cfg.Slots); err != nil {
+	if e.segs, err = fsync.CreateWorldSegments(cfg.Instance, w, cfg.Slots, cfg.Readers); err != nil {
 		return nil, err
 	}
 	if e.pub, err = fsync.NewPublisher(w, e.segs); err != nil {

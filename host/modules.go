@@ -185,12 +185,14 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 			ipc.ErrBadHello, h.Mask, e.w.Registry().Len(), extra)
 	}
 	if m == nil {
-		if len(e.mods) >= layout.MaxModules {
+		if len(e.mods) >= e.cfg.MaxModules {
 			// The table is full: the slot of the module that died first
-			// goes to the new name.
+			// goes to the new name. With none, the refusal is at once
+			// and permanent (ipc.ErrModulesFull; docs/ARCHITECTURE.md,
+			// "Caps").
 			if m = e.reuseDeadSlot(); m == nil {
 				e.ModulesRefused++
-				return ipc.Welcome{}, errTooManyModules(layout.MaxModules)
+				return ipc.Welcome{}, errTooManyModules(e.cfg.MaxModules)
 			}
 		} else {
 			m = &Module{Slot: len(e.mods), holdSlot: -1}

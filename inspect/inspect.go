@@ -316,7 +316,7 @@ func leasesReport(l *layout.Leases, o Options) *LeasesReport {
 	}
 	for s := range lr.SlotLeases {
 		lo := l.LeaseOff(s)
-		h := ld64(b, lo+layout.LeaseHolders)
+		h := layout.GetModuleSet(b, lo+layout.LeaseHolders)
 		sl := SlotLeaseReport{
 			Slot:       s,
 			Holders:    []int{},
@@ -324,10 +324,8 @@ func leasesReport(l *layout.Leases, o Options) *LeasesReport {
 			Mask:       mask(ld64(b, lo+layout.LeaseMask)),
 			EngineRefs: ld32(b, lo+layout.LeaseEngine),
 		}
-		for r := 0; r < 64; r++ {
-			if h&(1<<uint(r)) != 0 {
-				sl.Holders = append(sl.Holders, r)
-			}
+		for r := h.Next(0); r >= 0; r = h.Next(r + 1) {
+			sl.Holders = append(sl.Holders, r)
 		}
 		lr.SlotLeases[s] = sl
 	}

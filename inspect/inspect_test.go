@@ -497,7 +497,7 @@ func TestRates(t *testing.T) {
 	// attributed to it, and is older than its pin.
 	ll, err := layout.DecodeLeases(l)
 	require.NoError(t, err)
-	layout.Store64(l, ll.LeaseOff(2)+layout.LeaseHolders, 1<<fixture.ModuleSlot)
+	layout.PutModuleSet(l, ll.LeaseOff(2)+layout.LeaseHolders, layout.ModuleSetOf(fixture.ModuleSlot))
 	c, err := TakeSample(w, l, t0.Add(time.Second), Options{Alive: fixedAlive})
 	require.NoError(t, err)
 	require.NoError(t, c.AddModule(mod, Options{Alive: fixedAlive}))

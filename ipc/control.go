@@ -61,7 +61,13 @@ var (
 	ErrRejected        = errors.New("module rejected by the engine")
 	// ErrNameOwned: the module name was registered by a process of
 	// another uid (for the engine's lifetime): no restart changes that.
-	ErrNameOwned       = errors.New("a name is owned by the uid that registered it first")
+	ErrNameOwned = errors.New("a name is owned by the uid that registered it first")
+	// ErrModulesFull: every slot of the engine's module table is held by
+	// a live module (host.Config.MaxModules, at most layout.MaxModules).
+	// Permanent for the module refused: a slot frees only when a module
+	// that holds one stops for good, which no restart of this one brings
+	// about (docs/ARCHITECTURE.md, "Caps").
+	ErrModulesFull     = errors.New("every module slot is held by a live module")
 	ErrMessageTooLarge = errors.New("control message too large")
 	ErrControl         = errors.New("control protocol error")
 	ErrInstanceRunning = errors.New("engine instance already listening")
@@ -175,6 +181,7 @@ var ctlCodes = []struct {
 	{"bad_hello", ErrBadHello},
 	{"too_large", ErrMessageTooLarge},
 	{"name_owned", ErrNameOwned},
+	{"modules_full", ErrModulesFull},
 	{"rejected", ErrRejected},
 }
 

@@ -25,7 +25,8 @@ type ControlConn struct {
 // Dial connects to the engine instance, sends hello (PID and ProtoVersion
 // are filled in when zero) and waits for the reply. A refusal is returned as
 // an error wrapping ErrSchemaMismatch, ErrVersionMismatch, ErrPeerCred,
-// ErrBadHello, ErrRejected or ErrMessageTooLarge. A welcome of this
+// ErrBadHello, ErrNameOwned, ErrModulesFull, ErrRejected or
+// ErrMessageTooLarge. A welcome of this
 // protocol version carries WelcomeFDs descriptors (Welcome.Files, owned by
 // the caller); one with another count is an ErrControl error.
 func Dial(instance string, hello Hello, timeout time.Duration) (*ControlConn, Welcome, error) {

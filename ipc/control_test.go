@@ -481,6 +481,10 @@ func TestRefusalCodes(t *testing.T) {
 	}
 	require.Equal(t, "name_owned", ctlCode(fmt.Errorf("module name %q belongs to uid 0 (%w)", "x", ErrNameOwned)))
 	require.Equal(t, "bad_hello", ctlCode(fmt.Errorf("%w: component mask beyond the schema", ErrBadHello)))
+	// The handler's refusal at the module cap, as the server wraps it.
+	full := fmt.Errorf("%w: module %q: %w", ErrRejected, "m", fmt.Errorf("too many modules (256): %w", ErrModulesFull))
+	require.Equal(t, "modules_full", ctlCode(full))
+	require.ErrorIs(t, ctlCodeErr("modules_full"), ErrModulesFull)
 	require.Equal(t, "rejected", ctlCode(errors.New("already connected")))
 	require.ErrorIs(t, ctlCodeErr("from_a_newer_engine"), ErrRejected)
 }

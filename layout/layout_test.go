@@ -95,7 +95,7 @@ func TestDecodeRejects(t *testing.T) {
 }
 
 func TestDecodeWrongKind(t *testing.T) {
-	g, err := ComputeLeasesGeometry(3)
+	g, err := ComputeLeasesGeometry(3, DefaultReaders)
 	require.NoError(t, err)
 	b := make([]byte, g.TotalSize)
 	require.NoError(t, EncodeLeases(b, g, Header{Instance: "x"}))
@@ -105,7 +105,7 @@ func TestDecodeWrongKind(t *testing.T) {
 	l, err := DecodeLeases(b)
 	require.NoError(t, err)
 	require.Equal(t, 3, l.Slots)
-	require.Equal(t, MaxReaders, l.Readers)
+	require.Equal(t, DefaultReaders, l.Readers)
 }
 
 func TestGeometryRejectsBadParams(t *testing.T) {
@@ -190,7 +190,7 @@ func FuzzDecodeWorld(f *testing.F) {
 }
 
 func FuzzDecodeLeases(f *testing.F) {
-	g, _ := ComputeLeasesGeometry(4)
+	g, _ := ComputeLeasesGeometry(4, 3)
 	b := make([]byte, g.TotalSize)
 	_ = EncodeLeases(b, g, Header{Instance: "f"})
 	MarkReady(b)
@@ -210,6 +210,9 @@ func FuzzDecodeLeases(f *testing.F) {
 		}
 		if l.LeaseOff(l.Slots-1)+SlotLeaseSize > len(buf) {
 			t.Fatalf("lease table beyond buffer")
+		}
+		if l.Readers < MinReaders || l.Readers > MaxReaders || l.ReaderOff(l.Readers-1)+ReaderEntrySize > l.LeasesOff {
+			t.Fatalf("%d reader entries accepted, reader table overlaps the lease table", l.Readers)
 		}
 	})
 }

@@ -9,10 +9,19 @@ import "fmt"
 // without being modules (tools, tests) claim an entry by name and pin
 // there; the engine scans those pins. Its slot lease table is a copy, for
 // inspection, of the lease holders the engine keeps in its own memory
-// (holder bit n = module slot n); the engine never reads it back.
+// (a ModuleSet: member n = module slot n); the engine never reads it back.
+//
+// The number of reader entries is the engine's choice (host.Config.Readers),
+// recorded in the kind header and validated by DecodeLeases against
+// [MinReaders, MaxReaders]. The engine scans every entry's pin at each slot
+// claim, so the bound keeps that scan short (docs/PERFORMANCE.md).
 const (
-	// MaxReaders is the number of external reader entries.
-	MaxReaders = 64
+	// DefaultReaders is the size of the external reader table when the
+	// configuration names none.
+	DefaultReaders = 64
+	// MinReaders and MaxReaders bound the number of external reader entries.
+	MinReaders = 1
+	MaxReaders = 1024
 	// ReaderEntrySize is the size of one reader entry (two cache lines, so
 	// that two readers never share a line).
 	ReaderEntrySize = 128
@@ -42,10 +51,14 @@ const (
 
 // Slot lease entry fields.
 const (
-	LeaseHolders = 0  // u64 bit n set: the module in slot n holds a lease on the slot (the engine's copy)
-	LeaseFrame   = 8  // u64 frame the slot held when leased
-	LeaseMask    = 16 // u64 components synced into the leased slot
-	LeaseEngine  = 24 // u32 reserved, 0 (engine references before control protocol 3; ignored)
+	LeaseReserved0 = 0  // u64 reserved, 0 (the holders of slots 0..63 when there were at most 64 modules)
+	LeaseFrame     = 8  // u64 frame the slot held when leased
+	LeaseMask      = 16 // u64 components synced into the leased slot
+	LeaseEngine    = 24 // u32 reserved, 0 (engine references before control protocol 3; ignored)
+	// LeaseHolders is the holder set, ModuleSetBytes bytes (PutModuleSet):
+	// member n = the module in slot n holds a lease on the slot (the
+	// engine's copy). In the entry's second cache line.
+	LeaseHolders = 64
 )
 
 // LeasesGeometry places the sections of a leases segment.
@@ -57,13 +70,17 @@ type LeasesGeometry struct {
 	TotalSize  int
 }
 
-// ComputeLeasesGeometry derives the geometry of a leases segment.
-func ComputeLeasesGeometry(slots int) (*LeasesGeometry, error) {
+// ComputeLeasesGeometry derives the geometry of a leases segment of slots
+// slot lease entries and readers external reader entries.
+func ComputeLeasesGeometry(slots, readers int) (*LeasesGeometry, error) {
 	if slots < 2 || slots > MaxSlots {
 		return nil, fmt.Errorf("%w: slots %d not in [2,%d]", ErrInvalidParam, slots, MaxSlots)
 	}
-	g := &LeasesGeometry{Readers: MaxReaders, Slots: slots, ReadersOff: HeaderSize}
-	g.LeasesOff = g.ReadersOff + MaxReaders*ReaderEntrySize
+	if readers < MinReaders || readers > MaxReaders {
+		return nil, fmt.Errorf("%w: %d external reader entries, not in [%d,%d]", ErrInvalidParam, readers, MinReaders, MaxReaders)
+	}
+	g := &LeasesGeometry{Readers: readers, Slots: slots, ReadersOff: HeaderSize}
+	g.LeasesOff = g.ReadersOff + readers*ReaderEntrySize
 	g.TotalSize = align(g.LeasesOff+slots*SlotLeaseSize, PageSize)
 	return g, nil
 }
@@ -100,10 +117,7 @@ func DecodeLeases(b []byte) (*Leases, error) {
 	if h.Kind != KindLeases {
 		return nil, fmt.Errorf("%w: %s, want leases", ErrBadKind, KindName(h.Kind))
 	}
-	if n := get32(b, OffLReaders); n != MaxReaders {
-		return nil, corrupt("%d reader entries, want %d", n, MaxReaders)
-	}
-	g, err := ComputeLeasesGeometry(int(get32(b, OffLSlots)))
+	g, err := ComputeLeasesGeometry(int(get32(b, OffLSlots)), int(get32(b, OffLReaders)))
 	if err != nil {
 		return nil, corrupt("leases parameters: %v", err)
 	}
@@ -132,3 +146,7 @@ func UnpackPin(w uint64) (slot int, seq uint64, ok bool) {
 	}
 	return int(w&0xff) - 1, w >> 8, true
 }
+
+// The holder set fits its slot lease entry (a negative constant does not
+// convert to uint: the build fails if MaxModules outgrows the entry).
+const _ = uint(SlotLeaseSize - LeaseHolders - ModuleSetBytes)

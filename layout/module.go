@@ -23,8 +23,12 @@ import (
 //	[4096, ...)   SecRing: ring region (see ring.go), size RingRegionSize(cap)
 //	              padded up to a page
 const (
-	// MaxModules bounds module slot indices.
-	MaxModules = 64
+	// MaxModules bounds module slot indices: the engine's module table has
+	// at most this many entries (host.Config.MaxModules may set fewer).
+	// A multiple of 64 (ModuleSet's words). Each attached module costs a
+	// segment of its own (one header page plus its command ring, 1 MiB by
+	// default: docs/PERFORMANCE.md, "Memory").
+	MaxModules = 256
 	// MaxTier bounds the tier field.
 	MaxTier = 15
 	// ModuleNameLen is the size of the NUL-padded module name field.

@@ -201,12 +201,15 @@ func MainOptions(m Module, opt Options) {
 // admit (ipc.ErrPeerCred). Run returns these at once, without waiting out
 // Options.AttachTimeout.
 //
-// A name owned by another uid (ipc.ErrNameOwned, wire code "name_owned")
-// and a mask beyond the schema (ipc.ErrBadHello) are permanent too. The
-// engine's other admission refusals (ipc.ErrRejected: the name already
-// connected, every module slot held by a live module, a segment it could
-// not create) are not: they can clear (the live holder of the name or of a
-// slot dies).
+// A name owned by another uid (ipc.ErrNameOwned, wire code "name_owned"),
+// a mask beyond the schema (ipc.ErrBadHello) and a full module table
+// (ipc.ErrModulesFull, "modules_full": every slot held by a live module)
+// are permanent too: a full table frees a slot only when a module that
+// holds one stops for good, and a restarted module would only take turns
+// with the modules that crash (docs/ARCHITECTURE.md, "Caps"). The engine's
+// other admission refusals (ipc.ErrRejected: the name already connected, a
+// segment it could not create) are not: they can clear (the live holder of
+// the name dies).
 // Run returns them at once too; MainOptions exits 1, and a supervisor's
 // restart backoff and circuit breaker stop a module refused again and
 // again (with `engine up`'s default config, after 6 refusals in about
@@ -215,7 +218,7 @@ func Refused(err error) bool {
 	return errors.Is(err, ErrInvalidSpec) || errors.Is(err, ipc.ErrSchemaMismatch) || errors.Is(err, layout.ErrSchema) ||
 		errors.Is(err, ipc.ErrVersionMismatch) || errors.Is(err, ipc.ErrBadHello) ||
 		errors.Is(err, ipc.ErrMessageTooLarge) || errors.Is(err, ipc.ErrPeerCred) ||
-		errors.Is(err, ipc.ErrNameOwned)
+		errors.Is(err, ipc.ErrNameOwned) || errors.Is(err, ipc.ErrModulesFull)
 }
 
 // session is one module process attached to an engine; Run replaces its

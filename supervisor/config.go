@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/fdp-engine/fdp/layout"
 )
 
 //go:embed default.yaml
@@ -315,6 +317,11 @@ func (c *Config) Validate() error {
 	}
 	if err := validCommand(c.Engine.Command); err != nil {
 		return bad("engine.command: %v", err)
+	}
+	if len(c.Modules) > layout.MaxModules {
+		// The engine would refuse the modules beyond its table (exit
+		// layout.ExitRefused): said once, here, before anything starts.
+		return bad("%d modules: an engine admits at most %d (layout.MaxModules)", len(c.Modules), layout.MaxModules)
 	}
 	seen := map[string]bool{}
 	for i, m := range c.Modules {

@@ -46,11 +46,11 @@ func TestShmLimitRefusesSnapshots(t *testing.T) {
 	}
 	publish()
 	publish()
-	s, _, err := p.Snapshot(frame, small, 1)
+	s, _, err := p.Snapshot(frame, small, layout.ModuleSetOf(0))
 	require.NoError(t, err, "a snapshot within the limit")
 	require.Equal(t, int(smallBytes), p.SlotBacked(s), "a filtered snapshot holds its component only")
 	publish()
-	_, _, err = p.Snapshot(frame, world.MaskOf(fx.ids.pos, fx.ids.vel), 2)
+	_, _, err = p.Snapshot(frame, world.MaskOf(fx.ids.pos, fx.ids.vel), layout.ModuleSetOf(1))
 	require.ErrorIs(t, err, ErrNoSlotMemory)
 	require.Equal(t, uint64(1), p.SnapNoSpace)
 	require.Equal(t, uint64(1), layout.Load64(fx.segs.World.Data, layout.OffWStatSnapNoSpace))
@@ -81,7 +81,7 @@ func TestTrimGivesMemoryBack(t *testing.T) {
 	publish()
 	var held []int
 	for k, m := range []world.Mask{world.MaskOf(fx.ids.pos), world.MaskOf(fx.ids.vel, fx.ids.hp)} {
-		s, _, err := p.Snapshot(frame, m, 1<<uint(k))
+		s, _, err := p.Snapshot(frame, m, layout.ModuleSetOf(k))
 		require.NoError(t, err)
 		held = append(held, s)
 	}
@@ -104,7 +104,7 @@ func TestTrimGivesMemoryBack(t *testing.T) {
 	}
 	// Filled again, a trimmed slot equals the world (P4: nothing it held
 	// is taken for up to date).
-	s, _, err := p.Snapshot(frame, world.MaskOf(fx.ids.pos, fx.ids.stamp), 1)
+	s, _, err := p.Snapshot(frame, world.MaskOf(fx.ids.pos, fx.ids.stamp), layout.ModuleSetOf(0))
 	require.NoError(t, err)
 	diffs, err := audit.Compare(fx.segs.World.Data, p.Layout(), s, fx.w, 5)
 	require.NoError(t, err)
@@ -130,7 +130,7 @@ func TestBackingNoSpace(t *testing.T) {
 	full := g.SlotSpanBytes(0, 1<<4-1, w.NumChunks())
 	// Room for the fixed part, two whole copies and half of a third.
 	testutil.MountTmpfs(t, g.FixedBytes()+2*full+full/2+64<<10)
-	segs, err := CreateWorldSegments("nospace", w, 8)
+	segs, err := CreateWorldSegments("nospace", w, 8, 0)
 	require.NoError(t, err)
 	defer func() { segs.Unlink(); segs.Close() }()
 	p, err := NewPublisher(w, segs)
@@ -141,7 +141,7 @@ func TestBackingNoSpace(t *testing.T) {
 		_, err := p.Publish(f, all)
 		require.NoError(t, err)
 	}
-	_, _, err = p.Snapshot(3, all, 1)
+	_, _, err = p.Snapshot(3, all, layout.ModuleSetOf(0))
 	require.ErrorIs(t, err, ErrNoSlotMemory)
 	require.True(t, errors.Is(err, shm.ErrNoSpace), "%v", err)
 	requireAccount(t, fx)

@@ -139,7 +139,7 @@ func convoyMasks(x ids) []world.Mask {
 // slotsFor returns a publisher of w over a new world segment of n slots
 // (removed when the test ends).
 func slotsFor(tb testing.TB, w *world.World, n int) (*Publisher, *WorldSegments) {
-	segs, err := CreateWorldSegments(instanceName(tb), w, n)
+	segs, err := CreateWorldSegments(instanceName(tb), w, n, 0)
 	require.NoError(tb, err)
 	tb.Cleanup(func() { segs.Unlink(); segs.Close() })
 	pub, err := NewPublisher(w, segs)
@@ -166,7 +166,7 @@ func serves(tb testing.TB, w *world.World, n int, masks []world.Mask) (bool, int
 		return false, 0
 	}
 	for k, m := range masks {
-		if _, _, err := pub.Snapshot(1, m, 1<<uint(k)); err != nil {
+		if _, _, err := pub.Snapshot(1, m, layout.ModuleSetOf(k)); err != nil {
 			return false, 0
 		}
 	}
@@ -252,7 +252,7 @@ func benchConvoyVsSoD(b *testing.B, fx *fixture, masks []world.Mask) {
 	held := func() int64 {
 		n := int64(0)
 		for s := range lw.Slots {
-			if pub.Holders(s) != 0 {
+			if !pub.Holders(s).Empty() {
 				n += int64(pub.SlotBacked(s))
 			}
 		}
@@ -275,7 +275,7 @@ func benchConvoyVsSoD(b *testing.B, fx *fixture, masks []world.Mask) {
 		t0 := time.Now()
 		var slots [5]int
 		for k, m := range masks {
-			s, st, err := pub.Snapshot(frame, m, 1<<uint(k))
+			s, st, err := pub.Snapshot(frame, m, layout.ModuleSetOf(k))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -300,7 +300,7 @@ func benchConvoyVsSoD(b *testing.B, fx *fixture, masks []world.Mask) {
 		}
 		b.StartTimer()
 		t2 := time.Now()
-		s, st, err := pub.Snapshot(frame, union, 1<<uint(len(masks))-1)
+		s, st, err := pub.Snapshot(frame, union, holdersUpTo(len(masks)))
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,11 +1,11 @@
 package sync
 
 import (
-	"math/bits"
 	"math/rand"
 	"testing"
 
 	"github.com/fdp-engine/fdp/audit"
+	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/stretchr/testify/require"
 )
@@ -42,7 +42,7 @@ func runChangedDifferential(t *testing.T, seed int64) (uint64, uint64) {
 	const capc, maxChunks = 16, 48
 	w, err := world.New(reg, world.Config{ChunkCapacity: capc, MaxChunks: maxChunks})
 	require.NoError(t, err)
-	segs, err := CreateWorldSegments(instanceName(t), w, 8)
+	segs, err := CreateWorldSegments(instanceName(t), w, 8, 0)
 	require.NoError(t, err)
 	defer func() { segs.Unlink(); segs.Close() }()
 	pub, err := NewPublisher(w, segs)
@@ -148,8 +148,9 @@ func runChangedDifferential(t *testing.T, seed int64) (uint64, uint64) {
 
 		for s, at := range release {
 			if frame >= at {
-				for h := pub.Holders(s); h != 0; h &= h - 1 {
-					require.NoError(t, pub.ReleaseHolder(s, bits.TrailingZeros64(h)))
+				h := pub.Holders(s)
+				for id := h.Next(0); id >= 0; id = h.Next(id + 1) {
+					require.NoError(t, pub.ReleaseHolder(s, id))
 				}
 				delete(release, s)
 			}
@@ -160,14 +161,14 @@ func runChangedDifferential(t *testing.T, seed int64) (uint64, uint64) {
 			if rng.Intn(3) == 0 {
 				mask = randMask()
 			}
-			s, _, err := pub.Snapshot(frame, mask, 1)
+			s, _, err := pub.Snapshot(frame, mask, layout.ModuleSetOf(0))
 			if err == nil {
 				check(s, "snapshot", frame)
 				release[s] = frame + ages[rng.Intn(len(ages))]
 			}
 		case 2:
 			s := rng.Intn(lw.Slots)
-			if s != pub.Latest() && pub.Holders(s) == 0 {
+			if s != pub.Latest() && pub.Holders(s).Empty() {
 				if _, err := pub.SyncInto(s, frame, randMask()); err == nil {
 					check(s, "sync", frame)
 				}

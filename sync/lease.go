@@ -3,7 +3,6 @@ package sync
 import (
 	"errors"
 	"fmt"
-	"math/bits"
 	"time"
 
 	"github.com/fdp-engine/fdp/layout"
@@ -26,21 +25,21 @@ const PublishSlots = 2
 // SnapshotStats describe one SoD/convoy snapshot.
 type SnapshotStats struct {
 	PublishStats
-	Holders uint64
+	Holders layout.ModuleSet
 }
 
 // Snapshot syncs the components of mask into a free slot (never the latest,
-// never pinned or leased) and leases it to the holders in holders (bit i =
-// holder id i, a module slot). The slot stays out of the publish rotation
+// never pinned or leased) and leases it to the holders in holders (member
+// i = holder id i, a module slot). The slot stays out of the publish rotation
 // until every holder has been released (ReleaseHolder, by the engine: when
 // the holder's tick is done or it died); it is then back in the pool. This
 // is the SoD (one holder) and convoy (several holders, union mask)
 // provider. Holders live in the publisher's memory; the leases segment gets
 // a copy for inspection only.
-func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders uint64) (int, SnapshotStats, error) {
+func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders layout.ModuleSet) (int, SnapshotStats, error) {
 	start := time.Now()
 	st := SnapshotStats{Holders: holders}
-	if holders == 0 {
+	if holders.Empty() {
 		return -1, st, errors.New("snapshot without holders")
 	}
 	// A snapshot never takes the last PublishSlots free slots, so that
@@ -112,13 +111,13 @@ func (p *Publisher) freeSlots() int {
 // mirrorHolders copies slot s's holders into the leases segment (for
 // inspection: nothing reads it back).
 func (p *Publisher) mirrorHolders(s int) {
-	layout.Store64(p.lseg, p.ll.LeaseOff(s)+layout.LeaseHolders, p.holders[s])
+	layout.PutModuleSet(p.lseg, p.ll.LeaseOff(s)+layout.LeaseHolders, p.holders[s])
 }
 
-// Holders returns the holder mask of slot s.
-func (p *Publisher) Holders(s int) uint64 {
+// Holders returns the holders of slot s.
+func (p *Publisher) Holders(s int) layout.ModuleSet {
 	if s < 0 || s >= p.lw.Slots {
-		return 0
+		return layout.ModuleSet{}
 	}
 	return p.holders[s]
 }
@@ -129,11 +128,10 @@ func (p *Publisher) ReleaseHolder(s, id int) error {
 	if s < 0 || s >= p.lw.Slots || id < 0 || id >= MaxWatchedPins {
 		return fmt.Errorf("release of slot %d by holder %d: out of range", s, id)
 	}
-	bit := uint64(1) << uint(id)
-	if p.holders[s]&bit == 0 {
+	if !p.holders[s].Has(id) {
 		return ErrNotHolder
 	}
-	p.holders[s] &^= bit
+	p.holders[s].Clear(id)
 	p.mirrorHolders(s)
 	p.released(s)
 	return nil
@@ -142,7 +140,7 @@ func (p *Publisher) ReleaseHolder(s, id int) error {
 // released notes that slot s may have lost its last holder: its unused
 // time (Trim) counts from now.
 func (p *Publisher) released(s int) {
-	if p.holders[s] == 0 {
+	if p.holders[s].Empty() {
 		p.lastUse[s] = max(p.lastUse[s], p.frame)
 	}
 }
@@ -153,10 +151,10 @@ func (p *Publisher) ReleaseHolderAll(id int) int {
 	if id < 0 || id >= MaxWatchedPins {
 		return 0
 	}
-	bit, n := uint64(1)<<uint(id), 0
+	n := 0
 	for s := 0; s < p.lw.Slots; s++ {
-		if p.holders[s]&bit != 0 {
-			p.holders[s] &^= bit
+		if p.holders[s].Has(id) {
+			p.holders[s].Clear(id)
 			p.mirrorHolders(s)
 			p.released(s)
 			n++
@@ -165,16 +163,15 @@ func (p *Publisher) ReleaseHolderAll(id int) int {
 	return n
 }
 
-// RetainHolders drops, on every slot, the holder bits that are not in live
-// (bit i = holder id i still entitled to its lease) and returns how many
-// bits it dropped: the engine's reclaim of lease state that no live reader
-// holds.
-func (p *Publisher) RetainHolders(live func(s int) uint64) int {
+// RetainHolders drops, on every slot, the holders that are not in live(s)
+// (the holder ids still entitled to their lease) and returns how many it
+// dropped: the engine's reclaim of lease state that no live reader holds.
+func (p *Publisher) RetainHolders(live func(s int) layout.ModuleSet) int {
 	n := 0
 	for s := 0; s < p.lw.Slots; s++ {
-		if h := p.holders[s]; h != 0 {
-			if keep := h & live(s); keep != h {
-				n += bits.OnesCount64(h &^ keep)
+		if h := p.holders[s]; !h.Empty() {
+			if keep := h.Intersect(live(s)); keep != h {
+				n += h.Minus(keep).Count()
 				p.holders[s] = keep
 				p.mirrorHolders(s)
 				p.released(s)
@@ -213,7 +210,7 @@ func (r *Reader) OpenLeased(s int) (*Frame, error) {
 func (p *Publisher) LeasedSlots() int {
 	n := 0
 	for s := 0; s < p.lw.Slots; s++ {
-		if p.Holders(s) != 0 {
+		if !p.holders[s].Empty() {
 			n++
 		}
 	}

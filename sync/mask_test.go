@@ -3,7 +3,6 @@ package sync
 import (
 	"encoding/binary"
 	"fmt"
-	"math/bits"
 	"math/rand"
 	"testing"
 
@@ -245,7 +244,7 @@ func runMaskDifferential(t *testing.T, seed int64, o diffOptions) {
 	w, err := world.New(reg, world.Config{ChunkCapacity: capc, MaxChunks: maxChunks})
 	require.NoError(t, err)
 	inst := instanceName(t)
-	segs, err := CreateWorldSegments(inst, w, 4)
+	segs, err := CreateWorldSegments(inst, w, 4, 0)
 	require.NoError(t, err)
 	defer func() { segs.Unlink(); segs.Close() }()
 	pub, err := NewPublisher(w, segs)
@@ -346,14 +345,14 @@ func runMaskDifferential(t *testing.T, seed int64, o diffOptions) {
 			}
 		case op < 10: // a snapshot leased to a random holder
 			mask := randMask()
-			s, _, err := pub.Snapshot(frame, mask, 1<<uint(rng.Intn(3)))
+			s, _, err := pub.Snapshot(frame, mask, layout.ModuleSetOf(rng.Intn(3)))
 			if err == nil {
 				wrote(s, mask)
 			}
 		case op < 11: // release a lease, or sync into a free slot
 			s := rng.Intn(lw.Slots)
-			if h := pub.Holders(s); h != 0 {
-				require.NoError(t, pub.ReleaseHolder(s, bits.TrailingZeros64(h)))
+			if h := pub.Holders(s); !h.Empty() {
+				require.NoError(t, pub.ReleaseHolder(s, h.Next(0)))
 				continue
 			}
 			if s == pub.Latest() {
@@ -512,7 +511,7 @@ func TestSlotsKeepTheirMask(t *testing.T) {
 	frame := uint64(1)
 	_, err := fx.pub.Publish(frame, all)
 	require.NoError(t, err)
-	first, _, err := fx.pub.Snapshot(frame, convoy, 1)
+	first, _, err := fx.pub.Snapshot(frame, convoy, layout.ModuleSetOf(0))
 	require.NoError(t, err)
 	require.NoError(t, fx.pub.ReleaseHolder(first, 0))
 	for range 20 {
@@ -520,7 +519,7 @@ func TestSlotsKeepTheirMask(t *testing.T) {
 		pst, err := fx.pub.Publish(frame, all)
 		require.NoError(t, err)
 		require.NotEqual(t, first, pst.Slot, "frame %d: the publish took the convoy's slot", frame)
-		s, st, err := fx.pub.Snapshot(frame, convoy, 1)
+		s, st, err := fx.pub.Snapshot(frame, convoy, layout.ModuleSetOf(0))
 		require.NoError(t, err)
 		require.Equal(t, first, s, "frame %d: the convoy's snapshot moved to another slot", frame)
 		require.Zero(t, st.BytesCopied, "frame %d: nothing changed, nothing to copy", frame)

@@ -51,7 +51,7 @@ func TestWatchedModulePinBlocksRewrite(t *testing.T) {
 	// pin is watched, and takes it once it is not.
 	for s := 0; s < fx.pub.Layout().Slots; s++ {
 		if s != pinned && s != fx.pub.Latest() {
-			fx.pub.holders[s] = 1
+			fx.pub.holders[s] = layout.ModuleSetOf(0)
 		}
 	}
 	_, err = fx.pub.Publish(40, all)
@@ -71,7 +71,7 @@ func TestLeaseReleaseWritesNothing(t *testing.T) {
 	all := world.Mask(^uint64(0))
 	_, err := fx.pub.Publish(1, all)
 	require.NoError(t, err)
-	slot, _, err := fx.pub.Snapshot(2, all, 1<<3)
+	slot, _, err := fx.pub.Snapshot(2, all, layout.ModuleSetOf(3))
 	require.NoError(t, err)
 	r, mod := moduleReader(t, fx)
 	before := append([]byte(nil), mod...)
@@ -80,13 +80,13 @@ func TestLeaseReleaseWritesNothing(t *testing.T) {
 	require.Equal(t, uint64(2), f.Number())
 	require.NoError(t, f.Release())
 	require.Equal(t, before, mod, "nothing written")
-	require.Equal(t, uint64(1<<3), fx.pub.Holders(slot), "still leased until the engine releases it")
+	require.Equal(t, layout.ModuleSetOf(3), fx.pub.Holders(slot), "still leased until the engine releases it")
 	require.NoError(t, fx.pub.ReleaseHolder(slot, 3))
 	require.ErrorIs(t, fx.pub.ReleaseHolder(slot, 3), ErrNotHolder)
 
 	// Reclaim: holder bits no live reader stands for are dropped.
-	s2, _, err := fx.pub.Snapshot(3, all, 1<<4|1<<5)
+	s2, _, err := fx.pub.Snapshot(3, all, layout.ModuleSetOf(4, 5))
 	require.NoError(t, err)
-	require.Equal(t, 1, fx.pub.RetainHolders(func(int) uint64 { return 1 << 4 }))
-	require.Equal(t, uint64(1<<4), fx.pub.Holders(s2))
+	require.Equal(t, 1, fx.pub.RetainHolders(func(int) layout.ModuleSet { return layout.ModuleSetOf(4) }))
+	require.Equal(t, layout.ModuleSetOf(4), fx.pub.Holders(s2))
 }

@@ -21,6 +21,11 @@ import (
 //   - module-segments-64: 64 modules, each pinning in its own module
 //     segment (64 separate mappings), all in a tick and so all watched; the
 //     external reader table is empty but still scanned;
+//   - module-segments-256: the same at the module cap (layout.MaxModules);
+//   - readers-1024: the external reader table at its bound
+//     (layout.MaxReaders), every entry pinned, no module pin watched;
+//     readers-1024-idle: the same table with no entry pinned (what a large
+//     configured table costs while no tool reads);
 //   - none: no reader at all (the fixed part of the scan).
 //
 // One op is what a publish spends on them: choosing a slot (pickSlot: latest
@@ -29,17 +34,35 @@ import (
 // ns/op is reported per publish; "pub-ns" is a whole Publish of an unchanged
 // small world (no column copied) in the same configuration.
 func BenchmarkPinScan(b *testing.B) {
-	fx := newFixture(b, 64, 4, 100)
+	b.Run("table-64", func(b *testing.B) { benchPinScan(b, layout.DefaultReaders) })
+	b.Run("table-1024", func(b *testing.B) { benchPinScan(b, layout.MaxReaders) })
+}
+
+func benchPinScan(b *testing.B, readers int) {
+	reg, x := testRegistry(b)
+	w, err := world.New(reg, world.Config{ChunkCapacity: 64, MaxChunks: 4})
+	require.NoError(b, err)
+	for i := 0; i < 100; i++ {
+		e, err := w.Create()
+		require.NoError(b, err)
+		require.NoError(b, world.Set(w, e, x.pos, Pos{X: float32(i)}))
+	}
+	segs, err := CreateWorldSegments(instanceName(b), w, 0, readers)
+	require.NoError(b, err)
+	b.Cleanup(func() { segs.Unlink(); segs.Close() })
+	pub, err := NewPublisher(w, segs)
+	require.NoError(b, err)
+	fx := &fixture{w: w, ids: x, segs: segs, pub: pub}
 	all := world.Mask(^uint64(0))
-	_, err := fx.pub.Publish(1, all)
+	_, err = fx.pub.Publish(1, all)
 	require.NoError(b, err)
 	latest := fx.pub.Latest()
 	pin := layout.PackPin(latest, 2)
 	ll, lb := fx.pub.LeasesLayout(), fx.segs.Leases.Data
 
-	mods := make([]*shm.Segment, 64)
+	mods := make([]*shm.Segment, layout.MaxModules)
 	for i := range mods {
-		mods[i], err = shm.Create(shm.SegmentName(fx.inst, fmt.Sprintf("mod.%d", i)), 8192)
+		mods[i], err = shm.Create(shm.SegmentName(segs.Instance, fmt.Sprintf("mod.%d", i)), 8192)
 		require.NoError(b, err)
 		defer func(s *shm.Segment) { s.Unlink(); s.Close() }(mods[i])
 	}
@@ -52,9 +75,9 @@ func BenchmarkPinScan(b *testing.B) {
 			layout.Store64(lb, ll.ReaderOff(r)+layout.ReaderPin, v)
 		}
 	}
-	setModules := func(on bool) {
+	setModules := func(k int) {
 		for i, m := range mods {
-			if on {
+			if i < k {
 				layout.Store64(m.Data, layout.OffMPin, pin)
 				require.NoError(b, fx.pub.WatchPin(i, m.Data, layout.OffMPin))
 			} else {
@@ -90,7 +113,13 @@ func BenchmarkPinScan(b *testing.B) {
 		// The pins follow the latest slot, so that no claim aborts.
 		pin = layout.PackPin(fx.pub.Latest(), 2)
 	}
-	b.Run("none", func(b *testing.B) { setShared(false); setModules(false); run(b) })
-	b.Run("shared-table-64", func(b *testing.B) { setShared(true); setModules(false); run(b) })
-	b.Run("module-segments-64", func(b *testing.B) { setShared(false); setModules(true); run(b) })
+	if readers == layout.MaxReaders {
+		b.Run("readers-1024", func(b *testing.B) { setShared(true); setModules(0); run(b) })
+		b.Run("readers-1024-idle", func(b *testing.B) { setShared(false); setModules(0); run(b) })
+		return
+	}
+	b.Run("none", func(b *testing.B) { setShared(false); setModules(0); run(b) })
+	b.Run("shared-table-64", func(b *testing.B) { setShared(true); setModules(0); run(b) })
+	b.Run("module-segments-64", func(b *testing.B) { setShared(false); setModules(64); run(b) })
+	b.Run("module-segments-256", func(b *testing.B) { setShared(false); setModules(layout.MaxModules); run(b) })
 }

@@ -49,13 +49,13 @@ type Publisher struct {
 	frame  uint64
 	latest int // slot index of the latest publish, -1 if none
 
-	// pinWords[i] is the pin word watched under id i (a module slot); bit i
-	// of pinSet says it is watched.
+	// pinWords[i] is the pin word watched under id i (a module slot);
+	// pinSet says which are watched.
 	pinWords [MaxWatchedPins]*uint64
-	pinSet   uint64
-	// holders[s]: bit i set = holder id i (a module slot) leases slot s.
+	pinSet   layout.ModuleSet
+	// holders[s]: member i = holder id i (a module slot) leases slot s.
 	// Engine memory only: nothing another process writes can hold a slot.
-	holders [layout.MaxSlots]uint64
+	holders [layout.MaxSlots]layout.ModuleSet
 
 	// Counters (also mirrored into the segment's stats line).
 	Publishes uint64
@@ -202,7 +202,7 @@ func (p *Publisher) Frame() uint64 { return p.frame }
 func (p *Publisher) Latest() int { return p.latest }
 
 // slotLeased reports whether slot s is leased to a holder (engine memory).
-func (p *Publisher) slotLeased(s int) bool { return p.holders[s] != 0 }
+func (p *Publisher) slotLeased(s int) bool { return !p.holders[s].Empty() }
 
 // WatchPin makes the publisher honour the pin word at b[off:] (a module's
 // reader line, layout.OffMPin) under id (the module slot), replacing what
@@ -215,7 +215,7 @@ func (p *Publisher) WatchPin(id int, b []byte, off int) error {
 		return fmt.Errorf("pin id %d not in [0,%d)", id, MaxWatchedPins)
 	}
 	p.pinWords[id] = layout.Word64Ptr(b, off)
-	p.pinSet |= 1 << uint(id)
+	p.pinSet.Set(id)
 	return nil
 }
 
@@ -225,25 +225,28 @@ func (p *Publisher) UnwatchPin(id int) {
 	if id < 0 || id >= MaxWatchedPins {
 		return
 	}
-	p.pinSet &^= 1 << uint(id)
+	p.pinSet.Clear(id)
 	p.pinWords[id] = nil
 }
 
-// WatchedPins returns the set of watched pin ids (bit i = id i).
-func (p *Publisher) WatchedPins() uint64 { return p.pinSet }
+// WatchedPins returns the set of watched pin ids.
+func (p *Publisher) WatchedPins() layout.ModuleSet { return p.pinSet }
 
 // pinned reports whether any watched pin or external reader pins slot s.
 func (p *Publisher) pinned(s int) bool {
-	for m := p.pinSet; m != 0; m &= m - 1 {
-		// ORDER(pin-scan): seq-cst load; pairs with the reader's store of its
-		// pin (Reader.Pin). Called after the claim's store of the odd seq.
-		pin := atomic.LoadUint64(p.pinWords[bits.TrailingZeros64(m)])
-		if ps, _, ok := layout.UnpackPin(pin); ok {
-			if ps == s {
-				return true
-			}
-			if ps >= p.lw.Slots {
-				p.BadPins++
+	for w, word := range p.pinSet {
+		for m := word; m != 0; m &= m - 1 {
+			// ORDER(pin-scan): seq-cst load; pairs with the reader's store of
+			// its pin (Reader.Pin). Called after the claim's store of the odd
+			// seq.
+			pin := atomic.LoadUint64(p.pinWords[w<<6|bits.TrailingZeros64(m)])
+			if ps, _, ok := layout.UnpackPin(pin); ok {
+				if ps == s {
+					return true
+				}
+				if ps >= p.lw.Slots {
+					p.BadPins++
+				}
 			}
 		}
 	}

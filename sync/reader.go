@@ -131,7 +131,8 @@ func Attach(instance string, opt AttachOptions) (*Reader, error) {
 }
 
 // ClaimReader claims a free reader entry for this process (reclaiming the
-// entry of a dead process if the table is full).
+// entry of a dead process if the table is full). When every entry is held
+// by a live process it fails at once with ErrNoReaderSlot.
 func ClaimReader(b []byte, ll *layout.Leases, name string) (int, error) {
 	pid := uint32(os.Getpid())
 	for pass := 0; pass < 2; pass++ {
@@ -157,7 +158,10 @@ func ClaimReader(b []byte, ll *layout.Leases, name string) (int, error) {
 			return i, nil
 		}
 	}
-	return -1, ErrNoReaderSlot
+	// At once, never after a wait: an entry frees only when its process
+	// closes its reader or dies, which nothing here could wait out.
+	return -1, fmt.Errorf("%w: all %d entries are held by live processes (the engine's reader table size: host.Config.Readers, engine --readers)",
+		ErrNoReaderSlot, ll.Readers)
 }
 
 func readerAlive(b []byte, o int) bool {

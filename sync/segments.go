@@ -30,10 +30,15 @@ type WorldSegments struct {
 }
 
 // CreateWorldSegments creates and initialises the world and leases segments of
-// an instance for the given world. The ready word of each is stored last.
-func CreateWorldSegments(instance string, w *world.World, slots int) (*WorldSegments, error) {
+// an instance for the given world, with slots frame slots (0: DefaultSlots)
+// and an external reader table of readers entries (0:
+// layout.DefaultReaders). The ready word of each is stored last.
+func CreateWorldSegments(instance string, w *world.World, slots, readers int) (*WorldSegments, error) {
 	if slots == 0 {
 		slots = DefaultSlots
+	}
+	if readers == 0 {
+		readers = layout.DefaultReaders
 	}
 	comps := w.Registry().Components()
 	maxChunks := w.MaxChunks()
@@ -43,7 +48,7 @@ func CreateWorldSegments(instance string, w *world.World, slots int) (*WorldSegm
 	if err != nil {
 		return nil, err
 	}
-	lg, err := layout.ComputeLeasesGeometry(slots)
+	lg, err := layout.ComputeLeasesGeometry(slots, readers)
 	if err != nil {
 		return nil, err
 	}

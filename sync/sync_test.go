@@ -68,7 +68,7 @@ func newFixture(t testing.TB, chunkCap, maxChunks, entities int) *fixture {
 		require.NoError(t, world.Set(w, e, x.stamp, Stamp{Frame: 0, Check: check(0, e.Index())}))
 	}
 	inst := instanceName(t)
-	segs, err := CreateWorldSegments(inst, w, 0)
+	segs, err := CreateWorldSegments(inst, w, 0, 0)
 	require.NoError(t, err)
 	t.Cleanup(func() { segs.Unlink(); segs.Close() })
 	pub, err := NewPublisher(w, segs)
@@ -356,13 +356,13 @@ func TestPinBlocksRewrite(t *testing.T) {
 
 	// Lease another slot to a holder: it must not be used either.
 	leased := (pinned + 1) % lw.Slots
-	fx.pub.holders[leased] = 1 << 40
+	fx.pub.holders[leased] = layout.ModuleSetOf(layout.MaxModules - 1) // the last holder id
 	leasedSeq := layout.Load64(lw.B, lw.SlotOff(leased)+layout.SlotSeq)
 	// A holder word forged in the leases segment (a copy for inspection)
 	// holds nothing.
 	ll := fx.pub.LeasesLayout()
 	forged := (pinned + 2) % lw.Slots
-	layout.Store64(fx.segs.Leases.Data, ll.LeaseOff(forged)+layout.LeaseHolders, ^uint64(0))
+	layout.PutModuleSet(fx.segs.Leases.Data, ll.LeaseOff(forged)+layout.LeaseHolders, holdersUpTo(layout.MaxModules))
 	layout.Store32(fx.segs.Leases.Data, ll.LeaseOff(forged)+layout.LeaseEngine, 1)
 
 	used := map[int]bool{}
@@ -528,7 +528,7 @@ func TestSnapshotPoolWarmUpAndReuse(t *testing.T) {
 	require.NoError(t, err)
 	fx.w.Advance()
 	fx.touch(2, []int{1})
-	slot, st, err := fx.pub.Snapshot(2, world.MaskOf(fx.ids.stamp), 1<<3|1<<5)
+	slot, st, err := fx.pub.Snapshot(2, world.MaskOf(fx.ids.stamp), layout.ModuleSetOf(3, 5))
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), fx.pub.SnapshotsReused)
 	// The touched chunk's Stamp column, and the records of every chunk: the
@@ -537,12 +537,12 @@ func TestSnapshotPoolWarmUpAndReuse(t *testing.T) {
 	require.Equal(t, 1+fx.w.NumChunks(), st.ChunksCopied, "only the touched chunk's Stamp column, and the records")
 	require.Equal(t, 1, fx.pub.LeasedSlots())
 	ll, lb := fx.pub.LeasesLayout(), fx.segs.Leases.Data
-	require.Equal(t, uint64(1<<3|1<<5), layout.Load64(lb, ll.LeaseOff(slot)+layout.LeaseHolders), "mirrored for inspection")
+	require.Equal(t, layout.ModuleSetOf(3, 5), layout.GetModuleSet(lb, ll.LeaseOff(slot)+layout.LeaseHolders), "mirrored for inspection")
 	require.NoError(t, fx.pub.ReleaseHolder(slot, 3))
 	require.Equal(t, 1, fx.pub.LeasedSlots(), "still held by holder 5")
 	require.NoError(t, fx.pub.ReleaseHolder(slot, 5))
 	require.Equal(t, 0, fx.pub.LeasedSlots(), "back in the pool")
-	require.Zero(t, layout.Load64(lb, ll.LeaseOff(slot)+layout.LeaseHolders))
+	require.Zero(t, layout.GetModuleSet(lb, ll.LeaseOff(slot)+layout.LeaseHolders))
 	require.ErrorIs(t, fx.pub.ReleaseHolder(slot, 5), ErrNotHolder)
 }
 
@@ -557,4 +557,13 @@ func publishAndPin(t *testing.T, fx *fixture) (*Reader, *Frame) {
 	f, err := r.Pin()
 	require.NoError(t, err)
 	return r, f
+}
+
+// holdersUpTo returns the holder set of ids 0..n-1.
+func holdersUpTo(n int) layout.ModuleSet {
+	var s layout.ModuleSet
+	for i := 0; i < n; i++ {
+		s.Set(i)
+	}
+	return s
 }

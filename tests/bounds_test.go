@@ -395,13 +395,16 @@ func TestPinBounded(t *testing.T) {
 }
 
 // TestDeadSlotsReused (finding C): processes join under 70 names in all
-// and exit. Before, the 64 module slots were never reclaimed and a new
-// module was refused until the engine restarted. Now a full table gives the
-// slot of the module that died first to the new name (counted); a new
-// module joins and ticks; the refusal at the real cap (every slot held by a
-// live process) is one clear line.
+// and exit, with the engine's module limit at 64 (Config.MaxModules; the
+// table's own cap, layout.MaxModules, is 256). Before, the module slots were
+// never reclaimed and a new module was refused until the engine restarted.
+// Now a full table gives the slot of the module that died first to the new
+// name (counted); a new module joins and ticks; the refusal at the cap
+// (every slot held by a live process) is one clear line with its own wire
+// code (ipc.ErrModulesFull).
 func TestDeadSlotsReused(t *testing.T) {
-	r := newRig(t, 10)
+	const limit = 64
+	r := newRigConfig(t, 10, func(c *host.Config) { c.MaxModules = limit })
 	for p := 0; p < 7; p++ {
 		var names []string
 		for i := 0; i < 10; i++ {
@@ -412,7 +415,7 @@ func TestDeadSlotsReused(t *testing.T) {
 		require.Equal(t, "JOINED 10", l, "process %d", p)
 		_ = cmd.Wait()
 	}
-	require.Equal(t, uint64(70-layout.MaxModules), r.eng.Bounds().SlotsReused)
+	require.Equal(t, uint64(70-limit), r.eng.Bounds().SlotsReused)
 	r.spawn("steady", "report", module.Fast, 1, "Pos", "")
 	r.stepUntil("steady ticks", func() bool {
 		for _, m := range r.eng.Modules() {
@@ -425,8 +428,10 @@ func TestDeadSlotsReused(t *testing.T) {
 	// The real cap: one live process holds every other slot.
 	lines, _ := r.boundsSpawn("fill", "joiner")
 	l := <-lines
-	require.True(t, strings.HasPrefix(l, fmt.Sprintf("REFUSED after=%d ", layout.MaxModules-1)), l)
-	require.Contains(t, l, fmt.Sprintf("too many modules (%d): every slot is held by a live module", layout.MaxModules))
+	require.True(t, strings.HasPrefix(l, fmt.Sprintf("REFUSED after=%d ", limit-1)), l)
+	require.Contains(t, l, fmt.Sprintf("too many modules (%d): %v", limit, ipc.ErrModulesFull))
+	// Dial gives the sentinel of the wire code ("modules_full") first.
+	require.Contains(t, l, ipc.ErrModulesFull.Error()+" (engine said:")
 	require.Equal(t, uint64(1), r.eng.Bounds().ModulesRefused)
 	require.Equal(t, host.StateRunning, r.module("steady").State, "the steady module kept its slot")
 	t.Logf("bounds %+v", r.eng.Bounds())

@@ -205,7 +205,7 @@ func isoSnapshotExit(inst string, wel ipc.Welcome) int {
 		return 1
 	}
 	for s := 0; s < ll.Slots; s++ {
-		layout.Store64(ls.Data, ll.LeaseOff(s)+layout.LeaseHolders, ^uint64(0))
+		layout.PutModuleSet(ls.Data, ll.LeaseOff(s)+layout.LeaseHolders, layout.ModuleSet{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)})
 		layout.Store32(ls.Data, ll.LeaseOff(s)+layout.LeaseEngine, 1)
 	}
 	for i := 0; i < ll.Readers; i++ {

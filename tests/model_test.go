@@ -206,7 +206,7 @@ func (r *modelRun) newWorld() *world.World {
 // frame.
 func (r *modelRun) attach(frame uint64) {
 	inst := uniqueInstance(r.t, "m")
-	segs, err := fsync.CreateWorldSegments(inst, r.w, modelSlots)
+	segs, err := fsync.CreateWorldSegments(inst, r.w, modelSlots, 0)
 	if err != nil {
 		r.fatalf("segments: %v", err)
 	}

@@ -136,12 +136,12 @@ func TestReleaseRace(t *testing.T) {
 	require.True(t, pollUntil(30*time.Second, r.joined(raceMembers)), "the members did not join")
 	mods := r.eng.Modules()
 	require.Len(t, mods, raceMembers)
-	var members uint64
+	var members layout.ModuleSet
 	doneWords := make([]*shm.Segment, 0, raceMembers)
 	memberSlots := make([]int, 0, raceMembers)
 	for _, m := range mods {
 		require.Equal(t, "group:race", m.Group)
-		members |= 1 << uint(m.Slot)
+		members.Set(m.Slot)
 		seg, err := shm.Open(layout.ModuleSegmentName(r.inst, m.Slot), false)
 		require.NoError(t, err)
 		defer seg.Close()
@@ -149,16 +149,16 @@ func TestReleaseRace(t *testing.T) {
 		memberSlots = append(memberSlots, m.Slot)
 	}
 	// notDone returns the members whose done word is still before frame.
-	notDone := func(frame uint64) (bits uint64) {
+	notDone := func(frame uint64) (set layout.ModuleSet) {
 		for i, seg := range doneWords {
 			if d, _ := layout.DoneFrame(layout.Load64(seg.Data, layout.OffMDoneFrame)); d < frame {
-				bits |= 1 << uint(memberSlots[i])
+				set.Set(memberSlots[i])
 			}
 		}
-		return bits
+		return set
 	}
 	allDone := func(frame uint64) func() bool {
-		return func() bool { return notDone(frame) == 0 }
+		return func() bool { return notDone(frame).Empty() }
 	}
 	pub := r.eng.Publisher()
 	slots := pub.Layout().Slots
@@ -171,8 +171,8 @@ func TestReleaseRace(t *testing.T) {
 	leased := func() (held []int) {
 		for s := 0; s < slots; s++ {
 			h := pub.Holders(s)
-			require.Equal(t, h, layout.Load64(leases.Data, ll.LeaseOff(s)+layout.LeaseHolders), "slot %d: leases segment copy", s)
-			if h != 0 {
+			require.Equal(t, h, layout.GetModuleSet(leases.Data, ll.LeaseOff(s)+layout.LeaseHolders), "slot %d: leases segment copy", s)
+			if !h.Empty() {
 				held = append(held, s)
 			}
 		}
@@ -207,16 +207,16 @@ func TestReleaseRace(t *testing.T) {
 			// double free of another member's hold) shows here. Holders
 			// first: a member not done after that read was not done
 			// before it either.
-			early := uint64(0)
+			var early layout.ModuleSet
 			require.True(t, pollUntil(10*time.Second, func() bool {
 				idle := r.eng.Idle()
 				h := pub.Holders(held[0])
-				if missing := notDone(st.Frame) &^ h; missing != 0 {
-					early |= missing
+				if missing := notDone(st.Frame).Minus(h); !missing.Empty() {
+					early = early.Union(missing)
 				}
 				return idle
 			}), "round %d: the members did not finish", round)
-			require.Zero(t, early, "round %d: slot %d released while members (slot bits %#x) still read it", round, held[0], early)
+			require.Zero(t, early, "round %d: slot %d released while members (slots %v) still read it", round, held[0], early)
 			// Seen done: the slot is back in the pool, and so is every
 			// other slot but the latest.
 			require.Empty(t, leased(), "round %d: released", round)
@@ -224,7 +224,7 @@ func TestReleaseRace(t *testing.T) {
 			require.Zero(t, pub.WatchedPins(), "round %d: no pin watched", round)
 			free := 0
 			for s := 0; s < slots; s++ {
-				if s != pub.Latest() && pub.Holders(s) == 0 {
+				if s != pub.Latest() && pub.Holders(s).Empty() {
 					free++
 				}
 			}

@@ -14,22 +14,25 @@ import (
 
 	"github.com/fdp-engine/fdp/demo"
 	"github.com/fdp-engine/fdp/host"
+	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/spf13/cobra"
 )
 
 type runOpts struct {
-	instance  string
-	entities  int
-	churn     int
-	rate      int
-	duration  time.Duration
-	status    time.Duration
-	noPrewake bool
-	allowUIDs []uint
-	slots     int
-	shmLimit  string
-	slotIdle  time.Duration
+	instance   string
+	entities   int
+	churn      int
+	rate       int
+	duration   time.Duration
+	status     time.Duration
+	noPrewake  bool
+	allowUIDs  []uint
+	maxModules int
+	readers    int
+	slots      int
+	shmLimit   string
+	slotIdle   time.Duration
 }
 
 func (o *runOpts) flags(c *cobra.Command) {
@@ -43,6 +46,10 @@ func (o *runOpts) flags(c *cobra.Command) {
 	c.Flags().StringVar(&o.shmLimit, "shm-limit", "0", "bound on the world segment's shared memory, e.g. 512MiB or 2GiB (0 = the file system's room); snapshots beyond it are refused")
 	c.Flags().DurationVar(&o.slotIdle, "slot-idle", 0, "a slot unused for this long gives its memory back (0 = 2s, negative = never)")
 	c.Flags().BoolVar(&o.noPrewake, "no-prewake", false, "do not wake fast modules ahead of their tick (their ticks then wake them from FUTEX_WAIT)")
+	c.Flags().IntVar(&o.maxModules, "max-modules", layout.MaxModules,
+		fmt.Sprintf("modules attached at once (1..%d); a module beyond it, with every slot held by a live module, is refused at its hello (permanently: exit %d)", layout.MaxModules, layout.ExitRefused))
+	c.Flags().IntVar(&o.readers, "readers", layout.DefaultReaders,
+		fmt.Sprintf("entries of the external reader table (%d..%d): tools and tests that read frames without being modules; modules do not use it", layout.MinReaders, layout.MaxReaders))
 	c.Flags().UintSliceVar(&o.allowUIDs, "allow-uid", nil,
 		"admit modules running under this uid too (repeatable; the control socket becomes connectable by every uid, admission is by SO_PEERCRED)")
 }
@@ -59,6 +66,10 @@ func (o *runOpts) check() error {
 		return fmt.Errorf("--rate %d: must be at least 1", o.rate)
 	case o.duration < 0 || o.status < 0:
 		return fmt.Errorf("--duration and --status must not be negative")
+	case o.maxModules < 1 || o.maxModules > layout.MaxModules:
+		return fmt.Errorf("--max-modules %d: must be 1..%d", o.maxModules, layout.MaxModules)
+	case o.readers < layout.MinReaders || o.readers > layout.MaxReaders:
+		return fmt.Errorf("--readers %d: must be %d..%d", o.readers, layout.MinReaders, layout.MaxReaders)
 	}
 	return nil
 }
@@ -142,7 +153,7 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger, out io.Writer)
 		return fmt.Errorf("--shm-limit: %w", err)
 	}
 	eng, err := host.New(host.Config{Instance: o.instance, FrameRate: o.rate, NoPrewake: o.noPrewake, AllowUIDs: uids, Logger: log,
-		Slots: o.slots, ShmLimit: limit, SlotIdle: o.slotIdle}, sim.W, sim)
+		MaxModules: o.maxModules, Readers: o.readers, Slots: o.slots, ShmLimit: limit, SlotIdle: o.slotIdle}, sim.W, sim)
 	if err != nil {
 		return err
 	}

@@ -129,7 +129,7 @@ func TestReleaseReaderDuringEngineRestart(t *testing.T) {
 	require.NoError(t, releaseReader(inst, 12345, log), "no leases segment")
 	require.Contains(t, logBuf.String(), "level=DEBUG msg=\"reclaim skipped: no leases segment")
 
-	g, err := layout.ComputeLeasesGeometry(2)
+	g, err := layout.ComputeLeasesGeometry(2, layout.DefaultReaders)
 	require.NoError(t, err)
 	name := shm.SegmentName(inst, fsync.LeasesSegment)
 	seg, err := shm.Create(name, g.TotalSize)

@@ -62,7 +62,7 @@ func TestVerifyPublisherChild(t *testing.T) {
 	for i := 0; i < 300; i++ {
 		spawn()
 	}
-	segs, err := fsync.CreateWorldSegments(os.Getenv("FDP_TEST_INSTANCE"), w, 4)
+	segs, err := fsync.CreateWorldSegments(os.Getenv("FDP_TEST_INSTANCE"), w, 4, 0)
 	if err != nil {
 		fail(err)
 	}

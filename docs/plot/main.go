@@ -93,7 +93,7 @@ func measure() ([]point, error) {
 			}
 		}
 	}
-	segs, err := fsync.CreateWorldSegments("plot", w, 0)
+	segs, err := fsync.CreateWorldSegments("plot", w, 0, 0)
 	if err != nil {
 		return nil, err
 	}
