@@ -312,23 +312,7 @@ func (p *Publisher) spare() int {
 // memory back. The punch runs on another goroutine (P3); the engine calls
 // Trim once a frame. It returns the number of trims ended.
 func (p *Publisher) Trim() int {
-	ended := 0
-	for s := 0; s < p.lw.Slots; s++ {
-		j := p.trimming[s]
-		if j == nil || !j.done.Load() { // ORDER(trim): pairs with done.Store
-			continue
-		}
-		p.trimming[s] = nil
-		p.forget(s)
-		// ORDER(publish): the even seq after the header, as finish does.
-		layout.Store64(p.seg, p.lw.SlotOff(s)+layout.SlotSeq, j.odd+1)
-		if j.err != nil {
-			p.TrimErrors++
-		}
-		p.Trimmed++
-		layout.Add64(p.seg, layout.OffWStatTrimmed, 1)
-		ended++
-	}
+	ended := p.endTrims()
 	if p.trimAfter == 0 || p.frame < p.trimAfter {
 		return ended
 	}
@@ -357,11 +341,34 @@ func (p *Publisher) Trim() int {
 	return ended
 }
 
+// endTrims ends the trims whose punch finished and returns how many.
+func (p *Publisher) endTrims() int {
+	ended := 0
+	for s := 0; s < p.lw.Slots; s++ {
+		j := p.trimming[s]
+		if j == nil || !j.done.Load() { // ORDER(trim): pairs with done.Store
+			continue
+		}
+		p.trimming[s] = nil
+		p.forget(s)
+		// ORDER(publish): the even seq after the header, as finish does.
+		layout.Store64(p.seg, p.lw.SlotOff(s)+layout.SlotSeq, j.odd+1)
+		if j.err != nil {
+			p.TrimErrors++
+		}
+		p.Trimmed++
+		layout.Add64(p.seg, layout.OffWStatTrimmed, 1)
+		ended++
+	}
+	return ended
+}
+
 // WaitTrims waits for the punches in flight (before the segment is closed)
-// and ends their trims.
+// and ends their trims; it starts none (the engine calls it while closing,
+// when the pin words of module segments may be unmapped already).
 func (p *Publisher) WaitTrims() {
 	p.trims.Wait()
-	p.Trim()
+	p.endTrims()
 }
 
 // spanMinus returns the parts of a not in b; both are sorted and disjoint.

@@ -436,7 +436,7 @@ func TestMemoryFullFileSystem(t *testing.T) {
 	chunks := (n + g.ChunkCapacity - 1) / g.ChunkCapacity
 	full := g.SlotSpanBytes(0, uint64(s.Reg.Mask()), chunks+1)
 	team := g.SlotSpanBytes(0, uint64(world.MaskOf(s.Tm)), chunks+1)
-	lg, err := layout.ComputeLeasesGeometry(32)
+	lg, err := layout.ComputeLeasesGeometry(32, layout.DefaultReaders)
 	require.NoError(t, err)
 	eg, err := layout.ComputeEventsGeometry(1 << 20)
 	require.NoError(t, err)
