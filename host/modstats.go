@@ -55,19 +55,17 @@ func (e *Engine) writeModStats(m *Module) {
 func (e *Engine) encodeModStats(m *Module, s *layout.ModStats) {
 	layout.EncodeModStats(m.seg.Data, s)
 	m.statsDirty = false
-	m.writtenApplied, m.writtenRejected = m.Stats.Applied, m.Stats.Rejected
-	m.writtenEvDelivered, m.writtenEvLost = m.Stats.EventsDelivered, m.Stats.EventsLost
+	m.statsWritten = *s
 }
 
-// modStatsCurrent reports whether m's segment holds s in its statistics
-// block, the frame of the write aside (a block differing only in it is
-// current: the frame is when it was written, not a figure). Called inside
-// guard.
+// modStatsCurrent reports whether the block last written for m holds s, the
+// frame of the write aside (a block differing only in it is current: the
+// frame is when it was written, not a figure). It compares with the
+// engine's own copy, not with the segment: the module can write its
+// segment, and what it writes there must not cost the engine a read of
+// shared memory per frame.
 func modStatsCurrent(m *Module, s *layout.ModStats) bool {
-	held, stable, err := layout.DecodeModStats(m.seg.Data)
-	if err != nil || !stable {
-		return false // not written, or the module scribbled over it
-	}
+	held := m.statsWritten
 	held.Frame = s.Frame
 	return held == *s
 }

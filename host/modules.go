@@ -119,11 +119,10 @@ type Module struct {
 	tickHist Histogram
 	tickLast time.Duration
 	// statsDirty: the statistics block of the segment is behind (written
-	// at the end of the frame, writeModStats); written* are the playback
-	// and event counters it holds.
-	statsDirty                        bool
-	writtenApplied, writtenRejected   uint64
-	writtenEvDelivered, writtenEvLost uint64
+	// at the end of the frame, writeModStats); statsWritten is what the
+	// engine last wrote there (flushModStats compares with it).
+	statsDirty   bool
+	statsWritten layout.ModStats
 }
 
 func groupKey(h ipc.Hello) string {
