@@ -61,7 +61,7 @@ soak:
 	FDP_SOAK_KILLS=10000 FDP_CHAOS_DURATION=10m $(GO) test -count=1 -timeout 60m -run 'Soak|Chaos' -v ./tests/...
 
 plot:
-	$(GO) run ./docs/plot
+	$(GO) run ./docs/plot $(PLOT_FLAGS)
 
 clean:
 	rm -rf $(BIN) bench.out
