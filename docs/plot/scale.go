@@ -7,6 +7,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/fdp-engine/fdp/layout"
 	fsync "github.com/fdp-engine/fdp/sync"
 	"github.com/fdp-engine/fdp/world"
 )
@@ -131,7 +132,7 @@ func measureScale(n, reps int, log io.Writer) (scaleRow, error) {
 	for i, m := range []world.Mask{m1, m2} {
 		tw.dirty(fractions[1].pick)
 		frame++
-		s, _, err := pub.Snapshot(frame, m, 1<<uint(i))
+		s, _, err := pub.Snapshot(frame, m, layout.ModuleSetOf(i))
 		if err != nil {
 			return row, fmt.Errorf("snapshot: %w", err)
 		}
