@@ -275,7 +275,8 @@ func (r *rig) countRuns(frames <-chan host.FrameStats, n int, names ...string) (
 // exceeded its runtime".
 func TestSlowTickBounded(t *testing.T) {
 	const maxSlow = 250 * time.Millisecond
-	r := newRigConfig(t, 200, func(c *host.Config) { c.MaxSlowTick = maxSlow })
+	// Ten slots, as when this was found: nine hogs must press on the pool.
+	r := newRigConfig(t, 200, func(c *host.Config) { c.MaxSlowTick = maxSlow; c.Slots = 10 })
 	r.spawn("ai-1", "report", module.Slow, 2, "Pos", "solo")
 	r.spawn("ai-2", "report", module.Slow, 2, "Pos", "solo")
 	r.spawn("alert", "report", module.Slow, 3, "Pos", "")
@@ -349,7 +350,9 @@ func TestSlowTickBounded(t *testing.T) {
 // publish needs the slot: the slow modules lose at most a few ticks per
 // hold, the drops are counted, and publishing goes on.
 func TestPinBounded(t *testing.T) {
-	r := newRigConfig(t, 200, func(c *host.Config) { c.FastDeadline = 4 * time.Millisecond })
+	// Ten slots (the default was ten when this was found; it is 32 now, and
+	// slots cost no memory until used): eight pins must press on the pool.
+	r := newRigConfig(t, 200, func(c *host.Config) { c.FastDeadline = 4 * time.Millisecond; c.Slots = 10 })
 	r.spawn("ai-1", "report", module.Slow, 2, "Pos", "solo")
 	r.spawn("ai-2", "report", module.Slow, 2, "Pos", "solo")
 	frames := r.runEngine()

@@ -56,13 +56,16 @@ func errorLines(out string) []string {
 	return l
 }
 
-// TestEngineRunShmDirFull: `engine run --entities 20000` with a 6 MiB tmpfs
-// as FDP_SHM_DIR cannot fit its world: it exits non-zero at once with one
-// error line naming the directory and the bytes needed, and leaves nothing
-// in the directory.
+// TestEngineRunShmDirFull: `engine run --entities 20000` with a 100 KiB tmpfs
+// as FDP_SHM_DIR cannot fit even the world segment's fixed part (header,
+// component table and a page per slot: 139,264 bytes with 32 slots; the
+// rest of the segment is sparse, and a directory that fills later refuses
+// snapshots instead: tests/memory_test.go): it exits non-zero at once with
+// one error line naming the directory and the bytes needed, and leaves
+// nothing in the directory.
 func TestEngineRunShmDirFull(t *testing.T) {
 	bin := shippedBinaries(t)
-	dir := smallTmpfs(t, "6m")
+	dir := smallTmpfs(t, "100k")
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "engine"), "run", "--instance", "full", "--entities", "20000", "--status", "0", "--duration", "10s")
