@@ -18,21 +18,24 @@ import (
 // other masks, and checks every slot byte for byte against the world
 // (audit.Compare) after every publish, snapshot and sync. Fills that visit
 // only the changed chunks must give the same slot as the scan of every chunk.
+// It runs with ordinary and with non-temporal copies (copyModes).
 func TestChangedChunksDifferential(t *testing.T) {
 	seeds := 6
 	if testing.Short() {
 		seeds = 2
 	}
-	var changed, scanned uint64
-	for seed := int64(1); seed <= int64(seeds); seed++ {
-		c, s := runChangedDifferential(t, seed)
-		changed += c
-		scanned += s
-	}
-	// Both paths ran: the test would prove nothing if every fill scanned.
-	require.NotZero(t, changed, "fills of changed chunks only")
-	require.NotZero(t, scanned, "fills that scanned every chunk")
-	t.Logf("fills: %d of changed chunks only, %d scans", changed, scanned)
+	copyModes(t, func(t *testing.T) {
+		var changed, scanned uint64
+		for seed := int64(1); seed <= int64(seeds); seed++ {
+			c, s := runChangedDifferential(t, seed)
+			changed += c
+			scanned += s
+		}
+		// Both paths ran: the test would prove nothing if every fill scanned.
+		require.NotZero(t, changed, "fills of changed chunks only")
+		require.NotZero(t, scanned, "fills that scanned every chunk")
+		t.Logf("fills: %d of changed chunks only, %d scans", changed, scanned)
+	})
 }
 
 func runChangedDifferential(t *testing.T, seed int64) (uint64, uint64) {
@@ -186,5 +189,7 @@ func runChangedDifferential(t *testing.T, seed int64) (uint64, uint64) {
 		check(st.Slot, "publish after adoption", frame)
 	}
 	require.NotZero(t, pub2.fillsScanned)
+	checkCopyMode(t, pub)
+	checkCopyMode(t, pub2)
 	return pub.fillsChanged + pub2.fillsChanged, pub.fillsScanned + pub2.fillsScanned
 }

@@ -82,7 +82,8 @@ func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders layout.Modul
 		if p.slotVersion(best) != 0 {
 			p.SnapshotsReused++ // the slot held a frame: only the changes are copied
 		}
-		p.fill(best, mask, &st.PublishStats)
+		p.fill(best, mask, &st.PublishStats, p.lastSnapBytes >= NTCopyMin)
+		p.lastSnapBytes = st.BytesCopied
 		p.finish(best, odd, frame, ver, mask, &st.PublishStats)
 		p.holders[best] = holders
 		lo := p.ll.LeaseOff(best)
@@ -250,7 +251,7 @@ func (p *Publisher) WarmOne(frame uint64, mask world.Mask) bool {
 		}
 		ver := p.w.Seal() // see Publish
 		var st PublishStats
-		p.fill(s, mask, &st)
+		p.fill(s, mask, &st, p.lastPubBytes >= NTCopyMin) // a spare copy for publishes
 		p.finish(s, odd, frame, ver, mask, &st)
 		p.Warmed++
 		return true

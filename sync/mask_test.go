@@ -218,15 +218,18 @@ type slotModel struct {
 // every component in the slot's mask equals the model's value at the slot's
 // frame (Get, Column and queries agree), every component outside it is
 // refused, the records name nothing outside the mask, and the auditor finds
-// no broken invariant.
+// no broken invariant. It runs with ordinary and with non-temporal copies
+// (copyModes).
 func TestMaskDifferential(t *testing.T) {
 	seeds := 40
 	if testing.Short() {
 		seeds = 8
 	}
-	for seed := int64(1); seed <= int64(seeds); seed++ {
-		runMaskDifferential(t, seed, diffOptions{capc: 16, maxChunks: 4, steps: 300})
-	}
+	copyModes(t, func(t *testing.T) {
+		for seed := int64(1); seed <= int64(seeds); seed++ {
+			runMaskDifferential(t, seed, diffOptions{capc: 16, maxChunks: 4, steps: 300})
+		}
+	})
 }
 
 // diffOptions shape runMaskDifferential: the world's chunks, the steps, and
@@ -388,6 +391,7 @@ func runMaskDifferential(t *testing.T, seed int64, o diffOptions) {
 			checkSlotAgainstModel(t, r, lw, s, sm, comps, seed, step)
 		}
 	}
+	checkCopyMode(t, pub)
 }
 
 // checkBacking drops from the model the slots trimmed or being trimmed, and
@@ -494,12 +498,15 @@ func checkSlotAgainstModel(t *testing.T, r *Reader, lw *layout.World, s int, sm 
 // (a chunk spans pages), a world that grows chunks, and slots trimmed after
 // two unused frames: every slot still equals the model, and the memory the
 // kernel counts for the segment equals the publisher's account of what the
-// slots hold (checkBacking).
+// slots hold (checkBacking). It runs with ordinary and with non-temporal
+// copies (copyModes).
 func TestBackingDifferential(t *testing.T) {
 	seeds := 6
-	for seed := int64(1); seed <= int64(seeds); seed++ {
-		runMaskDifferential(t, seed, diffOptions{capc: 64, maxChunks: 6, steps: 400, trim: true})
-	}
+	copyModes(t, func(t *testing.T) {
+		for seed := int64(1); seed <= int64(seeds); seed++ {
+			runMaskDifferential(t, seed, diffOptions{capc: 64, maxChunks: 6, steps: 400, trim: true})
+		}
+	})
 }
 
 func TestSlotsKeepTheirMask(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/fdp-engine/fdp/internal/ntcopy"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/world"
@@ -16,6 +17,18 @@ import (
 
 // ErrNoFreeSlot is returned when every slot is latest, pinned or leased.
 var ErrNoFreeSlot = errors.New("no free frame slot (all pinned or leased)")
+
+// NTCopyMin is the size from which fills copy with non-temporal stores
+// (internal/ntcopy: AVX2 streaming stores on amd64, copy() elsewhere): a
+// fill streams when the previous fill of its kind (the previous publish for
+// a publish or a warm-up, the previous snapshot for a snapshot or SyncInto)
+// copied at least NTCopyMin bytes. A frame that large does not stay in cache
+// anyway (8 MiB: about the L3 a core can count on), and streaming stores
+// skip reading every destination line first; a smaller frame is copied with
+// ordinary stores, so that modules that read it at once find it in cache.
+// Measured in docs/plot/ntcopy.md. 0 makes every fill stream (tests); a
+// value above any frame, none. Set it before publishing, not during.
+var NTCopyMin = 8 << 20
 
 // PublishStats describes one publish.
 type PublishStats struct {
@@ -83,8 +96,13 @@ type Publisher struct {
 	// the list has no duplicates, so it never grows).
 	changed []int32
 	// fillsChanged and fillsScanned count the fills that visited only the
-	// changed chunks and those that scanned every chunk (tests).
-	fillsChanged, fillsScanned uint64
+	// changed chunks and those that scanned every chunk (tests); fillsNT
+	// those that copied with non-temporal stores.
+	fillsChanged, fillsScanned, fillsNT uint64
+	// lastPubBytes and lastSnapBytes are the bytes the last publish and the
+	// last snapshot copied: what the next fill of the kind expects to copy
+	// (NTCopyMin).
+	lastPubBytes, lastSnapBytes int
 
 	// Backing (backing.go): what each slot holds memory for, the total, the
 	// limit, and the trims of unused slots.
@@ -351,7 +369,8 @@ func (p *Publisher) Publish(frame uint64, mask world.Mask) (PublishStats, error)
 			continue
 		}
 		p.pubMask = uint64(mask) & p.schemaMask()
-		p.fill(best, mask, &st)
+		p.fill(best, mask, &st, p.lastPubBytes >= NTCopyMin)
+		p.lastPubBytes = st.BytesCopied
 		p.finish(best, odd, frame, ver, mask, &st)
 		p.latest = best
 		p.frame = frame
@@ -389,7 +408,8 @@ func (p *Publisher) SyncInto(s int, frame uint64, mask world.Mask) (PublishStats
 		p.unclaim(s, q)
 		return st, err
 	}
-	p.fill(s, mask, &st)
+	p.fill(s, mask, &st, p.lastSnapBytes >= NTCopyMin)
+	p.lastSnapBytes = st.BytesCopied
 	p.finish(s, odd, frame, ver, mask, &st)
 	st.Duration = time.Since(start)
 	return st, nil
@@ -428,7 +448,15 @@ func (p *Publisher) SyncInto(s int, frame uint64, mask world.Mask) (PublishStats
 // world's dirty log (dirtyEpochs seals) or one with more changes than
 // chunks. The slot header's SlotVersion is not used: shared memory a dead
 // engine left says nothing about this world's log.
-func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats) {
+//
+// With nt, the chunk columns (and unfiltered records) are copied with
+// non-temporal stores (NTCopyMin). ORDER(nt-copy): each such copy ends
+// with SFENCE (ntcopy.Copy), so every byte it wrote is visible before the
+// stores that follow it: the column's version word, and finish's seq-cst
+// store of the even seq that publishes the slot (ORDER(publish)). Without
+// the fence a reader could see the even seq and then stale column bytes
+// that the fence-less streaming stores had not yet made visible.
+func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats, nt bool) {
 	w := p.w
 	nch := w.NumChunks()
 	schema := p.schemaMask()
@@ -445,7 +473,7 @@ func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats) {
 		visited := 0
 		for _, c := range changed {
 			if int(c) < nch { // a chunk restored beyond the high-water mark
-				p.fillChunk(s, int(c), cmask, schema, st)
+				p.fillChunk(s, int(c), cmask, schema, nt, st)
 				visited++
 			}
 		}
@@ -455,26 +483,38 @@ func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats) {
 	} else {
 		p.fillsScanned++
 		for c := 0; c < nch; c++ {
-			p.fillChunk(s, c, cmask, schema, st)
+			p.fillChunk(s, c, cmask, schema, nt, st)
 		}
+	}
+	if nt {
+		p.fillsNT++
 	}
 	p.complete[s] = slotComplete{epoch: sealed, mask: cmask}
 }
 
 // fillChunk brings chunk c of slot s up to date for the columns of cmask
-// (fill's record mask invariant).
-func (p *Publisher) fillChunk(s, c int, cmask, schema uint64, st *PublishStats) {
+// (fill's record mask invariant), with non-temporal stores if nt (fill).
+func (p *Publisher) fillChunk(s, c int, cmask, schema uint64, nt bool, st *PublishStats) {
 	w, g, b := p.w, p.lw, p.seg
+	cp := copyBytes
+	if nt {
+		cp = ntcopy.Copy
+	}
 	co := g.ChunkOff(s, c)
 	// Entity records, the structural version and the record mask.
 	sv := w.ChunkStructVersion(c)
 	if sv > layout.Load64(b, co+layout.ChunkStructVersion) || binary.LittleEndian.Uint64(b[co+layout.ChunkRecordMask:]) != cmask {
 		recs := w.ChunkRecords(c)
 		eo, ee := g.EntityRange(s, c)
-		n := copy(b[eo:ee], recordBytes(recs))
-		if cmask != schema {
+		var n int
+		if cmask == schema {
+			n = cp(b[eo:ee], recordBytes(recs))
+		} else {
 			// One memcpy, then the masks filtered in place: a tight
-			// loop over 16-byte records of a chunk that is in cache.
+			// loop over 16-byte records of a chunk that is in cache
+			// (ordinary stores even with nt: streaming stores would
+			// have sent the records out of cache before the loop).
+			n = copy(b[eo:ee], recordBytes(recs))
 			dst := slotRecords(b[eo : eo+n])
 			for i := range dst {
 				dst[i].Mask &= cmask
@@ -500,12 +540,15 @@ func (p *Publisher) fillChunk(s, c int, cmask, schema uint64, st *PublishStats) 
 		}
 		if col := w.ChunkColumn(c, id); col != nil {
 			o := co + g.ColumnOff[k]
-			st.BytesCopied += copy(b[o:o+len(col)], col)
+			st.BytesCopied += cp(b[o:o+len(col)], col)
 		}
 		layout.Store64(b, vo, wv)
 		st.ChunksCopied++
 	}
 }
+
+// copyBytes is copy() as a function value (fillChunk's ordinary copy).
+func copyBytes(dst, src []byte) int { return copy(dst, src) }
 
 // schemaMask is the mask of every component of the segment's schema.
 func (p *Publisher) schemaMask() uint64 {

@@ -9,6 +9,9 @@
 //	plot huge [flags]         publish and memcpy variants on segments in
 //	                          /dev/shm and in other directories (a huge-page
 //	                          tmpfs) in the same run: see hugepages.sh
+//	plot nt [flags]           publishes with ordinary and with non-temporal
+//	                          stores (sync.NTCopyMin) and memcpy variants of
+//	                          the same bytes in the same run: docs/plot/ntcopy.md
 //	plot sim -entities N      what the demo simulation changes per frame,
 //	                          and what a frame of it costs
 //
@@ -33,6 +36,8 @@ func main() {
 	switch {
 	case len(args) > 0 && args[0] == "huge":
 		err = runHuge(args[1:])
+	case len(args) > 0 && args[0] == "nt":
+		err = runNT(args[1:])
 	case len(args) > 0 && args[0] == "sim":
 		err = runSim(args[1:])
 	default:

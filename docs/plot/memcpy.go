@@ -4,6 +4,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/fdp-engine/fdp/internal/ntcopy"
 )
 
 // copyBuffers are the source and destination of the memcpy baseline.
@@ -43,6 +45,16 @@ func copyPieces(dst, src []byte) {
 	for off := 0; off < len(src); off += piece {
 		end := min(off+piece, len(src))
 		copy(dst[off:end], src[off:end])
+	}
+}
+
+// piecesNT copies the first n bytes in chunk-column pieces with
+// non-temporal stores (ntcopy.Copy, as a publish with NTCopyMin reached).
+func (b *copyBuffers) piecesNT(n int) {
+	dst, src := b.dst[:n], b.src[:n]
+	for off := 0; off < n; off += piece {
+		end := min(off+piece, n)
+		ntcopy.Copy(dst[off:end], src[off:end])
 	}
 }
 
