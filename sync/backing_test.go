@@ -129,7 +129,7 @@ func TestBackingNoSpace(t *testing.T) {
 	require.NoError(t, err)
 	full := g.SlotSpanBytes(0, 1<<4-1, w.NumChunks())
 	// Room for the fixed part, two whole copies and half of a third.
-	testutil.MountTmpfs(t, g.FixedBytes()+2*full+full/2+64<<10)
+	testutil.UseShmDir(t, testutil.MountTmpfs(t, g.FixedBytes()+2*full+full/2+64<<10))
 	segs, err := CreateWorldSegments("nospace", w, 8, 0)
 	require.NoError(t, err)
 	defer func() { segs.Unlink(); segs.Close() }()

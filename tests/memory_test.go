@@ -443,10 +443,8 @@ func TestMemoryFullFileSystem(t *testing.T) {
 	mg, err := layout.ComputeModuleGeometry(1 << 20)
 	require.NoError(t, err)
 	size := g.FixedBytes() + 2*full + lg.TotalSize + eg.TotalSize + mods*mg.TotalSize + team*3/2
-	dir := smallTmpfs(t, strconv.Itoa(size))
-	old := shm.Dir
-	shm.Dir = dir
-	t.Cleanup(func() { shm.Dir = old })
+	dir := testutil.MountTmpfs(t, size)
+	testutil.UseShmDir(t, dir)
 	env := []string{"FDP_SHM_DIR=" + dir}
 
 	inst := uniqueInstance(t, "memf")

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/fdp-engine/fdp/host"
+	"github.com/fdp-engine/fdp/internal/testutil"
 	"github.com/fdp-engine/fdp/module"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/world"
@@ -338,7 +339,7 @@ func TestModuleTruncatesItsSegment(t *testing.T) {
 // rejoins.
 func TestModulePunchesItsSegmentOnFullShm(t *testing.T) {
 	segfaultChild()
-	dir := smallTmpfs(t, "16m")
+	dir := testutil.MountTmpfs(t, 16<<20)
 	old := shm.Dir
 	shm.Dir = dir
 	t.Cleanup(func() { shm.Dir = old })

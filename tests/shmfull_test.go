@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fdp-engine/fdp/internal/testutil"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/stretchr/testify/require"
@@ -21,18 +22,6 @@ import (
 // No SIGBUS, clear errors (issue 11, findings 2 and 3): a full shm
 // directory and a segment truncated under a running engine end `engine run`
 // with one line and a non-zero exit, never a fault trace.
-
-// smallTmpfs mounts a tmpfs of size bytes on a fresh directory (unmounted at
-// the end); it skips the test where mounting is not permitted.
-func smallTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0700"); err != nil {
-		t.Skipf("cannot mount a %s tmpfs (needs root or CAP_SYS_ADMIN; CI runs as root): %v", size, err)
-	}
-	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) })
-	return dir
-}
 
 // faultTrace reports whether output holds a Go crash trace.
 func faultTrace(out string) bool {
@@ -65,7 +54,7 @@ func errorLines(out string) []string {
 // nothing in the directory.
 func TestEngineRunShmDirFull(t *testing.T) {
 	bin := shippedBinaries(t)
-	dir := smallTmpfs(t, "100k")
+	dir := testutil.MountTmpfs(t, 100<<10)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "engine"), "run", "--instance", "full", "--entities", "20000", "--status", "0", "--duration", "10s")
@@ -110,7 +99,7 @@ func latestOf(path string) uint64 {
 // spawn and death events every frame) without a fault, and stops cleanly.
 func TestEngineRunShmDirFillsLater(t *testing.T) {
 	bin := shippedBinaries(t)
-	dir := smallTmpfs(t, "6m")
+	dir := testutil.MountTmpfs(t, 6<<20)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, filepath.Join(bin, "engine"), "run", "--instance", "later", "--entities", "300", "--churn", "600", "--status", "0", "--duration", "12s")

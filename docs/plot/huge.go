@@ -111,21 +111,12 @@ func hugeRound(tw *testWorld, vs []*variant, n, reps int) error {
 		for fi, f := range fractions {
 			for j := range vs {
 				v := vs[(j+r)%len(vs)]
-				var d []time.Duration
-				for i := 0; i < k+3; i++ {
-					tw.dirty(f.pick)
-					frame++
-					t0 := time.Now()
-					st, err := v.pub.Publish(frame, all)
-					if err != nil {
-						return err
-					}
-					if i >= 3 { // both slots one pattern behind
-						d = append(d, time.Since(t0))
-						bytes[fi] = st.BytesCopied
-					}
+				d, nb, err := tw.medianPublish(v.pub, f, &frame, k)
+				if err != nil {
+					return err
 				}
-				v.runs[fi] = append(v.runs[fi], median(d))
+				bytes[fi] = nb
+				v.runs[fi] = append(v.runs[fi], d)
 			}
 			nb := min(bytes[fi], len(buf.src))
 			cps[fi].pieces = append(cps[fi].pieces, timeIt(k, func() { buf.pieces(nb) }))

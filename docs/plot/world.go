@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sync/atomic"
+	"time"
 
 	"github.com/fdp-engine/fdp/layout"
 	fsync "github.com/fdp-engine/fdp/sync"
@@ -118,4 +119,27 @@ func (tw *testWorld) createSegments() (*fsync.WorldSegments, error) {
 func dropSegments(segs *fsync.WorldSegments) {
 	segs.Unlink()
 	segs.Close()
+}
+
+// medianPublish publishes k+3 frames, each after dirtying the chunks of f,
+// and returns the median time of the last k (the first three leave both
+// publish slots one pattern behind, as in steady state) and the bytes the
+// last one copied. *frame is the last frame number used.
+func (tw *testWorld) medianPublish(pub *fsync.Publisher, f fraction, frame *uint64, k int) (time.Duration, int, error) {
+	var d []time.Duration
+	bytes := 0
+	for i := 0; i < k+3; i++ {
+		tw.dirty(f.pick)
+		*frame++
+		t0 := time.Now()
+		st, err := pub.Publish(*frame, world.Mask(^uint64(0)))
+		if err != nil {
+			return 0, 0, err
+		}
+		if i >= 3 {
+			d = append(d, time.Since(t0))
+			bytes = st.BytesCopied
+		}
+	}
+	return median(d), bytes, nil
 }
