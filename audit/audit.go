@@ -26,7 +26,8 @@ var (
 	// ErrRetry: the slot was being written (odd seq) or was rewritten while
 	// it was copied; nothing was checked. Read again.
 	ErrRetry = errors.New("slot was being written or was rewritten during the read; read again")
-	// ErrEmpty: the slot was never published (seq 0).
+	// ErrEmpty: the slot holds no frame: never published (seq 0), or
+	// trimmed (version 0 at an even seq: its memory was given back).
 	ErrEmpty = errors.New("slot was never published")
 	// ErrNothingPublished: the segment's latest word is 0.
 	ErrNothingPublished = errors.New("nothing published yet")
@@ -244,6 +245,12 @@ func Latest(b []byte, lw *layout.World) (Report, error) {
 	}
 	switch {
 	case errors.Is(err, ErrEmpty):
+		if q := load64(b, lw.SlotOff(s)+layout.SlotSeq); q != 0 {
+			// Invariant: the latest slot is a complete frame (version >=
+			// 1); version 0 is a trimmed slot, which is never the latest.
+			rep.add(KindSlotVersion, -1, -1, -1, "latest slot %d (seq %d) has version 0", s, q)
+			return rep, nil
+		}
 		// Invariant: latest is stored only after a complete publish.
 		rep.add(KindLatestWord, -1, -1, -1, "latest word names slot %d, which was never published", s)
 		return rep, nil
@@ -274,6 +281,14 @@ func readSlot(b []byte, lw *layout.World, s int) ([]byte, uint64, error) {
 	case q == 0:
 		return nil, 0, ErrEmpty
 	case q&1 != 0:
+		return nil, 0, ErrRetry
+	case load64(b, off+layout.SlotVersion) == 0:
+		// Trimmed (layout/backing.go): an even seq, version 0, nothing
+		// held. A complete frame's version is >= 1. The seq is re-checked
+		// so that a slot being refilled is not taken for trimmed.
+		if load64(b, off+layout.SlotSeq) == q {
+			return nil, 0, ErrEmpty
+		}
 		return nil, 0, ErrRetry
 	}
 	chunks := int(le.Uint32(b[off+layout.SlotChunks:]))

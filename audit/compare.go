@@ -64,6 +64,8 @@ func Compare(b []byte, lw *layout.World, s int, w *world.World, limit int) ([]Di
 		return nil, ErrEmpty
 	case q&1 != 0:
 		return nil, ErrRetry
+	case load64(b, off+layout.SlotVersion) == 0: // trimmed: see readSlot
+		return nil, ErrEmpty
 	}
 	var out []Difference
 	full := func() bool { return limit > 0 && len(out) >= limit }

@@ -185,15 +185,20 @@ func (e *Engine) dispatch(now time.Time) int {
 	// Slow tier: one snapshot for the due (or owed), idle members of each
 	// convoy group.
 	//
-	// The groups take snapshots in turn: the dispatch starts with the first
-	// group that was refused one (no free slot) at the previous dispatch
-	// that refused any. When slots are scarce, the group first in slot
-	// order would otherwise take every slot that comes free, and a group
-	// behind it wait for as long as the first one keeps ticking.
+	// The groups take snapshots in turn (round robin): when a dispatch
+	// refused a group (no free slot, or no memory under the limit), the next
+	// one starts with the group after the last one served, or, if none was
+	// served, with the first one refused. When slots or memory are scarce,
+	// the group first in slot order would otherwise take every slot that
+	// comes free, and a group behind it wait for as long as the first one
+	// keeps ticking. (Starting with the first group refused, as before,
+	// was not enough: a group whose snapshot never fits stays first, and
+	// the group right behind it took every slot that came free: found from
+	// outside with one group of four running 52 ticks and two none.)
 	// Module sets here are indexed by position in e.mods (= the module's
 	// slot, < layout.MaxModules); holders by slot.
 	var handled layout.ModuleSet // modules handled
-	start, refused := 0, -1
+	start, refused, served := 0, -1, -1
 	if e.slowFirst < len(e.mods) {
 		start = e.slowFirst
 	}
@@ -264,10 +269,11 @@ func (e *Engine) dispatch(now time.Time) int {
 			}
 			e.snapshotRefused(m.Group, members.Count(), err, now)
 			if refused < 0 {
-				refused = i // first in line at the next dispatch
+				refused = i
 			}
 			continue
 		}
+		served = i
 		e.Snapshots++
 		e.SnapBytes += uint64(st.BytesCopied)
 		for j := members.Next(0); j >= 0; j = members.Next(j + 1) {
@@ -302,7 +308,10 @@ func (e *Engine) dispatch(now time.Time) int {
 			x.owed = x.owed || x.busy
 		}
 	}
-	if refused >= 0 {
+	switch {
+	case refused >= 0 && served >= 0:
+		e.slowFirst = (served + 1) % len(e.mods)
+	case refused >= 0:
 		e.slowFirst = refused
 	}
 	return n
@@ -397,7 +406,7 @@ const MaxWakeReport = time.Second
 // read torn frames then, which its Release detects); external reader entries of dead
 // processes, and pins in entries nobody owns, are cleared. Called with mu
 // held.
-func (e *Engine) reclaimSlots() int {
+func (e *Engine) reclaimSlots(cause error) int {
 	n := e.pub.RetainHolders(func(s int) layout.ModuleSet {
 		var live layout.ModuleSet
 		for _, m := range e.mods {
@@ -412,7 +421,7 @@ func (e *Engine) reclaimSlots() int {
 	e.ReclaimedReaders += uint64(n)
 	// Visible, at most once per second: what held the slots.
 	if now := time.Now(); now.Sub(e.noSlotWarned) >= time.Second {
-		e.log.Warn("publish found no free frame slot", "frame", e.frame, "skipped_total", e.pub.Skipped,
+		e.log.Warn("publish found no free frame slot", "err", cause, "frame", e.frame, "skipped_total", e.pub.Skipped,
 			"suppressed", e.noSlotHeld, "reclaimed", n, "leased_slots", e.pub.LeasedSlots(),
 			"watched_pins", e.pub.WatchedPins().Count())
 		e.noSlotWarned, e.noSlotHeld = now, 0

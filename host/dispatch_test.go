@@ -349,3 +349,48 @@ func TestScarceSlotsTakenInTurn(t *testing.T) {
 	require.Greater(t, runs[b], 20, "b's ticks")
 	require.InDelta(t, runs[a], runs[b], 2, "a %d ticks, b %d: in turn", runs[a], runs[b])
 }
+
+// TestMemoryRefusalsTakenInTurn: with a shared-memory limit that leaves room
+// for one snapshot of Pos, two solo slow modules reading Pos whose ticks
+// outlast their period both keep ticking: a group refused for memory is
+// first in line at the next dispatch, and takes the slot the other released
+// (the same mask: no memory needed). Found from outside: one group ran 141
+// ticks in a minute, the other 1.
+func TestMemoryRefusalsTakenInTurn(t *testing.T) {
+	s := newRSchema()
+	w := newRWorld(t, s)
+	for i := 0; i < 64*20; i++ {
+		e, err := w.Create()
+		require.NoError(t, err)
+		require.NoError(t, world.Set(w, e, s.pos, rPos{X: float32(i)}))
+	}
+	e, err := New(Config{Instance: testInstance(t), Logger: quietLog()}, w, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { e.Close() })
+	p := e.pub
+	one := int64(p.Layout().SlotSpanBytes(0, uint64(world.MaskOf(s.pos)), w.NumChunks()))
+	p.SetShmLimit(p.MinShmLimit() + one + one/2)
+	r := &schedRig{t: t, e: e}
+	r.step()
+	a := r.joinMask("a", ipc.TierSlow, 2, "solo", world.MaskOf(s.pos))
+	b := r.joinMask("b", ipc.TierSlow, 2, "solo", world.MaskOf(s.pos))
+	began := map[*Module]uint64{}
+	runs := map[*Module]int{}
+	for f := 0; f < 240; f++ {
+		r.step()
+		for _, m := range []*Module{a, b} {
+			if tf := tickFrame(m); tf != 0 && tf != began[m] {
+				began[m] = tf
+				runs[m]++
+			}
+			if tf := tickFrame(m); tf != 0 && r.e.frame >= tf+3 {
+				finish(m)
+			}
+		}
+	}
+	require.NotZero(t, p.SnapNoSpace, "the limit refused snapshots")
+	require.LessOrEqual(t, p.Backed(), p.MinShmLimit()+one+one/2)
+	require.Greater(t, runs[a], 20, "a's ticks")
+	require.Greater(t, runs[b], 20, "b's ticks")
+	require.InDelta(t, runs[a], runs[b], 2, "a %d ticks, b %d: in turn", runs[a], runs[b])
+}

@@ -127,9 +127,8 @@ type Engine struct {
 	asideDropped bool // dropAside ran (after the first successful publish)
 	closeOnce    gosync.Once
 	allMask      world.Mask
-	// slowFirst is the module index the slow tier's dispatch starts from:
-	// the first group refused a snapshot at the last dispatch that refused
-	// any (see dispatch).
+	// slowFirst is the module index the slow tier's dispatch starts from
+	// (round robin among groups refused a snapshot; see dispatch).
 	slowFirst int
 }
 
@@ -170,6 +169,15 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 		e.Close()
 		return nil, err
 	}
+	// The publish needs two whole copies of the world: a directory without
+	// the room for them fails the start with one line, as a directory
+	// without room for the fixed part or the event log does (shm.Create), instead of an
+	// engine that runs and publishes nothing.
+	if err := e.segs.World.NeedSpace(2 * e.pub.CopyBytes()); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("the world's two copies do not fit: %w", err)
+	}
+
 	e.ctl, err = ipc.Listen(cfg.Instance, ipc.ControlConfig{
 		SchemaHash: w.Registry().SchemaHash(),
 		Handler:    e.admit,
@@ -385,10 +393,11 @@ func (e *Engine) Step() FrameStats {
 			e.dropAside(st.Frame)
 		}
 	} else {
-		// Every slot pinned or leased (counted in the publisher's Skipped
-		// and the world segment's skipped stat): reclaim what no live
-		// reader holds, so that the next frame can publish.
-		e.reclaimSlots()
+		// Every slot pinned or leased, or no memory for one (counted in
+		// the publisher's Skipped and the world segment's skipped stat):
+		// reclaim what no live reader holds, so that the next frame can
+		// publish.
+		e.reclaimSlots(st.PublishErr)
 	}
 
 	// Dispatch ticks, wait for the fast tier, play back.

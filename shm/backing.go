@@ -59,6 +59,32 @@ func (s *Segment) Unback(off, n int) error {
 	return nil
 }
 
+// Free returns the bytes the segment's file system has free for this
+// process (fstatfs: blocks available × block size).
+func (s *Segment) Free() (int64, error) {
+	if s == nil || s.f == nil {
+		return 0, os.ErrClosed
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(int(s.f.Fd()), &st); err != nil {
+		return 0, fmt.Errorf("fstatfs %s: %w", s.Path, err)
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// NeedSpace returns an error wrapping ErrNoSpace, naming the segment's
+// directory, when its file system has less than n bytes free for it, and
+// nil otherwise (or when the free space cannot be read: Back then says).
+// A writer checks with it before a Back that may not fit: a fallocate that
+// fails half-way on tmpfs allocates and frees pages up to the full size.
+func (s *Segment) NeedSpace(n int) error {
+	free, err := s.Free()
+	if err != nil || free >= int64(n) {
+		return nil
+	}
+	return noSpace(filepath.Dir(s.Path), n, unix.ENOSPC)
+}
+
 // Allocated returns the bytes of the segment's file that hold memory (its
 // allocated blocks, fstat's st_blocks): less than the file size for a sparse
 // segment.

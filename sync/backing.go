@@ -176,7 +176,16 @@ func (p *Publisher) grow(s int, mask uint64, chunks int, snapshot bool) error {
 	})
 	p.spanBuf = add[:0]
 	if !p.mayGrow(delta, snapshot) {
-		return p.limitErr(delta)
+		return p.limitErr(delta, snapshot)
+	}
+	if p.ws.Sparse() && delta > 0 {
+		// A full file system refuses before anything is allocated: a
+		// fallocate that fails half-way allocates and frees up to the
+		// full size, every frame a refused group is due (it halved the
+		// frame rate when found from outside).
+		if err := p.ws.NeedSpace(delta); err != nil {
+			return fmt.Errorf("%w: %w", ErrNoSlotMemory, err)
+		}
 	}
 	p.setBackWords(s, mask, chunks) // B1: raised before the allocation
 	for i, sp := range add {
@@ -209,8 +218,14 @@ func (p *Publisher) rebase(s int, mask uint64, chunks int, snapshot bool) error 
 	wantBytes, end := 0, 0
 	p.lw.SlotSpans(s, mask, 0, chunks, func(lo, hi int) { want = append(want, span{lo, hi}); wantBytes += hi - lo; end = hi })
 	drop, add := spanMinus(have, want), spanMinus(want, have)
-	if delta := spanBytes(add) - spanBytes(drop); !p.mayGrow(delta, snapshot) {
-		return p.limitErr(delta)
+	delta := spanBytes(add) - spanBytes(drop)
+	if !p.mayGrow(delta, snapshot) {
+		return p.limitErr(delta, snapshot)
+	}
+	if p.ws.Sparse() && delta > 0 {
+		if err := p.ws.NeedSpace(delta); err != nil { // see grow
+			return fmt.Errorf("%w: %w", ErrNoSlotMemory, err)
+		}
 	}
 	p.setBackWords(s, b.mask|mask, max(b.chunks, chunks)) // B1: a superset of both
 	// P4: what is punched is no longer up to date, whatever page its
@@ -241,9 +256,19 @@ func (p *Publisher) rebase(s int, mask uint64, chunks int, snapshot bool) error 
 	return nil
 }
 
-func (p *Publisher) limitErr(delta int) error {
-	return fmt.Errorf("%w: %d more bytes would pass the shared-memory limit (%d held of %d)",
-		ErrNoSlotMemory, delta, p.backed, p.limit)
+func (p *Publisher) limitErr(delta int, snapshot bool) error {
+	if !snapshot {
+		return fmt.Errorf("%w: %d more bytes would pass the shared-memory limit of %d (%d held)",
+			ErrNoSlotMemory, delta, p.limit, p.backed)
+	}
+	return fmt.Errorf("%w: %d more bytes would pass the shared-memory limit of %d (%d held, %d kept for the publish's two copies at the world's largest)",
+		ErrNoSlotMemory, delta, p.limit, p.backed, p.publishReserve())
+}
+
+// CopyBytes returns the memory one whole copy of the world takes in a slot
+// now (every component, the chunks in use), beyond the slot's first page.
+func (p *Publisher) CopyBytes() int {
+	return p.lw.SlotSpanBytes(0, p.schemaMask(), p.w.NumChunks())
 }
 
 // empty gives back everything slot s holds beyond its first page and marks

@@ -101,6 +101,10 @@ func TestTrimGivesMemoryBack(t *testing.T) {
 	requireAccount(t, fx)
 	for _, s := range held {
 		require.Zero(t, layout.Load64(fx.segs.World.Data, p.Layout().SlotOff(s)+layout.SlotVersion), "trimmed slot %d reads as never written", s)
+		// The auditor (engine verify) takes it for empty, not for a broken
+		// frame (found from outside: verify failed a healthy instance).
+		_, err := audit.Slot(fx.segs.World.Data, p.Layout(), s)
+		require.ErrorIs(t, err, audit.ErrEmpty, "trimmed slot %d", s)
 	}
 	// Filled again, a trimmed slot equals the world (P4: nothing it held
 	// is taken for up to date).

@@ -92,8 +92,9 @@ func (r *Reader) decodeWorld(opt AttachOptions) error {
 }
 
 // Attach is the external-reader path, for processes of the engine's own uid
-// that read frames without being modules (tools, tests, `engine stat`): it
-// maps the world segment of an instance read-only (PROT_READ) and its
+// that read frames without being modules (tools and tests built on this
+// package; `engine stat`, `dump` and `verify` do not attach): it maps the
+// world segment of an instance read-only (PROT_READ) and its
 // leases segment read-write by name, validates the header and schema, and
 // claims an entry of the external reader table, whose pin the engine
 // honours. Modules never use it: they get descriptors from the engine

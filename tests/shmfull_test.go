@@ -45,36 +45,41 @@ func errorLines(out string) []string {
 	return l
 }
 
-// TestEngineRunShmDirFull: `engine run --entities 20000` with a 100 KiB tmpfs
-// as FDP_SHM_DIR cannot fit even the world segment's fixed part (header,
-// component table and a page per slot: 139,264 bytes with 32 slots; the
-// rest of the segment is sparse, and a directory that fills later refuses
-// snapshots instead: tests/memory_test.go): it exits non-zero at once with
-// one error line naming the directory and the bytes needed, and leaves
-// nothing in the directory.
+// TestEngineRunShmDirFull: `engine run --entities 20000` with a directory
+// too small for it exits non-zero at once with one error line naming the
+// directory and the bytes needed, and leaves nothing in the directory: a
+// 100 KiB tmpfs cannot hold even the world segment's fixed part (header,
+// component table, a page per slot: 139,264 bytes with 32 slots), and a
+// 3 MiB one holds the fixed part and the other segments but not the two
+// copies of the world the publish needs (2 × 0.9 MiB, after the 1 MiB
+// event log). Found from outside: with the second the engine ran and
+// published nothing. The rest of the world segment is sparse: a directory
+// that fills later refuses snapshots instead (tests/memory_test.go).
 func TestEngineRunShmDirFull(t *testing.T) {
 	bin := shippedBinaries(t)
-	dir := testutil.MountTmpfs(t, 100<<10)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(bin, "engine"), "run", "--instance", "full", "--entities", "20000", "--status", "0", "--duration", "10s")
-	cmd.Env = append(os.Environ(), "FDP_SHM_DIR="+dir)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stderr, &stderr
-	err := cmd.Run()
-	out := stderr.String()
-	var ee *exec.ExitError
-	require.True(t, errors.As(err, &ee), "engine run must fail: %v\n%s", err, out)
-	require.NotZero(t, ee.ExitCode(), out)
-	require.False(t, faultTrace(out), "a fault trace instead of an error:\n%s", out)
-	lines := errorLines(out)
-	require.Len(t, lines, 1, out)
-	require.Contains(t, lines[0], "not enough space")
-	require.Contains(t, lines[0], dir)
-	require.Regexp(t, `need \d+ bytes`, lines[0])
-	ents, err := os.ReadDir(dir)
-	require.NoError(t, err)
-	require.Empty(t, ents, "segments, sockets or temporary files left behind")
+	for _, size := range []int{100 << 10, 3 << 20} {
+		dir := testutil.MountTmpfs(t, size)
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		cmd := exec.CommandContext(ctx, filepath.Join(bin, "engine"), "run", "--instance", "full", "--entities", "20000", "--status", "0", "--duration", "10s")
+		cmd.Env = append(os.Environ(), "FDP_SHM_DIR="+dir)
+		var stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stderr, &stderr
+		err := cmd.Run()
+		cancel()
+		out := stderr.String()
+		var ee *exec.ExitError
+		require.True(t, errors.As(err, &ee), "%d bytes: engine run must fail: %v\n%s", size, err, out)
+		require.NotZero(t, ee.ExitCode(), out)
+		require.False(t, faultTrace(out), "a fault trace instead of an error:\n%s", out)
+		lines := errorLines(out)
+		require.Len(t, lines, 1, out)
+		require.Contains(t, lines[0], "not enough space")
+		require.Contains(t, lines[0], dir)
+		require.Regexp(t, `need \d+ bytes`, lines[0])
+		ents, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		require.Empty(t, ents, "%d bytes: segments, sockets or temporary files left behind", size)
+	}
 }
 
 // latestOf reads the latest frame of the world segment file at path (0: none

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -29,8 +30,11 @@ func parseBytes(s string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseInt(t, 10, 64)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, fmt.Errorf("%q is too large", s)
+	}
 	if err != nil || n < 0 {
-		return 0, fmt.Errorf("%q is not a byte count (a whole number, optionally with KiB, MiB, GiB, TiB, KB, MB, GB or TB)", s)
+		return 0, fmt.Errorf("%q is not a byte count (a whole number, optionally with K, M, G, T or KiB, MiB, GiB, TiB: powers of 1024; KB, MB, GB, TB: powers of 1000; B)", s)
 	}
 	if n > 0 && mult > (1<<62)/n {
 		return 0, fmt.Errorf("%q is too large", s)

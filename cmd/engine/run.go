@@ -170,7 +170,7 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger, out io.Writer)
 	log.Info("engine running", "instance", o.instance, "entities", sim.W.Count(), "rate", o.rate, "pid", os.Getpid())
 	start := time.Now()
 	pub := eng.Publisher()
-	lastStatus, lastPub, lastSkipped, lastRefused := start, pub.Publishes, pub.Skipped, eng.Bounds().SnapshotsRefused
+	lastStatus, lastPub, lastSkipped, lastRefused, lastNoMem := start, pub.Publishes, pub.Skipped, eng.Bounds().SnapshotsRefused, pub.PubNoSpace
 	var late, rejected, commands int
 	err = eng.Run(ctx, func(st host.FrameStats) {
 		late += st.Late
@@ -180,8 +180,8 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger, out io.Writer)
 			now := time.Now()
 			refused := eng.Bounds().SnapshotsRefused
 			fmt.Fprintln(os.Stderr, statusLine(eng, st, sim.W.Count(), now.Sub(lastStatus), pub.Publishes-lastPub, pub.Skipped-lastSkipped,
-				refused-lastRefused, commands, rejected, late))
-			lastStatus, lastPub, lastSkipped, lastRefused = now, pub.Publishes, pub.Skipped, refused
+				pub.PubNoSpace-lastNoMem, refused-lastRefused, commands, rejected, late))
+			lastStatus, lastPub, lastSkipped, lastRefused, lastNoMem = now, pub.Publishes, pub.Skipped, refused, pub.PubNoSpace
 		}
 	})
 	printSummary(out, eng, sim, time.Since(start), commands, rejected, late)
@@ -190,12 +190,12 @@ func runEngine(ctx context.Context, o *runOpts, log *slog.Logger, out io.Writer)
 
 // statusLine formats the engine's status line for an interval of d in
 // which published frames were published, noSlot publishes found no free
-// slot and refused snapshots were refused to due convoy groups (no free
-// slot: Engine.Bounds().SnapshotsRefused). The frame rate counts
+// slot (noMem of them because no slot could be given memory) and refused
+// snapshots were refused to due convoy groups (Engine.Bounds().SnapshotsRefused). The frame rate counts
 // publishes, never frames that were not published; publishes without a
 // free slot are shown, with a warning when nothing was published at all,
 // and so are refused snapshots.
-func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Duration, published, noSlot, refused uint64, commands, rejected, late int) string {
+func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Duration, published, noSlot, noMem, refused uint64, commands, rejected, late int) string {
 	fps := float64(published) / d.Seconds()
 	up := 0
 	for _, m := range eng.Modules() {
@@ -208,8 +208,15 @@ func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Durat
 		fmtBytes(eng.Publisher().Backed()))
 	if noSlot > 0 {
 		line += fmt.Sprintf("  no free slot %d", noSlot)
+		if noMem > 0 {
+			line += fmt.Sprintf(" (%d for memory)", noMem)
+		}
 		if published == 0 {
-			line += "  WARNING: nothing published (every slot pinned or leased)"
+			if noMem > 0 {
+				line += "  WARNING: nothing published (no memory for a slot: the shm directory is full, or --shm-limit)"
+			} else {
+				line += "  WARNING: nothing published (every slot pinned or leased)"
+			}
 		}
 	}
 	if refused > 0 {
@@ -235,9 +242,13 @@ func printSummary(w io.Writer, eng *host.Engine, sim *demo.Sim, d time.Duration,
 		eng.ReclaimedReaders, eng.BadMasks, eng.NamesRefused(), cs.PeerRefused, cs.Refused, eng.BadWakeReports)
 	pf("snapshots (SoD/convoy) %d, %.1f MB copied; pool reuse %s: snapshots into a slot that already held a frame, copying only changes; %d refused to a due group (%d of them for memory)\n",
 		eng.Snapshots, float64(eng.SnapBytes)/1e6, reuseRate(p.SnapshotsReused, p.Snapshots), eng.Bounds().SnapshotsRefused, p.SnapNoSpace)
-	pf("shared memory: world segment holds %s (at most %s during the run; %s reserved over %d slots, limit %s); %d slots trimmed after %v unused; %d publishes skipped for memory\n",
+	trim := fmt.Sprintf("%d slots trimmed after %v unused", p.Trimmed, eng.Config().SlotIdle)
+	if eng.Config().SlotIdle < 0 {
+		trim = "slots never trimmed (--slot-idle negative)"
+	}
+	pf("shared memory: world segment holds %s (at most %s during the run; %s reserved over %d slots, limit %s); %s; %d publishes skipped for memory\n",
 		fmtBytes(p.Backed()), fmtBytes(p.BackedMax), fmtBytes(int64(p.Layout().TotalSize)), p.Layout().Slots, limitText(eng.Config().ShmLimit),
-		p.Trimmed, eng.Config().SlotIdle, p.PubNoSpace)
+		trim, p.PubNoSpace)
 	pf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
 		eng.WakeHist.Percentile(50), eng.WakeHist.Percentile(99), eng.WakeHist.Max(), eng.WakeHist.Count(), !eng.Config().NoPrewake)
 	pf("world: %d entities alive; %d spawned and %d died by the simulation; commands applied %d, rejected %d; late fast ticks %d\n",

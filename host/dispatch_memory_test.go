@@ -1,0 +1,64 @@
+package host
+
+import (
+	"testing"
+
+	"github.com/fdp-engine/fdp/ipc"
+	"github.com/fdp-engine/fdp/world"
+	"github.com/stretchr/testify/require"
+)
+
+// TestMemoryRefusalsRoundRobin: four solo slow groups under a limit with
+// room for about one snapshot, one of which (every component) never fits
+// once another is held: the three that fit all keep ticking, in turn.
+// Before, the dispatch started with the first group refused, the one that
+// never fits, and the group right behind it took every slot that came free
+// (52 ticks against 0 and 0 from outside).
+func TestMemoryRefusalsRoundRobin(t *testing.T) {
+	s := newRSchema()
+	// Chunks of 1024: a column spans pages, so masks differ in memory.
+	w, err := world.New(s.reg, world.Config{ChunkCapacity: 1024, MaxChunks: 24})
+	require.NoError(t, err)
+	for i := 0; i < 1024*20; i++ {
+		e, _ := w.Create()
+		require.NoError(t, world.Set(w, e, s.pos, rPos{X: float32(i)}))
+		require.NoError(t, world.Set(w, e, s.hp, rHP{V: 1}))
+		require.NoError(t, world.Set(w, e, s.tag, rTag{A: 1}))
+	}
+	e, err := New(Config{Instance: testInstance(t), Logger: quietLog()}, w, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { e.Close() })
+	p := e.pub
+	one := int64(p.Layout().SlotSpanBytes(0, uint64(world.MaskOf(s.pos)), w.NumChunks()))
+	p.SetShmLimit(p.MinShmLimit() + one + one/10) // one snapshot at a time; every component never fits
+	r := &schedRig{t: t, e: e}
+	r.step()
+	// Joined in the outside test's slot order: the group that never fits
+	// first.
+	f3 := r.joinMask("f3", ipc.TierSlow, 6, "solo", 0)
+	p2 := r.joinMask("p2", ipc.TierSlow, 6, "solo", world.MaskOf(s.pos))
+	v4 := r.joinMask("v4", ipc.TierSlow, 6, "solo", world.MaskOf(s.hp))
+	p1 := r.joinMask("p1", ipc.TierSlow, 6, "solo", world.MaskOf(s.pos))
+	ms := []*Module{p1, p2, f3, v4}
+	dur := map[*Module]uint64{ms[0]: 24, ms[1]: 24, ms[2]: 18, ms[3]: 12}
+	began := map[*Module]uint64{}
+	runs := map[*Module]int{}
+	for f := 0; f < 600; f++ {
+		r.step()
+		for _, m := range ms {
+			if tf := tickFrame(m); tf != 0 && tf != began[m] {
+				began[m] = tf
+				runs[m]++
+			}
+			if tf := tickFrame(m); tf != 0 && r.e.frame >= tf+dur[m] {
+				finish(m)
+			}
+		}
+	}
+	t.Logf("runs p1 %d p2 %d f3 %d v4 %d; refused for memory %d", runs[p1], runs[p2], runs[f3], runs[v4], p.SnapNoSpace)
+	require.NotZero(t, p.SnapNoSpace, "the limit refused snapshots")
+	require.Zero(t, runs[f3], "every component never fits under this limit")
+	for _, m := range []*Module{p1, p2, v4} {
+		require.GreaterOrEqual(t, runs[m], 5, "%s ticks in turn", m.Name)
+	}
+}
