@@ -30,13 +30,15 @@ func newSchedRig(t *testing.T) *schedRig {
 
 func (r *schedRig) join(name, tier string, every int, group string) *Module {
 	r.t.Helper()
-	return r.joinMask(name, tier, every, group, 0)
+	return r.joinMask(name, tier, every, group, world.Mask{})
 }
 
 // joinMask joins a module that reads mask (0: every component).
 func (r *schedRig) joinMask(name, tier string, every int, group string, mask world.Mask) *Module {
 	r.t.Helper()
-	_, err := r.e.admit(ipc.Hello{Name: name, Tier: tier, Every: every, Group: group, Mask: uint64(mask)}, ipc.PeerCred{PID: os.Getpid()})
+	h := ipc.Hello{Name: name, Tier: tier, Every: every, Group: group}
+	h.SetReadMask(mask)
+	_, err := r.e.admit(h, ipc.PeerCred{PID: os.Getpid()})
 	require.NoError(r.t, err)
 	for _, m := range r.e.mods {
 		if m.Name == name {

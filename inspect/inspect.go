@@ -124,8 +124,8 @@ func cString(buf []byte) string {
 	return string(buf)
 }
 
-func hex64(v uint64) string { return fmt.Sprintf("0x%016x", v) }
-func mask(v uint64) string  { return fmt.Sprintf("0x%x", v) }
+func hex64(v uint64) string                     { return fmt.Sprintf("0x%016x", v) }
+func mask(v [layout.MaxMaskWords]uint64) string { return layout.FormatMask(v) }
 
 // FormatUnixNano renders Unix nanoseconds as RFC 3339 (UTC, nanoseconds), or
 // "-" for zero.
@@ -305,7 +305,7 @@ func leasesReport(l *layout.Leases, o Options) *LeasesReport {
 			Slot:       s,
 			Holders:    []int{},
 			Frame:      ld64(b, lo+layout.LeaseFrame),
-			Mask:       mask(ld64(b, lo+layout.LeaseMask)),
+			Mask:       mask(leaseMask(b, lo)),
 			EngineRefs: ld32(b, lo+layout.LeaseEngine),
 		}
 		for r := 0; r < 64; r++ {
@@ -464,4 +464,13 @@ func ReadModuleStats(b []byte) (*ModuleStatsReport, error) {
 		}
 	}
 	return r, nil
+}
+
+// leaseMask reads the split lease mask of the lease entry at lo with word
+// loads (the engine may be writing it).
+func leaseMask(b []byte, lo int) (m [layout.MaxMaskWords]uint64) {
+	for j := range m {
+		m[j] = ld64(b, lo+layout.LeaseMaskOff(j))
+	}
+	return m
 }

@@ -47,7 +47,7 @@ func TestWorldRoundTrip(t *testing.T) {
 		}
 	}
 	eo, ee := w.EntityRange(0, 0)
-	require.Equal(t, 64*EntityRecordSize, ee-eo)
+	require.Equal(t, 64*RecordSize(1), ee-eo)
 	_, _, ok := UnpackLatest(Load64(b, OffWLatest))
 	require.False(t, ok, "fresh segment has nothing published")
 }

@@ -34,9 +34,10 @@ const (
 	OffMTier      = OffKindHeader + 4  // u32 tier, <= MaxTier (host/ defines the values)
 	OffMFrequency = OffKindHeader + 8  // u32 requested run frequency as negotiated in the handshake (host/ defines the unit)
 	OffMReserved  = OffKindHeader + 12 // u32 zero
-	OffMMask      = OffKindHeader + 16 // u64 component mask the module reads
+	OffMMask      = OffKindHeader + 16 // u64 component mask the module reads: word 0 (components 0..63)
 	OffMRingCap   = OffKindHeader + 24 // u64 ring data area capacity (bytes)
 	OffMName      = OffKindHeader + 32 // [32]byte module name, NUL padded
+	OffMMaskHi    = OffKindHeader + 64 // 3 x u64: words 1..3 of the read mask (components 64..255; ModuleMaskOff)
 
 	// Tick doorbell line: the engine writes frame, lease info, then
 	// increments the tick word and futex-wakes it if tick need-wake is set.
@@ -111,7 +112,7 @@ type ModuleInfo struct {
 	Name      string
 	Tier      uint32
 	Frequency uint32
-	Mask      uint64
+	Mask      [MaxMaskWords]uint64 // components the module reads (ModuleMaskOff)
 }
 
 // ModuleSegmentName returns the file name of the segment of module slot in
@@ -191,7 +192,7 @@ func EncodeModule(b []byte, g *ModuleGeometry, h Header, info ModuleInfo) error 
 	put32(b, OffMTier, info.Tier)
 	put32(b, OffMFrequency, info.Frequency)
 	put32(b, OffMReserved, 0)
-	put64(b, OffMMask, info.Mask)
+	putMask(b, ModuleMaskOff, info.Mask)
 	put64(b, OffMRingCap, uint64(g.RingCapacity))
 	var name [ModuleNameLen]byte
 	copy(name[:], info.Name)
@@ -233,7 +234,7 @@ func DecodeModule(b []byte) (*Module, error) {
 		Name:      string(name),
 		Tier:      get32(b, OffMTier),
 		Frequency: get32(b, OffMFrequency),
-		Mask:      get64(b, OffMMask),
+		Mask:      getMask(b, ModuleMaskOff),
 	}
 	if err := validModuleInfo(info); err != nil {
 		return nil, corrupt("%v", err)

@@ -303,7 +303,7 @@ func Run(ctx context.Context, m Module, opt Options) error {
 	if opt.Group != "" {
 		spec.Group = opt.Group
 	}
-	if spec.Reads == 0 {
+	if spec.Reads.Empty() {
 		spec.Reads = opt.Registry.Mask() // see Spec.Reads
 	}
 	s := &session{m: m, spec: spec, opt: opt}

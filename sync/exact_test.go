@@ -55,7 +55,7 @@ func TestPublishIncludesChangesAfterPublish(t *testing.T) {
 	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	e := func(i int) world.Entity { return world.MakeEntity(uint32(i), 1) }
 
 	// Frame 1: simulation (destroy in chunk 0), publish, then playback.
@@ -86,7 +86,7 @@ func TestPublishExactInAnyOrder(t *testing.T) {
 	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	rng := uint64(1)
 	next := func(n int) int {
 		rng = rng*6364136223846793005 + 1442695040888963407
@@ -144,7 +144,7 @@ func TestPublishExactInAnyOrder(t *testing.T) {
 // stale load.
 func TestPinNeverReturnsASnapshotAsLatest(t *testing.T) {
 	fx := newFixture(t, 16, 4, 40)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	for fx.pub.WarmOne(0, all) { // as the engine does: no slot is left unwritten
 	}
 	st1, err := fx.pub.Publish(1, all)
@@ -183,7 +183,7 @@ func TestAdoptedSlotsRaiseTheWorld(t *testing.T) {
 		fx.w.Advance()
 	}
 	fx.touch(50, []int{0, 1, 2})
-	_, err := fx.pub.Publish(1, world.Mask(^uint64(0)))
+	_, err := fx.pub.Publish(1, world.MaskAll())
 	require.NoError(t, err)
 	high := fx.pub.maxSlotVersion()
 	require.Greater(t, high, uint64(50))

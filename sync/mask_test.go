@@ -26,11 +26,11 @@ func requireRefused(t *testing.T, f *Frame, id world.ComponentID, ents []world.E
 	t.Helper()
 	m := world.MaskOf(id)
 	require.False(t, f.Covers(m), "%s: Covers(%d)", what, id)
-	require.Zero(t, f.Mask()&m, "%s: mask", what)
+	require.True(t, f.Mask().And(m).Empty(), "%s: mask", what)
 	for c := 0; c < f.Chunks(); c++ {
 		require.Nil(t, Column[val16](f, c, id), "%s: Column(chunk %d, %d)", what, c, id)
 		for i, r := range f.Records(c) {
-			require.Zero(t, r.Mask&uint64(m), "%s: record %d of chunk %d names component %d", what, i, c, id)
+			require.False(t, world.Mask(r.Mask).Has(id), "%s: record %d of chunk %d names component %d", what, i, c, id)
 		}
 	}
 	for _, e := range ents {
@@ -146,15 +146,15 @@ func TestSlotReusedAcrossMasks(t *testing.T) {
 
 	// A snapshot of nothing: records without components, every component
 	// refused, entities still alive.
-	_, err = fx.pub.SyncInto(s, 5, 0)
+	_, err = fx.pub.SyncInto(s, 5, world.Mask{})
 	require.NoError(t, err)
 	f = open()
-	require.Zero(t, f.Mask())
+	require.True(t, f.Mask().Empty())
 	for _, id := range []world.ComponentID{x.pos, x.vel, x.hp, x.stamp} {
 		requireRefused(t, f, id, ents, "empty snapshot")
 	}
 	require.True(t, f.IsAlive(ents[0]))
-	require.Equal(t, len(ents), f.Count(0))
+	require.Equal(t, len(ents), f.Count(world.Mask{}))
 	require.NoError(t, f.Release())
 }
 
@@ -168,15 +168,15 @@ func TestFullPublishCopiesRecordsWhole(t *testing.T) {
 	lw := fx.pub.Layout()
 	for c := 0; c < fx.w.NumChunks(); c++ {
 		co := lw.ChunkOff(1, c)
-		require.Equal(t, uint64(fx.w.Registry().Mask()), binary.LittleEndian.Uint64(fx.segs.World.Data[co+layout.ChunkRecordMask:]))
+		require.Equal(t, fx.w.Registry().Mask()[0], binary.LittleEndian.Uint64(fx.segs.World.Data[co+layout.ChunkRecordMask:]))
 		eo, ee := lw.EntityRange(1, c)
-		require.Equal(t, recordBytes(fx.w.ChunkRecords(c)), fx.segs.World.Data[eo:ee], "chunk %d records", c)
+		require.Equal(t, recordBytes(fx.w.ChunkRecordWords(c)), fx.segs.World.Data[eo:ee], "chunk %d records", c)
 	}
 	st2, err := fx.pub.SyncInto(1, 2, world.MaskOf(fx.ids.hp))
 	require.NoError(t, err)
 	// Only the records are recopied (the mask changed); Health is current.
 	require.Equal(t, fx.w.NumChunks(), st2.ChunksCopied)
-	require.Equal(t, fx.w.NumChunks()*16*layout.EntityRecordSize, st2.BytesCopied)
+	require.Equal(t, fx.w.NumChunks()*16*lw.RecordSize, st2.BytesCopied)
 	require.Greater(t, st.BytesCopied, st2.BytesCopied)
 	for c := 0; c < fx.w.NumChunks(); c++ {
 		co := lw.ChunkOff(1, c)
@@ -255,7 +255,7 @@ func runMaskDifferential(t *testing.T, seed int64) {
 		if rng.Intn(4) == 0 {
 			return reg.Mask()
 		}
-		return world.Mask(rng.Uint64()) & reg.Mask()
+		return world.Mask{rng.Uint64(), rng.Uint64(), rng.Uint64(), rng.Uint64()}.And(reg.Mask())
 	}
 	randVal := func() val16 {
 		var v val16
@@ -279,7 +279,7 @@ func runMaskDifferential(t *testing.T, seed int64) {
 		return world.MakeEntity(i, model[i].gen), model[i], true
 	}
 	wrote := func(s int, mask world.Mask) {
-		slots[s] = slotModel{frame: frame, mask: mask & reg.Mask(), ents: model.clone()}
+		slots[s] = slotModel{frame: frame, mask: mask.And(reg.Mask()), ents: model.clone()}
 	}
 
 	for step := 0; step < 300; step++ {
@@ -381,7 +381,7 @@ func checkSlotAgainstModel(t *testing.T, r *Reader, lw *layout.World, s int, sm 
 		e := world.MakeEntity(i, me.gen)
 		require.True(t, f.IsAlive(e), "%s: %v alive", where(), e)
 		c, row := int(i)/capc, int(i)%capc
-		rec := f.Records(c)[row]
+		rec := world.Mask(f.Record(c, row).Mask)
 		for _, k := range comps {
 			want, has := me.comps[k]
 			got, ok := Get[val16](f, e, k)
@@ -389,11 +389,11 @@ func checkSlotAgainstModel(t *testing.T, r *Reader, lw *layout.World, s int, sm 
 			if !f.holds(k) {
 				require.False(t, ok, "%s: %v component %d outside the mask", where(), e, k)
 				require.Nil(t, col, "%s: column %d outside the mask", where(), k)
-				require.Zero(t, rec.Mask&(1<<k), "%s: %v record names component %d outside the mask", where(), e, k)
+				require.False(t, rec.Has(k), "%s: %v record names component %d outside the mask", where(), e, k)
 				continue
 			}
 			require.Equal(t, has, ok, "%s: %v has component %d", where(), e, k)
-			require.Equal(t, has, rec.Mask&(1<<k) != 0, "%s: %v record bit %d", where(), e, k)
+			require.Equal(t, has, rec.Has(k), "%s: %v record bit %d", where(), e, k)
 			if has {
 				require.Equal(t, want, got, "%s: %v component %d", where(), e, k)
 				require.Equal(t, want, col[row], "%s: %v column %d", where(), e, k)
@@ -410,7 +410,7 @@ func checkSlotAgainstModel(t *testing.T, r *Reader, lw *layout.World, s int, sm 
 			require.Zero(t, f.Count(m), "%s: count of %d outside the mask", where(), k)
 		}
 	}
-	require.Equal(t, len(sm.ents), f.Count(0), "%s: alive", where())
+	require.Equal(t, len(sm.ents), f.Count(world.Mask{}), "%s: alive", where())
 }
 
 // TestSlotsKeepTheirMask: a convoy's snapshot comes back to the slot its
@@ -420,7 +420,7 @@ func checkSlotAgainstModel(t *testing.T, r *Reader, lw *layout.World, s int, sm 
 // dispatch.
 func TestSlotsKeepTheirMask(t *testing.T) {
 	fx := newFixture(t, 64, 16, 64*10)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	convoy := world.MaskOf(fx.ids.pos, fx.ids.vel)
 	for fx.pub.WarmOne(0, all) {
 	}

@@ -30,7 +30,7 @@ import (
 // small world (no column copied) in the same configuration.
 func BenchmarkPinScan(b *testing.B) {
 	fx := newFixture(b, 64, 4, 100)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	_, err := fx.pub.Publish(1, all)
 	require.NoError(b, err)
 	latest := fx.pub.Latest()
@@ -67,7 +67,7 @@ func BenchmarkPinScan(b *testing.B) {
 		b.ReportAllocs()
 		sink := 0
 		for i := 0; i < b.N; i++ {
-			s := fx.pub.pickSlot(0, world.Mask(^uint64(0)))
+			s := fx.pub.pickSlot(0, world.MaskAll())
 			pre := fx.pub.pinned(s)  // claim's pre-check
 			post := fx.pub.pinned(s) // claim's scan after the odd seq store
 			if pre || post || fx.pub.slotLeased(s) {

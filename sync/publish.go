@@ -89,7 +89,7 @@ type Publisher struct {
 // components of mask (records filtered with mask).
 type slotComplete struct {
 	epoch uint64
-	mask  uint64
+	mask  world.Mask
 }
 
 // MaxWatchedPins bounds the ids of WatchPin and of lease holders: one per
@@ -369,7 +369,7 @@ func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats) {
 	w := p.w
 	nch := w.NumChunks()
 	schema := p.schemaMask()
-	cmask := uint64(mask) & schema
+	cmask := mask.And(schema)
 	sealed := w.Epoch() - 1 // the seal just made by the caller
 	last := p.complete[s]
 	p.complete[s] = slotComplete{}
@@ -387,7 +387,7 @@ func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats) {
 			}
 		}
 		// The chunks not visited are up to date: counted as the scan would.
-		st.ChunksSkipped += (nch - visited) * (1 + bits.OnesCount64(cmask))
+		st.ChunksSkipped += (nch - visited) * (1 + cmask.Count())
 		p.fillsChanged++
 	} else {
 		p.fillsScanned++
@@ -400,24 +400,23 @@ func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats) {
 
 // fillChunk brings chunk c of slot s up to date for the columns of cmask
 // (fill's record mask invariant).
-func (p *Publisher) fillChunk(s, c int, cmask, schema uint64, st *PublishStats) {
+func (p *Publisher) fillChunk(s, c int, cmask, schema world.Mask, st *PublishStats) {
 	w, g, b := p.w, p.lw, p.seg
 	co := g.ChunkOff(s, c)
 	// Entity records, the structural version and the record mask.
 	sv := w.ChunkStructVersion(c)
-	if sv > layout.Load64(b, co+layout.ChunkStructVersion) || binary.LittleEndian.Uint64(b[co+layout.ChunkRecordMask:]) != cmask {
-		recs := w.ChunkRecords(c)
+	if sv > layout.Load64(b, co+layout.ChunkStructVersion) || !p.recordMaskIs(co, &cmask) {
+		recs := w.ChunkRecordWords(c)
 		eo, ee := g.EntityRange(s, c)
 		n := copy(b[eo:ee], recordBytes(recs))
 		if cmask != schema {
 			// One memcpy, then the masks filtered in place: a tight
-			// loop over 16-byte records of a chunk that is in cache.
-			dst := slotRecords(b[eo : eo+n])
-			for i := range dst {
-				dst[i].Mask &= cmask
-			}
+			// loop over the records of a chunk that is in cache.
+			filterRecords(slotRecords(b[eo:eo+n]), g.MaskWords, &cmask)
 		}
-		putU64(b, co+layout.ChunkRecordMask, cmask)
+		for j := 0; j < g.MaskWords; j++ {
+			putU64(b, co+layout.ChunkRecordMaskOff(j), cmask[j])
+		}
 		putU32(b, co+layout.ChunkRows, uint32(w.ChunkRows(c)))
 		putU32(b, co+layout.ChunkAlive, uint32(w.ChunkAlive(c)))
 		layout.Store64(b, co+layout.ChunkStructVersion, sv)
@@ -426,30 +425,24 @@ func (p *Publisher) fillChunk(s, c int, cmask, schema uint64, st *PublishStats) 
 	} else {
 		st.ChunksSkipped++
 	}
-	for m := cmask; m != 0; m &= m - 1 {
-		k := bits.TrailingZeros64(m)
-		id := world.ComponentID(k)
-		vo := co + layout.ChunkVersions + 8*k
-		wv := w.ChunkComponentVersion(c, id)
-		if wv <= layout.Load64(b, vo) {
-			st.ChunksSkipped++
-			continue
+	for j := 0; j < g.MaskWords; j++ {
+		for m := cmask[j]; m != 0; m &= m - 1 {
+			k := 64*j + bits.TrailingZeros64(m)
+			id := world.ComponentID(k)
+			vo := co + layout.ChunkVersions + 8*k
+			wv := w.ChunkComponentVersion(c, id)
+			if wv <= layout.Load64(b, vo) {
+				st.ChunksSkipped++
+				continue
+			}
+			if col := w.ChunkColumn(c, id); col != nil {
+				o := co + g.ColumnOff[k]
+				st.BytesCopied += copy(b[o:o+len(col)], col)
+			}
+			layout.Store64(b, vo, wv)
+			st.ChunksCopied++
 		}
-		if col := w.ChunkColumn(c, id); col != nil {
-			o := co + g.ColumnOff[k]
-			st.BytesCopied += copy(b[o:o+len(col)], col)
-		}
-		layout.Store64(b, vo, wv)
-		st.ChunksCopied++
 	}
-}
-
-// schemaMask is the mask of every component of the segment's schema.
-func (p *Publisher) schemaMask() uint64 {
-	if p.ncomp < 64 {
-		return 1<<uint(p.ncomp) - 1
-	}
-	return ^uint64(0)
 }
 
 // finish writes the slot header and completes the seqlock write. ver is the
@@ -461,7 +454,7 @@ func (p *Publisher) finish(s int, odd, frame, ver uint64, mask world.Mask, st *P
 	putU64(b, o+layout.SlotFrame, frame)
 	layout.Store64(b, o+layout.SlotVersion, ver)
 	// The mask fill filtered the records with (see fill's invariant).
-	putU64(b, o+layout.SlotMask, uint64(mask)&p.schemaMask())
+	layout.PutSplitMask(b, o, layout.SlotMaskOff, mask.And(p.schemaMask()))
 	putU32(b, o+layout.SlotChunks, uint32(w.NumChunks()))
 	putU32(b, o+layout.SlotEntities, uint32(w.HighWater()))
 	putU32(b, o+layout.SlotAlive, uint32(w.Count()))
@@ -490,7 +483,7 @@ func (p *Publisher) finish(s int, odd, frame, ver uint64, mask world.Mask, st *P
 //
 // Among equals, the newest data wins.
 func (p *Publisher) pickSlot(tried uint64, mask world.Mask) int {
-	want := uint64(mask) & p.schemaMask()
+	want := mask.And(p.schemaMask())
 	best, bestRank := -1, -1
 	var bestVer uint64
 	for s := 0; s < p.lw.Slots; s++ {
@@ -500,7 +493,7 @@ func (p *Publisher) pickSlot(tried uint64, mask world.Mask) int {
 		v := p.slotVersion(s)
 		rank := 0
 		switch {
-		case v != 0 && p.lwGet64(p.lw.SlotOff(s)+layout.SlotMask) == want:
+		case v != 0 && p.slotMask(s) == want:
 			rank = 2
 		case v == 0:
 			rank = 1
@@ -510,4 +503,43 @@ func (p *Publisher) pickSlot(tried uint64, mask world.Mask) int {
 		}
 	}
 	return best
+}
+
+// schemaMask is the mask of every component of the segment's schema.
+func (p *Publisher) schemaMask() world.Mask { return layout.SchemaMask(p.ncomp) }
+
+// slotMask reads the mask of slot s (the mask its last fill used).
+func (p *Publisher) slotMask(s int) world.Mask {
+	return layout.GetSplitMask(p.seg, p.lw.SlotOff(s), layout.SlotMaskOff)
+}
+
+// recordMaskIs reports whether the record mask of the chunk block at co is
+// m (its W words; words beyond W are never written and stay zero).
+func (p *Publisher) recordMaskIs(co int, m *world.Mask) bool {
+	for j := 0; j < p.lw.MaskWords; j++ {
+		if binary.LittleEndian.Uint64(p.seg[co+layout.ChunkRecordMaskOff(j):]) != m[j] {
+			return false
+		}
+	}
+	return true
+}
+
+// filterRecords ands the mask words of every record in recs (1+words words
+// each) with m. A world of at most 64 components (one word) takes the loop
+// the 16-byte records always had.
+func filterRecords(recs []uint64, words int, m *world.Mask) {
+	if words == 1 {
+		m0 := m[0]
+		for i := 1; i < len(recs); i += 2 {
+			recs[i] &= m0
+		}
+		return
+	}
+	stride := 1 + words
+	for i := 0; i+stride <= len(recs); i += stride {
+		r := recs[i+1 : i+stride]
+		for j := range r {
+			r[j] &= m[j]
+		}
+	}
 }

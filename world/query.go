@@ -29,8 +29,8 @@ type Query struct {
 }
 
 // Query returns an iterator over the chunks containing entities with every
-// component of with (with 0 matches every alive entity). A mask naming an
-// unregistered component matches nothing.
+// component of with (the empty mask matches every alive entity). A mask
+// naming an unregistered component matches nothing.
 func (w *World) Query(with Mask) Query {
 	return Query{w: w, mask: with, chunk: -1}
 }
@@ -39,7 +39,7 @@ func (w *World) Query(with Mask) Query {
 // entity with each component of the mask. It returns false at the end.
 func (q *Query) Next() bool {
 	w := q.w
-	if n := len(w.comps); n < 64 && uint64(q.mask)>>uint(n) != 0 {
+	if !q.mask.AndNot(maskUpTo(len(w.comps))).Empty() {
 		q.c, q.rows = nil, 0
 		return false
 	}
@@ -51,9 +51,11 @@ next:
 		if ch.alive == 0 {
 			continue
 		}
-		for m := uint64(q.mask); m != 0; m &= m - 1 {
-			if ch.counts[bits.TrailingZeros64(m)] == 0 {
-				continue next
+		for j, m := range q.mask {
+			for ; m != 0; m &= m - 1 {
+				if ch.counts[64*j+bits.TrailingZeros64(m)] == 0 {
+					continue next
+				}
 			}
 		}
 		q.c = ch
@@ -74,22 +76,22 @@ func (q *Query) Rows() int { return q.rows }
 // Match reports whether row i of the current chunk is an alive entity with
 // every component of the mask.
 func (q *Query) Match(i int) bool {
-	r := &q.c.recs[i]
-	return r.Flags&layout.FlagAlive != 0 && Mask(r.Mask)&q.mask == q.mask
+	return recMatch(q.w.rec(q.c, i), &q.mask)
 }
 
 // Entity returns the handle of row i of the current chunk (meaningful when
 // Match(i) or the row is alive).
 func (q *Query) Entity(i int) Entity {
-	return MakeEntity(uint32(q.chunk*q.w.capacity+i), q.c.recs[i].Gen)
+	return MakeEntity(uint32(q.chunk*q.w.capacity+i), recGen(q.w.rec(q.c, i)))
 }
 
-// Records returns the entity records of the current chunk (length Rows()).
-func (q *Query) Records() []layout.EntityRecord {
-	if q.c == nil {
-		return nil
+// Record returns the decoded entity record of row i of the current chunk
+// (the zero record if there is no current chunk or i is not below Rows()).
+func (q *Query) Record(i int) layout.EntityRecord {
+	if q.c == nil || i < 0 || i >= q.rows {
+		return layout.EntityRecord{}
 	}
-	return q.c.recs[:q.rows]
+	return decodeRec(q.w.rec(q.c, i))
 }
 
 // Column returns component id's column of the current chunk as a []T of

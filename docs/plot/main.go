@@ -102,7 +102,7 @@ func measure() ([]point, error) {
 	if err != nil {
 		return nil, err
 	}
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	frame := uint64(0)
 	dirty := func(tenths int) {
 		w.Advance()
