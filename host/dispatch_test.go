@@ -350,3 +350,18 @@ func TestScarceSlotsTakenInTurn(t *testing.T) {
 	require.Greater(t, runs[b], 20, "b's ticks")
 	require.InDelta(t, runs[a], runs[b], 2, "a %d ticks, b %d: in turn", runs[a], runs[b])
 }
+
+// TestAdmitMaskBeyondSchema: a read mask naming a component beyond the
+// schema in any word (here word 2 of a small world) is an invalid hello,
+// counted in BadMasks; a module that declares nothing reads every component.
+func TestAdmitMaskBeyondSchema(t *testing.T) {
+	r := newSchedRig(t)
+	h := ipc.Hello{Name: "wide", Tier: ipc.TierFast, Every: 1}
+	h.SetReadMask(world.MaskOf(0, 140))
+	_, err := r.e.admit(h, ipc.PeerCred{PID: os.Getpid()})
+	require.ErrorIs(t, err, ipc.ErrBadHello)
+	require.ErrorContains(t, err, "names components beyond the schema's")
+	require.Equal(t, uint64(1), r.e.BadMasks)
+	m := r.join("all", ipc.TierFast, 1, "")
+	require.Equal(t, r.e.w.Registry().Mask(), m.Mask)
+}

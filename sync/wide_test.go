@@ -50,7 +50,7 @@ func TestWideMaskDifferential(t *testing.T) {
 func runWideDifferential(t *testing.T, seed int64) (uint64, uint64) {
 	const ncomp, capc, maxChunks = 200, 16, 24
 	rng := rand.New(rand.NewSource(seed))
-	reg := testutil.WideRegistry(t, ncomp)
+	reg := testutil.WideRegistry(ncomp)
 	w, err := world.New(reg, world.Config{ChunkCapacity: capc, MaxChunks: maxChunks})
 	require.NoError(t, err)
 	require.Equal(t, 4, w.MaskWords())

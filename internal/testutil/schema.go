@@ -3,7 +3,6 @@ package testutil
 import (
 	"fmt"
 	"reflect"
-	"testing"
 
 	"github.com/fdp-engine/fdp/world"
 )
@@ -22,18 +21,17 @@ func WideName(i int) string { return fmt.Sprintf("W%d", i) }
 
 // WideRegistry returns a registry of n components (WideType, WideName),
 // component i with id i: for worlds whose masks span several words (n > 64;
-// at most layout.MaxComponents). A test process and its module children
-// that build it with the same n agree on the schema.
-func WideRegistry(t testing.TB, n int) *world.Registry {
-	t.Helper()
+// at most layout.MaxComponents, else it panics). A test process and its
+// module children that build it with the same n agree on the schema.
+func WideRegistry(n int) *world.Registry {
 	r := world.NewRegistry()
 	for i := 0; i < n; i++ {
 		id, err := world.RegisterType(r, WideType(i), WideName(i))
 		if err != nil {
-			t.Fatalf("wide registry: %v", err)
+			panic(fmt.Sprintf("wide registry: %v", err))
 		}
 		if int(id) != i {
-			t.Fatalf("wide registry: component %d got id %d", i, id)
+			panic(fmt.Sprintf("wide registry: component %d got id %d", i, id))
 		}
 	}
 	return r
