@@ -12,8 +12,9 @@ import (
 // module -> engine command ring:
 //
 //	[0,4096)      common header page
-//	  1024..1095  kind header: slot u32, tier u32, frequency u32, reserved u32,
-//	              component mask u64, ring capacity u64, name [32]byte, ...
+//	  1024..1111  kind header: slot u32, tier u32, frequency u32, reserved u32,
+//	              read mask word 0 u64, ring capacity u64, name [32]byte,
+//	              read mask words 1..3 (ModuleMaskOff)
 //	  2048..2175  tick doorbell line (engine writes, module waits)
 //	  2176..2303  done doorbell line (module writes, engine waits)
 //	  2304..2431  heartbeat line (module writes)
