@@ -95,7 +95,7 @@ func TestPublishExactInAnyOrder(t *testing.T) {
 	write := func() {
 		for i := 0; i < 3; i++ {
 			idx := next(fx.w.HighWater())
-			rec := fx.w.ChunkRecords(idx / 16)[idx%16]
+			rec := fx.w.ChunkRecord(idx/16, idx%16)
 			e := EntityAt(idx, rec)
 			switch {
 			case !fx.w.IsAlive(e):

@@ -425,23 +425,29 @@ func (p *Publisher) fillChunk(s, c int, cmask, schema world.Mask, st *PublishSta
 	} else {
 		st.ChunksSkipped++
 	}
-	for j := 0; j < g.MaskWords; j++ {
-		for m := cmask[j]; m != 0; m &= m - 1 {
-			k := 64*j + bits.TrailingZeros64(m)
-			id := world.ComponentID(k)
-			vo := co + layout.ChunkVersions + 8*k
-			wv := w.ChunkComponentVersion(c, id)
-			if wv <= layout.Load64(b, vo) {
-				st.ChunksSkipped++
-				continue
-			}
-			if col := w.ChunkColumn(c, id); col != nil {
-				o := co + g.ColumnOff[k]
-				st.BytesCopied += copy(b[o:o+len(col)], col)
-			}
-			layout.Store64(b, vo, wv)
-			st.ChunksCopied++
+	// The components of cmask, word by word: m is what is left of word j.
+	for j, m := 0, cmask[0]; ; m &= m - 1 {
+		for m == 0 && j+1 < g.MaskWords {
+			j++
+			m = cmask[j]
 		}
+		if m == 0 {
+			break
+		}
+		k := 64*j + bits.TrailingZeros64(m)
+		id := world.ComponentID(k)
+		vo := co + layout.ChunkVersions + 8*k
+		wv := w.ChunkComponentVersion(c, id)
+		if wv <= layout.Load64(b, vo) {
+			st.ChunksSkipped++
+			continue
+		}
+		if col := w.ChunkColumn(c, id); col != nil {
+			o := co + g.ColumnOff[k]
+			st.BytesCopied += copy(b[o:o+len(col)], col)
+		}
+		layout.Store64(b, vo, wv)
+		st.ChunksCopied++
 	}
 }
 

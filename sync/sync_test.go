@@ -91,7 +91,7 @@ func (fx *fixture) touch(frame uint64, chunks []int) {
 			if idx >= fx.w.HighWater() {
 				break
 			}
-			rec := fx.w.ChunkRecords(c)[row]
+			rec := fx.w.ChunkRecord(c, row)
 			if rec.Flags&layout.FlagAlive == 0 {
 				continue
 			}
@@ -299,7 +299,7 @@ func TestDirtyTracking(t *testing.T) {
 
 	// Touch one component of chunk 3 only.
 	fx.w.Advance()
-	e := world.Entity(uint64(fx.w.ChunkRecords(3)[5].Gen)<<32 | uint64(3*64+5))
+	e := world.Entity(uint64(fx.w.ChunkRecord(3, 5).Gen)<<32 | uint64(3*64+5))
 	require.NoError(t, world.Set(fx.w, e, fx.ids.hp, Health{HP: 7}))
 	st, err = fx.pub.Publish(101, all)
 	require.NoError(t, err)
@@ -336,7 +336,7 @@ func TestDirtyTracking(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(103), f.Number())
 	require.False(t, f.IsAlive(e))
-	e2 := world.Entity(uint64(fx.w.ChunkRecords(3)[6].Gen)<<32 | uint64(3*64+6))
+	e2 := world.Entity(uint64(fx.w.ChunkRecord(3, 6).Gen)<<32 | uint64(3*64+6))
 	require.True(t, f.IsAlive(e2))
 	p, ok := Get[Pos](f, e2, fx.ids.pos)
 	require.True(t, ok)

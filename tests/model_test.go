@@ -230,7 +230,7 @@ func (r *modelRun) randAlive() world.Entity {
 	i := 0
 	for idx := 0; idx < r.w.HighWater() && best == 0; idx++ {
 		c, row := idx/modelChunkCap, idx%modelChunkCap
-		rec := r.w.ChunkRecords(c)[row]
+		rec := r.w.ChunkRecord(c, row)
 		if rec.Flags&layout.FlagAlive == 0 {
 			continue
 		}

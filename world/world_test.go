@@ -112,7 +112,7 @@ func TestCreateDestroyGenerations(t *testing.T) {
 	require.Nil(t, Ptr[Position](w, e, f.pos))
 	require.False(t, w.Has(e, f.pos))
 	require.Equal(t, Mask{}, w.Mask(e))
-	rec := w.ChunkRecords(0)[5]
+	rec := w.ChunkRecord(0, 5)
 	require.Equal(t, layout.EntityRecord{Gen: 2}, rec)
 
 	// Handles never issued or of a future generation are invalid too.
