@@ -1,6 +1,8 @@
 package world
 
 import (
+	"fmt"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -39,4 +41,44 @@ func TestMaskOps(t *testing.T) {
 			sink = m
 		}
 	}))
+}
+
+// TestQueryMatchEveryWidth: queries match exactly the alive entities whose
+// masks contain the query's, in worlds of 1 to 4 mask words, including the
+// last row of a chunk (whose Match reads the chunk's padding, R2).
+func TestQueryMatchEveryWidth(t *testing.T) {
+	for _, n := range []int{10, 70, 140, 256} {
+		r := NewRegistry()
+		for i := 0; i < n; i++ {
+			_, err := r.register(reflect.ArrayOf(i+1, reflect.TypeFor[byte]()), fmt.Sprintf("C%d", i))
+			require.NoError(t, err)
+		}
+		w, err := New(r, Config{ChunkCapacity: 16, MaxChunks: 2})
+		require.NoError(t, err)
+		last := ComponentID(n - 1)
+		var ents []Entity
+		for i := 0; i < 32; i++ {
+			e, err := w.Create()
+			require.NoError(t, err)
+			ents = append(ents, e)
+			for _, k := range []ComponentID{ComponentID(i % n), ComponentID(i * 7 % n)} {
+				if !w.Has(e, k) {
+					require.NoError(t, w.Add(e, k))
+				}
+			}
+			if i%2 == 1 && !w.Has(e, last) {
+				require.NoError(t, w.Add(e, last))
+			}
+		}
+		require.NoError(t, w.Destroy(ents[5]))
+		for _, m := range []Mask{{}, MaskOf(last), MaskOf(0, last), MaskOf(3), MaskOf(15, last), MaskOf(ComponentID(31 % n))} {
+			want := 0
+			for _, e := range ents {
+				if w.IsAlive(e) && w.Mask(e).Contains(m) {
+					want++
+				}
+			}
+			require.Equal(t, want, countMatching(w, m), "%d components, mask %v", n, m)
+		}
+	}
 }

@@ -8,17 +8,27 @@ import "github.com/fdp-engine/fdp/layout"
 // (low 32 bits) and the flags (high 32 bits), words 1..W the component mask.
 // Publishing a chunk's records is then one copy of its words.
 //
-// Invariants: a record's mask names only registered components (so words
-// beyond W, which the record does not have, would be zero) and a dead
-// record names none. The word-0 packing is the byte layout (u32 generation
+// Invariants: R1: a record's mask names only registered components (so
+// words beyond W, which the record does not have, would be zero) and a dead
+// record names none. R2: a chunk's recs end with recPad zero words after its
+// last record, so that the 4 mask words after any record's word 0 are in
+// bounds (Query.Match reads them all). The word-0 packing is the byte layout (u32 generation
 // at 0, u32 flags at 4) on little-endian platforms, the only ones the
 // shared-memory segments support (package sync's unsafe.go).
+
+// recPad is the padding after a chunk's last record (R2): the mask words a
+// one-word record lacks of layout.MaxMaskWords.
+const recPad = layout.MaxMaskWords - 1
 
 // rec returns the 1+W words of record row of ch.
 func (w *World) rec(ch *chunk, row int) []uint64 {
 	o := row * w.stride
 	return ch.recs[o : o+w.stride : o+w.stride]
 }
+
+// aliveBit is layout.FlagAlive in word 0 of a record (the flags are its
+// high 32 bits).
+const aliveBit = uint64(layout.FlagAlive) << 32
 
 func recGen(r []uint64) uint32   { return uint32(r[0]) }
 func recFlags(r []uint64) uint32 { return uint32(r[0] >> 32) }
@@ -73,7 +83,7 @@ func (w *World) MaskWords() int { return w.words }
 // or nil if c is not allocated. Read only: publishing copies them as they are.
 func (w *World) ChunkRecordWords(c int) []uint64 {
 	if ch := w.chunkAt(c); ch != nil {
-		return ch.recs
+		return ch.recs[:w.capacity*w.stride]
 	}
 	return nil
 }

@@ -50,7 +50,7 @@ const (
 
 // chunk is the storage of ChunkCapacity consecutive entity indices.
 type chunk struct {
-	recs      []uint64 // ChunkCapacity records of 1+W words, in wire form (records.go)
+	recs      []uint64 // ChunkCapacity records of 1+W words, in wire form, then recPad zero words (records.go)
 	structVer uint64   // stamped on create/destroy/add/remove
 	vers      []uint64 // per component: change version
 	cols      [][]byte // per component: nil, or ChunkCapacity*Size bytes backed by []uint64
@@ -201,7 +201,7 @@ func (w *World) MaxEntities() int { return w.maxChunks * w.capacity }
 func (w *World) ensureChunks(c int) {
 	for len(w.chunks) <= c {
 		ch := &chunk{
-			recs:   make([]uint64, w.capacity*w.stride),
+			recs:   make([]uint64, w.capacity*w.stride+recPad),
 			vers:   make([]uint64, len(w.comps)),
 			cols:   make([][]byte, len(w.comps)),
 			counts: make([]uint32, len(w.comps)),
