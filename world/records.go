@@ -48,20 +48,6 @@ func recMask(r []uint64) (m Mask) {
 	return m
 }
 
-// recMatch reports whether the record is alive and names every component
-// of mask (whose words beyond the record's are zero: Query checks).
-func recMatch(r []uint64, mask *Mask) bool {
-	if !recAlive(r) {
-		return false
-	}
-	for j, m := range r[1:] {
-		if m&mask[j] != mask[j] {
-			return false
-		}
-	}
-	return true
-}
-
 // decodeRec returns record r in its decoded form.
 func decodeRec(r []uint64) layout.EntityRecord {
 	return layout.EntityRecord{Gen: recGen(r), Flags: recFlags(r), Mask: recMask(r)}
