@@ -124,6 +124,27 @@ func (f *Frame) recordWords(c int) []uint64 {
 	return viewRecords(f.r.world.Data[o:e])
 }
 
+// recordAlive is layout.FlagAlive in word 0 of a record (the flags are its
+// high 32 bits).
+const recordAlive = uint64(layout.FlagAlive) << 32
+
+// matchWords is recordWords followed by the layout.MaxMaskWords-1 words
+// after the last record, for FrameQuery.Match, which reads 4 mask words
+// after any record's word 0 when W > 1 (those at and above W against zero
+// mask words). They are inside the chunk block: a world of W > 1 has more
+// than 64 components, so column 0 (at least 16 bytes: K >= 16) follows the
+// records, and a record of W = 2 or 3 needs 16 or 8 bytes more.
+func (f *Frame) matchWords(c int) []uint64 {
+	if c < 0 || c >= int(f.info.Chunks) {
+		return nil
+	}
+	o, e := f.r.lw.EntityRange(f.slot, c)
+	if f.r.lw.MaskWords > 1 {
+		e = min(e+8*(layout.MaxMaskWords-1), len(f.r.world.Data))
+	}
+	return viewRecords(f.r.world.Data[o:e])
+}
+
 // Record returns the decoded entity record of row i of chunk c (the zero
 // record if c or i is out of range).
 func (f *Frame) Record(c, i int) layout.EntityRecord {
@@ -239,7 +260,8 @@ type FrameQuery struct {
 	f      *Frame
 	mask   world.Mask
 	chunk  int
-	recs   []uint64 // the current chunk's records, 1+W words each (Frame.recordWords)
+	recs   []uint64 // the current chunk's records, 1+W words each, and what follows (Frame.matchWords)
+	n      int      // records in recs: the chunk capacity
 	stride int      // 1+W
 	rows   int
 }
@@ -261,7 +283,7 @@ func (q *FrameQuery) Next() bool {
 	capc := q.f.r.lw.ChunkCapacity
 	for q.chunk+1 < int(q.f.info.Chunks) {
 		q.chunk++
-		q.recs = q.f.recordWords(q.chunk)
+		q.recs, q.n = q.f.matchWords(q.chunk), capc
 		q.rows = int(q.f.info.Entities) - q.chunk*capc
 		if q.rows > capc {
 			q.rows = capc
@@ -283,20 +305,19 @@ func (q *FrameQuery) Rows() int { return q.rows }
 
 // Match reports whether row i is alive and has every component of the mask.
 func (q *FrameQuery) Match(i int) bool {
-	o := i * q.stride
-	if i < 0 || o+q.stride > len(q.recs) {
+	// Small enough to be inlined into the caller's row loop, with neither
+	// a loop nor a call: word 0 of the record's mask always, words 1..3
+	// only when W > 1. The query mask's words at and above W are zero (the
+	// frame covers it), so for a record of fewer than 4 mask words the
+	// extra terms test words of the next record, or those matchWords adds
+	// after the last one, against zero: always true.
+	if uint(i) >= uint(q.n) {
 		return false
 	}
-	r := q.recs[o : o+q.stride]
-	if uint32(r[0]>>32)&layout.FlagAlive == 0 {
-		return false
-	}
-	for j, m := range r[1:] {
-		if m&q.mask[j] != q.mask[j] {
-			return false
-		}
-	}
-	return true
+	r := q.recs[i*q.stride:]
+	m := &q.mask
+	return r[0]&recordAlive != 0 && m[0]&^r[1] == 0 &&
+		(q.stride == 2 || m[1]&^r[2]|m[2]&^r[3]|m[3]&^r[4] == 0)
 }
 
 // Entity returns the handle of row i.

@@ -243,3 +243,51 @@ func requireWideGet[T comparable](t *testing.T, w *world.World, f *Frame, e worl
 	require.Equal(t, wok, ok, "%v has component %d", e, k)
 	require.Equal(t, want, got, "%v component %d", e, k)
 }
+
+// TestFrameQueryEveryWidth: a frame's queries count exactly the world's
+// matches in worlds of 1 to 4 mask words, including the last row of every
+// chunk (FrameQuery.Match reads the words after the chunk's last record
+// when W is 2 or 3: Frame.matchWords).
+func TestFrameQueryEveryWidth(t *testing.T) {
+	for _, n := range []int{10, 70, 140, 256} {
+		reg := testutil.WideRegistry(n)
+		w, err := world.New(reg, world.Config{ChunkCapacity: 16, MaxChunks: 3})
+		require.NoError(t, err)
+		last := world.ComponentID(n - 1)
+		for i := 0; i < 48; i++ {
+			e, err := w.Create()
+			require.NoError(t, err)
+			require.NoError(t, w.Add(e, world.ComponentID(i%n)))
+			if i%2 == 1 && !w.Has(e, last) {
+				require.NoError(t, w.Add(e, last))
+			}
+		}
+		inst := instanceName(t)
+		segs, err := CreateWorldSegments(inst, w, 2)
+		require.NoError(t, err)
+		pub, err := NewPublisher(w, segs)
+		require.NoError(t, err)
+		_, err = pub.Publish(1, reg.Mask())
+		require.NoError(t, err)
+		r, err := Attach(inst, AttachOptions{Name: "width", Registry: reg})
+		require.NoError(t, err)
+		f, err := r.Pin()
+		require.NoError(t, err)
+		for _, m := range []world.Mask{{}, world.MaskOf(last), world.MaskOf(15, last), world.MaskOf(1), world.MaskOf(world.ComponentID(47 % n))} {
+			want := 0
+			q := w.Query(m)
+			for q.Next() {
+				for i := 0; i < q.Rows(); i++ {
+					if q.Match(i) {
+						want++
+					}
+				}
+			}
+			require.Equal(t, want, f.Count(m), "%d components, mask %v", n, m)
+		}
+		require.NoError(t, f.Release())
+		r.Close()
+		segs.Unlink()
+		segs.Close()
+	}
+}

@@ -80,12 +80,14 @@ func (q *Query) Rows() int { return q.rows }
 func (q *Query) Match(i int) bool {
 	// Small enough to be inlined into the caller's row loop, with neither
 	// a loop nor a call: the record is the 1 + W words from i*(1+W)
-	// (records.go), and all four mask words are compared. The query mask's
-	// words at and above W are zero (Next matches nothing for a mask beyond
-	// the schema), so for a record of fewer words the extra terms test
-	// words of the next record, or of the chunk's padding (R2), against
-	// zero: always true.
-	r := q.recs[i*q.stride:]
+	// (records.go); word 0 of its mask is compared always, words 1..3 when
+	// W > 1. The query mask's words at and above W are zero (Next matches
+	// nothing for a mask beyond the schema), so for a record of fewer words
+	// the extra terms test words of the next record, or of the chunk's
+	// padding, against zero: always true. The 5 words from o are in bounds
+	// for every W (R2), which costs one bounds check.
+	o := i * q.stride
+	r := q.recs[o : o+5]
 	m := &q.mask
 	return r[0]&aliveBit != 0 && m[0]&^r[1] == 0 &&
 		(q.stride == 2 || m[1]&^r[2]|m[2]&^r[3]|m[3]&^r[4] == 0)
