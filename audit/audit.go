@@ -16,9 +16,9 @@ package audit
 import (
 	"errors"
 	"fmt"
-	"math/bits"
 
 	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/world"
 )
 
 // Errors of Slot, Latest and Compare.
@@ -293,7 +293,7 @@ func readSlot(b []byte, lw *layout.World, s int) ([]byte, uint64, error) {
 	}
 	chunks := int(le.Uint32(b[off+layout.SlotChunks:]))
 	n := min(max(chunks, 0), lw.MaxChunks)
-	mask := le.Uint64(b[off+layout.SlotMask:]) & schemaMask(lw.WorldGeometry)
+	mask := world.Mask(layout.GetSplitMask(b, off, layout.SlotMaskOff)).And(schemaMask(lw.WorldGeometry))
 	priv := make([]byte, layout.SlotHeaderSize+n*lw.ChunkStride)
 	// Only what a reader may read (layout/backing.go, B2): the header, and
 	// per chunk its header, records and the columns of the slot mask. The
@@ -304,9 +304,9 @@ func readSlot(b []byte, lw *layout.World, s int) ([]byte, uint64, error) {
 		co, _ := lw.EntityRange(s, c)
 		co -= lw.EntityOff
 		po := co - off
-		copy(priv[po:po+lw.EntityOff+lw.ChunkCapacity*layout.EntityRecordSize], b[co:])
-		for m := mask; m != 0; m &= m - 1 {
-			lo, hi := lw.ColumnRange(s, c, bits.TrailingZeros64(m))
+		copy(priv[po:po+lw.EntityOff+lw.ChunkCapacity*lw.RecordSize], b[co:])
+		for k := range mask.IDs() {
+			lo, hi := lw.ColumnRange(s, c, int(k))
 			copy(priv[lo-off:hi-off], b[lo:hi])
 		}
 	}
@@ -323,12 +323,7 @@ func readSlot(b []byte, lw *layout.World, s int) ([]byte, uint64, error) {
 var testHookAfterCopy func()
 
 // schemaMask is the mask of the segment's components.
-func schemaMask(g *layout.WorldGeometry) uint64 {
-	if n := len(g.Components); n < 64 {
-		return 1<<uint(n) - 1
-	}
-	return ^uint64(0)
-}
+func schemaMask(g *layout.WorldGeometry) world.Mask { return layout.SchemaMask(len(g.Components)) }
 
 // check audits the private copy priv of slot s (consistent at seq q).
 func check(lw *layout.World, s int, q uint64, priv []byte) Report {
@@ -340,16 +335,18 @@ func check(lw *layout.World, s int, q uint64, priv []byte) Report {
 	info.Seq = q
 	rep := Report{Slot: s, Info: info}
 	schema := schemaMask(&g)
+	slotMask := world.Mask(info.Mask)
 	K := g.ChunkCapacity
 
-	// Invariant: the slot mask names only components of the schema.
-	if info.Mask&^schema != 0 {
-		rep.add(KindSlotMask, -1, -1, -1, "slot mask %#x names components beyond the %d of the schema", info.Mask, len(g.Components))
+	// Invariant: the slot mask names only components of the schema (its
+	// words beyond the world's W are zero).
+	if !slotMask.AndNot(schema).Empty() {
+		rep.add(KindSlotMask, -1, -1, -1, "slot mask %v names components beyond the %d of the schema", slotMask, len(g.Components))
 	}
 	// Invariant: chunks <= max chunks, entities <= chunks × capacity,
 	// alive <= entities (the reader's header validation).
 	hi := info
-	hi.Mask &= schema
+	hi.Mask = slotMask.And(schema)
 	if err := lw.ValidateSlotInfo(hi); err != nil {
 		rep.add(KindHeaderBounds, -1, -1, -1, "%v", err)
 	}
@@ -389,8 +386,13 @@ func check(lw *layout.World, s int, q uint64, priv []byte) Report {
 		}
 		// Invariant: a fill writes every chunk in use's records filtered
 		// with the slot's mask, or finds them filtered with it already.
-		if rm := le.Uint64(priv[co+layout.ChunkRecordMask:]); rm != info.Mask {
-			rep.add(KindChunkRecordMask, c, -1, -1, "records filtered with mask %#x, the slot mask is %#x", rm, info.Mask)
+		// All MaxMaskWords words: those beyond W are never written (zero).
+		var rm world.Mask
+		for j := range rm {
+			rm[j] = le.Uint64(priv[co+layout.ChunkRecordMaskOff(j):])
+		}
+		if rm != slotMask {
+			rep.add(KindChunkRecordMask, c, -1, -1, "records filtered with mask %v, the slot mask is %v", rm, slotMask)
 		}
 		cvers := make([]uint64, len(g.Components))
 		for k := range g.Components {
@@ -401,17 +403,15 @@ func check(lw *layout.World, s int, q uint64, priv []byte) Report {
 		}
 		eo, _ := v.EntityRange(0, c)
 		var count uint32
-		var colReported uint64
+		var colReported world.Mask
 		for r := 0; r < K; r++ {
-			o := eo + r*layout.EntityRecordSize
-			gen := le.Uint32(priv[o:])
-			flags := le.Uint32(priv[o+4:])
-			mask := le.Uint64(priv[o+8:])
+			rec := layout.DecodeRecord(priv[eo+r*g.RecordSize:], g.MaskWords)
+			gen, flags, mask := rec.Gen, rec.Flags, world.Mask(rec.Mask)
 			if int64(c)*int64(K)+int64(r) >= int64(info.Entities) {
 				// Invariant: indices at or above the high-water mark were
 				// never issued: their records are all zero.
-				if gen != 0 || flags != 0 || mask != 0 {
-					rep.add(KindBeyondHighWater, c, r, -1, "record above the high-water mark %d: gen %d flags %#x mask %#x", info.Entities, gen, flags, mask)
+				if gen != 0 || flags != 0 || !mask.Empty() {
+					rep.add(KindBeyondHighWater, c, r, -1, "record above the high-water mark %d: gen %d flags %#x mask %v", info.Entities, gen, flags, mask)
 				}
 				continue
 			}
@@ -426,30 +426,29 @@ func check(lw *layout.World, s int, q uint64, priv []byte) Report {
 			}
 			if flags&layout.FlagAlive == 0 {
 				// Invariant: Destroy clears the mask of a dead record.
-				if mask != 0 {
-					rep.add(KindDeadRecord, c, r, -1, "dead record with components %#x", mask)
+				if !mask.Empty() {
+					rep.add(KindDeadRecord, c, r, -1, "dead record with components %v", mask)
 				}
 				continue
 			}
 			count++
 			// Invariant: an alive record names only components of the schema.
-			if mask&^schema != 0 {
-				rep.add(KindRecordMask, c, r, -1, "record mask %#x names components beyond the %d of the schema", mask, len(g.Components))
+			if !mask.AndNot(schema).Empty() {
+				rep.add(KindRecordMask, c, r, -1, "record mask %v names components beyond the %d of the schema", mask, len(g.Components))
 			}
 			// Invariant: a record carries its entity's mask & the slot mask:
 			// it names no component whose column the slot did not sync.
-			if out := mask & schema &^ info.Mask; out != 0 {
-				rep.add(KindRecordSlotMask, c, r, -1, "record mask %#x names components %#x outside the slot mask %#x", mask, out, info.Mask)
+			if out := mask.And(schema).AndNot(slotMask); !out.Empty() {
+				rep.add(KindRecordSlotMask, c, r, -1, "record mask %v names components %v outside the slot mask %v", mask, out, slotMask)
 			}
 			// Invariant: a component present in an alive record was added,
 			// which stamped its column version (>= 1); for a component of
 			// the slot mask that column was published, so its version in
 			// the slot is >= 1. (Columns outside the mask of a filtered
 			// snapshot are not synced: nothing is claimed about them.)
-			for m := mask & info.Mask & schema &^ colReported; m != 0; m &= m - 1 {
-				k := bits.TrailingZeros64(m)
-				if cvers[k] == 0 {
-					colReported |= 1 << uint(k)
+			for id := range mask.And(slotMask).And(schema).AndNot(colReported).IDs() {
+				if k := int(id); cvers[k] == 0 {
+					colReported = colReported.With(id)
 					rep.add(KindColumnVersion, c, r, k, "alive record has component %d of the slot mask, whose column was never published (version 0)", k)
 				}
 			}

@@ -111,7 +111,7 @@ func get64(b []byte, off int) uint64 { return uint64(get32(b, off)) | uint64(get
 // rec returns the offset of the record of entity index i in slot s.
 func rec(lw *layout.World, s, i int) int {
 	eo, _ := lw.EntityRange(s, i/fxCap)
-	return eo + (i%fxCap)*layout.EntityRecordSize
+	return eo + (i%fxCap)*lw.RecordSize
 }
 
 func TestHealthyFramesAudit(t *testing.T) {
@@ -156,7 +156,7 @@ func TestHealthyFramesAudit(t *testing.T) {
 	// the columns of its mask.
 	rep, err = audit.Slot(b, lw, snap)
 	require.NoError(t, err)
-	require.Equal(t, uint64(1<<f.hp), rep.Info.Mask)
+	require.Equal(t, [4]uint64{1 << f.hp}, rep.Info.Mask)
 	diffs, err = audit.Compare(b, lw, snap, f.w, 0)
 	require.NoError(t, err)
 	require.Empty(t, diffs)
@@ -201,6 +201,12 @@ func TestCorruptionsReported(t *testing.T) {
 			o := slotOff(lw, layout.SlotMask)
 			put64(b, o, get64(b, o)|1<<3)
 		}, audit.KindSlotMask},
+		{"slot mask word beyond the world's", func(b []byte, lw *layout.World) {
+			put64(b, slotOff(lw, layout.SlotMaskOff(2)), 1)
+		}, audit.KindSlotMask},
+		{"chunk record mask word beyond the world's", func(b []byte, lw *layout.World) {
+			put64(b, chunkOff(lw, 1, layout.ChunkRecordMaskOff(1)), 1)
+		}, audit.KindChunkRecordMask},
 		{"record mask beyond schema", func(b []byte, lw *layout.World) {
 			o := rec(lw, s, 9) + 8
 			put64(b, o, get64(b, o)|1<<40)
@@ -356,7 +362,7 @@ func TestFilteredSnapshotRecords(t *testing.T) {
 	// Fill every slot with full frames, so that the snapshot reuses one
 	// (publishes alternate between two slots; the engine's idle warm-up
 	// writes the others).
-	for f.pub.WarmOne(0, world.Mask(^uint64(0))) {
+	for f.pub.WarmOne(0, world.MaskAll()) {
 	}
 	for frame := uint64(3); frame < 3+uint64(lw.Slots); frame++ {
 		f.w.Advance()
@@ -376,7 +382,7 @@ func TestFilteredSnapshotRecords(t *testing.T) {
 	for c := 0; c < int(rep.Info.Chunks); c++ {
 		require.Equal(t, uint64(1<<f.hp), get64(b, lw.ChunkOff(snap, c)+layout.ChunkRecordMask))
 		for r := 0; r < fxCap && c*fxCap+r < fxEntities; r++ {
-			want := uint64(f.w.Mask(f.ents[c*fxCap+r])) & (1 << f.hp)
+			want := f.w.Mask(f.ents[c*fxCap+r])[0] & (1 << f.hp)
 			require.Equal(t, want, get64(b, rec(lw, snap, c*fxCap+r)+8), "entity index %d", c*fxCap+r)
 		}
 	}

@@ -79,7 +79,7 @@ func Compare(b []byte, lw *layout.World, s int, w *world.World, limit int) ([]Di
 		add("header", -1, -1, -1, "slot has %d chunks, %d entities, %d alive; the world %d, %d, %d",
 			info.Chunks, info.Entities, info.Alive, w.NumChunks(), w.HighWater(), w.Count())
 	}
-	mask := info.Mask & schemaMask(lw.WorldGeometry)
+	mask := world.Mask(info.Mask).And(schemaMask(lw.WorldGeometry))
 	K := lw.ChunkCapacity
 	for c := 0; c < min(w.NumChunks(), lw.MaxChunks) && !full(); c++ {
 		co := lw.ChunkOff(s, c)
@@ -89,19 +89,25 @@ func Compare(b []byte, lw *layout.World, s int, w *world.World, limit int) ([]Di
 		if got, want := le.Uint32(b[co+layout.ChunkAlive:]), uint32(w.ChunkAlive(c)); got != want {
 			add("alive", c, -1, -1, "slot %d, world %d", got, want)
 		}
+		var rm world.Mask
+		for j := range rm {
+			rm[j] = le.Uint64(b[co+layout.ChunkRecordMaskOff(j):])
+		}
+		if rm != mask {
+			add("record_mask", c, -1, -1, "chunk record mask %v, slot mask %v", rm, mask)
+		}
 		eo, _ := lw.EntityRange(s, c)
 		for r, wr := range w.ChunkRecords(c) {
-			wr.Mask &= mask
-			o := eo + r*layout.EntityRecordSize
-			got := layout.EntityRecord{Gen: le.Uint32(b[o:]), Flags: le.Uint32(b[o+4:]), Mask: le.Uint64(b[o+8:])}
+			wr.Mask = world.Mask(wr.Mask).And(mask)
+			got := layout.DecodeRecord(b[eo+r*lw.RecordSize:], lw.MaskWords)
 			if got != wr {
-				add("records", c, r, -1, "slot {gen %d flags %#x mask %#x}, world {gen %d flags %#x mask %#x} (entity index %d; the world's mask & the slot mask)",
-					got.Gen, got.Flags, got.Mask, wr.Gen, wr.Flags, wr.Mask, c*K+r)
+				add("records", c, r, -1, "slot {gen %d flags %#x mask %v}, world {gen %d flags %#x mask %v} (entity index %d; the world's mask & the slot mask)",
+					got.Gen, got.Flags, world.Mask(got.Mask), wr.Gen, wr.Flags, world.Mask(wr.Mask), c*K+r)
 				break
 			}
 		}
 		for k := range lw.Components {
-			if mask&(1<<uint(k)) == 0 {
+			if !mask.Has(world.ComponentID(k)) {
 				continue
 			}
 			col := w.ChunkColumn(c, world.ComponentID(k))

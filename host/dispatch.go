@@ -224,7 +224,7 @@ func (e *Engine) dispatch(now time.Time) int {
 			// members' masks, whoever of them it is for (a catch-up
 			// too): what a member's view holds does not depend on which
 			// members were idle.
-			mask |= x.Mask
+			mask = mask.Or(x.Mask)
 			due := x.due(e.frame)
 			if !due && !x.owed {
 				continue

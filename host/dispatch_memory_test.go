@@ -29,13 +29,13 @@ func TestMemoryRefusalsRoundRobin(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { e.Close() })
 	p := e.pub
-	one := int64(p.Layout().SlotSpanBytes(0, uint64(world.MaskOf(s.pos)), w.NumChunks()))
+	one := int64(p.Layout().SlotSpanBytes(0, world.MaskOf(s.pos), w.NumChunks()))
 	p.SetShmLimit(p.MinShmLimit() + one + one/10) // one snapshot at a time; every component never fits
 	r := &schedRig{t: t, e: e}
 	r.step()
 	// Joined in the outside test's slot order: the group that never fits
 	// first.
-	f3 := r.joinMask("f3", ipc.TierSlow, 6, "solo", 0)
+	f3 := r.joinMask("f3", ipc.TierSlow, 6, "solo", world.Mask{})
 	p2 := r.joinMask("p2", ipc.TierSlow, 6, "solo", world.MaskOf(s.pos))
 	v4 := r.joinMask("v4", ipc.TierSlow, 6, "solo", world.MaskOf(s.hp))
 	p1 := r.joinMask("p1", ipc.TierSlow, 6, "solo", world.MaskOf(s.pos))

@@ -31,13 +31,15 @@ func newSchedRig(t *testing.T) *schedRig {
 
 func (r *schedRig) join(name, tier string, every int, group string) *Module {
 	r.t.Helper()
-	return r.joinMask(name, tier, every, group, 0)
+	return r.joinMask(name, tier, every, group, world.Mask{})
 }
 
 // joinMask joins a module that reads mask (0: every component).
 func (r *schedRig) joinMask(name, tier string, every int, group string, mask world.Mask) *Module {
 	r.t.Helper()
-	_, err := r.e.admit(ipc.Hello{Name: name, Tier: tier, Every: every, Group: group, Mask: uint64(mask)}, ipc.PeerCred{PID: os.Getpid()})
+	h := ipc.Hello{Name: name, Tier: tier, Every: every, Group: group}
+	h.SetReadMask(mask)
+	_, err := r.e.admit(h, ipc.PeerCred{PID: os.Getpid()})
 	require.NoError(r.t, err)
 	for _, m := range r.e.mods {
 		if m.Name == name {
@@ -368,7 +370,7 @@ func TestMemoryRefusalsTakenInTurn(t *testing.T) {
 	require.NoError(t, err)
 	t.Cleanup(func() { e.Close() })
 	p := e.pub
-	one := int64(p.Layout().SlotSpanBytes(0, uint64(world.MaskOf(s.pos)), w.NumChunks()))
+	one := int64(p.Layout().SlotSpanBytes(0, world.MaskOf(s.pos), w.NumChunks()))
 	p.SetShmLimit(p.MinShmLimit() + one + one/2)
 	r := &schedRig{t: t, e: e}
 	r.step()
@@ -393,4 +395,19 @@ func TestMemoryRefusalsTakenInTurn(t *testing.T) {
 	require.Greater(t, runs[a], 20, "a's ticks")
 	require.Greater(t, runs[b], 20, "b's ticks")
 	require.InDelta(t, runs[a], runs[b], 2, "a %d ticks, b %d: in turn", runs[a], runs[b])
+}
+
+// TestAdmitMaskBeyondSchema: a read mask naming a component beyond the
+// schema in any word (here word 2 of a small world) is an invalid hello,
+// counted in BadMasks; a module that declares nothing reads every component.
+func TestAdmitMaskBeyondSchema(t *testing.T) {
+	r := newSchedRig(t)
+	h := ipc.Hello{Name: "wide", Tier: ipc.TierFast, Every: 1}
+	h.SetReadMask(world.MaskOf(0, 140))
+	_, err := r.e.admit(h, ipc.PeerCred{PID: os.Getpid()})
+	require.ErrorIs(t, err, ipc.ErrBadHello)
+	require.ErrorContains(t, err, "names components beyond the schema's")
+	require.Equal(t, uint64(1), r.e.BadMasks)
+	m := r.join("all", ipc.TierFast, 1, "")
+	require.Equal(t, r.e.w.Registry().Mask(), m.Mask)
 }

@@ -173,15 +173,17 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 			m = x
 		}
 	}
-	if h.Mask == 0 {
+	reads, _ := h.ReadMask() // ipc validated MaskExt's length
+	if world.Mask(reads).Empty() {
 		// A module that declares no components reads all of them (the
 		// SDK's Spec.Reads rule, also for clients in other languages).
-		h.Mask = uint64(e.allMask)
+		reads = e.allMask
+		h.SetReadMask(reads)
 	}
-	if extra := h.Mask &^ uint64(e.allMask); extra != 0 {
+	if extra := world.Mask(reads).AndNot(e.allMask); !extra.Empty() {
 		e.BadMasks++
-		return ipc.Welcome{}, fmt.Errorf("%w: component mask %#x names components beyond the schema's %d (bits %#x)",
-			ipc.ErrBadHello, h.Mask, e.w.Registry().Len(), extra)
+		return ipc.Welcome{}, fmt.Errorf("%w: component mask %v names components beyond the schema's %d (bits %v)",
+			ipc.ErrBadHello, world.Mask(reads), e.w.Registry().Len(), extra)
 	}
 	if m == nil {
 		if len(e.mods) >= e.cfg.MaxModules {
@@ -222,7 +224,7 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	if err != nil {
 		return ipc.Welcome{}, err
 	}
-	m.Tier, m.Every, m.Mask, m.Group = h.Tier, h.Every, world.Mask(h.Mask), groupKey(h)
+	m.Tier, m.Every, m.Mask, m.Group = h.Tier, h.Every, reads, groupKey(h)
 	m.PID = peer.PID
 	m.maxRuntime, m.overran = e.slowTickLimit(h), false
 	m.pidStart, _ = shm.ProcStartTime(peer.PID) // 0 if it is gone already: then it reads as dead
@@ -294,7 +296,8 @@ func (e *Engine) createModuleSegment(m *Module, h ipc.Hello) error {
 	if h.Tier == ipc.TierSlow {
 		tier = 1
 	}
-	info := layout.ModuleInfo{Slot: uint32(m.Slot), Name: h.Name, Tier: tier, Frequency: uint32(h.Every), Mask: h.Mask}
+	reads, _ := h.ReadMask() // validated by the caller
+	info := layout.ModuleInfo{Slot: uint32(m.Slot), Name: h.Name, Tier: tier, Frequency: uint32(h.Every), Mask: reads}
 	if err := layout.EncodeModule(seg.Data, g, e.header(), info); err != nil {
 		seg.Unlink()
 		seg.Close()

@@ -1,7 +1,6 @@
 package host
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -117,9 +116,9 @@ func RecoverFromSegment(b []byte, w *world.World) (uint64, error) {
 	if info.Frame != frame {
 		return fail("slot %d holds frame %d, the latest word says %d", s, info.Frame, frame)
 	}
-	full := uint64(w.Registry().Mask())
-	if info.Mask != full {
-		return fail("slot %d is a partial snapshot (mask %#x, want %#x)", s, info.Mask, full)
+	full := w.Registry().Mask()
+	if world.Mask(info.Mask) != full {
+		return fail("slot %d is a partial snapshot (mask %v, want %v)", s, world.Mask(info.Mask), full)
 	}
 	if int(info.Chunks) > w.MaxChunks() {
 		return fail("slot %d uses %d chunks, the world has room for %d", s, info.Chunks, w.MaxChunks())
@@ -135,7 +134,7 @@ func RecoverFromSegment(b []byte, w *world.World) (uint64, error) {
 		rc := &chunks[c]
 		rc.sv = layout.Load64(b, lw.ChunkOff(s, c)+layout.ChunkStructVersion)
 		eo, ee := lw.EntityRange(s, c)
-		rc.recs = decodeRecords(b[eo:ee])
+		rc.recs = decodeRecords(b[eo:ee], lw.MaskWords)
 		rc.cols = make([][]byte, len(want))
 		rc.cvers = make([]uint64, len(want))
 		for k := range want {
@@ -176,16 +175,13 @@ func RecoverFromSegment(b []byte, w *world.World) (uint64, error) {
 	return frame, nil
 }
 
-// decodeRecords decodes entity records (16 bytes each, little-endian).
-func decodeRecords(b []byte) []layout.EntityRecord {
-	recs := make([]layout.EntityRecord, len(b)/layout.EntityRecordSize)
+// decodeRecords decodes entity records of words mask words (8 + 8W bytes
+// each, little-endian).
+func decodeRecords(b []byte, words int) []layout.EntityRecord {
+	size := layout.RecordSize(words)
+	recs := make([]layout.EntityRecord, len(b)/size)
 	for i := range recs {
-		o := i * layout.EntityRecordSize
-		recs[i] = layout.EntityRecord{
-			Gen:   binary.LittleEndian.Uint32(b[o:]),
-			Flags: binary.LittleEndian.Uint32(b[o+4:]),
-			Mask:  binary.LittleEndian.Uint64(b[o+8:]),
-		}
+		recs[i] = layout.DecodeRecord(b[i*size:], words)
 	}
 	return recs
 }

@@ -124,8 +124,8 @@ func cString(buf []byte) string {
 	return string(buf)
 }
 
-func hex64(v uint64) string { return fmt.Sprintf("0x%016x", v) }
-func mask(v uint64) string  { return fmt.Sprintf("0x%x", v) }
+func hex64(v uint64) string                     { return fmt.Sprintf("0x%016x", v) }
+func mask(v [layout.MaxMaskWords]uint64) string { return layout.FormatMask(v) }
 
 // FormatUnixNano renders Unix nanoseconds as RFC 3339 (UTC, nanoseconds), or
 // "-" for zero.
@@ -246,12 +246,16 @@ func readSlot(w *layout.World, s int, o Options) SlotReport {
 			Chunks: si.Chunks, Entities: si.Entities, Alive: si.Alive, PublishNano: si.PubNanos,
 			BytesCopied: si.Bytes, ChunksCopied: si.ChunksCopied,
 		}
-		bm, bc := ld64(b, so+layout.SlotBackMask), ld32(b, so+layout.SlotBackChunks)
+		var bm [layout.MaxMaskWords]uint64
+		for j := range bm {
+			bm[j] = ld64(b, so+layout.SlotBackMaskOff(j))
+		}
+		bc := ld32(b, so+layout.SlotBackChunks)
 		sr.BackMask, sr.BackChunks = mask(bm), bc
 		sr.BackedBytes = w.SlotSpanBytes(s, bm, int(min(bc, uint32(w.MaxChunks))))
 		if err := w.ValidateSlotInfo(si); err != nil {
 			sr.Error = err.Error()
-		} else if si.Chunks > bc || si.Mask&^bm != 0 {
+		} else if si.Chunks > bc || beyond(si.Mask, bm) {
 			// B2: a complete slot's chunks and components are within its
 			// backing (readers would read holes).
 			sr.Error = fmt.Sprintf("slot holds %d chunks of mask %s beyond its backing (%d chunks of mask %s)", si.Chunks, mask(si.Mask), bc, mask(bm))
@@ -321,7 +325,7 @@ func leasesReport(l *layout.Leases, o Options) *LeasesReport {
 			Slot:       s,
 			Holders:    []int{},
 			Frame:      ld64(b, lo+layout.LeaseFrame),
-			Mask:       mask(ld64(b, lo+layout.LeaseMask)),
+			Mask:       mask(leaseMask(b, lo)),
 			EngineRefs: ld32(b, lo+layout.LeaseEngine),
 		}
 		for r := h.Next(0); r >= 0; r = h.Next(r + 1) {
@@ -478,4 +482,23 @@ func ReadModuleStats(b []byte) (*ModuleStatsReport, error) {
 		}
 	}
 	return r, nil
+}
+
+// leaseMask reads the split lease mask of the lease entry at lo with word
+// loads (the engine may be writing it).
+func leaseMask(b []byte, lo int) (m [layout.MaxMaskWords]uint64) {
+	for j := range m {
+		m[j] = ld64(b, lo+layout.LeaseMaskOff(j))
+	}
+	return m
+}
+
+// beyond reports whether mask m names a component that back does not.
+func beyond(m, back [layout.MaxMaskWords]uint64) bool {
+	for j := range m {
+		if m[j]&^back[j] != 0 {
+			return true
+		}
+	}
+	return false
 }

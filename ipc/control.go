@@ -75,20 +75,49 @@ var (
 
 // Hello is the handshake request a module sends.
 type Hello struct {
-	ProtoVersion int      `json:"proto_version"`
-	Name         string   `json:"name"`
-	Tier         string   `json:"tier"`  // TierFast or TierSlow
-	Every        int      `json:"every"` // run every N frames, N >= 1
-	Mask         uint64   `json:"mask"`  // component mask the module reads
-	Components   []string `json:"components"`
-	SchemaHash   uint64   `json:"schema_hash"`
-	PID          int      `json:"pid"`
+	ProtoVersion int    `json:"proto_version"`
+	Name         string `json:"name"`
+	Tier         string `json:"tier"`  // TierFast or TierSlow
+	Every        int    `json:"every"` // run every N frames, N >= 1
+	Mask         uint64 `json:"mask"`  // components 0..63 the module reads (word 0 of its mask)
+	// MaskExt holds words 1.. of the read mask (components 64..255, word j
+	// at MaskExt[j-1]), at most layout.MaxMaskWords-1 of them; omitted when
+	// the module reads none of those (every world of at most 64
+	// components).
+	MaskExt    []uint64 `json:"mask_ext,omitempty"`
+	Components []string `json:"components"`
+	SchemaHash uint64   `json:"schema_hash"`
+	PID        int      `json:"pid"`
 	// Group, if set, overrides automatic convoy grouping (tier + every):
 	// modules naming the same group share snapshots; "solo" never shares.
 	Group string `json:"group,omitempty"`
 	// MaxRuntime (nanoseconds) bounds each slow tick and its snapshot
 	// lease; 0 asks for the engine's default (host.Config.MaxSlowTick).
 	MaxRuntime int64 `json:"max_runtime_ns,omitempty"`
+}
+
+// ReadMask returns the module's read mask (Mask and MaskExt) as
+// layout.MaxMaskWords words; ok is false when MaskExt has more words than
+// fit (an invalid hello).
+func (h *Hello) ReadMask() (m [layout.MaxMaskWords]uint64, ok bool) {
+	if len(h.MaskExt) > layout.MaxMaskWords-1 {
+		return m, false
+	}
+	m[0] = h.Mask
+	copy(m[1:], h.MaskExt)
+	return m, true
+}
+
+// SetReadMask stores m into Mask and MaskExt (MaskExt only as long as its
+// highest non-zero word needs).
+func (h *Hello) SetReadMask(m [layout.MaxMaskWords]uint64) {
+	h.Mask, h.MaskExt = m[0], nil
+	for j := layout.MaxMaskWords - 1; j >= 1; j-- {
+		if m[j] != 0 {
+			h.MaskExt = append([]uint64(nil), m[1:j+1]...)
+			break
+		}
+	}
 }
 
 // SegmentNames are the names of the segments passed with a welcome, for

@@ -289,6 +289,8 @@ func ctlValidHello(h *Hello) error {
 		return bad("every %d, want 1..%d", h.Every, MaxEvery)
 	case len(h.Components) > layout.MaxComponents:
 		return bad("%d components (max %d)", len(h.Components), layout.MaxComponents)
+	case len(h.MaskExt) > layout.MaxMaskWords-1:
+		return bad("mask_ext has %d words (max %d: components up to %d)", len(h.MaskExt), layout.MaxMaskWords-1, layout.MaxComponents)
 	}
 	return nil
 }

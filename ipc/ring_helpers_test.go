@@ -49,7 +49,7 @@ func ringCreateModule(t testing.TB, ringCap int) (string, *layout.Module) {
 	_ = unix.Close(fd)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = unix.Munmap(b) })
-	info := layout.ModuleInfo{Slot: 0, Name: "ringtest", Tier: 1, Frequency: 60, Mask: 1}
+	info := layout.ModuleInfo{Slot: 0, Name: "ringtest", Tier: 1, Frequency: 60, Mask: [layout.MaxMaskWords]uint64{1}}
 	require.NoError(t, layout.EncodeModule(b, g, layout.Header{Instance: inst, CreatorPID: uint32(os.Getpid())}, info))
 	layout.MarkReady(b)
 	m, err := layout.DecodeModule(b)

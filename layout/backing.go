@@ -25,11 +25,21 @@ package layout
 // meaningless but costly: on tmpfs a read fault on a hole allocates a page,
 // and faults with SIGBUS when the file system is full.
 
-// Slot header words of the backing (offsets from the start of the slot).
+// Slot header words of the backing (offsets from the start of the slot),
+// after the slot mask's words 1..3 (SlotMaskHi).
 const (
-	SlotBackMask   = 72 // u64 components whose columns are allocated
-	SlotBackChunks = 80 // u32 chunks whose header, records and SlotBackMask columns are allocated
+	SlotBackMask   = 96  // MaxMaskWords × u64 (96, 104, 112, 120): components whose columns are allocated
+	SlotBackChunks = 128 // u32 chunks whose header, records and SlotBackMask columns are allocated
 )
+
+// SlotBackMaskOff returns the offset, in a slot header, of word j of the
+// back mask: 96 + 8j.
+func SlotBackMaskOff(j int) int {
+	if j < 0 || j >= MaxMaskWords {
+		panic("layout: mask word out of range")
+	}
+	return SlotBackMask + 8*j
+}
 
 // SlotSpans calls emit with the page-aligned byte ranges [lo, hi) of slot s
 // that a fill of the components of mask writes in chunks [c0, c1): each
@@ -37,7 +47,7 @@ const (
 // whole pages, merged where they touch, in increasing order, and never
 // including the slot's first page (always allocated). mask bits beyond the
 // schema are ignored.
-func (g *WorldGeometry) SlotSpans(s int, mask uint64, c0, c1 int, emit func(lo, hi int)) {
+func (g *WorldGeometry) SlotSpans(s int, mask [MaxMaskWords]uint64, c0, c1 int, emit func(lo, hi int)) {
 	floor := g.SlotOff(s) + PageSize
 	plo, phi := -1, -1
 	add := func(lo, hi int) {
@@ -57,9 +67,9 @@ func (g *WorldGeometry) SlotSpans(s int, mask uint64, c0, c1 int, emit func(lo, 
 	}
 	for c := max(c0, 0); c < min(c1, g.MaxChunks); c++ {
 		co := g.ChunkOff(s, c)
-		add(co, co+g.EntityOff+g.ChunkCapacity*EntityRecordSize)
+		add(co, co+g.EntityOff+g.ChunkCapacity*g.RecordSize)
 		for k := range g.Components {
-			if k < 64 && mask&(1<<uint(k)) != 0 {
+			if mask[k/64]&(1<<uint(k%64)) != 0 {
 				lo, hi := g.ColumnRange(s, c, k)
 				add(lo, hi)
 			}
@@ -72,7 +82,7 @@ func (g *WorldGeometry) SlotSpans(s int, mask uint64, c0, c1 int, emit func(lo, 
 
 // SlotSpanBytes returns the bytes of SlotSpans(s, mask, 0, chunks): what a
 // slot backed for mask and chunks allocates beyond its first page.
-func (g *WorldGeometry) SlotSpanBytes(s int, mask uint64, chunks int) int {
+func (g *WorldGeometry) SlotSpanBytes(s int, mask [MaxMaskWords]uint64, chunks int) int {
 	n := 0
 	g.SlotSpans(s, mask, 0, chunks, func(lo, hi int) { n += hi - lo })
 	return n

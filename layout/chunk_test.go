@@ -17,7 +17,10 @@ func TestChunkHeaderFields(t *testing.T) {
 		{"structural version", ChunkStructVersion, 8},
 		{"rows", ChunkRows, 4},
 		{"alive", ChunkAlive, 4},
-		{"record mask", ChunkRecordMask, 8},
+		{"record mask word 0", ChunkRecordMaskOff(0), 8},
+		{"record mask word 1", ChunkRecordMaskOff(1), 8},
+		{"record mask word 2", ChunkRecordMaskOff(2), 8},
+		{"record mask word 3", ChunkRecordMaskOff(3), 8},
 	}
 	end := 0
 	for _, f := range fields {

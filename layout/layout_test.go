@@ -47,7 +47,7 @@ func TestWorldRoundTrip(t *testing.T) {
 		}
 	}
 	eo, ee := w.EntityRange(0, 0)
-	require.Equal(t, 64*EntityRecordSize, ee-eo)
+	require.Equal(t, 64*RecordSize(1), ee-eo)
 	_, _, ok := UnpackLatest(Load64(b, OffWLatest))
 	require.False(t, ok, "fresh segment has nothing published")
 }
@@ -149,7 +149,7 @@ func FuzzDecodeWorld(f *testing.F) {
 	f.Add(b[:HeaderSize], 0, byte(0))
 	f.Add([]byte("FDPSEGMT"), 3, byte(1))
 	f.Add(make([]byte, HeaderSize+10), 5, byte(0xff))
-	for _, off := range []int{OffWSlots, OffWComponents, OffWChunkCap, OffWMaxChunks, OffSectionTab + 8, HeaderSize + 32} {
+	for _, off := range []int{OffWSlots, OffWComponents, OffWChunkCap, OffWMaxChunks, OffWMaskWords, OffSectionTab + 8, HeaderSize + 32} {
 		f.Add([]byte{}, off, byte(0x7f))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, off int, val byte) {

@@ -53,8 +53,9 @@ const (
 const (
 	LeaseReserved0 = 0  // u64 reserved, 0 (the holders of slots 0..63 when there were at most 64 modules)
 	LeaseFrame     = 8  // u64 frame the slot held when leased
-	LeaseMask      = 16 // u64 components synced into the leased slot
+	LeaseMask      = 16 // u64 components synced into the leased slot: word 0 (LeaseMaskOff)
 	LeaseEngine    = 24 // u32 reserved, 0 (engine references before control protocol 3; ignored)
+	LeaseMaskHi    = 32 // 3 x u64: words 1..3 of the lease mask (components 64..255)
 	// LeaseHolders is the holder set, ModuleSetBytes bytes (PutModuleSet):
 	// member n = the module in slot n holds a lease on the slot (the
 	// engine's copy). In the entry's second cache line.

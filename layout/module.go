@@ -12,8 +12,9 @@ import (
 // module -> engine command ring:
 //
 //	[0,4096)      common header page
-//	  1024..1095  kind header: slot u32, tier u32, frequency u32, reserved u32,
-//	              component mask u64, ring capacity u64, name [32]byte, ...
+//	  1024..1111  kind header: slot u32, tier u32, frequency u32, reserved u32,
+//	              read mask word 0 u64, ring capacity u64, name [32]byte,
+//	              read mask words 1..3 (ModuleMaskOff)
 //	  2048..2175  tick doorbell line (engine writes, module waits)
 //	  2176..2303  done doorbell line (module writes, engine waits)
 //	  2304..2431  heartbeat line (module writes)
@@ -38,9 +39,10 @@ const (
 	OffMTier      = OffKindHeader + 4  // u32 tier, <= MaxTier (host/ defines the values)
 	OffMFrequency = OffKindHeader + 8  // u32 requested run frequency as negotiated in the handshake (host/ defines the unit)
 	OffMReserved  = OffKindHeader + 12 // u32 zero
-	OffMMask      = OffKindHeader + 16 // u64 component mask the module reads
+	OffMMask      = OffKindHeader + 16 // u64 component mask the module reads: word 0 (components 0..63)
 	OffMRingCap   = OffKindHeader + 24 // u64 ring data area capacity (bytes)
 	OffMName      = OffKindHeader + 32 // [32]byte module name, NUL padded
+	OffMMaskHi    = OffKindHeader + 64 // 3 x u64: words 1..3 of the read mask (components 64..255; ModuleMaskOff)
 
 	// Tick doorbell line: the engine writes frame, lease info, then
 	// increments the tick word and futex-wakes it if tick need-wake is set.
@@ -115,7 +117,7 @@ type ModuleInfo struct {
 	Name      string
 	Tier      uint32
 	Frequency uint32
-	Mask      uint64
+	Mask      [MaxMaskWords]uint64 // components the module reads (ModuleMaskOff)
 }
 
 // ModuleSegmentName returns the file name of the segment of module slot in
@@ -195,7 +197,7 @@ func EncodeModule(b []byte, g *ModuleGeometry, h Header, info ModuleInfo) error 
 	put32(b, OffMTier, info.Tier)
 	put32(b, OffMFrequency, info.Frequency)
 	put32(b, OffMReserved, 0)
-	put64(b, OffMMask, info.Mask)
+	putMask(b, ModuleMaskOff, info.Mask)
 	put64(b, OffMRingCap, uint64(g.RingCapacity))
 	var name [ModuleNameLen]byte
 	copy(name[:], info.Name)
@@ -237,7 +239,7 @@ func DecodeModule(b []byte) (*Module, error) {
 		Name:      string(name),
 		Tier:      get32(b, OffMTier),
 		Frequency: get32(b, OffMFrequency),
-		Mask:      get64(b, OffMMask),
+		Mask:      getMask(b, ModuleMaskOff),
 	}
 	if err := validModuleInfo(info); err != nil {
 		return nil, corrupt("%v", err)

@@ -9,7 +9,7 @@ import (
 )
 
 func testModuleInfo() ModuleInfo {
-	return ModuleInfo{Slot: 5, Name: "ai.convoy-1", Tier: 2, Frequency: 10, Mask: 0b1011}
+	return ModuleInfo{Slot: 5, Name: "ai.convoy-1", Tier: 2, Frequency: 10, Mask: [MaxMaskWords]uint64{0b1011, 0, 1 << 3}}
 }
 
 func encodeTestModule(t testing.TB, ringCap int) ([]byte, *ModuleGeometry) {

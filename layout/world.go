@@ -8,17 +8,16 @@ import (
 )
 
 const (
-	// MaxComponents is the number of component ids a world can register
-	// (component masks are 64-bit words).
-	MaxComponents = 64
+	// MaxComponents is the number of component ids a world can register:
+	// masks have up to MaxMaskWords 64-bit words (mask.go), and a component
+	// id is a byte (world.ComponentID).
+	MaxComponents = 256
 	// MaxSlots bounds the number of frame slots in a world segment.
 	MaxSlots = 64
 	// ComponentEntrySize is the size of one component table entry.
 	ComponentEntrySize = 64
 	// ComponentNameLen is the NUL-padded name field of a component entry.
 	ComponentNameLen = 32
-	// EntityRecordSize is the size of one entity record.
-	EntityRecordSize = 16
 	// SlotHeaderSize is the size of a frame slot header.
 	SlotHeaderSize = 256
 	// PageSize is the alignment of slots and sections.
@@ -34,15 +33,6 @@ const (
 const (
 	FlagAlive uint32 = 1
 )
-
-// EntityRecord is the 16-byte per-entity record of a chunk (and of the
-// engine's live world, which stores records in exactly this form so that
-// publishing them is a plain copy).
-type EntityRecord struct {
-	Gen   uint32 // generation of the entity index; starts at 1, bumped on destroy
-	Flags uint32 // FlagAlive
-	Mask  uint64 // bit k set: component k present
-}
 
 // ComponentDesc describes one registered component type.
 type ComponentDesc struct {
@@ -70,14 +60,18 @@ func SchemaHash(comps []ComponentDesc) uint64 {
 
 // World kind header fields (offsets from the start of the segment).
 const (
-	OffWSlots          = OffKindHeader + 0  // u32
-	OffWComponents     = OffKindHeader + 4  // u32
-	OffWChunkCap       = OffKindHeader + 8  // u32
-	OffWMaxChunks      = OffKindHeader + 12 // u32
-	OffWChunkStride    = OffKindHeader + 16 // u64
-	OffWSlotStride     = OffKindHeader + 24 // u64
-	OffWChunkHeader    = OffKindHeader + 32 // u64 chunk header size
-	OffWEntityOff      = OffKindHeader + 40 // u64 offset of entity records in a chunk block
+	OffWSlots       = OffKindHeader + 0  // u32
+	OffWComponents  = OffKindHeader + 4  // u32
+	OffWChunkCap    = OffKindHeader + 8  // u32
+	OffWMaxChunks   = OffKindHeader + 12 // u32
+	OffWChunkStride = OffKindHeader + 16 // u64
+	OffWSlotStride  = OffKindHeader + 24 // u64
+	OffWChunkHeader = OffKindHeader + 32 // u64 chunk header size
+	OffWEntityOff   = OffKindHeader + 40 // u64 offset of entity records in a chunk block
+	// OffWMaskWords is W, the 64-bit words of every per-entity and per-chunk
+	// mask (MaskWords of the component count; records are RecordSize(W)
+	// bytes). 0 in a segment written before the field existed, where W is 1.
+	OffWMaskWords      = OffKindHeader + 48 // u32
 	OffWLatest         = 2048               // u64 latest word: frame<<8 | (slot+1); 0 = nothing published
 	OffWStatPublishes  = 2176               // u64
 	OffWStatSkipped    = 2184               // u64 publishes skipped: no free slot
@@ -115,13 +109,14 @@ const (
 	SlotSeq        = 0  // u64 seqlock: odd while the slot is being written
 	SlotFrame      = 8  // u64 frame number published in the slot
 	SlotVersion    = 16 // u64 world version at publish
-	SlotMask       = 24 // u64 components synced by the last publish
+	SlotMask       = 24 // u64 components synced by the last publish: word 0 (SlotMaskOff)
 	SlotChunks     = 32 // u32 chunks in use
 	SlotEntities   = 36 // u32 entity index high-water mark
 	SlotAlive      = 40 // u32 alive entities
 	SlotPubNanos   = 48 // u64 Unix nanos of the publish
 	SlotBytes      = 56 // u64 bytes copied by the last publish
 	SlotChunksCopy = 64 // u32 chunk columns copied by the last publish
+	SlotMaskHi     = 72 // 3 x u64: words 1..3 of the slot mask (components 64..255)
 )
 
 // Chunk block header fields (offsets from the start of the chunk block).
@@ -130,9 +125,10 @@ const (
 	ChunkRows          = 8  // u32 rows in use (entity index high-water within the chunk)
 	ChunkAlive         = 12 // u32 alive entities in the chunk
 	// ChunkRecordMask is the component mask the chunk's entity records were
-	// filtered with (u64): every record's mask is its entity's mask & this
-	// one. In every chunk in use of a complete slot it equals the slot's
-	// SlotMask (a full publish: every component of the schema).
+	// filtered with (W u64 words, up to MaxMaskWords: ChunkRecordMaskOff):
+	// every record's mask is its entity's mask & this one. In every chunk in
+	// use of a complete slot it equals the slot's mask (a full publish:
+	// every component of the schema).
 	ChunkRecordMask = 16
 	ChunkVersions   = 64 // [components]u64 per-component change versions
 )
@@ -153,6 +149,8 @@ type WorldGeometry struct {
 	ChunkCapacity   int
 	MaxChunks       int
 	Components      []ComponentDesc
+	MaskWords       int // W: words of every entity and chunk record mask (MaskWords)
+	RecordSize      int // bytes of one entity record: RecordSize(W)
 	ChunkHeaderSize int
 	EntityOff       int   // offset of the entity records inside a chunk block
 	ColumnOff       []int // offset of each component column inside a chunk block
@@ -205,9 +203,11 @@ func ComputeWorldGeometry(p WorldParams) (*WorldGeometry, error) {
 	}
 	g := &WorldGeometry{Slots: p.Slots, ChunkCapacity: p.ChunkCapacity, MaxChunks: p.MaxChunks, Components: p.Components}
 	nc := len(p.Components)
+	g.MaskWords = MaskWords(nc)
+	g.RecordSize = RecordSize(g.MaskWords)
 	g.ChunkHeaderSize = ChunkVersions + align(nc*8, 64)
 	g.EntityOff = g.ChunkHeaderSize
-	off := align(g.EntityOff+p.ChunkCapacity*EntityRecordSize, 64)
+	off := align(g.EntityOff+p.ChunkCapacity*g.RecordSize, 64)
 	g.ColumnOff = make([]int, nc)
 	for i, c := range p.Components {
 		g.ColumnOff[i] = off
@@ -220,13 +220,18 @@ func ComputeWorldGeometry(p WorldParams) (*WorldGeometry, error) {
 	}
 	g.SlotStride = align(slot, PageSize)
 	g.ComponentsOff = HeaderSize
-	g.SlotsOff = align(g.ComponentsOff+MaxComponents*ComponentEntrySize, PageSize)
+	g.SlotsOff = align(g.ComponentsOff+g.ComponentTableSize(), PageSize)
 	g.TotalSize = g.SlotsOff + p.Slots*g.SlotStride
 	if g.TotalSize > 1<<44 {
 		return bad("segment of %d bytes is too large", g.TotalSize)
 	}
 	return g, nil
 }
+
+// ComponentTableSize is the size of the component table section: 64
+// entries per mask word (4096 bytes for a world of at most 64 components,
+// as before masks grew).
+func (g *WorldGeometry) ComponentTableSize() int { return 64 * g.MaskWords * ComponentEntrySize }
 
 // EncodeWorld initialises a zeroed world segment of g.TotalSize bytes. The
 // ready word is left at zero: the caller marks it ready with MarkReady.
@@ -238,7 +243,7 @@ func EncodeWorld(b []byte, g *WorldGeometry, h Header) error {
 	h.TotalSize = uint64(g.TotalSize)
 	h.SchemaHash = SchemaHash(g.Components)
 	h.Sections = []Section{
-		{ID: SecComponents, Count: uint32(len(g.Components)), Offset: uint64(g.ComponentsOff), Size: MaxComponents * ComponentEntrySize},
+		{ID: SecComponents, Count: uint32(len(g.Components)), Offset: uint64(g.ComponentsOff), Size: uint64(g.ComponentTableSize())},
 		{ID: SecSlots, Count: uint32(g.Slots), Offset: uint64(g.SlotsOff), Size: uint64(g.Slots * g.SlotStride)},
 	}
 	put32(b, OffWSlots, uint32(g.Slots))
@@ -249,6 +254,7 @@ func EncodeWorld(b []byte, g *WorldGeometry, h Header) error {
 	put64(b, OffWSlotStride, uint64(g.SlotStride))
 	put64(b, OffWChunkHeader, uint64(g.ChunkHeaderSize))
 	put64(b, OffWEntityOff, uint64(g.EntityOff))
+	put32(b, OffWMaskWords, uint32(g.MaskWords))
 	for i, c := range g.Components {
 		o := g.ComponentsOff + i*ComponentEntrySize
 		copy(b[o:o+ComponentNameLen], c.Name)
@@ -284,7 +290,7 @@ func DecodeWorld(b []byte) (*World, error) {
 	}
 	comps := make([]ComponentDesc, nc)
 	cs, ok := h.Section(SecComponents)
-	if !ok || cs.Size < MaxComponents*ComponentEntrySize || int(cs.Count) != nc {
+	if !ok || cs.Size < uint64(64*MaskWords(nc)*ComponentEntrySize) || int(cs.Count) != nc {
 		return nil, corrupt("component table section missing or wrong size")
 	}
 	colOff := make([]uint64, nc)
@@ -327,6 +333,8 @@ func DecodeWorld(b []byte) (*World, error) {
 		{"slot stride", get64(b, OffWSlotStride), uint64(g.SlotStride)},
 		{"chunk header size", get64(b, OffWChunkHeader), uint64(g.ChunkHeaderSize)},
 		{"entity offset", get64(b, OffWEntityOff), uint64(g.EntityOff)},
+		{"mask words", uint64(storedMaskWords(b)), uint64(g.MaskWords)},
+		{"component table size", cs.Size, uint64(g.ComponentTableSize())},
 		{"total size", h.TotalSize, uint64(g.TotalSize)},
 		{"component table offset", cs.Offset, uint64(g.ComponentsOff)},
 	}
@@ -351,6 +359,15 @@ func DecodeWorld(b []byte) (*World, error) {
 	return &World{B: b, Header: h, WorldGeometry: g}, nil
 }
 
+// storedMaskWords reads the world's W; 0, from a segment written before the
+// field existed (at most 64 components), reads as 1.
+func storedMaskWords(b []byte) uint32 {
+	if w := get32(b, OffWMaskWords); w != 0 {
+		return w
+	}
+	return 1
+}
+
 // SchemaHash returns the schema hash of the world.
 func (g *WorldGeometry) SchemaHash() uint64 { return SchemaHash(g.Components) }
 
@@ -371,7 +388,7 @@ func (g *WorldGeometry) ColumnRange(s, c, k int) (int, int) {
 // EntityRange returns [off, end) of the entity records of chunk c of slot s.
 func (g *WorldGeometry) EntityRange(s, c int) (int, int) {
 	o := g.ChunkOff(s, c) + g.EntityOff
-	return o, o + g.ChunkCapacity*EntityRecordSize
+	return o, o + g.ChunkCapacity*g.RecordSize
 }
 
 // ChunkVersionOff returns the offset of the change version of component k
@@ -393,10 +410,11 @@ func UnpackLatest(w uint64) (frame uint64, slot int, ok bool) {
 
 // SlotInfo is a plain decoded copy of a slot header.
 type SlotInfo struct {
-	Seq, Frame, Version, Mask uint64
-	Chunks, Entities, Alive   uint32
-	PubNanos, Bytes           uint64
-	ChunksCopied              uint32
+	Seq, Frame, Version     uint64
+	Mask                    [MaxMaskWords]uint64 // the slot mask (SlotMaskOff)
+	Chunks, Entities, Alive uint32
+	PubNanos, Bytes         uint64
+	ChunksCopied            uint32
 }
 
 // ReadSlotInfo decodes the header of slot s. Every field is read with a
@@ -406,11 +424,15 @@ type SlotInfo struct {
 func (w *World) ReadSlotInfo(s int) SlotInfo {
 	o := w.SlotOff(s)
 	b := w.B
+	var mask [MaxMaskWords]uint64
+	for j := range mask {
+		mask[j] = loadMaybeUnaligned64(b, o+SlotMaskOff(j))
+	}
 	return SlotInfo{
 		Seq:          loadMaybeUnaligned64(b, o+SlotSeq),
 		Frame:        loadMaybeUnaligned64(b, o+SlotFrame),
 		Version:      loadMaybeUnaligned64(b, o+SlotVersion),
-		Mask:         loadMaybeUnaligned64(b, o+SlotMask),
+		Mask:         mask,
 		Chunks:       loadMaybeUnaligned32(b, o+SlotChunks),
 		Entities:     loadMaybeUnaligned32(b, o+SlotEntities),
 		Alive:        loadMaybeUnaligned32(b, o+SlotAlive),
@@ -431,8 +453,8 @@ func (g *WorldGeometry) ValidateSlotInfo(si SlotInfo) error {
 	if si.Alive > si.Entities {
 		return corrupt("slot has %d alive of %d entities", si.Alive, si.Entities)
 	}
-	if nc := len(g.Components); nc < 64 && si.Mask>>uint(nc) != 0 {
-		return corrupt("slot mask %#x names unregistered components", si.Mask)
+	if MaskBeyond(si.Mask, len(g.Components)) != ([MaxMaskWords]uint64{}) {
+		return corrupt("slot mask %s names unregistered components", FormatMask(si.Mask))
 	}
 	return nil
 }

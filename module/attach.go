@@ -82,10 +82,11 @@ func (s *session) tryAttach() error {
 		names = append(names, c.Name)
 	}
 	hello := ipc.Hello{
-		Name: s.spec.Name, Tier: s.spec.Tier, Every: s.spec.Every, Mask: uint64(s.spec.Reads), Components: names,
+		Name: s.spec.Name, Tier: s.spec.Tier, Every: s.spec.Every, Components: names,
 		SchemaHash: s.opt.Registry.SchemaHash(), PID: os.Getpid(), Group: s.spec.Group,
 		MaxRuntime: int64(s.spec.MaxRuntime),
 	}
+	hello.SetReadMask(s.spec.Reads)
 	joined := ipc.MonoNanos()
 	conn, wel, err := ipc.Dial(s.opt.Instance, hello, 2*time.Second)
 	if err != nil {

@@ -340,7 +340,7 @@ func Run(ctx context.Context, m Module, opt Options) error {
 	if err := validSpec(&spec); err != nil {
 		return err
 	}
-	if spec.Reads == 0 {
+	if spec.Reads.Empty() {
 		spec.Reads = opt.Registry.Mask() // see Spec.Reads
 	}
 	s := &session{m: m, spec: spec, opt: opt}

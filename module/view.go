@@ -3,7 +3,6 @@ package module
 import (
 	"errors"
 	"fmt"
-	"math/bits"
 	"strings"
 
 	"github.com/fdp-engine/fdp/ipc"
@@ -57,12 +56,12 @@ func (v *View) Valid() bool { return v.f.Valid() }
 
 // Readable returns the components the view lets the module read: its
 // declared Reads that the frame holds.
-func (v *View) Readable() world.Mask { return v.declared() & v.f.Mask() }
+func (v *View) Readable() world.Mask { return v.declared().And(v.f.Mask()) }
 
 // declared is the module's Reads, every component when empty.
 func (v *View) declared() world.Mask {
-	if v.reads == 0 {
-		return ^world.Mask(0)
+	if v.reads.Empty() {
+		return world.MaskAll()
 	}
 	return v.reads
 }
@@ -70,7 +69,7 @@ func (v *View) declared() world.Mask {
 // readable reports whether the view may read every component of mask; if
 // not, it records the tick's first read error (ErrNotRead).
 func (v *View) readable(mask world.Mask) bool {
-	if mask&^v.declared() == 0 && v.f.Covers(mask) {
+	if mask.AndNot(v.declared()).Empty() && v.f.Covers(mask) {
 		return true
 	}
 	if v.err == nil {
@@ -96,10 +95,10 @@ func (v *View) typeFits(err error) bool {
 // refusal builds the one-line error for a read of mask: the components
 // outside the module's Reads, else those outside the frame's mask.
 func (v *View) refusal(mask world.Mask) error {
-	if out := mask &^ v.declared(); out != 0 {
+	if out := mask.AndNot(v.declared()); !out.Empty() {
 		return fmt.Errorf("%w: %s not in the module's Reads %s", ErrNotRead, v.quoted(out), v.names(v.declared()))
 	}
-	out := mask &^ v.f.Mask()
+	out := mask.AndNot(v.f.Mask())
 	return fmt.Errorf("%w: %s not in frame %d, which holds %s (the module's Reads %s)",
 		ErrNotRead, v.quoted(out), v.f.Number(), v.names(v.f.Mask()), v.names(v.declared()))
 }
@@ -109,11 +108,11 @@ func (v *View) refusal(mask world.Mask) error {
 func (v *View) quoted(m world.Mask) string {
 	var b strings.Builder
 	n := 0
-	for x := uint64(m); x != 0; x &= x - 1 {
+	for id := range m.IDs() {
 		if n > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "%q", v.name(world.ComponentID(bits.TrailingZeros64(x))))
+		fmt.Fprintf(&b, "%q", v.name(id))
 		n++
 	}
 	if n == 1 {
@@ -126,8 +125,8 @@ func (v *View) quoted(m world.Mask) string {
 // "[Pos HP]".
 func (v *View) names(m world.Mask) string {
 	var out []string
-	for x := uint64(m & v.f.Schema()); x != 0; x &= x - 1 {
-		out = append(out, v.name(world.ComponentID(bits.TrailingZeros64(x))))
+	for id := range m.And(v.f.Schema()).IDs() {
+		out = append(out, v.name(id))
 	}
 	return "[" + strings.Join(out, " ") + "]"
 }
@@ -156,7 +155,7 @@ func (v *View) Query(mask world.Mask) fsync.FrameQuery {
 // nil, and fails the tick (ErrNotRead), for a component the view may not
 // read (Readable) or a T whose size is not the component's.
 func Column[T any](v *View, q *fsync.FrameQuery, id world.ComponentID) []T {
-	if !v.readable(world.Mask(1)<<id) || !v.typeFits(fsync.CheckType[T](v.f, id)) {
+	if !v.readable(world.MaskOf(id)) || !v.typeFits(fsync.CheckType[T](v.f, id)) {
 		return nil
 	}
 	return fsync.Column[T](v.f, q.Chunk(), id)
@@ -166,7 +165,7 @@ func Column[T any](v *View, q *fsync.FrameQuery, id world.ComponentID) []T {
 // and fails the tick (ErrNotRead), for a component the view may not read
 // (Readable) or a T whose size is not the component's.
 func Get[T any](v *View, e world.Entity, id world.ComponentID) (T, bool) {
-	if !v.readable(world.Mask(1)<<id) || !v.typeFits(fsync.CheckType[T](v.f, id)) {
+	if !v.readable(world.MaskOf(id)) || !v.typeFits(fsync.CheckType[T](v.f, id)) {
 		var zero T
 		return zero, false
 	}

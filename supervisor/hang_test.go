@@ -71,7 +71,18 @@ func TestStoppedEngineIsKilledAndRestarted(t *testing.T) {
 	r := startSup(t, cfg, rec, func(o *Options) { o.Hooks.Heartbeat = fileHeartbeats(dir) })
 	hb := filepath.Join(dir, "engine.hb")
 	pid := rec.wait(t, "start", EngineName).pid
-	waitFile(t, hb, strconv.Itoa(pid))
+	first := waitFile(t, hb, strconv.Itoa(pid))
+	// Stop it only once a later heartbeat was written: file times are
+	// coarse (the kernel's tick), so the first one may carry a time
+	// before the supervisor's record of the start, and the engine would
+	// count as never published (it failed so under load).
+	deadline := time.Now().Add(10 * time.Second)
+	for st, _ := os.Stat(hb); st == nil || !st.ModTime().After(first); st, _ = os.Stat(hb) {
+		if time.Now().After(deadline) {
+			t.Fatal("the engine wrote no second heartbeat")
+		}
+		time.Sleep(time.Millisecond) // polling a condition, bounded
+	}
 
 	stopped := time.Now()
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
@@ -90,7 +101,7 @@ func TestStoppedEngineIsKilledAndRestarted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
+	deadline = time.Now().Add(10 * time.Second)
 	for st, _ := os.Stat(hb); !st.ModTime().After(st0.ModTime()); st, _ = os.Stat(hb) {
 		if time.Now().After(deadline) {
 			t.Fatal("the restarted engine does not keep publishing")

@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/world"
 )
 
 // Backing: the publisher gives a slot memory for what it is about to write
@@ -41,10 +42,10 @@ var ErrNoSlotMemory = errors.New("no memory for a frame slot")
 
 // slotBacking is what a slot has allocated beyond its first page (P1).
 type slotBacking struct {
-	mask   uint64 // components whose columns are allocated
-	chunks int    // chunks whose header, records and mask columns are allocated
-	bytes  int    // SlotSpanBytes(mask, chunks)
-	end    int    // end of the last span: growth allocates above it
+	mask   world.Mask // components whose columns are allocated
+	chunks int        // chunks whose header, records and mask columns are allocated
+	bytes  int        // SlotSpanBytes(mask, chunks)
+	end    int        // end of the last span: growth allocates above it
 }
 
 // span is a page-aligned byte range [lo, hi) of the world segment.
@@ -94,7 +95,7 @@ func (p *Publisher) adoptBacking() {
 	p.backed = int64(p.lw.FixedBytes())
 	for s := 0; s < p.lw.Slots; s++ {
 		o := p.lw.SlotOff(s)
-		m := layout.Load64(p.seg, o+layout.SlotBackMask) & p.schemaMask()
+		m := p.backWords(s).And(p.schemaMask())
 		n := min(int(layout.Load32(p.seg, o+layout.SlotBackChunks)), p.lw.MaxChunks)
 		if n == 0 {
 			continue
@@ -114,10 +115,21 @@ func (p *Publisher) storeBacked() {
 
 // setBackWords stores slot s's backing words (B1: the caller keeps them a
 // superset of what is allocated).
-func (p *Publisher) setBackWords(s int, mask uint64, chunks int) {
+func (p *Publisher) setBackWords(s int, mask world.Mask, chunks int) {
 	o := p.lw.SlotOff(s)
-	layout.Store64(p.seg, o+layout.SlotBackMask, mask)
+	for j, v := range mask {
+		layout.Store64(p.seg, o+layout.SlotBackMaskOff(j), v)
+	}
 	layout.Store32(p.seg, o+layout.SlotBackChunks, uint32(chunks))
+}
+
+// backWords reads slot s's back mask.
+func (p *Publisher) backWords(s int) (m world.Mask) {
+	o := p.lw.SlotOff(s)
+	for j := range m {
+		m[j] = layout.Load64(p.seg, o+layout.SlotBackMaskOff(j))
+	}
+	return m
 }
 
 // publishReserve is the memory the publish may still need to keep two whole
@@ -151,7 +163,7 @@ func (p *Publisher) mayGrow(delta int, snapshot bool) bool {
 // limit or the file system refuses; the slot is then either as it was or, if
 // memory was already given back, emptied (its header says never written),
 // and either way still claimed.
-func (p *Publisher) ensureBacked(s int, mask uint64, chunks int, snapshot bool) error {
+func (p *Publisher) ensureBacked(s int, mask world.Mask, chunks int, snapshot bool) error {
 	b := p.back[s]
 	if b.mask == mask && b.chunks >= chunks {
 		return nil
@@ -164,7 +176,7 @@ func (p *Publisher) ensureBacked(s int, mask uint64, chunks int, snapshot bool) 
 
 // grow allocates the spans of chunks [b.chunks, chunks) of mask (the slot
 // holds mask's columns of the chunks below, or nothing).
-func (p *Publisher) grow(s int, mask uint64, chunks int, snapshot bool) error {
+func (p *Publisher) grow(s int, mask world.Mask, chunks int, snapshot bool) error {
 	b := p.back[s]
 	add := p.spanBuf[:0]
 	delta := 0
@@ -211,7 +223,7 @@ func (p *Publisher) grow(s int, mask uint64, chunks int, snapshot bool) error {
 // rebase moves slot s from its mask to another: the spans only the old
 // mask has are given back first, then those only the new one has are
 // allocated.
-func (p *Publisher) rebase(s int, mask uint64, chunks int, snapshot bool) error {
+func (p *Publisher) rebase(s int, mask world.Mask, chunks int, snapshot bool) error {
 	b := p.back[s]
 	var have, want []span
 	p.lw.SlotSpans(s, b.mask, 0, b.chunks, func(lo, hi int) { have = append(have, span{lo, hi}) })
@@ -227,14 +239,14 @@ func (p *Publisher) rebase(s int, mask uint64, chunks int, snapshot bool) error 
 			return fmt.Errorf("%w: %w", ErrNoSlotMemory, err)
 		}
 	}
-	p.setBackWords(s, b.mask|mask, max(b.chunks, chunks)) // B1: a superset of both
+	p.setBackWords(s, b.mask.Or(mask), max(b.chunks, chunks)) // B1: a superset of both
 	// P4: what is punched is no longer up to date, whatever page its
 	// version word lives on.
 	for c := 0; c < b.chunks; c++ {
 		if c < chunks {
-			p.outdate(s, c, b.mask&^mask)
+			p.outdate(s, c, b.mask.AndNot(mask), false)
 		} else {
-			p.outdate(s, c, ^uint64(0))
+			p.outdate(s, c, p.schemaMask(), true)
 		}
 	}
 	for _, sp := range drop {
@@ -293,7 +305,7 @@ func (p *Publisher) forget(s int) {
 	putU32(p.seg, o+layout.SlotChunks, 0)
 	putU32(p.seg, o+layout.SlotEntities, 0)
 	putU32(p.seg, o+layout.SlotAlive, 0)
-	p.setBackWords(s, 0, 0) // B1: lowered after the punch
+	p.setBackWords(s, world.Mask{}, 0) // B1: lowered after the punch
 	p.backed -= int64(p.back[s].bytes)
 	p.back[s] = slotBacking{}
 	p.complete[s] = slotComplete{}
@@ -301,17 +313,22 @@ func (p *Publisher) forget(s int) {
 }
 
 // outdate zeroes, in chunk c of slot s, the version words of the components
-// of kmask, and with every component also the structural version and the
-// record mask (P4: a column given back must not look up to date; all of a
-// chunk's header may live on a page another span keeps).
-func (p *Publisher) outdate(s, c int, kmask uint64) {
+// of kmask, and with all also the structural version and the record mask
+// (P4: a column given back must not look up to date; all of a chunk's
+// header may live on a page another span keeps).
+func (p *Publisher) outdate(s, c int, kmask world.Mask, all bool) {
 	co := p.lw.ChunkOff(s, c)
-	for m := kmask & p.schemaMask(); m != 0; m &= m - 1 {
-		layout.Store64(p.seg, co+layout.ChunkVersions+8*bits.TrailingZeros64(m), 0)
+	kmask = kmask.And(p.schemaMask())
+	for j, m := range kmask {
+		for ; m != 0; m &= m - 1 {
+			layout.Store64(p.seg, co+layout.ChunkVersions+8*(64*j+bits.TrailingZeros64(m)), 0)
+		}
 	}
-	if kmask == ^uint64(0) {
+	if all {
 		layout.Store64(p.seg, co+layout.ChunkStructVersion, 0)
-		layout.Store64(p.seg, co+layout.ChunkRecordMask, 0)
+		for j := 0; j < p.lw.MaskWords; j++ {
+			layout.Store64(p.seg, co+layout.ChunkRecordMaskOff(j), 0)
+		}
 	}
 }
 

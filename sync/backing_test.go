@@ -31,10 +31,10 @@ func TestShmLimitRefusesSnapshots(t *testing.T) {
 	fx := newFixture(t, 256, 40, 256*30)
 	p, lw := fx.pub, fx.pub.Layout()
 	small := world.MaskOf(fx.ids.hp)
-	smallBytes := int64(lw.SlotSpanBytes(0, uint64(small), fx.w.NumChunks()))
+	smallBytes := int64(lw.SlotSpanBytes(0, small, fx.w.NumChunks()))
 	limit := p.MinShmLimit() + smallBytes
 	p.SetShmLimit(limit)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	frame := uint64(0)
 	publish := func() {
 		frame++
@@ -69,7 +69,7 @@ func TestTrimGivesMemoryBack(t *testing.T) {
 	fx := newFixture(t, 256, 40, 256*30)
 	p := fx.pub
 	p.SetTrimAfter(3)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	frame := uint64(0)
 	publish := func() {
 		frame++
@@ -131,7 +131,7 @@ func TestBackingNoSpace(t *testing.T) {
 	}
 	g, err := layout.ComputeWorldGeometry(layout.WorldParams{Slots: 8, ChunkCapacity: 1024, MaxChunks: 40, Components: reg.Components()})
 	require.NoError(t, err)
-	full := g.SlotSpanBytes(0, 1<<4-1, w.NumChunks())
+	full := g.SlotSpanBytes(0, layout.SchemaMask(4), w.NumChunks())
 	// Room for the fixed part, two whole copies and half of a third.
 	testutil.UseShmDir(t, testutil.MountTmpfs(t, g.FixedBytes()+2*full+full/2+64<<10))
 	segs, err := CreateWorldSegments("nospace", w, 8, 0)
@@ -140,7 +140,7 @@ func TestBackingNoSpace(t *testing.T) {
 	p, err := NewPublisher(w, segs)
 	require.NoError(t, err)
 	fx := &fixture{w: w, ids: x, segs: segs, pub: p, inst: "nospace"}
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	for f := uint64(1); f <= 3; f++ {
 		_, err := p.Publish(f, all)
 		require.NoError(t, err)

@@ -46,7 +46,7 @@ func dirtyWhere(fx *fixture, dirty func(c int) bool) {
 // against a memcpy of the same number of bytes measured in the same run.
 func benchPublish(b *testing.B, tenths int) {
 	fx := newFixture(b, 1024, 128, 100_000)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	// Warm up every slot so each publish copies exactly the dirty chunks.
 	for f := uint64(1); f <= 2*DefaultSlots; f++ {
 		dirtyChunks(fx, 10)
@@ -60,7 +60,7 @@ func benchPublish(b *testing.B, tenths int) {
 // changed the world, against a memcpy of the same number of bytes measured
 // in the same run (publish-ns, memcpy-ns, x-memcpy, bytes/publish).
 func publishVsMemcpy(b *testing.B, fx *fixture, dirty func()) {
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	dirty()
 	_, err := fx.pub.Publish(1000, all)
 	require.NoError(b, err)
@@ -124,7 +124,7 @@ func BenchmarkPublish100K100pct(b *testing.B) { benchPublish(b, 10) }
 
 func TestPublishAllocatesNothing(t *testing.T) {
 	fx := newFixture(t, 256, 16, 2000)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	f := uint64(1)
 	allocs := testing.AllocsPerRun(50, func() {
 		dirtyChunks(fx, 3)
@@ -170,7 +170,7 @@ func allocated(tb testing.TB, segs *WorldSegments) int64 {
 // then.
 func serves(tb testing.TB, w *world.World, n int, masks []world.Mask) (bool, int64) {
 	pub, segs := slotsFor(tb, w, n)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	if _, err := pub.Publish(1, all); err != nil {
 		return false, 0
 	}
@@ -186,9 +186,9 @@ func serves(tb testing.TB, w *world.World, n int, masks []world.Mask) (bool, int
 // contentBytes is what a snapshot of mask carries that a module can read:
 // the entity records and the columns of mask, over the world's chunks.
 func contentBytes(w *world.World, lw *layout.World, mask world.Mask) int {
-	n := w.NumChunks() * lw.ChunkCapacity * layout.EntityRecordSize
+	n := w.NumChunks() * lw.ChunkCapacity * lw.RecordSize
 	for k, c := range lw.Components {
-		if mask&(1<<uint(k)) != 0 {
+		if mask.Has(world.ComponentID(k)) {
 			n += w.NumChunks() * lw.ChunkCapacity * int(c.Size)
 		}
 	}
@@ -233,9 +233,9 @@ func BenchmarkConvoyVsSoD(b *testing.B) {
 func benchConvoyVsSoD(b *testing.B, fx *fixture, masks []world.Mask) {
 	var union world.Mask
 	for _, m := range masks {
-		union |= m
+		union = union.Or(m)
 	}
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 
 	// The smallest segments that serve each case, and their bytes.
 	minSlots := func(ms []world.Mask) (int, int64) {
@@ -362,7 +362,7 @@ func TestConvoyServesWithFewerSlots(t *testing.T) {
 	masks := convoyMasks(fx.ids)
 	var union world.Mask
 	for _, m := range masks {
-		union |= m
+		union = union.Or(m)
 	}
 	for _, c := range []struct {
 		masks []world.Mask
@@ -387,7 +387,7 @@ func BenchmarkPublishChunkCapacity(b *testing.B) {
 		for _, n := range []int{100, 1000, entities} {
 			b.Run(fmt.Sprintf("cap=%d/changed=%d", capacity, n), func(b *testing.B) {
 				fx := newFixture(b, capacity, entities/capacity+2, entities)
-				all := world.Mask(^uint64(0))
+				all := world.MaskAll()
 				rng := rand.New(rand.NewSource(1))
 				change := func() {
 					fx.w.Advance()

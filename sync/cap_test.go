@@ -17,7 +17,7 @@ import (
 // keeps its slot until the last of them is released.
 func TestPinsAndHoldersAtTheCap(t *testing.T) {
 	fx := newFixture(t, 64, 4, 100)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	_, err := fx.pub.Publish(1, all)
 	require.NoError(t, err)
 

@@ -126,7 +126,7 @@ func runChangedDifferential(t *testing.T, seed int64) (uint64, uint64) {
 		if rng.Intn(3) == 0 {
 			return all
 		}
-		return world.Mask(rng.Uint64()) & all
+		return world.Mask{rng.Uint64(), rng.Uint64(), rng.Uint64(), rng.Uint64()}.And(all)
 	}
 
 	release := map[int]uint64{} // slot -> frame its snapshot is released

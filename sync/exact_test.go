@@ -55,7 +55,7 @@ func TestPublishIncludesChangesAfterPublish(t *testing.T) {
 	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	e := func(i int) world.Entity { return world.MakeEntity(uint32(i), 1) }
 
 	// Frame 1: simulation (destroy in chunk 0), publish, then playback.
@@ -86,7 +86,7 @@ func TestPublishExactInAnyOrder(t *testing.T) {
 	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
 	require.NoError(t, err)
 	t.Cleanup(func() { r.Close() })
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	rng := uint64(1)
 	next := func(n int) int {
 		rng = rng*6364136223846793005 + 1442695040888963407
@@ -95,7 +95,7 @@ func TestPublishExactInAnyOrder(t *testing.T) {
 	write := func() {
 		for i := 0; i < 3; i++ {
 			idx := next(fx.w.HighWater())
-			rec := fx.w.ChunkRecords(idx / 16)[idx%16]
+			rec := fx.w.ChunkRecord(idx/16, idx%16)
 			e := EntityAt(idx, rec)
 			switch {
 			case !fx.w.IsAlive(e):
@@ -144,7 +144,7 @@ func TestPublishExactInAnyOrder(t *testing.T) {
 // stale load.
 func TestPinNeverReturnsASnapshotAsLatest(t *testing.T) {
 	fx := newFixture(t, 16, 4, 40)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	// Every slot holds a published frame (1, 2, ...), as a busy engine's do.
 	frame := uint64(0)
 	for fx.pub.WarmOne(frame+1, all) {
@@ -192,7 +192,7 @@ func TestAdoptedSlotsRaiseTheWorld(t *testing.T) {
 		fx.w.Advance()
 	}
 	fx.touch(50, []int{0, 1, 2})
-	_, err := fx.pub.Publish(1, world.Mask(^uint64(0)))
+	_, err := fx.pub.Publish(1, world.MaskAll())
 	require.NoError(t, err)
 	high := fx.pub.maxSlotVersion()
 	require.Greater(t, high, uint64(50))

@@ -43,15 +43,10 @@ func (f *Frame) Chunks() int { return int(f.info.Chunks) }
 func (f *Frame) Mask() world.Mask { return world.Mask(f.info.Mask) }
 
 // Covers reports whether the frame holds every component of mask.
-func (f *Frame) Covers(mask world.Mask) bool { return uint64(mask)&^f.info.Mask == 0 }
+func (f *Frame) Covers(mask world.Mask) bool { return mask.AndNot(f.info.Mask).Empty() }
 
 // Schema returns the mask of every component of the segment's schema.
-func (f *Frame) Schema() world.Mask {
-	if n := len(f.r.lw.Components); n < 64 {
-		return world.Mask(1)<<uint(n) - 1
-	}
-	return ^world.Mask(0)
-}
+func (f *Frame) Schema() world.Mask { return layout.SchemaMask(len(f.r.lw.Components)) }
 
 // ComponentName returns the name of component id in the segment's component
 // table ("" if id is not a component of the segment). A Reader built with a
@@ -65,7 +60,7 @@ func (f *Frame) ComponentName(id world.ComponentID) string {
 
 // holds reports whether component id is in the frame's mask.
 func (f *Frame) holds(id world.ComponentID) bool {
-	return int(id) < 64 && f.info.Mask&(1<<uint(id)) != 0
+	return world.Mask(f.info.Mask).Has(id)
 }
 
 // Valid reports whether the slot is still the one pinned (its seq has not
@@ -119,13 +114,66 @@ func (f *Frame) Release() error {
 	return nil
 }
 
-// Records returns the entity records of chunk c, in place.
-func (f *Frame) Records(c int) []layout.EntityRecord {
+// recordWords returns the entity records of chunk c in place, as words
+// (1+W per record: word 0 the generation and flags, then W mask words).
+func (f *Frame) recordWords(c int) []uint64 {
 	if c < 0 || c >= int(f.info.Chunks) {
 		return nil
 	}
 	o, e := f.r.lw.EntityRange(f.slot, c)
 	return viewRecords(f.r.world.Data[o:e])
+}
+
+// recordAlive is layout.FlagAlive in word 0 of a record (the flags are its
+// high 32 bits).
+const recordAlive = uint64(layout.FlagAlive) << 32
+
+// matchWords is recordWords followed by the layout.MaxMaskWords-1 words
+// after the last record, for FrameQuery.Match, which reads 4 mask words
+// after any record's word 0 when W > 1 (those at and above W against zero
+// mask words). They are inside the chunk block: a world of W > 1 has more
+// than 64 components, so column 0 (at least 16 bytes: K >= 16) follows the
+// records, and a record of W = 2 or 3 needs 16 or 8 bytes more.
+func (f *Frame) matchWords(c int) []uint64 {
+	if c < 0 || c >= int(f.info.Chunks) {
+		return nil
+	}
+	o, e := f.r.lw.EntityRange(f.slot, c)
+	if f.r.lw.MaskWords > 1 {
+		e = min(e+8*(layout.MaxMaskWords-1), len(f.r.world.Data))
+	}
+	return viewRecords(f.r.world.Data[o:e])
+}
+
+// Record returns the decoded entity record of row i of chunk c (the zero
+// record if c or i is out of range).
+func (f *Frame) Record(c, i int) layout.EntityRecord {
+	recs := f.recordWords(c)
+	st := 1 + f.r.lw.MaskWords
+	if recs == nil || i < 0 || (i+1)*st > len(recs) {
+		return layout.EntityRecord{}
+	}
+	return decodeRecord(recs[i*st : (i+1)*st])
+}
+
+// Records returns a decoded copy of the entity records of chunk c (nil if c
+// is out of range). It allocates: queries and Get read the records in place.
+func (f *Frame) Records(c int) []layout.EntityRecord {
+	if c < 0 || c >= int(f.info.Chunks) {
+		return nil
+	}
+	out := make([]layout.EntityRecord, f.r.lw.ChunkCapacity)
+	for i := range out {
+		out[i] = f.Record(c, i)
+	}
+	return out
+}
+
+// decodeRecord decodes a record's words (world/records.go's packing).
+func decodeRecord(r []uint64) layout.EntityRecord {
+	rec := layout.EntityRecord{Gen: uint32(r[0]), Flags: uint32(r[0] >> 32)}
+	copy(rec.Mask[:], r[1:])
+	return rec
 }
 
 // ChunkVersion returns the change version of component id in chunk c.
@@ -170,11 +218,7 @@ func (f *Frame) record(e world.Entity) (layout.EntityRecord, bool) {
 	if e == 0 || idx >= int(f.info.Entities) {
 		return layout.EntityRecord{}, false
 	}
-	recs := f.Records(idx / capc)
-	if recs == nil {
-		return layout.EntityRecord{}, false
-	}
-	rec := recs[idx%capc]
+	rec := f.Record(idx/capc, idx%capc)
 	return rec, rec.Flags&layout.FlagAlive != 0 && rec.Gen == e.Gen()
 }
 
@@ -192,7 +236,7 @@ func Get[T any](f *Frame, e world.Entity, id world.ComponentID) (T, bool) {
 	rec, ok := f.record(e)
 	// The record's mask is already filtered with the slot mask; the slot
 	// mask is checked too, so that a record is never the only guard.
-	if !ok || !f.holds(id) || rec.Mask&(1<<uint(id)) == 0 {
+	if !ok || !f.holds(id) || !world.Mask(rec.Mask).Has(id) {
 		return zero, false
 	}
 	capc := f.r.lw.ChunkCapacity
@@ -213,11 +257,13 @@ func EntityAt(index int, rec layout.EntityRecord) world.Entity {
 // query whose mask the frame does not cover (Frame.Covers) matches nothing,
 // and so does the zero FrameQuery.
 type FrameQuery struct {
-	f     *Frame
-	mask  uint64
-	chunk int
-	recs  []layout.EntityRecord
-	rows  int
+	f      *Frame
+	mask   world.Mask
+	chunk  int
+	recs   []uint64 // the current chunk's records, 1+W words each, and what follows (Frame.matchWords)
+	n      int      // records in recs: the chunk capacity
+	stride int      // 1+W
+	rows   int
 }
 
 // Query starts a query over the frame. If the frame does not hold every
@@ -226,7 +272,7 @@ func (f *Frame) Query(mask world.Mask) FrameQuery {
 	if !f.Covers(mask) {
 		return FrameQuery{chunk: -1}
 	}
-	return FrameQuery{f: f, mask: uint64(mask), chunk: -1}
+	return FrameQuery{f: f, mask: mask, chunk: -1, stride: 1 + f.r.lw.MaskWords}
 }
 
 // Next advances to the next chunk that has a matching entity.
@@ -237,7 +283,7 @@ func (q *FrameQuery) Next() bool {
 	capc := q.f.r.lw.ChunkCapacity
 	for q.chunk+1 < int(q.f.info.Chunks) {
 		q.chunk++
-		q.recs = q.f.Records(q.chunk)
+		q.recs, q.n = q.f.matchWords(q.chunk), capc
 		q.rows = int(q.f.info.Entities) - q.chunk*capc
 		if q.rows > capc {
 			q.rows = capc
@@ -259,16 +305,24 @@ func (q *FrameQuery) Rows() int { return q.rows }
 
 // Match reports whether row i is alive and has every component of the mask.
 func (q *FrameQuery) Match(i int) bool {
-	if i < 0 || i >= len(q.recs) {
+	// Small enough to be inlined into the caller's row loop, with neither
+	// a loop nor a call: word 0 of the record's mask always, words 1..3
+	// only when W > 1. The query mask's words at and above W are zero (the
+	// frame covers it), so for a record of fewer than 4 mask words the
+	// extra terms test words of the next record, or those matchWords adds
+	// after the last one, against zero: always true.
+	if uint(i) >= uint(q.n) {
 		return false
 	}
-	r := &q.recs[i]
-	return r.Flags&layout.FlagAlive != 0 && r.Mask&q.mask == q.mask
+	r := q.recs[i*q.stride:]
+	m := &q.mask
+	return r[0]&recordAlive != 0 && m[0]&^r[1] == 0 &&
+		(q.stride == 2 || m[1]&^r[2]|m[2]&^r[3]|m[3]&^r[4] == 0)
 }
 
 // Entity returns the handle of row i.
 func (q *FrameQuery) Entity(i int) world.Entity {
-	return EntityAt(q.chunk*q.f.r.lw.ChunkCapacity+i, q.recs[i])
+	return world.MakeEntity(uint32(q.chunk*q.f.r.lw.ChunkCapacity+i), uint32(q.recs[i*q.stride]))
 }
 
 // Count counts matching entities in the whole frame.

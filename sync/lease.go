@@ -88,7 +88,7 @@ func (p *Publisher) Snapshot(frame uint64, mask world.Mask, holders layout.Modul
 		p.holders[best] = holders
 		lo := p.ll.LeaseOff(best)
 		putU64(p.lseg, lo+layout.LeaseFrame, frame)
-		putU64(p.lseg, lo+layout.LeaseMask, p.lwGet64(p.lw.SlotOff(best)+layout.SlotMask))
+		layout.PutSplitMask(p.lseg, lo, layout.LeaseMaskOff, p.slotMask(best))
 		p.mirrorHolders(best)
 		st.Slot, st.Frame = best, frame
 		st.Duration = time.Since(start)

@@ -25,11 +25,11 @@ func requireRefused(t *testing.T, f *Frame, id world.ComponentID, ents []world.E
 	t.Helper()
 	m := world.MaskOf(id)
 	require.False(t, f.Covers(m), "%s: Covers(%d)", what, id)
-	require.Zero(t, f.Mask()&m, "%s: mask", what)
+	require.True(t, f.Mask().And(m).Empty(), "%s: mask", what)
 	for c := 0; c < f.Chunks(); c++ {
 		require.Nil(t, Column[val16](f, c, id), "%s: Column(chunk %d, %d)", what, c, id)
 		for i, r := range f.Records(c) {
-			require.Zero(t, r.Mask&uint64(m), "%s: record %d of chunk %d names component %d", what, i, c, id)
+			require.False(t, world.Mask(r.Mask).Has(id), "%s: record %d of chunk %d names component %d", what, i, c, id)
 		}
 	}
 	for _, e := range ents {
@@ -145,15 +145,15 @@ func TestSlotReusedAcrossMasks(t *testing.T) {
 
 	// A snapshot of nothing: records without components, every component
 	// refused, entities still alive.
-	_, err = fx.pub.SyncInto(s, 5, 0)
+	_, err = fx.pub.SyncInto(s, 5, world.Mask{})
 	require.NoError(t, err)
 	f = open()
-	require.Zero(t, f.Mask())
+	require.True(t, f.Mask().Empty())
 	for _, id := range []world.ComponentID{x.pos, x.vel, x.hp, x.stamp} {
 		requireRefused(t, f, id, ents, "empty snapshot")
 	}
 	require.True(t, f.IsAlive(ents[0]))
-	require.Equal(t, len(ents), f.Count(0))
+	require.Equal(t, len(ents), f.Count(world.Mask{}))
 	require.NoError(t, f.Release())
 }
 
@@ -167,15 +167,15 @@ func TestFullPublishCopiesRecordsWhole(t *testing.T) {
 	lw := fx.pub.Layout()
 	for c := 0; c < fx.w.NumChunks(); c++ {
 		co := lw.ChunkOff(1, c)
-		require.Equal(t, uint64(fx.w.Registry().Mask()), binary.LittleEndian.Uint64(fx.segs.World.Data[co+layout.ChunkRecordMask:]))
+		require.Equal(t, fx.w.Registry().Mask()[0], binary.LittleEndian.Uint64(fx.segs.World.Data[co+layout.ChunkRecordMask:]))
 		eo, ee := lw.EntityRange(1, c)
-		require.Equal(t, recordBytes(fx.w.ChunkRecords(c)), fx.segs.World.Data[eo:ee], "chunk %d records", c)
+		require.Equal(t, recordBytes(fx.w.ChunkRecordWords(c)), fx.segs.World.Data[eo:ee], "chunk %d records", c)
 	}
 	st2, err := fx.pub.SyncInto(1, 2, world.MaskOf(fx.ids.hp))
 	require.NoError(t, err)
 	// Only the records are recopied (the mask changed); Health is current.
 	require.Equal(t, fx.w.NumChunks(), st2.ChunksCopied)
-	require.Equal(t, fx.w.NumChunks()*16*layout.EntityRecordSize, st2.BytesCopied)
+	require.Equal(t, fx.w.NumChunks()*16*lw.RecordSize, st2.BytesCopied)
 	require.Greater(t, st.BytesCopied, st2.BytesCopied)
 	for c := 0; c < fx.w.NumChunks(); c++ {
 		co := lw.ChunkOff(1, c)
@@ -264,7 +264,7 @@ func runMaskDifferential(t *testing.T, seed int64, o diffOptions) {
 		if rng.Intn(4) == 0 {
 			return reg.Mask()
 		}
-		return world.Mask(rng.Uint64()) & reg.Mask()
+		return world.Mask{rng.Uint64(), rng.Uint64(), rng.Uint64(), rng.Uint64()}.And(reg.Mask())
 	}
 	randVal := func() val16 {
 		var v val16
@@ -288,7 +288,7 @@ func runMaskDifferential(t *testing.T, seed int64, o diffOptions) {
 		return world.MakeEntity(i, model[i].gen), model[i], true
 	}
 	wrote := func(s int, mask world.Mask) {
-		slots[s] = slotModel{frame: frame, mask: mask & reg.Mask(), ents: model.clone()}
+		slots[s] = slotModel{frame: frame, mask: mask.And(reg.Mask()), ents: model.clone()}
 	}
 
 	if o.trim {
@@ -419,14 +419,14 @@ func checkBacking(t *testing.T, pub *Publisher, segs *WorldSegments, slots map[i
 	total := int64(lw.FixedBytes())
 	for s := range lw.Slots {
 		o := lw.SlotOff(s)
-		bm, bc := layout.Load64(b, o+layout.SlotBackMask), int(layout.Load32(b, o+layout.SlotBackChunks))
+		bm, bc := pub.backWords(s), int(layout.Load32(b, o+layout.SlotBackChunks))
 		total += int64(pub.SlotBacked(s))
 		require.Equal(t, lw.SlotSpanBytes(s, bm, bc), pub.SlotBacked(s), "seed %d step %d slot %d: backing words", seed, step, s)
 		if pub.trimming[s] != nil || layout.Load64(b, o+layout.SlotVersion) == 0 {
 			continue
 		}
 		info := lw.ReadSlotInfo(s)
-		require.Equal(t, info.Mask, bm, "seed %d step %d slot %d: memory for the components of the last fill only", seed, step, s)
+		require.Equal(t, world.Mask(info.Mask), bm, "seed %d step %d slot %d: memory for the components of the last fill only", seed, step, s)
 		require.GreaterOrEqual(t, bc, int(info.Chunks), "seed %d step %d slot %d: memory for every chunk in use", seed, step, s)
 	}
 	require.Equal(t, total, pub.Backed(), "seed %d step %d: the account is the sum of the slots", seed, step)
@@ -454,12 +454,12 @@ func checkSlotAgainstModel(t *testing.T, r *Reader, lw *layout.World, s int, sm 
 			t.Fatalf("%s: %v not alive", where(), e)
 		}
 		c, row := int(i)/capc, int(i)%capc
-		rec := f.Records(c)[row]
+		rec := world.Mask(f.Record(c, row).Mask)
 		for _, k := range comps {
 			want, has := me.comps[k]
 			got, ok := Get[val16](f, e, k)
 			col := Column[val16](f, c, k)
-			recHas := rec.Mask&(1<<k) != 0
+			recHas := rec.Has(k)
 			if !f.holds(k) {
 				if ok || col != nil || recHas {
 					t.Fatalf("%s: %v component %d outside the mask: get %v, column %v, record bit %v", where(), e, k, ok, col != nil, recHas)
@@ -486,7 +486,7 @@ func checkSlotAgainstModel(t *testing.T, r *Reader, lw *layout.World, s int, sm 
 			require.Zero(t, f.Count(m), "%s: count of %d outside the mask", where(), k)
 		}
 	}
-	require.Equal(t, len(sm.ents), f.Count(0), "%s: alive", where())
+	require.Equal(t, len(sm.ents), f.Count(world.Mask{}), "%s: alive", where())
 }
 
 // TestSlotsKeepTheirMask: a convoy's snapshot comes back to the slot its
@@ -511,7 +511,7 @@ func TestBackingDifferential(t *testing.T) {
 
 func TestSlotsKeepTheirMask(t *testing.T) {
 	fx := newFixture(t, 64, 16, 64*10)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	convoy := world.MaskOf(fx.ids.pos, fx.ids.vel)
 	for fx.pub.WarmOne(0, all) {
 	}

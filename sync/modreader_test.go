@@ -28,7 +28,7 @@ func moduleReader(t *testing.T, fx *fixture) (*Reader, []byte) {
 // the slot is then rewritten and the module's Release reports the torn read.
 func TestWatchedModulePinBlocksRewrite(t *testing.T) {
 	fx := newFixture(t, 64, 4, 100)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	_, err := fx.pub.Publish(1, all)
 	require.NoError(t, err)
 	r, mod := moduleReader(t, fx)
@@ -68,7 +68,7 @@ func TestWatchedModulePinBlocksRewrite(t *testing.T) {
 // seqlock; the lease ends when the engine releases the holder.
 func TestLeaseReleaseWritesNothing(t *testing.T) {
 	fx := newFixture(t, 64, 4, 100)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	_, err := fx.pub.Publish(1, all)
 	require.NoError(t, err)
 	slot, _, err := fx.pub.Snapshot(2, all, layout.ModuleSetOf(3))

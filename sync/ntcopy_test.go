@@ -52,7 +52,7 @@ func TestNTCopyThreshold(t *testing.T) {
 	old := NTCopyMin
 	defer func() { NTCopyMin = old }()
 	fx := newFixture(t, 64, 16, 64*10)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	NTCopyMin = 1 << 10
 	nt := func() uint64 { return fx.pub.fillsNT }
 

@@ -53,7 +53,7 @@ func benchPinScan(b *testing.B, readers int) {
 	pub, err := NewPublisher(w, segs)
 	require.NoError(b, err)
 	fx := &fixture{w: w, ids: x, segs: segs, pub: pub}
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	_, err = fx.pub.Publish(1, all)
 	require.NoError(b, err)
 	latest := fx.pub.Latest()
@@ -90,7 +90,7 @@ func benchPinScan(b *testing.B, readers int) {
 		b.ReportAllocs()
 		sink := 0
 		for i := 0; i < b.N; i++ {
-			s := fx.pub.pickSlot(0, world.Mask(^uint64(0)))
+			s := fx.pub.pickSlot(0, world.MaskAll())
 			pre := fx.pub.pinned(s)  // claim's pre-check
 			post := fx.pub.pinned(s) // claim's scan after the odd seq store
 			if pre || post || fx.pub.slotLeased(s) {

@@ -109,8 +109,8 @@ type Publisher struct {
 	back      [layout.MaxSlots]slotBacking
 	backed    int64
 	limit     int64
-	fullBytes int    // SlotSpanBytes of every component and MaxChunks
-	pubMask   uint64 // the mask of the last Publish (schema until then)
+	fullBytes int        // SlotSpanBytes of every component and MaxChunks
+	pubMask   world.Mask // the mask of the last Publish (schema until then)
 	lastUse   [layout.MaxSlots]uint64
 	trimAfter uint64
 	trimming  [layout.MaxSlots]*trimJob
@@ -129,7 +129,7 @@ type Publisher struct {
 // components of mask (records filtered with mask).
 type slotComplete struct {
 	epoch uint64
-	mask  uint64
+	mask  world.Mask
 }
 
 // MaxWatchedPins bounds the ids of WatchPin and of lease holders: one per
@@ -320,7 +320,7 @@ func (p *Publisher) unclaim(s int, q uint64) {
 // backFor gives slot s, claimed, memory for a fill of mask (ensureBacked).
 // The caller counts a refusal once, when no slot could be given memory.
 func (p *Publisher) backFor(s int, mask world.Mask, snapshot bool) error {
-	return p.ensureBacked(s, uint64(mask)&p.schemaMask(), p.w.NumChunks(), snapshot)
+	return p.ensureBacked(s, mask.And(p.schemaMask()), p.w.NumChunks(), snapshot)
 }
 
 // slotVersionSum is a cheap preference: the slot that holds the newest data
@@ -368,7 +368,7 @@ func (p *Publisher) Publish(frame uint64, mask world.Mask) (PublishStats, error)
 			memErr = err
 			continue
 		}
-		p.pubMask = uint64(mask) & p.schemaMask()
+		p.pubMask = mask.And(p.schemaMask())
 		p.fill(best, mask, &st, p.lastPubBytes >= NTCopyMin)
 		p.lastPubBytes = st.BytesCopied
 		p.finish(best, odd, frame, ver, mask, &st)
@@ -460,7 +460,7 @@ func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats, nt bool) {
 	w := p.w
 	nch := w.NumChunks()
 	schema := p.schemaMask()
-	cmask := uint64(mask) & schema
+	cmask := mask.And(schema)
 	sealed := w.Epoch() - 1 // the seal just made by the caller
 	last := p.complete[s]
 	p.complete[s] = slotComplete{}
@@ -478,7 +478,7 @@ func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats, nt bool) {
 			}
 		}
 		// The chunks not visited are up to date: counted as the scan would.
-		st.ChunksSkipped += (nch - visited) * (1 + bits.OnesCount64(cmask))
+		st.ChunksSkipped += (nch - visited) * (1 + cmask.Count())
 		p.fillsChanged++
 	} else {
 		p.fillsScanned++
@@ -494,7 +494,7 @@ func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats, nt bool) {
 
 // fillChunk brings chunk c of slot s up to date for the columns of cmask
 // (fill's record mask invariant), with non-temporal stores if nt (fill).
-func (p *Publisher) fillChunk(s, c int, cmask, schema uint64, nt bool, st *PublishStats) {
+func (p *Publisher) fillChunk(s, c int, cmask, schema world.Mask, nt bool, st *PublishStats) {
 	w, g, b := p.w, p.lw, p.seg
 	cp := copyBytes
 	if nt {
@@ -503,24 +503,23 @@ func (p *Publisher) fillChunk(s, c int, cmask, schema uint64, nt bool, st *Publi
 	co := g.ChunkOff(s, c)
 	// Entity records, the structural version and the record mask.
 	sv := w.ChunkStructVersion(c)
-	if sv > layout.Load64(b, co+layout.ChunkStructVersion) || binary.LittleEndian.Uint64(b[co+layout.ChunkRecordMask:]) != cmask {
-		recs := w.ChunkRecords(c)
+	if sv > layout.Load64(b, co+layout.ChunkStructVersion) || !p.recordMaskIs(co, &cmask) {
+		recs := w.ChunkRecordWords(c)
 		eo, ee := g.EntityRange(s, c)
 		var n int
 		if cmask == schema {
 			n = cp(b[eo:ee], recordBytes(recs))
 		} else {
 			// One memcpy, then the masks filtered in place: a tight
-			// loop over 16-byte records of a chunk that is in cache
+			// loop over the records of a chunk that is in cache
 			// (ordinary stores even with nt: streaming stores would
 			// have sent the records out of cache before the loop).
 			n = copy(b[eo:ee], recordBytes(recs))
-			dst := slotRecords(b[eo : eo+n])
-			for i := range dst {
-				dst[i].Mask &= cmask
-			}
+			filterRecords(slotRecords(b[eo:eo+n]), g.MaskWords, &cmask)
 		}
-		putU64(b, co+layout.ChunkRecordMask, cmask)
+		for j := 0; j < g.MaskWords; j++ {
+			putU64(b, co+layout.ChunkRecordMaskOff(j), cmask[j])
+		}
 		putU32(b, co+layout.ChunkRows, uint32(w.ChunkRows(c)))
 		putU32(b, co+layout.ChunkAlive, uint32(w.ChunkAlive(c)))
 		layout.Store64(b, co+layout.ChunkStructVersion, sv)
@@ -529,8 +528,16 @@ func (p *Publisher) fillChunk(s, c int, cmask, schema uint64, nt bool, st *Publi
 	} else {
 		st.ChunksSkipped++
 	}
-	for m := cmask; m != 0; m &= m - 1 {
-		k := bits.TrailingZeros64(m)
+	// The components of cmask, word by word: m is what is left of word j.
+	for j, m := 0, cmask[0]; ; m &= m - 1 {
+		for m == 0 && j+1 < g.MaskWords {
+			j++
+			m = cmask[j]
+		}
+		if m == 0 {
+			break
+		}
+		k := 64*j + bits.TrailingZeros64(m)
 		id := world.ComponentID(k)
 		vo := co + layout.ChunkVersions + 8*k
 		wv := w.ChunkComponentVersion(c, id)
@@ -551,11 +558,42 @@ func (p *Publisher) fillChunk(s, c int, cmask, schema uint64, nt bool, st *Publi
 func copyBytes(dst, src []byte) int { return copy(dst, src) }
 
 // schemaMask is the mask of every component of the segment's schema.
-func (p *Publisher) schemaMask() uint64 {
-	if p.ncomp < 64 {
-		return 1<<uint(p.ncomp) - 1
+func (p *Publisher) schemaMask() world.Mask { return layout.SchemaMask(p.ncomp) }
+
+// slotMask reads the mask of slot s (the mask its last fill used).
+func (p *Publisher) slotMask(s int) world.Mask {
+	return layout.GetSplitMask(p.seg, p.lw.SlotOff(s), layout.SlotMaskOff)
+}
+
+// recordMaskIs reports whether the record mask of the chunk block at co is
+// m (its W words; words beyond W are never written and stay zero).
+func (p *Publisher) recordMaskIs(co int, m *world.Mask) bool {
+	for j := 0; j < p.lw.MaskWords; j++ {
+		if binary.LittleEndian.Uint64(p.seg[co+layout.ChunkRecordMaskOff(j):]) != m[j] {
+			return false
+		}
 	}
-	return ^uint64(0)
+	return true
+}
+
+// filterRecords ands the mask words of every record in recs (1+words words
+// each) with m. A world of at most 64 components (one word) takes the loop
+// the 16-byte records always had.
+func filterRecords(recs []uint64, words int, m *world.Mask) {
+	if words == 1 {
+		m0 := m[0]
+		for i := 1; i < len(recs); i += 2 {
+			recs[i] &= m0
+		}
+		return
+	}
+	stride := 1 + words
+	for i := 0; i+stride <= len(recs); i += stride {
+		r := recs[i+1 : i+stride]
+		for j := range r {
+			r[j] &= m[j]
+		}
+	}
 }
 
 // finish writes the slot header and completes the seqlock write. ver is the
@@ -568,7 +606,7 @@ func (p *Publisher) finish(s int, odd, frame, ver uint64, mask world.Mask, st *P
 	layout.Store64(b, o+layout.SlotVersion, ver)
 	p.lastUse[s] = frame
 	// The mask fill filtered the records with (see fill's invariant).
-	putU64(b, o+layout.SlotMask, uint64(mask)&p.schemaMask())
+	layout.PutSplitMask(b, o, layout.SlotMaskOff, mask.And(p.schemaMask()))
 	putU32(b, o+layout.SlotChunks, uint32(w.NumChunks()))
 	putU32(b, o+layout.SlotEntities, uint32(w.HighWater()))
 	putU32(b, o+layout.SlotAlive, uint32(w.Count()))
@@ -597,7 +635,7 @@ func (p *Publisher) finish(s int, odd, frame, ver uint64, mask world.Mask, st *P
 //
 // Among equals, the newest data wins.
 func (p *Publisher) pickSlot(tried uint64, mask world.Mask) int {
-	want := uint64(mask) & p.schemaMask()
+	want := mask.And(p.schemaMask())
 	best, bestRank := -1, -1
 	var bestVer uint64
 	for s := 0; s < p.lw.Slots; s++ {
@@ -607,7 +645,7 @@ func (p *Publisher) pickSlot(tried uint64, mask world.Mask) int {
 		v := p.slotVersion(s)
 		rank := 0
 		switch {
-		case v != 0 && p.lwGet64(p.lw.SlotOff(s)+layout.SlotMask) == want:
+		case v != 0 && p.slotMask(s) == want:
 			rank = 2
 		case v == 0:
 			rank = 1

@@ -27,7 +27,7 @@ func BenchmarkPublishScale(b *testing.B) {
 func benchPublishScale(b *testing.B, entities, every int) {
 	const capc = 1024
 	fx := newFixture(b, capc, entities/capc+2, entities)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	// Every slot written once, then a frame of the benchmark's own dirt so
 	// that each publish copies exactly the dirty chunks.
 	for f := uint64(1); f <= 2*DefaultSlots; f++ {

@@ -91,7 +91,7 @@ func (fx *fixture) touch(frame uint64, chunks []int) {
 			if idx >= fx.w.HighWater() {
 				break
 			}
-			rec := fx.w.ChunkRecords(c)[row]
+			rec := fx.w.ChunkRecord(c, row)
 			if rec.Flags&layout.FlagAlive == 0 {
 				continue
 			}
@@ -207,7 +207,7 @@ func TestCrossProcessReader(t *testing.T) {
 		frames = 300
 	}
 	frame := uint64(1)
-	_, err := fx.pub.Publish(frame, world.Mask(^uint64(0)))
+	_, err := fx.pub.Publish(frame, world.MaskAll())
 	require.NoError(t, err)
 
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCrossProcessReader$")
@@ -259,7 +259,7 @@ loop:
 				require.NoError(t, world.Set(fx.w, e, fx.ids.pos, Pos{X: float32(e.Index()), W: float32(frame % 65536)}))
 			}
 		}
-		_, err := fx.pub.Publish(frame, world.Mask(^uint64(0)))
+		_, err := fx.pub.Publish(frame, world.MaskAll())
 		if err != nil {
 			require.ErrorIs(t, err, ErrNoFreeSlot)
 		}
@@ -273,12 +273,12 @@ loop:
 // copied, and a second slot catches up on what it missed.
 func TestDirtyTracking(t *testing.T) {
 	fx := newFixture(t, 64, 16, 64*10) // 10 full chunks
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	st, err := fx.pub.Publish(1, all)
 	require.NoError(t, err)
 	// First publish: 10 chunks x (records + 4 columns).
 	require.Equal(t, 50, st.ChunksCopied)
-	recBytes := 64 * layout.EntityRecordSize
+	recBytes := 64 * fx.pub.Layout().RecordSize
 	require.Equal(t, 10*(recBytes+64*(16+16+16+16)), st.BytesCopied)
 
 	// Publish again with no change: the second slot is fresh, so it copies
@@ -299,7 +299,7 @@ func TestDirtyTracking(t *testing.T) {
 
 	// Touch one component of chunk 3 only.
 	fx.w.Advance()
-	e := world.Entity(uint64(fx.w.ChunkRecords(3)[5].Gen)<<32 | uint64(3*64+5))
+	e := world.Entity(uint64(fx.w.ChunkRecord(3, 5).Gen)<<32 | uint64(3*64+5))
 	require.NoError(t, world.Set(fx.w, e, fx.ids.hp, Health{HP: 7}))
 	st, err = fx.pub.Publish(101, all)
 	require.NoError(t, err)
@@ -315,7 +315,7 @@ func TestDirtyTracking(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 10, st.ChunksCopied)
 	require.Equal(t, 10*recBytes, st.BytesCopied)
-	require.Equal(t, uint64(world.MaskOf(fx.ids.pos)), fx.pub.Layout().ReadSlotInfo(st.Slot).Mask)
+	require.Equal(t, world.MaskOf(fx.ids.pos), world.Mask(fx.pub.Layout().ReadSlotInfo(st.Slot).Mask))
 
 	// Destroying an entity copies that chunk's records and the columns of
 	// the components it had (the world stamps them on destroy), here only
@@ -336,7 +336,7 @@ func TestDirtyTracking(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(103), f.Number())
 	require.False(t, f.IsAlive(e))
-	e2 := world.Entity(uint64(fx.w.ChunkRecords(3)[6].Gen)<<32 | uint64(3*64+6))
+	e2 := world.Entity(uint64(fx.w.ChunkRecord(3, 6).Gen)<<32 | uint64(3*64+6))
 	require.True(t, f.IsAlive(e2))
 	p, ok := Get[Pos](f, e2, fx.ids.pos)
 	require.True(t, ok)
@@ -348,7 +348,7 @@ func TestDirtyTracking(t *testing.T) {
 // is never chosen.
 func TestPinBlocksRewrite(t *testing.T) {
 	fx := newFixture(t, 64, 4, 100)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	_, f := publishAndPin(t, fx)
 	pinned := f.Slot()
 	lw := fx.pub.Layout()
@@ -389,7 +389,7 @@ func TestPinBlocksRewrite(t *testing.T) {
 // wrongly reclaimed), the rewrite is detected and Release reports ErrTorn.
 func TestTornReadDetected(t *testing.T) {
 	fx := newFixture(t, 64, 4, 100)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	r, f := publishAndPin(t, fx)
 	pinned := f.Slot()
 	// Steal the pin.
@@ -411,7 +411,7 @@ func TestTornReadDetected(t *testing.T) {
 // is never handed out.
 func TestPinRetriesOnOddSeq(t *testing.T) {
 	fx := newFixture(t, 64, 4, 10)
-	_, err := fx.pub.Publish(1, world.Mask(^uint64(0)))
+	_, err := fx.pub.Publish(1, world.MaskAll())
 	require.NoError(t, err)
 	lw := fx.pub.Layout()
 	s := fx.pub.Latest()
@@ -458,7 +458,7 @@ func TestColumnTypeCheck(t *testing.T) {
 // nobody owns is cleared.
 func TestReclaimDeadReader(t *testing.T) {
 	fx := newFixture(t, 64, 4, 10)
-	_, err := fx.pub.Publish(1, world.Mask(^uint64(0)))
+	_, err := fx.pub.Publish(1, world.MaskAll())
 	require.NoError(t, err)
 	ll := fx.pub.LeasesLayout()
 	lb := fx.segs.Leases.Data
@@ -522,7 +522,7 @@ func TestValidToleratesAbortedClaim(t *testing.T) {
 // release is an error.
 func TestSnapshotPoolWarmUpAndReuse(t *testing.T) {
 	fx := newFixture(t, 64, 4, 200)
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	require.Equal(t, DefaultSlots, fx.pub.WarmUp(0, all))
 	_, err := fx.pub.Publish(1, all)
 	require.NoError(t, err)
@@ -549,7 +549,7 @@ func TestSnapshotPoolWarmUpAndReuse(t *testing.T) {
 // publishAndPin publishes frame 1 of fx, attaches a reader (closed at the end
 // of the test) and pins the frame.
 func publishAndPin(t *testing.T, fx *fixture) (*Reader, *Frame) {
-	_, err := fx.pub.Publish(1, world.Mask(^uint64(0)))
+	_, err := fx.pub.Publish(1, world.MaskAll())
 	require.NoError(t, err)
 	r, err := Attach(fx.inst, AttachOptions{Name: "t"})
 	require.NoError(t, err)

@@ -3,52 +3,52 @@ package sync
 import (
 	"encoding/binary"
 	"unsafe"
-
-	"github.com/fdp-engine/fdp/layout"
 )
 
 func putU32(b []byte, off int, v uint32) { binary.LittleEndian.PutUint32(b[off:], v) }
 func putU64(b []byte, off int, v uint64) { binary.LittleEndian.PutUint64(b[off:], v) }
 
-// recordBytes views entity records as bytes for copying into a slot.
+// recordBytes views entity records in their wire form (world.ChunkRecordWords:
+// 1+W words per record) as bytes for copying into a slot.
 //
-// Invariants: layout.EntityRecord is a pointer-free 16-byte struct with no
-// padding (u32, u32, u64) whose in-memory form on little-endian platforms is
-// exactly the byte layout of docs/LAYOUT.md; the returned slice aliases recs
-// and is only read (copied from) while recs is alive.
-func recordBytes(recs []layout.EntityRecord) []byte {
+// Invariants: the words are the records' byte layout of docs/LAYOUT.md on a
+// little-endian platform (world/records.go packs u32 generation and u32
+// flags into word 0, then the W mask words); the returned slice aliases
+// recs and is only read (copied from) while recs is alive.
+func recordBytes(recs []uint64) []byte {
 	if len(recs) == 0 {
 		return nil
 	}
-	return unsafe.Slice((*byte)(unsafe.Pointer(&recs[0])), len(recs)*layout.EntityRecordSize)
+	return unsafe.Slice((*byte)(unsafe.Pointer(&recs[0])), len(recs)*8)
 }
 
-// viewRecords views the entity records of a mapped slot as typed records.
+// viewRecords views the entity records of a mapped slot as words (1+W per
+// record: word 0 the generation and flags, then the mask words).
 //
 // Invariants: b lies inside a mapped world segment, starts 64-byte aligned
 // (chunk blocks and the entity area are 64-byte aligned from a page-aligned
-// mapping), its length is a multiple of layout.EntityRecordSize, and the
+// mapping), its length is a multiple of the record size (8 + 8W), and the
 // mapping outlives every use of the result (a Reader unmaps only at Close).
 // The records may be read-only memory: callers never write through them.
-func viewRecords(b []byte) []layout.EntityRecord {
+func viewRecords(b []byte) []uint64 {
 	if len(b) == 0 {
 		return nil
 	}
-	return unsafe.Slice((*layout.EntityRecord)(unsafe.Pointer(&b[0])), len(b)/layout.EntityRecordSize)
+	return unsafe.Slice((*uint64)(unsafe.Pointer(&b[0])), len(b)/8)
 }
 
 // slotRecords views the entity records of a slot the publisher has claimed
-// as typed records it may write.
+// as words it may write.
 //
 // Invariants: as viewRecords, and besides: b lies in the engine's read-write
 // mapping of its own world segment, inside a slot whose seq the publisher
 // made odd (claimed), so no reader takes what is written before the even
 // seq is stored; the result is used only during that fill.
-func slotRecords(b []byte) []layout.EntityRecord {
+func slotRecords(b []byte) []uint64 {
 	if len(b) == 0 {
 		return nil
 	}
-	return unsafe.Slice((*layout.EntityRecord)(unsafe.Pointer(&b[0])), len(b)/layout.EntityRecordSize)
+	return unsafe.Slice((*uint64)(unsafe.Pointer(&b[0])), len(b)/8)
 }
 
 // viewColumn views a mapped column as a []T.

@@ -53,7 +53,7 @@ func (r *rig) boundsSpawn(name, role string, env ...string) (<-chan string, *exe
 func boundsChild(role string) int {
 	s := newSchema()
 	inst, name := os.Getenv("FDP_INSTANCE"), os.Getenv("FDP_MODULE")
-	hello := ipc.Hello{Name: name, Tier: ipc.TierSlow, Every: 1, Mask: uint64(s.reg.Mask()), SchemaHash: s.reg.SchemaHash()}
+	hello := ipc.Hello{Name: name, Tier: ipc.TierSlow, Every: 1, Mask: s.reg.Mask()[0], SchemaHash: s.reg.SchemaHash()}
 	switch role {
 	case "overrun":
 		return boundsOverrun(s, inst, name)

@@ -179,7 +179,7 @@ func (m *fbModule) Tick(v *module.View, c *module.Commands, dt time.Duration) er
 			}
 		}
 		if n := v.Count(m.spec.Reads); n != m.entities {
-			return fmt.Errorf("%s: frame %d has %d entities with mask %x, want %d",
+			return fmt.Errorf("%s: frame %d has %d entities with mask %v, want %d",
 				m.spec.Name, v.Frame(), n, m.spec.Reads, m.entities)
 		}
 	}

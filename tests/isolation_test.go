@@ -85,7 +85,7 @@ func (r *rig) waitExit(i int) {
 // and does what role says. It prints one line per result.
 func isoChild(role string) int {
 	s := newSchema()
-	hello := ipc.Hello{Name: os.Getenv("FDP_MODULE"), Tier: ipc.TierSlow, Every: 1, Mask: uint64(s.reg.Mask()),
+	hello := ipc.Hello{Name: os.Getenv("FDP_MODULE"), Tier: ipc.TierSlow, Every: 1, Mask: s.reg.Mask()[0],
 		SchemaHash: s.reg.SchemaHash()}
 	inst := os.Getenv("FDP_INSTANCE")
 	switch role {

@@ -63,9 +63,9 @@ func demoMask(s *demo.Schema, names string) (world.Mask, error) {
 	for _, n := range strings.Split(names, ",") {
 		id, ok := ids[n]
 		if !ok {
-			return 0, fmt.Errorf("no demo component %q", n)
+			return world.Mask{}, fmt.Errorf("no demo component %q", n)
 		}
-		m |= world.MaskOf(id)
+		m = m.Or(world.MaskOf(id))
 	}
 	return m, nil
 }
@@ -214,7 +214,7 @@ func fileAllocated(t *testing.T, path string) int64 {
 // spans of its mask over its chunks.
 func (v *memView) slotSpan(s int) int64 {
 	o := v.lw.SlotOff(s)
-	m := layout.Load64(v.ws.Data, o+layout.SlotMask)
+	m := layout.GetSplitMask(v.ws.Data, o, layout.SlotMaskOff)
 	n := int(layout.Load32(v.ws.Data, o+layout.SlotChunks))
 	return int64(v.lw.SlotSpanBytes(s, m, n))
 }
@@ -225,14 +225,14 @@ func (v *memView) sample(t *testing.T) memSample {
 	if _, s, ok := layout.UnpackLatest(layout.Load64(v.ws.Data, layout.OffWLatest)); ok {
 		m.full = v.slotSpan(s)
 	}
-	all := uint64(1)<<len(v.lw.Components) - 1
+	all := layout.SchemaMask(len(v.lw.Components))
 	for s := 0; s < v.lw.Slots; s++ {
 		o := v.lw.SlotOff(s)
 		switch {
-		case layout.Load64(v.ls.Data, v.ll.LeaseOff(s)+layout.LeaseHolders) != 0:
+		case !layout.GetModuleSet(v.ls.Data, v.ll.LeaseOff(s)+layout.LeaseHolders).Empty():
 			m.held += v.slotSpan(s)
 			m.nHeld++
-		case layout.Load64(v.ws.Data, o+layout.SlotVersion) != 0 && layout.Load64(v.ws.Data, o+layout.SlotMask) != all:
+		case layout.Load64(v.ws.Data, o+layout.SlotVersion) != 0 && layout.GetSplitMask(v.ws.Data, o, layout.SlotMaskOff) != all:
 			m.kept += v.slotSpan(s)
 		}
 	}
@@ -388,7 +388,7 @@ func TestMemoryShmLimit(t *testing.T) {
 	bin := shippedBinaries(t)
 	const n = 100_000
 	g, s := demoGeometry(t, n, 32)
-	allMask := uint64(s.Reg.Mask())
+	allMask := s.Reg.Mask()
 	minLimit := int64(g.FixedBytes() + 2*g.SlotSpanBytes(0, allMask, g.MaxChunks))
 
 	// The engine's refusal of a too small limit says the same minimum.
@@ -398,7 +398,7 @@ func TestMemoryShmLimit(t *testing.T) {
 	require.Contains(t, string(out), fmt.Sprintf("at least %d bytes", minLimit), "the layout's minimum is the engine's")
 
 	chunks := (n + g.ChunkCapacity - 1) / g.ChunkCapacity
-	team := int64(g.SlotSpanBytes(0, uint64(world.MaskOf(s.Tm)), chunks))
+	team := int64(g.SlotSpanBytes(0, world.MaskOf(s.Tm), chunks))
 	limit := minLimit + team*3/2 // one Team snapshot fits, two do not
 	inst := uniqueInstance(t, "meml")
 	e := startMemEngine(t, bin, inst, nil, "--entities", strconv.Itoa(n), "--shm-limit", strconv.FormatInt(limit, 10))
@@ -448,8 +448,8 @@ func TestMemoryFullFileSystem(t *testing.T) {
 	const n, mods = 100_000, 3
 	g, s := demoGeometry(t, n, 32)
 	chunks := (n + g.ChunkCapacity - 1) / g.ChunkCapacity
-	full := g.SlotSpanBytes(0, uint64(s.Reg.Mask()), chunks+1)
-	team := g.SlotSpanBytes(0, uint64(world.MaskOf(s.Tm)), chunks+1)
+	full := g.SlotSpanBytes(0, s.Reg.Mask(), chunks+1)
+	team := g.SlotSpanBytes(0, world.MaskOf(s.Tm), chunks+1)
 	lg, err := layout.ComputeLeasesGeometry(32, layout.DefaultReaders)
 	require.NoError(t, err)
 	eg, err := layout.ComputeEventsGeometry(1 << 20)

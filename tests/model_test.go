@@ -230,7 +230,7 @@ func (r *modelRun) randAlive() world.Entity {
 	i := 0
 	for idx := 0; idx < r.w.HighWater() && best == 0; idx++ {
 		c, row := idx/modelChunkCap, idx%modelChunkCap
-		rec := r.w.ChunkRecords(c)[row]
+		rec := r.w.ChunkRecord(c, row)
 		if rec.Flags&layout.FlagAlive == 0 {
 			continue
 		}
@@ -550,7 +550,7 @@ func (r *modelRun) publish() {
 	if !rep.OK() {
 		r.fatalf("audit of frame %d: %v", r.frame, rep.Problems)
 	}
-	r.checkSlot(st.Slot, uint64(r.reg.Mask()))
+	r.checkSlot(st.Slot, r.reg.Mask())
 	r.pubM = r.m.clone()
 }
 
@@ -562,34 +562,34 @@ func (r *modelRun) snapshot() {
 	if s == r.pub.Latest() {
 		s = (s + 1) % lw.Slots
 	}
-	mask := world.Mask(r.rng.Intn(1<<modelComps-1) + 1) // a non-empty subset
+	mask := world.MaskWord(uint64(r.rng.Intn(1<<modelComps-1) + 1)) // a non-empty subset
 	_, err := r.pub.SyncInto(s, r.frame, mask)
 	r.must(err, "sync into")
 	r.snapshots++
-	r.logf("snapshot mask %#x into slot %d", mask, s)
+	r.logf("snapshot mask %v into slot %d", mask, s)
 	rep, err := audit.Slot(r.segs.World.Data, lw, s)
 	r.must(err, "audit snapshot")
 	if !rep.OK() {
 		r.fatalf("audit of snapshot slot %d: %v", s, rep.Problems)
 	}
-	r.checkSlot(s, uint64(mask))
+	r.checkSlot(s, mask)
 }
 
 // checkSlot decodes every alive entity of slot s and compares it with the
 // model (components of mask by value), then compares the slot with the world
 // byte for byte.
-func (r *modelRun) checkSlot(s int, mask uint64) {
+func (r *modelRun) checkSlot(s int, mask world.Mask) {
 	b, lw := r.segs.World.Data, r.pub.Layout()
 	info := lw.ReadSlotInfo(s)
-	if info.Mask != mask || info.Alive != uint32(len(r.m)) {
-		r.fatalf("slot %d: mask %#x alive %d; want mask %#x, %d alive", s, info.Mask, info.Alive, mask, len(r.m))
+	if world.Mask(info.Mask) != mask || info.Alive != uint32(len(r.m)) {
+		r.fatalf("slot %d: mask %v alive %d; want mask %v, %d alive", s, world.Mask(info.Mask), info.Alive, mask, len(r.m))
 	}
 	seen := 0
 	for c := 0; c < int(info.Chunks); c++ {
 		eo, _ := lw.EntityRange(s, c)
 		for row := 0; row < modelChunkCap; row++ {
-			o := eo + row*layout.EntityRecordSize
-			gen, flags, emask := binary.LittleEndian.Uint32(b[o:]), binary.LittleEndian.Uint32(b[o+4:]), binary.LittleEndian.Uint64(b[o+8:])
+			rec := layout.DecodeRecord(b[eo+row*lw.RecordSize:], lw.MaskWords)
+			gen, flags, emask := rec.Gen, rec.Flags, world.Mask(rec.Mask)
 			if flags&layout.FlagAlive == 0 {
 				continue
 			}
@@ -601,10 +601,11 @@ func (r *modelRun) checkSlot(s int, mask uint64) {
 			seen++
 			for k := 0; k < modelComps; k++ {
 				// A record carries the entity's mask & the slot mask.
-				if has, want := emask&(1<<k) != 0, me.has[k] && mask&(1<<k) != 0; has != want {
-					r.fatalf("slot %d: entity %v component %d present %v, the model says %v (slot mask %#x)", s, e, k, has, want, mask)
+				id := world.ComponentID(k)
+				if has, want := emask.Has(id), me.has[k] && mask.Has(id); has != want {
+					r.fatalf("slot %d: entity %v component %d present %v, the model says %v (slot mask %v)", s, e, k, has, want, mask)
 				}
-				if !me.has[k] || mask&(1<<k) == 0 {
+				if !me.has[k] || !mask.Has(id) {
 					continue
 				}
 				co, _ := lw.ColumnRange(s, c, k)
@@ -646,7 +647,7 @@ func (r *modelRun) recoverWorld() {
 	r.logf("recovered frame %d: %d entities", frame, w.Count())
 	for e, me := range r.m {
 		if w.Mask(e) != r.maskOf(me) {
-			r.fatalf("recovered entity %v: mask %#x, the model %#x", e, w.Mask(e), r.maskOf(me))
+			r.fatalf("recovered entity %v: mask %v, the model %v", e, w.Mask(e), r.maskOf(me))
 		}
 		for k := 0; k < modelComps; k++ {
 			if v, ok := w.GetRaw(e, r.ids[k]); ok && !bytes.Equal(v, me.val[k]) {

@@ -68,7 +68,7 @@ func TestRefusedJoinFailsAtOnce(t *testing.T) {
 	}
 
 	// A mask naming components beyond the schema: an invalid hello.
-	err := join(module.Spec{Name: "widemask", Tier: module.Fast, Every: 1, Reads: world.Mask(1) << 40})
+	err := join(module.Spec{Name: "widemask", Tier: module.Fast, Every: 1, Reads: world.MaskOf(40)})
 	require.ErrorIs(t, err, ipc.ErrBadHello)
 	require.True(t, module.Refused(err), "a mask beyond the schema is a permanent refusal: %v", err)
 	require.Contains(t, err.Error(), "names components beyond the schema")

@@ -56,8 +56,8 @@ func layoutWelcome(t *testing.T) []byte {
 // fields of the documented example.
 func TestLayoutWelcomeExample(t *testing.T) {
 	r := newRig(t, 10)
-	hello := ipc.Hello{Name: "welcomed", Tier: ipc.TierSlow, Every: 6, Mask: uint64(r.s.reg.Mask()),
-		SchemaHash: r.s.reg.SchemaHash(), Group: "ai"}
+	hello := ipc.Hello{Name: "welcomed", Tier: ipc.TierSlow, Every: 6, SchemaHash: r.s.reg.SchemaHash(), Group: "ai"}
+	hello.SetReadMask(r.s.reg.Mask())
 	type dialed struct {
 		conn *ipc.ControlConn
 		wel  ipc.Welcome

@@ -102,7 +102,7 @@ func snapshot(w *World) worldSnap {
 func checkInvariants(t testing.TB, w *World) {
 	t.Helper()
 	alive := 0
-	valid := uint64(w.Registry().Mask())
+	valid := w.Registry().Mask()
 	for c := 0; c < w.NumChunks(); c++ {
 		recs := w.ChunkRecords(c)
 		inChunk := 0
@@ -110,11 +110,11 @@ func checkInvariants(t testing.TB, w *World) {
 			r := recs[i]
 			if r.Flags&layout.FlagAlive != 0 {
 				inChunk++
-				if r.Gen == 0 || r.Mask&^valid != 0 {
+				if r.Gen == 0 || !Mask(r.Mask).AndNot(valid).Empty() {
 					t.Fatalf("chunk %d row %d: bad alive record %+v", c, i, r)
 				}
-			} else if r.Mask != 0 {
-				t.Fatalf("chunk %d row %d: dead record with mask %#x", c, i, r.Mask)
+			} else if r.Mask != ([4]uint64{}) {
+				t.Fatalf("chunk %d row %d: dead record with mask %v", c, i, Mask(r.Mask))
 			}
 		}
 		if inChunk != w.ChunkAlive(c) {

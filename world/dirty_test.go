@@ -44,7 +44,7 @@ func TestChangedChunksModel(t *testing.T) {
 			case 1:
 				Ptr[Position](w, ent, f.pos).Y++
 			default:
-				q := w.Query(0)
+				q := w.Query(Mask{})
 				target := int(ent.Index()) / capc
 				for q.Next() {
 					if q.Chunk() == target {

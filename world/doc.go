@@ -13,8 +13,10 @@
 // Storage follows the original C# FDP rather than an archetype design:
 // entity index i lives in chunk i/ChunkCapacity at row i%ChunkCapacity. Every
 // chunk has one column per registered component (structure of arrays) and a
-// per-entity record (layout.EntityRecord: generation, alive flag, component
-// mask) that says which components the entity has. Chunks are allocated
+// per-entity record (generation, alive flag, component mask of
+// layout.MaskWords words; records.go keeps it in its wire form) that says
+// which components the entity has; a world has at most layout.MaxComponents
+// (256) components. Chunks are allocated
 // lazily as the entity high-water mark grows; a column of a chunk is
 // allocated on the first write of that component in that chunk and never
 // freed. The number of chunks, hence the number of entities, is bounded by

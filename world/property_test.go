@@ -212,7 +212,7 @@ func checkModel(t *testing.T, seed int64, w *World, m *model, ids []ComponentID,
 		var mask Mask
 		for k, id := range ids {
 			if sub&(1<<k) != 0 {
-				mask |= MaskOf(id)
+				mask = mask.With(id)
 			}
 		}
 		var want []Entity
@@ -248,18 +248,18 @@ func checkModel(t *testing.T, seed int64, w *World, m *model, ids []ComponentID,
 		sort.Slice(got, func(i, j int) bool { return got[i] < got[j] })
 		sort.Slice(want, func(i, j int) bool { return want[i] < want[j] })
 		if len(got) != len(want) {
-			t.Fatalf("seed %d: query %#x: %d entities, want %d", seed, mask, len(got), len(want))
+			t.Fatalf("seed %d: query %v: %d entities, want %d", seed, mask, len(got), len(want))
 		}
 		for i := range got {
 			if got[i] != want[i] {
-				t.Fatalf("seed %d: query %#x: entity %d is %v, want %v", seed, mask, i, got[i], want[i])
+				t.Fatalf("seed %d: query %v: entity %d is %v, want %v", seed, mask, i, got[i], want[i])
 			}
 		}
 	}
 	// Every alive entity's values and every chunk's versions.
 	for e, comps := range m.alive {
 		if !w.IsAlive(e) || w.Mask(e).Count() != len(comps) {
-			t.Fatalf("seed %d: %v alive=%v mask %#x, want %d components", seed, e, w.IsAlive(e), w.Mask(e), len(comps))
+			t.Fatalf("seed %d: %v alive=%v mask %v, want %d components", seed, e, w.IsAlive(e), w.Mask(e), len(comps))
 		}
 		for id, want := range comps {
 			if v, ok := get(e, id); !ok || v != want {

@@ -66,6 +66,16 @@ func Register[T any](r *Registry, name string) (ComponentID, error) {
 	return r.register(reflect.TypeFor[T](), name)
 }
 
+// RegisterType is Register for a type known only at run time (a schema
+// built from configuration, or a test that needs hundreds of distinct
+// component types): the same checks, the same errors.
+func RegisterType(r *Registry, t reflect.Type, name string) (ComponentID, error) {
+	if t == nil {
+		return 0, &registrationError{fmt.Sprintf("fdp/world: component %q: nil type", name)}
+	}
+	return r.register(t, name)
+}
+
 func (r *Registry) register(t reflect.Type, name string) (ComponentID, error) {
 	fail := func(format string, a ...any) (ComponentID, error) {
 		return 0, &registrationError{fmt.Sprintf("fdp/world: component %q: ", name) + fmt.Sprintf(format, a...)}
@@ -83,7 +93,7 @@ func (r *Registry) register(t reflect.Type, name string) (ComponentID, error) {
 		return fail("type %v already registered as %q", t, r.infos[id].Name)
 	}
 	if len(r.infos) >= layout.MaxComponents {
-		return fail("too many components (max %d)", layout.MaxComponents)
+		return fail("too many components: %d are registered, the cap is %d (layout.MaxComponents)", len(r.infos), layout.MaxComponents)
 	}
 	if err := checkKind(t, ""); err != nil {
 		return fail("%v; components must be pointer-free fixed-size types", err)
@@ -223,9 +233,4 @@ func (r *Registry) Components() []layout.ComponentDesc {
 func (r *Registry) SchemaHash() uint64 { return layout.SchemaHash(r.Components()) }
 
 // Mask returns the mask of every registered component.
-func (r *Registry) Mask() Mask {
-	if len(r.infos) == 64 {
-		return ^Mask(0)
-	}
-	return Mask(1)<<len(r.infos) - 1
-}
+func (r *Registry) Mask() Mask { return maskUpTo(len(r.infos)) }

@@ -95,7 +95,7 @@ func TestRegisterAccepts(t *testing.T) {
 	require.Len(t, comps, 6)
 	require.Equal(t, layout.ComponentDesc{Name: "Vec3", Size: 12, Align: 4, Fingerprint: Fingerprint(reflect.TypeFor[Vec3]())}, comps[1])
 	require.Equal(t, layout.SchemaHash(comps), r.SchemaHash())
-	require.Equal(t, Mask(0x3f), r.Mask())
+	require.Equal(t, MaskWord(0x3f), r.Mask())
 
 	// The registered schema is accepted by the segment layout.
 	_, err := layout.ComputeWorldGeometry(layout.WorldParams{Slots: 2, ChunkCapacity: 16, MaxChunks: 1, Components: comps})
@@ -180,9 +180,11 @@ func TestRegisterLimitAndFreeze(t *testing.T) {
 		_, err := r.register(reflect.ArrayOf(i+1, reflect.TypeFor[byte]()), fmt.Sprintf("C%d", i))
 		require.NoError(t, err)
 	}
-	require.Equal(t, ^Mask(0), r.Mask())
+	require.Equal(t, Mask{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}, r.Mask())
 	_, err := Register[Vec3](r, "Extra")
-	require.ErrorContains(t, err, "too many components (max 64)")
+	require.ErrorIs(t, err, ErrRegistry)
+	require.EqualError(t, err, `fdp/world: component "Extra": too many components: 256 are registered, the cap is 256 (layout.MaxComponents)`)
+	require.Equal(t, layout.MaxComponents, r.Len())
 
 	r2 := NewRegistry()
 	_, err = Register[Vec3](r2, "Pos")
@@ -195,15 +197,26 @@ func TestRegisterLimitAndFreeze(t *testing.T) {
 	require.ErrorContains(t, err, "frozen")
 	require.Equal(t, 1, r2.Len())
 
-	// A full 64-component world works, including component 63.
+	// A full 256-component world works, including components 63, 64 and 255.
 	w, err := New(r, Config{ChunkCapacity: 16, MaxChunks: 1})
 	require.NoError(t, err)
+	require.Equal(t, 4, w.MaskWords())
 	e, _ := w.Create()
 	require.NoError(t, Set(w, e, 63, [64]byte{1, 2, 3}))
 	v, ok := Get[[64]byte](w, e, 63)
 	require.True(t, ok)
 	require.Equal(t, byte(3), v[2])
-	require.Equal(t, MaskOf(63), w.Mask(e))
+	require.NoError(t, Set(w, e, 64, [65]byte{64: 9}))
+	require.NoError(t, w.Add(e, 255))
+	v2, ok := Get[[65]byte](w, e, 64)
+	require.True(t, ok)
+	require.Equal(t, byte(9), v2[64])
+	require.Equal(t, MaskOf(63, 64, 255), w.Mask(e))
+	require.Equal(t, layout.EntityRecord{Gen: 1, Flags: layout.FlagAlive, Mask: [4]uint64{1 << 63, 1, 0, 1 << 63}}, w.ChunkRecord(0, 0))
+	require.Equal(t, 1, countMatching(w, MaskOf(64, 255)))
+	require.NoError(t, w.Remove(e, 64))
+	require.Equal(t, 0, countMatching(w, MaskOf(64, 255)))
+	require.Equal(t, 1, countMatching(w, MaskOf(63, 255)))
 }
 
 // Layout-identical types declared elsewhere.

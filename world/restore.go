@@ -28,22 +28,25 @@ func (w *World) SetChunkData(c int, records []layout.EntityRecord, structVersion
 	if len(records) != w.capacity {
 		return fmt.Errorf("%w: chunk %d: %d records, want %d", ErrRestore, c, len(records), w.capacity)
 	}
-	valid := uint64(w.reg.Mask())
+	valid := w.reg.Mask()
 	for i, r := range records {
+		m := Mask(r.Mask)
 		switch {
 		case r.Flags&^layout.FlagAlive != 0:
 			return fmt.Errorf("%w: chunk %d row %d: unknown flags %#x", ErrRestore, c, i, r.Flags)
 		case r.Flags&layout.FlagAlive != 0 && r.Gen == 0:
 			return fmt.Errorf("%w: chunk %d row %d: alive with generation 0", ErrRestore, c, i)
-		case r.Mask&^valid != 0:
-			return fmt.Errorf("%w: chunk %d row %d: mask %#x names unregistered components", ErrRestore, c, i, r.Mask)
-		case r.Flags&layout.FlagAlive == 0 && r.Mask != 0:
-			return fmt.Errorf("%w: chunk %d row %d: dead entity with components %#x", ErrRestore, c, i, r.Mask)
+		case !m.AndNot(valid).Empty():
+			return fmt.Errorf("%w: chunk %d row %d: mask %v names unregistered components", ErrRestore, c, i, m)
+		case r.Flags&layout.FlagAlive == 0 && !m.Empty():
+			return fmt.Errorf("%w: chunk %d row %d: dead entity with components %v", ErrRestore, c, i, m)
 		}
 	}
 	w.ensureChunks(c)
 	ch := w.chunks[c]
-	copy(ch.recs, records)
+	for i, r := range records {
+		encodeRec(w.rec(ch, i), r)
+	}
 	ch.structVer = structVersion
 	return nil
 }
@@ -80,7 +83,7 @@ func (w *World) RestoreFinish(version uint64) {
 	hw := 0
 	for c, ch := range w.chunks {
 		for i := w.capacity - 1; i >= 0; i-- {
-			if ch.recs[i].Gen != 0 {
+			if recGen(w.rec(ch, i)) != 0 {
 				hw = max(hw, c*w.capacity+i+1)
 				break
 			}
@@ -92,25 +95,27 @@ func (w *World) RestoreFinish(version uint64) {
 	w.resetOwners()
 	for c, ch := range w.chunks {
 		ch.alive = 0
-		ch.counts = [layout.MaxComponents]uint32{}
+		clear(ch.counts)
 		v = max(v, ch.structVer)
 		for k := range w.comps {
 			v = max(v, ch.vers[k])
 		}
 		for i := 0; i < w.capacity; i++ {
-			r := &ch.recs[i]
+			r := w.rec(ch, i)
 			idx := c*w.capacity + i
-			if r.Flags&layout.FlagAlive == 0 {
+			if !recAlive(r) {
 				if idx < hw {
 					w.free.push(uint32(idx))
 				}
 				continue
 			}
 			ch.alive++
-			for m := r.Mask; m != 0; m &= m - 1 {
-				k := bits.TrailingZeros64(m)
-				ch.counts[k]++
-				w.column(ch, ComponentID(k))
+			for j, m := range r[1:] {
+				for ; m != 0; m &= m - 1 {
+					k := 64*j + bits.TrailingZeros64(m)
+					ch.counts[k]++
+					w.column(ch, ComponentID(k))
+				}
 			}
 		}
 		w.count += ch.alive

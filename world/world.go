@@ -50,14 +50,14 @@ const (
 
 // chunk is the storage of ChunkCapacity consecutive entity indices.
 type chunk struct {
-	recs      []layout.EntityRecord // len ChunkCapacity
-	structVer uint64                // stamped on create/destroy/add/remove
-	vers      [layout.MaxComponents]uint64
+	recs      []uint64 // ChunkCapacity records of 1+W words, in wire form, then recPad zero words (records.go)
+	structVer uint64   // stamped on create/destroy/add/remove
+	vers      []uint64 // per component: change version
 	cols      [][]byte // per component: nil, or ChunkCapacity*Size bytes backed by []uint64
 	alive     int
-	counts    [layout.MaxComponents]uint32 // alive entities having component k
-	index     int32                        // the chunk's index in World.chunks
-	touched   uint64                       // last epoch that listed it (dirty.go, D2)
+	counts    []uint32 // per component: alive entities having it
+	index     int32    // the chunk's index in World.chunks
+	touched   uint64   // last epoch that listed it (dirty.go, D2)
 }
 
 // compInfo is the per-component data the hot paths need.
@@ -79,6 +79,8 @@ type World struct {
 	alt       map[altKey]bool
 	capacity  int
 	shift     uint
+	words     int // W: mask words of a record (layout.MaskWords)
+	stride    int // words of a record: 1+W
 	maxChunks int
 	chunks    []*chunk
 	highWater int
@@ -124,6 +126,8 @@ func New(r *Registry, cfg Config) (*World, error) {
 	for _, in := range r.infos {
 		w.comps = append(w.comps, compInfo{size: in.Size, typ: in.Type})
 	}
+	w.words = layout.MaskWords(len(w.comps))
+	w.stride = 1 + w.words
 	return w, nil
 }
 
@@ -197,9 +201,11 @@ func (w *World) MaxEntities() int { return w.maxChunks * w.capacity }
 func (w *World) ensureChunks(c int) {
 	for len(w.chunks) <= c {
 		ch := &chunk{
-			recs:  make([]layout.EntityRecord, w.capacity),
-			cols:  make([][]byte, len(w.comps)),
-			index: int32(len(w.chunks)),
+			recs:   make([]uint64, w.capacity*w.stride+recPad),
+			vers:   make([]uint64, len(w.comps)),
+			cols:   make([][]byte, len(w.comps)),
+			counts: make([]uint32, len(w.comps)),
+			index:  int32(len(w.chunks)),
 		}
 		w.chunks = append(w.chunks, ch)
 		w.touch(ch)
@@ -233,29 +239,27 @@ func (w *World) Create() (Entity, error) {
 		w.ensureChunks(idx >> w.shift)
 	}
 	ch := w.chunks[idx>>w.shift]
-	r := &ch.recs[idx&(w.capacity-1)]
-	if r.Gen == 0 {
-		r.Gen = 1
-	}
-	r.Flags = layout.FlagAlive
-	r.Mask = 0
+	r := w.rec(ch, idx&(w.capacity-1))
+	gen := max(recGen(r), 1)
+	setGenFlags(r, gen, layout.FlagAlive)
+	clear(r[1:])
 	ch.alive++
 	w.touch(ch)
 	ch.structVer = w.version
 	w.count++
-	return MakeEntity(uint32(idx), r.Gen), nil
+	return MakeEntity(uint32(idx), gen), nil
 }
 
 // lookup returns the chunk and record of a live entity.
-func (w *World) lookup(e Entity) (*chunk, *layout.EntityRecord, int, bool) {
+func (w *World) lookup(e Entity) (*chunk, []uint64, int, bool) {
 	idx := int(e.Index())
 	if e == 0 || idx >= w.highWater {
 		return nil, nil, 0, false
 	}
 	ch := w.chunks[idx>>w.shift]
 	row := idx & (w.capacity - 1)
-	r := &ch.recs[row]
-	if r.Flags&layout.FlagAlive == 0 || r.Gen != e.Gen() {
+	r := w.rec(ch, row)
+	if !recAlive(r) || recGen(r) != e.Gen() {
 		return nil, nil, 0, false
 	}
 	return ch, r, row, true
@@ -276,17 +280,19 @@ func (w *World) Destroy(e Entity) error {
 		return ErrStale
 	}
 	w.touch(ch)
-	for m := r.Mask; m != 0; m &= m - 1 {
-		k := bits.TrailingZeros64(m)
-		ch.counts[k]--
-		ch.vers[k] = w.version
+	for j, m := range r[1:] {
+		for ; m != 0; m &= m - 1 {
+			k := 64*j + bits.TrailingZeros64(m)
+			ch.counts[k]--
+			ch.vers[k] = w.version
+		}
 	}
-	r.Mask = 0
-	r.Flags = 0
-	r.Gen++
-	if r.Gen == 0 {
-		r.Gen = 1
+	clear(r[1:])
+	gen := recGen(r) + 1
+	if gen == 0 {
+		gen = 1
 	}
+	setGenFlags(r, gen, 0)
 	ch.alive--
 	ch.structVer = w.version
 	w.count--
@@ -295,22 +301,23 @@ func (w *World) Destroy(e Entity) error {
 	return nil
 }
 
-// Mask returns the component mask of e (0 if e is not alive).
+// Mask returns the component mask of e (empty if e is not alive).
 func (w *World) Mask(e Entity) Mask {
 	_, r, _, ok := w.lookup(e)
 	if !ok {
-		return 0
+		return Mask{}
 	}
-	return Mask(r.Mask)
+	return recMask(r)
 }
 
 // Has reports whether the live entity e has component id.
 func (w *World) Has(e Entity, id ComponentID) bool {
-	return w.Mask(e).Has(id)
+	_, r, _, ok := w.lookup(e)
+	return ok && recHas(r, id)
 }
 
 // target validates (e, id) for a component access.
-func (w *World) target(e Entity, id ComponentID) (*chunk, *layout.EntityRecord, int, error) {
+func (w *World) target(e Entity, id ComponentID) (*chunk, []uint64, int, error) {
 	if int(id) >= len(w.comps) {
 		return nil, nil, 0, ErrUnknownComponent
 	}
@@ -322,8 +329,8 @@ func (w *World) target(e Entity, id ComponentID) (*chunk, *layout.EntityRecord, 
 }
 
 // addBit marks component id present on record r of ch (structural change).
-func (w *World) addBit(ch *chunk, r *layout.EntityRecord, id ComponentID) {
-	r.Mask |= 1 << id
+func (w *World) addBit(ch *chunk, r []uint64, id ComponentID) {
+	r[1+id>>6] |= 1 << (id & 63)
 	ch.counts[id]++
 	w.touch(ch)
 	ch.structVer = w.version
@@ -332,11 +339,11 @@ func (w *World) addBit(ch *chunk, r *layout.EntityRecord, id ComponentID) {
 // row returns the bytes of component id of row in ch for writing: the
 // column is allocated, the component added (with a zeroed row) if absent,
 // and the change version stamped.
-func (w *World) row(ch *chunk, r *layout.EntityRecord, row int, id ComponentID) []byte {
+func (w *World) row(ch *chunk, r []uint64, row int, id ComponentID) []byte {
 	col := w.column(ch, id)
 	size := w.comps[id].size
 	b := col[row*size : (row+1)*size : (row+1)*size]
-	if r.Mask&(1<<id) == 0 {
+	if !recHas(r, id) {
 		clear(b)
 		w.addBit(ch, r, id)
 	}
@@ -351,7 +358,7 @@ func (w *World) Add(e Entity, id ComponentID) error {
 	if err != nil {
 		return err
 	}
-	if r.Mask&(1<<id) != 0 {
+	if recHas(r, id) {
 		return ErrExists
 	}
 	w.row(ch, r, row, id)
@@ -365,10 +372,10 @@ func (w *World) Remove(e Entity, id ComponentID) error {
 	if err != nil {
 		return err
 	}
-	if r.Mask&(1<<id) == 0 {
+	if !recHas(r, id) {
 		return ErrAbsent
 	}
-	r.Mask &^= 1 << id
+	r[1+id>>6] &^= 1 << (id & 63)
 	ch.counts[id]--
 	w.touch(ch)
 	ch.vers[id] = w.version
@@ -395,7 +402,7 @@ func (w *World) SetRaw(e Entity, id ComponentID, data []byte) error {
 // component is next written. ok is false if e is not alive or lacks id.
 func (w *World) GetRaw(e Entity, id ComponentID) ([]byte, bool) {
 	ch, r, row, err := w.target(e, id)
-	if err != nil || r.Mask&(1<<id) == 0 {
+	if err != nil || !recHas(r, id) {
 		return nil, false
 	}
 	size := w.comps[id].size
@@ -444,7 +451,7 @@ func Set[T any](w *World, e Entity, id ComponentID, v T) error {
 func Get[T any](w *World, e Entity, id ComponentID) (T, bool) {
 	var zero T
 	ch, r, row, err := w.target(e, id)
-	if err != nil || r.Mask&(1<<id) == 0 || !typeOK[T](w, id) {
+	if err != nil || !recHas(r, id) || !typeOK[T](w, id) {
 		return zero, false
 	}
 	size := w.comps[id].size
@@ -457,7 +464,7 @@ func Get[T any](w *World, e Entity, id ComponentID) (T, bool) {
 // the world is next modified structurally; do not keep it across frames.
 func Ptr[T any](w *World, e Entity, id ComponentID) *T {
 	ch, r, row, err := w.target(e, id)
-	if err != nil || r.Mask&(1<<id) == 0 || !typeOK[T](w, id) {
+	if err != nil || !recHas(r, id) || !typeOK[T](w, id) {
 		return nil
 	}
 	size := w.comps[id].size
@@ -497,15 +504,6 @@ func (w *World) ChunkComponentVersion(c int, id ComponentID) uint64 {
 func (w *World) ChunkColumn(c int, id ComponentID) []byte {
 	if ch := w.chunkAt(c); ch != nil && int(id) < len(w.comps) {
 		return ch.cols[id]
-	}
-	return nil
-}
-
-// ChunkRecords returns the entity records of chunk c (len ChunkCapacity),
-// or nil if c is not allocated. Read only.
-func (w *World) ChunkRecords(c int) []layout.EntityRecord {
-	if ch := w.chunkAt(c); ch != nil {
-		return ch.recs
 	}
 	return nil
 }

@@ -62,14 +62,15 @@ func TestEntityHandle(t *testing.T) {
 	require.Equal(t, "e7v3", e.String())
 	require.Equal(t, "e-null", Entity(0).String())
 	m := MaskOf(1, 5, 63, 64)
-	require.Equal(t, Mask(1<<1|1<<5|1<<63), m)
+	require.Equal(t, Mask{1<<1 | 1<<5 | 1<<63, 1}, m)
 	require.True(t, m.Has(5))
 	require.False(t, m.Has(2))
-	require.False(t, m.Has(64))
+	require.True(t, m.Has(64))
+	require.False(t, m.Has(65))
 	require.True(t, m.Contains(MaskOf(1, 63)))
 	require.False(t, m.Contains(MaskOf(1, 2)))
-	require.Equal(t, 3, m.Count())
-	require.Equal(t, MaskOf(1, 2, 5, 63), m.With(2))
+	require.Equal(t, 4, m.Count())
+	require.Equal(t, MaskOf(1, 2, 5, 63, 64), m.With(2))
 }
 
 func TestCreateDestroyGenerations(t *testing.T) {
@@ -110,8 +111,8 @@ func TestCreateDestroyGenerations(t *testing.T) {
 	require.ErrorIs(t, w.Remove(e, f.pos), ErrStale)
 	require.Nil(t, Ptr[Position](w, e, f.pos))
 	require.False(t, w.Has(e, f.pos))
-	require.Equal(t, Mask(0), w.Mask(e))
-	rec := w.ChunkRecords(0)[5]
+	require.Equal(t, Mask{}, w.Mask(e))
+	rec := w.ChunkRecord(0, 5)
 	require.Equal(t, layout.EntityRecord{Gen: 2}, rec)
 
 	// Handles never issued or of a future generation are invalid too.
@@ -133,7 +134,7 @@ func TestCreateDestroyGenerations(t *testing.T) {
 	require.False(t, w.IsAlive(e), "old handle of a reused index stays stale")
 	require.True(t, w.IsAlive(got[0]))
 	// The reused entity starts without components.
-	require.Equal(t, Mask(0), w.Mask(got[0]))
+	require.Equal(t, Mask{}, w.Mask(got[0]))
 	_, ok = Get[Position](w, got[0], f.pos)
 	require.False(t, ok)
 	require.Equal(t, 21, w.Count())
@@ -143,7 +144,7 @@ func TestGenerationWraps(t *testing.T) {
 	f := newFixture(t, 16, 1)
 	w := f.w
 	first, _ := w.Create()
-	w.ChunkRecords(0)[0].Gen = ^uint32(0) // fast-forward (test-only poke)
+	setGenFlags(w.rec(w.chunks[0], 0), ^uint32(0), layout.FlagAlive) // fast-forward (test-only poke)
 	require.False(t, w.IsAlive(first))
 	e := MakeEntity(0, ^uint32(0))
 	require.True(t, w.IsAlive(e))
@@ -183,7 +184,7 @@ func TestComponentOps(t *testing.T) {
 	require.ErrorIs(t, w.Remove(e, f.pos), ErrAbsent)
 	require.ErrorIs(t, Set(w, e, f.pos, Health{}), ErrTypeMismatch)
 	require.ErrorIs(t, Set(w, e, f.pos, [3]float64{}), ErrTypeMismatch)
-	require.Equal(t, Mask(0), w.Mask(e), "rejected writes change nothing")
+	require.Equal(t, Mask{}, w.Mask(e), "rejected writes change nothing")
 
 	// Set adds; Get reads; Ptr modifies in place.
 	require.NoError(t, Set(w, e, f.pos, Position{1, 2, 3}))
@@ -345,7 +346,7 @@ func TestQueryBasics(t *testing.T) {
 	for q.Next() {
 		chunks = append(chunks, q.Chunk())
 		require.Equal(t, 16, q.Rows())
-		require.Len(t, q.Records(), 16)
+		require.Equal(t, q.Record(3), w.ChunkRecord(1, 3))
 		pos := Column[Position](&q, f.pos)
 		vel := Column[Velocity](&q, f.vel)
 		require.Nil(t, Column[Health](&q, f.hp), "never allocated in this chunk")
@@ -365,10 +366,10 @@ func TestQueryBasics(t *testing.T) {
 	require.Len(t, got, 8)
 	require.False(t, q.Next(), "stays exhausted")
 	require.Nil(t, Column[Position](&q, f.pos))
-	require.Nil(t, q.Records())
+	require.Equal(t, layout.EntityRecord{}, q.Record(0))
 
 	// Mask 0 visits every chunk with alive entities.
-	q = w.Query(0)
+	q = w.Query(Mask{})
 	n := 0
 	for q.Next() {
 		for i := 0; i < q.Rows(); i++ {
@@ -467,7 +468,7 @@ func TestRestore(t *testing.T) {
 		require.Equal(t, h1, h2)
 	}
 	// Queries agree (counts per component).
-	for _, m := range []Mask{MaskOf(src.pos), MaskOf(src.pos, src.hp), 0} {
+	for _, m := range []Mask{MaskOf(src.pos), MaskOf(src.pos, src.hp), {}} {
 		require.Equal(t, countMatching(w, m), countMatching(d, m))
 	}
 	// The free queue holds the dead indices in index order.
@@ -487,7 +488,7 @@ func TestRestoreRejects(t *testing.T) {
 	f := newFixture(t, 16, 2)
 	w := f.w
 	good := make([]layout.EntityRecord, 16)
-	good[0] = layout.EntityRecord{Gen: 1, Flags: layout.FlagAlive, Mask: 1}
+	good[0] = layout.EntityRecord{Gen: 1, Flags: layout.FlagAlive, Mask: [4]uint64{1}}
 	bad := func(mut func(r []layout.EntityRecord)) []layout.EntityRecord {
 		r := append([]layout.EntityRecord(nil), good...)
 		mut(r)
@@ -498,9 +499,9 @@ func TestRestoreRejects(t *testing.T) {
 		"flags":      bad(func(r []layout.EntityRecord) { r[3].Flags = 2 }),
 		"gen0 alive": bad(func(r []layout.EntityRecord) { r[3] = layout.EntityRecord{Flags: layout.FlagAlive} }),
 		"mask": bad(func(r []layout.EntityRecord) {
-			r[3] = layout.EntityRecord{Gen: 1, Flags: layout.FlagAlive, Mask: 1 << 3}
+			r[3] = layout.EntityRecord{Gen: 1, Flags: layout.FlagAlive, Mask: [4]uint64{1 << 3}}
 		}),
-		"dead w/mask": bad(func(r []layout.EntityRecord) { r[3] = layout.EntityRecord{Gen: 2, Mask: 1} }),
+		"dead w/mask": bad(func(r []layout.EntityRecord) { r[3] = layout.EntityRecord{Gen: 2, Mask: [4]uint64{1}} }),
 	} {
 		require.ErrorIs(t, w.SetChunkData(0, recs, 5), ErrRestore, name)
 	}

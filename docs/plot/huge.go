@@ -100,7 +100,7 @@ func runHuge(args []string) error {
 // hugeRound measures every fraction reps times; in each repetition the
 // variants publish in turn (the order rotates) and then the memcpys run.
 func hugeRound(tw *testWorld, vs []*variant, n, reps int) error {
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	frame := uint64(0)
 	buf := newCopyBuffers(int(tw.contentBytes(all)))
 	k := max(7, min(31, 31_000_000/n))

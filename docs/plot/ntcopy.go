@@ -72,7 +72,7 @@ func runNT(args []string) error {
 
 // ntRound measures every fraction reps times (see runNT).
 func ntRound(tw *testWorld, vs []*ntVariant, n, reps int) error {
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	frame := uint64(0)
 	buf := newCopyBuffers(int(tw.contentBytes(all)))
 	k := max(7, min(31, 31_000_000/n))

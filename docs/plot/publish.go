@@ -32,7 +32,7 @@ func measureFractions(log io.Writer) ([]fracPoint, error) {
 	if err != nil {
 		return nil, err
 	}
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	frame := uint64(0)
 	buf := newCopyBuffers(int(tw.contentBytes(all)))
 	var pts []fracPoint

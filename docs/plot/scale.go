@@ -53,7 +53,7 @@ func measureScale(n, reps int, log io.Writer) (scaleRow, error) {
 	}
 	row.build = time.Since(t0)
 	fmt.Fprintf(log, "%d entities: world built in %v\n", n, row.build.Round(time.Millisecond))
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 
 	// Start-up: the segments, the publisher and the first publish, which
 	// copies the whole world.

@@ -41,7 +41,7 @@ func runSim(args []string) error {
 	if err != nil {
 		return err
 	}
-	all := world.Mask(^uint64(0))
+	all := world.MaskAll()
 	var steps, pubs []time.Duration
 	var changed []int32
 	chunks, bytes := 0, 0

@@ -97,9 +97,9 @@ var fractions = []fraction{
 // contentBytes is what a copy of mask holds that a reader can read: the
 // entity records and the columns of mask over the chunks in use.
 func (tw *testWorld) contentBytes(mask world.Mask) int64 {
-	per := layout.EntityRecordSize
+	per := layout.RecordSize(1) // four components: one mask word
 	for _, id := range tw.ids {
-		if mask&world.MaskOf(id) != 0 {
+		if mask.Has(id) {
 			per += compSize
 		}
 	}
@@ -132,7 +132,7 @@ func (tw *testWorld) medianPublish(pub *fsync.Publisher, f fraction, frame *uint
 		tw.dirty(f.pick)
 		*frame++
 		t0 := time.Now()
-		st, err := pub.Publish(*frame, world.Mask(^uint64(0)))
+		st, err := pub.Publish(*frame, world.MaskAll())
 		if err != nil {
 			return 0, 0, err
 		}
