@@ -39,26 +39,43 @@ func TestMemoryRefusalsRoundRobin(t *testing.T) {
 	p2 := r.joinMask("p2", ipc.TierSlow, 6, "solo", world.MaskOf(s.pos))
 	v4 := r.joinMask("v4", ipc.TierSlow, 6, "solo", world.MaskOf(s.hp))
 	p1 := r.joinMask("p1", ipc.TierSlow, 6, "solo", world.MaskOf(s.pos))
-	ms := []*Module{p1, p2, f3, v4}
-	dur := map[*Module]uint64{ms[0]: 24, ms[1]: 24, ms[2]: 18, ms[3]: 12}
-	began := map[*Module]uint64{}
-	runs := map[*Module]int{}
-	for f := 0; f < 600; f++ {
-		r.step()
-		for _, m := range ms {
-			if tf := tickFrame(m); tf != 0 && tf != began[m] {
-				began[m] = tf
-				runs[m]++
-			}
-			if tf := tickFrame(m); tf != 0 && r.e.frame >= tf+dur[m] {
-				finish(m)
-			}
-		}
-	}
+	runs := r.runTicks(600, map[*Module]uint64{p1: 24, p2: 24, f3: 18, v4: 12})
 	t.Logf("runs p1 %d p2 %d f3 %d v4 %d; refused for memory %d", runs[p1], runs[p2], runs[f3], runs[v4], p.SnapNoSpace)
 	require.NotZero(t, p.SnapNoSpace, "the limit refused snapshots")
 	require.Zero(t, runs[f3], "every component never fits under this limit")
 	for _, m := range []*Module{p1, p2, v4} {
 		require.GreaterOrEqual(t, runs[m], 5, "%s ticks in turn", m.Name)
 	}
+}
+
+// TestMemoryRefusalsTakenInTurn: with a shared-memory limit that leaves room
+// for one snapshot of Pos, two solo slow modules reading Pos whose ticks
+// outlast their period both keep ticking: a group refused for memory is
+// first in line at the next dispatch, and takes the slot the other released
+// (the same mask: no memory needed). Found from outside: one group ran 141
+// ticks in a minute, the other 1.
+func TestMemoryRefusalsTakenInTurn(t *testing.T) {
+	s := newRSchema()
+	w := newRWorld(t, s)
+	for i := 0; i < 64*20; i++ {
+		e, err := w.Create()
+		require.NoError(t, err)
+		require.NoError(t, world.Set(w, e, s.pos, rPos{X: float32(i)}))
+	}
+	e, err := New(Config{Instance: testInstance(t), Logger: quietLog()}, w, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { e.Close() })
+	p := e.pub
+	one := int64(p.Layout().SlotSpanBytes(0, world.MaskOf(s.pos), w.NumChunks()))
+	p.SetShmLimit(p.MinShmLimit() + one + one/2)
+	r := &schedRig{t: t, e: e}
+	r.step()
+	a := r.joinMask("a", ipc.TierSlow, 2, "solo", world.MaskOf(s.pos))
+	b := r.joinMask("b", ipc.TierSlow, 2, "solo", world.MaskOf(s.pos))
+	runs := r.runTicks(240, map[*Module]uint64{a: 3, b: 3})
+	require.NotZero(t, p.SnapNoSpace, "the limit refused snapshots")
+	require.LessOrEqual(t, p.Backed(), p.MinShmLimit()+one+one/2)
+	require.Greater(t, runs[a], 20, "a's ticks")
+	require.Greater(t, runs[b], 20, "b's ticks")
+	require.InDelta(t, runs[a], runs[b], 2, "a %d ticks, b %d: in turn", runs[a], runs[b])
 }

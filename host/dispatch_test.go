@@ -62,6 +62,28 @@ func tickSlot(m *Module) int {
 // finish reports m's last tick done, as the module would.
 func finish(m *Module) { layout.Store64(m.seg.Data, layout.OffMDoneFrame, tickFrame(m)) }
 
+// runTicks runs n frames in which each module of dur reports its tick done
+// dur[m] frames after the tick's frame, as a module whose ticks last that
+// long would, and returns how many ticks each one began.
+func (r *schedRig) runTicks(n int, dur map[*Module]uint64) map[*Module]int {
+	began := map[*Module]uint64{}
+	runs := map[*Module]int{}
+	for f := 0; f < n; f++ {
+		r.step()
+		for m, d := range dur {
+			tf := tickFrame(m)
+			if tf != 0 && tf != began[m] {
+				began[m] = tf
+				runs[m]++
+			}
+			if tf != 0 && r.e.frame >= tf+d {
+				finish(m)
+			}
+		}
+	}
+	return runs
+}
+
 // step runs one frame and returns the frame number.
 func (r *schedRig) step() uint64 { return r.e.Step().Frame }
 
@@ -333,65 +355,7 @@ func TestScarceSlotsTakenInTurn(t *testing.T) {
 	a := r.join("a", ipc.TierSlow, 2, "solo")
 	b := r.join("b", ipc.TierSlow, 2, "solo")
 	// Each tick lasts 3 frames; then the module is done, and due again.
-	began := map[*Module]uint64{}
-	runs := map[*Module]int{}
-	for f := 0; f < 240; f++ {
-		r.step()
-		for _, m := range []*Module{a, b} {
-			if tf := tickFrame(m); tf != 0 && tf != began[m] {
-				began[m] = tf
-				runs[m]++
-			}
-			if tf := tickFrame(m); tf != 0 && r.e.frame >= tf+3 {
-				finish(m)
-			}
-		}
-	}
-	require.Greater(t, runs[a], 20, "a's ticks")
-	require.Greater(t, runs[b], 20, "b's ticks")
-	require.InDelta(t, runs[a], runs[b], 2, "a %d ticks, b %d: in turn", runs[a], runs[b])
-}
-
-// TestMemoryRefusalsTakenInTurn: with a shared-memory limit that leaves room
-// for one snapshot of Pos, two solo slow modules reading Pos whose ticks
-// outlast their period both keep ticking: a group refused for memory is
-// first in line at the next dispatch, and takes the slot the other released
-// (the same mask: no memory needed). Found from outside: one group ran 141
-// ticks in a minute, the other 1.
-func TestMemoryRefusalsTakenInTurn(t *testing.T) {
-	s := newRSchema()
-	w := newRWorld(t, s)
-	for i := 0; i < 64*20; i++ {
-		e, err := w.Create()
-		require.NoError(t, err)
-		require.NoError(t, world.Set(w, e, s.pos, rPos{X: float32(i)}))
-	}
-	e, err := New(Config{Instance: testInstance(t), Logger: quietLog()}, w, nil)
-	require.NoError(t, err)
-	t.Cleanup(func() { e.Close() })
-	p := e.pub
-	one := int64(p.Layout().SlotSpanBytes(0, world.MaskOf(s.pos), w.NumChunks()))
-	p.SetShmLimit(p.MinShmLimit() + one + one/2)
-	r := &schedRig{t: t, e: e}
-	r.step()
-	a := r.joinMask("a", ipc.TierSlow, 2, "solo", world.MaskOf(s.pos))
-	b := r.joinMask("b", ipc.TierSlow, 2, "solo", world.MaskOf(s.pos))
-	began := map[*Module]uint64{}
-	runs := map[*Module]int{}
-	for f := 0; f < 240; f++ {
-		r.step()
-		for _, m := range []*Module{a, b} {
-			if tf := tickFrame(m); tf != 0 && tf != began[m] {
-				began[m] = tf
-				runs[m]++
-			}
-			if tf := tickFrame(m); tf != 0 && r.e.frame >= tf+3 {
-				finish(m)
-			}
-		}
-	}
-	require.NotZero(t, p.SnapNoSpace, "the limit refused snapshots")
-	require.LessOrEqual(t, p.Backed(), p.MinShmLimit()+one+one/2)
+	runs := r.runTicks(240, map[*Module]uint64{a: 3, b: 3})
 	require.Greater(t, runs[a], 20, "a's ticks")
 	require.Greater(t, runs[b], 20, "b's ticks")
 	require.InDelta(t, runs[a], runs[b], 2, "a %d ticks, b %d: in turn", runs[a], runs[b])
