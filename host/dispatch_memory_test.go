@@ -1,11 +1,17 @@
 package host
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"testing"
 
+	"github.com/fdp-engine/fdp/internal/testutil"
 	"github.com/fdp-engine/fdp/ipc"
+	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // TestMemoryRefusalsRoundRobin: four solo slow groups under a limit with
@@ -78,4 +84,58 @@ func TestMemoryRefusalsTakenInTurn(t *testing.T) {
 	require.Greater(t, runs[a], 20, "a's ticks")
 	require.Greater(t, runs[b], 20, "b's ticks")
 	require.InDelta(t, runs[a], runs[b], 2, "a %d ticks, b %d: in turn", runs[a], runs[b])
+}
+
+// TestGrowingWorldKeepsPublishingOnSmallDir: in a directory with little
+// room left, modules' segments and snapshots leave the room the publish's
+// two copies need at the world's largest, so a world that grows to its
+// capacity after modules joined keeps publishing every frame. Found from
+// outside: modules took that room, the world grew, and the engine published
+// nothing from then on (1657 of 1798 publishes skipped for memory).
+func TestGrowingWorldKeepsPublishingOnSmallDir(t *testing.T) {
+	dir := testutil.MountTmpfs(t, 48<<20)
+	testutil.UseShmDir(t, dir)
+	s := newRSchema()
+	w, err := world.New(s.reg, world.Config{ChunkCapacity: 1024, MaxChunks: 16})
+	require.NoError(t, err)
+	for i := 0; i < 1024; i++ {
+		e, err := w.Create()
+		require.NoError(t, err)
+		require.NoError(t, world.Set(w, e, s.pos, rPos{X: float32(i)}))
+	}
+	e, err := New(Config{Instance: testInstance(t), Logger: quietLog(), RingBytes: 64 << 10}, w, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { e.Close() })
+	r := &schedRig{t: t, e: e}
+	r.step()
+	// Leave room for the reserve and about three module segments.
+	free, err := e.segs.World.Free()
+	require.NoError(t, err)
+	modSeg := int64(64<<10 + 8<<10)
+	filler := free - e.pub.PublishReserve() - 3*modSeg - modSeg/2
+	require.Positive(t, filler)
+	f, err := os.Create(filepath.Join(dir, "filler"))
+	require.NoError(t, err)
+	require.NoError(t, unix.Fallocate(int(f.Fd()), 0, 0, filler))
+	require.NoError(t, f.Close())
+	joined := 0
+	for i := 0; i < 10; i++ {
+		_, err := r.e.admit(ipc.Hello{Name: fmt.Sprintf("m%d", i), Tier: ipc.TierFast, Every: 1}, ipc.PeerCred{PID: os.Getpid()})
+		if err != nil {
+			require.ErrorIs(t, err, shm.ErrNoSpace, "module %d", i)
+			break
+		}
+		joined++
+	}
+	require.Equal(t, 3, joined, "modules join while they leave the publish's reserve")
+	// The world grows to its capacity: every frame is still published.
+	for w.Count() < w.MaxEntities() {
+		e, err := w.Create()
+		require.NoError(t, err)
+		require.NoError(t, world.Set(w, e, s.pos, rPos{X: 1}))
+	}
+	for i := 0; i < 10; i++ {
+		require.NoError(t, r.e.Step().PublishErr, "frame %d after the growth", i)
+	}
+	require.Zero(t, e.pub.PubNoSpace)
 }

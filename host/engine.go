@@ -175,7 +175,7 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 	// engine that runs and publishes nothing.
 	if err := e.segs.World.NeedSpace(2 * e.pub.CopyBytes()); err != nil {
 		e.Close()
-		return nil, fmt.Errorf("the world's two copies do not fit: %w", err)
+		return nil, fmt.Errorf("the world's two copies at its largest (%d entities) do not fit: %w", w.MaxEntities(), err)
 	}
 
 	e.ctl, err = ipc.Listen(cfg.Instance, ipc.ControlConfig{

@@ -288,6 +288,13 @@ func (e *Engine) createModuleSegment(m *Module, h ipc.Hello) error {
 		return err
 	}
 	name := layout.ModuleSegmentName(e.cfg.Instance, m.Slot)
+	// The module's segment comes from the directory the world grows in:
+	// it must leave the room the publish's two copies may still need at
+	// the world's largest (as a snapshot must), or a world that grows
+	// after modules joined stops publishing (found from outside).
+	if err := e.segs.World.NeedSpace(g.TotalSize + int(e.pub.PublishReserve())); err != nil {
+		return fmt.Errorf("module segment: %w", err)
+	}
 	seg, err := shm.Create(name, g.TotalSize)
 	if err != nil {
 		return err

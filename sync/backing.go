@@ -132,8 +132,11 @@ func (p *Publisher) backWords(s int) (m world.Mask) {
 	return m
 }
 
-// publishReserve is the memory the publish may still need to keep two whole
-// copies at the world's largest: what a snapshot must leave free.
+// PublishReserve is the memory the publish may still need to keep two whole
+// copies at the world's largest: what a snapshot (and anything else taken
+// from the same directory, such as a module's segment) must leave free.
+func (p *Publisher) PublishReserve() int64 { return p.publishReserve() }
+
 func (p *Publisher) publishReserve() int64 {
 	have := 0
 	if p.latest >= 0 && p.back[p.latest].mask == p.pubMask {
@@ -143,6 +146,15 @@ func (p *Publisher) publishReserve() int64 {
 		have += p.back[sp].bytes
 	}
 	return max(2*int64(p.fullBytes)-int64(have), 0)
+}
+
+// reserveFor is the room a growth must leave: the publish's reserve for a
+// snapshot, nothing for the publish itself.
+func (p *Publisher) reserveFor(snapshot bool) int {
+	if snapshot {
+		return int(p.publishReserve())
+	}
+	return 0
 }
 
 // mayGrow reports whether the limit allows delta more bytes.
@@ -194,8 +206,9 @@ func (p *Publisher) grow(s int, mask world.Mask, chunks int, snapshot bool) erro
 		// A full file system refuses before anything is allocated: a
 		// fallocate that fails half-way allocates and frees up to the
 		// full size, every frame a refused group is due (it halved the
-		// frame rate when found from outside).
-		if err := p.ws.NeedSpace(delta); err != nil {
+		// frame rate when found from outside). A snapshot also leaves the
+		// room the publish may still need, as under a limit.
+		if err := p.ws.NeedSpace(delta + p.reserveFor(snapshot)); err != nil {
 			return fmt.Errorf("%w: %w", ErrNoSlotMemory, err)
 		}
 	}
@@ -235,7 +248,7 @@ func (p *Publisher) rebase(s int, mask world.Mask, chunks int, snapshot bool) er
 		return p.limitErr(delta, snapshot)
 	}
 	if p.ws.Sparse() && delta > 0 {
-		if err := p.ws.NeedSpace(delta); err != nil { // see grow
+		if err := p.ws.NeedSpace(delta + p.reserveFor(snapshot)); err != nil { // see grow
 			return fmt.Errorf("%w: %w", ErrNoSlotMemory, err)
 		}
 	}
@@ -278,10 +291,9 @@ func (p *Publisher) limitErr(delta int, snapshot bool) error {
 }
 
 // CopyBytes returns the memory one whole copy of the world takes in a slot
-// now (every component, the chunks in use), beyond the slot's first page.
-func (p *Publisher) CopyBytes() int {
-	return p.lw.SlotSpanBytes(0, p.schemaMask(), p.w.NumChunks())
-}
+// at its largest (every component, every chunk), beyond the slot's first
+// page.
+func (p *Publisher) CopyBytes() int { return p.fullBytes }
 
 // empty gives back everything slot s holds beyond its first page and marks
 // its header never written (version 0), synchronously. The slot must be

@@ -448,7 +448,9 @@ func TestMemoryFullFileSystem(t *testing.T) {
 	const n, mods = 100_000, 3
 	g, s := demoGeometry(t, n, 32)
 	chunks := (n + g.ChunkCapacity - 1) / g.ChunkCapacity
-	full := g.SlotSpanBytes(0, s.Reg.Mask(), chunks+1)
+	// The engine keeps room for the publish's two copies at the world's
+	// largest (MaxChunks): modules' segments and snapshots must leave it.
+	full := g.SlotSpanBytes(0, s.Reg.Mask(), g.MaxChunks)
 	team := g.SlotSpanBytes(0, world.MaskOf(s.Tm), chunks+1)
 	lg, err := layout.ComputeLeasesGeometry(32, layout.DefaultReaders)
 	require.NoError(t, err)

@@ -36,8 +36,9 @@
 //
 // Components are plain Go types without pointers (see Register): their bytes
 // are copied verbatim into shared memory and read by other processes. Each
-// registered type gets a ComponentID (0..63) and a layout fingerprint; the
-// registry's SchemaHash lets processes check that they agree on the schema.
+// registered type gets a ComponentID (0..255: up to layout.MaxComponents
+// types) and a layout fingerprint; the registry's SchemaHash lets processes
+// check that they agree on the schema.
 //
 // # Queries
 //
