@@ -53,56 +53,26 @@ func runChangedDifferential(t *testing.T, seed int64) (uint64, uint64) {
 	lw := pub.Layout()
 	all := reg.Mask()
 
-	var ents []world.Entity
-	val := func() []byte {
-		b := make([]byte, 16)
-		rng.Read(b)
-		return b
-	}
-	pick := func() (world.Entity, bool) {
-		for len(ents) > 0 {
-			i := rng.Intn(len(ents))
-			if w.IsAlive(ents[i]) {
-				return ents[i], true
-			}
-			ents[i] = ents[len(ents)-1]
-			ents = ents[:len(ents)-1]
-		}
-		return 0, false
-	}
+	ops := &worldOps{t: t, rng: rng, w: w, perCreate: len(comps) + 1,
+		comp: func() world.ComponentID { return comps[rng.Intn(len(comps))] },
+		val: func(world.ComponentID) []byte {
+			b := make([]byte, 16)
+			rng.Read(b)
+			return b
+		}}
 	write := func(n int) {
 		for i := 0; i < n; i++ {
 			switch op := rng.Intn(20); {
 			case op < 3:
-				e, err := w.Create()
-				if err != nil {
-					continue // full
-				}
-				ents = append(ents, e)
-				for _, k := range comps {
-					if rng.Intn(2) == 0 {
-						require.NoError(t, w.SetRaw(e, k, val()))
-					}
-				}
+				ops.create()
 			case op < 5:
-				if e, ok := pick(); ok {
-					require.NoError(t, w.Destroy(e))
-				}
+				ops.destroy()
 			case op < 11:
-				if e, ok := pick(); ok {
-					require.NoError(t, w.SetRaw(e, comps[rng.Intn(len(comps))], val()))
-				}
+				ops.set()
 			case op < 13:
-				if e, ok := pick(); ok {
-					k := comps[rng.Intn(len(comps))]
-					if w.Has(e, k) {
-						require.NoError(t, w.Remove(e, k))
-					} else {
-						require.NoError(t, w.Add(e, k))
-					}
-				}
+				ops.toggle()
 			case op < 15:
-				if e, ok := pick(); ok && w.Has(e, x.pos) {
+				if e, ok := ops.pick(); ok && w.Has(e, x.pos) {
 					world.Ptr[Pos](w, e, x.pos).Y++
 				}
 			default: // in place through a query, one random chunk

@@ -68,60 +68,29 @@ func runWideDifferential(t *testing.T, seed int64) (uint64, uint64) {
 	defer r.Close()
 	all := reg.Mask()
 
-	var ents []world.Entity
-	comp := func() world.ComponentID {
-		if rng.Intn(4) == 0 { // the four read back by type, often
-			return []world.ComponentID{wideC3, wideC65, wideC130, wideC199}[rng.Intn(4)]
-		}
-		return world.ComponentID(rng.Intn(ncomp))
-	}
-	val := func(k world.ComponentID) []byte {
-		b := make([]byte, testutil.WideType(int(k)).Size())
-		rng.Read(b)
-		return b
-	}
-	pick := func() (world.Entity, bool) {
-		for len(ents) > 0 {
-			i := rng.Intn(len(ents))
-			if w.IsAlive(ents[i]) {
-				return ents[i], true
+	ops := &worldOps{t: t, rng: rng, w: w, perCreate: 12,
+		comp: func() world.ComponentID {
+			if rng.Intn(4) == 0 { // the four read back by type, often
+				return []world.ComponentID{wideC3, wideC65, wideC130, wideC199}[rng.Intn(4)]
 			}
-			ents[i] = ents[len(ents)-1]
-			ents = ents[:len(ents)-1]
-		}
-		return 0, false
-	}
+			return world.ComponentID(rng.Intn(ncomp))
+		},
+		val: func(k world.ComponentID) []byte {
+			b := make([]byte, testutil.WideType(int(k)).Size())
+			rng.Read(b)
+			return b
+		}}
 	write := func(n int) {
 		for i := 0; i < n; i++ {
 			switch op := rng.Intn(20); {
 			case op < 3:
-				e, err := w.Create()
-				if err != nil {
-					continue // full
-				}
-				ents = append(ents, e)
-				for j := rng.Intn(12); j > 0; j-- {
-					k := comp()
-					require.NoError(t, w.SetRaw(e, k, val(k)))
-				}
+				ops.create()
 			case op < 5:
-				if e, ok := pick(); ok {
-					require.NoError(t, w.Destroy(e))
-				}
+				ops.destroy()
 			case op < 12:
-				if e, ok := pick(); ok {
-					k := comp()
-					require.NoError(t, w.SetRaw(e, k, val(k)))
-				}
+				ops.set()
 			default:
-				if e, ok := pick(); ok {
-					k := comp()
-					if w.Has(e, k) {
-						require.NoError(t, w.Remove(e, k))
-					} else {
-						require.NoError(t, w.Add(e, k))
-					}
-				}
+				ops.toggle()
 			}
 		}
 	}
@@ -143,7 +112,7 @@ func runWideDifferential(t *testing.T, seed int64) (uint64, uint64) {
 		case 1:
 			var m world.Mask
 			for j := rng.Intn(6) + 1; j > 0; j-- {
-				m = m.With(comp())
+				m = m.With(ops.comp())
 			}
 			return m
 		}
@@ -172,7 +141,7 @@ func runWideDifferential(t *testing.T, seed int64) (uint64, uint64) {
 			}
 			require.Equal(t, want, f.Count(m), "seed %d frame %d: count of %v", seed, frame, m)
 		}
-		for _, e := range ents {
+		for _, e := range ops.ents {
 			requireWideGet[[2]uint64](t, w, f, e, wideC3)
 			requireWideGet[[22]byte](t, w, f, e, wideC65)
 			requireWideGet[[44]uint32](t, w, f, e, wideC130)
