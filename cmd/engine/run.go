@@ -204,7 +204,7 @@ func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Durat
 		}
 	}
 	line := fmt.Sprintf("status: frame %d  %.1f fps  publish p50 %v p99 %v  frame p99 %v  tick wake p50 %v  modules up %d  entities %d  commands %d  rejected %d  late %d  shm %s",
-		st.Frame, fps, eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), eng.Hist.Percentile(99), eng.WakeHist.Percentile(50), up, entities, commands, rejected, late,
+		st.Frame, fps, host.Round3(eng.PubHist.Percentile(50)), host.Round3(eng.PubHist.Percentile(99)), host.Round3(eng.Hist.Percentile(99)), host.Round3(eng.WakeHist.Percentile(50)), up, entities, commands, rejected, late,
 		fmtBytes(eng.Publisher().Backed()))
 	if noSlot > 0 {
 		line += fmt.Sprintf("  no free slot %d", noSlot)
@@ -233,10 +233,10 @@ func printSummary(w io.Writer, eng *host.Engine, sim *demo.Sim, d time.Duration,
 	pf("\n== FDP engine summary ==\n")
 	pf("engine frames %d in %v, %d published (%.1f fps); frame time p50 %v p99 %v max %v\n",
 		eng.Frames, d.Round(time.Millisecond), eng.Publisher().Publishes, float64(eng.Publisher().Publishes)/d.Seconds(),
-		eng.Hist.Percentile(50), eng.Hist.Percentile(99), eng.Hist.Max())
+		host.Round3(eng.Hist.Percentile(50)), host.Round3(eng.Hist.Percentile(99)), host.Round3(eng.Hist.Max()))
 	p := eng.Publisher()
 	pf("publish p50 %v p99 %v; %d publishes (%.1f/s), %d without a free slot, %.1f MB copied\n",
-		eng.PubHist.Percentile(50), eng.PubHist.Percentile(99), p.Publishes, float64(p.Publishes)/d.Seconds(), p.Skipped, float64(p.Bytes)/1e6)
+		host.Round3(eng.PubHist.Percentile(50)), host.Round3(eng.PubHist.Percentile(99)), p.Publishes, float64(p.Publishes)/d.Seconds(), p.Skipped, float64(p.Bytes)/1e6)
 	cs := eng.ControlStats()
 	pf("validation: slot state reclaimed %d, hellos refused for their mask %d, for a name of another uid %d, peers refused for their uid %d (of %d connections refused), implausible wake reports ignored %d\n",
 		eng.ReclaimedReaders, eng.BadMasks, eng.NamesRefused(), cs.PeerRefused, cs.Refused, eng.BadWakeReports)
@@ -250,7 +250,7 @@ func printSummary(w io.Writer, eng *host.Engine, sim *demo.Sim, d time.Duration,
 		fmtBytes(p.Backed()), fmtBytes(p.BackedMax), fmtBytes(int64(p.Layout().TotalSize)), p.Layout().Slots, limitText(eng.Config().ShmLimit),
 		trim, p.PubNoSpace)
 	pf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
-		eng.WakeHist.Percentile(50), eng.WakeHist.Percentile(99), eng.WakeHist.Max(), eng.WakeHist.Count(), !eng.Config().NoPrewake)
+		host.Round3(eng.WakeHist.Percentile(50)), host.Round3(eng.WakeHist.Percentile(99)), host.Round3(eng.WakeHist.Max()), eng.WakeHist.Count(), !eng.Config().NoPrewake)
 	pf("world: %d entities alive; %d spawned and %d died by the simulation; commands applied %d, rejected %d; late fast ticks %d\n",
 		sim.W.Count(), sim.Spawned, sim.Died, commands, rejected, late)
 	owned := eng.ModuleEntities()
@@ -258,7 +258,7 @@ func printSummary(w io.Writer, eng *host.Engine, sim *demo.Sim, d time.Duration,
 		pf("module %-10s %-4s every %-3d %-12s runs %-6d late %-4d failures %-3d applied %-6d rejected %-4d deaths %d joins %d  prewoken %d wakes warm %d cold %d segment faults %d forged done %d entities %d\n",
 			m.Name, m.Tier, m.Every, m.State, m.Stats.Runs, m.Stats.Late, m.Stats.Failures, m.Stats.Applied, m.Stats.Rejected, m.Stats.Deaths, m.Stats.Joins, m.Stats.Prewoken, m.Wake.Warm, m.Wake.Cold, m.Stats.SegmentFaults, m.Stats.BadDone, owned[m.Name])
 		pf("module %-10s ticks %d p50 %v p99 %v max %v; lag %d frames (max %d); skipped %d; snapshots %d (catch-ups %d); breaker trips %d; overruns %d; events delivered %d lost %d\n",
-			m.Name, m.Ticks, m.TickP50, m.TickP99, m.TickMax, m.Stats.LagFrames, m.Stats.LagMax, m.Stats.Skipped, m.Stats.Snapshots,
+			m.Name, m.Ticks, host.Round3(m.TickP50), host.Round3(m.TickP99), host.Round3(m.TickMax), m.Stats.LagFrames, m.Stats.LagMax, m.Stats.Skipped, m.Stats.Snapshots,
 			m.Stats.CatchUps, m.Stats.BreakerTrips, m.Stats.Overruns, m.Stats.EventsDelivered, m.Stats.EventsLost)
 		if len(m.PlaybackRejectReasons) > 0 {
 			reasons := make([]string, 0, len(m.PlaybackRejectReasons))

@@ -1,0 +1,68 @@
+package host
+
+import (
+	"math/rand"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/stretchr/testify/require"
+)
+
+// TestHistogramPercentiles: against the exact percentiles of random samples
+// (log-uniform from 1 ns to 10 s, and clustered), Percentile is never below
+// the true value and at most 12.5% above it (or the largest sample); the
+// folded buckets equal the statistics block's power-of-two counts.
+func TestHistogramPercentiles(t *testing.T) {
+	rng := rand.New(rand.NewSource(1))
+	for round := 0; round < 50; round++ {
+		h := NewHistogram()
+		var pow [layout.TickBuckets]uint64
+		n := 1 + rng.Intn(5000)
+		ds := make([]time.Duration, n)
+		for i := range ds {
+			var d time.Duration
+			if round%2 == 0 {
+				d = time.Duration(float64(time.Nanosecond) * pow10(rng.Float64()*10))
+			} else {
+				d = 500*time.Microsecond + time.Duration(rng.Intn(100_000)) // a cluster, as frame times are
+			}
+			ds[i] = d
+			h.Record(d)
+			pow[layout.TickBucket(uint64(d))]++
+		}
+		require.Equal(t, pow, h.Buckets(), "round %d: folded buckets", round)
+		sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+		for _, p := range []float64{1, 50, 90, 99, 99.9, 100} {
+			want := max(uint64(float64(n)*p/100+0.5), 1)
+			exact := ds[want-1]
+			got := h.Percentile(p)
+			require.GreaterOrEqual(t, got, exact, "round %d p%v", round, p)
+			require.LessOrEqual(t, float64(got), float64(exact)*1.125+8, "round %d p%v: %v for %v", round, p, got, exact) // below 8 ns a bucket has no parts
+			require.LessOrEqual(t, got, ds[n-1], "round %d p%v: above the largest", round, p)
+		}
+	}
+	require.Zero(t, NewHistogram().Percentile(50))
+}
+
+func pow10(x float64) float64 {
+	r := 1.0
+	for ; x >= 1; x-- {
+		r *= 10
+	}
+	return r * (1 + x*9) // roughly 10^x for the fraction: spread enough for a test
+}
+
+// TestRound3: three significant digits.
+func TestRound3(t *testing.T) {
+	for d, want := range map[time.Duration]time.Duration{
+		524288 * time.Nanosecond:   524 * time.Microsecond,
+		2097152 * time.Nanosecond:  2100 * time.Microsecond,
+		999 * time.Nanosecond:      999 * time.Nanosecond,
+		16777216 * time.Nanosecond: 16800 * time.Microsecond,
+		0:                          0,
+	} {
+		require.Equal(t, want, Round3(d), "%v", d)
+	}
+}
