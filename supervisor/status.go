@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"os"
 	"slices"
@@ -11,7 +12,8 @@ import (
 
 // pump logs every line of one output stream of a child as one slog record
 // (attributes child and stream), so lines of different children never
-// interleave. Lines longer than 64 KiB are logged in pieces. It keeps the
+// interleave; a line the child logged with slog is re-emitted at its level
+// with its message and attributes (childlog.go). Lines longer than 64 KiB are logged in pieces. It keeps the
 // last non-empty stderr line in out.
 func (s *Supervisor) pump(r *os.File, name, stream string, out *procOut) {
 	defer s.outWG.Done()
@@ -28,7 +30,11 @@ func (s *Supervisor) pump(r *os.File, name, stream string, out *procOut) {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
 			text := strings.TrimRight(string(line), "\r\n")
-			log.Info(text)
+			if rec, ok := parseChildLine(text); ok {
+				log.Log(context.Background(), rec.level, rec.msg, rec.attrs...)
+			} else {
+				log.Info(text)
+			}
 			if stream == "stderr" && strings.TrimSpace(text) != "" {
 				out.lastErr.Store(&text)
 			}
