@@ -7,12 +7,10 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"time"
 	"unsafe"
 
 	"github.com/fdp-engine/fdp/shm"
 	fsync "github.com/fdp-engine/fdp/sync"
-	"github.com/fdp-engine/fdp/world"
 	"golang.org/x/sys/unix"
 )
 
@@ -21,7 +19,6 @@ type variant struct {
 	name string
 	segs *fsync.WorldSegments
 	pub  *fsync.Publisher
-	runs [][]time.Duration // [fraction][rep]: median publish
 }
 
 // runHuge publishes one world into segments in several directories (and,
@@ -84,7 +81,7 @@ func runHuge(args []string) error {
 			if err != nil {
 				return err
 			}
-			vs[i] = &variant{name: sp.name, segs: segs, pub: pub, runs: make([][]time.Duration, len(fractions))}
+			vs[i] = &variant{name: sp.name, segs: segs, pub: pub}
 		}
 		if err := hugeRound(tw, vs, n, *reps); err != nil {
 			return err
@@ -97,53 +94,27 @@ func runHuge(args []string) error {
 	return nil
 }
 
-// hugeRound measures every fraction reps times; in each repetition the
-// variants publish in turn (the order rotates) and then the memcpys run.
+// hugeRound measures every fraction reps times (interleaved): the variants
+// publish in turn, then memcpys in pieces, whole and on two goroutines.
 func hugeRound(tw *testWorld, vs []*variant, n, reps int) error {
-	all := world.MaskAll()
-	frame := uint64(0)
-	buf := newCopyBuffers(int(tw.contentBytes(all)))
+	pubs := make([]*fsync.Publisher, len(vs))
+	for i, v := range vs {
+		pubs[i] = v.pub
+	}
 	k := max(7, min(31, 31_000_000/n))
-	type cp struct{ pieces, whole, par []time.Duration }
-	cps := make([]cp, len(fractions))
-	bytes := make([]int, len(fractions))
-	for r := 0; r < reps; r++ {
-		for fi, f := range fractions {
-			for j := range vs {
-				v := vs[(j+r)%len(vs)]
-				d, nb, err := tw.medianPublish(v.pub, f, &frame, k)
-				if err != nil {
-					return err
-				}
-				bytes[fi] = nb
-				v.runs[fi] = append(v.runs[fi], d)
-			}
-			nb := min(bytes[fi], len(buf.src))
-			cps[fi].pieces = append(cps[fi].pieces, timeIt(k, func() { buf.pieces(nb) }))
-			cps[fi].whole = append(cps[fi].whole, timeIt(k, func() { buf.whole(nb) }))
-			cps[fi].par = append(cps[fi].par, timeIt(k, func() { buf.parallel(nb) }))
-		}
+	bytes, runs, cps, err := tw.interleaved(k, reps, pubs, func(int) {},
+		[]func(*copyBuffers, int){(*copyBuffers).pieces, (*copyBuffers).whole, (*copyBuffers).parallel})
+	if err != nil {
+		return err
 	}
 	// Ratios to the same repetition's memcpy in pieces, min–max.
-	ratio := func(d []time.Duration, base []time.Duration) string {
-		lo, hi := 0.0, 0.0
-		for i := range d {
-			x := float64(d[i]) / float64(base[i])
-			if i == 0 || x < lo {
-				lo = x
-			}
-			if i == 0 || x > hi {
-				hi = x
-			}
-		}
-		return fmt.Sprintf("%v (%.2f–%.2f×)", round(median(d)), lo, hi)
-	}
+	pieces, whole, par := cps[0], cps[1], cps[2]
 	for fi, f := range fractions {
 		fmt.Printf("| %s | %d%% | %s | ", count(n), f.pct, mb(int64(bytes[fi])))
-		for _, v := range vs {
-			fmt.Printf("%s | ", ratio(v.runs[fi], cps[fi].pieces))
+		for i := range vs {
+			fmt.Printf("%s | ", ratio(runs[i][fi], pieces[fi]))
 		}
-		fmt.Printf("%v | %s | %s |\n", round(median(cps[fi].pieces)), ratio(cps[fi].whole, cps[fi].pieces), ratio(cps[fi].par, cps[fi].pieces))
+		fmt.Printf("%v | %s | %s |\n", round(median(pieces[fi])), ratio(whole[fi], pieces[fi]), ratio(par[fi], pieces[fi]))
 	}
 	return nil
 }

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"fmt"
+	"math"
 	"sort"
 	"sync"
 	"time"
 
 	"github.com/fdp-engine/fdp/internal/ntcopy"
+	fsync "github.com/fdp-engine/fdp/sync"
+	"github.com/fdp-engine/fdp/world"
 )
 
 // copyBuffers are the source and destination of the memcpy baseline.
@@ -91,4 +95,59 @@ func median(d []time.Duration) time.Duration {
 	s := append([]time.Duration(nil), d...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	return s[len(s)/2]
+}
+
+// interleaved measures every fraction reps times, k samples a median: in
+// each repetition the publishers publish in turn (the order rotates, and
+// before(i) runs just before publisher i does), then each of copies times
+// a copy of the bytes the publishes copied. It returns, per fraction, those
+// bytes, and the medians [publisher][fraction][rep] and the copy times
+// [copy][fraction][rep].
+func (tw *testWorld) interleaved(k, reps int, pubs []*fsync.Publisher, before func(i int), copies []func(b *copyBuffers, n int)) (
+	bytes []int, runs, cps [][][]time.Duration, err error) {
+	frame := uint64(0)
+	buf := newCopyBuffers(int(tw.contentBytes(world.MaskAll())))
+	bytes = make([]int, len(fractions))
+	grid := func(n int) [][][]time.Duration {
+		g := make([][][]time.Duration, n)
+		for i := range g {
+			g[i] = make([][]time.Duration, len(fractions))
+		}
+		return g
+	}
+	runs, cps = grid(len(pubs)), grid(len(copies))
+	for r := 0; r < reps; r++ {
+		for fi, f := range fractions {
+			for j := range pubs {
+				i := (j + r) % len(pubs)
+				before(i)
+				d, nb, err := tw.medianPublish(pubs[i], f, &frame, k)
+				if err != nil {
+					return nil, nil, nil, err
+				}
+				bytes[fi] = nb
+				runs[i][fi] = append(runs[i][fi], d)
+			}
+			nb := min(bytes[fi], len(buf.src))
+			for c, cp := range copies {
+				cps[c][fi] = append(cps[c][fi], timeIt(k, func() { cp(buf, nb) }))
+			}
+		}
+	}
+	return bytes, runs, cps, nil
+}
+
+// span renders the min–max over the repetitions of d[i] / base[i].
+func span(d, base []time.Duration) string {
+	lo, hi := math.Inf(1), 0.0
+	for i := range d {
+		x := float64(d[i]) / float64(base[i])
+		lo, hi = min(lo, x), max(hi, x)
+	}
+	return fmt.Sprintf("%.2f–%.2f×", lo, hi)
+}
+
+// ratio renders the median of d and its span against base.
+func ratio(d, base []time.Duration) string {
+	return fmt.Sprintf("%v (%s)", round(median(d)), span(d, base))
 }

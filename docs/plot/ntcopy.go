@@ -6,11 +6,9 @@ import (
 	"math"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/fdp-engine/fdp/internal/ntcopy"
 	fsync "github.com/fdp-engine/fdp/sync"
-	"github.com/fdp-engine/fdp/world"
 )
 
 // ntVariant is a publisher of the nt comparison and the NTCopyMin it
@@ -19,7 +17,6 @@ type ntVariant struct {
 	name string
 	min  int
 	pub  *fsync.Publisher
-	runs [][]time.Duration // [fraction][rep]: median publish
 }
 
 // runNT compares, in one run, publishes with ordinary stores (NTCopyMin
@@ -61,7 +58,6 @@ func runNT(args []string) error {
 			if v.pub, err = fsync.NewPublisher(tw.w, segs); err != nil {
 				return err
 			}
-			v.runs = make([][]time.Duration, len(fractions))
 		}
 		if err := ntRound(tw, vs, n, *reps); err != nil {
 			return err
@@ -70,48 +66,25 @@ func runNT(args []string) error {
 	return nil
 }
 
-// ntRound measures every fraction reps times (see runNT).
+// ntRound measures every fraction reps times (see runNT): the variants
+// publish in turn, each with its NTCopyMin, then memcpys in pieces, in
+// pieces with streaming stores, and whole.
 func ntRound(tw *testWorld, vs []*ntVariant, n, reps int) error {
-	all := world.MaskAll()
-	frame := uint64(0)
-	buf := newCopyBuffers(int(tw.contentBytes(all)))
+	pubs := make([]*fsync.Publisher, len(vs))
+	for i, v := range vs {
+		pubs[i] = v.pub
+	}
 	k := max(7, min(31, 31_000_000/n))
-	type cp struct{ pieces, piecesNT, whole []time.Duration }
-	cps := make([]cp, len(fractions))
-	bytes := make([]int, len(fractions))
-	for r := 0; r < reps; r++ {
-		for fi, f := range fractions {
-			for j := range vs {
-				v := vs[(j+r)%len(vs)]
-				fsync.NTCopyMin = v.min
-				d, nb, err := tw.medianPublish(v.pub, f, &frame, k)
-				if err != nil {
-					return err
-				}
-				bytes[fi] = nb
-				v.runs[fi] = append(v.runs[fi], d)
-			}
-			nb := min(bytes[fi], len(buf.src))
-			cps[fi].pieces = append(cps[fi].pieces, timeIt(k, func() { buf.pieces(nb) }))
-			cps[fi].piecesNT = append(cps[fi].piecesNT, timeIt(k, func() { buf.piecesNT(nb) }))
-			cps[fi].whole = append(cps[fi].whole, timeIt(k, func() { buf.whole(nb) }))
-		}
+	bytes, runs, cps, err := tw.interleaved(k, reps, pubs, func(i int) { fsync.NTCopyMin = vs[i].min },
+		[]func(*copyBuffers, int){(*copyBuffers).pieces, (*copyBuffers).piecesNT, (*copyBuffers).whole})
+	if err != nil {
+		return err
 	}
-	span := func(d, base []time.Duration) string {
-		lo, hi := math.Inf(1), 0.0
-		for i := range d {
-			x := float64(d[i]) / float64(base[i])
-			lo, hi = min(lo, x), max(hi, x)
-		}
-		return fmt.Sprintf("%.2f–%.2f×", lo, hi)
-	}
-	ratio := func(d, base []time.Duration) string {
-		return fmt.Sprintf("%v (%s)", round(median(d)), span(d, base))
-	}
+	pieces, piecesNT, whole := cps[0], cps[1], cps[2]
 	for fi, f := range fractions {
 		fmt.Printf("| %s | %d%% | %s | %s | %s | %s | %v | %s | %s |\n", count(n), f.pct, mb(int64(bytes[fi])),
-			ratio(vs[0].runs[fi], cps[fi].pieces), ratio(vs[1].runs[fi], cps[fi].pieces), span(vs[1].runs[fi], vs[0].runs[fi]),
-			round(median(cps[fi].pieces)), ratio(cps[fi].piecesNT, cps[fi].pieces), ratio(cps[fi].whole, cps[fi].pieces))
+			ratio(runs[0][fi], pieces[fi]), ratio(runs[1][fi], pieces[fi]), span(runs[1][fi], runs[0][fi]),
+			round(median(pieces[fi])), ratio(piecesNT[fi], pieces[fi]), ratio(whole[fi], pieces[fi]))
 	}
 	return nil
 }
