@@ -102,16 +102,7 @@ func runChangedDifferential(t *testing.T, seed int64) (uint64, uint64) {
 	release := map[int]uint64{} // slot -> frame its snapshot is released
 	ages := []uint64{1, 2, 5, 30, 70, 150}
 	for frame := uint64(1); frame <= 700; frame++ {
-		// The frame's simulation: mostly a few writes, sometimes many
-		// (every chunk touched, the dirty log drops its oldest epochs).
-		switch r := rng.Intn(10); {
-		case r < 6:
-			write(rng.Intn(6))
-		case r < 9:
-			write(20 + rng.Intn(60))
-		default:
-			write(400)
-		}
+		write(frameWrites(rng, 6, 400)) // the frame's simulation
 		w.Advance()
 		st, err := pub.Publish(frame, all)
 		require.NoError(t, err)

@@ -157,14 +157,7 @@ func runWideDifferential(t *testing.T, seed int64) (uint64, uint64) {
 		frames = 150
 	}
 	for frame := uint64(1); frame <= frames; frame++ {
-		switch x := rng.Intn(10); {
-		case x < 6:
-			write(rng.Intn(8))
-		case x < 9:
-			write(20 + rng.Intn(60))
-		default:
-			write(300)
-		}
+		write(frameWrites(rng, 8, 300))
 		w.Advance()
 		st, err := pub.Publish(frame, all)
 		require.NoError(t, err)

@@ -77,3 +77,17 @@ func (o *worldOps) toggle() {
 		}
 	}
 }
+
+// frameWrites is how many changes a frame of the differential tests makes:
+// mostly a few (up to few), often some tens, sometimes burst (every chunk
+// touched, the dirty log dropping its oldest epochs).
+func frameWrites(rng *rand.Rand, few, burst int) int {
+	switch r := rng.Intn(10); {
+	case r < 6:
+		return rng.Intn(few)
+	case r < 9:
+		return 20 + rng.Intn(60)
+	default:
+		return burst
+	}
+}
