@@ -269,6 +269,29 @@ func Latest(b []byte, lw *layout.World) (Report, error) {
 	return rep, nil
 }
 
+// slotSeq returns the even seq of the slot at off when it holds a frame:
+// ErrEmpty when it holds none (never published: seq 0; or trimmed: an even
+// seq and version 0, layout/backing.go, where a complete frame's version is
+// >= 1), ErrRetry while it is being written. The seq is loaded again after
+// the version, so that a slot being refilled is not taken for trimmed.
+func slotSeq(b []byte, off int) (uint64, error) {
+	// ORDER(seqlock): pairs with the publisher's claim (seq odd) and its
+	// final store (seq even).
+	q := load64(b, off+layout.SlotSeq)
+	switch {
+	case q == 0:
+		return 0, ErrEmpty
+	case q&1 != 0:
+		return 0, ErrRetry
+	case load64(b, off+layout.SlotVersion) == 0:
+		if load64(b, off+layout.SlotSeq) == q {
+			return 0, ErrEmpty
+		}
+		return 0, ErrRetry
+	}
+	return q, nil
+}
+
 // readSlot copies slot s (its header and the chunk blocks in use) privately
 // under the seqlock rule and returns the copy and the even seq it is
 // consistent with.
@@ -276,20 +299,9 @@ func readSlot(b []byte, lw *layout.World, s int) ([]byte, uint64, error) {
 	off := lw.SlotOff(s)
 	// ORDER(seqlock): pairs with the publisher's claim (seq odd) and its
 	// final store (seq even); the copy is trusted only if seq is unchanged.
-	q := load64(b, off+layout.SlotSeq)
-	switch {
-	case q == 0:
-		return nil, 0, ErrEmpty
-	case q&1 != 0:
-		return nil, 0, ErrRetry
-	case load64(b, off+layout.SlotVersion) == 0:
-		// Trimmed (layout/backing.go): an even seq, version 0, nothing
-		// held. A complete frame's version is >= 1. The seq is re-checked
-		// so that a slot being refilled is not taken for trimmed.
-		if load64(b, off+layout.SlotSeq) == q {
-			return nil, 0, ErrEmpty
-		}
-		return nil, 0, ErrRetry
+	q, err := slotSeq(b, off)
+	if err != nil {
+		return nil, 0, err
 	}
 	chunks := int(le.Uint32(b[off+layout.SlotChunks:]))
 	n := min(max(chunks, 0), lw.MaxChunks)

@@ -58,14 +58,9 @@ func Compare(b []byte, lw *layout.World, s int, w *world.World, limit int) ([]Di
 			ErrArgs, w.Registry().Len(), w.ChunkCapacity(), len(lw.Components), lw.ChunkCapacity)
 	}
 	off := lw.SlotOff(s)
-	q := load64(b, off+layout.SlotSeq)
-	switch {
-	case q == 0:
-		return nil, ErrEmpty
-	case q&1 != 0:
-		return nil, ErrRetry
-	case load64(b, off+layout.SlotVersion) == 0: // trimmed: see readSlot
-		return nil, ErrEmpty
+	q, err := slotSeq(b, off)
+	if err != nil {
+		return nil, err
 	}
 	var out []Difference
 	full := func() bool { return limit > 0 && len(out) >= limit }
