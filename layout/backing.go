@@ -34,12 +34,7 @@ const (
 
 // SlotBackMaskOff returns the offset, in a slot header, of word j of the
 // back mask: 96 + 8j.
-func SlotBackMaskOff(j int) int {
-	if j < 0 || j >= MaxMaskWords {
-		panic("layout: mask word out of range")
-	}
-	return SlotBackMask + 8*j
-}
+func SlotBackMaskOff(j int) int { return wordOff(SlotBackMask, j) }
 
 // SlotSpans calls emit with the page-aligned byte ranges [lo, hi) of slot s
 // that a fill of the components of mask writes in chunks [c0, c1): each

@@ -90,11 +90,14 @@ func ModuleMaskOff(j int) int { return splitOff(j, OffMMask, OffMMaskHi) }
 
 // ChunkRecordMaskOff returns the offset, in a chunk block, of word j of the
 // chunk's record mask: 16 + 8j (contiguous; words >= W stay zero).
-func ChunkRecordMaskOff(j int) int {
+func ChunkRecordMaskOff(j int) int { return wordOff(ChunkRecordMask, j) }
+
+// wordOff is the offset of word j of a contiguous mask at base.
+func wordOff(base, j int) int {
 	if j < 0 || j >= MaxMaskWords {
 		panic("layout: mask word out of range")
 	}
-	return ChunkRecordMask + 8*j
+	return base + 8*j
 }
 
 func splitOff(j, word0, hi int) int {
