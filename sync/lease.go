@@ -253,7 +253,6 @@ func (p *Publisher) WarmOne(frame uint64, mask world.Mask) bool {
 		var st PublishStats
 		p.fill(s, mask, &st, p.lastPubBytes >= NTCopyMin) // a spare copy for publishes
 		p.finish(s, odd, frame, ver, mask, &st)
-		p.Warmed++
 		return true
 	}
 	return false

@@ -77,13 +77,12 @@ type Publisher struct {
 	Columns   uint64
 	Aborts    uint64
 	Snapshots uint64
-	// SnapshotsNoSlot counts snapshots refused because fewer than two slots
-	// were free (one stays for the next publish).
+	// SnapshotsNoSlot counts the tries of snapshots refused because no slot
+	// was free beyond the PublishSlots a snapshot leaves to the publish.
 	SnapshotsNoSlot uint64
-	// Snapshot pool statistics: snapshots that reused a slot already holding
-	// a frame (copying only changes), and slots filled by WarmUp.
+	// SnapshotsReused counts snapshots into a slot already holding a frame
+	// (copying only changes).
 	SnapshotsReused uint64
-	Warmed          uint64
 	// BadPins counts scans that found a watched pin word naming a slot
 	// beyond the segment's slot count (ignored).
 	BadPins uint64
