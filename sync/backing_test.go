@@ -155,3 +155,30 @@ func TestBackingNoSpace(t *testing.T) {
 	}
 	requireAccount(t, fx)
 }
+
+// TestPublishSkippedForMemory: a publish whose slot cannot be given memory
+// is skipped with ErrNoSlotMemory, counted once (PubNoSpace, the world
+// stats' skipped and skipped-for-memory words), and leaves the latest frame
+// as it was; with room again, publishing resumes. (The engine's limit never
+// allows this, MinShmLimit; a full file system can.)
+func TestPublishSkippedForMemory(t *testing.T) {
+	fx := newFixture(t, 256, 40, 256*30)
+	p, b := fx.pub, fx.segs.World.Data
+	all := world.MaskAll()
+	p.SetShmLimit(int64(p.Layout().FixedBytes()) + int64(p.CopyBytes())) // one copy at most
+	_, err := p.Publish(1, all)
+	require.NoError(t, err)
+	_, err = p.Publish(2, all)
+	require.ErrorIs(t, err, ErrNoSlotMemory)
+	require.Equal(t, uint64(1), p.PubNoSpace)
+	require.Equal(t, uint64(1), layout.Load64(b, layout.OffWStatSkipped))
+	require.Equal(t, uint64(1), layout.Load64(b, layout.OffWStatPubNoSpace))
+	frame, _, ok := layout.UnpackLatest(layout.Load64(b, layout.OffWLatest))
+	require.True(t, ok)
+	require.Equal(t, uint64(1), frame, "the latest frame stays")
+	requireAccount(t, fx)
+	p.SetShmLimit(0)
+	_, err = p.Publish(3, all)
+	require.NoError(t, err)
+	requireAccount(t, fx)
+}
