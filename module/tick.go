@@ -205,6 +205,9 @@ func (s *session) runTick(frame uint64, slot int, dt time.Duration, warned *time
 	s.prod.Commit()
 	s.prod.PublishStats() // one commit per tick: keep the ring's counters current
 	s.eventsCommitted()
+	// The mark of world.Changed moves with the commit only: a failed tick
+	// leaves it, so its changes are seen by the next tick.
+	s.view.since, s.view.lastFrame = f.Info().Version+1, f.Number()
 	return false
 }
 
