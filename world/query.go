@@ -150,6 +150,12 @@ func (q *Query) Has(i int, id ComponentID) bool {
 	return recHas(q.w.rec(q.c, i), id)
 }
 
+// Absent reports whether id is an Optional component of the query that no
+// alive entity of the current chunk has: Column returns nil for it there.
+func (q *Query) Absent(id ComponentID) bool {
+	return q.c != nil && q.f.optional.Has(id) && q.c.counts[id] == 0
+}
+
 // Entity returns the handle of row i of the current chunk (meaningful when
 // Match(i) or the row is alive).
 func (q *Query) Entity(i int) Entity {
@@ -216,7 +222,7 @@ func Column[T any](q *Query, id ComponentID) []T {
 		return nil
 	}
 	col := q.c.cols[id]
-	if col == nil || q.f.optional.Has(id) && q.c.counts[id] == 0 {
+	if col == nil || q.Absent(id) {
 		return nil
 	}
 	return castSlice[byte, T](col)[:q.rows]
