@@ -31,8 +31,9 @@ type FrameQuery struct {
 	stride int      // 1+W
 	rows   int
 	// absent: the Optional components that no alive entity of the current
-	// chunk has (their Column is nil there).
-	absent world.Mask
+	// chunk has (their Column is nil there), once scanned (Absent).
+	absent  world.Mask
+	scanned bool
 }
 
 // Query starts a query over the frame: the entities having every component
@@ -74,19 +75,14 @@ func (q *FrameQuery) Next() bool {
 		}
 		q.recs, q.n = q.f.matchWords(q.chunk), capc
 		q.rows = min(int(q.f.info.Entities)-q.chunk*capc, capc)
-		if q.flt.Optional().Empty() {
-			for i := 0; i < q.rows; i++ {
-				if q.Match(i) {
-					return true
-				}
+		q.scanned = false
+		for i := 0; i < q.rows; i++ {
+			if q.Match(i) {
+				return true
 			}
-			continue
-		}
-		if q.scanOptional() {
-			return true
 		}
 	}
-	q.recs, q.n, q.rows = nil, 0, 0
+	q.recs, q.n, q.rows, q.scanned = nil, 0, 0, false
 	return false
 }
 
@@ -108,14 +104,15 @@ func (q *FrameQuery) changed(c int) bool {
 	return false
 }
 
-// scanOptional reads every row of the current chunk: it sets absent to the
-// Optional components no alive entity has and reports whether a row
-// matches.
-func (q *FrameQuery) scanOptional() bool {
+// scanOptional sets absent to the Optional components that no alive entity
+// of the current chunk has. It reads the records until it has seen every
+// Optional component (a component present in the chunk is usually found in
+// its first rows), to the end of the chunk for an absent one.
+func (q *FrameQuery) scanOptional() {
+	opt := q.flt.Optional()
 	var has world.Mask
-	match := false
 	w := q.stride - 1
-	for i := 0; i < q.rows; i++ {
+	for i := 0; i < q.rows && !has.Contains(opt); i++ {
 		r := q.recs[i*q.stride : (i+1)*q.stride]
 		if r[0]&recordAlive == 0 {
 			continue
@@ -123,10 +120,8 @@ func (q *FrameQuery) scanOptional() bool {
 		for j := 0; j < w; j++ {
 			has[j] |= r[1+j]
 		}
-		match = match || q.Match(i)
 	}
-	q.absent = q.flt.Optional().AndNot(has)
-	return match
+	q.absent, q.scanned = opt.AndNot(has), true
 }
 
 // Chunk returns the current chunk index.
@@ -165,8 +160,17 @@ func (q *FrameQuery) Has(i int, id world.ComponentID) bool {
 
 // Absent reports whether id is an Optional component of the query that no
 // alive entity of the current chunk has: its column is of no use there (the
-// module SDK's Column returns nil for it).
-func (q *FrameQuery) Absent(id world.ComponentID) bool { return q.absent.Has(id) }
+// module SDK's Column returns nil for it). The first call in a chunk reads
+// its records (scanOptional); a query without Optional terms never does.
+func (q *FrameQuery) Absent(id world.ComponentID) bool {
+	if q.recs == nil || !q.flt.Optional().Has(id) {
+		return false
+	}
+	if !q.scanned {
+		q.scanOptional()
+	}
+	return q.absent.Has(id)
+}
 
 // Entity returns the handle of row i.
 func (q *FrameQuery) Entity(i int) world.Entity {
@@ -208,7 +212,7 @@ func (q *FrameQuery) First() (world.Entity, bool) {
 // restart returns a copy of q positioned before its first chunk.
 func (q *FrameQuery) restart() FrameQuery {
 	it := *q
-	it.chunk, it.recs, it.n, it.rows, it.absent = -1, nil, 0, 0, world.Mask{}
+	it.chunk, it.recs, it.n, it.rows, it.scanned = -1, nil, 0, 0, false
 	return it
 }
 
