@@ -136,3 +136,51 @@ func runFrameTermsDifferential(t *testing.T, n int, seed int64) {
 	t.Logf("%d entities matched, %d queries outside a snapshot, %d ticks (%d failed), %d chunks left out by Changed",
 		matched, refused, ticks, failed, excluded)
 }
+
+// TestFrameQueryTermsAllocs: a frame query with every kind of term, iterated
+// with typed columns read in place, Match, Has and Absent, and its Count,
+// Any and First, allocates nothing.
+func TestFrameQueryTermsAllocs(t *testing.T) {
+	fx := newFixture(t, 64, 8, 300)
+	for i := 0; i < 300; i++ {
+		if i%3 == 0 {
+			require.NoError(t, fx.w.Remove(world.MakeEntity(uint32(i), 1), fx.ids.hp))
+		}
+		if i%2 == 0 {
+			require.NoError(t, fx.w.Remove(world.MakeEntity(uint32(i), 1), fx.ids.stamp))
+		}
+	}
+	_, err := fx.pub.Publish(1, world.MaskAll())
+	require.NoError(t, err)
+	r, err := Attach(fx.inst, AttachOptions{Name: "allocs"})
+	require.NoError(t, err)
+	defer r.Close()
+	f, err := r.Pin()
+	require.NoError(t, err)
+	defer f.Release()
+	var sum float32
+	allocs := testing.AllocsPerRun(100, func() {
+		q := f.Query(world.MaskOf(fx.ids.pos), world.Without(fx.ids.stamp), world.Optional(fx.ids.hp), world.ChangedSince(1, fx.ids.pos))
+		for q.Next() {
+			pos := Column[Pos](f, q.Chunk(), fx.ids.pos)
+			var hp []Health
+			if !q.Absent(fx.ids.hp) {
+				hp = Column[Health](f, q.Chunk(), fx.ids.hp)
+			}
+			for i, rows := 0, q.Rows(); i < rows; i++ {
+				if q.Match(i) {
+					sum += pos[i].X
+					if hp != nil && q.Has(i, fx.ids.hp) {
+						sum += float32(hp[i].HP)
+					}
+				}
+			}
+		}
+		if q.Any() {
+			e, _ := q.First()
+			sum += float32(q.Count()) + float32(e.Index())
+		}
+	})
+	require.Zero(t, allocs)
+	require.NotZero(t, sum)
+}

@@ -77,3 +77,46 @@ func runTermsDifferential(t *testing.T, n int, seed int64) {
 	require.NotZero(t, excluded)
 	t.Logf("%d queries, %d entities matched, %d chunks visited, %d left out by Changed", queries, matched, kept, excluded)
 }
+
+// TestQueryTermsAllocs: a query with every kind of term, iterated with typed
+// columns, Match, Has and Absent, and its Count, Any and First, allocates
+// nothing.
+func TestQueryTermsAllocs(t *testing.T) {
+	reg := testutil.WideRegistry(4)
+	w, err := world.New(reg, world.Config{ChunkCapacity: 64, MaxChunks: 8})
+	require.NoError(t, err)
+	for i := range 300 {
+		e, err := w.Create()
+		require.NoError(t, err)
+		require.NoError(t, world.Set(w, e, 0, [1]uint64{uint64(i)}))
+		if i%3 == 0 {
+			require.NoError(t, world.Set(w, e, 1, [1]uint32{1}))
+		}
+		if i%5 == 0 {
+			require.NoError(t, world.Set(w, e, 2, [1]byte{1}))
+		}
+	}
+	since := w.Version()
+	var sum uint64
+	allocs := testing.AllocsPerRun(100, func() {
+		q := w.Query(world.MaskOf(0), world.Without(2), world.Optional(1), world.ChangedSince(since, 0, 1))
+		for q.Next() {
+			col := world.Column[[1]uint64](&q, 0)
+			opt := world.Column[[1]uint32](&q, 1)
+			for i, rows := 0, q.Rows(); i < rows; i++ {
+				if q.Match(i) {
+					sum += col[i][0]
+					if opt != nil && q.Has(i, 1) {
+						sum += uint64(opt[i][0])
+					}
+				}
+			}
+		}
+		if q.Any() {
+			e, _ := q.First()
+			sum += uint64(q.Count()) + uint64(e)
+		}
+	})
+	require.Zero(t, allocs)
+	require.NotZero(t, sum)
+}
