@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"maps"
 	"math/rand"
 	"slices"
 	"testing"
@@ -36,6 +37,14 @@ type modelEntity struct {
 // NewWorldModel returns the model of an empty world of chunk capacity capc.
 func NewWorldModel(capc int) *WorldModel {
 	return &WorldModel{Capacity: capc, ents: map[uint32]modelEntity{}, touched: map[[2]int]uint64{}}
+}
+
+// Clone returns a copy of the model: what a test keeps of a frame to check
+// later what a module read of it.
+func (m *WorldModel) Clone() *WorldModel {
+	c := *m
+	c.ents, c.touched = maps.Clone(m.ents), maps.Clone(m.touched)
+	return &c
 }
 
 func (m *WorldModel) chunk(e world.Entity) int { return int(e.Index()) / m.Capacity }
