@@ -121,6 +121,8 @@ func (a *AI) Tick(v *module.View, c *module.Commands, _ time.Duration) error {
 
 // Alert is a slow module that reads the events of every frame since its
 // last run and publishes an alert event with the number of deaths it saw.
+// It also counts the chunks whose Health changed since its previous run
+// (world.Changed: chunk granular; every chunk on its first run).
 type Alert struct {
 	S      *Schema
 	Every  int
@@ -128,6 +130,9 @@ type Alert struct {
 	Deaths uint64
 	Lost   uint64
 	Runs   int
+	// HealthChunks sums, over its ticks, the chunks with Health whose
+	// Health changed since the module's previous successful tick.
+	HealthChunks uint64
 }
 
 // Spec declares a slow module with its own snapshot (no convoy).
@@ -153,11 +158,15 @@ func (a *Alert) Tick(v *module.View, c *module.Commands, _ time.Duration) error 
 	}
 	a.Deaths += deaths
 	a.Lost += lost
+	q := v.Query(world.MaskOf(a.S.Health), world.Changed(a.S.Health))
+	for q.Next() {
+		a.HealthChunks++
+	}
 	var b [8]byte
 	binary.LittleEndian.PutUint64(b[:], deaths)
 	c.Publish(EventAlert, b[:])
 	if a.Log != nil && a.Runs%10 == 0 {
-		a.Log.Info("alert", "runs", a.Runs, "deaths_seen", a.Deaths, "events_lost", a.Lost)
+		a.Log.Info("alert", "runs", a.Runs, "deaths_seen", a.Deaths, "events_lost", a.Lost, "health_chunks_changed", a.HealthChunks)
 	}
 	return nil
 }
