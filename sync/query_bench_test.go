@@ -46,8 +46,10 @@ func BenchmarkFrameQuery(b *testing.B) {
 // BenchmarkFrameQueryTerms is BenchmarkFrameQuery with terms: 100K entities
 // of a published frame with Pos and Vel, every 8th with Health, none with
 // Stamp, chunks of 1024, read in place with a plain With query and with
-// terms, each variant once per iteration in the same run (in turn first). The x-with
-// metrics are each variant's time over the plain query's:
+// terms, each variant once per iteration in the same run (in turn first).
+// The x-with metrics are the fastest pass of each variant over the plain
+// query's fastest (the fastest of many passes is what the loop costs
+// without the other processes of a shared machine):
 //   - without-none: Without(Stamp), which no entity has (same rows matched:
 //     the cost of the term itself);
 //   - without-hp: Without(Health), 1/8 of the entities left out;
@@ -55,7 +57,8 @@ func BenchmarkFrameQuery(b *testing.B) {
 //   - changed-few: ChangedSince the previous frame, Pos written in 1 chunk
 //     in 16 since: the query visits only those;
 //   - optional: Optional(Health), its column read where Has (a larger row
-//     body: the query's own cost is the extra scan of each chunk's records).
+//     body; the query's own cost is Absent's scan of the first records of
+//     each chunk).
 func BenchmarkFrameQueryTerms(b *testing.B) {
 	const n = 100_000
 	reg, x := testRegistry(b)
@@ -107,6 +110,7 @@ func BenchmarkFrameQueryTerms(b *testing.B) {
 		{"optional", []world.Term{world.Optional(x.hp)}},
 	}
 	durs := make([]time.Duration, len(variants))
+	fastest := make([]time.Duration, len(variants)) // of each variant's passes: robust to a shared machine's noise
 	var sum float32
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -142,14 +146,19 @@ func BenchmarkFrameQueryTerms(b *testing.B) {
 					}
 				}
 			}
-			durs[k] += time.Since(start)
+			d := time.Since(start)
+			durs[k] += d
+			if fastest[k] == 0 || d < fastest[k] {
+				fastest[k] = d
+			}
 		}
 	}
 	b.StopTimer()
 	for k, v := range variants {
 		b.ReportMetric(float64(durs[k].Nanoseconds())/float64(b.N)/n, v.name+"-ns/entity")
+		b.ReportMetric(float64(fastest[k].Nanoseconds())/n, v.name+"-fastest-ns/entity")
 		if k > 0 {
-			b.ReportMetric(float64(durs[k])/float64(durs[0]), v.name+"-x-with")
+			b.ReportMetric(float64(fastest[k])/float64(fastest[0]), v.name+"-x-with")
 		}
 	}
 	require.NoError(b, f.Release())
