@@ -147,7 +147,8 @@ func (q *Query) Match(i int) bool {
 // Optional component: whether its column's row i is meaningful). It does
 // not check that the row is alive: use it after Match.
 func (q *Query) Has(i int, id ComponentID) bool {
-	return recHas(q.w.rec(q.c, i), id)
+	j := 1 + int(id>>6) // the record's mask word of id (records.go)
+	return j < q.stride && q.recs[i*q.stride+j]&(1<<(id&63)) != 0
 }
 
 // Absent reports whether id is an Optional component of the query that no
