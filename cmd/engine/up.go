@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/metrics"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/supervisor"
 	fsync "github.com/fdp-engine/fdp/sync"
@@ -23,7 +24,7 @@ import (
 
 // newUpCommand is `engine up`.
 func newUpCommand() *cobra.Command {
-	var configPath, instance string
+	var configPath, instance, metricsAddr string
 	var duration, chaos time.Duration
 	c := &cobra.Command{
 		Use:   "up",
@@ -39,6 +40,9 @@ func newUpCommand() *cobra.Command {
 			if instance != "" {
 				cfg.Instance = instance
 			}
+			if metricsAddr != "" {
+				cfg.Metrics = metricsAddr
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			if duration > 0 {
@@ -52,6 +56,7 @@ func newUpCommand() *cobra.Command {
 	c.Flags().StringVar(&configPath, "config", "", "YAML config (default: the embedded demo config)")
 	c.Flags().StringVar(&instance, "instance", "", "override the config's instance name")
 	c.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0 = until SIGINT/SIGTERM)")
+	c.Flags().StringVar(&metricsAddr, "metrics", "", metricsUsage+"; overrides the config's metrics:")
 	c.Flags().DurationVar(&chaos, "chaos", 0, "SIGKILL a random running module this often (0 = never), to watch crash isolation")
 	return c
 }
@@ -66,6 +71,11 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) err
 	defer unlock()
 	hb := newHeartbeats(inst)
 	defer hb.close()
+	mx, err := metrics.PrepareUp(cfg, log) // before anything starts: the engine gets its address
+	if err != nil {
+		return err
+	}
+	defer mx.Close()
 	sup, err := supervisor.New(cfg, supervisor.Options{
 		Logger: log,
 		Hooks: supervisor.Hooks{
@@ -103,6 +113,7 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) err
 	if err != nil {
 		return err
 	}
+	mx.Serve(sup)
 	var kills atomic.Int64
 	if chaos > 0 {
 		go func() {
