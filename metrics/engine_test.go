@@ -70,7 +70,9 @@ func TestEngineCollectorEqualsEngine(t *testing.T) {
 	mi, ok := r.module()
 	require.True(t, ok)
 	n := rigModule
-	m := func(name string, labels ...string) float64 { return v(name, append([]string{"module", n}, labels...)...) }
+	m := func(name string, labels ...string) float64 {
+		return v(name, append([]string{"module", n}, labels...)...)
+	}
 	require.Equal(t, 1.0, m("fdp_module_info", "tier", mi.Tier, "group", mi.Group, "every", fmt.Sprint(mi.Every)))
 	for _, st := range moduleStates {
 		require.Equal(t, b2f(st == mi.State), m("fdp_module_state", "state", st.String()), "state %s", st)
