@@ -68,7 +68,9 @@ func testWorld() World {
 			}
 			return s, nil
 		},
-		Status:  func(sim host.Simulation) string { return fmt.Sprintf("steps %d", sim.(*counterSim).steps) },
-		Summary: func(out io.Writer, sim host.Simulation) { fmt.Fprintf(out, "test world: %d steps\n", sim.(*counterSim).steps) },
+		Status: func(sim host.Simulation) string { return fmt.Sprintf("steps %d", sim.(*counterSim).steps) },
+		Summary: func(out io.Writer, sim host.Simulation) {
+			fmt.Fprintf(out, "test world: %d steps\n", sim.(*counterSim).steps)
+		},
 	}
 }

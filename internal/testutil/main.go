@@ -47,3 +47,16 @@ func RunMain(t testing.TB, test string, args ...string) (stdout, stderr string, 
 	}
 	return out.String(), errb.String(), code
 }
+
+// GoBuild builds the main packages pkgs (import paths or patterns such as
+// "github.com/fdp-engine/fdp/cmd/...") into a directory of the test and
+// returns it: the binaries are named after their packages' directories.
+func GoBuild(t testing.TB, pkgs ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := exec.Command("go", append([]string{"build", "-o", dir + "/"}, pkgs...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %v: %v\n%s", pkgs, err, out)
+	}
+	return dir
+}
