@@ -1,0 +1,25 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"testing"
+
+	"github.com/fdp-engine/fdp/shm"
+)
+
+// TestMain gives the tests (and the examples) of package cli a private
+// segment directory; tests that need one of their own take it with
+// useTempShm.
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "fdp-cli-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	shm.Dir = dir
+	os.Setenv("FDP_SHM_DIR", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
