@@ -3,10 +3,14 @@ package cli
 import (
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"testing"
 
 	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/spf13/pflag"
+	"github.com/stretchr/testify/require"
 )
 
 // counter is the test world's one component.
@@ -73,4 +77,40 @@ func testWorld() World {
 			fmt.Fprintf(out, "test world: %d steps\n", sim.(*counterSim).steps)
 		},
 	}
+}
+
+// TestUpConfig: up runs the file of --config, else World.Config, else the
+// engine alone; in each, an engine without a command is this program's run
+// and an absent instance is World.Instance, while what a config writes out
+// wins.
+func TestUpConfig(t *testing.T) {
+	exe, err := os.Executable()
+	require.NoError(t, err)
+	self := []string{exe, "run"}
+	w := testWorld().withDefaults()
+
+	cfg, err := w.upConfig("")
+	require.NoError(t, err)
+	require.Equal(t, "testworld", cfg.Instance)
+	require.Equal(t, self, cfg.Engine.Command)
+	require.Empty(t, cfg.Modules, "the engine alone")
+
+	w.Config = []byte("modules: [{name: m, command: [mod]}]\n")
+	cfg, err = w.upConfig("")
+	require.NoError(t, err)
+	require.Equal(t, "testworld", cfg.Instance)
+	require.Equal(t, self, cfg.Engine.Command)
+	require.Len(t, cfg.Modules, 1)
+
+	path := filepath.Join(t.TempDir(), "up.yaml")
+	require.NoError(t, os.WriteFile(path, []byte("instance: other\nengine: {command: [eng, run, --rate, \"30\"]}\n"), 0o600))
+	cfg, err = w.upConfig(path)
+	require.NoError(t, err)
+	require.Equal(t, "other", cfg.Instance)
+	require.Equal(t, []string{"eng", "run", "--rate", "30"}, cfg.Engine.Command)
+	require.Empty(t, cfg.Modules, "the file, not World.Config")
+
+	require.NoError(t, os.WriteFile(path, []byte("engine: {command: []}\n"), 0o600))
+	_, err = w.upConfig(path)
+	require.ErrorContains(t, err, "engine.command: empty command")
 }
