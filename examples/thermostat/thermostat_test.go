@@ -1,14 +1,12 @@
 package thermostat_test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -19,24 +17,6 @@ import (
 	"github.com/fdp-engine/fdp/world"
 	"github.com/stretchr/testify/require"
 )
-
-// lockedBuf collects a child's output (written by exec's copier goroutine).
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // room is one room as a published frame holds it.
 type room struct {
@@ -130,7 +110,7 @@ func TestThermostatUnderUp(t *testing.T) {
 	inst := fmt.Sprintf("th%d", os.Getpid())
 	const want = 21.5 // thermostat.yaml's SETPOINT
 
-	var out lockedBuf
+	var out testutil.SyncBuffer
 	up := exec.Command(filepath.Join(bin, "thermostat"), "up", "--config", "thermostat.yaml", "--instance", inst)
 	up.Stdout, up.Stderr = &out, &out
 	require.NoError(t, up.Start())
