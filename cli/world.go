@@ -55,7 +55,8 @@ type World struct {
 	// Status returns fields appended to run's status line ("" for none). It
 	// is called on the frame thread, once per status interval.
 	Status func(sim host.Simulation) string
-	// Summary writes lines of the world's own at the end of run's summary.
+	// Summary writes lines of the world's own into run's summary, after its
+	// world line (entities, commands) and before the modules' lines.
 	Summary func(out io.Writer, sim host.Simulation)
 
 	// Config is the supervisor configuration (YAML, see package supervisor)
