@@ -1,0 +1,398 @@
+package tests
+
+// `engine top` on a real terminal (issue 14, "Live view"): the shipped
+// binaries only. A real engine and two modules (bin/modrunner) run in a
+// private shm directory; `engine top` runs in a detached tmux session of
+// 120x40, and the test reads the screen with `tmux capture-pane` and checks
+// every figure the docs describe against the segments, read independently
+// through their documented layout: the frame counter and the frame rate,
+// the publish and frame times, the memory held, and per module its state,
+// pid, runs, runs per second, lag, tick times, failures, late ticks and
+// rejects. A module SIGKILLed shows dead; the engine SIGKILLed shows dead,
+// and a new engine of the instance is re-attached to; q quits, leaves the
+// alternate screen and gives the terminal back in its cooked mode.
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fdp-engine/fdp/internal/testutil"
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/shm"
+	"github.com/stretchr/testify/require"
+)
+
+// segSample is one independent read of the instance's segments.
+type segSample struct {
+	at        time.Time
+	enginePID uint32
+	frame     uint64
+	publishes uint64
+	held      uint64
+	pubHist   layout.DurHist
+	frameHist layout.DurHist
+	modules   map[string]layout.ModStats
+	pids      map[string]uint32
+}
+
+// segHistory samples the segments every 20 ms from the start of the test
+// until it is stopped: screen figures, which are up to one refresh old, are
+// checked against the samples around the time they were read.
+type segHistory struct {
+	mu      sync.Mutex
+	samples []segSample
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+func readSegments(inst string) (segSample, bool) {
+	s := segSample{at: time.Now(), modules: map[string]layout.ModStats{}, pids: map[string]uint32{}}
+	ws, err := shm.Open(shm.SegmentName(inst, "world"), false)
+	if err != nil {
+		return s, false
+	}
+	defer ws.Close()
+	h, err := layout.DecodeHeader(ws.Data)
+	if err != nil {
+		return s, false
+	}
+	s.enginePID = h.CreatorPID
+	s.frame, _, _ = layout.UnpackLatest(layout.Load64(ws.Data, layout.OffWLatest))
+	s.publishes = layout.Load64(ws.Data, layout.OffWStatPublishes)
+	s.held = layout.Load64(ws.Data, layout.OffWStatBacked)
+	s.pubHist = layout.ReadDurHist(ws.Data, layout.OffWPubHist)
+	s.frameHist = layout.ReadDurHist(ws.Data, layout.OffWFrameHist)
+	for slot := 0; slot < 8; slot++ {
+		ms, err := shm.Open(layout.ModuleSegmentName(inst, slot), false)
+		if err != nil {
+			continue
+		}
+		m, err := layout.DecodeModule(ms.Data)
+		if err == nil && m.Header.CreatorPID == h.CreatorPID && m.Header.CreatorTime == h.CreatorTime {
+			if st, _, err := layout.DecodeModStats(ms.Data); err == nil {
+				s.modules[m.Info.Name] = st
+				s.pids[m.Info.Name] = layout.Load32(ms.Data, layout.OffMPID)
+			}
+		}
+		ms.Close()
+	}
+	return s, true
+}
+
+func startHistory(inst string) *segHistory {
+	h := &segHistory{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(h.done)
+		t := time.NewTicker(20 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if s, ok := readSegments(inst); ok {
+				h.mu.Lock()
+				h.samples = append(h.samples, s)
+				h.mu.Unlock()
+			}
+			select {
+			case <-h.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return h
+}
+
+func (h *segHistory) close() { close(h.stop); <-h.done }
+
+// around returns the last sample of engine pid taken at or before t and the
+// first taken after it (nil when there is none).
+func (h *segHistory) around(t time.Time, pid uint32) (before, after *segSample) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for i := range h.samples {
+		s := &h.samples[i]
+		if s.enginePID != pid {
+			continue
+		}
+		if !s.at.After(t) {
+			before = s
+		} else if after == nil {
+			after = s
+		}
+	}
+	return before, after
+}
+
+// screen is what a capture of the pane shows, parsed.
+type screen struct {
+	text   string
+	at     time.Time // when the capture started
+	end    time.Time // when it ended
+	pid    uint32    // engine pid
+	frame  uint64
+	fps    float64
+	times  [4]time.Duration // publish p50, p99, frame p50, p99
+	held   float64          // bytes, to three significant digits
+	rows   map[string][]string
+	hasFPS bool
+}
+
+var (
+	reEngine = regexp.MustCompile(`engine pid (\d+) live`)
+	reFrame  = regexp.MustCompile(`frame (\d+)  fps ([0-9.]+)`)
+	reTimes  = regexp.MustCompile(`publish time p50 (\S+) p99 (\S+) \(last \S+\)   frame time p50 (\S+) p99 (\S+) \(last`)
+	reHeld   = regexp.MustCompile(`memory held ([0-9.]+) (B|KiB|MiB|GiB)`)
+)
+
+// tmuxTerm is a detached tmux session on a private server socket.
+type tmuxTerm struct {
+	t    *testing.T
+	bin  string
+	sock string
+}
+
+func (m *tmuxTerm) run(args ...string) string {
+	m.t.Helper()
+	cmd := exec.Command(m.bin, append([]string{"-S", m.sock, "-f", "/dev/null"}, args...)...)
+	if os.Getenv("TERM") == "" {
+		cmd.Env = append(os.Environ(), "TERM=xterm")
+	}
+	out, err := cmd.CombinedOutput()
+	require.NoError(m.t, err, "tmux %v: %s", args, out)
+	return string(out)
+}
+
+func (m *tmuxTerm) capture() screen {
+	m.t.Helper()
+	s := screen{at: time.Now(), rows: map[string][]string{}}
+	s.text = m.run("capture-pane", "-p", "-t", "top")
+	s.end = time.Now()
+	if g := reEngine.FindStringSubmatch(s.text); g != nil {
+		pid, _ := strconv.ParseUint(g[1], 10, 32)
+		s.pid = uint32(pid)
+	}
+	if g := reFrame.FindStringSubmatch(s.text); g != nil {
+		s.frame, _ = strconv.ParseUint(g[1], 10, 64)
+		s.fps, _ = strconv.ParseFloat(g[2], 64)
+		s.hasFPS = true
+	}
+	if g := reTimes.FindStringSubmatch(s.text); g != nil {
+		for i := range s.times {
+			s.times[i], _ = time.ParseDuration(g[i+1]) // "-": 0
+		}
+	}
+	if g := reHeld.FindStringSubmatch(s.text); g != nil {
+		v, _ := strconv.ParseFloat(g[1], 64)
+		s.held = v * map[string]float64{"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[g[2]]
+	}
+	for _, l := range strings.Split(s.text, "\n") {
+		if f := strings.Fields(l); len(f) == 12 && f[0] != "SLOT" {
+			s.rows[f[1]] = f
+		}
+	}
+	return s
+}
+
+// waitScreen polls the pane until cond holds for a capture.
+func (m *tmuxTerm) waitScreen(what string, limit time.Duration, cond func(screen) bool) screen {
+	m.t.Helper()
+	deadline := time.Now().Add(limit)
+	for {
+		s := m.capture()
+		if cond(s) {
+			return s
+		}
+		require.True(m.t, time.Now().Before(deadline), "timed out waiting for %s; screen:\n%s", what, s.text)
+		time.Sleep(50 * time.Millisecond) // polling the terminal, bounded
+	}
+}
+
+func startTopEngine(t *testing.T, bin, inst string, env []string) *exec.Cmd {
+	eng := exec.Command(filepath.Join(bin, "engine"), "run", "--instance", inst, "--entities", "2000", "--rate", "30", "--status", "0")
+	eng.Env = env
+	require.NoError(t, eng.Start())
+	t.Cleanup(func() {
+		if eng.ProcessState == nil {
+			_ = eng.Process.Kill()
+			_, _ = eng.Process.Wait()
+		}
+	})
+	return eng
+}
+
+func within(t *testing.T, what string, got, want, rel, abs float64) {
+	t.Helper()
+	require.InDelta(t, want, got, rel*want+abs, "%s: shown %v, measured %v", what, got, want)
+}
+
+func TestTopTerminal(t *testing.T) {
+	tmux, err := exec.LookPath("tmux")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("tmux is missing: .ci/run installs it for this test")
+		}
+		t.Skip("tmux is not installed: the terminal test of engine top needs it (apt-get install tmux)")
+	}
+	bin := shippedBinaries(t)
+	dir := t.TempDir()
+	testutil.UseShmDir(t, dir)
+	inst := "top"
+	env := append(os.Environ(), "FDP_SHM_DIR="+dir, "FDP_INSTANCE="+inst)
+	eng := startTopEngine(t, bin, inst, env)
+	waitFor(t, "the engine's first frame", 20*time.Second, func() bool { return latestFrameOf(inst) >= 1 })
+	mods := map[string]*exec.Cmd{}
+	for name, kind := range map[string]string{"telemetry": "telemetry", "ai-1": "ai"} {
+		c := exec.Command(filepath.Join(bin, "modrunner"), kind)
+		c.Env = append(env, "FDP_MODULE="+name)
+		require.NoError(t, c.Start())
+		t.Cleanup(func() {
+			if c.ProcessState == nil {
+				_ = c.Process.Kill()
+				_, _ = c.Process.Wait()
+			}
+		})
+		mods[name] = c
+	}
+	hist := startHistory(inst)
+	defer hist.close()
+
+	sockDir, err := os.MkdirTemp("", "fdptop")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	term := &tmuxTerm{t: t, bin: tmux, sock: filepath.Join(sockDir, "s")}
+	// The pane stays after top exits (remain-on-exit), so that what the
+	// shell prints afterwards shows the terminal top gave back.
+	script := fmt.Sprintf("env FDP_SHM_DIR=%s %s top %s; echo TOP-EXIT=$?; stty -a", dir, filepath.Join(bin, "engine"), inst)
+	term.run("new-session", "-d", "-s", "top", "-x", "120", "-y", "40", script, ";", "set-option", "-t", "top", "remain-on-exit", "on")
+	t.Cleanup(func() { _ = exec.Command(tmux, "-S", term.sock, "kill-server").Run() })
+	require.Equal(t, "120x40\n", term.run("display", "-p", "-t", "top", "#{pane_width}x#{pane_height}"))
+
+	// Both modules running and figures over a full interval (the default
+	// refresh, 1 s).
+	running := func(s screen) bool {
+		return s.hasFPS && s.rows["telemetry"] != nil && s.rows["telemetry"][2] == "running" &&
+			s.rows["ai-1"] != nil && s.rows["ai-1"][2] == "running" && s.times[0] > 0 && s.rows["ai-1"][7] != "-"
+	}
+	term.waitScreen("both modules running", 30*time.Second, running)
+	require.Equal(t, "1\n", term.run("display", "-p", "-t", "top", "#{alternate_on}"), "the view is on the alternate screen")
+	// Two refreshes later, check every figure.
+	first := term.waitScreen("a later refresh", 10*time.Second, running)
+	s := term.waitScreen("the frame counter to grow", 10*time.Second, func(s screen) bool { return running(s) && s.frame > first.frame })
+	require.Contains(t, s.text, "refresh 1s")
+	require.Equal(t, uint32(eng.Process.Pid), s.pid, s.text)
+	// The screen shows a read at most one refresh old: every counter on it
+	// lies between the segments' a refresh and a half before the capture
+	// and the segments' after it.
+	early, _ := hist.around(s.at.Add(-1500*time.Millisecond), s.pid)
+	require.NotNil(t, early, "samples from before the capture")
+	var late *segSample
+	waitFor(t, "a sample after the capture", 5*time.Second, func() bool { _, late = hist.around(s.end, s.pid); return late != nil })
+	require.GreaterOrEqual(t, s.frame, early.frame, "frame counter shown is the segment's, at most one refresh old\n%s", s.text)
+	require.LessOrEqual(t, s.frame, late.frame, "frame counter shown is not ahead of the segment's\n%s", s.text)
+	// Frame rate: publishes per second over the last two seconds.
+	back, _ := hist.around(late.at.Add(-2*time.Second), s.pid)
+	require.NotNil(t, back)
+	rate := float64(late.publishes-back.publishes) / late.at.Sub(back.at).Seconds()
+	within(t, "fps", s.fps, rate, 0.35, 2)
+	// Publish and frame times: within the range of the durations counted.
+	for i, h := range []layout.DurHist{late.pubHist, late.pubHist, late.frameHist, late.frameHist} {
+		lo, hi := uint64(1)<<62, uint64(0)
+		for b, c := range h {
+			if c > 0 {
+				l, u := layout.DurHistBounds(b)
+				lo, hi = min(lo, l), max(hi, u)
+			}
+		}
+		require.Positive(t, s.times[i], "time %d\n%s", i, s.text)
+		require.GreaterOrEqual(t, uint64(s.times[i]), lo, "time %d\n%s", i, s.text)
+		require.LessOrEqual(t, uint64(s.times[i]), hi+hi/200, "time %d (3 significant digits)\n%s", i, s.text)
+	}
+	require.LessOrEqual(t, s.times[0], s.times[1], "publish p50 <= p99")
+	require.LessOrEqual(t, s.times[2], s.times[3], "frame p50 <= p99")
+	within(t, "memory held", s.held, float64(late.held), 0.006, 0)
+	// The module rows.
+	require.Contains(t, s.text, "modules 2: 2 running")
+	for name, c := range mods {
+		row := s.rows[name]
+		require.NotNil(t, row, "row of %s\n%s", name, s.text)
+		st, ok := late.modules[name]
+		require.True(t, ok, name)
+		old := early.modules[name]
+		require.Equal(t, "running", row[2], name)
+		require.Equal(t, strconv.Itoa(c.Process.Pid), row[3], "%s pid", name)
+		require.Equal(t, fmt.Sprint(late.pids[name]), row[3], "%s pid in its segment", name)
+		num := func(i int) uint64 {
+			v, err := strconv.ParseUint(row[i], 10, 64)
+			require.NoError(t, err, "%s column %d: %q", name, i, row[i])
+			return v
+		}
+		for i, pair := range map[int][2]uint64{4: {old.Runs, st.Runs}, 9: {old.Failures, st.Failures},
+			10: {old.Late, st.Late}, 11: {old.Rejected, st.Rejected}} {
+			require.GreaterOrEqual(t, num(i), pair[0], "%s column %d\n%s", name, i, s.text)
+			require.LessOrEqual(t, num(i), pair[1], "%s column %d\n%s", name, i, s.text)
+		}
+		require.LessOrEqual(t, num(6), st.LagMax, "%s lag", name)
+		runs := back.modules[name]
+		runRate := float64(st.Runs-runs.Runs) / late.at.Sub(back.at).Seconds()
+		shownRate, err := strconv.ParseFloat(row[5], 64)
+		require.NoError(t, err, row[5])
+		within(t, name+" runs/s", shownRate, runRate, 0.35, 2)
+		for _, i := range []int{7, 8} {
+			d, err := time.ParseDuration(row[i])
+			require.NoError(t, err, "%s column %d: %q", name, i, row[i])
+			require.Positive(t, d, name)
+			require.LessOrEqual(t, uint64(d), st.TickMax+st.TickMax/200, "%s tick column %d at most the longest tick", name, i)
+		}
+	}
+
+	// SIGKILL a module: its row shows it dead, as its statistics block does.
+	require.NoError(t, mods["ai-1"].Process.Kill())
+	_, _ = mods["ai-1"].Process.Wait()
+	s = term.waitScreen("ai-1 dead", 10*time.Second, func(s screen) bool { return s.rows["ai-1"] != nil && s.rows["ai-1"][2] == "dead" })
+	require.Contains(t, s.text, "modules 2: 1 running, 1 dead")
+	st, _ := readSegments(inst)
+	require.Equal(t, layout.ModuleDead, st.modules["ai-1"].State)
+
+	// SIGKILL the engine: the view says so; a new engine is re-attached to.
+	old := eng.Process.Pid
+	require.NoError(t, eng.Process.Kill())
+	_, _ = eng.Process.Wait()
+	term.waitScreen("the engine dead", 10*time.Second, func(s screen) bool {
+		return strings.Contains(s.text, fmt.Sprintf("engine pid %d DEAD", old))
+	})
+	eng = startTopEngine(t, bin, inst, env)
+	s = term.waitScreen("the new engine", 30*time.Second, func(s screen) bool {
+		return s.pid == uint32(eng.Process.Pid) && s.rows["telemetry"] != nil && s.rows["telemetry"][2] == "running" && s.hasFPS
+	})
+	require.Contains(t, s.text, fmt.Sprintf("to a new engine, pid %d (was pid %d)", eng.Process.Pid, old))
+	require.Nil(t, s.rows["ai-1"], "the dead module is not the new engine's")
+	next := term.waitScreen("the new engine's frames", 10*time.Second, func(n screen) bool { return n.frame > s.frame })
+	require.Equal(t, uint32(eng.Process.Pid), next.pid)
+
+	// q quits: top exits 0, the alternate screen is left, and the terminal
+	// is back in cooked mode with echo.
+	term.run("send-keys", "-t", "top", "q")
+	deadline := time.Now().Add(10 * time.Second)
+	for term.run("display", "-p", "-t", "top", "#{pane_dead}") != "1\n" {
+		require.True(t, time.Now().Before(deadline), "top did not exit on q")
+		time.Sleep(20 * time.Millisecond) // polling the pane, bounded
+	}
+	require.Equal(t, "0\n", term.run("display", "-p", "-t", "top", "#{alternate_on}"), "the alternate screen was left")
+	out := term.run("capture-pane", "-p", "-t", "top", "-S", "-100") // with what scrolled off
+	require.Contains(t, out, "TOP-EXIT=0", out)
+	stty := " " + strings.Join(strings.Fields(out[strings.Index(out, "TOP-EXIT=0"):]), " ") + " "
+	require.Contains(t, stty, " icanon ", "cooked mode restored:\n%s", out)
+	require.Contains(t, stty, " echo ", "echo restored:\n%s", out)
+	require.NotContains(t, out, "FDP top", "the view was on the alternate screen only")
+
+	require.NoError(t, eng.Process.Signal(syscall.SIGTERM))
+	_, _ = eng.Process.Wait()
+}
