@@ -37,11 +37,13 @@ type segSample struct {
 	enginePID uint32
 	frame     uint64
 	publishes uint64
+	skipped   uint64
 	held      uint64
 	pubHist   layout.DurHist
 	frameHist layout.DurHist
 	modules   map[string]layout.ModStats
 	pids      map[string]uint32
+	slots     map[string]int
 }
 
 // segHistory samples the segments every 20 ms from the start of the test
@@ -55,7 +57,7 @@ type segHistory struct {
 }
 
 func readSegments(inst string) (segSample, bool) {
-	s := segSample{at: time.Now(), modules: map[string]layout.ModStats{}, pids: map[string]uint32{}}
+	s := segSample{at: time.Now(), modules: map[string]layout.ModStats{}, pids: map[string]uint32{}, slots: map[string]int{}}
 	ws, err := shm.Open(shm.SegmentName(inst, "world"), false)
 	if err != nil {
 		return s, false
@@ -68,6 +70,7 @@ func readSegments(inst string) (segSample, bool) {
 	s.enginePID = h.CreatorPID
 	s.frame, _, _ = layout.UnpackLatest(layout.Load64(ws.Data, layout.OffWLatest))
 	s.publishes = layout.Load64(ws.Data, layout.OffWStatPublishes)
+	s.skipped = layout.Load64(ws.Data, layout.OffWStatSkipped)
 	s.held = layout.Load64(ws.Data, layout.OffWStatBacked)
 	s.pubHist = layout.ReadDurHist(ws.Data, layout.OffWPubHist)
 	s.frameHist = layout.ReadDurHist(ws.Data, layout.OffWFrameHist)
@@ -81,6 +84,7 @@ func readSegments(inst string) (segSample, bool) {
 			if st, _, err := layout.DecodeModStats(ms.Data); err == nil {
 				s.modules[m.Info.Name] = st
 				s.pids[m.Info.Name] = layout.Load32(ms.Data, layout.OffMPID)
+				s.slots[m.Info.Name] = int(m.Info.Slot)
 			}
 		}
 		ms.Close()
@@ -137,18 +141,22 @@ type screen struct {
 	at     time.Time // when the capture started
 	end    time.Time // when it ended
 	pid    uint32    // engine pid
+	up     time.Duration
 	frame  uint64
 	fps    float64
+	age    time.Duration    // since the last publish
+	skip   [2]uint64        // skipped, and added in the interval
 	times  [4]time.Duration // publish p50, p99, frame p50, p99
+	last   [2]time.Duration // the last publish's and frame's durations
 	held   float64          // bytes, to three significant digits
 	rows   map[string][]string
 	hasFPS bool
 }
 
 var (
-	reEngine = regexp.MustCompile(`engine pid (\d+) live`)
-	reFrame  = regexp.MustCompile(`frame (\d+)  fps ([0-9.]+)`)
-	reTimes  = regexp.MustCompile(`publish time p50 (\S+) p99 (\S+) \(last \S+\)   frame time p50 (\S+) p99 (\S+) \(last`)
+	reEngine = regexp.MustCompile(`engine pid (\d+) live  up (\S+)`)
+	reFrame  = regexp.MustCompile(`frame (\d+)  fps ([0-9.]+)  last publish (\S+) ago  skipped (\d+) \(\+(\d+)\)`)
+	reTimes  = regexp.MustCompile(`publish time p50 (\S+) p99 (\S+) \(last (\S+)\)   frame time p50 (\S+) p99 (\S+) \(last (\S+)\)`)
 	reHeld   = regexp.MustCompile(`memory held ([0-9.]+) (B|KiB|MiB|GiB)`)
 )
 
@@ -178,16 +186,22 @@ func (m *tmuxTerm) capture() screen {
 	if g := reEngine.FindStringSubmatch(s.text); g != nil {
 		pid, _ := strconv.ParseUint(g[1], 10, 32)
 		s.pid = uint32(pid)
+		s.up, _ = time.ParseDuration(g[2])
 	}
 	if g := reFrame.FindStringSubmatch(s.text); g != nil {
 		s.frame, _ = strconv.ParseUint(g[1], 10, 64)
 		s.fps, _ = strconv.ParseFloat(g[2], 64)
+		s.age, _ = time.ParseDuration(g[3])
+		s.skip[0], _ = strconv.ParseUint(g[4], 10, 64)
+		s.skip[1], _ = strconv.ParseUint(g[5], 10, 64)
 		s.hasFPS = true
 	}
 	if g := reTimes.FindStringSubmatch(s.text); g != nil {
-		for i := range s.times {
-			s.times[i], _ = time.ParseDuration(g[i+1]) // "-": 0
+		for i, j := range []int{1, 2, 4, 5} {
+			s.times[i], _ = time.ParseDuration(g[j]) // "-": 0
 		}
+		s.last[0], _ = time.ParseDuration(g[3])
+		s.last[1], _ = time.ParseDuration(g[6])
 	}
 	if g := reHeld.FindStringSubmatch(s.text); g != nil {
 		v, _ := strconv.ParseFloat(g[1], 64)
@@ -246,6 +260,7 @@ func TestTopTerminal(t *testing.T) {
 	testutil.UseShmDir(t, dir)
 	inst := "top"
 	env := append(os.Environ(), "FDP_SHM_DIR="+dir, "FDP_INSTANCE="+inst)
+	engStart := time.Now()
 	eng := startTopEngine(t, bin, inst, env)
 	waitFor(t, "the engine's first frame", 20*time.Second, func() bool { return latestFrameOf(inst) >= 1 })
 	mods := map[string]*exec.Cmd{}
@@ -318,6 +333,19 @@ func TestTopTerminal(t *testing.T) {
 	require.LessOrEqual(t, s.times[0], s.times[1], "publish p50 <= p99")
 	require.LessOrEqual(t, s.times[2], s.times[3], "frame p50 <= p99")
 	within(t, "memory held", s.held, float64(late.held), 0.006, 0)
+	require.Contains(t, s.text, "(limit none)", "engine run without --shm-limit")
+	require.GreaterOrEqual(t, s.skip[0], early.skipped)
+	require.LessOrEqual(t, s.skip[0], late.skipped)
+	require.LessOrEqual(t, s.skip[1], s.skip[0])
+	require.Positive(t, s.age, s.text)
+	require.Less(t, s.age, 2*time.Second, "last publish age at the read\n%s", s.text)
+	require.Positive(t, s.up, s.text)
+	require.LessOrEqual(t, s.up, time.Since(engStart)+time.Second, "engine uptime\n%s", s.text)
+	for i, h := range []layout.DurHist{late.pubHist, late.frameHist} {
+		b := layout.DurHistBucket(uint64(s.last[i]))
+		require.Positive(t, s.last[i], s.text)
+		require.Positive(t, h[b]+h[max(b-1, 0)]+h[min(b+1, layout.DurHistBuckets-1)], "the last duration %v was counted\n%s", s.last[i], s.text)
+	}
 	// The module rows.
 	require.Contains(t, s.text, "modules 2: 2 running")
 	for name, c := range mods {
@@ -326,6 +354,7 @@ func TestTopTerminal(t *testing.T) {
 		st, ok := late.modules[name]
 		require.True(t, ok, name)
 		old := early.modules[name]
+		require.Equal(t, strconv.Itoa(late.slots[name]), row[0], "%s slot", name)
 		require.Equal(t, "running", row[2], name)
 		require.Equal(t, strconv.Itoa(c.Process.Pid), row[3], "%s pid", name)
 		require.Equal(t, fmt.Sprint(late.pids[name]), row[3], "%s pid in its segment", name)
