@@ -6,7 +6,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
+	"github.com/muesli/termenv"
 	"github.com/stretchr/testify/require"
 )
 
@@ -69,8 +71,23 @@ func TestRenderPlain(t *testing.T) {
 		require.Equal(t, utf8.RuneCountInString(lines[6]), utf8.RuneCountInString(l), "%q", l)
 	}
 
+	// In colour (the profile a terminal of 16 colours gets): the same
+	// text; states painted; a counter that grew in the interval in red,
+	// one that did not plain.
+	old := lipgloss.ColorProfile()
+	lipgloss.SetColorProfile(termenv.ANSI)
+	t.Cleanup(func() { lipgloss.SetColorProfile(old) })
 	colored := Render(v, RenderOptions{Refresh: time.Second, Color: true})
 	require.Equal(t, out, ansi.Strip(colored))
+	cl := strings.Split(colored, "\n")
+	red := func(s string) string { return lipgloss.NewStyle().Foreground(lipgloss.Color("1")).Bold(true).Render(s) }
+	green := lipgloss.NewStyle().Foreground(lipgloss.Color("2")).Render("running     ")
+	require.Contains(t, cl[7], green)
+	require.Contains(t, cl[8], red("dead        "))
+	require.Contains(t, cl[8], red("       3"), "failures grew by 1")
+	require.Contains(t, cl[8], " 0 ", "late did not grow: plain")
+	require.Contains(t, cl[8], red("       21"), "rejects grew by 4")
+	require.NotEqual(t, red("x"), "x", "the profile paints")
 }
 
 // TestRenderBounds: lines are cut at the width, rows that do not fit the

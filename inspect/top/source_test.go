@@ -18,7 +18,7 @@ import (
 // (0400: a Source that tried to map it writable would fail), replacing any
 // file of that name by a rename, as an engine's new segment replaces a dead
 // one's.
-func putSeg(t *testing.T, name string, b []byte) {
+func putSeg(t testing.TB, name string, b []byte) {
 	t.Helper()
 	tmp := filepath.Join(shm.Dir, ".tmp-"+name)
 	require.NoError(t, os.WriteFile(tmp, b, 0o400))
