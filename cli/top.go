@@ -1,4 +1,4 @@
-package main
+package cli
 
 // `engine top`: the live terminal view of an instance (inspect/top).
 
