@@ -419,6 +419,7 @@ func (e *Engine) Step() FrameStats {
 	e.Hist.Record(st.Total)
 	e.Frames++
 	layout.Store64(e.segs.World.Data, layout.OffWStatFrameNanos, uint64(st.Total))
+	layout.AddDurHist(e.segs.World.Data, layout.OffWFrameHist, uint64(st.Total))
 	e.copyStats() // only when a reader asked (host/stats.go)
 	return st
 }
