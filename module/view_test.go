@@ -100,6 +100,8 @@ func TestViewChanged(t *testing.T) {
 	q = v.Query(world.MaskOf(x.pos), world.ChangedSince(1, x.hp))
 	require.Equal(t, []int{0, 1}, chunks(&q), "an explicit version wins: the chunks with HP")
 	require.Equal(t, 15+16, v.Count(world.MaskOf(x.pos), world.Changed(x.pos)))
+	q = v.Query(world.MaskOf(x.pos), world.Changed(x.pos), world.ChangedSince(1<<60, x.hp))
+	require.Equal(t, []int{0, 2}, chunks(&q), "of two versions the oldest counts: the mark's")
 	require.NoError(t, v.Err())
 
 	// A module reading Pos only: Changed, Without or Optional of HP is

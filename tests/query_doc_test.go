@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -197,5 +198,25 @@ func main() {
 			require.Equal(t, v0, v, "healed in full: written no more: %s", lines[i])
 		}
 		v0 = v
+	}
+}
+
+// TestQueryMatchInlined: the row tests of both queries (Match, Has) are
+// inlined into a caller's row loop, as docs/ARCHITECTURE.md ("Queries")
+// says: a term that pushed Match over Go's inlining budget would add a call
+// per row to every query.
+func TestQueryMatchInlined(t *testing.T) {
+	cmd := exec.Command("go", "build", "-gcflags=-m=2", "./world", "./sync")
+	cmd.Dir = ".."
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	for _, fn := range []struct{ file, name string }{
+		{"world/query.go", `(*Query).Match`}, {"world/query.go", `(*Query).Has`},
+		{"sync/query.go", `(*FrameQuery).Match`}, {"sync/query.go", `(*FrameQuery).Has`},
+	} {
+		re := regexp.MustCompile(regexp.QuoteMeta(fn.file) + `:.*can inline ` + regexp.QuoteMeta(fn.name) + ` with cost (\d+)`)
+		m := re.FindStringSubmatch(string(out))
+		require.NotNil(t, m, "%s %s is not inlined", fn.file, fn.name)
+		t.Logf("%s: cost %s", fn.name, m[1])
 	}
 }

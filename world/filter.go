@@ -101,18 +101,20 @@ func ChangedSince(v uint64, ids ...ComponentID) Term {
 // is a value; NewFilter allocates nothing.
 type Filter struct {
 	with, without, optional, changed Mask
-	// since is the version of the Changed terms; sinceSet when one was
-	// given (ChangedSince).
-	since    uint64
-	sinceSet bool
+	// since is the oldest version of the ChangedSince terms, sinceSet when
+	// there is one; plain: there is a Changed term without a version, which
+	// stands for dflt (DefaultSince; 0, every chunk, without one).
+	since, dflt     uint64
+	sinceSet, plain bool
 }
 
 // NewFilter folds with and terms into a Filter. Terms of one kind add up:
 // With and Without terms are and-ed (every With component, no Without one),
 // the components of every Changed term form one set (a chunk is kept when
-// one of them moved), and several ChangedSince versions give the oldest (a
-// chunk reported too often, never one missed). A term of an unknown kind (the
-// zero Term) is ignored.
+// one of them moved), and of several versions (ChangedSince terms, and
+// Changed terms' previous run) the oldest counts (a chunk reported too
+// often, never one missed). A term of an unknown kind (the zero Term) is
+// ignored.
 func NewFilter(with Mask, terms ...Term) Filter {
 	f := Filter{with: with}
 	for _, t := range terms {
@@ -125,7 +127,10 @@ func NewFilter(with Mask, terms ...Term) Filter {
 			f.optional = f.optional.Or(t.mask)
 		case TermChanged:
 			f.changed = f.changed.Or(t.mask)
-			if t.sinceSet && (!f.sinceSet || t.since < f.since) {
+			switch {
+			case !t.sinceSet:
+				f.plain = true
+			case !f.sinceSet || t.since < f.since:
 				f.since, f.sinceSet = t.since, true
 			}
 		}
@@ -147,20 +152,28 @@ func (f Filter) Optional() Mask { return f.optional }
 func (f Filter) Changed() Mask { return f.changed }
 
 // Since returns the version of the Changed terms: a chunk is kept when its
-// version of a Changed component is >= it (0 when no ChangedSince was given).
-func (f Filter) Since() uint64 { return f.since }
+// version of a Changed component is >= it. It is the oldest of the
+// ChangedSince versions and, with a Changed term, of its previous run
+// (DefaultSince; 0, every chunk, without it).
+func (f Filter) Since() uint64 {
+	switch {
+	case f.plain && f.sinceSet:
+		return min(f.since, f.dflt)
+	case f.plain:
+		return f.dflt
+	}
+	return f.since
+}
 
 // Names returns every component the filter names, which a reader must hold
 // to run it: With, Without, Optional and Changed.
 func (f Filter) Names() Mask { return f.with.Or(f.without).Or(f.optional).Or(f.changed) }
 
-// DefaultSince returns f with its Changed version set to v unless a
-// ChangedSince term gave one: the module SDK sets the version of its
-// previous tick this way.
+// DefaultSince returns f with v as the version of its Changed terms (those
+// without a version of their own: ChangedSince terms keep theirs). The
+// module SDK gives them the version of the module's previous tick this way.
 func (f Filter) DefaultSince(v uint64) Filter {
-	if !f.sinceSet {
-		f.since = v
-	}
+	f.dflt = v
 	return f
 }
 

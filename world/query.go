@@ -109,9 +109,10 @@ func (q *Query) mayMatch(ch *chunk) bool {
 	if f.changed.Empty() {
 		return true
 	}
+	since := f.Since()
 	for j, m := range f.changed {
 		for ; m != 0; m &= m - 1 {
-			if ch.vers[64*j+bits.TrailingZeros64(m)] >= f.since {
+			if ch.vers[64*j+bits.TrailingZeros64(m)] >= since {
 				return true
 			}
 		}

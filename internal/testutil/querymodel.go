@@ -69,9 +69,17 @@ func RandomQuery(rng *rand.Rand, comps []world.ComponentID, versions []uint64, n
 			q.Since = versions[len(versions)-1-rng.Intn(min(len(versions), 3))]
 		}
 		q.Terms = append(q.Terms, world.ChangedSince(q.Since, ids(q.Changed)...))
-		if rng.Intn(4) == 0 {
+		switch rng.Intn(6) {
+		case 0:
 			// A second, later version: the oldest counts.
 			q.Terms = append(q.Terms, world.ChangedSince(q.Since+uint64(rng.Intn(3)), ids(q.Changed)...))
+		case 1:
+			// And a Changed term, whose version here (no previous run)
+			// is 0: every chunk.
+			more := RandomMask(rng, comps, 2)
+			q.Changed = q.Changed.Or(more)
+			q.Terms = append(q.Terms, world.Changed(ids(more)...))
+			q.Since = 0
 		}
 	}
 	if n < 256 && rng.Intn(25) == 0 {
