@@ -130,6 +130,8 @@ type Engine struct {
 	// slowFirst is the module index the slow tier's dispatch starts from
 	// (round robin among groups refused a snapshot; see dispatch).
 	slowFirst int
+	// wake: what wakes modules with a wake_on (host/lifecycle.go).
+	wake wakeWatch
 }
 
 // New creates the segments and the control socket of an instance and
@@ -373,7 +375,9 @@ func (e *Engine) Step() FrameStats {
 
 	// Capture the frame's events into the shared log.
 	for _, ev := range e.w.FrameEvents() {
-		_ = e.evw.Append(e.frame, uint16(ev.Type), ev.Payload)
+		if e.evw.Append(e.frame, uint16(ev.Type), ev.Payload) == nil && e.wake.active {
+			e.wake.saw(uint16(ev.Type)) // a module may wake on it (host/lifecycle.go)
+		}
 	}
 	e.evw.Commit()
 	e.w.ClearEvents()
