@@ -10,6 +10,7 @@ package ipc
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"slices"
 
 	"github.com/fdp-engine/fdp/layout"
@@ -139,3 +140,11 @@ func ctlValidSubscriptions(h *Hello, bad func(format string, a ...any) error) er
 // it (everything but the peer, protocol version and schema): for hosts that
 // admit modules in process, and tests.
 func ValidHello(h *Hello) error { return ctlValidHello(h) }
+
+// ValidSubscriptions checks h's lifecycle and wake_on (with its tier) as
+// ValidHello does: for a module that refuses its own before it dials.
+func ValidSubscriptions(h *Hello) error {
+	return ctlValidSubscriptions(h, func(format string, a ...any) error {
+		return fmt.Errorf("%w: %s", ErrBadHello, fmt.Sprintf(format, a...))
+	})
+}
