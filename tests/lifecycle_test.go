@@ -355,7 +355,7 @@ func (m *lcModel) apply(seq uint64, k layout.LifecycleKind, e world.Entity, c wo
 }
 
 // load sets the model to frame f; check compares it with f.
-func (m *lcModel) load(f *fsync.Frame) { m.compare(f, true) }
+func (m *lcModel) load(f *fsync.Frame)  { m.compare(f, true) }
 func (m *lcModel) check(f *fsync.Frame) { m.compare(f, false) }
 
 func (m *lcModel) compare(f *fsync.Frame, load bool) {
