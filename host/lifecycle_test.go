@@ -212,3 +212,52 @@ func TestWakeAndLifecycleZeroAllocs(t *testing.T) {
 type simFunc func()
 
 func (f simFunc) Step(float32) { f() }
+
+// TestWakeInConvoy: a woken member of a convoy group is dispatched alone
+// between the group's ticks (one snapshot, the others not ticked) without
+// moving the group's phase, and with the group, in its one snapshot, when
+// the group is due in the frame of the wake.
+func TestWakeInConvoy(t *testing.T) {
+	r := newSchedRig(t)
+	w := r.e.World()
+	emit := false
+	r.e.SetSimulation(simFunc(func() {
+		if emit {
+			w.Emit(wakeType, []byte{1})
+		}
+	}))
+	woke, err := r.joinHello(ipc.Hello{Name: "woke", Tier: ipc.TierSlow, Every: 6, Group: "g", WakeOn: &ipc.WakeOnSub{Events: []uint16{wakeType}}})
+	require.NoError(t, err)
+	other := r.join("other", ipc.TierSlow, 6, "g")
+	r.step() // frame 1: both due at their join, one snapshot
+	require.Equal(t, uint64(1), tickFrame(woke))
+	require.Equal(t, uint64(1), tickFrame(other))
+	require.Equal(t, tickSlot(woke), tickSlot(other))
+	finish(woke)
+	finish(other)
+	snaps := r.e.Snapshots
+	r.stepTo(3)
+	emit = true
+	r.step() // frame 4: woken
+	emit = false
+	require.Equal(t, uint64(4), tickFrame(woke), "woken in the frame of its event")
+	require.Equal(t, uint64(1), tickFrame(other), "the group is not due")
+	require.Equal(t, snaps+1, r.e.Snapshots)
+	require.Equal(t, uint64(1), woke.Stats.Wakes)
+	require.Zero(t, woke.Stats.CatchUps)
+	finish(woke)
+	r.stepTo(7) // the group's period counts from frame 1, not from the wake
+	require.Equal(t, uint64(7), tickFrame(woke))
+	require.Equal(t, uint64(7), tickFrame(other))
+	require.Equal(t, tickSlot(woke), tickSlot(other), "one snapshot for the group")
+	finish(woke)
+	finish(other)
+	r.stepTo(12)
+	emit = true
+	r.step() // frame 13: due and woken, with the group
+	require.Equal(t, uint64(13), tickFrame(woke))
+	require.Equal(t, uint64(13), tickFrame(other))
+	require.Equal(t, tickSlot(woke), tickSlot(other))
+	require.Equal(t, uint64(2), woke.Stats.Wakes)
+	require.Equal(t, uint64(4), woke.Stats.Runs)
+}
