@@ -98,7 +98,8 @@ type Engine struct {
 	// engine reclaimed after a publish found no free slot: lease holders,
 	// pins of stuck ticks, external reader entries of dead processes.
 	ReclaimedReaders uint64
-	// BadMasks counts hellos refused for a mask beyond the schema;
+	// BadMasks counts hellos refused for a mask beyond the schema (the
+	// read mask, or the components of a lifecycle subscription or wake_on);
 	// BadWakeReports module wake latencies ignored as implausible.
 	BadMasks, BadWakeReports uint64
 	// SegmentFaults counts modules disconnected because an access to their

@@ -70,13 +70,10 @@ func (s *wakeSim) Step(float32) {
 // components it does not watch never run it.
 func TestWakeOnDispatchModel(t *testing.T) {
 	r := newSchedRig(t)
-	s := newRSchema()
-	_ = s
 	w := r.e.World()
 	e, err := w.Create()
 	require.NoError(t, err)
-	sim := &wakeSim{s: newRSchema(), w: w, rng: rand.New(rand.NewSource(3)), e: e, wakes: map[uint64]bool{}}
-	sim.s.pos, sim.s.hp = 0, 1 // the rig's schema: Pos 0, HP 1
+	sim := &wakeSim{s: newRSchema(), w: w, rng: rand.New(rand.NewSource(3)), e: e, wakes: map[uint64]bool{}} // the rig's schema
 	r.e.SetSimulation(sim)
 	wake := &ipc.WakeOnSub{Events: []uint16{wakeType}, Components: []uint64{1 << sim.s.hp}}
 	only, err := r.joinHello(ipc.Hello{Name: "only", Tier: ipc.TierSlow, Every: 0, WakeOn: wake})
@@ -86,15 +83,14 @@ func TestWakeOnDispatchModel(t *testing.T) {
 	require.Equal(t, "auto:slow/0", only.Group)
 
 	type model struct {
-		every             int
-		next, busyUntil   uint64
-		pending           bool
-		runs, wantRuns    []uint64
-		began, doneAt     uint64
-		rng               *rand.Rand
-		wakes, wantWakes  uint64
-		m                 *Module
-		lastTick          uint64
+		every           int
+		next, busyUntil uint64
+		pending         bool
+		runs, wantRuns  []uint64
+		rng             *rand.Rand
+		wantWakes       uint64
+		m               *Module
+		lastTick        uint64
 	}
 	mods := []*model{{every: 0, m: only, rng: rand.New(rand.NewSource(1))}, {every: 5, m: five, rng: rand.New(rand.NewSource(2))}}
 	for f := uint64(1); f <= 600; f++ {
