@@ -133,6 +133,8 @@ type Engine struct {
 	slowFirst int
 	// wake: what wakes modules with a wake_on (host/lifecycle.go).
 	wake wakeWatch
+	// stats: copies of the statistics for other goroutines (stats.go).
+	stats statsBox
 }
 
 // New creates the segments and the control socket of an instance and
@@ -422,6 +424,8 @@ func (e *Engine) Step() FrameStats {
 	e.Hist.Record(st.Total)
 	e.Frames++
 	layout.Store64(e.segs.World.Data, layout.OffWStatFrameNanos, uint64(st.Total))
+	layout.AddDurHist(e.segs.World.Data, layout.OffWFrameHist, uint64(st.Total))
+	e.copyStats() // only when a reader asked (host/stats.go)
 	return st
 }
 
