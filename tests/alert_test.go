@@ -85,7 +85,7 @@ func TestAlertWakesOnDeaths(t *testing.T) {
 	require.Equal(t, uint64(1), quiet.stats().Runs, "no death: the alert ran only at its join")
 
 	busy := startAlertRun(t, 600)
-	// The alert logs every 10 runs: two lines, and 150 frames so that a
+	// The alert logs every 10 runs: two lines, and 250 frames so that a
 	// module woken by about every frame has run more than 100 times.
 	waitFor(t, "two alert log lines and 250 frames", 30*time.Second, func() bool {
 		if latestFrameOf(busy.inst) < 250 {
