@@ -138,14 +138,16 @@ func Main(reg *world.Registry, m Module) { MainOptions(m, Options{Registry: reg}
 // $FDP_INSTANCE (default "demo"), empty Name and Group from $FDP_MODULE and
 // $FDP_GROUP, an empty Tier and a zero Every from $FDP_TIER and $FDP_EVERY
 // (all set by the supervisor from its config; unset or empty variables
-// leave the Spec's), a nil Logger logs text to stderr with the module's
-// name. It exits the process: 0 after SIGTERM or SIGINT;
+// leave the Spec's), a nil Logger logs to stderr with the module's name, in
+// the format $FDP_LOG_FORMAT names (NewLogger: text by default; the
+// supervisor sets json). It exits the process: 0 after SIGTERM or SIGINT;
 // layout.ExitRefused (78) with one "module refused by the engine" line when
 // Run's error is a permanent refusal (Refused), so that the supervisor does
 // not restart it, or with one "module refused" line when its spec is
 // invalid (ErrInvalidSpec: $FDP_TIER not "fast" or "slow", $FDP_EVERY not a
-// whole number 1..ipc.MaxEvery, an invalid Spec); 1 with one "module
-// stopped" line on any other error.
+// whole number 1..ipc.MaxEvery, $FDP_LOG_FORMAT not "text" or "json" with a
+// nil Logger, an invalid Spec); 1 with one "module stopped" line on any
+// other error.
 func MainOptions(m Module, opt Options) {
 	if opt.Instance == "" {
 		opt.Instance = os.Getenv("FDP_INSTANCE")
@@ -167,7 +169,11 @@ func MainOptions(m Module, opt Options) {
 		if name == "" {
 			name = m.Spec().Name
 		}
-		opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("module", name)
+		log, err := NewLogger("")
+		if envErr == nil {
+			envErr = err
+		}
+		opt.Logger = log.With("module", name)
 	}
 	err := envErr
 	if err == nil {
