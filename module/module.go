@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/ipc"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
@@ -381,7 +382,7 @@ func (s *session) rejoin(ctx context.Context) error {
 		return fmt.Errorf("no engine of %q came back within %v: %w (%w)", s.opt.Instance, s.opt.RejoinTimeout, ErrEngineGone, err)
 	}
 	s.opt.Logger.Info("rejoined", "instance", s.opt.Instance, "slot", s.wel.Slot, "previous_slot", oldSlot,
-		"after", time.Since(lost).Round(time.Microsecond))
+		"after", logs.Round3(time.Since(lost)))
 	return nil
 }
 
