@@ -102,4 +102,3 @@ func TestRound3Boundaries(t *testing.T) {
 		require.Equal(t, c.want, Round3(c.in).String(), "%d ns", int64(c.in))
 	}
 }
-
