@@ -253,13 +253,27 @@ func defaults() Config {
 	}
 }
 
+// Defaults are values a configuration may leave out, given by the program
+// that runs the supervisor.
+type Defaults struct {
+	// Instance is the instance of a configuration without one.
+	Instance string
+	// EngineCommand is the engine's command in a configuration whose
+	// engine names none: a program built with package cli passes itself
+	// (os.Executable) and "run", so that its own world is the engine.
+	EngineCommand []string
+}
+
 // LoadConfig reads and validates a YAML configuration file.
-func LoadConfig(path string) (*Config, error) {
+func LoadConfig(path string) (*Config, error) { return LoadConfigWith(path, Defaults{}) }
+
+// LoadConfigWith is LoadConfig with d for what the file leaves out.
+func LoadConfigWith(path string, d Defaults) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("fdp/supervisor: %w", err)
 	}
-	c, err := ParseConfig(b)
+	c, err := ParseConfigWith(b, d)
 	if err != nil {
 		return nil, fmt.Errorf("%w (in %s)", err, path)
 	}
@@ -267,9 +281,17 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 // ParseConfig parses and validates a YAML configuration. Unknown fields are
-// errors; absent fields take their defaults (see default.yaml).
-func ParseConfig(b []byte) (*Config, error) {
+// errors; absent fields take their defaults (see default.yaml); the instance
+// and the engine's command are required.
+func ParseConfig(b []byte) (*Config, error) { return ParseConfigWith(b, Defaults{}) }
+
+// ParseConfigWith is ParseConfig with d for the instance and the engine's
+// command when the YAML leaves them out (an empty command written out,
+// `command: []`, is still an error).
+func ParseConfigWith(b []byte, d Defaults) (*Config, error) {
 	c := defaults()
+	c.Instance = d.Instance
+	c.Engine.Command = slices.Clone(d.EngineCommand)
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {

@@ -115,6 +115,45 @@ func TestParseConfigErrors(t *testing.T) {
 	}
 }
 
+// TestParseConfigWith: the program's defaults fill the instance and the
+// engine's command that a config leaves out, never one it writes out; an
+// empty command written out stays an error.
+func TestParseConfigWith(t *testing.T) {
+	d := Defaults{Instance: "mine", EngineCommand: []string{"/opt/mine/bin/mine", "run"}}
+	for _, tc := range []struct {
+		yaml, instance string
+		engine         []string
+	}{
+		{"modules: []\n", "mine", d.EngineCommand},
+		{"instance: other\nengine: {restart: false}\n", "other", d.EngineCommand},
+		{"engine: {command: [x, run, --rate, \"30\"]}\n", "mine", []string{"x", "run", "--rate", "30"}},
+		{"engine: {command: [y]}\n", "mine", []string{"y"}},
+	} {
+		c, err := ParseConfigWith([]byte(tc.yaml), d)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if c.Instance != tc.instance || !slices.Equal(c.Engine.Command, tc.engine) {
+			t.Fatalf("%q: instance %q engine %v, want %q %v", tc.yaml, c.Instance, c.Engine.Command, tc.instance, tc.engine)
+		}
+	}
+	if _, err := ParseConfigWith([]byte("engine: {command: []}\n"), d); err == nil || !strings.Contains(err.Error(), "engine.command: empty command") {
+		t.Fatalf("an empty command written out: %v", err)
+	}
+	// The defaults are copied: a parsed config never aliases them.
+	c, err := ParseConfigWith([]byte("modules: []\n"), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Engine.Command[0] = "changed"
+	if d.EngineCommand[0] != "/opt/mine/bin/mine" {
+		t.Fatal("the config aliases Defaults.EngineCommand")
+	}
+	if _, err := ParseConfig([]byte("modules: []\n")); err == nil {
+		t.Fatal("ParseConfig accepted a config without instance and engine")
+	}
+}
+
 func TestNewRejectsInvalidConfig(t *testing.T) {
 	if _, err := New(nil, Options{}); err == nil {
 		t.Fatal("nil config accepted")

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -22,18 +22,16 @@ import (
 	"github.com/spf13/cobra"
 )
 
-// newUpCommand is `engine up`.
-func newUpCommand() *cobra.Command {
+// newUpCommand is `engine up`: the supervisor of w's engine (this program's
+// run) and modules.
+func newUpCommand(w World) *cobra.Command {
 	var configPath, instance, logFormat string
 	var duration, chaos time.Duration
 	c := &cobra.Command{
 		Use:   "up",
-		Short: "Supervise the engine and the modules of a config (default: the embedded demo), then print what happened",
+		Short: "Supervise the engine and the modules of a config (default: " + w.configName() + "), then print what happened",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := supervisor.DefaultConfig()
-			if configPath != "" {
-				cfg, err = supervisor.LoadConfig(configPath)
-			}
+			cfg, err := w.upConfig(configPath)
 			if err != nil {
 				return err
 			}
@@ -56,7 +54,7 @@ func newUpCommand() *cobra.Command {
 			return out.fail(cmd, runUp(ctx, cfg, chaos, out))
 		},
 	}
-	c.Flags().StringVar(&configPath, "config", "", "YAML config (default: the embedded demo config)")
+	c.Flags().StringVar(&configPath, "config", "", "YAML config (default: "+w.configName()+")")
 	c.Flags().StringVar(&instance, "instance", "", "override the config's instance name")
 	c.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0 = until SIGINT/SIGTERM)")
 	c.Flags().DurationVar(&chaos, "chaos", 0, "SIGKILL a random running module this often (0 = never), to watch crash isolation")

@@ -1,4 +1,4 @@
-package main
+package cli
 
 // Inspection commands: ls, dump, gc, stat (and verify, verify.go), one file
 // each. They only read segments (mapped read-only) except gc, which unlinks

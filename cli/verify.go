@@ -1,4 +1,4 @@
-package main
+package cli
 
 // engine verify: audit the published frames of an instance (package audit)
 // read-only, without a pin, while its engine runs or after it died.

@@ -1,4 +1,4 @@
-package main
+package cli
 
 // `engine gc`: remove stale segments and dead engines' sockets.
 

@@ -1,9 +1,10 @@
-package main
+package cli
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"sort"
@@ -11,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/fdp-engine/fdp/demo"
 	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/layout"
@@ -22,7 +22,6 @@ import (
 type runOpts struct {
 	instance   string
 	entities   int
-	churn      int
 	rate       int
 	duration   time.Duration
 	status     time.Duration
@@ -36,11 +35,10 @@ type runOpts struct {
 	logFormat  string
 }
 
-func (o *runOpts) flags(c *cobra.Command) {
-	c.Flags().StringVar(&o.instance, "instance", envOr("FDP_INSTANCE", "demo"), "instance name")
-	c.Flags().IntVar(&o.entities, "entities", 100_000, "entities in the demo world")
-	c.Flags().IntVar(&o.churn, "churn", 500, "entities spawned and killed per second")
-	c.Flags().IntVar(&o.rate, "rate", 60, "frames per second")
+func (o *runOpts) flags(c *cobra.Command, w World) {
+	c.Flags().StringVar(&o.instance, "instance", envOr("FDP_INSTANCE", w.Instance), "instance name")
+	c.Flags().IntVar(&o.entities, "entities", w.Entities, "entities in the world")
+	c.Flags().IntVar(&o.rate, "rate", w.Rate, "frames per second")
 	c.Flags().DurationVar(&o.duration, "duration", 0, "stop after this long (0 = until SIGINT/SIGTERM)")
 	c.Flags().DurationVar(&o.status, "status", time.Second, "status line interval (0 = none)")
 	c.Flags().IntVar(&o.slots, "slots", 0, "frame slots: frames the publish and held snapshots can use at once (0 = 32); a slot holds memory only for what it holds")
@@ -62,8 +60,6 @@ func (o *runOpts) check() error {
 	switch {
 	case o.entities < 0:
 		return fmt.Errorf("--entities %d: must be 0 or more", o.entities)
-	case o.churn < 0:
-		return fmt.Errorf("--churn %d: must be 0 or more", o.churn)
 	case o.rate < 1:
 		return fmt.Errorf("--rate %d: must be at least 1", o.rate)
 	case o.duration < 0 || o.status < 0:
@@ -95,12 +91,12 @@ func envOr(k, def string) string {
 	return def
 }
 
-// newRunCommand is `engine run`.
-func newRunCommand() *cobra.Command {
+// newRunCommand is `engine run`: the engine of w.
+func newRunCommand(w World) *cobra.Command {
 	o := &runOpts{}
 	c := &cobra.Command{
 		Use:   "run",
-		Short: "Run the engine with the embedded demo world (modules attach through the control socket)",
+		Short: "Run the engine with the world of " + w.Name + " (modules attach through the control socket)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := resolveLogFormat(o.logFormat, "")
 			if err != nil {
@@ -111,6 +107,9 @@ func newRunCommand() *cobra.Command {
 			if err := o.check(); err != nil {
 				return out.fail(cmd, err)
 			}
+			if err := w.check(o.params(out.log)); err != nil {
+				return out.fail(cmd, err)
+			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			if o.duration > 0 {
@@ -118,24 +117,27 @@ func newRunCommand() *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, o.duration)
 				defer cancel()
 			}
-			return out.fail(cmd, runEngine(ctx, o, out))
+			return out.fail(cmd, runEngine(ctx, w, o, out))
 		},
 	}
-	o.flags(c)
+	o.flags(c, w)
+	if w.Flags != nil {
+		w.Flags(c.Flags())
+	}
 	return c
 }
 
-// runEngine builds the demo world and runs the frame loop until ctx ends,
-// logging to out.log and printing a status line (out.status) and a summary
-// (out.out).
-func runEngine(ctx context.Context, o *runOpts, out *output) error {
+// params are the values the world is built with.
+func (o *runOpts) params(log *slog.Logger) Params {
+	return Params{Instance: o.instance, Entities: o.entities, Rate: o.rate, Log: log}
+}
+
+// runEngine builds (or recovers) the world of wd and runs the frame loop
+// until ctx ends, logging to out.log and printing a status line
+// (out.status) and a summary (out.out).
+func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
 	log := out.log
-	s, err := demo.NewSchema()
-	if err != nil {
-		return err
-	}
-	cfg := demo.DefaultConfig()
-	cfg.Entities, cfg.ChurnPerSec = o.entities, o.churn
+	p := o.params(log)
 	// Engine recovery: if a killed engine of this instance left its world
 	// (the world segment, or an aside copy kept by an engine killed before
 	// its first publish), rebuild the world from the newest recoverable
@@ -143,15 +145,19 @@ func runEngine(ctx context.Context, o *runOpts, out *output) error {
 	// old world is renamed aside, not removed, until this engine has
 	// published; the other stale segments are removed. When nothing can be
 	// recovered (no previous engine, corrupt segment, schema change) the
-	// reason is logged and the demo world is built from scratch.
-	w, rec, err := host.PrepareStart(o.instance, func() (*world.World, error) { return demo.NewWorld(s, cfg) }, log)
+	// reason is logged and the world is built from scratch.
+	w, rec, err := host.PrepareStart(o.instance, func() (*world.World, error) { return wd.newWorld(p) }, log)
 	if err != nil {
 		return err
 	}
-	var sim *demo.Sim
-	if w != nil {
-		sim = demo.NewSimFromWorld(s, cfg, w)
-	} else if sim, err = demo.NewSim(s, cfg); err != nil {
+	recovered := w != nil
+	if !recovered {
+		if w, err = wd.newWorld(p); err != nil {
+			return err
+		}
+	}
+	sim, err := wd.Simulation(w, recovered, p)
+	if err != nil {
 		return err
 	}
 	uids, err := o.uids()
@@ -163,7 +169,7 @@ func runEngine(ctx context.Context, o *runOpts, out *output) error {
 		return fmt.Errorf("--shm-limit: %w", err)
 	}
 	eng, err := host.New(host.Config{Instance: o.instance, FrameRate: o.rate, NoPrewake: o.noPrewake, AllowUIDs: uids, Logger: log,
-		MaxModules: o.maxModules, Readers: o.readers, Slots: o.slots, ShmLimit: limit, SlotIdle: o.slotIdle}, sim.W, sim)
+		MaxModules: o.maxModules, Readers: o.readers, Slots: o.slots, ShmLimit: limit, SlotIdle: o.slotIdle}, w, sim)
 	if err != nil {
 		return err
 	}
@@ -177,7 +183,7 @@ func runEngine(ctx context.Context, o *runOpts, out *output) error {
 		}
 	}
 	defer eng.Close()
-	log.Info("engine running", "instance", o.instance, "entities", sim.W.Count(), "rate", o.rate, "pid", os.Getpid())
+	log.Info("engine running", "instance", o.instance, "entities", w.Count(), "rate", o.rate, "pid", os.Getpid())
 	start := time.Now()
 	pub := eng.Publisher()
 	lastStatus, lastPub, lastSkipped, lastRefused, lastNoMem := start, pub.Publishes, pub.Skipped, eng.Bounds().SnapshotsRefused, pub.PubNoSpace
@@ -189,12 +195,22 @@ func runEngine(ctx context.Context, o *runOpts, out *output) error {
 		if o.status > 0 && time.Since(lastStatus) >= o.status {
 			now := time.Now()
 			refused := eng.Bounds().SnapshotsRefused
-			fmt.Fprintln(out.status, statusLine(eng, st, sim.W.Count(), now.Sub(lastStatus), pub.Publishes-lastPub, pub.Skipped-lastSkipped,
-				pub.PubNoSpace-lastNoMem, refused-lastRefused, commands, rejected, late))
+			line := statusLine(eng, st, w.Count(), now.Sub(lastStatus), pub.Publishes-lastPub, pub.Skipped-lastSkipped,
+				pub.PubNoSpace-lastNoMem, refused-lastRefused, commands, rejected, late)
+			if wd.Status != nil {
+				if more := wd.Status(sim); more != "" {
+					line += "  " + more
+				}
+			}
+			fmt.Fprintln(out.status, line)
 			lastStatus, lastPub, lastSkipped, lastRefused, lastNoMem = now, pub.Publishes, pub.Skipped, refused, pub.PubNoSpace
 		}
 	})
-	printSummary(out.out, eng, sim, time.Since(start), commands, rejected, late)
+	var more func(io.Writer)
+	if wd.Summary != nil {
+		more = func(out io.Writer) { wd.Summary(out, sim) }
+	}
+	printSummary(out.out, eng, time.Since(start), commands, rejected, late, more)
 	return err
 }
 
@@ -237,8 +253,9 @@ func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Durat
 
 // printSummary prints what the engine did: frames, publishes, validation,
 // the snapshot pool, wake latencies, the world, and each module's counters
-// (the same figures its segment's statistics block holds).
-func printSummary(w io.Writer, eng *host.Engine, sim *demo.Sim, d time.Duration, commands, rejected, late int) {
+// (the same figures its segment's statistics block holds); more, if not nil,
+// writes the world's own lines after the world's.
+func printSummary(w io.Writer, eng *host.Engine, d time.Duration, commands, rejected, late int, more func(io.Writer)) {
 	pf := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
 	pf("\n== FDP engine summary ==\n")
 	pf("engine frames %d in %v, %d published (%.1f fps); frame time p50 %v p99 %v max %v\n",
@@ -261,8 +278,11 @@ func printSummary(w io.Writer, eng *host.Engine, sim *demo.Sim, d time.Duration,
 		trim, p.PubNoSpace)
 	pf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
 		logs.Round3(eng.WakeHist.Percentile(50)), logs.Round3(eng.WakeHist.Percentile(99)), logs.Round3(eng.WakeHist.Max()), eng.WakeHist.Count(), !eng.Config().NoPrewake)
-	pf("world: %d entities alive; %d spawned and %d died by the simulation; commands applied %d, rejected %d; late fast ticks %d\n",
-		sim.W.Count(), sim.Spawned, sim.Died, commands, rejected, late)
+	pf("world: %d entities alive; commands applied %d, rejected %d; late fast ticks %d\n",
+		eng.World().Count(), commands, rejected, late)
+	if more != nil {
+		more(w)
+	}
 	owned := eng.ModuleEntities()
 	for _, m := range eng.Modules() {
 		pf("module %-10s %-4s every %-3d %-12s runs %-6d late %-4d failures %-3d applied %-6d rejected %-4d deaths %d joins %d  prewoken %d wakes warm %d cold %d segment faults %d forged done %d entities %d\n",

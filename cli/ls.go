@@ -1,4 +1,4 @@
-package main
+package cli
 
 // `engine ls`: the segments of every instance.
 

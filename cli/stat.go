@@ -1,4 +1,4 @@
-package main
+package cli
 
 // `engine stat`: a live view of an instance, per module too.
 

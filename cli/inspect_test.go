@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bufio"
@@ -228,62 +228,6 @@ func TestDumpCorruptInputs(t *testing.T) {
 	_, _, err = engineCmd(t, "dump", inst+".world")
 	require.Error(t, err)
 	require.ErrorIs(t, err, os.ErrNotExist)
-}
-
-// runMain runs the real main() with args in a child process (through
-// TestEngineMainExitCode's child role) and returns stdout, stderr and the
-// exit status.
-func runMain(t *testing.T, args ...string) (string, string, int) {
-	cmd := exec.Command(os.Args[0], "-test.run=^TestEngineMainExitCode$")
-	cmd.Env = append(os.Environ(), "FDP_TEST_CHILD=engine-main", "FDP_TEST_ARGS="+strings.Join(args, "\x1f"), "FDP_SHM_DIR="+shm.Dir)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else {
-		require.NoError(t, err)
-	}
-	return out.String(), errb.String(), code
-}
-
-// TestEngineMainExitCode runs the real main() in a child process: a corrupt
-// segment gives exit status 1 and a single error line on stderr.
-func TestEngineMainExitCode(t *testing.T) {
-	if os.Getenv("FDP_TEST_CHILD") == "engine-main" {
-		os.Args = append([]string{"engine"}, strings.Split(os.Getenv("FDP_TEST_ARGS"), "\x1f")...)
-		main()
-		os.Exit(0)
-	}
-	tmp := t.TempDir()
-	good := fixture.World(fixture.Default)
-	bad := append([]byte(nil), good...)
-	bad[layout.OffKind] = 9 // foreign kind, checksum now wrong too
-	run := func(args ...string) (string, string, int) { return runMain(t, args...) }
-	require.NoError(t, os.WriteFile(filepath.Join(tmp, "bad"), bad, 0o600))
-	require.NoError(t, os.WriteFile(filepath.Join(tmp, "good"), good, 0o600))
-	_, stderr, code := run("dump", filepath.Join(tmp, "bad"))
-	require.Equal(t, 1, code)
-	require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
-	require.Contains(t, stderr, "fdp/inspect: fdp/layout: header checksum mismatch")
-
-	// Flags the engine cannot run with: one line, exit status 1, nothing
-	// created.
-	for _, args := range [][]string{{"--entities", "-1"}, {"--churn", "-5"}, {"--rate", "0"}, {"--duration", "-1s"}} {
-		_, stderr, code = run(append([]string{"run", "--instance", "neverstarted"}, args...)...)
-		require.Equal(t, 1, code, "%v: %s", args, stderr)
-		require.Equal(t, 1, strings.Count(stderr, "\n"), "%v: one line: %q", args, stderr)
-		require.Contains(t, stderr, args[0], "%v", args)
-	}
-	_, err := os.Stat("/dev/shm/fdp.neverstarted.world")
-	require.True(t, os.IsNotExist(err), "no segment created")
-
-	stdout, stderr, code := run("dump", "--json", filepath.Join(tmp, "good"))
-	require.Equal(t, 0, code, stderr)
-	var r inspect.Report
-	require.NoError(t, json.Unmarshal([]byte(stdout), &r))
-	require.Equal(t, "world", r.Header.Kind)
 }
 
 func TestStat(t *testing.T) {

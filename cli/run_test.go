@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"io"
@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fdp-engine/fdp/demo"
 	"github.com/fdp-engine/fdp/host"
 	"github.com/stretchr/testify/require"
 )
@@ -16,13 +15,13 @@ import (
 // interval when there were any, and neither when there were none.
 func TestStatusLineShowsRefusals(t *testing.T) {
 	useTempShm(t)
-	s, err := demo.NewSchema()
+	tw := testWorld().withDefaults()
+	p := Params{Entities: 100}
+	w, err := tw.newWorld(p)
 	require.NoError(t, err)
-	cfg := demo.DefaultConfig()
-	cfg.Entities = 100
-	sim, err := demo.NewSim(s, cfg)
+	sim, err := tw.Simulation(w, false, p)
 	require.NoError(t, err)
-	eng, err := host.New(host.Config{Instance: uniqueInstance(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sim.W, sim)
+	eng, err := host.New(host.Config{Instance: uniqueInstance(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, w, sim)
 	require.NoError(t, err)
 	defer eng.Close()
 	st := eng.Step()

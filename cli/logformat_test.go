@@ -1,15 +1,15 @@
-package main
+package cli
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/fdp-engine/fdp/demo"
 	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/internal/testutil"
@@ -66,14 +66,14 @@ func durationAfter(t *testing.T, s string, labels ...string) {
 // more; in the JSON format each of their lines is one record.
 func TestFiguresRounded(t *testing.T) {
 	useTempShm(t)
-	s, err := demo.NewSchema()
+	tw := testWorld().withDefaults()
+	p := Params{Entities: 100}
+	w, err := tw.newWorld(p)
 	require.NoError(t, err)
-	cfg := demo.DefaultConfig()
-	cfg.Entities = 100
-	sim, err := demo.NewSim(s, cfg)
+	sim, err := tw.Simulation(w, false, p)
 	require.NoError(t, err)
 	var logBuf bytes.Buffer
-	eng, err := host.New(host.Config{Instance: uniqueInstance(), Logger: logs.New(&logBuf, logs.Text)}, sim.W, sim)
+	eng, err := host.New(host.Config{Instance: uniqueInstance(), Logger: logs.New(&logBuf, logs.Text)}, w, sim)
 	require.NoError(t, err)
 	defer eng.Close()
 	var st host.FrameStats
@@ -93,7 +93,7 @@ func TestFiguresRounded(t *testing.T) {
 	require.Empty(t, testutil.OverPreciseDurations(line), line)
 
 	var sum bytes.Buffer
-	printSummary(&sum, eng, sim, 10002345*time.Microsecond, 1, 0, 0)
+	printSummary(&sum, eng, 10002345*time.Microsecond, 1, 0, 0, nil)
 	durationAfter(t, sum.String(), "in", "frame time p50", "max", "publish p50", "fast-tier tick wake latency p50")
 	require.Contains(t, sum.String(), "in 10s,")
 	require.Empty(t, testutil.OverPreciseDurations(sum.String()), sum.String())
@@ -101,7 +101,7 @@ func TestFiguresRounded(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	out := newOutput(logs.JSON, &stdout, &stderr)
 	fmt.Fprintln(out.status, line)
-	printSummary(out.out, eng, sim, 10*time.Second, 1, 0, 0)
+	printSummary(out.out, eng, 10*time.Second, 1, 0, 0, func(w io.Writer) { fmt.Fprintln(w, "world line") })
 	out.close()
 	for name, b := range map[string]*bytes.Buffer{"stdout": &stdout, "stderr": &stderr} {
 		n := 0
@@ -116,4 +116,5 @@ func TestFiguresRounded(t *testing.T) {
 	}
 	require.Contains(t, stderr.String(), `"msg":"status: frame `)
 	require.Contains(t, stdout.String(), `"msg":"== FDP engine summary =="`)
+	require.Contains(t, stdout.String(), `"msg":"world line"`, "World.Summary's lines are records too")
 }

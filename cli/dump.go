@@ -1,4 +1,4 @@
-package main
+package cli
 
 // `engine dump`: one segment decoded read-only.
 
