@@ -3,6 +3,7 @@ package supervisor
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -299,6 +300,39 @@ func BenchmarkChildRecord(b *testing.B) {
 	b.Run("baseline-line-as-msg", func(b *testing.B) {
 		for b.Loop() {
 			log.Info(text)
+		}
+	})
+}
+
+// FuzzChildLine: whatever line a child writes, parsing it never fails and
+// re-emitting it gives exactly one line of the supervisor's log, in JSON
+// one object, in text one record beginning with time=, level= and msg=.
+func FuzzChildLine(f *testing.F) {
+	for _, s := range append(append([]string{}, garbage...), genStrings...) {
+		f.Add(s)
+	}
+	f.Add(`{"time":"t","level":"WARN","msg":"m","a":{"b":[1,{"c":2}]},"child":"x"}`)
+	f.Add(`time=2026-01-01T00:00:00Z level=INFO msg="a b" k=v`)
+	f.Fuzz(func(t *testing.T, line string) {
+		if strings.ContainsAny(line, "\n") {
+			return // pump splits lines first
+		}
+		rec := parseChildLine(line)
+		for _, format := range []logs.Format{logs.JSON, logs.Text} {
+			var buf bytes.Buffer
+			logs.New(&buf, format).With("child", "c", "stream", "stderr").LogAttrs(context.Background(), rec.level, rec.msg, rec.attrs...)
+			out := buf.String()
+			if strings.Count(out, "\n") != 1 || !strings.HasSuffix(out, "\n") {
+				t.Fatalf("%s: %q gave %q", format, line, out)
+			}
+			if format == logs.JSON {
+				var m map[string]any
+				if err := json.Unmarshal([]byte(out), &m); err != nil {
+					t.Fatalf("%q gave %q: %v", line, out, err)
+				}
+			} else if !strings.HasPrefix(out, "time=") || !strings.Contains(out, " level=") || !strings.Contains(out, " msg=") {
+				t.Fatalf("%q gave %q", line, out)
+			}
 		}
 	})
 }
