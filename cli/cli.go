@@ -7,7 +7,7 @@
 //	         a status line every second and a summary at exit
 //	up       the supervisor: runs the engine (this very program, `run`) and the
 //	         modules of a YAML config, restarts them, kills hung ones
-//	ls, dump, stat, gc, verify
+//	ls, dump, stat, top, gc, verify
 //	         read-only inspection of any instance's segments (live, stale, copied)
 //
 // What the program writes is the World: the component registry, a constructor
@@ -36,7 +36,7 @@ func Main(w World) {
 }
 
 // Command returns the root command of w's command line (run, up, ls, dump,
-// stat, gc, verify), for a program that adds commands of its own or runs it
+// stat, top, gc, verify), for a program that adds commands of its own or runs it
 // with arguments of its choice (c.SetArgs). An invalid World (no Schema or
 // no Simulation) is reported when a command that runs the world starts.
 func Command(w World) *cobra.Command {

@@ -15,7 +15,7 @@ import (
 // inspectCommands returns fresh instances of the inspection commands (tests
 // mount them on their own root command).
 func inspectCommands() []*cobra.Command {
-	return []*cobra.Command{newLsCmd(), newDumpCmd(), newGCCmd(), newStatCmd(), newVerifyCmd()}
+	return []*cobra.Command{newLsCmd(), newDumpCmd(), newGCCmd(), newStatCmd(), newVerifyCmd(), newTopCmd()}
 }
 
 func writeJSON(w io.Writer, v any, indent bool) error {

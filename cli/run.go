@@ -33,6 +33,7 @@ type runOpts struct {
 	shmLimit   string
 	slotIdle   time.Duration
 	logFormat  string
+	metrics    string
 }
 
 func (o *runOpts) flags(c *cobra.Command, w World) {
@@ -44,6 +45,7 @@ func (o *runOpts) flags(c *cobra.Command, w World) {
 	c.Flags().IntVar(&o.slots, "slots", 0, "frame slots: frames the publish and held snapshots can use at once (0 = 32); a slot holds memory only for what it holds")
 	c.Flags().StringVar(&o.shmLimit, "shm-limit", "0", "bound on the world segment's shared memory, e.g. 512MiB or 2GiB (0 = the file system's room); snapshots beyond it are refused")
 	c.Flags().DurationVar(&o.slotIdle, "slot-idle", 0, "a slot unused for this long gives its memory back (0 = 2s, negative = never)")
+	c.Flags().StringVar(&o.metrics, "metrics", os.Getenv("FDP_METRICS"), metricsUsage+"; default $FDP_METRICS")
 	c.Flags().BoolVar(&o.noPrewake, "no-prewake", false, "do not wake fast modules ahead of their tick (their ticks then wake them from FUTEX_WAIT)")
 	c.Flags().IntVar(&o.maxModules, "max-modules", layout.MaxModules,
 		fmt.Sprintf("modules attached at once (1..%d); a module beyond it, with every slot held by a live module, is refused at its hello (permanently: exit %d)", layout.MaxModules, layout.ExitRefused))
@@ -183,6 +185,11 @@ func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
 		}
 	}
 	defer eng.Close()
+	stopMetrics, err := serveEngineMetrics(o.metrics, eng, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	log.Info("engine running", "instance", o.instance, "entities", w.Count(), "rate", o.rate, "pid", os.Getpid())
 	start := time.Now()
 	pub := eng.Publisher()

@@ -16,6 +16,7 @@ import (
 
 	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/metrics"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/supervisor"
 	fsync "github.com/fdp-engine/fdp/sync"
@@ -25,7 +26,7 @@ import (
 // newUpCommand is `engine up`: the supervisor of w's engine (this program's
 // run) and modules.
 func newUpCommand(w World) *cobra.Command {
-	var configPath, instance, logFormat string
+	var configPath, instance, logFormat, metricsAddr string
 	var duration, chaos time.Duration
 	c := &cobra.Command{
 		Use:   "up",
@@ -37,6 +38,9 @@ func newUpCommand(w World) *cobra.Command {
 			}
 			if instance != "" {
 				cfg.Instance = instance
+			}
+			if metricsAddr != "" {
+				cfg.Metrics = metricsAddr
 			}
 			f, err := resolveLogFormat(logFormat, cfg.LogFormat)
 			if err != nil {
@@ -57,6 +61,7 @@ func newUpCommand(w World) *cobra.Command {
 	c.Flags().StringVar(&configPath, "config", "", "YAML config (default: "+w.configName()+")")
 	c.Flags().StringVar(&instance, "instance", "", "override the config's instance name")
 	c.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0 = until SIGINT/SIGTERM)")
+	c.Flags().StringVar(&metricsAddr, "metrics", "", metricsUsage+"; overrides the config's metrics:")
 	c.Flags().DurationVar(&chaos, "chaos", 0, "SIGKILL a random running module this often (0 = never), to watch crash isolation")
 	addLogFormatFlag(c, &logFormat) // over $FDP_LOG_FORMAT, over the config's log_format
 	return c
@@ -72,6 +77,11 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration, out
 	defer unlock()
 	hb := newHeartbeats(inst)
 	defer hb.close()
+	mx, err := metrics.PrepareUp(cfg, log) // before anything starts: the engine gets its address
+	if err != nil {
+		return err
+	}
+	defer mx.Close()
 	sup, err := supervisor.New(cfg, supervisor.Options{
 		Logger: log,
 		Hooks: supervisor.Hooks{
@@ -109,6 +119,7 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration, out
 	if err != nil {
 		return err
 	}
+	mx.Serve(sup)
 	var kills atomic.Int64
 	if chaos > 0 {
 		go func() {

@@ -130,6 +130,8 @@ type Engine struct {
 	// slowFirst is the module index the slow tier's dispatch starts from
 	// (round robin among groups refused a snapshot; see dispatch).
 	slowFirst int
+	// stats: copies of the statistics for other goroutines (stats.go).
+	stats statsBox
 }
 
 // New creates the segments and the control socket of an instance and
@@ -417,6 +419,8 @@ func (e *Engine) Step() FrameStats {
 	e.Hist.Record(st.Total)
 	e.Frames++
 	layout.Store64(e.segs.World.Data, layout.OffWStatFrameNanos, uint64(st.Total))
+	layout.AddDurHist(e.segs.World.Data, layout.OffWFrameHist, uint64(st.Total))
+	e.copyStats() // only when a reader asked (host/stats.go)
 	return st
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -74,6 +75,11 @@ type Config struct {
 	Breaker  BreakerConfig  `yaml:"breaker"`
 	Hang     HangConfig     `yaml:"hang"`
 	Shutdown ShutdownConfig `yaml:"shutdown"`
+	// Metrics is where `engine up` serves Prometheus metrics (/metrics):
+	// its own and the engine's (docs/METRICS.md). "host:port" (TCP; port
+	// 0: any free port, logged) or "unix:/path" (a unix socket); empty:
+	// none.
+	Metrics string `yaml:"metrics"`
 	// LogFormat is the format of the supervisor's own log, where every
 	// child's records are re-emitted: "text" (default) or "json". The
 	// children always log JSON to the supervisor (logs.EnvVar), whatever
@@ -417,7 +423,37 @@ func (c *Config) Validate() error {
 	case c.Shutdown.Grace <= 0:
 		return bad("shutdown.grace %v: want > 0", c.Shutdown.Grace.D())
 	}
+	if c.Metrics != "" {
+		if _, _, err := ParseListenAddr(c.Metrics); err != nil {
+			return bad("metrics: %v", err)
+		}
+	}
 	return nil
+}
+
+// ParseListenAddr splits a listen address of the metrics endpoints
+// (Config.Metrics, `engine run --metrics`) into a network and an address
+// for net.Listen: "host:port" (tcp; an empty host listens on every
+// address, port 0 on any free port) or "unix:/path" (unix, an absolute
+// path).
+func ParseListenAddr(addr string) (network, address string, err error) {
+	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if !filepath.IsAbs(p) {
+			return "", "", fmt.Errorf("%q: a unix socket needs an absolute path (unix:/run/fdp/metrics.sock)", addr)
+		}
+		return "unix", p, nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("%q: want host:port (127.0.0.1:9464, :0) or unix:/path", addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		return "", "", fmt.Errorf("%q: port %q: want 0..65535", addr, port)
+	}
+	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /") {
+		return "", "", fmt.Errorf("%q: bad host %q", addr, host)
+	}
+	return "tcp", addr, nil
 }
 
 // ResolveCommand returns the path of program name: a name containing a slash

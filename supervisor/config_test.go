@@ -105,6 +105,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"grace", eng + "shutdown: {grace: 0s}\n", "shutdown.grace"},
 		{"log format", eng + "log_format: xml\n", `log_format: "xml" is not a log format: want "text" or "json"`},
 		{"not yaml", "instance: [\n", "fdp/supervisor: config:"},
+		{"metrics no port", eng + "metrics: localhost\n", `metrics: "localhost": want host:port`},
+		{"metrics bad port", eng + "metrics: \":99999\"\n", `port "99999"`},
+		{"metrics relative unix", eng + "metrics: unix:m.sock\n", "absolute path"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ParseConfig([]byte(tc.yaml))
@@ -217,4 +220,66 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("parsed config fails validation: %v", err)
 		}
 	})
+}
+
+// TestMetricsAddr: the metrics addresses a config and `engine run
+// --metrics` accept, and what net.Listen gets for them.
+func TestMetricsAddr(t *testing.T) {
+	c, err := ParseConfig([]byte("instance: x\nengine: {command: [engine]}\nmetrics: \"127.0.0.1:9464\"\n"))
+	if err != nil || c.Metrics != "127.0.0.1:9464" {
+		t.Fatalf("config %+v: %v", c, err)
+	}
+	for addr, want := range map[string][2]string{
+		"127.0.0.1:9464":       {"tcp", "127.0.0.1:9464"},
+		":0":                   {"tcp", ":0"},
+		"[::1]:80":             {"tcp", "[::1]:80"},
+		"localhost:9464":       {"tcp", "localhost:9464"},
+		"unix:/run/fdp/m.sock": {"unix", "/run/fdp/m.sock"},
+	} {
+		n, a, err := ParseListenAddr(addr)
+		if err != nil || n != want[0] || a != want[1] {
+			t.Errorf("ParseListenAddr(%q) = %q %q %v, want %v", addr, n, a, err, want)
+		}
+	}
+	for _, addr := range []string{"", "9464", "host:", "host:x", ":-1", ":65536", "unix:", "unix:rel"} {
+		if _, _, err := ParseListenAddr(addr); err == nil {
+			t.Errorf("ParseListenAddr(%q) accepted", addr)
+		}
+	}
+}
+
+// TestLatencyHistogram: each latency lands in the first bucket whose bound
+// is at or above it (the last bucket: beyond every bound), against a count
+// made from the samples; Count and Sum are theirs.
+func TestLatencyHistogram(t *testing.T) {
+	var h LatencyHistogram
+	var sum time.Duration
+	samples := []time.Duration{0, 1, 100 * time.Microsecond, 100*time.Microsecond + 1, 3 * time.Millisecond,
+		10 * time.Second, 10*time.Second + 1, time.Hour}
+	for i := 0; i < 200; i++ {
+		samples = append(samples, time.Duration(i*i)*37*time.Microsecond)
+	}
+	for _, d := range samples {
+		h.Record(d)
+		sum += d
+	}
+	if h.Count != uint64(len(samples)) || h.Sum != sum {
+		t.Fatalf("count %d sum %v, want %d %v", h.Count, h.Sum, len(samples), sum)
+	}
+	var acc uint64
+	for i, b := range DetectBounds {
+		acc += h.Buckets[i]
+		var want uint64
+		for _, d := range samples {
+			if d <= b {
+				want++
+			}
+		}
+		if acc != want {
+			t.Fatalf("at or below %v: %d, want %d", b, acc, want)
+		}
+	}
+	if acc+h.Buckets[len(DetectBounds)] != h.Count {
+		t.Fatal("buckets do not add up to the count")
+	}
 }

@@ -125,6 +125,9 @@ type ChildStatus struct {
 	// supervisor sent it, otherwise the moment the kernel reported the exit)
 	// to the death hook call.
 	DetectLatency time.Duration
+	// Detect counts the detection latencies of every death (DetectLatency
+	// is the last one's).
+	Detect LatencyHistogram
 	// LastBackoff is the last scheduled restart delay.
 	LastBackoff time.Duration
 	// Refusal is, in StateRefused, the last line the refused process wrote
@@ -199,6 +202,7 @@ type child struct {
 	lastExit  string
 	lastLat   time.Duration
 	lats      []time.Duration
+	detect    LatencyHistogram
 	failures  []time.Time // deaths within the breaker window
 	backoff   time.Duration
 	lastDelay time.Duration
@@ -933,6 +937,7 @@ func (s *Supervisor) stopGroup(cs []*child, grace time.Duration) {
 func (c *child) recordDeath(lat time.Duration) {
 	c.deaths++
 	c.lastLat = lat
+	c.detect.Record(lat)
 	if len(c.lats) == maxLatencySamples {
 		copy(c.lats, c.lats[1:])
 		c.lats = c.lats[:maxLatencySamples-1]
