@@ -30,7 +30,7 @@ var (
 	dSupDeaths   = newDesc("fdp_supervisor_deaths_total", "Unexpected exits of the child (hang kills and refusals included).", "child")
 	dSupHangs    = newDesc("fdp_supervisor_hangs_total", "SIGKILLs of the child because it hung (stale heartbeat, no attach, no publish).", "child")
 	dSupTrips    = newDesc("fdp_supervisor_breaker_trips_total", "Times the child's circuit breaker tripped (it is not restarted after).", "child")
-	dSupDetect   = newDesc("fdp_supervisor_detection_latency_seconds", "Death detection latency: from the death (or the supervisor's SIGKILL) to the supervisor's handling of it.", "child")
+	dSupDetect   = newDesc("fdp_supervisor_detection_latency_seconds", "Death detection latency of the deaths the supervisor caused (hang kills): from its SIGKILL to its handling of the death; external deaths have no sample (their instant is not observable).", "child")
 	dSupState    = newDesc("fdp_supervisor_child_state", "1 for the child's current state (starting, running, backoff, broken, stopped, refused), 0 for the others.", "child", "state")
 )
 

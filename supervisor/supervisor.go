@@ -121,12 +121,13 @@ type ChildStatus struct {
 	LastExit string
 	// Uptime of the current process (0 when not running).
 	Uptime time.Duration
-	// DetectLatency of the last death: from the death (the SIGKILL when the
-	// supervisor sent it, otherwise the moment the kernel reported the exit)
-	// to the death hook call.
+	// DetectLatency of the last death the supervisor caused (a hang kill):
+	// from its SIGKILL to the death hook call; 0 if none. An external
+	// death's instant is not observable, so it has no latency.
 	DetectLatency time.Duration
-	// Detect counts the detection latencies of every death (DetectLatency
-	// is the last one's).
+	// Detect counts the detection latencies of every death the supervisor
+	// caused (DetectLatency is the last one's); external deaths are only in
+	// Deaths.
 	Detect LatencyHistogram
 	// LastBackoff is the last scheduled restart delay.
 	LastBackoff time.Duration
@@ -556,10 +557,13 @@ func (s *Supervisor) loop(c *child, first *os.Process) {
 // without counting towards its breaker.
 func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time, refused bool) bool {
 	s.mu.Lock()
-	ref := seen
-	if !c.killedAt.IsZero() && c.killedAt.Before(seen) {
-		ref = c.killedAt
-	}
+	// The detection latency is known only for a death the supervisor caused:
+	// from its SIGKILL. An external death's instant is not observable (the
+	// kernel reports the exit, not when the signal was sent or the process
+	// ended; the wait's return is already the handling): it has no latency
+	// rather than the few microseconds from the wait's return.
+	killedAt := c.killedAt
+	known := !killedAt.IsZero() && killedAt.Before(seen)
 	uptime := seen.Sub(c.started)
 	if pid == 0 {
 		uptime = 0 // the start itself failed
@@ -578,7 +582,10 @@ func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time, r
 	}
 	s.mu.Unlock()
 
-	lat := time.Since(ref)
+	lat := time.Duration(-1)
+	if known {
+		lat = time.Since(killedAt)
+	}
 	if c.engine {
 		if h := s.opt.Hooks.OnEngineDeath; h != nil {
 			h(pid, status)
@@ -589,7 +596,11 @@ func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time, r
 	if refused {
 		return s.onRefused(c, pid, status, uptime, lat, out)
 	}
-	s.log.Warn("child died", "child", c.name, "pid", pid, "status", status, "uptime", logs.Round3(uptime), "detect", logs.Round3(lat))
+	attrs := []any{"child", c.name, "pid", pid, "status", status, "uptime", logs.Round3(uptime)}
+	if lat >= 0 {
+		attrs = append(attrs, "detect", logs.Round3(lat))
+	}
+	s.log.Warn("child died", attrs...)
 	if !c.engine && pid != 0 {
 		if h := s.opt.Hooks.Reclaim; h != nil {
 			if err := h(c.name, pid); err != nil {
@@ -941,10 +952,14 @@ func (s *Supervisor) stopGroup(cs []*child, grace time.Duration) {
 	waitAll(nil)
 }
 
-// recordDeath counts a death of c and its detection latency (the last
-// maxLatencySamples are kept). Called with the supervisor's mu held.
+// recordDeath counts a death of c and its detection latency when known (lat
+// >= 0; the last maxLatencySamples are kept). Called with the supervisor's mu
+// held.
 func (c *child) recordDeath(lat time.Duration) {
 	c.deaths++
+	if lat < 0 {
+		return
+	}
 	c.lastLat = lat
 	c.detect.Record(lat)
 	if len(c.lats) == maxLatencySamples {
