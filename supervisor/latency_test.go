@@ -3,8 +3,8 @@ package supervisor
 import (
 	"context"
 	"os"
-	"strings"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
