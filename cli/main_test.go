@@ -61,10 +61,12 @@ func TestMainExitCode(t *testing.T) {
 	}
 	for _, missing := range []string{"noschema", "nosim"} {
 		t.Setenv("FDP_TEST_WORLD", missing)
-		_, stderr, code = runMain(t, "run", "--instance", "neverstarted")
-		require.Equal(t, 1, code, stderr)
-		require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
-		require.Contains(t, stderr, "cli.World: ")
+		for _, args := range [][]string{{"run", "--instance", "neverstarted"}, {"up", "--instance", "neverstarted", "--duration", "1s"}} {
+			_, stderr, code = runMain(t, args...)
+			require.Equal(t, 1, code, "%v: %s", args, stderr)
+			require.Equal(t, 1, strings.Count(stderr, "\n"), "%v: one line: %q", args, stderr)
+			require.Contains(t, stderr, "cli.World: ")
+		}
 	}
 	t.Setenv("FDP_TEST_WORLD", "")
 	left, err := os.ReadDir(dir)
@@ -86,4 +88,21 @@ func TestMainExitCode(t *testing.T) {
 	frames := regexp.MustCompile(`(?m)^engine frames (\d+) in `).FindStringSubmatch(stdout)
 	require.NotNil(t, frames, stdout)
 	require.Regexp(t, `(?m)^world: 10 entities alive; [^\n]*\ntest world: `+frames[1]+` steps$`, stdout)
+}
+
+// TestUpEngineNeverPublished: up whose engine dies at once every time (a
+// real process, /bin/false) exits 1 with the reason after its summary; it
+// exited 0 before, as if the run had worked.
+func TestUpEngineNeverPublished(t *testing.T) {
+	useTempShm(t)
+	cfg := filepath.Join(t.TempDir(), "up.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`instance: neverpub
+engine: {command: [/bin/false], restart: true}
+restart: {initial_backoff: 10ms, max_backoff: 50ms, multiplier: 2, reset_after: 5s}
+breaker: {max_failures: 1000, window: 30s}
+`), 0o600))
+	stdout, stderr, code := runMain(t, "up", "--config", cfg, "--duration", "1s")
+	require.Equal(t, 1, code, "%s\n%s", stdout, stderr)
+	require.Contains(t, stdout, "== supervisor summary ==")
+	require.Regexp(t, `up: the engine never published a frame: it died \d+ times \(last: exit status 1\)`, stderr)
 }

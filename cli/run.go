@@ -15,6 +15,7 @@ import (
 	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/metrics"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/spf13/cobra"
 )
@@ -140,6 +141,18 @@ func (o *runOpts) params(log *slog.Logger) Params {
 func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
 	log := out.log
 	p := o.params(log)
+	// The metrics address is bound first: a bad or busy one fails before
+	// the simulation is built or anything can attach.
+	ln, err := listenMetrics(o.metrics)
+	if err != nil {
+		return err
+	}
+	served := false
+	defer func() {
+		if !served && ln != nil {
+			ln.Close()
+		}
+	}()
 	// Engine recovery: if a killed engine of this instance left its world
 	// (the world segment, or an aside copy kept by an engine killed before
 	// its first publish), rebuild the world from the newest recoverable
@@ -185,11 +198,10 @@ func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
 		}
 	}
 	defer eng.Close()
-	stopMetrics, err := serveEngineMetrics(o.metrics, eng, log)
-	if err != nil {
-		return err
+	if ln != nil {
+		served = true
+		defer metrics.Serve(ln, metrics.EngineRegistry(eng), log)()
 	}
-	defer stopMetrics()
 	log.Info("engine running", "instance", o.instance, "entities", w.Count(), "rate", o.rate, "pid", os.Getpid())
 	start := time.Now()
 	pub := eng.Publisher()

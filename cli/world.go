@@ -108,14 +108,24 @@ func (w World) withDefaults() World {
 // check refuses an incomplete World and run's values it cannot run with,
 // before anything is created.
 func (w World) check(p Params) error {
+	if err := w.valid(); err != nil {
+		return err
+	}
+	if w.Check != nil {
+		return w.Check(p)
+	}
+	return nil
+}
+
+// valid refuses an incomplete World: every command that runs it (run, and
+// up, whose engine is this program's run) checks it before starting
+// anything.
+func (w World) valid() error {
 	switch {
 	case w.Schema == nil:
 		return errWorld("Schema")
 	case w.Simulation == nil:
 		return errWorld("Simulation")
-	}
-	if w.Check != nil {
-		return w.Check(p)
 	}
 	return nil
 }

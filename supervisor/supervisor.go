@@ -274,9 +274,12 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 	for _, u := range uids {
 		eng.argv = append(eng.argv, "--allow-uid", strconv.FormatUint(uint64(u), 10))
 	}
+	// FDP_METRICS is never inherited: the supervisor's own (the user's
+	// address for `engine run`) would make every engine child bind the same
+	// address. Only an Env that sets it (up's private socket) gives it.
 	eng.env = childEnv(base, cfg.Engine.Env, map[string]string{
 		"FDP_INSTANCE": cfg.Instance, "FDP_MODULE": EngineName, "FDP_ROLE": "engine",
-		"FDP_TIER": "", "FDP_EVERY": "", "FDP_GROUP": "", logs.EnvVar: logs.JSON.String(),
+		"FDP_TIER": "", "FDP_EVERY": "", "FDP_GROUP": "", logs.EnvVar: logs.JSON.String(), "FDP_METRICS": "",
 	})
 	s.children = append(s.children, eng)
 	for _, m := range cfg.Modules {
@@ -293,7 +296,7 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 		c.env = childEnv(base, m.Env, map[string]string{
 			"FDP_INSTANCE": cfg.Instance, "FDP_MODULE": m.Name, "FDP_ROLE": "module",
 			"FDP_TIER": m.Tier, "FDP_EVERY": everyEnv(m.Every), "FDP_GROUP": m.Group,
-			logs.EnvVar: logs.JSON.String(),
+			logs.EnvVar: logs.JSON.String(), "FDP_METRICS": "",
 		})
 		s.children = append(s.children, c)
 	}
