@@ -303,3 +303,22 @@ func TestMetricsDocumented(t *testing.T) {
 		}
 	}
 }
+
+// TestScrapeBudget: up waits for the engine 1 s without the scraper's
+// timeout header; with it, the header less a tenth (at least 100 ms),
+// never below 50 ms; a bad header is ignored.
+func TestScrapeBudget(t *testing.T) {
+	for _, tc := range []struct {
+		header string
+		want   time.Duration
+	}{
+		{"", time.Second}, {"junk", time.Second}, {"-1", time.Second}, {"NaN", time.Second},
+		{"10", 9 * time.Second}, {"0.5", 400 * time.Millisecond}, {"0.1", 50 * time.Millisecond},
+	} {
+		h := http.Header{}
+		if tc.header != "" {
+			h.Set("X-Prometheus-Scrape-Timeout-Seconds", tc.header)
+		}
+		require.Equal(t, tc.want, scrapeBudget(h), tc.header)
+	}
+}

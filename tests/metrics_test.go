@@ -6,7 +6,9 @@ package tests
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -354,4 +356,78 @@ modules:
 	all := strings.Join(up.lines, "\n")
 	require.NotContains(t, all, "child died", all)
 	require.NotContains(t, all, "address already in use", all)
+}
+
+// TestMetricsUpHungEngine: with the engine SIGSTOPped, a scrape of up's
+// endpoint still answers within its budget (1 s by default; the scraper's
+// X-Prometheus-Scrape-Timeout-Seconds less a tenth) with the supervisor's
+// families and fdp_supervisor_engine_metrics_up 0; it waited 6 s before.
+// Both endpoints serve OpenMetrics when asked (content type, `# EOF`).
+func TestMetricsUpHungEngine(t *testing.T) {
+	bin := shippedBinaries(t)
+	privateShm(t)
+	inst := uniqueInstance(t, "mxhung")
+	cfg := fmt.Sprintf(`instance: %s
+engine: {command: [engine, run, --entities, "1000", --status, "0"], restart: true}
+hang: {engine_timeout: 30s, engine_start_timeout: 30s}
+`, inst)
+	path := filepath.Join(t.TempDir(), "up.yaml")
+	require.NoError(t, os.WriteFile(path, []byte(cfg), 0o600))
+	up := startLogged(t, filepath.Join(bin, "engine"), "up", "--config", path, "--metrics", "127.0.0.1:0")
+	addr := up.wait(t, "the metrics address", regexp.MustCompile(`msg="metrics listening" addr=(127\.0\.0\.1:\d+)`))
+	url := "http://" + addr + "/metrics"
+	waitFor(t, "the engine's figures", 20*time.Second, func() bool {
+		return mval(scrape(url), "fdp_supervisor_engine_metrics_up") == 1
+	})
+
+	// OpenMetrics, negotiated, on up's endpoint and on the engine's.
+	engineSock := up.wait(t, "the engine's endpoint", regexp.MustCompile(`msg="metrics listening" child=engine.* addr=(/\S+)`))
+	unixClient := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", engineSock)
+		}}}
+	for _, tc := range []struct {
+		c   *http.Client
+		url string
+	}{{http.DefaultClient, url}, {unixClient, "http://engine/metrics"}} {
+		req, err := http.NewRequest(http.MethodGet, tc.url, nil)
+		require.NoError(t, err)
+		req.Header.Set("Accept", "application/openmetrics-text;version=1.0.0")
+		resp, err := tc.c.Do(req)
+		require.NoError(t, err)
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		require.NoError(t, err)
+		require.True(t, strings.HasPrefix(resp.Header.Get("Content-Type"), "application/openmetrics-text"), resp.Header.Get("Content-Type"))
+		require.True(t, strings.HasSuffix(string(body), "# EOF\n"), "%s: ends %q", tc.url, body[max(0, len(body)-40):])
+		require.Contains(t, string(body), "fdp_engine_frames_total")
+	}
+
+	epid, err := strconv.Atoi(up.find(childPIDRe("engine")))
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(epid, syscall.SIGSTOP))
+	defer syscall.Kill(epid, syscall.SIGCONT)
+	for _, tc := range []struct {
+		header string
+		bound  time.Duration
+	}{{"", time.Second}, {"0.5", 400 * time.Millisecond}} {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		require.NoError(t, err)
+		if tc.header != "" {
+			req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", tc.header)
+		}
+		t0 := time.Now()
+		resp, err := (&http.Client{Timeout: 3 * time.Second}).Do(req)
+		require.NoError(t, err, "no answer within 3s with the engine stopped")
+		p := expfmt.NewTextParser(pmodel.UTF8Validation)
+		fams, err := p.TextToMetricFamilies(resp.Body)
+		resp.Body.Close()
+		took := time.Since(t0)
+		require.NoError(t, err)
+		require.Equal(t, 0.0, mval(fams, "fdp_supervisor_engine_metrics_up"), "header %q", tc.header)
+		require.NotNil(t, fams["fdp_supervisor_deaths_total"], "the supervisor's own figures")
+		require.GreaterOrEqual(t, took, tc.bound, "header %q: waited the budget for the engine", tc.header)
+		require.Less(t, took, tc.bound+time.Second, "header %q: answered within the budget", tc.header)
+	}
 }
