@@ -115,8 +115,8 @@ func member(dec *json.Decoder) (string, slog.Value, error) {
 }
 
 // value reads one JSON value as a slog value: an object is a group (its
-// members in order), a number an int64, a uint64 or a float64, whichever
-// holds it exactly (else its text), an array a []any (of string, bool,
+// members in order), a number an int64 or a uint64 when it holds it, else
+// its json.Number (exact), an array a []any (of string, bool,
 // nil, json.Number, []any, map[string]any).
 func value(dec *json.Decoder) (slog.Value, error) {
 	t, err := dec.Token()
@@ -166,8 +166,11 @@ func value(dec *json.Decoder) (slog.Value, error) {
 	return slog.Value{}, fmt.Errorf("unexpected %v", t)
 }
 
-// number is n as an int64, a uint64 or a float64 value, whichever holds it
-// exactly; else its text.
+// number is n as an int64 or a uint64 value when it is an integer that
+// one holds; else n itself (a json.Number: written as the same number
+// in JSON, the same text in text), so that no number is rounded
+// (1e400, an integer beyond 64 bits, 0.1000000000000000055 are kept as
+// written; a float64 would round them).
 func number(n json.Number) slog.Value {
 	s := n.String()
 	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
@@ -176,10 +179,7 @@ func number(n json.Number) slog.Value {
 	if u, err := strconv.ParseUint(s, 10, 64); err == nil {
 		return slog.Uint64Value(u)
 	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		return slog.Float64Value(f)
-	}
-	return slog.StringValue(s)
+	return slog.AnyValue(n)
 }
 
 // text renders the record on one line for people, as the summary shows a
