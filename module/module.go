@@ -144,9 +144,10 @@ func Main(reg *world.Registry, m Module) { MainOptions(m, Options{Registry: reg}
 // $FDP_INSTANCE (default "demo"), empty Name and Group from $FDP_MODULE and
 // $FDP_GROUP, an empty Tier and a zero Every from $FDP_TIER and $FDP_EVERY
 // (all set by the supervisor from its config; unset or empty variables
-// leave the Spec's), a nil Logger logs to stderr with the module's name, in
+// leave the Spec's), a nil Logger logs to stderr, in
 // the format $FDP_LOG_FORMAT names (NewLogger: text by default; the
-// supervisor sets json). It exits the process: 0 after SIGTERM or SIGINT;
+// supervisor sets json); either logger gets module=<name> on every record
+// of the SDK's. It exits the process: 0 after SIGTERM or SIGINT;
 // layout.ExitRefused (78) with one "module refused by the engine" line when
 // Run's error is a permanent refusal (Refused), so that the supervisor does
 // not restart it, or with one "module refused" line when its spec is
@@ -171,16 +172,18 @@ func MainOptions(m Module, opt Options) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	if opt.Logger == nil {
-		name := opt.Name
-		if name == "" {
-			name = m.Spec().Name
-		}
 		log, err := NewLogger("")
 		if envErr == nil {
 			envErr = err
 		}
-		opt.Logger = log.With("module", name)
+		opt.Logger = log
 	}
+	// The SDK's records name the module, in the user's logger too.
+	name := opt.Name
+	if name == "" {
+		name = m.Spec().Name
+	}
+	opt.Logger = opt.Logger.With("module", name)
 	err := envErr
 	if err == nil {
 		err = Run(ctx, m, opt)

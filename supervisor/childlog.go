@@ -207,14 +207,17 @@ func (r childRecord) text() string {
 
 // parseChildText parses line as one slog text record: logfmt pairs
 // key=value, a value bare or double-quoted (Go syntax), beginning with
-// time=, level= and msg= in that order. It reports false for any other
+// time=, level= and msg= in that order. A bare value written as a number
+// is a number (text has no types: slog writes the string "2" as 2 too;
+// a number is the likelier, and a module's own text logger writes
+// numbers so); quoted values are strings. It reports false for any other
 // line.
 func parseChildText(line string) (childRecord, bool) {
 	var r childRecord
 	rest := line
 	seen := 0
 	for rest != "" {
-		key, val, tail, ok := nextPair(rest)
+		key, val, tail, bare, ok := nextPair(rest)
 		if !ok {
 			return childRecord{}, false
 		}
@@ -237,38 +240,52 @@ func parseChildText(line string) (childRecord, bool) {
 			if reservedKeys[key] {
 				key = "child_" + key
 			}
-			r.attrs = append(r.attrs, slog.String(key, val))
+			v := slog.StringValue(val)
+			if bare && isJSONNumber(val) {
+				v = number(json.Number(val))
+			}
+			r.attrs = append(r.attrs, slog.Attr{Key: key, Value: v})
 		}
 		seen++
 	}
 	return r, seen >= 3
 }
 
-// nextPair reads `key=value` and the spaces after it from the front of s.
-func nextPair(s string) (key, val, rest string, ok bool) {
+// isJSONNumber reports whether s is a number in JSON's syntax.
+func isJSONNumber(s string) bool {
+	if s == "" || (s[0] != '-' && (s[0] < '0' || s[0] > '9')) {
+		return false
+	}
+	var n json.Number
+	return json.Unmarshal([]byte(s), &n) == nil
+}
+
+// nextPair reads `key=value` and the spaces after it from the front of s;
+// bare when the value was not quoted.
+func nextPair(s string) (key, val, rest string, bare, ok bool) {
 	eq := strings.IndexByte(s, '=')
 	if eq <= 0 || strings.ContainsAny(s[:eq], " \"") {
-		return "", "", "", false
+		return "", "", "", false, false
 	}
 	key, s = s[:eq], s[eq+1:]
 	if strings.HasPrefix(s, `"`) {
 		q, err := strconv.QuotedPrefix(s)
 		if err != nil {
-			return "", "", "", false
+			return "", "", "", false, false
 		}
 		if val, err = strconv.Unquote(q); err != nil {
-			return "", "", "", false
+			return "", "", "", false, false
 		}
 		s = s[len(q):]
 		if s != "" && s[0] != ' ' {
-			return "", "", "", false
+			return "", "", "", false, false
 		}
 	} else {
 		end := strings.IndexByte(s, ' ')
 		if end < 0 {
 			end = len(s)
 		}
-		val, s = s[:end], s[end:]
+		val, s, bare = s[:end], s[end:], true
 	}
-	return key, val, strings.TrimLeft(s, " "), true
+	return key, val, strings.TrimLeft(s, " "), bare, true
 }
