@@ -59,6 +59,12 @@ func TestMainExitCode(t *testing.T) {
 		require.Equal(t, 1, strings.Count(stderr, "\n"), "%v: one line: %q", args, stderr)
 		require.Contains(t, stderr, args[0], "%v", args)
 	}
+	// A bad --metrics is refused before the world and its simulation are
+	// built (the test world logs when it is: one line, nothing created).
+	_, stderr, code = runMain(t, "run", "--instance", "neverstarted", "--metrics", "localhost")
+	require.Equal(t, 1, code, stderr)
+	require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+	require.Contains(t, stderr, "want host:port")
 	for _, missing := range []string{"noschema", "nosim"} {
 		t.Setenv("FDP_TEST_WORLD", missing)
 		for _, args := range [][]string{{"run", "--instance", "neverstarted"}, {"up", "--instance", "neverstarted", "--duration", "1s"}} {

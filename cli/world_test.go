@@ -61,6 +61,9 @@ func testWorld() World {
 		},
 		Simulation: func(w *world.World, recovered bool, p Params) (host.Simulation, error) {
 			s := &counterSim{w: w, id: id}
+			if p.Log != nil {
+				p.Log.Info("test world: simulation built") // the tests see when it ran
+			}
 			for i := 0; !recovered && i < p.Entities; i++ {
 				e, err := w.Create()
 				if err != nil {

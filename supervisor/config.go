@@ -463,12 +463,16 @@ func ResolveCommand(name string) (string, error) {
 	if exe, err := os.Executable(); err == nil {
 		dir = filepath.Dir(exe)
 	}
-	return resolveIn(dir, name)
+	p, err := resolveIn(dir, name)
+	if err != nil {
+		return "", fmt.Errorf("fdp/supervisor: %w", err)
+	}
+	return p, nil
 }
 
 func resolveIn(exeDir, name string) (string, error) {
 	if name == "" {
-		return "", errors.New("fdp/supervisor: empty command")
+		return "", errors.New("empty command")
 	}
 	if filepath.Base(name) != name {
 		return name, nil
@@ -481,7 +485,11 @@ func resolveIn(exeDir, name string) (string, error) {
 	}
 	p, err := exec.LookPath(name)
 	if err != nil {
-		return "", fmt.Errorf("fdp/supervisor: %q not found next to %s nor in PATH: %w", name, exeDir, err)
+		if errors.Is(err, exec.ErrNotFound) {
+			// exec's text would name the command a second time.
+			return "", fmt.Errorf("command %q not found next to %s nor in PATH", name, exeDir)
+		}
+		return "", fmt.Errorf("command %q: %w", name, err)
 	}
 	return p, nil
 }
