@@ -115,6 +115,9 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration, out
 			// at once so the engine's slots never wait for that.
 			Reclaim:   func(name string, pid int) error { return releaseReader(inst, pid, log) },
 			Heartbeat: heartbeat,
+			// A dead engine's world is still there (recovery material):
+			// whether it published is read before the next engine starts.
+			OnEngineDeath: func(int, string) { heartbeat(supervisor.EngineName) },
 			// A stop that was asked for (signal, --duration) removes the
 			// instance. A stop because the engine failed for good (its
 			// circuit breaker tripped, or it exited with restart off)

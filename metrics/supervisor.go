@@ -213,7 +213,11 @@ func PrepareUp(cfg *supervisor.Config, log *slog.Logger) (*Up, error) {
 	if cfg.Metrics == "" {
 		return nil, nil
 	}
-	dir, err := os.MkdirTemp("", "fdp-metrics-")
+	// A killed up's private directory is removed here (or by engine gc).
+	if removed, err := RemoveStaleDirs(); len(removed) > 0 || err != nil {
+		log.Info("removed private metrics directories of dead supervisors", "dirs", removed, "err", err)
+	}
+	dir, err := makePrivDir()
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}

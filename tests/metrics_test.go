@@ -285,7 +285,9 @@ shutdown: {grace: 2s}
 	sock := up.find(regexp.MustCompile(`msg="metrics listening" child=engine.* addr=(/\S+)`))
 	require.NotEmpty(t, sock, "the engine's endpoint, on the supervisor's socket")
 	require.NoError(t, up.cmd.Process.Signal(syscall.SIGTERM))
-	require.NoError(t, up.cmd.Wait())
+	werr := up.cmd.Wait()
+	<-up.done
+	require.NoError(t, werr, "%s", strings.Join(up.lines, "\n"))
 	_, err = os.Stat(filepath.Dir(sock))
 	require.ErrorIs(t, err, os.ErrNotExist, "the private directory is removed at exit")
 }
@@ -430,4 +432,37 @@ hang: {engine_timeout: 30s, engine_start_timeout: 30s}
 		require.GreaterOrEqual(t, took, tc.bound, "header %q: waited the budget for the engine", tc.header)
 		require.Less(t, took, tc.bound+time.Second, "header %q: answered within the budget", tc.header)
 	}
+}
+
+// TestMetricsUpKilledDirCollected: `engine up --metrics` killed with
+// SIGKILL cannot remove its private directory (the engine's socket in
+// it); `engine gc` finds it stale by the creator pid and start time in its
+// name and removes it (it stayed forever before).
+func TestMetricsUpKilledDirCollected(t *testing.T) {
+	bin := shippedBinaries(t)
+	privateShm(t)
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	inst := uniqueInstance(t, "mxkill")
+	up := startLogged(t, filepath.Join(bin, "engine"), "up", "--instance", inst, "--metrics", "127.0.0.1:0")
+	sock := up.wait(t, "the engine's endpoint", regexp.MustCompile(`msg="metrics listening" child=engine.* addr=(/\S+)`))
+	dir := filepath.Dir(sock)
+	require.Equal(t, tmp, filepath.Dir(dir))
+	epid, err := strconv.Atoi(up.find(childPIDRe("engine")))
+	require.NoError(t, err)
+	require.NoError(t, up.cmd.Process.Kill())
+	_ = up.cmd.Wait()
+	// The engine outlives its supervisor until it sees it gone; stop it.
+	_ = syscall.Kill(epid, syscall.SIGKILL)
+	_, err = os.Stat(dir)
+	require.NoError(t, err, "a SIGKILLed up leaves its directory")
+
+	out, err := exec.Command(filepath.Join(bin, "engine"), "gc", "--dry-run").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "would remove "+dir+"\n")
+	out, err = exec.Command(filepath.Join(bin, "engine"), "gc").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "removed "+dir+"\n")
+	_, err = os.Stat(dir)
+	require.ErrorIs(t, err, os.ErrNotExist)
 }
