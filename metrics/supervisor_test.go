@@ -113,7 +113,7 @@ func TestSupervisorCollectorEqualsStatus(t *testing.T) {
 		}
 		h := metric(t, fams, "fdp_supervisor_detection_latency_seconds", "child", c).GetHistogram()
 		require.Equal(t, st.Detect.Count, h.GetSampleCount(), c)
-		require.Equal(t, uint64(st.Deaths), h.GetSampleCount(), "%s: one latency per death", c)
+		require.Equal(t, uint64(st.Hangs), h.GetSampleCount(), "%s: one latency per hang kill (crashes have none)", c)
 		require.InDelta(t, st.Detect.Sum.Seconds(), h.GetSampleSum(), 1e-9, c)
 		require.Len(t, h.GetBucket(), len(supervisor.DetectBounds))
 		var acc uint64
