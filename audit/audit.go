@@ -306,12 +306,13 @@ func readSlot(b []byte, lw *layout.World, s int) ([]byte, uint64, error) {
 	chunks := int(le.Uint32(b[off+layout.SlotChunks:]))
 	n := min(max(chunks, 0), lw.MaxChunks)
 	mask := world.Mask(layout.GetSplitMask(b, off, layout.SlotMaskOff)).And(schemaMask(lw.WorldGeometry))
-	priv := make([]byte, layout.SlotHeaderSize+n*lw.ChunkStride)
-	// Only what a reader may read (layout/backing.go, B2): the header, and
-	// per chunk its header, records and the columns of the slot mask. The
-	// rest may be holes, which a read through the mapping would allocate;
-	// it stays zero in the copy (check claims nothing of it).
-	copy(priv, b[off:off+layout.SlotHeaderSize])
+	priv := make([]byte, lw.ChunksOff+n*lw.ChunkStride)
+	// Only what a reader may read (layout/backing.go, B2): the header and
+	// the singleton area (the slot's head), and per chunk its header,
+	// records and the columns of the slot mask. The rest may be holes,
+	// which a read through the mapping would allocate; it stays zero in the
+	// copy (check claims nothing of it).
+	copy(priv, b[off:off+lw.ChunksOff])
 	for c := 0; c < n; c++ {
 		co, _ := lw.EntityRange(s, c)
 		co -= lw.EntityOff
@@ -371,7 +372,15 @@ func check(lw *layout.World, s int, q uint64, priv []byte) Report {
 		rep.add(KindSlotVersion, -1, -1, -1, "published slot (seq %d) has version 0", q)
 	}
 
-	n := (len(priv) - layout.SlotHeaderSize) / g.ChunkStride
+	// Invariant (S1): every singleton version in the slot is <= the slot's
+	// version (the fill copied it after the seal).
+	for i, sd := range g.Singletons {
+		if sv := le.Uint64(priv[v.SingletonVersionOff(0, i):]); sv > info.Version {
+			rep.add(KindVersionAhead, -1, -1, -1, "singleton %d (%q) version %d above the slot version %d", i, sd.Name, sv, info.Version)
+		}
+	}
+
+	n := (len(priv) - g.ChunksOff) / g.ChunkStride
 	var sumRows, sumAlive uint64
 	for c := 0; c < n; c++ {
 		co := v.ChunkOff(0, c)

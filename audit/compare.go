@@ -74,6 +74,7 @@ func Compare(b []byte, lw *layout.World, s int, w *world.World, limit int) ([]Di
 		add("header", -1, -1, -1, "slot has %d chunks, %d entities, %d alive; the world %d, %d, %d",
 			info.Chunks, info.Entities, info.Alive, w.NumChunks(), w.HighWater(), w.Count())
 	}
+	compareSingletons(b, lw, s, w, add)
 	mask := world.Mask(info.Mask).And(schemaMask(lw.WorldGeometry))
 	K := lw.ChunkCapacity
 	for c := 0; c < min(w.NumChunks(), lw.MaxChunks) && !full(); c++ {
@@ -125,4 +126,27 @@ func Compare(b []byte, lw *layout.World, s int, w *world.World, limit int) ([]Di
 		return nil, ErrRetry
 	}
 	return out, nil
+}
+
+// compareSingletons compares the singletons of slot s with w's (Compare).
+func compareSingletons(b []byte, lw *layout.World, s int, w *world.World, add func(field string, c, row, k int, format string, a ...any)) {
+	if w.NumSingletons() != len(lw.Singletons) {
+		add("singleton", -1, -1, -1, "segment has %d singletons, the world %d", len(lw.Singletons), w.NumSingletons())
+		return
+	}
+	for i, sd := range lw.Singletons {
+		id := world.SingletonID(i)
+		got, want := load64(b, lw.SingletonVersionOff(s, i)), w.SingletonVersion(id)
+		if got != want {
+			add("singleton", -1, -1, i, "singleton %q at version %d, the world's at %d", sd.Name, got, want)
+			continue
+		}
+		val, ok := w.SingletonRaw(id)
+		if !ok {
+			continue
+		}
+		if o, e := lw.SingletonRange(s, i); !bytes.Equal(b[o:e], val) {
+			add("singleton", -1, -1, i, "singleton %q differs from the world's", sd.Name)
+		}
+	}
 }

@@ -23,6 +23,9 @@ type Telemetry struct {
 	MeanX    float64
 	Lost     uint64
 	Received uint64
+	// Time is the engine's time singleton as the last tick's frame held
+	// it (world.Time: frame, simulation time, step).
+	Time world.Time
 }
 
 // Spec declares a fast module reading Position.
@@ -30,7 +33,8 @@ func (t *Telemetry) Spec() module.Spec {
 	return module.Spec{Name: "telemetry", Tier: module.Fast, Every: 1, Reads: world.MaskOf(t.S.Pos)}
 }
 
-// Tick computes the alive count and the mean X position.
+// Tick computes the alive count and the mean X position, and reads the
+// engine's time singleton.
 func (t *Telemetry) Tick(v *module.View, _ *module.Commands, _ time.Duration) error {
 	var sum float64
 	n := 0
@@ -50,12 +54,16 @@ func (t *Telemetry) Tick(v *module.View, _ *module.Commands, _ time.Duration) er
 	}
 	t.Lost += lost
 	t.Alive, t.Frame = n, v.Frame()
+	if tm, ok := module.Singleton[world.Time](v); ok {
+		t.Time = tm
+	}
 	if n > 0 {
 		t.MeanX = sum / float64(n)
 	}
 	t.ticks++
 	if t.Report > 0 && t.ticks%t.Report == 0 && t.Log != nil {
-		t.Log.Info("telemetry", "frame", t.Frame, "alive", n, "mean_x", fmt.Sprintf("%.1f", t.MeanX), "events", t.Received, "events_lost", t.Lost)
+		t.Log.Info("telemetry", "frame", t.Frame, "sim_time", time.Duration(t.Time.Nanos).Round(time.Millisecond),
+			"alive", n, "mean_x", fmt.Sprintf("%.1f", t.MeanX), "events", t.Received, "events_lost", t.Lost)
 	}
 	return nil
 }

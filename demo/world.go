@@ -34,10 +34,13 @@ const (
 type Schema struct {
 	Reg                  *world.Registry
 	Pos, Vel, Health, Tm world.ComponentID
+	// Time is the engine's time singleton (world.Time), set every frame.
+	Time world.SingletonID
 }
 
-// NewSchema registers the demo components, in a fixed order, so that the
-// engine and every module agree on the schema hash.
+// NewSchema registers the demo components and the engine's time singleton,
+// in a fixed order, so that the engine and every module agree on the schema
+// hash.
 func NewSchema() (*Schema, error) {
 	s := &Schema{Reg: world.NewRegistry()}
 	var err error
@@ -51,6 +54,9 @@ func NewSchema() (*Schema, error) {
 		return nil, err
 	}
 	if s.Tm, err = world.Register[Team](s.Reg, "Team"); err != nil {
+		return nil, err
+	}
+	if s.Time, err = world.RegisterTime(s.Reg); err != nil {
 		return nil, err
 	}
 	return s, nil

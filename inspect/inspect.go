@@ -144,6 +144,7 @@ var sectionNames = map[uint32]string{
 	layout.SecEventLog:   "event_log",
 	layout.SecRing:       "command_ring",
 	layout.SecStats:      "stats",
+	layout.SecSingletons: "singletons",
 }
 
 func headerReport(h *layout.Header, o Options) HeaderReport {
@@ -217,6 +218,7 @@ func worldReport(w *layout.World, o Options, r *Report) *WorldReport {
 		wr.Components[i] = ComponentReport{ID: i, Name: c.Name, Size: c.Size, Align: c.Align, Fingerprint: hex64(c.Fingerprint), ColumnOffset: w.ColumnOff[i]}
 	}
 	wr.Stats, wr.Latest = ReadWorldStats(w)
+	wr.Singletons = singletonsReport(w, wr.Latest)
 	if wr.Latest.Published && wr.Latest.Slot >= w.Slots {
 		r.Problems = append(r.Problems, fmt.Sprintf("latest word names slot %d of %d", wr.Latest.Slot, w.Slots))
 	}

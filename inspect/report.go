@@ -66,9 +66,12 @@ type WorldReport struct {
 	// slot's backing.
 	SlotsBackedBytes int               `json:"slots_backed_bytes"`
 	Components       []ComponentReport `json:"components"`
-	Latest           LatestReport      `json:"latest"`
-	Stats            WorldStats        `json:"stats"`
-	Slots            []SlotReport      `json:"slots"`
+	// Singletons is the singleton table, with each singleton's value in
+	// the latest frame (empty for a world without singletons).
+	Singletons []SingletonReport `json:"singletons"`
+	Latest     LatestReport      `json:"latest"`
+	Stats      WorldStats        `json:"stats"`
+	Slots      []SlotReport      `json:"slots"`
 }
 
 // ComponentReport is one entry of the component table.
@@ -79,6 +82,22 @@ type ComponentReport struct {
 	Align        uint32 `json:"align"`
 	Fingerprint  string `json:"fingerprint"`
 	ColumnOffset int    `json:"column_offset"`
+}
+
+// SingletonReport is one entry of the singleton table and its value in the
+// latest frame.
+type SingletonReport struct {
+	ID          int    `json:"id"`
+	Name        string `json:"name"`
+	Size        uint32 `json:"size"`
+	Align       uint32 `json:"align"`
+	Fingerprint string `json:"fingerprint"`
+	ValueOffset int    `json:"value_offset"` // inside a slot
+	EngineOwned bool   `json:"engine_owned"`
+	// Version and Value are the latest frame's (read under the seqlock):
+	// version 0 is never set; Value is hex, "" when there is none.
+	Version uint64 `json:"version"`
+	Value   string `json:"value"`
 }
 
 // LatestReport is the decoded latest word.

@@ -112,6 +112,18 @@ func (p *printer) world(w *WorldReport) {
 		t.row(c.ID, c.Name, c.Size, c.Align, c.Fingerprint, c.ColumnOffset)
 	}
 	t.flush()
+	if len(w.Singletons) > 0 {
+		p.f("\nsingletons (values of the latest frame)\n")
+		t = p.table("ID\tNAME\tSIZE\tALIGN\tFINGERPRINT\tOFFSET\tOWNER\tVERSION\tVALUE")
+		for _, s := range w.Singletons {
+			owner := "any"
+			if s.EngineOwned {
+				owner = "engine"
+			}
+			t.row(s.ID, s.Name, s.Size, s.Align, s.Fingerprint, s.ValueOffset, owner, s.Version, orDash(s.Value))
+		}
+		t.flush()
+	}
 	p.f("\nslots\n")
 	t = p.table("SLOT\tSEQ\tWRITING\tSTABLE\tLATEST\tFRAME\tVERSION\tMASK\tCHUNKS\tENTITIES\tALIVE\tBYTES\tCOPIED\tPUBLISHED\tBACK_MASK\tBACK_CHUNKS\tBACKED\tERROR")
 	for _, sl := range w.Slots {

@@ -30,6 +30,10 @@ type View struct {
 	// read the same way): the View refuses every other component, on both
 	// tiers.
 	reads world.Mask
+	// reg is the module's registry (singletons by Go type); mod its own
+	// segment (View.Stats).
+	reg *world.Registry
+	mod []byte
 	// err is the first read error of the running tick (a read outside the
 	// module's declared Reads, ...): the tick fails with it even when Tick
 	// returns nil, since what it computed used data it did not have.

@@ -210,6 +210,9 @@ type slotModel struct {
 	frame uint64
 	mask  world.Mask
 	ents  maskModel
+	// singles is the singletons' values at the fill (nil: never set):
+	// every slot holds every singleton, whatever its mask (S1).
+	singles [][]byte
 }
 
 // TestMaskDifferential drives random sequences of world changes, full
@@ -287,8 +290,9 @@ func runMaskDifferential(t *testing.T, seed int64, o diffOptions) {
 		i := a[rng.Intn(len(a))]
 		return world.MakeEntity(i, model[i].gen), model[i], true
 	}
+	singles := make([][]byte, reg.NumSingletons()) // the model's singletons
 	wrote := func(s int, mask world.Mask) {
-		slots[s] = slotModel{frame: frame, mask: mask.And(reg.Mask()), ents: model.clone()}
+		slots[s] = slotModel{frame: frame, mask: mask.And(reg.Mask()), ents: model.clone(), singles: append([][]byte(nil), singles...)}
 	}
 
 	if o.trim {
@@ -331,6 +335,13 @@ func runMaskDifferential(t *testing.T, seed int64, o diffOptions) {
 				require.NoError(t, w.SetRaw(e, k, v[:]))
 				me.comps[k] = v
 			}
+		case op < 7 && rng.Intn(4) == 0: // set a singleton (the engine's time too: the world API may)
+			id := world.SingletonID(rng.Intn(len(singles)))
+			info, _ := reg.Singleton(id)
+			v := make([]byte, info.Size)
+			rng.Read(v)
+			require.NoError(t, w.SetSingletonRaw(id, v))
+			singles[id] = v
 		case op < 7: // remove
 			if e, me, ok := pickAlive(); ok {
 				k := comps[rng.Intn(len(comps))]
@@ -487,6 +498,11 @@ func checkSlotAgainstModel(t *testing.T, r *Reader, lw *layout.World, s int, sm 
 		}
 	}
 	require.Equal(t, len(sm.ents), f.Count(world.Mask{}), "%s: alive", where())
+	for i, want := range sm.singles {
+		got, ok := f.SingletonBytes(world.SingletonID(i))
+		require.Equal(t, want != nil, ok, "%s: singleton %d set", where(), i)
+		require.Equal(t, want, []byte(got[:len(got):len(got)]), "%s: singleton %d", where(), i)
+	}
 }
 
 // TestSlotsKeepTheirMask: a convoy's snapshot comes back to the slot its

@@ -26,7 +26,13 @@ type Health struct {
 }
 type Stamp struct{ Frame, Check uint64 }
 
-type ids struct{ pos, vel, hp, stamp world.ComponentID }
+type ids struct {
+	pos, vel, hp, stamp world.ComponentID
+	clock, wind         world.SingletonID // the engine's time, and a singleton of 12 bytes
+}
+
+// Wind is a test singleton.
+type Wind struct{ X, Y, Gust float32 }
 
 func testRegistry(t testing.TB) (*world.Registry, ids) {
 	r := world.NewRegistry()
@@ -39,6 +45,10 @@ func testRegistry(t testing.TB) (*world.Registry, ids) {
 	x.hp, err = world.Register[Health](r, "Health")
 	require.NoError(t, err)
 	x.stamp, err = world.Register[Stamp](r, "Stamp")
+	require.NoError(t, err)
+	x.clock, err = world.RegisterTime(r)
+	require.NoError(t, err)
+	x.wind, err = world.RegisterSingleton[Wind](r, "Wind")
 	require.NoError(t, err)
 	return r, x
 }

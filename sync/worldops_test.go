@@ -78,6 +78,18 @@ func (o *worldOps) toggle() {
 	}
 }
 
+// single sets a random singleton of the world (every one of them, the
+// engine's Time included: the world API sets any) to random bytes.
+func (o *worldOps) single() {
+	if n := o.w.NumSingletons(); n > 0 {
+		id := world.SingletonID(o.rng.Intn(n))
+		info, _ := o.w.Registry().Singleton(id)
+		b := make([]byte, info.Size)
+		o.rng.Read(b)
+		require.NoError(o.t, o.w.SetSingletonRaw(id, b))
+	}
+}
+
 // frameWrites is how many changes a frame of the differential tests makes:
 // mostly a few (up to few), often some tens, sometimes burst (every chunk
 // touched, the dirty log dropping its oldest epochs).

@@ -46,12 +46,17 @@ type Registry struct {
 	infos  []ComponentInfo
 	byName map[string]ComponentID
 	byType map[reflect.Type]ComponentID
-	frozen bool
+	// Singletons (singletons.go): their own id space.
+	singles      []SingletonInfo
+	singleByName map[string]SingletonID
+	singleByType map[reflect.Type]SingletonID
+	frozen       bool
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{byName: map[string]ComponentID{}, byType: map[reflect.Type]ComponentID{}}
+	return &Registry{byName: map[string]ComponentID{}, byType: map[reflect.Type]ComponentID{},
+		singleByName: map[string]SingletonID{}, singleByType: map[reflect.Type]SingletonID{}}
 }
 
 // Register adds component type T under name and returns its id. T must be
@@ -229,8 +234,8 @@ func (r *Registry) Components() []layout.ComponentDesc {
 	return out
 }
 
-// SchemaHash returns layout.SchemaHash of Components.
-func (r *Registry) SchemaHash() uint64 { return layout.SchemaHash(r.Components()) }
+// SchemaHash returns layout.SchemaHashOf the components and singletons.
+func (r *Registry) SchemaHash() uint64 { return layout.SchemaHashOf(r.Components(), r.Singletons()) }
 
 // Mask returns the mask of every registered component.
 func (r *Registry) Mask() Mask { return maskUpTo(len(r.infos)) }

@@ -13,8 +13,8 @@ var ErrRestore = errors.New("fdp/world: invalid restore data")
 
 // Restoring a world from a published frame (engine recovery): on a world
 // fresh from New with the same registry and configuration, call
-// SetChunkData and RestoreColumn for every chunk of the frame, then
-// RestoreFinish once. Each call validates its input completely before
+// SetChunkData and RestoreColumn for every chunk of the frame and
+// RestoreSingleton for every singleton, then RestoreFinish once. Each call validates its input completely before
 // changing anything.
 
 // SetChunkData replaces the entity records and the structural version of
@@ -90,6 +90,9 @@ func (w *World) RestoreFinish(version uint64) {
 		}
 	}
 	v := max(version, 1)
+	for _, s := range w.singles {
+		v = max(v, s.ver)
+	}
 	w.highWater, w.count = hw, 0
 	w.free.reset()
 	w.resetOwners()

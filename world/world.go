@@ -91,6 +91,8 @@ type World struct {
 	owner     []uint16 // creator per entity index (owner.go); grown on demand
 	owned     []int    // live entities per owner
 	dirty     dirtyLog // dirty.go
+
+	singles []singleton // singletons.go
 }
 
 // New creates a world for the components of r and freezes r.
@@ -128,6 +130,7 @@ func New(r *Registry, cfg Config) (*World, error) {
 	}
 	w.words = layout.MaskWords(len(w.comps))
 	w.stride = 1 + w.words
+	w.initSingletons()
 	return w, nil
 }
 

@@ -12,9 +12,13 @@ type Position struct{ X, Y, Z float32 }
 type Velocity struct{ X, Y, Z float32 }
 type Health struct{ HP, Max int32 }
 
+// Weather is a test singleton a simulation (or a module) sets.
+type Weather struct{ Wind, Rain float32 }
+
 type fixture struct {
 	w             *World
 	pos, vel, hp  ComponentID
+	clock, wthr   SingletonID // the engine's Time, and Weather
 	chunkCapacity int
 }
 
@@ -28,6 +32,10 @@ func newFixture(t testing.TB, capacity, maxChunks int) *fixture {
 	f.vel, err = Register[Velocity](r, "Velocity")
 	require.NoError(t, err)
 	f.hp, err = Register[Health](r, "Health")
+	require.NoError(t, err)
+	f.clock, err = RegisterTime(r)
+	require.NoError(t, err)
+	f.wthr, err = RegisterSingleton[Weather](r, "Weather")
 	require.NoError(t, err)
 	f.w, err = New(r, Config{ChunkCapacity: capacity, MaxChunks: maxChunks})
 	require.NoError(t, err)
