@@ -104,6 +104,16 @@ const (
 	// KindChunkRecordMask: a chunk in use says its records were filtered
 	// with another mask than the slot's (layout.ChunkRecordMask).
 	KindChunkRecordMask
+	// KindBytesHandle: an alive record names a variable-size component of
+	// the slot mask whose handle lies outside the chunk's arena, is longer
+	// than the component's max length, or has an offset that is not a
+	// multiple of 8 (layout/varsize.go).
+	KindBytesHandle
+	// KindBytesOverlap: two values of a variable-size component in one
+	// chunk's arena overlap.
+	KindBytesOverlap
+	// KindBytesUTF8: a value of a string component is not valid UTF-8.
+	KindBytesUTF8
 	numKinds
 )
 
@@ -111,7 +121,7 @@ var kindNames = [numKinds]string{
 	"", "latest_word", "latest_torn", "latest_frame", "header_bounds", "slot_mask", "chunk_count", "slot_version",
 	"rows", "rows_sum", "chunk_alive", "alive_sum", "struct_version", "version_ahead", "record_flags",
 	"record_gen", "record_mask", "dead_record", "beyond_high_water", "column_version", "record_slot_mask",
-	"chunk_record_mask",
+	"chunk_record_mask", "bytes_handle", "bytes_overlap", "bytes_utf8",
 }
 
 func (k Kind) String() string {
@@ -319,7 +329,7 @@ func readSlot(b []byte, lw *layout.World, s int) ([]byte, uint64, error) {
 		po := co - off
 		copy(priv[po:po+lw.EntityOff+lw.ChunkCapacity*lw.RecordSize], b[co:])
 		for k := range mask.IDs() {
-			lo, hi := lw.ColumnRange(s, c, int(k))
+			lo, hi := lw.ColumnSpan(s, c, int(k)) // with a variable-size component's arena
 			copy(priv[lo-off:hi-off], b[lo:hi])
 		}
 	}
@@ -474,6 +484,7 @@ func check(lw *layout.World, s int, q uint64, priv []byte) Report {
 				}
 			}
 		}
+		checkArenas(v, c, slotMask, &rep)
 		// Invariant: a chunk's alive count = its records with the alive flag.
 		if count != alive {
 			rep.add(KindChunkAlive, c, -1, -1, "chunk says %d alive, its records hold %d", alive, count)

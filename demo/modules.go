@@ -71,7 +71,8 @@ func (t *Telemetry) Tick(v *module.View, _ *module.Commands, _ time.Duration) er
 // AI is a slow-tier module (10 Hz at 60 fps: every 6 frames). Three of them
 // with the same tier and frequency form a convoy sharing one snapshot. Each
 // damages a few entities of its team, destroys the dead and spawns
-// reinforcements through commands.
+// reinforcements through commands, each named ("ai-1 #7": a Name, a
+// variable-size value).
 type AI struct {
 	S     *Schema
 	Name  string
@@ -121,6 +122,7 @@ func (a *AI) Tick(v *module.View, c *module.Commands, _ time.Duration) error {
 	module.Set(c, ne, a.S.Health, Health{HP: 100, Max: 100})
 	module.Set(c, ne, a.S.Tm, Team{ID: a.Team})
 	a.Spawned++
+	c.SetString(ne, a.S.Name, fmt.Sprintf("%s #%d", a.Name, a.Spawned)) // a variable-size value
 	if a.Log != nil && a.Ticks%50 == 0 {
 		a.Log.Info("ai", "ticks", a.Ticks, "damaged", a.Damaged, "killed", a.Killed, "spawned", a.Spawned, "snapshot_frame", v.Frame())
 	}

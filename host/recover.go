@@ -148,7 +148,7 @@ func RecoverFromSegment(b []byte, w *world.World) (uint64, error) {
 			if rc.cvers[k] == 0 {
 				continue // never written in the live world
 			}
-			co, ce := lw.ColumnRange(s, c, k)
+			co, ce := lw.ColumnSpan(s, c, k) // with a variable-size component's arena
 			rc.cols[k] = append([]byte(nil), b[co:ce]...)
 		}
 	}

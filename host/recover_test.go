@@ -36,6 +36,7 @@ type rStep struct{ Step, Sum int64 }
 type rSchema struct {
 	reg          *world.Registry
 	pos, hp, tag world.ComponentID
+	name         world.ComponentID // variable-size (a string)
 	clock, step  world.SingletonID
 }
 
@@ -44,6 +45,7 @@ func newRSchema() *rSchema {
 	s.pos, _ = world.Register[rPos](s.reg, "Pos")
 	s.hp, _ = world.Register[rHP](s.reg, "HP")
 	s.tag, _ = world.Register[rTag](s.reg, "Tag")
+	s.name, _ = world.RegisterBytes(s.reg, "Name", world.BytesSpec{MaxLen: 24, PerEntity: 16, UTF8: true})
 	s.clock, _ = world.RegisterTime(s.reg)
 	s.step, _ = world.RegisterSingleton[rStep](s.reg, "Step")
 	return s
@@ -85,6 +87,9 @@ func (d *detSim) spawn() {
 	if e.Index()%3 != 0 {
 		_ = world.Set(d.w, e, d.s.hp, rHP{V: int32(e.Index())})
 	}
+	if e.Index()%4 == 0 {
+		_ = d.w.SetString(e, d.s.name, fmt.Sprintf("é-%d", e.Index()))
+	}
 	d.live = append(d.live, e)
 }
 
@@ -111,6 +116,13 @@ func (d *detSim) Step(float32) {
 	}
 	prev, _ := world.GetSingleton[rStep](d.w)
 	_ = world.SetSingleton(d.w, rStep{Step: int64(d.step), Sum: prev.Sum + int64(d.step)})
+	// Grow, shrink or drop a name (a full arena refuses a grow: the
+	// replay refuses it the same way).
+	if n := d.live[d.rng.Intn(len(d.live))]; d.rng.Intn(3) == 0 {
+		_ = d.w.Remove(n, d.s.name)
+	} else {
+		_ = d.w.SetString(n, d.s.name, strings.Repeat("n", d.rng.Intn(25)))
+	}
 	e := d.live[d.rng.Intn(len(d.live))]
 	if d.w.Has(e, d.s.tag) {
 		_ = d.w.Remove(e, d.s.tag)
@@ -153,6 +165,10 @@ func requireSameWorld(t testing.TB, want, got *world.World) {
 			for k := 0; k < n; k++ {
 				a, aok := want.GetRaw(e, world.ComponentID(k))
 				b, bok := got.GetRaw(e, world.ComponentID(k))
+				if want.Kind(world.ComponentID(k)) != world.KindFixed { // the value, not its handle
+					a, aok = want.GetBytes(e, world.ComponentID(k))
+					b, bok = got.GetBytes(e, world.ComponentID(k))
+				}
 				require.Equal(t, aok, bok)
 				require.True(t, bytes.Equal(a, b), "entity %v component %d: %x != %x", e, k, a, b)
 			}
@@ -506,6 +522,10 @@ func TestRecoverFromSegmentValidates(t *testing.T) {
 		}},
 		{"record flags", "unknown flags", func(b []byte) { b[eo+4] |= 0x80 }},
 		{"record mask", "unregistered", func(b []byte) { b[eo+15] = 0x80 }},
+		{"bytes handle", "outside an arena", func(b []byte) {
+			ho, _ := lw.ColumnRange(slot, 0, int(s.name))
+			binary.LittleEndian.PutUint32(b[ho+4:], 25) // entity 0 has a name: longer than the max
+		}},
 		{"singleton version ahead", "above the slot's", func(b []byte) {
 			binary.LittleEndian.PutUint64(b[lw.SingletonVersionOff(slot, int(s.step)):], 1<<40)
 		}},

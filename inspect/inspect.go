@@ -215,9 +215,11 @@ func worldReport(w *layout.World, o Options, r *Report) *WorldReport {
 		Slots:           make([]SlotReport, w.Slots),
 	}
 	for i, c := range w.Components {
-		wr.Components[i] = ComponentReport{ID: i, Name: c.Name, Size: c.Size, Align: c.Align, Fingerprint: hex64(c.Fingerprint), ColumnOffset: w.ColumnOff[i]}
+		wr.Components[i] = ComponentReport{ID: i, Name: c.Name, Size: c.Size, Align: c.Align, Fingerprint: hex64(c.Fingerprint), ColumnOffset: w.ColumnOff[i],
+			Kind: componentKind(c), MaxLen: c.MaxLen, ArenaPerChunk: w.ArenaSize(i)}
 	}
 	wr.Stats, wr.Latest = ReadWorldStats(w)
+	arenaReports(w, wr.Latest, wr.Components)
 	wr.Singletons = singletonsReport(w, wr.Latest)
 	if wr.Latest.Published && wr.Latest.Slot >= w.Slots {
 		r.Problems = append(r.Problems, fmt.Sprintf("latest word names slot %d of %d", wr.Latest.Slot, w.Slots))

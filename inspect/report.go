@@ -82,6 +82,22 @@ type ComponentReport struct {
 	Align        uint32 `json:"align"`
 	Fingerprint  string `json:"fingerprint"`
 	ColumnOffset int    `json:"column_offset"`
+	// Kind is "fixed", "bytes" or "string"; a variable-size component
+	// also has its max length, its arena bytes per chunk, and the use of
+	// its arenas in the latest frame.
+	Kind          string       `json:"kind"`
+	MaxLen        uint32       `json:"max_len,omitempty"`
+	ArenaPerChunk int          `json:"arena_per_chunk,omitempty"`
+	Arena         *ArenaReport `json:"arena,omitempty"`
+}
+
+// ArenaReport is the use of a variable-size component's arenas in the
+// latest frame (read under the seqlock; absent when the frame does not hold
+// the component or was rewritten during the read).
+type ArenaReport struct {
+	Values   int `json:"values"`   // alive entities with a value
+	Bytes    int `json:"bytes"`    // the values' bytes
+	Capacity int `json:"capacity"` // the arenas of the chunks in use
 }
 
 // SingletonReport is one entry of the singleton table and its value in the

@@ -67,7 +67,7 @@ func (g *WorldGeometry) SlotSpans(s int, mask [MaxMaskWords]uint64, c0, c1 int, 
 		add(co, co+g.EntityOff+g.ChunkCapacity*g.RecordSize)
 		for k := range g.Components {
 			if mask[k/64]&(1<<uint(k%64)) != 0 {
-				lo, hi := g.ColumnRange(s, c, k)
+				lo, hi := g.ColumnSpan(s, c, k) // with its arena (varsize.go)
 				add(lo, hi)
 			}
 		}

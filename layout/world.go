@@ -41,6 +41,10 @@ type ComponentDesc struct {
 	Size        uint32
 	Align       uint32
 	Fingerprint uint64
+	// MaxLen and PerEntity are those of a variable-size component
+	// (varsize.go): the longest value and the arena bytes per entity; 0 for
+	// a fixed-size component.
+	MaxLen, PerEntity uint32
 }
 
 // SchemaHash hashes an ordered component table. Two processes agree on the
@@ -59,6 +63,11 @@ func schemaHasher(comps []ComponentDesc) hash.Hash64 {
 		le.PutUint64(buf[8:], c.Fingerprint)
 		le.PutUint32(buf[16:], uint32(len(c.Name)))
 		h.Write(buf[:])
+		if c.VarSize() {
+			le.PutUint32(buf[0:], c.MaxLen)
+			le.PutUint32(buf[4:], c.PerEntity)
+			h.Write(buf[:8])
+		}
 	}
 	return h
 }
@@ -187,6 +196,12 @@ func validComponent(c ComponentDesc) error {
 	if c.Size == 0 || c.Size > MaxComponentSize || c.Size%c.Align != 0 {
 		return fmt.Errorf("component %q: size %d must be 1..%d and a multiple of its alignment %d", c.Name, c.Size, MaxComponentSize, c.Align)
 	}
+	if c.VarSize() {
+		return validVarSize(c)
+	}
+	if c.PerEntity != 0 {
+		return fmt.Errorf("component %q: arena bytes per entity %d, but no max length", c.Name, c.PerEntity)
+	}
 	return nil
 }
 
@@ -241,8 +256,11 @@ func ComputeWorldGeometry(p WorldParams) (*WorldGeometry, error) {
 	off := align(g.EntityOff+p.ChunkCapacity*g.RecordSize, 64)
 	g.ColumnOff = make([]int, nc)
 	for i, c := range p.Components {
+		if arena := p.ChunkCapacity * int(c.PerEntity); arena > MaxArenaBytes {
+			return bad("component %q: an arena of %d bytes per chunk (at most %d)", c.Name, arena, MaxArenaBytes)
+		}
 		g.ColumnOff[i] = off
-		off = align(off+p.ChunkCapacity*int(c.Size), 64)
+		off = align(off+p.ChunkCapacity*(int(c.Size)+int(c.PerEntity)), 64) // the handles and the arena (varsize.go)
 	}
 	g.ChunkStride = off
 	slot := g.ChunksOff + p.MaxChunks*g.ChunkStride
@@ -300,6 +318,8 @@ func EncodeWorld(b []byte, g *WorldGeometry, h Header) error {
 		put32(b, o+36, c.Align)
 		put64(b, o+40, c.Fingerprint)
 		put64(b, o+48, uint64(g.ColumnOff[i]))
+		put32(b, o+ComponentMaxLen, c.MaxLen)
+		put32(b, o+ComponentPerEntity, c.PerEntity)
 	}
 	return EncodeHeader(b, &h)
 }
@@ -338,7 +358,8 @@ func DecodeWorld(b []byte) (*World, error) {
 		if err != nil {
 			return nil, corrupt("component %d: %v", i, err)
 		}
-		comps[i] = ComponentDesc{Name: name, Size: get32(b, o+32), Align: get32(b, o+36), Fingerprint: get64(b, o+40)}
+		comps[i] = ComponentDesc{Name: name, Size: get32(b, o+32), Align: get32(b, o+36), Fingerprint: get64(b, o+40),
+			MaxLen: get32(b, o+ComponentMaxLen), PerEntity: get32(b, o+ComponentPerEntity)}
 		colOff[i] = get64(b, o+48)
 	}
 	singles, singleOff, err := decodeSingletons(b, h, int(get32(b, OffWSingletons)))

@@ -13,7 +13,7 @@ const (
 	CmdCreate  uint16 = 1 // payload: u32 temp id, u32 zero
 	CmdDestroy uint16 = 2 // payload: u64 entity ref
 	CmdAdd     uint16 = 3 // payload: u64 entity ref, u16 component, u16 0, u32 0 — adds the zero value
-	CmdSet     uint16 = 4 // payload: u64 entity ref, u16 component, u16 0, u32 0, component bytes
+	CmdSet     uint16 = 4 // payload: u64 entity ref, u16 component, u16 0, u32 0, component bytes (a variable-size component's value: 0..MaxLen bytes)
 	CmdRemove  uint16 = 5 // payload: u64 entity ref, u16 component, u16 0, u32 0
 	CmdEvent   uint16 = 6 // payload: u16 event type, u16 0, u32 0, event bytes
 	// CmdSetSingleton sets a singleton (not an engine-owned one).
@@ -113,6 +113,15 @@ const (
 	// RejectEngineOwned: a SetSingleton of a singleton only the engine
 	// sets (SingletonInfo.EngineOwned, e.g. Time).
 	RejectEngineOwned
+	// RejectTooLarge: a SetComponent of a variable-size component with a
+	// value longer than its max length (BytesSpec.MaxLen).
+	RejectTooLarge
+	// RejectBadUTF8: a SetComponent of a string component whose value is
+	// not valid UTF-8.
+	RejectBadUTF8
+	// RejectArenaFull: a SetComponent of a variable-size component whose
+	// value does not fit in its chunk's arena, even compacted.
+	RejectArenaFull
 	NumRejectReasons
 )
 
@@ -120,7 +129,7 @@ var rejectNames = [NumRejectReasons]string{
 	"unknown_type", "bad_length", "unknown_component", "wrong_size", "stale_entity",
 	"unknown_temp", "duplicate_temp", "exists", "absent", "world_full", "reserved_bits",
 	"reserved_event_type", "corrupt_ring", "event_quota", "entity_quota", "bad_event_ack",
-	"engine_owned",
+	"engine_owned", "too_large", "bad_utf8", "arena_full",
 }
 
 func (r RejectReason) String() string {
@@ -379,6 +388,9 @@ func (p *Playback) Apply(typ uint16, payload []byte) error {
 			return err
 		}
 		data := payload[CmdCompHdr:]
+		if w.comps[id].maxLen != 0 {
+			return p.setBytes(e, id, data)
+		}
 		if len(data) != w.comps[id].size {
 			// A stale entity is reported as stale, whatever the size.
 			if !w.IsAlive(e) {
@@ -439,4 +451,24 @@ func (p *Playback) setSingleton(payload []byte) error {
 		return p.reject(typ, RejectWrongSize, fmt.Errorf("%d bytes for singleton %q of %d", len(data), info.Name, info.Size))
 	}
 	return p.w.SetSingletonRaw(id, data) // validated: cannot fail
+}
+
+// setBytes applies a SetComponent of variable-size component id: the
+// payload after the header is the value, of any length up to the
+// component's max length.
+func (p *Playback) setBytes(e Entity, id ComponentID, v []byte) error {
+	const typ = CmdSet
+	err := p.w.SetBytes(e, id, v)
+	switch {
+	case err == nil:
+		p.Stats.Applied++
+		return nil
+	case errors.Is(err, ErrTooLarge):
+		return p.reject(typ, RejectTooLarge, err)
+	case errors.Is(err, ErrBadUTF8):
+		return p.reject(typ, RejectBadUTF8, err)
+	case errors.Is(err, ErrArenaFull):
+		return p.reject(typ, RejectArenaFull, err)
+	}
+	return p.reject(typ, RejectStaleEntity, err) // ErrStale: the only other failure of a validated (e, id)
 }
