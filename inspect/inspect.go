@@ -219,8 +219,10 @@ func worldReport(w *layout.World, o Options, r *Report) *WorldReport {
 			Kind: componentKind(c), MaxLen: c.MaxLen, ArenaPerChunk: w.ArenaSize(i)}
 	}
 	wr.Stats, wr.Latest = ReadWorldStats(w)
-	arenaReports(w, wr.Latest, wr.Components)
-	wr.Singletons = singletonsReport(w, wr.Latest)
+	wr.Singletons = singletonTable(w)
+	if lr, ok := latestValues(w, wr.Singletons, wr.Components); ok {
+		wr.Latest = lr // the frame the values are of
+	}
 	if wr.Latest.Published && wr.Latest.Slot >= w.Slots {
 		r.Problems = append(r.Problems, fmt.Sprintf("latest word names slot %d of %d", wr.Latest.Slot, w.Slots))
 	}
