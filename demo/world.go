@@ -104,12 +104,21 @@ func NewSim(s *Schema, cfg Config) (*Sim, error) {
 		return nil, err
 	}
 	sim := NewSimFromWorld(s, cfg, w)
-	for i := 0; i < cfg.Entities; i++ {
-		if _, err := sim.spawn(); err != nil {
-			return nil, fmt.Errorf("fdp/demo: spawning entity %d: %w", i, err)
-		}
+	if err := sim.Populate(); err != nil {
+		return nil, err
 	}
 	return sim, nil
+}
+
+// Populate spawns the configuration's initial entities into the world (an
+// empty one: NewWorld's).
+func (sim *Sim) Populate() error {
+	for i := 0; i < sim.cfg.Entities; i++ {
+		if _, err := sim.spawn(); err != nil {
+			return fmt.Errorf("fdp/demo: spawning entity %d: %w", i, err)
+		}
+	}
+	return nil
 }
 
 func (sim *Sim) spawn() (world.Entity, error) {

@@ -98,7 +98,8 @@ type Engine struct {
 	// engine reclaimed after a publish found no free slot: lease holders,
 	// pins of stuck ticks, external reader entries of dead processes.
 	ReclaimedReaders uint64
-	// BadMasks counts hellos refused for a mask beyond the schema;
+	// BadMasks counts hellos refused for a mask beyond the schema (the
+	// read mask, or the components of a lifecycle subscription or wake_on);
 	// BadWakeReports module wake latencies ignored as implausible.
 	BadMasks, BadWakeReports uint64
 	// SegmentFaults counts modules disconnected because an access to their
@@ -130,6 +131,10 @@ type Engine struct {
 	// slowFirst is the module index the slow tier's dispatch starts from
 	// (round robin among groups refused a snapshot; see dispatch).
 	slowFirst int
+	// wake: what wakes modules with a wake_on (host/lifecycle.go).
+	wake wakeWatch
+	// stats: copies of the statistics for other goroutines (stats.go).
+	stats statsBox
 }
 
 // New creates the segments and the control socket of an instance and
@@ -374,7 +379,9 @@ func (e *Engine) Step() FrameStats {
 
 	// Capture the frame's events into the shared log.
 	for _, ev := range e.w.FrameEvents() {
-		_ = e.evw.Append(e.frame, uint16(ev.Type), ev.Payload)
+		if e.evw.Append(e.frame, uint16(ev.Type), ev.Payload) == nil && e.wake.active {
+			e.wake.saw(uint16(ev.Type)) // a module may wake on it (host/lifecycle.go)
+		}
 	}
 	e.evw.Commit()
 	e.w.ClearEvents()
@@ -418,6 +425,8 @@ func (e *Engine) Step() FrameStats {
 	e.Hist.Record(st.Total)
 	e.Frames++
 	layout.Store64(e.segs.World.Data, layout.OffWStatFrameNanos, uint64(st.Total))
+	layout.AddDurHist(e.segs.World.Data, layout.OffWFrameHist, uint64(st.Total))
+	e.copyStats() // only when a reader asked (host/stats.go)
 	return st
 }
 

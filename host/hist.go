@@ -113,3 +113,51 @@ func Round3(d time.Duration) time.Duration {
 	}
 	return d.Round(time.Duration(math.Pow10(digits - 3)))
 }
+
+// PartBounds returns the upper ends of the histogram's parts from 2^lo ns
+// (exclusive) up to 2^hi ns (inclusive), every parts-th part of each power
+// of two: parts 8 gives every part, 2 the ends at 1.5×2^k and 2^(k+1), 1 the
+// powers of two alone. Bounds a histogram is folded into (Cumulative) must
+// be part ends: only there does a count of durations below the bound follow
+// exactly from the parts. lo must be at least 3 (below 8 ns a bucket is one
+// part) and hi at most layout.TickBuckets-2 (the last bucket holds every
+// longer duration); parts is 1, 2, 4 or 8.
+func PartBounds(lo, hi, parts int) []time.Duration {
+	if lo < 3 || hi > layout.TickBuckets-2 || lo >= hi || parts <= 0 || histSub%parts != 0 {
+		panic("host: PartBounds: bad range or parts")
+	}
+	step := histSub / parts
+	out := make([]time.Duration, 0, (hi-lo)*parts)
+	for b := lo + 1; b <= hi; b++ { // bucket b: [2^(b-1), 2^b)
+		for s := step - 1; s < histSub; s += step {
+			out = append(out, time.Duration(partUpper(b, s)))
+		}
+	}
+	return out
+}
+
+// Cumulative writes into below[i] the number of recorded durations shorter
+// than bounds[i], for bounds in increasing order, each the upper end of a
+// part (PartBounds): the classic cumulative histogram of an exporter.
+// Durations at or beyond the last bound are in Count alone. below must be
+// as long as bounds.
+func (h *Histogram) Cumulative(bounds []time.Duration, below []uint64) {
+	var acc uint64
+	i := 0
+	for b := range h.parts {
+		for s, c := range h.parts[b] {
+			up := time.Duration(partUpper(b, s))
+			for i < len(bounds) && bounds[i] < up {
+				below[i] = acc
+				i++
+			}
+			if i == len(bounds) {
+				return
+			}
+			acc += c
+		}
+	}
+	for ; i < len(bounds); i++ {
+		below[i] = acc
+	}
+}

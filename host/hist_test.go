@@ -66,3 +66,50 @@ func TestRound3(t *testing.T) {
 		require.Equal(t, want, Round3(d), "%v", d)
 	}
 }
+
+// TestHistogramCumulative: at every bound of PartBounds (every part, every
+// other, every fourth, the powers of two), Cumulative equals a count of the
+// recorded durations below the bound, made from the samples themselves;
+// the bounds are the parts' ends (each equals partUpper of some part, in
+// increasing order), including durations exactly at a bound (counted in the
+// next one) and beyond the last bound (in no bucket).
+func TestHistogramCumulative(t *testing.T) {
+	rng := rand.New(rand.NewSource(2))
+	for round := 0; round < 40; round++ {
+		parts := []int{8, 4, 2, 1}[round%4]
+		lo, hi := 3+rng.Intn(10), 20+rng.Intn(layout.TickBuckets-2-20+1)
+		bounds := PartBounds(lo, hi, parts)
+		require.Len(t, bounds, (hi-lo)*parts)
+		require.Equal(t, time.Duration(1)<<hi, bounds[len(bounds)-1])
+		for i := 1; i < len(bounds); i++ {
+			require.Less(t, bounds[i-1], bounds[i])
+		}
+		h := NewHistogram()
+		ds := make([]time.Duration, 1+rng.Intn(3000))
+		for i := range ds {
+			switch rng.Intn(4) {
+			case 0:
+				ds[i] = bounds[rng.Intn(len(bounds))] // exactly at a bound
+			case 1:
+				ds[i] = bounds[rng.Intn(len(bounds))] - 1
+			default:
+				ds[i] = time.Duration(rng.Int63n(int64(2) << hi)) // beyond the last bound too
+			}
+			h.Record(ds[i])
+		}
+		below := make([]uint64, len(bounds))
+		h.Cumulative(bounds, below)
+		for i, b := range bounds {
+			var want uint64
+			for _, d := range ds {
+				if d < b {
+					want++
+				}
+			}
+			require.Equal(t, want, below[i], "round %d: bound %v (%d of %d)", round, b, i, len(bounds))
+		}
+	}
+	require.Panics(t, func() { PartBounds(2, 10, 8) })
+	require.Panics(t, func() { PartBounds(3, layout.TickBuckets-1, 8) })
+	require.Panics(t, func() { PartBounds(3, 10, 3) })
+}

@@ -183,7 +183,7 @@ func (s *session) runTick(frame uint64, slot int, dt time.Duration, warned *time
 	} else if rerr != nil && err == nil {
 		err = rerr // torn frame: what the module computed cannot be trusted
 	}
-	s.view.f = nil
+	s.view.f, s.view.buf.on = nil, false
 	if err == nil && s.view.err != nil {
 		err = s.view.err
 	}
@@ -205,6 +205,9 @@ func (s *session) runTick(frame uint64, slot int, dt time.Duration, warned *time
 	s.prod.Commit()
 	s.prod.PublishStats() // one commit per tick: keep the ring's counters current
 	s.eventsCommitted()
+	// The mark of world.Changed moves with the commit only: a failed tick
+	// leaves it, so its changes are seen by the next tick.
+	s.view.since, s.view.lastFrame = f.Info().Version+1, f.Number()
 	return false
 }
 
@@ -224,6 +227,12 @@ func (s *session) safeTick(dt time.Duration) (err error) {
 			err = fmt.Errorf("%s panicked: %v", s.spec.Name, r)
 		}
 	}()
+	if s.observing {
+		// The observers run first, on the tick's events (lifecycle.go).
+		if err := s.view.observe(); err != nil {
+			return err
+		}
+	}
 	return s.m.Tick(&s.view, &s.cmds, dt)
 }
 

@@ -30,6 +30,14 @@ type View struct {
 	// read the same way): the View refuses every other component, on both
 	// tiers.
 	reads world.Mask
+	// since is the version world.Changed terms start at: the frame version
+	// of the module's previous successful tick with this engine, plus one
+	// (every later write stamps at least that: world.World.Seal); 0, every
+	// chunk, before the first. lastFrame is that tick's frame. Both are
+	// set only after a tick committed (session.runTick) and reset with the
+	// View when the module rejoins another engine, whose versions are not
+	// comparable.
+	since, lastFrame uint64
 	// reg is the module's registry (singletons by Go type); mod its own
 	// segment (View.Stats).
 	reg *world.Registry
@@ -38,6 +46,12 @@ type View struct {
 	// module's declared Reads, ...): the tick fails with it even when Tick
 	// returns nil, since what it computed used data it did not have.
 	err error
+	// obs are the module's lifecycle observers, sub its lifecycle
+	// subscription, buf the tick's events read for the observers
+	// (lifecycle.go).
+	obs *Observers
+	sub world.Lifecycle
+	buf eventBuf
 }
 
 // ErrNotRead is the error of a tick that read a component outside the
@@ -144,22 +158,48 @@ func (v *View) name(id world.ComponentID) string {
 	return fmt.Sprintf("#%d", id)
 }
 
-// Query iterates the chunks with entities having every component of mask.
-// A mask outside what the view may read (Readable) matches nothing and
-// fails the tick (ErrNotRead).
-func (v *View) Query(mask world.Mask) fsync.FrameQuery {
-	if !v.readable(mask) {
-		return fsync.FrameQuery{}
+// Query is a query over the view's frame (View.Query): a value, iterated
+// chunk by chunk without allocating.
+type Query = fsync.FrameQuery
+
+// Query iterates the chunks with entities having every component of with
+// and matching terms, the query language of package world:
+//
+//	q := v.Query(world.MaskOf(pos, vel), world.Without(dead), world.Optional(tag), world.Changed(pos))
+//
+// world.Without excludes entities having a component; world.Optional
+// components are read where present (Column is nil in a chunk where no alive
+// entity has them; test rows with q.Has); world.Changed keeps only the chunks
+// whose change version of one of its components moved since the frame of
+// the module's previous successful tick (LastTick). Changed is chunk
+// granular: a chunk any row of which was written (or created, destroyed,
+// given or stripped of the component) is kept whole, and a chunk that no
+// longer has a matching entity is not visited. A failed tick does not move
+// the mark, so the next tick sees everything since the last successful one;
+// on the first tick of the process, and the first after an engine restart,
+// every chunk counts as changed. A query naming a component outside what the
+// view may read (Readable), in any term, matches nothing and fails the tick
+// (ErrNotRead).
+func (v *View) Query(with world.Mask, terms ...world.Term) Query {
+	flt := world.NewFilter(with, terms...).DefaultSince(v.since)
+	if !v.readable(flt.Names()) {
+		return Query{}
 	}
-	return v.f.Query(mask)
+	return v.f.QueryFilter(flt)
 }
+
+// LastTick returns the frame of the module's previous successful tick with
+// this engine, the mark of world.Changed: ok is false on the first tick of
+// the process and the first after an engine restart.
+func (v *View) LastTick() (frame uint64, ok bool) { return v.lastFrame, v.since != 0 }
 
 // Column returns component id of the query's current chunk as a []T read in
 // place (read-only memory: writing into it is a module error). It returns
-// nil, and fails the tick (ErrNotRead), for a component the view may not
-// read (Readable) or a T whose size is not the component's.
-func Column[T any](v *View, q *fsync.FrameQuery, id world.ComponentID) []T {
-	if !v.readable(world.MaskOf(id)) || !v.typeFits(fsync.CheckType[T](v.f, id)) {
+// nil for an Optional component of the query that no alive entity of the
+// chunk has, and nil, failing the tick (ErrNotRead), for a component the
+// view may not read (Readable) or a T whose size is not the component's.
+func Column[T any](v *View, q *Query, id world.ComponentID) []T {
+	if !v.readable(world.MaskOf(id)) || !v.typeFits(fsync.CheckType[T](v.f, id)) || q.Absent(id) {
 		return nil
 	}
 	return fsync.Column[T](v.f, q.Chunk(), id)
@@ -179,11 +219,10 @@ func Get[T any](v *View, e world.Entity, id world.ComponentID) (T, bool) {
 // IsAlive reports whether e is alive in the view's frame.
 func (v *View) IsAlive(e world.Entity) bool { return v.f.IsAlive(e) }
 
-// Count counts the entities having every component of mask: 0, failing the
-// tick (ErrNotRead), for a mask outside what the view may read (Readable).
-func (v *View) Count(mask world.Mask) int {
-	if !v.readable(mask) {
-		return 0
-	}
-	return v.f.Count(mask)
+// Count counts the entities having every component of with and matching
+// terms (View.Query): 0, failing the tick (ErrNotRead), for a query naming
+// a component outside what the view may read (Readable).
+func (v *View) Count(with world.Mask, terms ...world.Term) int {
+	q := v.Query(with, terms...)
+	return q.Count()
 }

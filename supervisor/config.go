@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -73,6 +74,11 @@ type Config struct {
 	Breaker  BreakerConfig  `yaml:"breaker"`
 	Hang     HangConfig     `yaml:"hang"`
 	Shutdown ShutdownConfig `yaml:"shutdown"`
+	// Metrics is where `engine up` serves Prometheus metrics (/metrics):
+	// its own and the engine's (docs/METRICS.md). "host:port" (TCP; port
+	// 0: any free port, logged) or "unix:/path" (a unix socket); empty:
+	// none.
+	Metrics string `yaml:"metrics"`
 }
 
 // EngineConfig describes the engine process.
@@ -94,7 +100,9 @@ type ModuleConfig struct {
 	Env     map[string]string `yaml:"env"`
 	// Tier is "fast" (default) or "slow".
 	Tier string `yaml:"tier"`
-	// Every is the tick frequency divider in frames (default 1).
+	// Every is the tick frequency divider in frames, passed to the module as
+	// $FDP_EVERY; 0 (or omitted): not passed, the module's own Spec.Every
+	// (for a module with a Spec.WakeOn, 0 there is "only when woken").
 	Every int `yaml:"every"`
 	// Group names a convoy group of slow modules (optional).
 	Group string `yaml:"group"`
@@ -247,13 +255,27 @@ func defaults() Config {
 	}
 }
 
+// Defaults are values a configuration may leave out, given by the program
+// that runs the supervisor.
+type Defaults struct {
+	// Instance is the instance of a configuration without one.
+	Instance string
+	// EngineCommand is the engine's command in a configuration whose
+	// engine names none: a program built with package cli passes itself
+	// (os.Executable) and "run", so that its own world is the engine.
+	EngineCommand []string
+}
+
 // LoadConfig reads and validates a YAML configuration file.
-func LoadConfig(path string) (*Config, error) {
+func LoadConfig(path string) (*Config, error) { return LoadConfigWith(path, Defaults{}) }
+
+// LoadConfigWith is LoadConfig with d for what the file leaves out.
+func LoadConfigWith(path string, d Defaults) (*Config, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("fdp/supervisor: %w", err)
 	}
-	c, err := ParseConfig(b)
+	c, err := ParseConfigWith(b, d)
 	if err != nil {
 		return nil, fmt.Errorf("%w (in %s)", err, path)
 	}
@@ -261,9 +283,17 @@ func LoadConfig(path string) (*Config, error) {
 }
 
 // ParseConfig parses and validates a YAML configuration. Unknown fields are
-// errors; absent fields take their defaults (see default.yaml).
-func ParseConfig(b []byte) (*Config, error) {
+// errors; absent fields take their defaults (see default.yaml); the instance
+// and the engine's command are required.
+func ParseConfig(b []byte) (*Config, error) { return ParseConfigWith(b, Defaults{}) }
+
+// ParseConfigWith is ParseConfig with d for the instance and the engine's
+// command when the YAML leaves them out (an empty command written out,
+// `command: []`, is still an error).
+func ParseConfigWith(b []byte, d Defaults) (*Config, error) {
 	c := defaults()
+	c.Instance = d.Instance
+	c.Engine.Command = slices.Clone(d.EngineCommand)
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
@@ -276,9 +306,6 @@ func ParseConfig(b []byte) (*Config, error) {
 		m := &c.Modules[i]
 		if m.Tier == "" {
 			m.Tier = TierFast
-		}
-		if m.Every == 0 {
-			m.Every = 1
 		}
 	}
 	if err := c.Validate(); err != nil {
@@ -344,8 +371,8 @@ func (c *Config) Validate() error {
 		if m.Tier != TierFast && m.Tier != TierSlow {
 			return bad("%s: unknown tier %q (want %q or %q)", where, m.Tier, TierFast, TierSlow)
 		}
-		if m.Every < 1 {
-			return bad("%s: every %d: want >= 1", where, m.Every)
+		if m.Every < 0 {
+			return bad("%s: every %d: want >= 1 (or 0: the module's own)", where, m.Every)
 		}
 		if m.Group != "" && !validName(m.Group) {
 			return bad("%s: group %q: want 1..31 characters of [A-Za-z0-9_-]", where, m.Group)
@@ -384,7 +411,37 @@ func (c *Config) Validate() error {
 	case c.Shutdown.Grace <= 0:
 		return bad("shutdown.grace %v: want > 0", c.Shutdown.Grace.D())
 	}
+	if c.Metrics != "" {
+		if _, _, err := ParseListenAddr(c.Metrics); err != nil {
+			return bad("metrics: %v", err)
+		}
+	}
 	return nil
+}
+
+// ParseListenAddr splits a listen address of the metrics endpoints
+// (Config.Metrics, `engine run --metrics`) into a network and an address
+// for net.Listen: "host:port" (tcp; an empty host listens on every
+// address, port 0 on any free port) or "unix:/path" (unix, an absolute
+// path).
+func ParseListenAddr(addr string) (network, address string, err error) {
+	if p, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if !filepath.IsAbs(p) {
+			return "", "", fmt.Errorf("%q: a unix socket needs an absolute path (unix:/run/fdp/metrics.sock)", addr)
+		}
+		return "unix", p, nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", "", fmt.Errorf("%q: want host:port (127.0.0.1:9464, :0) or unix:/path", addr)
+	}
+	if n, err := strconv.ParseUint(port, 10, 16); err != nil || (n == 0 && port != "0") {
+		return "", "", fmt.Errorf("%q: port %q: want 0..65535", addr, port)
+	}
+	if host != "" && net.ParseIP(host) == nil && strings.ContainsAny(host, " /") {
+		return "", "", fmt.Errorf("%q: bad host %q", addr, host)
+	}
+	return "tcp", addr, nil
 }
 
 // ResolveCommand returns the path of program name: a name containing a slash

@@ -32,6 +32,9 @@ func TestDefaultConfig(t *testing.T) {
 	if ai.Tier != TierSlow || ai.Every != 6 || ai.Group != "ai" || !slices.Equal(ai.Command, []string{"modrunner", "ai"}) {
 		t.Fatalf("ai-1 %+v", ai)
 	}
+	if alert := c.Modules[4]; alert.Every != 0 || alert.Tier != TierSlow {
+		t.Fatalf("alert %+v: its own period (it runs when woken)", alert)
+	}
 	if c.Restart.InitialBackoff.D() != 50*time.Millisecond || c.Restart.MaxBackoff.D() != 5*time.Second ||
 		c.Restart.Multiplier != 2 || c.Restart.ResetAfter.D() != 10*time.Second ||
 		c.Breaker.MaxFailures != 5 || c.Breaker.Window.D() != 30*time.Second ||
@@ -50,8 +53,11 @@ func TestLoadConfigFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	tel := c.Modules[0]
-	if tel.Tier != TierFast || tel.Every != 1 || tel.Group != "" {
-		t.Fatalf("defaults not applied: %+v", tel)
+	if tel.Tier != TierFast || tel.Every != 0 || tel.Group != "" {
+		t.Fatalf("defaults not applied (every omitted: 0, the module's own): %+v", tel)
+	}
+	if everyEnv(0) != "" || everyEnv(6) != "6" {
+		t.Fatalf("$FDP_EVERY of every 0 and 6: %q %q", everyEnv(0), everyEnv(6))
 	}
 	if c.Engine.Env["FDP_LOG"] != "debug" || !c.Engine.Restart || len(c.Engine.Command) != 4 {
 		t.Fatalf("engine %+v", c.Engine)
@@ -101,6 +107,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"engine start", eng + "hang: {engine_timeout: 2s, engine_start_timeout: 1s}\n", "hang.engine_start_timeout 1s"},
 		{"grace", eng + "shutdown: {grace: 0s}\n", "shutdown.grace"},
 		{"not yaml", "instance: [\n", "fdp/supervisor: config:"},
+		{"metrics no port", eng + "metrics: localhost\n", `metrics: "localhost": want host:port`},
+		{"metrics bad port", eng + "metrics: \":99999\"\n", `port "99999"`},
+		{"metrics relative unix", eng + "metrics: unix:m.sock\n", "absolute path"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ParseConfig([]byte(tc.yaml))
@@ -108,6 +117,45 @@ func TestParseConfigErrors(t *testing.T) {
 				t.Fatalf("ParseConfig error %v (config %+v), want it to contain %q", err, c, tc.want)
 			}
 		})
+	}
+}
+
+// TestParseConfigWith: the program's defaults fill the instance and the
+// engine's command that a config leaves out, never one it writes out; an
+// empty command written out stays an error.
+func TestParseConfigWith(t *testing.T) {
+	d := Defaults{Instance: "mine", EngineCommand: []string{"/opt/mine/bin/mine", "run"}}
+	for _, tc := range []struct {
+		yaml, instance string
+		engine         []string
+	}{
+		{"modules: []\n", "mine", d.EngineCommand},
+		{"instance: other\nengine: {restart: false}\n", "other", d.EngineCommand},
+		{"engine: {command: [x, run, --rate, \"30\"]}\n", "mine", []string{"x", "run", "--rate", "30"}},
+		{"engine: {command: [y]}\n", "mine", []string{"y"}},
+	} {
+		c, err := ParseConfigWith([]byte(tc.yaml), d)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if c.Instance != tc.instance || !slices.Equal(c.Engine.Command, tc.engine) {
+			t.Fatalf("%q: instance %q engine %v, want %q %v", tc.yaml, c.Instance, c.Engine.Command, tc.instance, tc.engine)
+		}
+	}
+	if _, err := ParseConfigWith([]byte("engine: {command: []}\n"), d); err == nil || !strings.Contains(err.Error(), "engine.command: empty command") {
+		t.Fatalf("an empty command written out: %v", err)
+	}
+	// The defaults are copied: a parsed config never aliases them.
+	c, err := ParseConfigWith([]byte("modules: []\n"), d)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Engine.Command[0] = "changed"
+	if d.EngineCommand[0] != "/opt/mine/bin/mine" {
+		t.Fatal("the config aliases Defaults.EngineCommand")
+	}
+	if _, err := ParseConfig([]byte("modules: []\n")); err == nil {
+		t.Fatal("ParseConfig accepted a config without instance and engine")
 	}
 }
 
@@ -174,4 +222,66 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("parsed config fails validation: %v", err)
 		}
 	})
+}
+
+// TestMetricsAddr: the metrics addresses a config and `engine run
+// --metrics` accept, and what net.Listen gets for them.
+func TestMetricsAddr(t *testing.T) {
+	c, err := ParseConfig([]byte("instance: x\nengine: {command: [engine]}\nmetrics: \"127.0.0.1:9464\"\n"))
+	if err != nil || c.Metrics != "127.0.0.1:9464" {
+		t.Fatalf("config %+v: %v", c, err)
+	}
+	for addr, want := range map[string][2]string{
+		"127.0.0.1:9464":       {"tcp", "127.0.0.1:9464"},
+		":0":                   {"tcp", ":0"},
+		"[::1]:80":             {"tcp", "[::1]:80"},
+		"localhost:9464":       {"tcp", "localhost:9464"},
+		"unix:/run/fdp/m.sock": {"unix", "/run/fdp/m.sock"},
+	} {
+		n, a, err := ParseListenAddr(addr)
+		if err != nil || n != want[0] || a != want[1] {
+			t.Errorf("ParseListenAddr(%q) = %q %q %v, want %v", addr, n, a, err, want)
+		}
+	}
+	for _, addr := range []string{"", "9464", "host:", "host:x", ":-1", ":65536", "unix:", "unix:rel"} {
+		if _, _, err := ParseListenAddr(addr); err == nil {
+			t.Errorf("ParseListenAddr(%q) accepted", addr)
+		}
+	}
+}
+
+// TestLatencyHistogram: each latency lands in the first bucket whose bound
+// is at or above it (the last bucket: beyond every bound), against a count
+// made from the samples; Count and Sum are theirs.
+func TestLatencyHistogram(t *testing.T) {
+	var h LatencyHistogram
+	var sum time.Duration
+	samples := []time.Duration{0, 1, 100 * time.Microsecond, 100*time.Microsecond + 1, 3 * time.Millisecond,
+		10 * time.Second, 10*time.Second + 1, time.Hour}
+	for i := 0; i < 200; i++ {
+		samples = append(samples, time.Duration(i*i)*37*time.Microsecond)
+	}
+	for _, d := range samples {
+		h.Record(d)
+		sum += d
+	}
+	if h.Count != uint64(len(samples)) || h.Sum != sum {
+		t.Fatalf("count %d sum %v, want %d %v", h.Count, h.Sum, len(samples), sum)
+	}
+	var acc uint64
+	for i, b := range DetectBounds {
+		acc += h.Buckets[i]
+		var want uint64
+		for _, d := range samples {
+			if d <= b {
+				want++
+			}
+		}
+		if acc != want {
+			t.Fatalf("at or below %v: %d, want %d", b, acc, want)
+		}
+	}
+	if acc+h.Buckets[len(DetectBounds)] != h.Count {
+		t.Fatal("buckets do not add up to the count")
+	}
 }

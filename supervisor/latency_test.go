@@ -91,8 +91,17 @@ func TestDetectLatency(t *testing.T) {
 	t.Logf("%d kills: SIGKILL->OnModuleDeath p50 %v p99 %v; SIGKILL->restarted p50 %v p99 %v; in-supervisor p50 %v p99 %v",
 		n, percentile(ext, 50), percentile(ext, 99), percentile(restart, 50), percentile(restart, 99),
 		percentile(internal, 50), percentile(internal, 99))
-	if st := statusOf(t, r.s, "m"); st.Deaths != n || st.Restarts != n {
+	st := statusOf(t, r.s, "m")
+	if st.Deaths != n || st.Restarts != n {
 		t.Fatalf("status %+v", st)
+	}
+	// The histogram holds every sample: its count and sum are theirs.
+	var sum time.Duration
+	for _, d := range internal {
+		sum += d
+	}
+	if st.Detect.Count != uint64(n) || st.Detect.Sum != sum {
+		t.Fatalf("detection histogram count %d sum %v, want %d %v", st.Detect.Count, st.Detect.Sum, n, sum)
 	}
 }
 

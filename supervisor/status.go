@@ -55,7 +55,7 @@ func (s *Supervisor) Status() []ChildStatus {
 		st := ChildStatus{
 			Name: c.name, Engine: c.engine, State: c.state,
 			Restarts: c.restarts, Deaths: c.deaths, Hangs: c.hangs, BreakerTrips: c.trips,
-			LastExit: c.lastExit, DetectLatency: c.lastLat, LastBackoff: c.lastDelay,
+			LastExit: c.lastExit, DetectLatency: c.lastLat, Detect: c.detect, LastBackoff: c.lastDelay,
 		}
 		if c.state == StateRefused {
 			st.Refusal = c.refusal

@@ -121,6 +121,9 @@ type ChildStatus struct {
 	// supervisor sent it, otherwise the moment the kernel reported the exit)
 	// to the death hook call.
 	DetectLatency time.Duration
+	// Detect counts the detection latencies of every death (DetectLatency
+	// is the last one's).
+	Detect LatencyHistogram
 	// LastBackoff is the last scheduled restart delay.
 	LastBackoff time.Duration
 	// Refusal is, in StateRefused, the last line the refused process wrote
@@ -194,6 +197,7 @@ type child struct {
 	lastExit  string
 	lastLat   time.Duration
 	lats      []time.Duration
+	detect    LatencyHistogram
 	failures  []time.Time // deaths within the breaker window
 	backoff   time.Duration
 	lastDelay time.Duration
@@ -282,7 +286,7 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 		}
 		c.env = childEnv(base, m.Env, map[string]string{
 			"FDP_INSTANCE": cfg.Instance, "FDP_MODULE": m.Name, "FDP_ROLE": "module",
-			"FDP_TIER": m.Tier, "FDP_EVERY": strconv.Itoa(m.Every), "FDP_GROUP": m.Group,
+			"FDP_TIER": m.Tier, "FDP_EVERY": everyEnv(m.Every), "FDP_GROUP": m.Group,
 		})
 		s.children = append(s.children, c)
 	}
@@ -291,6 +295,15 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 
 // childEnv returns base without the keys of extra and fdp, then fdp and extra
 // (sorted by key; extra wins over fdp).
+// everyEnv is $FDP_EVERY for a module's Every: empty (the module keeps its
+// own Spec.Every) for 0.
+func everyEnv(every int) string {
+	if every == 0 {
+		return ""
+	}
+	return strconv.Itoa(every)
+}
+
 func childEnv(base []string, extra, fdp map[string]string) []string {
 	out := make([]string, 0, len(base)+len(extra)+len(fdp))
 	for _, kv := range base {
@@ -927,6 +940,7 @@ func (s *Supervisor) stopGroup(cs []*child, grace time.Duration) {
 func (c *child) recordDeath(lat time.Duration) {
 	c.deaths++
 	c.lastLat = lat
+	c.detect.Record(lat)
 	if len(c.lats) == maxLatencySamples {
 		copy(c.lats, c.lats[1:])
 		c.lats = c.lats[:maxLatencySamples-1]

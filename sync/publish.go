@@ -383,6 +383,7 @@ func (p *Publisher) Publish(frame uint64, mask world.Mask) (PublishStats, error)
 		p.Publishes++
 		layout.Add64(p.seg, layout.OffWStatPublishes, 1)
 		layout.Store64(p.seg, layout.OffWStatLastNanos, uint64(st.Duration))
+		layout.AddDurHist(p.seg, layout.OffWPubHist, uint64(st.Duration))
 		layout.Store64(p.seg, layout.OffWStatHeartbeat, uint64(start.UnixNano()))
 		return st, nil
 	}

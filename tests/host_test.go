@@ -13,11 +13,11 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/fdp-engine/fdp/host"
+	"github.com/fdp-engine/fdp/internal/testutil"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/module"
 	"github.com/fdp-engine/fdp/world"
@@ -152,23 +152,8 @@ func runProbe(role string) int {
 	return 0
 }
 
-// syncBuf is a strings.Builder safe for the exec copier goroutine.
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuf collects a child's output while the test reads it.
+type syncBuf = testutil.SyncBuffer
 
 type rig struct {
 	t    *testing.T

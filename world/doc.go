@@ -63,6 +63,13 @@
 //		}
 //	}
 //
-// Queries, Get, Set and Ptr do not allocate. A World is not safe for
+// A query is a With mask and terms (filter.go): Without, Optional, Changed
+// and ChangedSince, the same language as a module's queries of a published
+// frame:
+//
+//	q := w.Query(world.MaskOf(posID), world.Without(frozenID), world.ChangedSince(mark, posID))
+//
+// Queries (building and iterating them, Count, Any, First), Get, Set and
+// Ptr do not allocate. A World is not safe for
 // concurrent use: the engine mutates it from its frame loop only.
 package world

@@ -1,27 +1,65 @@
-// Command engine runs, supervises and inspects FDP engine instances.
+// Command engine runs, supervises and inspects FDP engine instances of the
+// embedded demo world (package demo): the demo's use of package cli.
 package main
 
 import (
+	"fmt"
+	"io"
 	"os"
 
-	"github.com/spf13/cobra"
+	"github.com/fdp-engine/fdp/cli"
+	"github.com/fdp-engine/fdp/demo"
+	"github.com/fdp-engine/fdp/host"
+	"github.com/fdp-engine/fdp/supervisor"
+	"github.com/fdp-engine/fdp/world"
+	"github.com/spf13/pflag"
 )
 
-// newRootCommand builds the engine command: run, up, and the inspection
-// commands (ls, dump, gc, stat, verify), one constructor each.
-func newRootCommand() *cobra.Command {
-	c := &cobra.Command{
-		Use:          "engine",
-		Short:        "FDP: an ECS engine whose world is read zero-copy by module processes through shared memory",
-		SilenceUsage: true,
+// demoWorld is the demo world for package cli: 100K moving entities with
+// churn (--churn), the modules of supervisor/default.yaml under `up`.
+func demoWorld() (cli.World, error) {
+	s, err := demo.NewSchema()
+	if err != nil {
+		return cli.World{}, err
 	}
-	c.AddCommand(newRunCommand(), newUpCommand())
-	c.AddCommand(inspectCommands()...)
-	return c
+	cfg := demo.DefaultConfig()
+	sized := func(p cli.Params) demo.Config { c := cfg; c.Entities = p.Entities; return c }
+	return cli.World{
+		Name:     "engine",
+		Short:    "FDP: an ECS engine whose world is read zero-copy by module processes through shared memory",
+		Instance: "demo",
+		Schema:   s.Reg,
+		Entities: cfg.Entities,
+		Flags: func(fs *pflag.FlagSet) {
+			fs.IntVar(&cfg.ChurnPerSec, "churn", cfg.ChurnPerSec, "entities spawned and killed per second")
+		},
+		Check: func(cli.Params) error {
+			if cfg.ChurnPerSec < 0 {
+				return fmt.Errorf("--churn %d: must be 0 or more", cfg.ChurnPerSec)
+			}
+			return nil
+		},
+		New: func(p cli.Params) (*world.World, error) { return demo.NewWorld(s, sized(p)) },
+		Simulation: func(w *world.World, recovered bool, p cli.Params) (host.Simulation, error) {
+			sim := demo.NewSimFromWorld(s, sized(p), w)
+			if recovered {
+				return sim, nil
+			}
+			return sim, sim.Populate()
+		},
+		Summary: func(out io.Writer, sim host.Simulation) {
+			d := sim.(*demo.Sim)
+			fmt.Fprintf(out, "simulation: %d entities spawned and %d died (churn)\n", d.Spawned, d.Died)
+		},
+		Config: supervisor.DefaultYAML(),
+	}, nil
 }
 
 func main() {
-	if err := newRootCommand().Execute(); err != nil {
+	w, err := demoWorld()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	cli.Main(w)
 }

@@ -1,0 +1,90 @@
+package cli
+
+// `engine dump`: one segment decoded read-only.
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/fdp-engine/fdp/inspect"
+	"github.com/fdp-engine/fdp/shm"
+	"github.com/spf13/cobra"
+)
+
+// openSegment resolves a dump argument and maps the segment read-only:
+//   - two arguments are an instance and a kind;
+//   - an argument that names an existing file, relative or absolute (a
+//     directory entry that is not a directory), or that contains '/', is
+//     opened as that file (shm.OpenPath): `engine dump junk.bin` reads
+//     ./junk.bin, not fdp.junk.bin in the segment directory;
+//   - anything else is a segment name in shm.Dir, "fdp.<instance>.<kind>",
+//     or "<instance>.<kind>" completed with the "fdp." prefix.
+//
+// A file in the working directory named like a segment shadows the
+// segment: the file is what the user pointed at.
+func openSegment(args []string) (*shm.Segment, error) {
+	if len(args) == 2 {
+		return shm.Open(shm.SegmentName(args[0], args[1]), false)
+	}
+	a := args[0]
+	if isFileArg(a) {
+		return shm.OpenPath(a)
+	}
+	if !strings.HasPrefix(a, shm.Prefix) {
+		a = shm.Prefix + a
+	}
+	return shm.Open(a, false)
+}
+
+// isFileArg reports whether a dump argument is a file path rather than a
+// segment name (see openSegment). Lstat: a symlink is a name the user gave
+// too, and shm.OpenPath refuses it with its own error.
+func isFileArg(a string) bool {
+	if strings.Contains(a, "/") {
+		return true
+	}
+	st, err := os.Lstat(a)
+	return err == nil && !st.IsDir()
+}
+
+func newDumpCmd() *cobra.Command {
+	var asJSON, chunks bool
+	c := &cobra.Command{
+		Use:   "dump SEGMENT|PATH | dump INSTANCE KIND",
+		Short: "Decode a segment read-only (common header, world slots, leases, event log, module ring and statistics)",
+		Long: "Decode any FDP segment read-only. An argument that names an existing file (relative or absolute) or contains\n" +
+			"'/' is read as that file (PATH); otherwise it is a SEGMENT name in the segment directory (fdp.demo.world or\n" +
+			"demo.world). Or give INSTANCE and KIND (demo world, demo mod.0). It never writes or blocks.\n" +
+			"Exits non-zero on a corrupt, truncated or foreign segment, and after printing when live data is inconsistent.",
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			seg, err := openSegment(args)
+			if err != nil {
+				return err
+			}
+			defer seg.Close()
+			r, err := inspect.InspectWith(seg.Data, inspect.Options{Chunks: chunks})
+			if err != nil {
+				return fmt.Errorf("%s: %w", seg.Path, err)
+			}
+			r.Source = seg.Path
+			w := cmd.OutOrStdout()
+			if asJSON {
+				err = writeJSON(w, r, true)
+			} else {
+				err = inspect.Text(w, r)
+			}
+			if err != nil {
+				return err
+			}
+			if n := len(r.Problems); n > 0 {
+				return fmt.Errorf("%s: %d problem(s) in live data, first: %s", seg.Path, n, r.Problems[0])
+			}
+			return nil
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().BoolVar(&chunks, "chunks", false, "include the header of every chunk in use of every world slot")
+	return c
+}

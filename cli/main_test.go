@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/fdp-engine/fdp/inspect"
+	"github.com/fdp-engine/fdp/inspect/fixture"
+	"github.com/fdp-engine/fdp/internal/testutil"
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/stretchr/testify/require"
+)
+
+// runMain runs Main(testWorld()) with args in a child process (through
+// TestMainExitCode) and returns stdout, stderr and the exit status.
+// $FDP_TEST_WORLD=noschema and =nosim leave the World incomplete.
+func runMain(t *testing.T, args ...string) (string, string, int) {
+	return testutil.RunMain(t, "TestMainExitCode", args...)
+}
+
+// TestMainExitCode runs Main in child processes: a corrupt segment, a flag
+// the engine cannot run with (the world's own included) and an incomplete
+// World give exit status 1 and one error line on stderr, and create
+// nothing; a short run prints the status line and the summary, each with
+// the world's own figures.
+func TestMainExitCode(t *testing.T) {
+	testutil.MainChild("testengine", func() {
+		w := testWorld()
+		switch os.Getenv("FDP_TEST_WORLD") {
+		case "noschema":
+			w.Schema = nil
+		case "nosim":
+			w.Simulation = nil
+		}
+		Main(w)
+	})
+	dir := useTempShm(t)
+	tmp := t.TempDir()
+	good := fixture.World(fixture.Default)
+	bad := append([]byte(nil), good...)
+	bad[layout.OffKind] = 9 // foreign kind, checksum now wrong too
+	require.NoError(t, os.WriteFile(filepath.Join(tmp, "bad"), bad, 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(tmp, "good"), good, 0o600))
+	_, stderr, code := runMain(t, "dump", filepath.Join(tmp, "bad"))
+	require.Equal(t, 1, code)
+	require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+	require.Contains(t, stderr, "fdp/inspect: fdp/layout: header checksum mismatch")
+
+	// Flags the engine cannot run with: one line, exit status 1, nothing
+	// created.
+	for _, args := range [][]string{{"--entities", "-1"}, {"--start", "-5"}, {"--rate", "0"}, {"--duration", "-1s"}} {
+		_, stderr, code = runMain(t, append([]string{"run", "--instance", "neverstarted"}, args...)...)
+		require.Equal(t, 1, code, "%v: %s", args, stderr)
+		require.Equal(t, 1, strings.Count(stderr, "\n"), "%v: one line: %q", args, stderr)
+		require.Contains(t, stderr, args[0], "%v", args)
+	}
+	for _, missing := range []string{"noschema", "nosim"} {
+		t.Setenv("FDP_TEST_WORLD", missing)
+		_, stderr, code = runMain(t, "run", "--instance", "neverstarted")
+		require.Equal(t, 1, code, stderr)
+		require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+		require.Contains(t, stderr, "cli.World: ")
+	}
+	t.Setenv("FDP_TEST_WORLD", "")
+	left, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	require.Empty(t, left, "no segment created")
+
+	stdout, stderr, code := runMain(t, "dump", "--json", filepath.Join(tmp, "good"))
+	require.Equal(t, 0, code, stderr)
+	var r inspect.Report
+	require.NoError(t, json.Unmarshal([]byte(stdout), &r))
+	require.Equal(t, "world", r.Header.Kind)
+
+	// A short run: the world's status fields end the status line, its
+	// summary lines follow the world line, and both count the same steps
+	// the engine ran (one per frame).
+	stdout, stderr, code = runMain(t, "run", "--instance", "t"+strconv.Itoa(os.Getpid()), "--duration", "500ms", "--status", "100ms")
+	require.Equal(t, 0, code, stderr)
+	require.Regexp(t, `(?m)^status: frame \d+ .*  steps \d+$`, stderr)
+	frames := regexp.MustCompile(`(?m)^engine frames (\d+) in `).FindStringSubmatch(stdout)
+	require.NotNil(t, frames, stdout)
+	require.Regexp(t, `(?m)^world: 10 entities alive; [^\n]*\ntest world: `+frames[1]+` steps$`, stdout)
+}

@@ -1,0 +1,116 @@
+package cli
+
+// `engine stat`: a live view of an instance, per module too.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/fdp-engine/fdp/inspect"
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/shm"
+	"github.com/spf13/cobra"
+)
+
+func newStatCmd() *cobra.Command {
+	var asJSON bool
+	var interval time.Duration
+	var count int
+	c := &cobra.Command{
+		Use:   "stat INSTANCE",
+		Short: "Live view of an instance: frame rate, last publish, skipped, bytes/s, per-reader lag, per-module statistics",
+		Long: "Every --interval, read the world segment's statistics line (and the leases segment, and the statistics block\n" +
+			"the engine writes into each module segment) read-only and print the rates over the interval. With --json, one\n" +
+			"JSON object per line. --count bounds the lines (0 = until SIGINT).",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if interval <= 0 {
+				return errors.New("stat: --interval must be positive")
+			}
+			ctx, stop := signal.NotifyContext(cmdContext(cmd), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return runStat(ctx, cmd.OutOrStdout(), args[0], interval, count, asJSON)
+		},
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print one JSON object per line")
+	c.Flags().DurationVar(&interval, "interval", 500*time.Millisecond, "refresh interval")
+	c.Flags().IntVar(&count, "count", 0, "stop after this many lines (0 = until interrupted)")
+	return c
+}
+
+func runStat(ctx context.Context, w io.Writer, instance string, interval time.Duration, count int, asJSON bool) error {
+	ws, err := shm.Open(shm.SegmentName(instance, "world"), false)
+	if err != nil {
+		return err
+	}
+	defer ws.Close()
+	var leases []byte
+	if ls, err := shm.Open(shm.SegmentName(instance, "leases"), false); err == nil {
+		defer ls.Close()
+		leases = ls.Data
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	prev, err := takeSample(instance, ws, leases)
+	if err != nil {
+		return err
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for n := 0; count <= 0 || n < count; n++ {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+		cur, err := takeSample(instance, ws, leases)
+		if err != nil {
+			return err
+		}
+		line := inspect.Rates(prev, cur)
+		if asJSON {
+			err = writeJSON(w, line, false)
+		} else {
+			err = inspect.StatText(w, line)
+		}
+		if err != nil {
+			return err
+		}
+		prev = cur
+	}
+	return nil
+}
+
+// takeSample samples the world and leases segments and the module segments
+// of the instance's engine (those whose creator is the world's: a module
+// segment a dead engine left is skipped), all read-only.
+func takeSample(instance string, ws *shm.Segment, leases []byte) (*inspect.Sample, error) {
+	s, err := inspect.TakeSample(ws.Data, leases, time.Now(), inspect.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ws.Path, err)
+	}
+	wh, err := layout.DecodeHeader(ws.Data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ws.Path, err)
+	}
+	for slot := 0; slot < layout.MaxModules; slot++ {
+		ms, err := shm.Open(layout.ModuleSegmentName(instance, slot), false)
+		if err != nil {
+			continue
+		}
+		if mh, err := layout.DecodeHeader(ms.Data); err == nil && mh.CreatorPID == wh.CreatorPID && mh.CreatorTime == wh.CreatorTime {
+			if err := s.AddModule(ms.Data, inspect.Options{}); err != nil {
+				ms.Close()
+				return nil, fmt.Errorf("%s: %w", ms.Path, err)
+			}
+		}
+		ms.Close()
+	}
+	return s, nil
+}

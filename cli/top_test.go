@@ -1,0 +1,48 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/fdp-engine/fdp/inspect/fixture"
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/shm"
+	"github.com/stretchr/testify/require"
+)
+
+// TestTopOnce: `top --once` (output not a terminal here either) prints one
+// plain-text view of an instance whose world and module segments this
+// process created: the engine alive (stalled: its last publish is old) with its pid, the frame, the module's
+// row; of an instance without segments it says there is no engine; a
+// non-positive interval is an error.
+func TestTopOnce(t *testing.T) {
+	useTempShm(t)
+	inst := uniqueInstance()
+	c := self(inst)
+	createSegment(t, shm.SegmentName(inst, "world"), fixture.World(c))
+	createSegment(t, layout.ModuleSegmentName(inst, fixture.ModuleSlot), fixture.Module(c))
+	out, _, err := engineCmd(t, "top", inst, "--once", "--interval", "20ms")
+	require.NoError(t, err)
+	require.NotContains(t, out, "\x1b", "plain text")
+	require.Contains(t, out, "FDP top  instance "+inst+"  refresh 20ms")
+	// The fixture's last publish is long ago: alive, but stalled.
+	require.Contains(t, out, fmt.Sprintf("engine pid %d STALLED (no publish for ", os.Getpid()))
+	require.Contains(t, out, fmt.Sprintf("frame %d  fps 0.0", fixture.LatestFrame))
+	var row []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 12 && f[1] == "ai" {
+			row = f
+		}
+	}
+	require.NotNil(t, row, out)
+	require.Equal(t, []string{fmt.Sprint(fixture.ModuleSlot), "ai", "gone", fmt.Sprint(fixture.ReaderAIPID), "40", "0.0",
+		"1", "-", "-", "3", "1", "5"}, row, "the fixture's block; its pid is not a live process\n%s", out)
+
+	out, _, err = engineCmd(t, "top", uniqueInstance(), "--once", "--interval", "1ms")
+	require.NoError(t, err)
+	require.Contains(t, out, "no engine: ")
+	_, _, err = engineCmd(t, "top", inst, "--interval", "0s")
+	require.ErrorContains(t, err, "--interval must be positive")
+}

@@ -1,0 +1,315 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"path/filepath"
+	gosync "sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/metrics"
+	"github.com/fdp-engine/fdp/shm"
+	"github.com/fdp-engine/fdp/supervisor"
+	fsync "github.com/fdp-engine/fdp/sync"
+	"github.com/spf13/cobra"
+)
+
+// newUpCommand is `engine up`: the supervisor of w's engine (this program's
+// run) and modules.
+func newUpCommand(w World) *cobra.Command {
+	var configPath, instance, metricsAddr string
+	var duration, chaos time.Duration
+	c := &cobra.Command{
+		Use:   "up",
+		Short: "Supervise the engine and the modules of a config (default: " + w.configName() + "), then print what happened",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := w.upConfig(configPath)
+			if err != nil {
+				return err
+			}
+			if instance != "" {
+				cfg.Instance = instance
+			}
+			if metricsAddr != "" {
+				cfg.Metrics = metricsAddr
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			if duration > 0 {
+				var cancel context.CancelFunc
+				ctx, cancel = context.WithTimeout(ctx, duration)
+				defer cancel()
+			}
+			return runUp(ctx, cfg, chaos)
+		},
+	}
+	c.Flags().StringVar(&configPath, "config", "", "YAML config (default: "+w.configName()+")")
+	c.Flags().StringVar(&instance, "instance", "", "override the config's instance name")
+	c.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0 = until SIGINT/SIGTERM)")
+	c.Flags().StringVar(&metricsAddr, "metrics", "", metricsUsage+"; overrides the config's metrics:")
+	c.Flags().DurationVar(&chaos, "chaos", 0, "SIGKILL a random running module this often (0 = never), to watch crash isolation")
+	return c
+}
+
+func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	inst := cfg.Instance
+	unlock, err := lockInstance(inst)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	hb := newHeartbeats(inst)
+	defer hb.close()
+	mx, err := metrics.PrepareUp(cfg, log) // before anything starts: the engine gets its address
+	if err != nil {
+		return err
+	}
+	defer mx.Close()
+	sup, err := supervisor.New(cfg, supervisor.Options{
+		Logger: log,
+		Hooks: supervisor.Hooks{
+			// A previous run killed with its supervisor left its segments:
+			// the world (and any aside copy of it) is what the engine we
+			// start recovers from, so only the rest is removed here (the
+			// engine's start-up removes it too).
+			BeforeStart: func() error {
+				removed, err := shm.GCKeep(inst, shm.RecoveryMaterial)
+				if len(removed) > 0 {
+					log.Info("removed stale segments of a previous run (the world is kept for recovery)", "segments", removed)
+				}
+				return err
+			},
+			// The engine sees a module's death on its control socket and
+			// resets its ring; the supervisor releases its pin and leases
+			// at once so the engine's slots never wait for that.
+			Reclaim:   func(name string, pid int) error { return releaseReader(inst, pid, log) },
+			Heartbeat: hb.last,
+			// A stop that was asked for (signal, --duration) removes the
+			// instance. A stop because the engine failed for good (its
+			// circuit breaker tripped, or it exited with restart off)
+			// keeps the world for the next start to recover: that is when
+			// it matters most.
+			AfterStop: func() error {
+				if ctx.Err() != nil {
+					return shm.RemoveInstance(inst)
+				}
+				removed, err := shm.GCKeep(inst, shm.RecoveryMaterial)
+				log.Warn("the engine failed: its world is kept for the next start to recover", "instance", inst, "removed", removed)
+				return err
+			},
+		},
+	})
+	if err != nil {
+		return err
+	}
+	mx.Serve(sup)
+	var kills atomic.Int64
+	if chaos > 0 {
+		go func() {
+			t := time.NewTicker(chaos)
+			defer t.Stop()
+			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+				var victims []supervisor.ChildStatus
+				for _, st := range sup.Status() {
+					if !st.Engine && st.PID > 0 && st.State == supervisor.StateRunning {
+						victims = append(victims, st)
+					}
+				}
+				if len(victims) == 0 {
+					continue
+				}
+				v := victims[rng.IntN(len(victims))]
+				log.Warn("chaos: SIGKILL", "module", v.Name, "pid", v.PID)
+				if syscall.Kill(v.PID, syscall.SIGKILL) == nil {
+					kills.Add(1)
+				}
+			}
+		}()
+	}
+	err = sup.Run(ctx)
+	fmt.Println()
+	if chaos > 0 {
+		fmt.Printf("chaos: %d modules SIGKILLed\n", kills.Load())
+	}
+	fmt.Println("== supervisor summary ==")
+	fmt.Println(sup.Summary())
+	return err
+}
+
+// releaseReader clears every reader entry (pin and leases) of a dead pid in
+// the instance's leases segment. A segment that is absent, still being
+// initialised or left by a dead engine (an engine restart in progress) holds
+// no entry that matters: the new engine's fresh segment starts empty. That
+// is skipped quietly (debug level); only a live, ready segment that does not
+// decode is an error.
+func releaseReader(instance string, pid int, log *slog.Logger) error {
+	name := shm.SegmentName(instance, fsync.LeasesSegment)
+	seg, err := shm.Open(name, true)
+	if err != nil {
+		log.Debug("reclaim skipped: no leases segment (the engine is not up)", "pid", pid, "err", err)
+		return nil
+	}
+	defer seg.Close()
+	ll, err := layout.DecodeLeases(seg.Data)
+	if err != nil {
+		h, herr := layout.DecodeHeader(seg.Data)
+		switch {
+		case errors.Is(err, layout.ErrNotReady), errors.Is(herr, layout.ErrNotReady):
+			log.Debug("reclaim skipped: leases segment not ready (an engine is starting)", "pid", pid)
+			return nil
+		case h != nil && !shm.ProcessAlive(h.CreatorPID, h.CreatorTime):
+			log.Debug("reclaim skipped: leases segment of a dead engine", "pid", pid, "err", err)
+			return nil
+		}
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	fsync.ReleaseReadersOf(seg.Data, ll, pid)
+	return nil
+}
+
+// heartbeats reads heartbeats for the supervisor's hang monitor: a module's
+// from its segment, the engine's (the Unix time of its last publish) from
+// the world segment. It keeps each segment mapped (read-only) by name, so
+// that a check is a few loads and two stats; a mapping whose path no longer
+// names its file (an engine restart created the segments anew) is dropped
+// and the segments of the instance are scanned again. A module segment
+// counts only while it belongs to the engine whose world segment is current
+// (same creator): a module is judged by its heartbeat in the running engine.
+type heartbeats struct {
+	instance string
+	mu       gosync.Mutex
+	world    *shm.Segment
+	segs     map[string]*shm.Segment // module name -> its segment
+}
+
+func newHeartbeats(instance string) *heartbeats {
+	return &heartbeats{instance: instance, segs: map[string]*shm.Segment{}}
+}
+
+// last returns the last heartbeat of child name. For a module, false when it
+// has no segment of the running engine or has not beaten yet. For the
+// engine, always true when a world segment exists: the zero time when
+// nothing was published.
+func (h *heartbeats) last(name string) (time.Time, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w := h.currentWorld()
+	if name == supervisor.EngineName {
+		if w == nil {
+			return time.Time{}, true // not created yet: never published
+		}
+		if v := layout.Load64(w.Data, layout.OffWStatHeartbeat); v != 0 {
+			return time.Unix(0, int64(v)), true
+		}
+		return time.Time{}, true
+	}
+	if w == nil {
+		return time.Time{}, false
+	}
+	seg := h.segs[name]
+	if seg == nil || !seg.Current() || !sameCreator(seg.Data, w.Data) {
+		h.scan(w) // drops stale mappings, maps the running engine's segments
+		if seg = h.segs[name]; seg == nil {
+			return time.Time{}, false
+		}
+	}
+	v := layout.Load64(seg.Data, layout.OffMHeartbeat)
+	if v == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, int64(v)), true
+}
+
+// currentWorld returns the mapping of the instance's current world segment
+// (ready), remapping it after a restart; nil when there is none. Called with
+// mu held.
+func (h *heartbeats) currentWorld() *shm.Segment {
+	if h.world != nil && h.world.Current() {
+		return h.world
+	}
+	if h.world != nil {
+		h.world.Close()
+		h.world = nil
+	}
+	seg, err := shm.Open(shm.SegmentName(h.instance, fsync.WorldSegment), false)
+	if err != nil {
+		return nil
+	}
+	if _, err := layout.DecodeHeader(seg.Data); err != nil || len(seg.Data) < layout.OffWStatHeartbeat+8 {
+		seg.Close() // not ready yet: try again at the next check
+		return nil
+	}
+	h.world = seg
+	return seg
+}
+
+// sameCreator reports whether two mapped segments have the same creator
+// process (pid and start time).
+func sameCreator(a, b []byte) bool {
+	ha, err := layout.DecodeHeader(a)
+	if err != nil {
+		return false
+	}
+	hb, err := layout.DecodeHeader(b)
+	return err == nil && ha.CreatorPID == hb.CreatorPID && ha.CreatorTime == hb.CreatorTime
+}
+
+// scan drops the mappings that are no longer current or belong to another
+// engine than the world segment w, and maps every module segment of the
+// instance created by w's engine and not mapped yet (a dead engine's
+// segments may still be there). Called with mu held.
+func (h *heartbeats) scan(w *shm.Segment) {
+	mapped := map[string]bool{}
+	for name, seg := range h.segs {
+		if !seg.Current() || !sameCreator(seg.Data, w.Data) {
+			seg.Close()
+			delete(h.segs, name)
+			continue
+		}
+		mapped[seg.Path] = true
+	}
+	matches, _ := filepath.Glob(filepath.Join(shm.Dir, shm.SegmentName(h.instance, "mod.*")))
+	for _, p := range matches {
+		if mapped[p] {
+			continue
+		}
+		seg, err := shm.Open(filepath.Base(p), false)
+		if err != nil {
+			continue
+		}
+		lm, err := layout.DecodeModule(seg.Data)
+		if err != nil || h.segs[lm.Info.Name] != nil || !sameCreator(seg.Data, w.Data) {
+			seg.Close()
+			continue
+		}
+		h.segs[lm.Info.Name] = seg
+	}
+}
+
+func (h *heartbeats) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for name, seg := range h.segs {
+		seg.Close()
+		delete(h.segs, name)
+	}
+	if h.world != nil {
+		h.world.Close()
+		h.world = nil
+	}
+}
