@@ -211,12 +211,9 @@ func (w *World) setVar(ch *chunk, r []uint64, row int, id ComponentID, b []byte,
 	}
 	st.used = max(st.used, off+need)
 	st.live += need - had
-	if !has {
-		w.addBit(ch, r, id)
-	}
-	layout.EncodeHandle(col[row*layout.BytesHandleSize:], layout.BytesHandle{Off: uint32(off), Len: uint32(n)})
-	w.touch(ch) // dirty.go, D1
-	ch.vers[id] = w.version
+	// row adds the component if absent (with its lifecycle event), lists
+	// the chunk as touched (dirty.go, D1) and stamps the version.
+	layout.EncodeHandle(w.row(ch, r, row, id), layout.BytesHandle{Off: uint32(off), Len: uint32(n)})
 	return nil
 }
 

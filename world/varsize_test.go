@@ -350,3 +350,26 @@ func requireBytesRestore(t *testing.T, w *World, model map[Entity]map[ComponentI
 		}
 	}
 }
+
+// TestBytesLifecycle: a variable-size component added by a SetBytes (not
+// by a SetBytes of an entity that has it) and removed are lifecycle events
+// like any component's.
+func TestBytesLifecycle(t *testing.T) {
+	f := newFixture(t, 16, 1)
+	w := f.w
+	w.SetLifecycle(Lifecycle{Added: MaskOf(f.label), Removed: MaskOf(f.label)})
+	e, _ := w.Create()
+	w.ClearEvents()
+	require.NoError(t, w.SetString(e, f.label, "a"))
+	require.NoError(t, w.SetString(e, f.label, "bb"))
+	require.NoError(t, w.Remove(e, f.label))
+	var kinds []layout.LifecycleKind
+	for _, ev := range w.FrameEvents() {
+		k, ent, id, err := layout.DecodeLifecycle(uint16(ev.Type), ev.Payload)
+		require.NoError(t, err)
+		require.Equal(t, uint64(e), ent)
+		require.Equal(t, uint16(f.label), id)
+		kinds = append(kinds, k)
+	}
+	require.Equal(t, []layout.LifecycleKind{layout.LifecycleAdded, layout.LifecycleRemoved}, kinds)
+}
