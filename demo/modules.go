@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/module"
 	"github.com/fdp-engine/fdp/world"
 )
@@ -62,7 +63,7 @@ func (t *Telemetry) Tick(v *module.View, _ *module.Commands, _ time.Duration) er
 	}
 	t.ticks++
 	if t.Report > 0 && t.ticks%t.Report == 0 && t.Log != nil {
-		t.Log.Info("telemetry", "frame", t.Frame, "sim_time", time.Duration(t.Time.Nanos).Round(time.Millisecond),
+		t.Log.Info("telemetry", "frame", t.Frame, "sim_time", logs.Round3(time.Duration(t.Time.Nanos)),
 			"alive", n, "mean_x", fmt.Sprintf("%.1f", t.MeanX), "events", t.Received, "events_lost", t.Lost)
 	}
 	return nil

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"encoding/json"
-	"go/format"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -63,14 +62,6 @@ func TestDocExamplesBuild(t *testing.T) {
 	for _, doc := range []string{"README.md", "docs/ARCHITECTURE.md"} {
 		for i, src := range docPrograms(t, filepath.Join(root, doc)) {
 			n++
-			// gofmt-formatted, reading the README's 4-space indents as tabs
-			// (the module example of "Writing a module" aligns its comments
-			// for the page).
-			if tabbed := tabIndents(src); src != readmeModule(t) {
-				formatted, err := format.Source([]byte(tabbed))
-				require.NoError(t, err, "%s: program %d", doc, i)
-				require.Equal(t, string(formatted), tabbed, "%s: program %d is not gofmt-formatted", doc, i)
-			}
 			dir := t.TempDir()
 			file := filepath.Join(dir, "main.go")
 			require.NoError(t, os.WriteFile(file, []byte(src), 0o600))
@@ -92,18 +83,4 @@ func TestDocExamplesBuild(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, n, 2, "the README's module example and the architecture's examples")
-}
-
-// tabIndents replaces each leading group of 4 spaces of src's lines with a
-// tab.
-func tabIndents(src string) string {
-	lines := strings.Split(src, "\n")
-	for i, l := range lines {
-		n := 0
-		for strings.HasPrefix(l[n*4:], "    ") {
-			n++
-		}
-		lines[i] = strings.Repeat("\t", n) + l[n*4:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/fdp-engine/fdp/inspect"
+	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/stretchr/testify/require"
 )
@@ -76,7 +77,7 @@ func TestTimeSingletonBinaries(t *testing.T) {
 	})
 	frame, err := strconv.ParseInt(m[1], 10, 64)
 	require.NoError(t, err)
-	require.Equal(t, time.Duration(frame*dt).Round(time.Millisecond).String(), m[2], "telemetry's sim_time is its frame's: %s", m[0])
+	require.Equal(t, logs.Round3(time.Duration(frame*dt)).String(), m[2], "telemetry's sim_time is its frame's (three significant digits): %s", m[0])
 
 	// The demo's AI names its reinforcements (a variable-size string
 	// component): engine dump shows the Name arena's use in the latest
