@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/fdp-engine/fdp/internal/buildinfo"
 	"github.com/spf13/cobra"
 )
 
@@ -45,7 +46,11 @@ func Command(w World) *cobra.Command {
 		Use:          w.Name,
 		Short:        w.Short,
 		SilenceUsage: true,
+		// --version: the build (module version, VCS revision, dirty flag)
+		// and the layout and control protocol versions it speaks.
+		Version: buildinfo.Read().String(),
 	}
+	c.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	c.AddCommand(newRunCommand(w), newUpCommand(w))
 	c.AddCommand(inspectCommands()...)
 	return c

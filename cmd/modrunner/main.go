@@ -1,6 +1,7 @@
 // Command modrunner runs one of the built-in demo modules in its own process:
 //
 //	modrunner [--rejoin-timeout D] telemetry | ai | alert
+//	modrunner --help | --version
 //
 // The instance comes from $FDP_INSTANCE (default "demo"); the module name
 // from $FDP_MODULE (ai modules: ai-1, ai-2, ... pick their team from it);
@@ -20,6 +21,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -27,18 +29,46 @@ import (
 	"strings"
 
 	"github.com/fdp-engine/fdp/demo"
+	"github.com/fdp-engine/fdp/internal/buildinfo"
 	"github.com/fdp-engine/fdp/module"
 )
 
+// modules are the demo modules modrunner runs, in the order --help lists
+// them, with what each does and its own tier and period.
+var modules = []struct{ name, about string }{
+	{"telemetry", "fast, every frame: reads positions in place, logs the alive count and mean X every 120 ticks"},
+	{"ai", "slow, every 6 frames, convoy snapshot: damages its team, destroys the dead, spawns (ai-N: team N mod 4)"},
+	{"alert", "slow, every 30 frames, own snapshot: reads the events since its last run, publishes an alert"},
+}
+
 func main() {
-	fs := flag.NewFlagSet("modrunner", flag.ExitOnError)
+	fs := flag.NewFlagSet("modrunner", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: modrunner [flags] telemetry|ai|alert")
+		out := fs.Output()
+		fmt.Fprintln(out, "usage: modrunner [flags] MODULE")
+		fmt.Fprintln(out, "\nRuns one demo module against the engine of instance $FDP_INSTANCE. MODULE is one of:")
+		for _, m := range modules {
+			fmt.Fprintf(out, "  %-10s %s\n", m.name, m.about)
+		}
+		fmt.Fprintln(out, "\nEnvironment: FDP_INSTANCE, FDP_MODULE (its name), FDP_TIER, FDP_EVERY, FDP_GROUP (set by `engine up`), FDP_SHM_DIR.")
+		fmt.Fprintln(out, "\nFlags:")
 		fs.PrintDefaults()
 	}
 	rejoin := fs.Duration("rejoin-timeout", module.DefaultRejoinTimeout,
 		"how long to wait for a new engine after the engine went away (negative: exit at once)")
-	_ = fs.Parse(os.Args[1:]) // ExitOnError
+	version := fs.Bool("version", false, "print the build, layout and control protocol versions and exit")
+	switch err := fs.Parse(os.Args[1:]); {
+	case errors.Is(err, flag.ErrHelp):
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		os.Exit(0)
+	case err != nil:
+		os.Exit(2) // the flag package printed the error and the usage
+	}
+	if *version {
+		fmt.Println(buildinfo.Line("modrunner"))
+		os.Exit(0)
+	}
 	if fs.NArg() != 1 {
 		fs.Usage()
 		os.Exit(2)
