@@ -53,6 +53,11 @@ func Command(w World) *cobra.Command {
 	c.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	c.AddCommand(newRunCommand(w), newUpCommand(w))
 	c.AddCommand(inspectCommands()...)
+	for _, sub := range c.Commands() {
+		if sub.Flags().Lookup("instance") != nil {
+			registerInstanceFlag(sub) // shell completion of --instance: complete.go
+		}
+	}
 	return c
 }
 
