@@ -47,8 +47,9 @@ type Spec struct {
 	// (1 = every frame), for either tier; a tick still running when the
 	// next is due delays it (the period then counts from the delayed tick)
 	// instead of dropping it. A module (re)joining is due at once. 0 means
-	// 1; below 0 (or above ipc.MaxEvery) Run refuses (ErrInvalidSpec), as
-	// the engine refuses such a hello.
+	// 1, or, with a WakeOn, only when woken; below 0 (or above
+	// ipc.MaxEvery) Run refuses (ErrInvalidSpec), as the engine refuses
+	// such a hello.
 	Every int
 	// Reads are the components the module reads: a slow module's snapshot
 	// holds exactly these, and the View refuses to read any other (View.Err,
@@ -63,6 +64,10 @@ type Spec struct {
 	// breaker and the tick fails ("tick exceeded its runtime"). 0: the
 	// engine's default (host.Config.MaxSlowTick: 10 periods, at least 1 s).
 	MaxRuntime time.Duration
+	// WakeOn (slow tier) makes the module reactive: it also runs in the
+	// frame in which one of the named event types is published or one of
+	// the named components changes (see WakeOn).
+	WakeOn WakeOn
 }
 
 // Module is implemented by module authors.
@@ -227,6 +232,11 @@ type session struct {
 	m    Module
 	spec Spec
 	opt  Options
+	// obs are the module's lifecycle observers (Observer), observing
+	// whether it registered any, sub what it subscribes to (lifecycle.go).
+	obs       Observers
+	observing bool
+	sub       world.Lifecycle
 
 	// One engine's: released by detach.
 	reader *fsync.Reader
@@ -334,8 +344,8 @@ func Run(ctx context.Context, m Module, opt Options) error {
 	if opt.Every != 0 {
 		spec.Every = opt.Every
 	}
-	if spec.Every == 0 {
-		spec.Every = 1 // the zero Spec's period: every frame
+	if spec.Every == 0 && spec.WakeOn.Empty() {
+		spec.Every = 1 // the zero Spec's period: every frame (with a WakeOn: only when woken)
 	}
 	if err := validSpec(&spec); err != nil {
 		return err
@@ -344,6 +354,14 @@ func Run(ctx context.Context, m Module, opt Options) error {
 		spec.Reads = opt.Registry.Mask() // see Spec.Reads
 	}
 	s := &session{m: m, spec: spec, opt: opt}
+	if ob, ok := m.(Observer); ok {
+		ob.Observe(&s.obs)
+	}
+	if err := checkSubscriptions(&spec, &s.obs, opt.Registry); err != nil {
+		return err
+	}
+	s.sub = subscription(&s.obs, spec.WakeOn, opt.Registry.Mask())
+	s.observing = !s.obs.Subscription().Empty()
 	defer s.close()
 	if err := s.attach(ctx, time.Now().Add(opt.AttachTimeout)); err != nil {
 		return err
@@ -393,7 +411,7 @@ func validSpec(spec *Spec) error {
 	switch {
 	case spec.Tier != Fast && spec.Tier != Slow:
 		return fmt.Errorf("%w: tier %q, want %q or %q (%w)", ErrInvalidSpec, spec.Tier, Fast, Slow, ipc.ErrBadHello)
-	case spec.Every < 1 || spec.Every > ipc.MaxEvery:
+	case spec.Every < 0 || spec.Every > ipc.MaxEvery || spec.Every == 0 && spec.WakeOn.Empty():
 		return fmt.Errorf("%w: every %d, want 1..%d (%w)", ErrInvalidSpec, spec.Every, ipc.MaxEvery, ipc.ErrBadHello)
 	}
 	return nil

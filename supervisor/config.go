@@ -100,7 +100,9 @@ type ModuleConfig struct {
 	Env     map[string]string `yaml:"env"`
 	// Tier is "fast" (default) or "slow".
 	Tier string `yaml:"tier"`
-	// Every is the tick frequency divider in frames (default 1).
+	// Every is the tick frequency divider in frames, passed to the module as
+	// $FDP_EVERY; 0 (or omitted): not passed, the module's own Spec.Every
+	// (for a module with a Spec.WakeOn, 0 there is "only when woken").
 	Every int `yaml:"every"`
 	// Group names a convoy group of slow modules (optional).
 	Group string `yaml:"group"`
@@ -305,9 +307,6 @@ func ParseConfigWith(b []byte, d Defaults) (*Config, error) {
 		if m.Tier == "" {
 			m.Tier = TierFast
 		}
-		if m.Every == 0 {
-			m.Every = 1
-		}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -372,8 +371,8 @@ func (c *Config) Validate() error {
 		if m.Tier != TierFast && m.Tier != TierSlow {
 			return bad("%s: unknown tier %q (want %q or %q)", where, m.Tier, TierFast, TierSlow)
 		}
-		if m.Every < 1 {
-			return bad("%s: every %d: want >= 1", where, m.Every)
+		if m.Every < 0 {
+			return bad("%s: every %d: want >= 1 (or 0: the module's own)", where, m.Every)
 		}
 		if m.Group != "" && !validName(m.Group) {
 			return bad("%s: group %q: want 1..31 characters of [A-Za-z0-9_-]", where, m.Group)

@@ -286,7 +286,7 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 		}
 		c.env = childEnv(base, m.Env, map[string]string{
 			"FDP_INSTANCE": cfg.Instance, "FDP_MODULE": m.Name, "FDP_ROLE": "module",
-			"FDP_TIER": m.Tier, "FDP_EVERY": strconv.Itoa(m.Every), "FDP_GROUP": m.Group,
+			"FDP_TIER": m.Tier, "FDP_EVERY": everyEnv(m.Every), "FDP_GROUP": m.Group,
 		})
 		s.children = append(s.children, c)
 	}
@@ -295,6 +295,15 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 
 // childEnv returns base without the keys of extra and fdp, then fdp and extra
 // (sorted by key; extra wins over fdp).
+// everyEnv is $FDP_EVERY for a module's Every: empty (the module keeps its
+// own Spec.Every) for 0.
+func everyEnv(every int) string {
+	if every == 0 {
+		return ""
+	}
+	return strconv.Itoa(every)
+}
+
 func childEnv(base []string, extra, fdp map[string]string) []string {
 	out := make([]string, 0, len(base)+len(extra)+len(fdp))
 	for _, kv := range base {

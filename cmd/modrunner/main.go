@@ -7,8 +7,9 @@
 // from $FDP_MODULE (ai modules: ai-1, ai-2, ... pick their team from it);
 // $FDP_TIER and $FDP_EVERY, set by `engine up` from its config, replace the
 // module's own tier and period (telemetry: fast every 1, ai: slow every 6,
-// alert: slow every 30), and an invalid value of either is a refusal (exit
-// 78), not ignored: see module.MainOptions.
+// alert: slow, every 0: it runs when a "died" event wakes it, and counts
+// the destroyed entities with a lifecycle observer), and an invalid value
+// of either is a refusal (exit 78), not ignored: see module.MainOptions.
 // When the engine dies the module waits for the next engine of the instance
 // (up to --rejoin-timeout) and goes on in the same process.
 //
