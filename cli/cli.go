@@ -51,6 +51,7 @@ func Command(w World) *cobra.Command {
 		Version: buildinfo.Read().String(),
 	}
 	c.SetVersionTemplate("{{.Name}} {{.Version}}\n")
+	c.Flags().BoolP("version", "v", false, "print the build (module version, VCS revision) and the layout and control protocol versions")
 	c.AddCommand(newRunCommand(w), newUpCommand(w))
 	c.AddCommand(inspectCommands()...)
 	for _, sub := range c.Commands() {
