@@ -39,7 +39,7 @@ import (
 var modules = []struct{ name, about string }{
 	{"telemetry", "fast, every frame: reads positions in place, logs the alive count and mean X every 120 ticks"},
 	{"ai", "slow, every 6 frames, convoy snapshot: damages its team, destroys the dead, spawns (ai-N: team N mod 4)"},
-	{"alert", "slow, every 30 frames, own snapshot: reads the events since its last run, publishes an alert"},
+	{"alert", "slow, woken by \"died\" events, own snapshot: counts the deaths and changed Health chunks, publishes an alert"},
 }
 
 func main() {
