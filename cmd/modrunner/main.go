@@ -25,6 +25,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strings"
@@ -44,8 +45,7 @@ var modules = []struct{ name, about string }{
 
 func main() {
 	fs := flag.NewFlagSet("modrunner", flag.ContinueOnError)
-	fs.Usage = func() {
-		out := fs.Output()
+	usage := func(out io.Writer) {
 		fmt.Fprintln(out, "usage: modrunner [flags] MODULE")
 		fmt.Fprintln(out, "\nRuns one demo module against the engine of instance $FDP_INSTANCE. MODULE is one of:")
 		for _, m := range modules {
@@ -53,25 +53,27 @@ func main() {
 		}
 		fmt.Fprintln(out, "\nEnvironment: FDP_INSTANCE, FDP_MODULE (its name), FDP_TIER, FDP_EVERY, FDP_GROUP (set by `engine up`), FDP_SHM_DIR.")
 		fmt.Fprintln(out, "\nFlags:")
+		fs.SetOutput(out)
 		fs.PrintDefaults()
 	}
+	fs.Usage = func() {} // printed below, on stdout for --help
 	rejoin := fs.Duration("rejoin-timeout", module.DefaultRejoinTimeout,
 		"how long to wait for a new engine after the engine went away (negative: exit at once)")
 	version := fs.Bool("version", false, "print the build, layout and control protocol versions and exit")
 	switch err := fs.Parse(os.Args[1:]); {
 	case errors.Is(err, flag.ErrHelp):
-		fs.SetOutput(os.Stdout)
-		fs.Usage()
+		usage(os.Stdout)
 		os.Exit(0)
 	case err != nil:
-		os.Exit(2) // the flag package printed the error and the usage
+		usage(os.Stderr) // after the flag package's line saying what is wrong
+		os.Exit(2)
 	}
 	if *version {
 		fmt.Println(buildinfo.Line("modrunner"))
 		os.Exit(0)
 	}
 	if fs.NArg() != 1 {
-		fs.Usage()
+		usage(os.Stderr)
 		os.Exit(2)
 	}
 	s, err := demo.NewSchema()
