@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/ipc"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
@@ -143,14 +144,16 @@ func Main(reg *world.Registry, m Module) { MainOptions(m, Options{Registry: reg}
 // $FDP_INSTANCE (default "demo"), empty Name and Group from $FDP_MODULE and
 // $FDP_GROUP, an empty Tier and a zero Every from $FDP_TIER and $FDP_EVERY
 // (all set by the supervisor from its config; unset or empty variables
-// leave the Spec's), a nil Logger logs text to stderr with the module's
-// name. It exits the process: 0 after SIGTERM or SIGINT;
+// leave the Spec's), a nil Logger logs to stderr with the module's name, in
+// the format $FDP_LOG_FORMAT names (NewLogger: text by default; the
+// supervisor sets json). It exits the process: 0 after SIGTERM or SIGINT;
 // layout.ExitRefused (78) with one "module refused by the engine" line when
 // Run's error is a permanent refusal (Refused), so that the supervisor does
 // not restart it, or with one "module refused" line when its spec is
 // invalid (ErrInvalidSpec: $FDP_TIER not "fast" or "slow", $FDP_EVERY not a
-// whole number 1..ipc.MaxEvery, an invalid Spec); 1 with one "module
-// stopped" line on any other error.
+// whole number 1..ipc.MaxEvery, $FDP_LOG_FORMAT not "text" or "json" with a
+// nil Logger, an invalid Spec); 1 with one "module stopped" line on any
+// other error.
 func MainOptions(m Module, opt Options) {
 	if opt.Instance == "" {
 		opt.Instance = os.Getenv("FDP_INSTANCE")
@@ -172,7 +175,11 @@ func MainOptions(m Module, opt Options) {
 		if name == "" {
 			name = m.Spec().Name
 		}
-		opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("module", name)
+		log, err := NewLogger("")
+		if envErr == nil {
+			envErr = err
+		}
+		opt.Logger = log.With("module", name)
 	}
 	err := envErr
 	if err == nil {
@@ -393,7 +400,7 @@ func (s *session) rejoin(ctx context.Context) error {
 		return fmt.Errorf("no engine of %q came back within %v: %w (%w)", s.opt.Instance, s.opt.RejoinTimeout, ErrEngineGone, err)
 	}
 	s.opt.Logger.Info("rejoined", "instance", s.opt.Instance, "slot", s.wel.Slot, "previous_slot", oldSlot,
-		"after", time.Since(lost).Round(time.Microsecond))
+		"after", logs.Round3(time.Since(lost)))
 	return nil
 }
 

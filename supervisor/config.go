@@ -18,6 +18,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/layout"
 )
 
@@ -79,6 +80,11 @@ type Config struct {
 	// 0: any free port, logged) or "unix:/path" (a unix socket); empty:
 	// none.
 	Metrics string `yaml:"metrics"`
+	// LogFormat is the format of the supervisor's own log, where every
+	// child's records are re-emitted: "text" (default) or "json". The
+	// children always log JSON to the supervisor (logs.EnvVar), whatever
+	// this is. `engine up --log-format` and $FDP_LOG_FORMAT override it.
+	LogFormat string `yaml:"log_format"`
 }
 
 // EngineConfig describes the engine process.
@@ -344,6 +350,11 @@ func (c *Config) Validate() error {
 	}
 	if err := validCommand(c.Engine.Command); err != nil {
 		return bad("engine.command: %v", err)
+	}
+	if c.LogFormat != "" {
+		if _, err := logs.ParseFormat(c.LogFormat); err != nil {
+			return bad("log_format: %v", err)
+		}
 	}
 	if len(c.Modules) > layout.MaxModules {
 		// The engine would refuse the modules beyond its table (exit

@@ -62,6 +62,9 @@ func TestLoadConfigFiles(t *testing.T) {
 	if c.Engine.Env["FDP_LOG"] != "debug" || !c.Engine.Restart || len(c.Engine.Command) != 4 {
 		t.Fatalf("engine %+v", c.Engine)
 	}
+	if c.LogFormat != "json" {
+		t.Fatalf("log_format %q", c.LogFormat)
+	}
 	if c.Restart.InitialBackoff.D() != 10*time.Millisecond || c.Restart.MaxBackoff.D() != 5*time.Second ||
 		c.Breaker.MaxFailures != 2 || c.Breaker.Window.D() != 30*time.Second || c.Hang.HeartbeatTimeout != 0 {
 		t.Fatalf("policy %+v %+v %+v", c.Restart, c.Breaker, c.Hang)
@@ -106,6 +109,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"engine hang", eng + "hang: {engine_timeout: -1s}\n", "hang.engine_timeout"},
 		{"engine start", eng + "hang: {engine_timeout: 2s, engine_start_timeout: 1s}\n", "hang.engine_start_timeout 1s"},
 		{"grace", eng + "shutdown: {grace: 0s}\n", "shutdown.grace"},
+		{"log format", eng + "log_format: xml\n", `log_format: "xml" is not a log format: want "text" or "json"`},
 		{"not yaml", "instance: [\n", "fdp/supervisor: config:"},
 		{"metrics no port", eng + "metrics: localhost\n", `metrics: "localhost": want host:port`},
 		{"metrics bad port", eng + "metrics: \":99999\"\n", `port "99999"`},
