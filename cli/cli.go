@@ -9,7 +9,12 @@
 //	         modules of a YAML config, restarts them, kills hung ones
 //	ls, dump, stat, top, gc, verify
 //	         read-only inspection of any instance's segments (live, stale, copied)
+//	completion
+//	         a bash, zsh or fish completion script; instance arguments and
+//	         --instance flags complete to the instances in the segment
+//	         directory (complete.go)
 //
+// and --version (the build, the layout and control protocol versions).
 // What the program writes is the World: the component registry, a constructor
 // of an empty world (recovery restores a dead engine's last frame into it), a
 // constructor of the simulation around a fresh or a recovered world, and
