@@ -3,7 +3,6 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -223,8 +222,9 @@ func def() host.Config { return host.DefaultConfig() }
 // under `engine up` (the binaries, the embedded config, 100K entities; 1M
 // too with FDP_LIMITS_1M=1, which takes a quarter of a GiB of /dev/shm),
 // once every module has ticked for a few seconds, holds the world
-// segment's memory the table shows, within 20% (snapshots come and go:
-// the median of a second's samples).
+// segment's memory the table shows: at least 80% of it, at most 150% (a
+// loaded machine holds more; snapshots come and go: the median of a
+// second's samples).
 func TestReadmeMemoryHeld(t *testing.T) {
 	bin := shippedBinaries(t)
 	for _, r := range readmeMemory(t) {
@@ -303,6 +303,10 @@ func TestReadmeMemoryHeld(t *testing.T) {
 		held := samples[len(samples)/2]
 		stop()
 		t.Logf("%d entities: world segment holds %.1f MiB (README: %.1f MiB)", r.entities, held, r.worldMiB)
-		require.Less(t, math.Abs(held-r.worldMiB)/r.worldMiB, 0.2, "%d entities: held %.1f MiB, README %.1f MiB", r.entities, held, r.worldMiB)
+		// A loaded machine holds more (slow ticks keep their snapshots
+		// longer: the README says up to a quarter); never less than the
+		// latest frame, its spare and the snapshots of one round.
+		require.Greater(t, held, 0.8*r.worldMiB, "%d entities: held %.1f MiB, README %.1f MiB", r.entities, held, r.worldMiB)
+		require.Less(t, held, 1.5*r.worldMiB, "%d entities: held %.1f MiB, README %.1f MiB", r.entities, held, r.worldMiB)
 	}
 }
