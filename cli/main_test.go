@@ -107,8 +107,8 @@ engine: {command: [/bin/false], restart: true}
 restart: {initial_backoff: 10ms, max_backoff: 50ms, multiplier: 2, reset_after: 5s}
 breaker: {max_failures: 1000, window: 30s}
 `), 0o600))
-	stdout, stderr, code := runMain(t, "up", "--config", cfg, "--duration", "1s")
+	stdout, stderr, code := runMain(t, "up", "--config", cfg, "--duration", "3s") // deaths seen even on a loaded machine
 	require.Equal(t, 1, code, "%s\n%s", stdout, stderr)
 	require.Contains(t, stdout, "== supervisor summary ==")
-	require.Regexp(t, `up: the engine never published a frame: it died \d+ times \(last: exit status 1\)`, stderr)
+	require.Regexp(t, `up: the engine never published a frame: it died \d+ times \(last: [^)]+\)`, stderr)
 }
