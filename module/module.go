@@ -131,11 +131,12 @@ var ErrEngineGone = errors.New("engine went away")
 
 // Main runs m in this process until SIGTERM/SIGINT (or until the engine is
 // gone for good: see Options.RejoinTimeout), reading the instance from
-// $FDP_INSTANCE (default "demo"). It exits the process.
+// $FDP_INSTANCE (required: there is no default instance). It exits the
+// process.
 func Main(reg *world.Registry, m Module) { MainOptions(m, Options{Registry: reg}) }
 
 // MainOptions is Main with options: an empty Instance is read from
-// $FDP_INSTANCE (default "demo"), empty Name and Group from $FDP_MODULE and
+// $FDP_INSTANCE (neither set: refused, exit 78), empty Name and Group from $FDP_MODULE and
 // $FDP_GROUP, an empty Tier and a zero Every from $FDP_TIER and $FDP_EVERY
 // (all set by the supervisor from its config; unset or empty variables
 // leave the Spec's), a nil Logger logs text to stderr with the module's
@@ -143,15 +144,12 @@ func Main(reg *world.Registry, m Module) { MainOptions(m, Options{Registry: reg}
 // layout.ExitRefused (78) with one "module refused by the engine" line when
 // Run's error is a permanent refusal (Refused), so that the supervisor does
 // not restart it, or with one "module refused" line when its spec is
-// invalid (ErrInvalidSpec: $FDP_TIER not "fast" or "slow", $FDP_EVERY not a
-// whole number 1..ipc.MaxEvery, an invalid Spec); 1 with one "module
+// invalid (ErrInvalidSpec: no instance, $FDP_TIER not "fast" or "slow",
+// $FDP_EVERY not a whole number 1..ipc.MaxEvery, an invalid Spec); 1 with one "module
 // stopped" line on any other error.
 func MainOptions(m Module, opt Options) {
 	if opt.Instance == "" {
 		opt.Instance = os.Getenv("FDP_INSTANCE")
-	}
-	if opt.Instance == "" {
-		opt.Instance = "demo"
 	}
 	if opt.Name == "" {
 		opt.Name = os.Getenv("FDP_MODULE")
@@ -160,15 +158,21 @@ func MainOptions(m Module, opt Options) {
 		opt.Group = os.Getenv("FDP_GROUP")
 	}
 	envErr := envTierEvery(&opt)
+	if envErr == nil && opt.Instance == "" {
+		// No default instance: a module started by hand without one would
+		// attach to whatever engine runs under the default name.
+		envErr = fmt.Errorf("%w: no instance: set $FDP_INSTANCE (engine up sets it) or Options.Instance", ErrInvalidSpec)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	name := opt.Name
+	if name == "" {
+		name = m.Spec().Name
+	}
 	if opt.Logger == nil {
-		name := opt.Name
-		if name == "" {
-			name = m.Spec().Name
-		}
 		opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("module", name)
 	}
+	setProcessName(name)
 	err := envErr
 	if err == nil {
 		err = Run(ctx, m, opt)
@@ -337,6 +341,7 @@ func Run(ctx context.Context, m Module, opt Options) error {
 	if spec.Every == 0 {
 		spec.Every = 1 // the zero Spec's period: every frame
 	}
+	logOverrides(opt.Logger, m.Spec(), spec)
 	if err := validSpec(&spec); err != nil {
 		return err
 	}
