@@ -41,7 +41,7 @@ func newGCCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "gc",
 		Short: "Remove stale segments (creator dead), unreadable ones and dead engines' control sockets; never touches a live segment",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res := gcResult{DryRun: dryRun}
 			var err error

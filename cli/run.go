@@ -14,6 +14,7 @@ import (
 
 	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/spf13/cobra"
 )
@@ -61,8 +62,12 @@ func (o *runOpts) check() error {
 		return fmt.Errorf("--entities %d: must be 0 or more", o.entities)
 	case o.rate < 1:
 		return fmt.Errorf("--rate %d: must be at least 1", o.rate)
-	case o.duration < 0 || o.status < 0:
-		return fmt.Errorf("--duration and --status must not be negative")
+	case o.duration < 0:
+		return fmt.Errorf("--duration %v: must not be negative (0 = until SIGINT/SIGTERM)", o.duration)
+	case o.status < 0:
+		return fmt.Errorf("--status %v: must not be negative (0 = no status line)", o.status)
+	case o.slots < 0:
+		return fmt.Errorf("--slots %d: must be 0 or more (0 = 32)", o.slots)
 	case o.maxModules < 1 || o.maxModules > layout.MaxModules:
 		return fmt.Errorf("--max-modules %d: must be 1..%d", o.maxModules, layout.MaxModules)
 	case o.readers < layout.MinReaders || o.readers > layout.MaxReaders:
@@ -96,9 +101,13 @@ func newRunCommand(w World) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Run the engine with the world of " + w.Name + " (modules attach through the control socket)",
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := o.check(); err != nil {
 				return err
+			}
+			if err := shm.CheckDir(); err != nil {
+				return err // said first: recovery would fail for it with another reason
 			}
 			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 			if err := w.check(o.params(log)); err != nil {

@@ -457,3 +457,23 @@ func unlinkPath(p string) error {
 	}
 	return nil
 }
+
+// CheckDir reports a segment directory (Dir) that is missing or not a
+// directory, in one line naming it and where it came from, so that a
+// command says that first rather than what failed because of it.
+func CheckDir() error {
+	from := "the default"
+	if v := os.Getenv("FDP_SHM_DIR"); v != "" && v == Dir {
+		from = "$FDP_SHM_DIR"
+	}
+	st, err := os.Stat(Dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("fdp/shm: the segment directory %s (%s) does not exist: create it or point FDP_SHM_DIR at one", Dir, from)
+	case err != nil:
+		return fmt.Errorf("fdp/shm: the segment directory %s (%s): %w", Dir, from, err)
+	case !st.IsDir():
+		return fmt.Errorf("fdp/shm: the segment directory %s (%s) is not a directory", Dir, from)
+	}
+	return nil
+}

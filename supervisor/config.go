@@ -476,7 +476,7 @@ func ResolveCommand(name string) (string, error) {
 
 func resolveIn(exeDir, name string) (string, error) {
 	if name == "" {
-		return "", errors.New("fdp/supervisor: empty command")
+		return "", errors.New("empty command")
 	}
 	if filepath.Base(name) != name {
 		// A path is used as is, but only if it can be executed: a
@@ -485,11 +485,11 @@ func resolveIn(exeDir, name string) (string, error) {
 		st, err := os.Stat(name)
 		switch {
 		case err != nil:
-			return "", fmt.Errorf("fdp/supervisor: command %q: %w", name, err)
+			return "", fmt.Errorf("%q: %w", name, errors.Unwrap(err))
 		case !st.Mode().IsRegular():
-			return "", fmt.Errorf("fdp/supervisor: command %q: not a regular file", name)
+			return "", fmt.Errorf("%q: not a regular file", name)
 		case st.Mode().Perm()&0o111 == 0:
-			return "", fmt.Errorf("fdp/supervisor: command %q: not executable (mode %v)", name, st.Mode().Perm())
+			return "", fmt.Errorf("%q: not executable (mode %v)", name, st.Mode().Perm())
 		}
 		return name, nil
 	}
@@ -501,7 +501,7 @@ func resolveIn(exeDir, name string) (string, error) {
 	}
 	p, err := exec.LookPath(name)
 	if err != nil {
-		return "", fmt.Errorf("fdp/supervisor: %q not found next to %s nor in PATH: %w", name, exeDir, err)
+		return "", fmt.Errorf("%q not found next to %s nor in PATH", name, exeDir)
 	}
 	return p, nil
 }

@@ -72,7 +72,7 @@ func checkNode(n *yaml.Node, t reflect.Type, p string) error {
 		return nil
 	case reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
-			return at("want a list (%s), got %s", kindWords(t), shown(n))
+			return at("want %s, got %s", kindWords(t), shown(n))
 		}
 		for i, e := range n.Content {
 			if err := checkNode(e, t.Elem(), fmt.Sprintf("%s[%d]", p, i)); err != nil {
@@ -82,7 +82,7 @@ func checkNode(n *yaml.Node, t reflect.Type, p string) error {
 		return nil
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
-			return at("want a mapping (%s), got %s", kindWords(t), shown(n))
+			return at("want %s, got %s", kindWords(t), shown(n))
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			if err := checkNode(n.Content[i+1], t.Elem(), join(p, n.Content[i].Value)); err != nil {
@@ -97,10 +97,25 @@ func checkNode(n *yaml.Node, t reflect.Type, p string) error {
 		return at("want %s, got %s", kindWords(t), shown(n))
 	}
 	v := reflect.New(t)
-	if err := n.Decode(v.Interface()); err != nil || (t.Kind() == reflect.String && n.Tag != "!!str" && !plainString(n)) {
+	if err := n.Decode(v.Interface()); err != nil || !tagFits(t, n) {
 		return at("want %s, got %s", kindWords(t), shown(n))
 	}
 	return nil
+}
+
+// tagFits reports whether scalar n, decoded without error into a value of
+// type t, means what the field means: the decoder truncates 2.5 into an
+// int 2 and takes true as the string "true", neither of which is what was
+// written.
+func tagFits(t reflect.Type, n *yaml.Node) bool {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return n.Tag == "!!int"
+	case reflect.String:
+		return n.Tag == "!!str" || plainString(n)
+	}
+	return true
 }
 
 // plainString reports whether a scalar that YAML does not tag as a string

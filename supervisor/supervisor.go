@@ -337,7 +337,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	for _, c := range s.children {
 		p, err := resolveIn(s.opt.ExeDir, c.argv[0])
 		if err != nil {
-			return fmt.Errorf("fdp/supervisor: %s: %w", c.name, err)
+			// Refused before anything starts: a program that cannot be
+			// found would only be fork-exec'd until its breaker trips.
+			where := "engine.command"
+			if !c.engine {
+				where = fmt.Sprintf("module %q: command", c.name)
+			}
+			return fmt.Errorf("fdp/supervisor: config: %s: %w", where, err)
 		}
 		c.argv[0] = p
 	}
