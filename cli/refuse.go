@@ -7,8 +7,8 @@ package cli
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 
