@@ -16,8 +16,8 @@ import (
 // hello carries), so that a module author sees why the engine does not
 // run the module as its code says.
 func logOverrides(log *slog.Logger, own, used Spec) {
-	if own.Every == 0 {
-		own.Every = 1
+	if own.Every == 0 && own.WakeOn.Empty() {
+		own.Every = 1 // as Run reads it
 	}
 	var diffs []any
 	if own.Name != used.Name {
