@@ -248,6 +248,9 @@ func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Durat
 	line := fmt.Sprintf("status: frame %d  %.1f fps  publish p50 %v p99 %v  frame p99 %v  tick wake p50 %v  modules up %d  entities %d  commands %d  rejected %d  late %d  shm %s",
 		st.Frame, fps, logs.Round3(eng.PubHist.Percentile(50)), logs.Round3(eng.PubHist.Percentile(99)), logs.Round3(eng.Hist.Percentile(99)), logs.Round3(eng.WakeHist.Percentile(50)), up, entities, commands, rejected, late,
 		fmtBytes(eng.Publisher().Backed()))
+	if rejected > 0 {
+		line += rejectReasons(eng)
+	}
 	if noSlot > 0 {
 		line += fmt.Sprintf("  no free slot %d", noSlot)
 		if noMem > 0 {
@@ -294,8 +297,8 @@ func printSummary(w io.Writer, eng *host.Engine, d time.Duration, commands, reje
 		trim, p.PubNoSpace)
 	pf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
 		logs.Round3(eng.WakeHist.Percentile(50)), logs.Round3(eng.WakeHist.Percentile(99)), logs.Round3(eng.WakeHist.Max()), eng.WakeHist.Count(), !eng.Config().NoPrewake)
-	pf("world: %d entities alive; commands applied %d, rejected %d; late fast ticks %d\n",
-		eng.World().Count(), commands, rejected, late)
+	pf("world: %d entities alive; commands applied %d, rejected %d%s; late fast ticks %d\n",
+		eng.World().Count(), commands, rejected, rejectReasons(eng), late)
 	if more != nil {
 		more(w)
 	}
@@ -323,4 +326,25 @@ func reuseRate(reused, total uint64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%d of %d (%.0f%%)", reused, total, 100*float64(reused)/float64(total))
+}
+
+// rejectReasons renders the modules' rejected commands by reason, summed
+// over the modules the engine knows (their counts since they joined), as
+// " (stale_entity 100, unknown_component 8)"; "" when none was rejected.
+func rejectReasons(eng *host.Engine) string {
+	sum := map[string]uint64{}
+	for _, m := range eng.Modules() {
+		for r, n := range m.PlaybackRejectReasons {
+			sum[r] += n
+		}
+	}
+	if len(sum) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(sum))
+	for r, n := range sum {
+		parts = append(parts, fmt.Sprintf("%s %d", r, n))
+	}
+	sort.Strings(parts)
+	return " (" + strings.Join(parts, ", ") + ")"
 }

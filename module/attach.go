@@ -158,7 +158,7 @@ func (s *session) tryAttach() error {
 		return fail(err)
 	}
 	cur := s.eventStart(evr)
-	s.view = View{events: evr, cursor: cur, slot: uint32(wel.Slot), reads: s.spec.Reads, obs: &s.obs, sub: s.sub}
+	s.view = View{events: evr, cursor: cur, slot: uint32(wel.Slot), reads: s.spec.Reads, obs: &s.obs, sub: s.sub, mod: s.modSeg.Data}
 	s.cmds = Commands{p: s.prod}
 	s.ack, s.foreignChecked = eventAck{cursor: cur}, false
 	b := s.modSeg.Data

@@ -48,6 +48,9 @@ type View struct {
 	obs *Observers
 	sub world.Lifecycle
 	buf eventBuf
+	// mod is the module's own segment: the statistics block the engine
+	// writes there is what Rejections reads (rejections.go).
+	mod []byte
 }
 
 // ErrNotRead is the error of a tick that read a component outside the

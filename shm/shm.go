@@ -397,6 +397,16 @@ func (s *Segment) Close() error {
 	return s.closeErr
 }
 
+// Offset returns addr's offset in the mapping (a fault address made a
+// segment offset); ok is false when addr is outside it. Same invariants as
+// Contains: only the mapping's address is inspected.
+func (s *Segment) Offset(addr uintptr) (off int, ok bool) {
+	if !s.Contains(addr) {
+		return 0, false
+	}
+	return int(addr - uintptr(unsafe.Pointer(unsafe.SliceData(s.Data)))), true
+}
+
 // Contains reports whether addr lies inside the segment's mapping (e.g. the
 // address of a memory fault). A nil or closed segment contains nothing.
 //
