@@ -365,6 +365,11 @@ func Run(ctx context.Context, m Module, opt Options) error {
 	if spec.Reads.Empty() {
 		spec.Reads = opt.Registry.Mask() // see Spec.Reads
 	}
+	if err := shm.CheckDir(); err != nil {
+		// Said first: the engine's socket is in that directory, and the
+		// attach would only time out without it.
+		return err
+	}
 	s := &session{m: m, spec: spec, opt: opt}
 	if ob, ok := m.(Observer); ok {
 		ob.Observe(&s.obs)

@@ -222,6 +222,8 @@ func TestNonsenseIsRefusedInOneLine(t *testing.T) {
 		{"config command path", nil, []string{"up", "--config", config(mods + "  - {name: a, command: [no-such-module-xyz]}\n")},
 			`config: module "a": command: "no-such-module-xyz" not found next to ` + bin + " nor in PATH"},
 		{"module without instance", nil, nil, "no instance: set $FDP_INSTANCE (engine up sets it) or Options.Instance"},
+		{"module missing shm dir", []string{"FDP_INSTANCE=" + live, "FDP_SHM_DIR=" + dir + "/nowhere"}, nil,
+			"the segment directory " + dir + "/nowhere ($FDP_SHM_DIR) does not exist"},
 	} {
 		if tc.want == "" {
 			continue
@@ -230,6 +232,9 @@ func TestNonsenseIsRefusedInOneLine(t *testing.T) {
 			prog, args, code := engine, tc.args, 1
 			if tc.args == nil {
 				prog, args, code = filepath.Join(bin, "modrunner"), []string{"ai"}, layout.ExitRefused
+				if tc.env != nil {
+					code = 1 // a directory may yet appear: not a permanent refusal
+				}
 			}
 			got, stderr := runBinary(t, prog, append(append([]string{}, env...), tc.env...), args...)
 			require.Equal(t, code, got, "exit status; stderr:\n%s", stderr)
