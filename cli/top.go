@@ -24,6 +24,8 @@ func newTopCmd() *cobra.Command {
 			"to the next engine of the instance. With --once, or when stdin or stdout is not a terminal, it prints one\n" +
 			"plain-text frame (rates over one interval) and exits. Columns: docs/ARCHITECTURE.md, \"Inspection tools\".",
 		Args: cobra.ExactArgs(1),
+
+		ValidArgsFunction: completeInstance,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := shm.CheckDir(); err != nil {
 				return err

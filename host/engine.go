@@ -371,6 +371,7 @@ func (e *Engine) Step() FrameStats {
 		e.prewake(start)
 	}
 	e.w.Advance()
+	e.stepTime()
 	if e.sim != nil {
 		e.sim.Step(dt)
 	}

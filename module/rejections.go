@@ -2,7 +2,8 @@ package module
 
 // Why the engine rejected a module's commands: the engine counts each
 // rejected command by reason into the statistics block of the module's own
-// segment (layout/modstats.go), and the module reads it from there; no
+// segment (layout/modstats.go), and the module reads it from there
+// (View.Stats; Rejections is its commands' part, by reason name); no
 // message on the control socket, nothing the module could forge that
 // anyone else reads.
 
@@ -66,17 +67,13 @@ func (r Rejections) String() string {
 }
 
 // ErrNoRejections: the engine has not written this module's statistics yet
-// (it writes them at the end of the frame of the module's first dispatch),
-// or the View is not attached.
+// (it writes them at the end of the frame of the module's first dispatch).
 var ErrNoRejections = errors.New("the engine has not written the module's statistics yet")
 
 // Rejections reads the engine's counters of this module's commands from
-// the module's own segment (during a tick: the View is valid only then).
+// the module's own segment (View.Stats), by reason name.
 func (v *View) Rejections() (Rejections, error) {
-	if v.mod == nil {
-		return Rejections{}, ErrNoRejections
-	}
-	st, _, err := layout.DecodeModStats(v.mod)
+	st, err := v.Stats()
 	if errors.Is(err, layout.ErrNoModStats) {
 		return Rejections{}, ErrNoRejections
 	}
