@@ -47,7 +47,7 @@ func newGCCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "gc",
 		Short: "Remove stale segments (creator dead), unreadable ones, dead engines' control sockets and (without --instance) killed engine ups' private metrics directories; never touches a live segment",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res := gcResult{DryRun: dryRun}
 			var err error

@@ -31,16 +31,23 @@ func newUpCommand(w World) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Supervise the engine and the modules of a config (default: " + w.configName() + "), then print what happened",
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := w.valid(); err != nil {
 				return err
 			}
-			cfg, err := w.upConfig(configPath)
+			if duration < 0 {
+				return fmt.Errorf("--duration %v: must not be negative (0 = until SIGINT/SIGTERM)", duration)
+			}
+			if chaos < 0 {
+				return fmt.Errorf("--chaos %v: must not be negative (0 = never)", chaos)
+			}
+			cfg, err := w.upConfig(configPath, instance)
 			if err != nil {
 				return err
 			}
-			if instance != "" {
-				cfg.Instance = instance
+			if err := shm.CheckDir(); err != nil {
+				return err
 			}
 			if metricsAddr != "" {
 				cfg.Metrics = metricsAddr

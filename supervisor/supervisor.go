@@ -356,7 +356,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	for _, c := range s.children {
 		p, err := resolveIn(s.opt.ExeDir, c.argv[0])
 		if err != nil {
-			return fmt.Errorf("fdp/supervisor: %s: %w", c.name, err)
+			// Refused before anything starts: a program that cannot be
+			// found would only be fork-exec'd until its breaker trips.
+			where := "engine.command"
+			if !c.engine {
+				where = fmt.Sprintf("module %q: command", c.name)
+			}
+			return fmt.Errorf("fdp/supervisor: config: %s: %w", where, err)
 		}
 		c.argv[0] = p
 	}
@@ -479,7 +485,7 @@ func (s *Supervisor) start(c *child) (*os.Process, error) {
 	}
 	attr := sysProcAttr()
 	attr.Credential = c.cred
-	cmd := &exec.Cmd{Path: c.argv[0], Args: c.argv, Env: c.env, Stdout: outW, Stderr: errW, SysProcAttr: attr}
+	cmd := &exec.Cmd{Path: c.argv[0], Args: c.args(), Env: c.env, Stdout: outW, Stderr: errW, SysProcAttr: attr}
 	req := spawnReq{cmd: cmd, err: make(chan error, 1)}
 	s.spawnCh <- req
 	err = <-req.err
@@ -970,4 +976,19 @@ func (c *child) recordDeath(lat time.Duration) {
 		c.lats = c.lats[:maxLatencySamples-1]
 	}
 	c.lats = append(c.lats, lat)
+}
+
+// args is the argv a child is executed with: a module's argv[0] is its
+// program's base name followed by its module name in brackets
+// ("modrunner [ai-1]"), so that ps and /proc/PID/cmdline tell apart modules
+// started from the same command (the program itself is c.argv[0], the
+// resolved path, as exec.Cmd.Path). The engine's argv is left as is: it is
+// the program that owns the world, and its command line names it already.
+func (c *child) args() []string {
+	if c.engine {
+		return c.argv
+	}
+	a := slices.Clone(c.argv)
+	a[0] = filepath.Base(c.argv[0]) + " [" + c.name + "]"
+	return a
 }
