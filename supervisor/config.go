@@ -517,9 +517,9 @@ func resolveIn(exeDir, name string) (string, error) {
 	if err != nil {
 		if errors.Is(err, exec.ErrNotFound) {
 			// exec's text would name the command a second time.
-			return "", fmt.Errorf("command %q not found next to %s nor in PATH", name, exeDir)
+			return "", fmt.Errorf("%q not found next to %s nor in PATH", name, exeDir)
 		}
-		return "", fmt.Errorf("command %q: %w", name, err)
+		return "", fmt.Errorf("%q: %w", name, err)
 	}
 	return p, nil
 }

@@ -511,10 +511,11 @@ func TestRunFailsOnMissingCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	err = s.Run(context.Background())
-	// One prefix, the command named once (it read `fdp/supervisor: x:
-	// fdp/supervisor: "..." not found ...: exec: "...": executable file
-	// not found in $PATH`).
-	if err == nil || !strings.HasPrefix(err.Error(), `fdp/supervisor: x: command "fdp-no-such-binary-xyz" not found next to `) ||
+	// Refused by the config check before anything starts; one prefix, the
+	// command named once (it read `fdp/supervisor: x: fdp/supervisor:
+	// "..." not found ...: exec: "...": executable file not found in
+	// $PATH`).
+	if err == nil || !strings.HasPrefix(err.Error(), `fdp/supervisor: config: module "x": command: "fdp-no-such-binary-xyz" not found next to `) ||
 		strings.Count(err.Error(), "fdp/supervisor") != 1 || strings.Count(err.Error(), "fdp-no-such-binary-xyz") != 1 {
 		t.Fatalf("Run error %v", err)
 	}
