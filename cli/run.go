@@ -138,6 +138,13 @@ func runEngine(ctx context.Context, wd World, o *runOpts, log *slog.Logger, out 
 	// published; the other stale segments are removed. When nothing can be
 	// recovered (no previous engine, corrupt segment, schema change) the
 	// reason is logged and the world is built from scratch.
+	// Ownership first: nothing of the instance is created or removed while
+	// another engine or an `engine up` owns it.
+	release, err := claimEngine(o.instance)
+	if err != nil {
+		return err
+	}
+	defer release()
 	w, rec, err := host.PrepareStart(o.instance, func() (*world.World, error) { return wd.newWorld(p) }, log)
 	if err != nil {
 		return err

@@ -62,7 +62,7 @@ func newUpCommand(w World) *cobra.Command {
 func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) error {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	inst := cfg.Instance
-	unlock, err := lockInstance(inst)
+	unlock, err := lockInstance(inst, ownerUp)
 	if err != nil {
 		return err
 	}
@@ -100,7 +100,11 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) err
 			// it matters most.
 			AfterStop: func() error {
 				if ctx.Err() != nil {
-					return shm.RemoveInstance(inst)
+					kept, err := shm.RemoveInstance(inst)
+					if len(kept) > 0 {
+						log.Warn("kept files of the instance whose creator is alive (not this supervisor's)", "instance", inst, "kept", kept)
+					}
+					return err
 				}
 				removed, err := shm.GCKeep(inst, shm.RecoveryMaterial)
 				log.Warn("the engine failed: its world is kept for the next start to recover", "instance", inst, "removed", removed)
