@@ -229,7 +229,7 @@ func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Durat
 	fps := float64(published) / d.Seconds()
 	up := 0
 	for _, m := range eng.Modules() {
-		if m.State != host.StateDead {
+		if m.State != host.StateDead && m.State != host.StateLeft {
 			up++
 		}
 	}
