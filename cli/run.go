@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fdp-engine/fdp/host"
+	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/spf13/cobra"
@@ -31,6 +32,7 @@ type runOpts struct {
 	slots      int
 	shmLimit   string
 	slotIdle   time.Duration
+	logFormat  string
 	metrics    string
 }
 
@@ -51,6 +53,7 @@ func (o *runOpts) flags(c *cobra.Command, w World) {
 		fmt.Sprintf("entries of the external reader table (%d..%d): tools and tests that read frames without being modules; modules do not use it", layout.MinReaders, layout.MaxReaders))
 	c.Flags().UintSliceVar(&o.allowUIDs, "allow-uid", nil,
 		"admit modules running under this uid too (repeatable; the control socket becomes connectable by every uid, admission is by SO_PEERCRED)")
+	addLogFormatFlag(c, &o.logFormat)
 }
 
 // check refuses flag values the engine cannot run with, before anything
@@ -97,12 +100,17 @@ func newRunCommand(w World) *cobra.Command {
 		Use:   "run",
 		Short: "Run the engine with the world of " + w.Name + " (modules attach through the control socket)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := o.check(); err != nil {
+			f, err := resolveLogFormat(o.logFormat, "")
+			if err != nil {
 				return err
 			}
-			log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-			if err := w.check(o.params(log)); err != nil {
-				return err
+			out := newOutput(f, cmd.OutOrStdout(), os.Stderr)
+			defer out.close()
+			if err := o.check(); err != nil {
+				return out.fail(cmd, err)
+			}
+			if err := w.check(o.params(out.log)); err != nil {
+				return out.fail(cmd, err)
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
@@ -111,7 +119,7 @@ func newRunCommand(w World) *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, o.duration)
 				defer cancel()
 			}
-			return runEngine(ctx, w, o, log, cmd.OutOrStdout())
+			return out.fail(cmd, runEngine(ctx, w, o, out))
 		},
 	}
 	o.flags(c, w)
@@ -127,8 +135,10 @@ func (o *runOpts) params(log *slog.Logger) Params {
 }
 
 // runEngine builds (or recovers) the world of wd and runs the frame loop
-// until ctx ends, printing a status line (stderr) and a summary (to out).
-func runEngine(ctx context.Context, wd World, o *runOpts, log *slog.Logger, out io.Writer) error {
+// until ctx ends, logging to out.log and printing a status line
+// (out.status) and a summary (out.out).
+func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
+	log := out.log
 	p := o.params(log)
 	// Engine recovery: if a killed engine of this instance left its world
 	// (the world segment, or an aside copy kept by an engine killed before
@@ -206,7 +216,7 @@ func runEngine(ctx context.Context, wd World, o *runOpts, log *slog.Logger, out 
 					line += "  " + more
 				}
 			}
-			fmt.Fprintln(os.Stderr, line)
+			fmt.Fprintln(out.status, line)
 			lastStatus, lastPub, lastSkipped, lastRefused, lastNoMem = now, pub.Publishes, pub.Skipped, refused, pub.PubNoSpace
 		}
 	})
@@ -214,7 +224,7 @@ func runEngine(ctx context.Context, wd World, o *runOpts, log *slog.Logger, out 
 	if wd.Summary != nil {
 		more = func(out io.Writer) { wd.Summary(out, sim) }
 	}
-	printSummary(out, eng, time.Since(start), commands, rejected, late, more)
+	printSummary(out.out, eng, time.Since(start), commands, rejected, late, more)
 	return err
 }
 
@@ -234,7 +244,7 @@ func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Durat
 		}
 	}
 	line := fmt.Sprintf("status: frame %d  %.1f fps  publish p50 %v p99 %v  frame p99 %v  tick wake p50 %v  modules up %d  entities %d  commands %d  rejected %d  late %d  shm %s",
-		st.Frame, fps, host.Round3(eng.PubHist.Percentile(50)), host.Round3(eng.PubHist.Percentile(99)), host.Round3(eng.Hist.Percentile(99)), host.Round3(eng.WakeHist.Percentile(50)), up, entities, commands, rejected, late,
+		st.Frame, fps, logs.Round3(eng.PubHist.Percentile(50)), logs.Round3(eng.PubHist.Percentile(99)), logs.Round3(eng.Hist.Percentile(99)), logs.Round3(eng.WakeHist.Percentile(50)), up, entities, commands, rejected, late,
 		fmtBytes(eng.Publisher().Backed()))
 	if noSlot > 0 {
 		line += fmt.Sprintf("  no free slot %d", noSlot)
@@ -263,11 +273,11 @@ func printSummary(w io.Writer, eng *host.Engine, d time.Duration, commands, reje
 	pf := func(format string, a ...any) { fmt.Fprintf(w, format, a...) }
 	pf("\n== FDP engine summary ==\n")
 	pf("engine frames %d in %v, %d published (%.1f fps); frame time p50 %v p99 %v max %v\n",
-		eng.Frames, d.Round(time.Millisecond), eng.Publisher().Publishes, float64(eng.Publisher().Publishes)/d.Seconds(),
-		host.Round3(eng.Hist.Percentile(50)), host.Round3(eng.Hist.Percentile(99)), host.Round3(eng.Hist.Max()))
+		eng.Frames, logs.Round3(d), eng.Publisher().Publishes, float64(eng.Publisher().Publishes)/d.Seconds(),
+		logs.Round3(eng.Hist.Percentile(50)), logs.Round3(eng.Hist.Percentile(99)), logs.Round3(eng.Hist.Max()))
 	p := eng.Publisher()
 	pf("publish p50 %v p99 %v; %d publishes (%.1f/s), %d without a free slot, %.1f MB copied\n",
-		host.Round3(eng.PubHist.Percentile(50)), host.Round3(eng.PubHist.Percentile(99)), p.Publishes, float64(p.Publishes)/d.Seconds(), p.Skipped, float64(p.Bytes)/1e6)
+		logs.Round3(eng.PubHist.Percentile(50)), logs.Round3(eng.PubHist.Percentile(99)), p.Publishes, float64(p.Publishes)/d.Seconds(), p.Skipped, float64(p.Bytes)/1e6)
 	cs := eng.ControlStats()
 	pf("validation: slot state reclaimed %d, hellos refused for their mask %d, for a name of another uid %d, peers refused for their uid %d (of %d connections refused), implausible wake reports ignored %d\n",
 		eng.ReclaimedReaders, eng.BadMasks, eng.NamesRefused(), cs.PeerRefused, cs.Refused, eng.BadWakeReports)
@@ -281,7 +291,7 @@ func printSummary(w io.Writer, eng *host.Engine, d time.Duration, commands, reje
 		fmtBytes(p.Backed()), fmtBytes(p.BackedMax), fmtBytes(int64(p.Layout().TotalSize)), p.Layout().Slots, limitText(eng.Config().ShmLimit),
 		trim, p.PubNoSpace)
 	pf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
-		host.Round3(eng.WakeHist.Percentile(50)), host.Round3(eng.WakeHist.Percentile(99)), host.Round3(eng.WakeHist.Max()), eng.WakeHist.Count(), !eng.Config().NoPrewake)
+		logs.Round3(eng.WakeHist.Percentile(50)), logs.Round3(eng.WakeHist.Percentile(99)), logs.Round3(eng.WakeHist.Max()), eng.WakeHist.Count(), !eng.Config().NoPrewake)
 	pf("world: %d entities alive; commands applied %d, rejected %d; late fast ticks %d\n",
 		eng.World().Count(), commands, rejected, late)
 	if more != nil {
@@ -292,7 +302,7 @@ func printSummary(w io.Writer, eng *host.Engine, d time.Duration, commands, reje
 		pf("module %-10s %-4s every %-3d %-12s runs %-6d late %-4d failures %-3d applied %-6d rejected %-4d deaths %d joins %d  prewoken %d wakes warm %d cold %d segment faults %d forged done %d entities %d\n",
 			m.Name, m.Tier, m.Every, m.State, m.Stats.Runs, m.Stats.Late, m.Stats.Failures, m.Stats.Applied, m.Stats.Rejected, m.Stats.Deaths, m.Stats.Joins, m.Stats.Prewoken, m.Wake.Warm, m.Wake.Cold, m.Stats.SegmentFaults, m.Stats.BadDone, owned[m.Name])
 		pf("module %-10s ticks %d p50 %v p99 %v max %v; lag %d frames (max %d); skipped %d; snapshots %d (catch-ups %d); breaker trips %d; overruns %d; events delivered %d lost %d\n",
-			m.Name, m.Ticks, host.Round3(m.TickP50), host.Round3(m.TickP99), host.Round3(m.TickMax), m.Stats.LagFrames, m.Stats.LagMax, m.Stats.Skipped, m.Stats.Snapshots,
+			m.Name, m.Ticks, logs.Round3(m.TickP50), logs.Round3(m.TickP99), logs.Round3(m.TickMax), m.Stats.LagFrames, m.Stats.LagMax, m.Stats.Skipped, m.Stats.Snapshots,
 			m.Stats.CatchUps, m.Stats.BreakerTrips, m.Stats.Overruns, m.Stats.EventsDelivered, m.Stats.EventsLost)
 		if len(m.PlaybackRejectReasons) > 0 {
 			reasons := make([]string, 0, len(m.PlaybackRejectReasons))

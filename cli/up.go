@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/metrics"
 	"github.com/fdp-engine/fdp/shm"
@@ -25,7 +26,7 @@ import (
 // newUpCommand is `engine up`: the supervisor of w's engine (this program's
 // run) and modules.
 func newUpCommand(w World) *cobra.Command {
-	var configPath, instance, metricsAddr string
+	var configPath, instance, logFormat, metricsAddr string
 	var duration, chaos time.Duration
 	c := &cobra.Command{
 		Use:   "up",
@@ -41,6 +42,12 @@ func newUpCommand(w World) *cobra.Command {
 			if metricsAddr != "" {
 				cfg.Metrics = metricsAddr
 			}
+			f, err := resolveLogFormat(logFormat, cfg.LogFormat)
+			if err != nil {
+				return err
+			}
+			out := newOutput(f, cmd.OutOrStdout(), os.Stderr)
+			defer out.close()
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			if duration > 0 {
@@ -48,7 +55,7 @@ func newUpCommand(w World) *cobra.Command {
 				ctx, cancel = context.WithTimeout(ctx, duration)
 				defer cancel()
 			}
-			return runUp(ctx, cfg, chaos)
+			return out.fail(cmd, runUp(ctx, cfg, chaos, out))
 		},
 	}
 	c.Flags().StringVar(&configPath, "config", "", "YAML config (default: "+w.configName()+")")
@@ -56,11 +63,12 @@ func newUpCommand(w World) *cobra.Command {
 	c.Flags().DurationVar(&duration, "duration", 0, "stop after this long (0 = until SIGINT/SIGTERM)")
 	c.Flags().StringVar(&metricsAddr, "metrics", "", metricsUsage+"; overrides the config's metrics:")
 	c.Flags().DurationVar(&chaos, "chaos", 0, "SIGKILL a random running module this often (0 = never), to watch crash isolation")
+	addLogFormatFlag(c, &logFormat) // over $FDP_LOG_FORMAT, over the config's log_format
 	return c
 }
 
-func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration, out *output) error {
+	log := out.log
 	inst := cfg.Instance
 	unlock, err := lockInstance(inst, ownerUp)
 	if err != nil {
@@ -146,12 +154,19 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration) err
 		}()
 	}
 	err = sup.Run(ctx)
-	fmt.Println()
-	if chaos > 0 {
-		fmt.Printf("chaos: %d modules SIGKILLed\n", kills.Load())
+	if out.format == logs.JSON {
+		if chaos > 0 {
+			out.summary.Info("chaos", "kills", kills.Load())
+		}
+		sup.LogSummary(out.summary)
+		return err
 	}
-	fmt.Println("== supervisor summary ==")
-	fmt.Println(sup.Summary())
+	fmt.Fprintln(out.out)
+	if chaos > 0 {
+		fmt.Fprintf(out.out, "chaos: %d modules SIGKILLed\n", kills.Load())
+	}
+	fmt.Fprintln(out.out, "== supervisor summary ==")
+	fmt.Fprintln(out.out, sup.Summary())
 	return err
 }
 

@@ -56,7 +56,8 @@ type World struct {
 	// is called on the frame thread, once per status interval.
 	Status func(sim host.Simulation) string
 	// Summary writes lines of the world's own into run's summary, after its
-	// world line (entities, commands) and before the modules' lines.
+	// world line (entities, commands) and before the modules' lines (with
+	// --log-format json each line becomes the message of a record).
 	Summary func(out io.Writer, sim host.Simulation)
 
 	// Config is the supervisor configuration (YAML, see package supervisor)

@@ -119,29 +119,39 @@ func (a *AI) Tick(v *module.View, c *module.Commands, _ time.Duration) error {
 	return nil
 }
 
-// Alert is a slow module that reads the events of every frame since its
-// last run and publishes an alert event with the number of deaths it saw.
-// It also counts the chunks whose Health changed since its previous run
+// Alert is a reactive slow module: it runs when the simulation publishes a
+// "died" event (Spec.WakeOn), not on a period, reads the events of every
+// frame since its last run and publishes an alert event with the number of
+// deaths it saw. Its lifecycle observer counts every entity destroyed,
+// whoever destroyed it (the simulation, the AI modules' commands). It also
+// counts the chunks whose Health changed since its previous run
 // (world.Changed: chunk granular; every chunk on its first run).
 type Alert struct {
-	S      *Schema
-	Every  int
-	Log    *slog.Logger
-	Deaths uint64
-	Lost   uint64
-	Runs   int
+	S *Schema
+	// Every > 0 also runs it every Every frames; 0 (the default): only
+	// when woken.
+	Every int
+	Log   *slog.Logger
+	// Deaths counts the "died" events, Destroyed the entities its
+	// observer saw destroyed.
+	Deaths, Destroyed uint64
+	Lost              uint64
+	Runs              int
 	// HealthChunks sums, over its ticks, the chunks with Health whose
 	// Health changed since the module's previous successful tick.
 	HealthChunks uint64
 }
 
-// Spec declares a slow module with its own snapshot (no convoy).
+// Spec declares a slow module with its own snapshot (no convoy), woken by
+// the died events.
 func (a *Alert) Spec() module.Spec {
-	every := a.Every
-	if every == 0 {
-		every = 30
-	}
-	return module.Spec{Name: "alert", Tier: module.Slow, Every: every, Reads: world.MaskOf(a.S.Health), Group: "solo"}
+	return module.Spec{Name: "alert", Tier: module.Slow, Every: a.Every, Reads: world.MaskOf(a.S.Health), Group: "solo",
+		WakeOn: module.WakeOn{Events: []world.EventType{world.EventType(EventDied)}}}
+}
+
+// Observe counts the destroyed entities (module.Observer).
+func (a *Alert) Observe(o *module.Observers) {
+	o.OnDestroyed(func(world.Entity) { a.Destroyed++ })
 }
 
 // Tick counts deaths and publishes an alert.
@@ -166,7 +176,8 @@ func (a *Alert) Tick(v *module.View, c *module.Commands, _ time.Duration) error 
 	binary.LittleEndian.PutUint64(b[:], deaths)
 	c.Publish(EventAlert, b[:])
 	if a.Log != nil && a.Runs%10 == 0 {
-		a.Log.Info("alert", "runs", a.Runs, "deaths_seen", a.Deaths, "events_lost", a.Lost, "health_chunks_changed", a.HealthChunks)
+		a.Log.Info("alert", "runs", a.Runs, "frame", v.Frame(), "deaths_seen", a.Deaths, "destroyed_seen", a.Destroyed,
+			"events_lost", a.Lost, "health_chunks_changed", a.HealthChunks)
 	}
 	return nil
 }

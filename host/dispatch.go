@@ -130,7 +130,7 @@ func (m *Module) due(f uint64) bool { return f >= m.next }
 // have been dispatched takes their phase: its first tick is a catch-up, at
 // once, and its next regular tick is the group's. Called with mu held.
 func (e *Engine) joinPhase(m *Module) {
-	m.next, m.owed = 0, false
+	m.next, m.owed, m.woken = 0, false, false
 	if m.Tier != ipc.TierSlow {
 		return
 	}
@@ -166,6 +166,8 @@ func (e *Engine) dispatch(now time.Time) int {
 	// Slow ticks past their runtime lose their snapshot before any new
 	// snapshot is taken.
 	e.revokeOverruns(now)
+	// Wakes of this frame (host/lifecycle.go), before any snapshot seals.
+	e.wakeModules()
 	for _, m := range e.mods {
 		if m.Tier != ipc.TierFast || m.State == StateDead || !m.due(e.frame) || e.leaving(m) {
 			continue
@@ -178,7 +180,7 @@ func (e *Engine) dispatch(now time.Time) int {
 			continue
 		}
 		if e.ring(m, -1) {
-			m.next = e.frame + uint64(m.Every)
+			m.next = m.nextDue(e.frame)
 			n++
 		}
 	}
@@ -226,7 +228,7 @@ func (e *Engine) dispatch(now time.Time) int {
 			// members were idle.
 			mask = mask.Or(x.Mask)
 			due := x.due(e.frame)
-			if !due && !x.owed {
+			if !due && !x.owed && !x.woken {
 				continue
 			}
 			if x.busy {
@@ -285,11 +287,14 @@ func (e *Engine) dispatch(now time.Time) int {
 			x.snapMask = mask
 			x.Stats.Snapshots++
 			if regular.Has(j) {
-				x.next = e.frame + uint64(x.Every)
-			} else {
+				x.next = x.nextDue(e.frame)
+			} else if x.owed {
 				x.Stats.CatchUps++
 			}
-			x.owed = false
+			if x.woken {
+				x.Stats.Wakes++
+			}
+			x.owed, x.woken = false, false
 			if e.ring(x, slot) {
 				n++
 			}
@@ -304,7 +309,7 @@ func (e *Engine) dispatch(now time.Time) int {
 			if x.Tier != ipc.TierSlow || x.Group != m.Group || members.Has(j) || x.State == StateDead || !x.due(e.frame) {
 				continue
 			}
-			x.next = e.frame + uint64(x.Every)
+			x.next = x.nextDue(e.frame)
 			x.owed = x.owed || x.busy
 		}
 	}

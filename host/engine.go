@@ -98,7 +98,8 @@ type Engine struct {
 	// engine reclaimed after a publish found no free slot: lease holders,
 	// pins of stuck ticks, external reader entries of dead processes.
 	ReclaimedReaders uint64
-	// BadMasks counts hellos refused for a mask beyond the schema;
+	// BadMasks counts hellos refused for a mask beyond the schema (the
+	// read mask, or the components of a lifecycle subscription or wake_on);
 	// BadWakeReports module wake latencies ignored as implausible.
 	BadMasks, BadWakeReports uint64
 	// SegmentFaults counts modules disconnected because an access to their
@@ -130,6 +131,8 @@ type Engine struct {
 	// slowFirst is the module index the slow tier's dispatch starts from
 	// (round robin among groups refused a snapshot; see dispatch).
 	slowFirst int
+	// wake: what wakes modules with a wake_on (host/lifecycle.go).
+	wake wakeWatch
 	// stats: copies of the statistics for other goroutines (stats.go).
 	stats statsBox
 }
@@ -388,7 +391,9 @@ func (e *Engine) Step() FrameStats {
 
 	// Capture the frame's events into the shared log.
 	for _, ev := range e.w.FrameEvents() {
-		_ = e.evw.Append(e.frame, uint16(ev.Type), ev.Payload)
+		if e.evw.Append(e.frame, uint16(ev.Type), ev.Payload) == nil && e.wake.active {
+			e.wake.saw(uint16(ev.Type)) // a module may wake on it (host/lifecycle.go)
+		}
 	}
 	e.evw.Commit()
 	e.w.ClearEvents()

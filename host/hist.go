@@ -1,7 +1,6 @@
 package host
 
 import (
-	"math"
 	"math/bits"
 	"time"
 
@@ -99,19 +98,6 @@ func (h *Histogram) Percentile(p float64) time.Duration {
 		}
 	}
 	return h.max
-}
-
-// Round3 rounds d to three significant digits, for display: a histogram's
-// figure is no more precise than that (Percentile: within 12.5%).
-func Round3(d time.Duration) time.Duration {
-	if d <= 0 {
-		return d
-	}
-	digits := int(math.Floor(math.Log10(float64(d)))) + 1
-	if digits <= 3 {
-		return d
-	}
-	return d.Round(time.Duration(math.Pow10(digits - 3)))
 }
 
 // PartBounds returns the upper ends of the histogram's parts from 2^lo ns

@@ -54,19 +54,6 @@ func pow10(x float64) float64 {
 	return r * (1 + x*9) // roughly 10^x for the fraction: spread enough for a test
 }
 
-// TestRound3: three significant digits.
-func TestRound3(t *testing.T) {
-	for d, want := range map[time.Duration]time.Duration{
-		524288 * time.Nanosecond:   524 * time.Microsecond,
-		2097152 * time.Nanosecond:  2100 * time.Microsecond,
-		999 * time.Nanosecond:      999 * time.Nanosecond,
-		16777216 * time.Nanosecond: 16800 * time.Microsecond,
-		0:                          0,
-	} {
-		require.Equal(t, want, Round3(d), "%v", d)
-	}
-}
-
 // TestHistogramCumulative: at every bound of PartBounds (every part, every
 // other, every fourth, the powers of two), Cumulative equals a count of the
 // recorded durations below the bound, made from the samples themselves;

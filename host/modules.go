@@ -71,6 +71,10 @@ type ModuleStats struct {
 	// (layout.CmdAckEvents) report: events its ticks were given, and events
 	// it lost to overruns of the event log.
 	EventsDelivered, EventsLost uint64
+	// Wakes counts the ticks dispatched to a slow module with a pending
+	// wake (Spec.WakeOn: an event type or component it watches), whether
+	// or not its period was due too.
+	Wakes uint64
 }
 
 // Module is the engine's record of a module process. Its slot survives the
@@ -120,6 +124,8 @@ type Module struct {
 	// evAck is the event cursor acknowledged by the module's last played
 	// batch, kept across its restarts (host/evack.go).
 	evAck ipc.EventCursor
+	// moduleSubs: its lifecycle subscription and wake_on (host/lifecycle.go).
+	moduleSubs
 	// tickHist: tick durations from the ring to the done seen.
 	tickHist Histogram
 	tickLast time.Duration
@@ -190,6 +196,11 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 		return ipc.Welcome{}, fmt.Errorf("%w: component mask %v names components beyond the schema's %d (bits %v)",
 			ipc.ErrBadHello, world.Mask(reads), e.w.Registry().Len(), extra)
 	}
+	subs, err := e.subscriptions(h)
+	if err != nil {
+		e.BadMasks++
+		return ipc.Welcome{}, err
+	}
 	if m == nil {
 		if len(e.mods) >= e.cfg.MaxModules {
 			// The table is full: the slot of the module that died first
@@ -230,6 +241,8 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 		return ipc.Welcome{}, err
 	}
 	m.Tier, m.Every, m.Mask, m.Group = h.Tier, h.Every, reads, groupKey(h)
+	m.moduleSubs = subs
+	e.refreshSubscriptions()
 	m.PID = peer.PID
 	m.maxRuntime, m.overran = e.slowTickLimit(h), false
 	m.pidStart, _ = shm.ProcStartTime(peer.PID) // 0 if it is gone already: then it reads as dead

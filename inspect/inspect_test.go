@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/fdp-engine/fdp/inspect/fixture"
+	"github.com/fdp-engine/fdp/internal/testutil"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/stretchr/testify/require"
 	"golang.org/x/sys/unix"
@@ -53,6 +54,7 @@ func TestGoldenDump(t *testing.T) {
 			var txt bytes.Buffer
 			require.NoError(t, Text(&txt, r))
 			golden(t, kind+".txt", txt.Bytes())
+			require.Empty(t, testutil.OverPreciseDurations(txt.String()), "durations for people: three significant digits")
 			js, err := json.MarshalIndent(r, "", "  ")
 			require.NoError(t, err)
 			golden(t, kind+".json", append(js, '\n'))
@@ -559,6 +561,8 @@ func TestModuleStatsBlock(t *testing.T) {
 	var txt bytes.Buffer
 	require.NoError(t, StatText(&txt, line))
 	require.Contains(t, txt.String(), "stats 2 ai: breaker-open  runs 60 (10.0/s)")
+	require.Contains(t, txt.String(), "tick p50 2.1ms", "a bucket bound (2.097152ms), shown to three significant digits")
+	require.Empty(t, testutil.OverPreciseDurations(txt.String()), txt.String())
 	require.Contains(t, txt.String(), "rejected 5 (bad_length 2, stale_entity 3)")
 
 	// Never written: a note, no stats.

@@ -246,8 +246,8 @@ func StatText(w io.Writer, s StatLine) error {
 	var b strings.Builder
 	if s.Published {
 		fmt.Fprintf(&b, "%s  frame %d  %.1f fps  last publish %s ago  skipped %d (+%d)  aborted %d  snapshots refused %d (+%d)  %s/s  publish %s  frame %s",
-			s.Instance, s.Frame, s.FrameRate, time.Duration(s.LastPublishAge).Round(time.Microsecond), s.Skipped, s.SkippedDelta,
-			s.Aborted, s.SnapshotsRefused, s.SnapshotsRefusedDelta, humanBytes(s.BytesPerSec), time.Duration(s.LastPublishNano), time.Duration(s.FrameNano))
+			s.Instance, s.Frame, s.FrameRate, dur(s.LastPublishAge), s.Skipped, s.SkippedDelta,
+			s.Aborted, s.SnapshotsRefused, s.SnapshotsRefusedDelta, humanBytes(s.BytesPerSec), dur(s.LastPublishNano), dur(s.FrameNano))
 		fmt.Fprintf(&b, "\n  shm held %s (%+d)  limit %s  trimmed %d (+%d)  snapshots refused for memory %d (+%d)  publishes skipped for memory %d (+%d)",
 			humanBytes(float64(s.ShmHeld)), s.ShmHeldDelta, limitText(s.ShmLimit), s.Trimmed, s.TrimmedDelta,
 			s.SnapshotsNoSpace, s.SnapshotsNoSpaceDelta, s.SkippedNoSpace, s.SkippedNoSpaceDelta)
@@ -277,7 +277,7 @@ func StatText(w io.Writer, s StatLine) error {
 		}
 		fmt.Fprintf(&b, "\n  stats %d %s: %s  runs %d (%.1f/s)  late %d  failures %d  skipped %d  breaker trips %d  tick p50 %v p99 %v max %v  lag %d (max %d)  snapshots %d (catch-ups %d)  events %d lost %d  applied %d  rejected %d%s",
 			m.Slot, orDash(m.Name), x.State, x.Runs, m.RunsPerSec, x.Late, x.Failures, x.Skipped, x.BreakerTrips,
-			time.Duration(x.TickP50Nano), time.Duration(x.TickP99Nano), time.Duration(x.TickMaxNano), x.LagFrames, x.LagMaxFrames,
+			dur(x.TickP50Nano), dur(x.TickP99Nano), dur(x.TickMaxNano), x.LagFrames, x.LagMaxFrames,
 			x.Snapshots, x.CatchUps, x.EventsDelivered, x.EventsLost, x.Applied, x.Rejected, rejectList(x.RejectedByReason))
 	}
 	b.WriteByte('\n')

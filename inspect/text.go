@@ -7,6 +7,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/fdp-engine/fdp/internal/logs"
 )
 
 // Text renders r for humans as aligned tables.
@@ -206,7 +208,7 @@ func (p *printer) module(m *ModuleReport) {
 	t.row("done", m.Done.Word, m.Done.NeedWake, m.Done.Frame, "-")
 	t.flush()
 	w := m.Wake
-	p.f("tick wake  last %s   warm %d   cold %d   stamp %d\n", time.Duration(w.LastNano), w.Warm, w.Cold, w.StampNano)
+	p.f("tick wake  last %s   warm %d   cold %d   stamp %d\n", dur(w.LastNano), w.Warm, w.Cold, w.StampNano)
 	pin := "-"
 	if rd := m.Reader; rd.Pinned {
 		pin = fmt.Sprintf("slot %d seq %d", rd.PinSlot, rd.PinSeq)
@@ -231,8 +233,8 @@ func (p *printer) moduleStats(s *ModuleStatsReport) {
 	p.f("ticks      runs %d   late %d   failures %d   skipped %d   overruns %d   revoked %d   last tick frame %d\n",
 		s.Runs, s.Late, s.Failures, s.Skipped, s.Overruns, s.Revoked, s.LastTickFrame)
 	p.f("breaker    trips %d   fail streak %d   open until %s\n", s.BreakerTrips, s.FailStreak, s.BreakerOpenUntil)
-	p.f("duration   %d ticks   p50 %s   p99 %s   max %s   mean %s   last %s\n", s.Ticks, time.Duration(s.TickP50Nano),
-		time.Duration(s.TickP99Nano), time.Duration(s.TickMaxNano), time.Duration(s.TickMeanNano), time.Duration(s.TickLastNano))
+	p.f("duration   %d ticks   p50 %s   p99 %s   max %s   mean %s   last %s\n", s.Ticks, dur(s.TickP50Nano),
+		dur(s.TickP99Nano), dur(s.TickMaxNano), dur(s.TickMeanNano), dur(s.TickLastNano))
 	p.f("lag        %d frames   max %d\n", s.LagFrames, s.LagMaxFrames)
 	p.f("snapshots  %d   catch-ups %d\n", s.Snapshots, s.CatchUps)
 	p.f("events     delivered %d   lost %d\n", s.EventsDelivered, s.EventsLost)
@@ -250,3 +252,9 @@ func rejectList(rs []RejectCount) string {
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
 }
+
+// dur shows a duration in nanoseconds for people: rounded to three
+// significant digits (logs.Round3) in a fitting unit. The statistics
+// blocks' percentiles are power-of-two bucket bounds: their other digits
+// say nothing.
+func dur[T int64 | uint64](ns T) string { return logs.Round3(time.Duration(ns)).String() }

@@ -78,7 +78,7 @@ type Hello struct {
 	ProtoVersion int    `json:"proto_version"`
 	Name         string `json:"name"`
 	Tier         string `json:"tier"`  // TierFast or TierSlow
-	Every        int    `json:"every"` // run every N frames, N >= 1
+	Every        int    `json:"every"` // run every N frames, N >= 1; 0: only when woken (WakeOn)
 	Mask         uint64 `json:"mask"`  // components 0..63 the module reads (word 0 of its mask)
 	// MaskExt holds words 1.. of the read mask (components 64..255, word j
 	// at MaskExt[j-1]), at most layout.MaxMaskWords-1 of them; omitted when
@@ -94,6 +94,10 @@ type Hello struct {
 	// MaxRuntime (nanoseconds) bounds each slow tick and its snapshot
 	// lease; 0 asks for the engine's default (host.Config.MaxSlowTick).
 	MaxRuntime int64 `json:"max_runtime_ns,omitempty"`
+	// Lifecycle subscribes the module to lifecycle events; WakeOn (slow
+	// tier) names what wakes it besides its period (control_subscribe.go).
+	Lifecycle *LifecycleSub `json:"lifecycle,omitempty"`
+	WakeOn    *WakeOnSub    `json:"wake_on,omitempty"`
 }
 
 // ReadMask returns the module's read mask (Mask and MaskExt) as

@@ -52,6 +52,7 @@ type ControlStats struct {
 	Accepted    uint64 // Welcomes delivered
 	Refused     uint64 // handshakes refused with an error reply
 	PeerRefused uint64 // of those, peers refused for their uid
+	BadHellos   uint64 // of those, invalid hellos (wire code bad_hello), the engine's refusals of one too
 	Closed      uint64 // admitted connections that ended
 	Suppressed  uint64 // errors not reported to OnError (rate limit)
 }
@@ -73,7 +74,7 @@ type ControlServer struct {
 	warnHeld   uint64 // suppressed since the last report
 	suppressed atomic.Uint64
 
-	accepted, refused, peerRefused, closedN atomic.Uint64
+	accepted, refused, peerRefused, closedN, badHellos atomic.Uint64
 }
 
 // report passes err to OnError, rate-limited (see ControlConfig.OnError).
@@ -177,7 +178,7 @@ func (s *ControlServer) Path() string { return s.path }
 
 // Stats returns the server's counters.
 func (s *ControlServer) Stats() ControlStats {
-	return ControlStats{Accepted: s.accepted.Load(), Refused: s.refused.Load(), PeerRefused: s.peerRefused.Load(),
+	return ControlStats{Accepted: s.accepted.Load(), Refused: s.refused.Load(), PeerRefused: s.peerRefused.Load(), BadHellos: s.badHellos.Load(),
 		Closed: s.closedN.Load(), Suppressed: s.suppressed.Load()}
 }
 
@@ -222,6 +223,9 @@ func unwrapOpError(err error) error {
 
 func (s *ControlServer) ctlRefuse(c *net.UnixConn, err error) {
 	s.refused.Add(1)
+	if errors.Is(err, ErrBadHello) {
+		s.badHellos.Add(1)
+	}
 	s.report(err) // before the reply: counted by the time the peer hears it
 	_ = ctlWrite(c, ctlReply{Code: ctlCode(err), Error: err.Error(), EngineSchema: s.cfg.SchemaHash, EngineProto: ControlProtoVersion})
 }
@@ -285,14 +289,16 @@ func ctlValidHello(h *Hello) error {
 		return bad("group must be 1..%d bytes of [A-Za-z0-9_.-]", layout.ModuleNameLen-1)
 	case h.Tier != TierFast && h.Tier != TierSlow:
 		return bad("tier %q, want %q or %q", h.Tier, TierFast, TierSlow)
-	case h.Every < 1 || h.Every > MaxEvery:
-		return bad("every %d, want 1..%d", h.Every, MaxEvery)
+	case h.Every == 0 && h.WakeOn.Empty():
+		return bad("every 0 (only when woken) needs a wake_on")
+	case h.Every < 0 || h.Every > MaxEvery:
+		return bad("every %d, want 1..%d (0 with a wake_on)", h.Every, MaxEvery)
 	case len(h.Components) > layout.MaxComponents:
 		return bad("%d components (max %d)", len(h.Components), layout.MaxComponents)
 	case len(h.MaskExt) > layout.MaxMaskWords-1:
 		return bad("mask_ext has %d words (max %d: components up to %d)", len(h.MaskExt), layout.MaxMaskWords-1, layout.MaxComponents)
 	}
-	return nil
+	return ctlValidSubscriptions(h, bad)
 }
 
 func (s *ControlServer) ctlServe(c *net.UnixConn) {

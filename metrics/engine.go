@@ -62,6 +62,7 @@ var (
 	dModJoins     = newDesc("fdp_module_joins_total", "Admissions of the module (its first join and each rejoin).", "module")
 	dModSnaps     = newDesc("fdp_module_snapshots_total", "Snapshots leased to the module.", "module")
 	dModCatchUps  = newDesc("fdp_module_catch_ups_total", "Snapshots the module got apart from its convoy group.", "module")
+	dModWakes     = newDesc("fdp_module_wakes_total", "Ticks dispatched to a reactive module with a wake pending (Spec.WakeOn).", "module")
 	dModOverruns  = newDesc("fdp_module_overruns_total", "Slow ticks that ran past their runtime (snapshot revoked).", "module")
 	dModApplied   = newDesc("fdp_module_commands_applied_total", "Commands of the module the engine applied.", "module")
 	dModRejected  = newDesc("fdp_module_commands_rejected_total", "Commands of the module the engine rejected, by reason.", "module", "reason")
@@ -76,7 +77,7 @@ var engineDescs = []*prometheus.Desc{
 	dEngineInfo, dStatsAge, dFrame, dFrames, dFrameTime, dPublished, dSkipped, dPublishTime, dPublishBytes,
 	dSnapshots, dSnapBytes, dSnapRefused, dEvents, dEventsOver, dEventsRej, dWake, dShm,
 	dModInfo, dModState, dModBreaker, dModRuns, dModLate, dModFailures, dModSkipped, dModTrips, dModDeaths,
-	dModJoins, dModSnaps, dModCatchUps, dModOverruns, dModApplied, dModRejected, dModDelivered, dModLost,
+	dModJoins, dModSnaps, dModCatchUps, dModWakes, dModOverruns, dModApplied, dModRejected, dModDelivered, dModLost,
 	dModTick, dModLag, dModLagMax,
 }
 
@@ -171,6 +172,7 @@ func (c *EngineCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(dModJoins, ms.Joins, n)
 		counter(dModSnaps, ms.Snapshots, n)
 		counter(dModCatchUps, ms.CatchUps, n)
+		counter(dModWakes, ms.Wakes, n)
 		counter(dModOverruns, ms.Overruns, n)
 		counter(dModApplied, ms.Applied, n)
 		for r := range m.Rejected {

@@ -83,7 +83,7 @@ func TestEngineCollectorEqualsEngine(t *testing.T) {
 		"fdp_module_runs_total": s.Runs, "fdp_module_late_ticks_total": s.Late, "fdp_module_failures_total": s.Failures,
 		"fdp_module_skipped_ticks_total": s.Skipped, "fdp_module_breaker_trips_total": s.BreakerTrips,
 		"fdp_module_deaths_total": s.Deaths, "fdp_module_joins_total": s.Joins, "fdp_module_snapshots_total": s.Snapshots,
-		"fdp_module_catch_ups_total": s.CatchUps, "fdp_module_overruns_total": s.Overruns,
+		"fdp_module_catch_ups_total": s.CatchUps, "fdp_module_wakes_total": s.Wakes, "fdp_module_overruns_total": s.Overruns,
 		"fdp_module_commands_applied_total": s.Applied, "fdp_module_events_delivered_total": s.EventsDelivered,
 		"fdp_module_events_lost_total": s.EventsLost, "fdp_module_lag_frames": s.LagFrames, "fdp_module_lag_max_frames": s.LagMax,
 	} {

@@ -84,7 +84,7 @@ func (s *session) tryAttach() error {
 	hello := ipc.Hello{
 		Name: s.spec.Name, Tier: s.spec.Tier, Every: s.spec.Every, Components: names,
 		SchemaHash: s.opt.Registry.SchemaHash(), PID: os.Getpid(), Group: s.spec.Group,
-		MaxRuntime: int64(s.spec.MaxRuntime),
+		MaxRuntime: int64(s.spec.MaxRuntime), Lifecycle: lifecycleWire(s.sub), WakeOn: s.spec.WakeOn.wire(),
 	}
 	hello.SetReadMask(s.spec.Reads)
 	joined := ipc.MonoNanos()
@@ -158,7 +158,7 @@ func (s *session) tryAttach() error {
 		return fail(err)
 	}
 	cur := s.eventStart(evr)
-	s.view = View{events: evr, cursor: cur, slot: uint32(wel.Slot), reads: s.spec.Reads}
+	s.view = View{events: evr, cursor: cur, slot: uint32(wel.Slot), reads: s.spec.Reads, obs: &s.obs, sub: s.sub}
 	s.cmds = Commands{p: s.prod}
 	s.ack, s.foreignChecked = eventAck{cursor: cur}, false
 	b := s.modSeg.Data

@@ -29,17 +29,35 @@ var errEventsOutsideTick = errors.New("events read outside a tick")
 // module fell more than the event log's capacity behind; it is never
 // silent, and it may count events of frames after the view's (lost all the
 // same). Engine-internal events (temporary-id mappings) are consumed here
-// and exposed through Created.
+// and exposed through Created. Lifecycle events (world.EventCreated, ...)
+// are delivered only as the module subscribed to them (its observers, or a
+// Spec.WakeOn on their type); a module with observers gets them in its
+// observers first, before Tick (see Observers), and Events then delivers
+// that read's events.
 func (v *View) Events(fn func(seq, frame uint64, typ uint16, payload []byte)) (overrun uint64, err error) {
-	v.created = v.created[:0]
 	if v.f == nil {
 		return 0, errEventsOutsideTick
 	}
+	if v.buf.on {
+		// The module's observers read them before Tick (lifecycle.go).
+		return v.replay(fn)
+	}
+	v.created = v.created[:0]
+	return v.read(fn)
+}
+
+// read is the tick's read of its events, up to the view's frame: the
+// created notices go to Created, the lifecycle events the module did not
+// subscribe to (another module did) are skipped, the others go to fn.
+func (v *View) read(fn func(seq, frame uint64, typ uint16, payload []byte)) (overrun uint64, err error) {
 	return v.events.ReadUpTo(&v.cursor, v.f.Number(), func(seq, frame uint64, typ uint16, payload []byte) {
 		if typ == layout.SystemEventCreated {
 			if t, e, ok := createdNotice(payload, v.slot); ok {
 				v.created = append(v.created, world.TempMapping{Temp: t, Entity: e})
 			}
+			return
+		}
+		if layout.IsLifecycleEvent(typ) && !v.wants(typ, payload) {
 			return
 		}
 		if fn != nil {
@@ -102,6 +120,7 @@ func (s *session) eventsCommitted() {
 // included, was dropped, so the next tick reads the same events again.
 func (s *session) eventsRewound() {
 	s.view.cursor, s.view.created = s.ack.cursor, s.view.created[:0]
+	s.view.buf.reset()
 	s.ack.stats = s.view.events.Stats() // what the failed tick read is not counted
 }
 

@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/ipc"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
@@ -47,8 +48,9 @@ type Spec struct {
 	// (1 = every frame), for either tier; a tick still running when the
 	// next is due delays it (the period then counts from the delayed tick)
 	// instead of dropping it. A module (re)joining is due at once. 0 means
-	// 1; below 0 (or above ipc.MaxEvery) Run refuses (ErrInvalidSpec), as
-	// the engine refuses such a hello.
+	// 1, or, with a WakeOn, only when woken; below 0 (or above
+	// ipc.MaxEvery) Run refuses (ErrInvalidSpec), as the engine refuses
+	// such a hello.
 	Every int
 	// Reads are the components the module reads: a slow module's snapshot
 	// holds exactly these, and the View refuses to read any other (View.Err,
@@ -63,6 +65,10 @@ type Spec struct {
 	// breaker and the tick fails ("tick exceeded its runtime"). 0: the
 	// engine's default (host.Config.MaxSlowTick: 10 periods, at least 1 s).
 	MaxRuntime time.Duration
+	// WakeOn (slow tier) makes the module reactive: it also runs in the
+	// frame in which one of the named event types is published or one of
+	// the named components changes (see WakeOn).
+	WakeOn WakeOn
 }
 
 // Module is implemented by module authors.
@@ -138,14 +144,16 @@ func Main(reg *world.Registry, m Module) { MainOptions(m, Options{Registry: reg}
 // $FDP_INSTANCE (default "demo"), empty Name and Group from $FDP_MODULE and
 // $FDP_GROUP, an empty Tier and a zero Every from $FDP_TIER and $FDP_EVERY
 // (all set by the supervisor from its config; unset or empty variables
-// leave the Spec's), a nil Logger logs text to stderr with the module's
-// name. It exits the process: 0 after SIGTERM or SIGINT;
+// leave the Spec's), a nil Logger logs to stderr with the module's name, in
+// the format $FDP_LOG_FORMAT names (NewLogger: text by default; the
+// supervisor sets json). It exits the process: 0 after SIGTERM or SIGINT;
 // layout.ExitRefused (78) with one "module refused by the engine" line when
 // Run's error is a permanent refusal (Refused), so that the supervisor does
 // not restart it, or with one "module refused" line when its spec is
 // invalid (ErrInvalidSpec: $FDP_TIER not "fast" or "slow", $FDP_EVERY not a
-// whole number 1..ipc.MaxEvery, an invalid Spec); 1 with one "module
-// stopped" line on any other error.
+// whole number 1..ipc.MaxEvery, $FDP_LOG_FORMAT not "text" or "json" with a
+// nil Logger, an invalid Spec); 1 with one "module stopped" line on any
+// other error.
 func MainOptions(m Module, opt Options) {
 	if opt.Instance == "" {
 		opt.Instance = os.Getenv("FDP_INSTANCE")
@@ -167,7 +175,11 @@ func MainOptions(m Module, opt Options) {
 		if name == "" {
 			name = m.Spec().Name
 		}
-		opt.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil)).With("module", name)
+		log, err := NewLogger("")
+		if envErr == nil {
+			envErr = err
+		}
+		opt.Logger = log.With("module", name)
 	}
 	err := envErr
 	if err == nil {
@@ -227,6 +239,11 @@ type session struct {
 	m    Module
 	spec Spec
 	opt  Options
+	// obs are the module's lifecycle observers (Observer), observing
+	// whether it registered any, sub what it subscribes to (lifecycle.go).
+	obs       Observers
+	observing bool
+	sub       world.Lifecycle
 
 	// One engine's: released by detach.
 	reader *fsync.Reader
@@ -334,8 +351,8 @@ func Run(ctx context.Context, m Module, opt Options) error {
 	if opt.Every != 0 {
 		spec.Every = opt.Every
 	}
-	if spec.Every == 0 {
-		spec.Every = 1 // the zero Spec's period: every frame
+	if spec.Every == 0 && spec.WakeOn.Empty() {
+		spec.Every = 1 // the zero Spec's period: every frame (with a WakeOn: only when woken)
 	}
 	if err := validSpec(&spec); err != nil {
 		return err
@@ -344,6 +361,14 @@ func Run(ctx context.Context, m Module, opt Options) error {
 		spec.Reads = opt.Registry.Mask() // see Spec.Reads
 	}
 	s := &session{m: m, spec: spec, opt: opt}
+	if ob, ok := m.(Observer); ok {
+		ob.Observe(&s.obs)
+	}
+	if err := checkSubscriptions(&spec, &s.obs, opt.Registry); err != nil {
+		return err
+	}
+	s.sub = subscription(&s.obs, spec.WakeOn, opt.Registry.Mask())
+	s.observing = !s.obs.Subscription().Empty()
 	defer s.close()
 	if err := s.attach(ctx, time.Now().Add(opt.AttachTimeout)); err != nil {
 		return err
@@ -375,7 +400,7 @@ func (s *session) rejoin(ctx context.Context) error {
 		return fmt.Errorf("no engine of %q came back within %v: %w (%w)", s.opt.Instance, s.opt.RejoinTimeout, ErrEngineGone, err)
 	}
 	s.opt.Logger.Info("rejoined", "instance", s.opt.Instance, "slot", s.wel.Slot, "previous_slot", oldSlot,
-		"after", time.Since(lost).Round(time.Microsecond))
+		"after", logs.Round3(time.Since(lost)))
 	return nil
 }
 
@@ -393,7 +418,7 @@ func validSpec(spec *Spec) error {
 	switch {
 	case spec.Tier != Fast && spec.Tier != Slow:
 		return fmt.Errorf("%w: tier %q, want %q or %q (%w)", ErrInvalidSpec, spec.Tier, Fast, Slow, ipc.ErrBadHello)
-	case spec.Every < 1 || spec.Every > ipc.MaxEvery:
+	case spec.Every < 0 || spec.Every > ipc.MaxEvery || spec.Every == 0 && spec.WakeOn.Empty():
 		return fmt.Errorf("%w: every %d, want 1..%d (%w)", ErrInvalidSpec, spec.Every, ipc.MaxEvery, ipc.ErrBadHello)
 	}
 	return nil

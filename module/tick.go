@@ -187,7 +187,7 @@ func (s *session) runTick(frame uint64, slot int, dt time.Duration, warned *time
 	} else if rerr != nil && err == nil {
 		err = rerr // torn frame: what the module computed cannot be trusted
 	}
-	s.view.f = nil
+	s.view.f, s.view.buf.on = nil, false
 	if err == nil && s.view.err != nil {
 		err = s.view.err
 	}
@@ -231,6 +231,12 @@ func (s *session) safeTick(dt time.Duration) (err error) {
 			err = fmt.Errorf("%s panicked: %v", s.spec.Name, r)
 		}
 	}()
+	if s.observing {
+		// The observers run first, on the tick's events (lifecycle.go).
+		if err := s.view.observe(); err != nil {
+			return err
+		}
+	}
 	return s.m.Tick(&s.view, &s.cmds, dt)
 }
 

@@ -42,6 +42,12 @@ type View struct {
 	// module's declared Reads, ...): the tick fails with it even when Tick
 	// returns nil, since what it computed used data it did not have.
 	err error
+	// obs are the module's lifecycle observers, sub its lifecycle
+	// subscription, buf the tick's events read for the observers
+	// (lifecycle.go).
+	obs *Observers
+	sub world.Lifecycle
+	buf eventBuf
 }
 
 // ErrNotRead is the error of a tick that read a component outside the

@@ -18,6 +18,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/layout"
 )
 
@@ -79,6 +80,11 @@ type Config struct {
 	// 0: any free port, logged) or "unix:/path" (a unix socket); empty:
 	// none.
 	Metrics string `yaml:"metrics"`
+	// LogFormat is the format of the supervisor's own log, where every
+	// child's records are re-emitted: "text" (default) or "json". The
+	// children always log JSON to the supervisor (logs.EnvVar), whatever
+	// this is. `engine up --log-format` and $FDP_LOG_FORMAT override it.
+	LogFormat string `yaml:"log_format"`
 }
 
 // EngineConfig describes the engine process.
@@ -100,7 +106,9 @@ type ModuleConfig struct {
 	Env     map[string]string `yaml:"env"`
 	// Tier is "fast" (default) or "slow".
 	Tier string `yaml:"tier"`
-	// Every is the tick frequency divider in frames (default 1).
+	// Every is the tick frequency divider in frames, passed to the module as
+	// $FDP_EVERY; 0 (or omitted): not passed, the module's own Spec.Every
+	// (for a module with a Spec.WakeOn, 0 there is "only when woken").
 	Every int `yaml:"every"`
 	// Group names a convoy group of slow modules (optional).
 	Group string `yaml:"group"`
@@ -305,9 +313,6 @@ func ParseConfigWith(b []byte, d Defaults) (*Config, error) {
 		if m.Tier == "" {
 			m.Tier = TierFast
 		}
-		if m.Every == 0 {
-			m.Every = 1
-		}
 	}
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -346,6 +351,11 @@ func (c *Config) Validate() error {
 	if err := validCommand(c.Engine.Command); err != nil {
 		return bad("engine.command: %v", err)
 	}
+	if c.LogFormat != "" {
+		if _, err := logs.ParseFormat(c.LogFormat); err != nil {
+			return bad("log_format: %v", err)
+		}
+	}
 	if len(c.Modules) > layout.MaxModules {
 		// The engine would refuse the modules beyond its table (exit
 		// layout.ExitRefused): said once, here, before anything starts.
@@ -372,8 +382,8 @@ func (c *Config) Validate() error {
 		if m.Tier != TierFast && m.Tier != TierSlow {
 			return bad("%s: unknown tier %q (want %q or %q)", where, m.Tier, TierFast, TierSlow)
 		}
-		if m.Every < 1 {
-			return bad("%s: every %d: want >= 1", where, m.Every)
+		if m.Every < 0 {
+			return bad("%s: every %d: want >= 1 (or 0: the module's own)", where, m.Every)
 		}
 		if m.Group != "" && !validName(m.Group) {
 			return bad("%s: group %q: want 1..31 characters of [A-Za-z0-9_-]", where, m.Group)

@@ -32,6 +32,9 @@ func TestDefaultConfig(t *testing.T) {
 	if ai.Tier != TierSlow || ai.Every != 6 || ai.Group != "ai" || !slices.Equal(ai.Command, []string{"modrunner", "ai"}) {
 		t.Fatalf("ai-1 %+v", ai)
 	}
+	if alert := c.Modules[4]; alert.Every != 0 || alert.Tier != TierSlow {
+		t.Fatalf("alert %+v: its own period (it runs when woken)", alert)
+	}
 	if c.Restart.InitialBackoff.D() != 50*time.Millisecond || c.Restart.MaxBackoff.D() != 5*time.Second ||
 		c.Restart.Multiplier != 2 || c.Restart.ResetAfter.D() != 10*time.Second ||
 		c.Breaker.MaxFailures != 5 || c.Breaker.Window.D() != 30*time.Second ||
@@ -50,11 +53,17 @@ func TestLoadConfigFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	tel := c.Modules[0]
-	if tel.Tier != TierFast || tel.Every != 1 || tel.Group != "" {
-		t.Fatalf("defaults not applied: %+v", tel)
+	if tel.Tier != TierFast || tel.Every != 0 || tel.Group != "" {
+		t.Fatalf("defaults not applied (every omitted: 0, the module's own): %+v", tel)
+	}
+	if everyEnv(0) != "" || everyEnv(6) != "6" {
+		t.Fatalf("$FDP_EVERY of every 0 and 6: %q %q", everyEnv(0), everyEnv(6))
 	}
 	if c.Engine.Env["FDP_LOG"] != "debug" || !c.Engine.Restart || len(c.Engine.Command) != 4 {
 		t.Fatalf("engine %+v", c.Engine)
+	}
+	if c.LogFormat != "json" {
+		t.Fatalf("log_format %q", c.LogFormat)
 	}
 	if c.Restart.InitialBackoff.D() != 10*time.Millisecond || c.Restart.MaxBackoff.D() != 5*time.Second ||
 		c.Breaker.MaxFailures != 2 || c.Breaker.Window.D() != 30*time.Second || c.Hang.HeartbeatTimeout != 0 {
@@ -100,6 +109,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"engine hang", eng + "hang: {engine_timeout: -1s}\n", "hang.engine_timeout"},
 		{"engine start", eng + "hang: {engine_timeout: 2s, engine_start_timeout: 1s}\n", "hang.engine_start_timeout 1s"},
 		{"grace", eng + "shutdown: {grace: 0s}\n", "shutdown.grace"},
+		{"log format", eng + "log_format: xml\n", `log_format: "xml" is not a log format: want "text" or "json"`},
 		{"not yaml", "instance: [\n", "fdp/supervisor: config:"},
 		{"metrics no port", eng + "metrics: localhost\n", `metrics: "localhost": want host:port`},
 		{"metrics bad port", eng + "metrics: \":99999\"\n", `port "99999"`},

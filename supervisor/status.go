@@ -4,17 +4,21 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/fdp-engine/fdp/internal/logs"
 )
 
-// pump logs every line of one output stream of a child as one slog record
-// (attributes child and stream), so lines of different children never
-// interleave; a line the child logged with slog is re-emitted at its level
-// with its message and attributes (childlog.go). Lines longer than 64 KiB are logged in pieces. It keeps the
-// last non-empty stderr line in out.
+// pump logs every line of one output stream of a child as one record of
+// the supervisor's (attributes child and stream, then the child's own:
+// childlog.go), so that lines of different children never interleave and a
+// child's record is never nested in one of the supervisor's. Blank lines
+// are dropped; lines longer than 64 KiB are logged in pieces. It keeps the
+// last non-blank stderr line in out (as childRecord.text).
 func (s *Supervisor) pump(r *os.File, name, stream string, out *procOut) {
 	defer s.outWG.Done()
 	defer out.pumpDone()
@@ -28,15 +32,12 @@ func (s *Supervisor) pump(r *os.File, name, stream string, out *procOut) {
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			text := strings.TrimRight(string(line), "\r\n")
-			if rec, ok := parseChildLine(text); ok {
-				log.Log(context.Background(), rec.level, rec.msg, rec.attrs...)
-			} else {
-				log.Info(text)
-			}
-			if stream == "stderr" && strings.TrimSpace(text) != "" {
-				out.lastErr.Store(&text)
+		if text := strings.TrimRight(string(line), "\r\n"); strings.TrimSpace(text) != "" {
+			rec := parseChildLine(text)
+			log.LogAttrs(context.Background(), rec.level, rec.msg, rec.attrs...)
+			if stream == "stderr" {
+				last := rec.text()
+				out.lastErr.Store(&last)
 			}
 		}
 		if err != nil && err != bufio.ErrBufferFull {
@@ -91,47 +92,97 @@ func (s *Supervisor) Latencies() []time.Duration {
 	return all
 }
 
+// summaryRow is one child's line of the summary.
+type summaryRow struct {
+	name, lastExit, refusal        string
+	state                          State
+	restarts, deaths, hangs, trips int
+	lats                           []time.Duration // sorted
+	total                          bool            // the totals' row
+}
+
+// summaryRows returns the summary's rows, the children's then the totals'.
+// Called with mu held.
+func (s *Supervisor) summaryRows() []summaryRow {
+	var rows []summaryRow
+	total := summaryRow{name: "total", total: true}
+	for _, c := range s.children {
+		r := summaryRow{name: c.name, state: c.state, restarts: c.restarts, deaths: c.deaths, hangs: c.hangs, trips: c.trips,
+			lastExit: c.lastExit, lats: slices.Clone(c.lats)}
+		if c.state == StateRefused {
+			r.refusal = c.refusal
+			if r.refusal == "" {
+				r.refusal = "(no stderr output)"
+			}
+		}
+		slices.Sort(r.lats)
+		total.lats = append(total.lats, r.lats...)
+		total.restarts += c.restarts
+		total.deaths += c.deaths
+		total.hangs += c.hangs
+		total.trips += c.trips
+		rows = append(rows, r)
+	}
+	slices.Sort(total.lats)
+	return append(rows, total)
+}
+
 // Summary is a human summary of the run: per child its state, restarts,
 // deaths, hangs, breaker trips and p50/p99 death-detection latency, then
 // the totals, then for each refused module (StateRefused) its last stderr
-// line.
+// line. LogSummary logs the same as records.
 func (s *Supervisor) Summary() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var b strings.Builder
 	fmt.Fprintf(&b, "instance %s\n", s.cfg.Instance)
 	fmt.Fprintf(&b, "%-12s %-8s %8s %6s %5s %7s %10s %10s  %s\n", "child", "state", "restarts", "deaths", "hangs", "breaker", "detect-p50", "detect-p99", "last exit")
-	var all []time.Duration
-	var restarts, deaths, hangs, trips int
-	for _, c := range s.children {
-		l := slices.Clone(c.lats)
-		slices.Sort(l)
-		all = append(all, l...)
-		restarts += c.restarts
-		deaths += c.deaths
-		hangs += c.hangs
-		trips += c.trips
-		line := fmt.Sprintf("%-12s %-8s %8d %6d %5d %7d %10s %10s  %s", c.name, c.state, c.restarts, c.deaths, c.hangs, c.trips,
-			fmtLat(l, 50), fmtLat(l, 99), c.lastExit)
+	rows := s.summaryRows()
+	for _, r := range rows {
+		line := fmt.Sprintf("%-12s %-8s %8d %6d %5d %7d %10s %10s  %s", r.name, r.state, r.restarts, r.deaths, r.hangs, r.trips,
+			fmtLat(r.lats, 50), fmtLat(r.lats, 99), r.lastExit)
 		b.WriteString(strings.TrimRight(line, " ") + "\n")
 	}
-	slices.Sort(all)
-	fmt.Fprintf(&b, "%-12s %-8s %8d %6d %5d %7d %10s %10s\n", "total", "", restarts, deaths, hangs, trips, fmtLat(all, 50), fmtLat(all, 99))
-	for _, c := range s.children {
-		if c.state == StateRefused {
-			why := c.refusal
-			if why == "" {
-				why = "(no stderr output)"
-			}
-			fmt.Fprintf(&b, "refused %s: %s\n", c.name, why)
+	for _, r := range rows {
+		if r.state == StateRefused {
+			fmt.Fprintf(&b, "refused %s: %s\n", r.name, r.refusal)
 		}
 	}
 	return b.String()
+}
+
+// LogSummary logs Summary's figures to log as records, for a log read by
+// programs: one "child summary" record per child (child, state, restarts,
+// deaths, hangs, breaker_trips, detect_p50 and detect_p99 when it died,
+// last_exit, refusal when refused), then one "supervisor summary" record
+// with the instance and the totals.
+func (s *Supervisor) LogSummary(log *slog.Logger) {
+	s.mu.Lock()
+	rows := s.summaryRows()
+	s.mu.Unlock()
+	for _, r := range rows {
+		attrs := []any{"restarts", r.restarts, "deaths", r.deaths, "hangs", r.hangs, "breaker_trips", r.trips}
+		if len(r.lats) > 0 {
+			attrs = append(attrs, "detect_p50", logs.Round3(percentile(r.lats, 50)), "detect_p99", logs.Round3(percentile(r.lats, 99)))
+		}
+		if r.total {
+			log.Info("supervisor summary", append([]any{"instance", s.cfg.Instance}, attrs...)...)
+			continue
+		}
+		attrs = append([]any{"child", r.name, "state", r.state.String()}, attrs...)
+		if r.lastExit != "" {
+			attrs = append(attrs, "last_exit", r.lastExit)
+		}
+		if r.refusal != "" {
+			attrs = append(attrs, "refusal", r.refusal)
+		}
+		log.Info("child summary", attrs...)
+	}
 }
 
 func fmtLat(sorted []time.Duration, p float64) string {
 	if len(sorted) == 0 {
 		return "-"
 	}
-	return percentile(sorted, p).Round(time.Microsecond).String()
+	return logs.Round3(percentile(sorted, p)).String()
 }

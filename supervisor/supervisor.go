@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/layout"
 )
 
@@ -78,7 +79,8 @@ type Hooks struct {
 	OnBroken func(name string, deaths int)
 	// OnRefused is called when a module exited with layout.ExitRefused and
 	// will not be restarted, with the last line it wrote to stderr ("" if
-	// none): normally the refusal.
+	// none; a record as its message and key=value attributes): normally the
+	// refusal.
 	OnRefused func(name string, pid int, lastStderr string)
 	// AfterStop runs once at the end of Run, after every child is gone (e.g.
 	// shm.RemoveInstance). Its error is returned by Run if Run has none.
@@ -87,8 +89,10 @@ type Hooks struct {
 
 // Options configure a Supervisor.
 type Options struct {
-	// Logger receives supervisor events and every line the children print
-	// (attribute child=<name>, stream=stdout|stderr). Default slog.Default().
+	// Logger receives supervisor events and every record the children
+	// write, re-emitted as its own (attributes child=<name>,
+	// stream=stdout|stderr, then the child's: childlog.go). Default
+	// slog.Default().
 	Logger *slog.Logger
 	Hooks  Hooks
 	// OnStatus, if set, receives Status() every StatusEvery (default 1 s).
@@ -127,7 +131,8 @@ type ChildStatus struct {
 	// LastBackoff is the last scheduled restart delay.
 	LastBackoff time.Duration
 	// Refusal is, in StateRefused, the last line the refused process wrote
-	// to stderr ("" if none).
+	// to stderr ("" if none; a record as its message and key=value
+	// attributes).
 	Refusal string
 }
 
@@ -270,7 +275,7 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 	}
 	eng.env = childEnv(base, cfg.Engine.Env, map[string]string{
 		"FDP_INSTANCE": cfg.Instance, "FDP_MODULE": EngineName, "FDP_ROLE": "engine",
-		"FDP_TIER": "", "FDP_EVERY": "", "FDP_GROUP": "",
+		"FDP_TIER": "", "FDP_EVERY": "", "FDP_GROUP": "", logs.EnvVar: logs.JSON.String(),
 	})
 	s.children = append(s.children, eng)
 	for _, m := range cfg.Modules {
@@ -286,7 +291,8 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 		}
 		c.env = childEnv(base, m.Env, map[string]string{
 			"FDP_INSTANCE": cfg.Instance, "FDP_MODULE": m.Name, "FDP_ROLE": "module",
-			"FDP_TIER": m.Tier, "FDP_EVERY": strconv.Itoa(m.Every), "FDP_GROUP": m.Group,
+			"FDP_TIER": m.Tier, "FDP_EVERY": everyEnv(m.Every), "FDP_GROUP": m.Group,
+			logs.EnvVar: logs.JSON.String(),
 		})
 		s.children = append(s.children, c)
 	}
@@ -295,6 +301,15 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 
 // childEnv returns base without the keys of extra and fdp, then fdp and extra
 // (sorted by key; extra wins over fdp).
+// everyEnv is $FDP_EVERY for a module's Every: empty (the module keeps its
+// own Spec.Every) for 0.
+func everyEnv(every int) string {
+	if every == 0 {
+		return ""
+	}
+	return strconv.Itoa(every)
+}
+
 func childEnv(base []string, extra, fdp map[string]string) []string {
 	out := make([]string, 0, len(base)+len(extra)+len(fdp))
 	for _, kv := range base {
@@ -574,7 +589,7 @@ func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time, r
 	if refused {
 		return s.onRefused(c, pid, status, uptime, lat, out)
 	}
-	s.log.Warn("child died", "child", c.name, "pid", pid, "status", status, "uptime", uptime.Round(time.Millisecond), "detect", lat)
+	s.log.Warn("child died", "child", c.name, "pid", pid, "status", status, "uptime", logs.Round3(uptime), "detect", logs.Round3(lat))
 	if !c.engine && pid != 0 {
 		if h := s.opt.Hooks.Reclaim; h != nil {
 			if err := h(c.name, pid); err != nil {
@@ -673,7 +688,7 @@ func (s *Supervisor) onRefused(c *child, pid int, status string, uptime, lat tim
 	c.refusal = line
 	s.mu.Unlock()
 	s.log.Error("module refused by the engine: not restarting", "child", c.name, "pid", pid, "status", status,
-		"uptime", uptime.Round(time.Millisecond), "last_stderr", line)
+		"uptime", logs.Round3(uptime), "last_stderr", line)
 	if h := s.opt.Hooks.OnRefused; h != nil {
 		h(c.name, pid, line)
 	}
@@ -852,7 +867,7 @@ func (s *Supervisor) hangMonitor(stop chan struct{}) {
 			c.hangs++
 			s.mu.Unlock()
 			s.log.Warn("child hung: killing it", "child", c.name, "pid", proc.Pid, "reason", why.String(),
-				"for", age.Round(time.Millisecond), "stopped", processStopped(proc.Pid))
+				"for", logs.Round3(age), "stopped", processStopped(proc.Pid))
 			_ = proc.Signal(syscall.SIGKILL)
 		}
 	}

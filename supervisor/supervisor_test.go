@@ -2,7 +2,9 @@ package supervisor
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -15,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fdp-engine/fdp/internal/logs"
+	"github.com/fdp-engine/fdp/internal/testutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -150,6 +154,10 @@ func TestBreakerTripsOthersKeepRunning(t *testing.T) {
 		t.Fatalf("summary line of the broken module %q in:\n%s", badLine, sum)
 	}
 	t.Logf("summary:\n%s", sum)
+	if over := testutil.OverPreciseDurations(sum); len(over) > 0 {
+		t.Fatalf("durations with more than three significant digits %q in:\n%s", over, sum)
+	}
+	checkLogSummary(t, r.s, map[string]string{"bad": "broken 3 4 0 1 exit status 3", "good": "running 0 0 0 0 "})
 	r.stop()
 	if err := r.result(t); err != nil {
 		t.Fatal(err)
@@ -167,8 +175,68 @@ func TestBreakerTripsOthersKeepRunning(t *testing.T) {
 	if st := statusOf(t, r.s, "bad"); st.State != StateBroken {
 		t.Fatalf("after shutdown bad is %s, want broken", st.State)
 	}
-	if logs := rec.logBuf.all(); !strings.Contains(logs, `ERROR msg="circuit breaker tripped: not restarting" child=bad`) {
-		t.Fatalf("no error log for the breaker:\n%s", logs)
+	out := rec.logBuf.all()
+	if !strings.Contains(out, `ERROR msg="circuit breaker tripped: not restarting" child=bad`) {
+		t.Fatalf("no error log for the breaker:\n%s", out)
+	}
+	if !strings.Contains(out, " detect=") || len(testutil.OverPreciseDurations(out)) > 0 {
+		t.Fatalf("detection latencies of more than three significant digits %q:\n%s", testutil.OverPreciseDurations(out), out)
+	}
+}
+
+// checkLogSummary: LogSummary writes one JSON record per child with the
+// figures of its Summary row (want: "state restarts deaths hangs trips
+// last_exit"), its detection latencies when it died, and one record of the
+// totals.
+func checkLogSummary(t *testing.T, s *Supervisor, want map[string]string) {
+	t.Helper()
+	var buf bytes.Buffer
+	s.LogSummary(logs.New(&buf, logs.JSON))
+	seen := map[string]bool{}
+	totals := 0
+	for _, l := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
+		var rec struct {
+			Msg, Child, State       string
+			LastExit                string `json:"last_exit"`
+			Restarts, Deaths, Hangs int
+			BreakerTrips            int    `json:"breaker_trips"`
+			DetectP50               string `json:"detect_p50"`
+			DetectP99               string `json:"detect_p99"`
+		}
+		if err := json.Unmarshal([]byte(l), &rec); err != nil {
+			t.Fatalf("%v: %s", err, l)
+		}
+		if rec.Msg == "supervisor summary" {
+			totals++
+			continue
+		}
+		if rec.Msg != "child summary" {
+			t.Fatalf("record %s", l)
+		}
+		seen[rec.Child] = true
+		w, ok := want[rec.Child]
+		if !ok {
+			continue
+		}
+		if got := fmt.Sprintf("%s %d %d %d %d %s", rec.State, rec.Restarts, rec.Deaths, rec.Hangs, rec.BreakerTrips, rec.LastExit); got != w {
+			t.Fatalf("%s: %q, want %q", rec.Child, got, w)
+		}
+		if (rec.Deaths > 0) != (rec.DetectP50 != "") || (rec.DetectP50 == "") != (rec.DetectP99 == "") {
+			t.Fatalf("%s: detection latencies %q %q after %d deaths", rec.Child, rec.DetectP50, rec.DetectP99, rec.Deaths)
+		}
+		for _, d := range []string{rec.DetectP50, rec.DetectP99} {
+			if _, err := time.ParseDuration(d); d != "" && (err != nil || len(testutil.OverPreciseDurations(d)) > 0) {
+				t.Fatalf("%s: detection latency %q", rec.Child, d)
+			}
+		}
+	}
+	for c := range want {
+		if !seen[c] {
+			t.Fatalf("no summary record of %s:\n%s", c, buf.String())
+		}
+	}
+	if totals != 1 {
+		t.Fatalf("%d records of the totals:\n%s", totals, buf.String())
 	}
 }
 

@@ -53,7 +53,7 @@ func cleanEnv() []string {
 // FDP_EVERY=5 and ai (slow every 6) with FDP_TIER=fast FDP_EVERY=3 join as
 // the environment says, as `engine dump --json` of their segments shows
 // (tier 0 fast, 1 slow; frequency: the period); alert without either
-// keeps its own (slow every 30). modrunner with FDP_TIER=bogus,
+// keeps its own (slow, every 0: it runs when woken). modrunner with FDP_TIER=bogus,
 // FDP_EVERY=-3, 0 or junk exits 78 (layout.ExitRefused) at once with one
 // line naming the variable, and never joins.
 func TestModrunnerTierEveryFromEnv(t *testing.T) {
@@ -109,7 +109,7 @@ func TestModrunnerTierEveryFromEnv(t *testing.T) {
 	mods := map[string]want{
 		"telS": {"telemetry", []string{"FDP_TIER=slow", "FDP_EVERY=5"}, 1, 5},
 		"ai-7": {"ai", []string{"FDP_TIER=fast", "FDP_EVERY=3"}, 0, 3},
-		"alrt": {"alert", nil, 1, 30},
+		"alrt": {"alert", nil, 1, 0},
 	}
 	for name, w := range mods {
 		cmd := modrunner(t, w.kind, append([]string{"FDP_MODULE=" + name}, w.env...)...)

@@ -35,7 +35,7 @@ func (f *flooder) Tick(_ *module.View, c *module.Commands, _ time.Duration) erro
 	return c.Err()
 }
 
-// listener is a slow module (every 30 frames, like the demo's alert) that reads every event since
+// listener is a slow module (every 30 frames) that reads every event since
 // its last tick and publishes one of its own (type 43) per tick. It prints
 // "listen lost=<events lost so far> own=<own events seen> sent=<own events
 // published>".

@@ -91,6 +91,8 @@ type World struct {
 	owner     []uint16 // creator per entity index (owner.go); grown on demand
 	owned     []int    // live entities per owner
 	dirty     dirtyLog // dirty.go
+
+	lc Lifecycle // what is recorded as lifecycle events (lifecycle.go)
 }
 
 // New creates a world for the components of r and freezes r.
@@ -247,7 +249,11 @@ func (w *World) Create() (Entity, error) {
 	w.touch(ch)
 	ch.structVer = w.version
 	w.count++
-	return MakeEntity(uint32(idx), gen), nil
+	e := MakeEntity(uint32(idx), gen)
+	if w.lc.Created {
+		w.recordLifecycle(layout.LifecycleCreated, e, 0)
+	}
+	return e, nil
 }
 
 // lookup returns the chunk and record of a live entity.
@@ -280,6 +286,9 @@ func (w *World) Destroy(e Entity) error {
 		return ErrStale
 	}
 	w.touch(ch)
+	if !w.lc.Removed.Empty() {
+		w.recordRemovals(e, r[1:])
+	}
 	for j, m := range r[1:] {
 		for ; m != 0; m &= m - 1 {
 			k := 64*j + bits.TrailingZeros64(m)
@@ -298,6 +307,9 @@ func (w *World) Destroy(e Entity) error {
 	w.count--
 	w.disown(e.Index())
 	w.free.push(e.Index())
+	if w.lc.Destroyed {
+		w.recordLifecycle(layout.LifecycleDestroyed, e, 0)
+	}
 	return nil
 }
 
@@ -346,6 +358,9 @@ func (w *World) row(ch *chunk, r []uint64, row int, id ComponentID) []byte {
 	if !recHas(r, id) {
 		clear(b)
 		w.addBit(ch, r, id)
+		if w.lc.Added.Has(id) {
+			w.recordLifecycle(layout.LifecycleAdded, w.entityAt(ch, r, row), id)
+		}
 	}
 	w.touch(ch)
 	ch.vers[id] = w.version
@@ -380,6 +395,9 @@ func (w *World) Remove(e Entity, id ComponentID) error {
 	w.touch(ch)
 	ch.vers[id] = w.version
 	ch.structVer = w.version
+	if w.lc.Removed.Has(id) {
+		w.recordLifecycle(layout.LifecycleRemoved, e, id)
+	}
 	return nil
 }
 

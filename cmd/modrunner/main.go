@@ -1,32 +1,36 @@
 // Command modrunner runs one of the built-in demo modules in its own process:
 //
-//	modrunner [--rejoin-timeout D] telemetry | ai | alert
+//	modrunner [--rejoin-timeout D] [--log-format text|json] telemetry | ai | alert
 //
 // The instance comes from $FDP_INSTANCE (default "demo"); the module name
 // from $FDP_MODULE (ai modules: ai-1, ai-2, ... pick their team from it);
 // $FDP_TIER and $FDP_EVERY, set by `engine up` from its config, replace the
 // module's own tier and period (telemetry: fast every 1, ai: slow every 6,
-// alert: slow every 30), and an invalid value of either is a refusal (exit
-// 78), not ignored: see module.MainOptions.
+// alert: slow, every 0: it runs when a "died" event wakes it, and counts
+// the destroyed entities with a lifecycle observer), and an invalid value
+// of either is a refusal (exit 78), not ignored: see module.MainOptions.
 // When the engine dies the module waits for the next engine of the instance
-// (up to --rejoin-timeout) and goes on in the same process.
+// (up to --rejoin-timeout) and goes on in the same process. It logs in the
+// format of --log-format, else $FDP_LOG_FORMAT (set to json by `engine up`),
+// else text.
 //
 // Exit status: 0 after SIGTERM or SIGINT; 78 (layout.ExitRefused) when the
 // module is refused for a reason a restart cannot change (an invalid
 // $FDP_TIER or $FDP_EVERY, refused before it dials; an invalid name or
 // group, another schema or protocol version, refused by the engine: see
-// module.Refused), which `engine up` does not restart; 1 on any other
-// error; 2 for bad usage.
+// module.Refused; an invalid $FDP_LOG_FORMAT), which `engine up` does not
+// restart; 1 on any other error; 2 for bad usage (an invalid --log-format).
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
-	"log/slog"
 	"os"
 	"strings"
 
 	"github.com/fdp-engine/fdp/demo"
+	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/module"
 )
 
@@ -38,6 +42,14 @@ func main() {
 	}
 	rejoin := fs.Duration("rejoin-timeout", module.DefaultRejoinTimeout,
 		"how long to wait for a new engine after the engine went away (negative: exit at once)")
+	var format string
+	fs.Func("log-format", `log format: "text" or "json" (default $FDP_LOG_FORMAT, else text)`, func(v string) error {
+		if v != "text" && v != "json" {
+			return errors.New(`want "text" or "json"`)
+		}
+		format = v
+		return nil
+	})
 	_ = fs.Parse(os.Args[1:]) // ExitOnError
 	if fs.NArg() != 1 {
 		fs.Usage()
@@ -49,7 +61,11 @@ func main() {
 		os.Exit(1)
 	}
 	name := os.Getenv("FDP_MODULE")
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log, err := module.NewLogger(format)
+	if err != nil { // $FDP_LOG_FORMAT: refused as MainOptions refuses an invalid environment
+		log.Error("module refused: a restart cannot change it", "err", err, "exit", layout.ExitRefused)
+		os.Exit(layout.ExitRefused)
+	}
 	var m module.Module
 	switch fs.Arg(0) {
 	case "telemetry":
@@ -69,5 +85,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "modrunner: unknown module %q (telemetry, ai, alert)\n", fs.Arg(0))
 		os.Exit(2)
 	}
-	module.MainOptions(m, module.Options{Registry: s.Reg, RejoinTimeout: *rejoin})
+	if name == "" {
+		name = m.Spec().Name
+	}
+	module.MainOptions(m, module.Options{Registry: s.Reg, RejoinTimeout: *rejoin, Logger: log.With("module", name)})
 }

@@ -2,12 +2,14 @@ package top
 
 import (
 	"fmt"
+	"math"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/charmbracelet/lipgloss"
 	"github.com/charmbracelet/x/ansi"
+	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/layout"
 )
 
@@ -256,22 +258,22 @@ func pct(n, ns uint64) string {
 	return fmtDur(ns)
 }
 
-// fmtDur renders ns nanoseconds with three significant digits (212µs,
-// 1.21ms, 33.6ms, 1.50s): a histogram's figure is no more precise.
+// fmtDur renders ns nanoseconds rounded to three significant digits
+// (logs.Round3, as every duration FDP shows), trailing zeros kept so that
+// the columns line up (212µs, 1.21ms, 33.6ms, 1.50s).
 func fmtDur(ns uint64) string {
-	if ns < 1000 {
-		return fmt.Sprintf("%dns", ns)
+	r := logs.Round3(time.Duration(min(ns, math.MaxInt64)))
+	if r < 1000 {
+		return fmt.Sprintf("%dns", r)
 	}
 	units := []struct {
 		div  float64
 		name string
 	}{{1e3, "µs"}, {1e6, "ms"}, {1e9, "s"}}
 	for i, u := range units {
-		x := float64(ns) / u.div
-		if x >= 999.5 && i < len(units)-1 {
-			continue
+		if float64(r) < 1000*u.div || i == len(units)-1 {
+			return sig3(float64(r)/u.div) + u.name
 		}
-		return sig3(x) + u.name
 	}
 	return "" // unreachable: the last unit always returns
 }

@@ -16,7 +16,8 @@ func TestFormats(t *testing.T) {
 	for ns, want := range map[uint64]string{
 		0: "0ns", 999: "999ns", 1000: "1.00µs", 1234: "1.23µs", 99_949: "99.9µs", 99_950: "100µs",
 		999_499: "999µs", 999_500: "1.00ms", 12_345_678: "12.3ms", 1_500_000_000: "1.50s", 1 << 34: "17.2s",
-		3600e9: "3600s",
+		3600e9: "3600s", 1_005_000: "1.01ms", // a half rounds away from zero, as logs.Round3 does everywhere
+		1<<64 - 1: "9220000000s",
 	} {
 		require.Equal(t, want, fmtDur(ns), "%d ns", ns)
 	}
