@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -25,7 +24,7 @@ const (
 
 // lockPath is the instance lock file: ".fdp.<instance>.lock" in the segment
 // directory (a dot file: shm.List and gc never see it).
-func lockPath(instance string) string { return filepath.Join(shm.Dir, ".fdp."+instance+".lock") }
+func lockPath(instance string) string { return shm.LockPath(instance) }
 
 // lockInstance makes this process the owner of instance before it creates
 // or removes any of the instance's files: it takes an exclusive flock on the
@@ -52,17 +51,22 @@ func lockInstance(instance, role string) (release func(), err error) {
 			return nil, fmt.Errorf("lock instance %s: %w", instance, err)
 		}
 		if err := unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB); err != nil {
+			removed := !sameFile(fd, path)
 			unix.Close(fd)
+			if errors.Is(err, unix.EWOULDBLOCK) && removed {
+				continue // gc held it to remove it (nobody owned it): open the file now there
+			}
 			if errors.Is(err, unix.EWOULDBLOCK) {
 				return nil, ownedError(instance, path)
 			}
 			return nil, fmt.Errorf("lock instance %s: %w", instance, err)
 		}
-		var held, named unix.Stat_t
-		if unix.Fstat(fd, &held) != nil || unix.Stat(path, &named) != nil || held.Ino != named.Ino || held.Dev != named.Dev {
+		if !sameFile(fd, path) {
 			unix.Close(fd) // the holder before us removed it: lock the file now there
 			continue
 		}
+		var held unix.Stat_t
+		_ = unix.Fstat(fd, &held)
 		rec := []byte(role + " " + strconv.Itoa(os.Getpid()) + "\n")
 		if unix.Ftruncate(fd, 0) != nil || writeAll(fd, rec) != nil {
 			unix.Close(fd)
@@ -82,6 +86,12 @@ func lockInstance(instance, role string) (release func(), err error) {
 		}
 		return release, nil
 	}
+}
+
+// sameFile reports whether path names the file open as fd.
+func sameFile(fd int, path string) bool {
+	var held, named unix.Stat_t
+	return unix.Fstat(fd, &held) == nil && unix.Stat(path, &named) == nil && held.Ino == named.Ino && held.Dev == named.Dev
 }
 
 func writeAll(fd int, b []byte) error {

@@ -284,6 +284,7 @@ func GCKeep(instance string, keep func(Info) bool) (removed []string, err error)
 	if instance != "" {
 		removed = append(removed, removeSocketTemps(instance, false)...)
 	}
+	removed = append(removed, removeDeadLocks(instance)...)
 	for _, name := range DeadSockets(instance) {
 		if removeDeadSocket(name) {
 			removed = append(removed, name)
@@ -398,6 +399,40 @@ func removeSocketTemps(instance string, self bool) []string {
 		if os.Remove(path) == nil {
 			removed = append(removed, name)
 		}
+	}
+	return removed
+}
+
+// LockPath is the instance lock file, ".fdp.<instance>.lock" in Dir: held
+// (flock, exclusive) by the process that owns the instance (`engine up`, or
+// an `engine run` outside a supervisor; see cli). A dot file: List never
+// shows it.
+func LockPath(instance string) string { return filepath.Join(Dir, "."+Prefix+instance+".lock") }
+
+// removeDeadLocks removes the instance lock files of instance ("" = every
+// instance) that nobody holds (their owner was killed before it could
+// remove the file) and returns their names. Safe against a new owner: one
+// that opened the file before the unlink finds, after its flock, that the
+// path no longer names its file and opens it again.
+func removeDeadLocks(instance string) []string {
+	pattern := LockPath(instance)
+	if instance == "" {
+		pattern = filepath.Join(Dir, "."+Prefix+"*.lock")
+	}
+	matches, _ := filepath.Glob(pattern)
+	var removed []string
+	for _, path := range matches {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
+			if os.Remove(path) == nil {
+				removed = append(removed, filepath.Base(path))
+			}
+		}
+		unix.Close(fd)
 	}
 	return removed
 }

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/fdp-engine/fdp/layout"
+	"golang.org/x/sys/unix"
 
 	"github.com/stretchr/testify/require"
 )
@@ -94,4 +95,23 @@ func TestSegmentUnlinkOnlyItsFile(t *testing.T) {
 	require.NoError(t, s3.Unlink())
 	require.NoFileExists(t, s3.Path)
 	require.NoError(t, s3.Close())
+}
+
+// TestGCRemovesDeadInstanceLocks: an instance lock file nobody holds (its
+// owner was killed) is removed by GC; a held one is kept.
+func TestGCRemovesDeadInstanceLocks(t *testing.T) {
+	useTempDir(t)
+	dead, live := uniqueInstance(), uniqueInstance()
+	require.NoError(t, os.WriteFile(LockPath(dead), []byte("run 1\n"), 0o600))
+	f, err := os.OpenFile(LockPath(live), os.O_RDWR|os.O_CREATE, 0o600)
+	require.NoError(t, err)
+	defer f.Close()
+	require.NoError(t, unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB))
+	removed, err := GC("")
+	require.NoError(t, err)
+	require.Equal(t, []string{filepath.Base(LockPath(dead))}, removed)
+	require.FileExists(t, LockPath(live))
+	removed, err = GC(live)
+	require.NoError(t, err)
+	require.Empty(t, removed)
 }
