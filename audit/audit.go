@@ -104,6 +104,16 @@ const (
 	// KindChunkRecordMask: a chunk in use says its records were filtered
 	// with another mask than the slot's (layout.ChunkRecordMask).
 	KindChunkRecordMask
+	// KindBytesHandle: an alive record names a variable-size component of
+	// the slot mask whose handle lies outside the chunk's arena, is longer
+	// than the component's max length, or has an offset that is not a
+	// multiple of 8 (layout/varsize.go).
+	KindBytesHandle
+	// KindBytesOverlap: two values of a variable-size component in one
+	// chunk's arena overlap.
+	KindBytesOverlap
+	// KindBytesUTF8: a value of a string component is not valid UTF-8.
+	KindBytesUTF8
 	numKinds
 )
 
@@ -111,7 +121,7 @@ var kindNames = [numKinds]string{
 	"", "latest_word", "latest_torn", "latest_frame", "header_bounds", "slot_mask", "chunk_count", "slot_version",
 	"rows", "rows_sum", "chunk_alive", "alive_sum", "struct_version", "version_ahead", "record_flags",
 	"record_gen", "record_mask", "dead_record", "beyond_high_water", "column_version", "record_slot_mask",
-	"chunk_record_mask",
+	"chunk_record_mask", "bytes_handle", "bytes_overlap", "bytes_utf8",
 }
 
 func (k Kind) String() string {
@@ -306,19 +316,20 @@ func readSlot(b []byte, lw *layout.World, s int) ([]byte, uint64, error) {
 	chunks := int(le.Uint32(b[off+layout.SlotChunks:]))
 	n := min(max(chunks, 0), lw.MaxChunks)
 	mask := world.Mask(layout.GetSplitMask(b, off, layout.SlotMaskOff)).And(schemaMask(lw.WorldGeometry))
-	priv := make([]byte, layout.SlotHeaderSize+n*lw.ChunkStride)
-	// Only what a reader may read (layout/backing.go, B2): the header, and
-	// per chunk its header, records and the columns of the slot mask. The
-	// rest may be holes, which a read through the mapping would allocate;
-	// it stays zero in the copy (check claims nothing of it).
-	copy(priv, b[off:off+layout.SlotHeaderSize])
+	priv := make([]byte, lw.ChunksOff+n*lw.ChunkStride)
+	// Only what a reader may read (layout/backing.go, B2): the header and
+	// the singleton area (the slot's head), and per chunk its header,
+	// records and the columns of the slot mask. The rest may be holes,
+	// which a read through the mapping would allocate; it stays zero in the
+	// copy (check claims nothing of it).
+	copy(priv, b[off:off+lw.ChunksOff])
 	for c := 0; c < n; c++ {
 		co, _ := lw.EntityRange(s, c)
 		co -= lw.EntityOff
 		po := co - off
 		copy(priv[po:po+lw.EntityOff+lw.ChunkCapacity*lw.RecordSize], b[co:])
 		for k := range mask.IDs() {
-			lo, hi := lw.ColumnRange(s, c, int(k))
+			lo, hi := lw.ColumnSpan(s, c, int(k)) // with a variable-size component's arena
 			copy(priv[lo-off:hi-off], b[lo:hi])
 		}
 	}
@@ -371,7 +382,15 @@ func check(lw *layout.World, s int, q uint64, priv []byte) Report {
 		rep.add(KindSlotVersion, -1, -1, -1, "published slot (seq %d) has version 0", q)
 	}
 
-	n := (len(priv) - layout.SlotHeaderSize) / g.ChunkStride
+	// Invariant (S1): every singleton version in the slot is <= the slot's
+	// version (the fill copied it after the seal).
+	for i, sd := range g.Singletons {
+		if sv := le.Uint64(priv[v.SingletonVersionOff(0, i):]); sv > info.Version {
+			rep.add(KindVersionAhead, -1, -1, -1, "singleton %d (%q) version %d above the slot version %d", i, sd.Name, sv, info.Version)
+		}
+	}
+
+	n := (len(priv) - g.ChunksOff) / g.ChunkStride
 	var sumRows, sumAlive uint64
 	for c := 0; c < n; c++ {
 		co := v.ChunkOff(0, c)
@@ -465,6 +484,7 @@ func check(lw *layout.World, s int, q uint64, priv []byte) Report {
 				}
 			}
 		}
+		checkArenas(v, c, slotMask, &rep)
 		// Invariant: a chunk's alive count = its records with the alive flag.
 		if count != alive {
 			rep.add(KindChunkAlive, c, -1, -1, "chunk says %d alive, its records hold %d", alive, count)

@@ -31,6 +31,8 @@ var fxDead = []int{3, 20, 50}
 type fx struct {
 	w            *world.World
 	pos, hp, big world.ComponentID
+	name         world.ComponentID // a string component: entities i%3 == 0 have one
+	gust         world.SingletonID
 	segs         *fsync.WorldSegments
 	pub          *fsync.Publisher
 	ents         []world.Entity
@@ -57,6 +59,10 @@ func newFx(t testing.TB, dir string) *fx {
 	require.NoError(t, err)
 	f.big, err = world.Register[aBig](reg, "Big")
 	require.NoError(t, err)
+	f.name, err = world.RegisterBytes(reg, "Name", world.BytesSpec{MaxLen: 20, PerEntity: 8, UTF8: true})
+	require.NoError(t, err)
+	f.gust, err = world.RegisterSingleton[aHP](reg, "Gust")
+	require.NoError(t, err)
 	f.w, err = world.New(reg, world.Config{ChunkCapacity: fxCap, MaxChunks: 16})
 	require.NoError(t, err)
 	for i := 0; i < fxEntities; i++ {
@@ -70,7 +76,11 @@ func newFx(t testing.TB, dir string) *fx {
 		if i%5 == 0 {
 			require.NoError(t, world.Set(f.w, e, f.big, aBig{A: [5]uint64{uint64(i)}}))
 		}
+		if i%3 == 0 {
+			require.NoError(t, f.w.SetString(e, f.name, fmt.Sprintf("é%d", i)))
+		}
 	}
+	require.NoError(t, world.SetSingleton(f.w, aHP{V: 7}))
 	for _, i := range fxDead {
 		require.NoError(t, f.w.Destroy(f.ents[i]))
 	}
@@ -107,6 +117,13 @@ func get32(b []byte, off int) uint32 {
 	return uint32(b[off]) | uint32(b[off+1])<<8 | uint32(b[off+2])<<16 | uint32(b[off+3])<<24
 }
 func get64(b []byte, off int) uint64 { return uint64(get32(b, off)) | uint64(get32(b, off+4))<<32 }
+
+// handleOff returns the offset of the handle of entity index i's value of
+// variable-size component k in slot s.
+func handleOff(lw *layout.World, s int, k world.ComponentID, i int) int {
+	o, _ := lw.ColumnRange(s, i/fxCap, int(k))
+	return o + (i%fxCap)*layout.BytesHandleSize
+}
 
 // rec returns the offset of the record of entity index i in slot s.
 func rec(lw *layout.World, s, i int) int {
@@ -199,7 +216,7 @@ func TestCorruptionsReported(t *testing.T) {
 		{"column version 0", func(b []byte, lw *layout.World) { put64(b, lw.ChunkVersionOff(s, 0, int(f.hp)), 0) }, audit.KindColumnVersion},
 		{"slot mask beyond schema", func(b []byte, lw *layout.World) {
 			o := slotOff(lw, layout.SlotMask)
-			put64(b, o, get64(b, o)|1<<3)
+			put64(b, o, get64(b, o)|1<<4)
 		}, audit.KindSlotMask},
 		{"slot mask word beyond the world's", func(b []byte, lw *layout.World) {
 			put64(b, slotOff(lw, layout.SlotMaskOff(2)), 1)
@@ -228,6 +245,27 @@ func TestCorruptionsReported(t *testing.T) {
 		{"dead record with components", func(b []byte, lw *layout.World) { put64(b, rec(lw, s, fxDead[1])+8, 1) }, audit.KindDeadRecord},
 		{"destroyed entity alive again", func(b []byte, lw *layout.World) { put32(b, rec(lw, s, fxDead[2])+4, layout.FlagAlive) }, audit.KindChunkAlive},
 		{"record beyond high water", func(b []byte, lw *layout.World) { put32(b, rec(lw, s, fxEntities), 1) }, audit.KindBeyondHighWater},
+		// Variable-size values (entities 0, 3, 6, ... have a Name; 3 is dead).
+		{"bytes handle beyond the arena", func(b []byte, lw *layout.World) {
+			_, e := lw.ArenaRange(s, 0, int(f.name))
+			a, _ := lw.ArenaRange(s, 0, int(f.name))
+			put32(b, handleOff(lw, s, f.name, 6), uint32(e-a-2))
+		}, audit.KindBytesHandle},
+		{"bytes handle longer than the max", func(b []byte, lw *layout.World) { put32(b, handleOff(lw, s, f.name, 6)+4, 21) }, audit.KindBytesHandle},
+		{"bytes handle misaligned", func(b []byte, lw *layout.World) {
+			o := handleOff(lw, s, f.name, 6)
+			put32(b, o, get32(b, o)+1)
+		}, audit.KindBytesHandle},
+		{"bytes values overlap", func(b []byte, lw *layout.World) {
+			put64(b, handleOff(lw, s, f.name, 9), get64(b, handleOff(lw, s, f.name, 6)))
+		}, audit.KindBytesOverlap},
+		{"bytes not UTF-8", func(b []byte, lw *layout.World) {
+			a, _ := lw.ArenaRange(s, 0, int(f.name))
+			b[a+int(get32(b, handleOff(lw, s, f.name, 6)))] = 0xff
+		}, audit.KindBytesUTF8},
+		{"singleton version ahead", func(b []byte, lw *layout.World) {
+			put64(b, lw.SingletonVersionOff(s, int(f.gust)), get64(b, slotOff(lw, layout.SlotVersion))+1)
+		}, audit.KindVersionAhead},
 		{"latest frame", func(b []byte, lw *layout.World) { put64(b, slotOff(lw, layout.SlotFrame), 9) }, audit.KindLatestFrame},
 		{"latest word slot", func(b []byte, lw *layout.World) { put64(b, layout.OffWLatest, layout.PackLatest(2, lw.Slots)) }, audit.KindLatestWord},
 		{"latest slot never published", func(b []byte, lw *layout.World) {
@@ -330,6 +368,14 @@ func TestCompareFindsDifferences(t *testing.T) {
 		{"rows", "rows", func(b []byte, lw *layout.World) { put32(b, lw.ChunkOff(s, 1)+layout.ChunkRows, 3) }},
 		{"alive", "alive", func(b []byte, lw *layout.World) { put32(b, lw.ChunkOff(s, 1)+layout.ChunkAlive, 3) }},
 		{"header", "header", func(b []byte, lw *layout.World) { put32(b, lw.SlotOff(s)+layout.SlotAlive, 3) }},
+		{"value", "value", func(b []byte, lw *layout.World) {
+			a, _ := lw.ArenaRange(s, 1, int(f.name))
+			b[a+int(get32(b, handleOff(lw, s, f.name, 18)))+2] ^= 1 // inside the used prefix: the column differs too
+		}},
+		{"singleton", "singleton", func(b []byte, lw *layout.World) {
+			o, _ := lw.SingletonRange(s, int(f.gust))
+			b[o] ^= 1
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -14,7 +14,7 @@ var le = binary.LittleEndian
 // Difference is one place where a slot differs from the world it was
 // published from.
 type Difference struct {
-	Field     string `json:"field"`     // header, rows, alive, records, column
+	Field     string `json:"field"`     // header, rows, alive, records, record_mask, column, value, singleton
 	Chunk     int    `json:"chunk"`     // -1: the slot header
 	Row       int    `json:"row"`       // first differing row, -1: not about one row
 	Component int    `json:"component"` // -1: not about one component
@@ -74,6 +74,7 @@ func Compare(b []byte, lw *layout.World, s int, w *world.World, limit int) ([]Di
 		add("header", -1, -1, -1, "slot has %d chunks, %d entities, %d alive; the world %d, %d, %d",
 			info.Chunks, info.Entities, info.Alive, w.NumChunks(), w.HighWater(), w.Count())
 	}
+	compareSingletons(b, lw, s, w, add)
 	mask := world.Mask(info.Mask).And(schemaMask(lw.WorldGeometry))
 	K := lw.ChunkCapacity
 	for c := 0; c < min(w.NumChunks(), lw.MaxChunks) && !full(); c++ {
@@ -110,6 +111,12 @@ func Compare(b []byte, lw *layout.World, s int, w *world.World, limit int) ([]Di
 				continue // no entity of the chunk ever had it: unspecified bytes
 			}
 			o, e := lw.ColumnRange(s, c, k)
+			if lw.Components[k].VarSize() {
+				// The handles and the arena's used prefix, byte for byte,
+				// and every value through its handle.
+				e = o + len(col)
+				compareValues(b, lw, s, c, k, w, add)
+			}
 			if got := b[o:e]; !bytes.Equal(got, col) {
 				size := int(lw.Components[k].Size)
 				i := 0
@@ -125,4 +132,54 @@ func Compare(b []byte, lw *layout.World, s int, w *world.World, limit int) ([]Di
 		return nil, ErrRetry
 	}
 	return out, nil
+}
+
+// compareSingletons compares the singletons of slot s with w's (Compare).
+func compareSingletons(b []byte, lw *layout.World, s int, w *world.World, add func(field string, c, row, k int, format string, a ...any)) {
+	if w.NumSingletons() != len(lw.Singletons) {
+		add("singleton", -1, -1, -1, "segment has %d singletons, the world %d", len(lw.Singletons), w.NumSingletons())
+		return
+	}
+	for i, sd := range lw.Singletons {
+		id := world.SingletonID(i)
+		got, want := load64(b, lw.SingletonVersionOff(s, i)), w.SingletonVersion(id)
+		if got != want {
+			add("singleton", -1, -1, i, "singleton %q at version %d, the world's at %d", sd.Name, got, want)
+			continue
+		}
+		val, ok := w.SingletonRaw(id)
+		if !ok {
+			continue
+		}
+		if o, e := lw.SingletonRange(s, i); !bytes.Equal(b[o:e], val) {
+			add("singleton", -1, -1, i, "singleton %q differs from the world's", sd.Name)
+		}
+	}
+}
+
+// compareValues compares, in chunk c of slot s, every alive entity's value
+// of variable-size component k with w's (Compare).
+func compareValues(b []byte, lw *layout.World, s, c, k int, w *world.World, add func(field string, c, row, k int, format string, a ...any)) {
+	K := lw.ChunkCapacity
+	ho, _ := lw.ColumnRange(s, c, k)
+	ao, ae := lw.ArenaRange(s, c, k)
+	for r := 0; r < K; r++ {
+		rec := w.ChunkRecord(c, r)
+		if rec.Flags&layout.FlagAlive == 0 {
+			continue
+		}
+		e := world.MakeEntity(uint32(c*K+r), rec.Gen)
+		want, ok := w.GetBytes(e, world.ComponentID(k))
+		if !ok {
+			continue
+		}
+		h := layout.DecodeHandle(b[ho+r*layout.BytesHandleSize:])
+		if !h.Valid(ae-ao, lw.Components[k].MaxLen) {
+			add("value", c, r, k, "handle {%d, %d} outside the arena of %d bytes (entity index %d)", h.Off, h.Len, ae-ao, c*K+r)
+			continue
+		}
+		if got := b[ao+int(h.Off) : ao+int(h.Off+h.Len)]; !bytes.Equal(got, want) {
+			add("value", c, r, k, "component %q: slot %q, world %q (entity index %d)", lw.Components[k].Name, got, want, c*K+r)
+		}
+	}
 }

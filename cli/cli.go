@@ -9,7 +9,12 @@
 //	         modules of a YAML config, restarts them, kills hung ones
 //	ls, dump, stat, top, gc, verify
 //	         read-only inspection of any instance's segments (live, stale, copied)
+//	completion
+//	         a bash, zsh or fish completion script; instance arguments and
+//	         --instance flags complete to the instances in the segment
+//	         directory (complete.go)
 //
+// and --version (the build, the layout and control protocol versions).
 // What the program writes is the World: the component registry, a constructor
 // of an empty world (recovery restores a dead engine's last frame into it), a
 // constructor of the simulation around a fresh or a recovered world, and
@@ -24,6 +29,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/fdp-engine/fdp/internal/buildinfo"
 	"github.com/spf13/cobra"
 )
 
@@ -45,9 +51,19 @@ func Command(w World) *cobra.Command {
 		Use:          w.Name,
 		Short:        w.Short,
 		SilenceUsage: true,
+		// --version: the build (module version, VCS revision, dirty flag)
+		// and the layout and control protocol versions it speaks.
+		Version: buildinfo.Read().String(),
 	}
+	c.SetVersionTemplate("{{.Name}} {{.Version}}\n")
+	c.Flags().BoolP("version", "v", false, "print the build (module version, VCS revision) and the layout and control protocol versions")
 	c.AddCommand(newRunCommand(w), newUpCommand(w))
 	c.AddCommand(inspectCommands()...)
+	for _, sub := range c.Commands() {
+		if sub.Flags().Lookup("instance") != nil {
+			registerInstanceFlag(sub) // shell completion of --instance: complete.go
+		}
+	}
 	return c
 }
 

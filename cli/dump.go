@@ -58,6 +58,8 @@ func newDumpCmd() *cobra.Command {
 			"demo.world). Or give INSTANCE and KIND (demo world, demo mod.0). It never writes or blocks.\n" +
 			"Exits non-zero on a corrupt, truncated or foreign segment, and after printing when live data is inconsistent.",
 		Args: cobra.RangeArgs(1, 2),
+
+		ValidArgsFunction: completeSegment(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			seg, err := openSegment(args)
 			if err != nil {

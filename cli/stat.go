@@ -29,6 +29,8 @@ func newStatCmd() *cobra.Command {
 			"the engine writes into each module segment) read-only and print the rates over the interval. With --json, one\n" +
 			"JSON object per line. --count bounds the lines (0 = until SIGINT).",
 		Args: cobra.ExactArgs(1),
+
+		ValidArgsFunction: completeInstance,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if interval <= 0 {
 				return errors.New("stat: --interval must be positive")

@@ -22,6 +22,8 @@ func newTopCmd() *cobra.Command {
 			"to the next engine of the instance. With --once, or when stdin or stdout is not a terminal, it prints one\n" +
 			"plain-text frame (rates over one interval) and exits. Columns: docs/ARCHITECTURE.md, \"Inspection tools\".",
 		Args: cobra.ExactArgs(1),
+
+		ValidArgsFunction: completeInstance,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, _ := cmd.InOrStdin().(*os.File)
 			return top.Run(cmdContext(cmd), top.Options{Instance: args[0], Interval: interval, Once: once,

@@ -82,6 +82,8 @@ func newVerifyCmd() *cobra.Command {
 			"engine's segment), else SEGMENT (fdp.demo.world.prev, demo.world.prev); a name without '.' that names no file is\n" +
 			"an INSTANCE, whose world segment is verified.",
 		Args: cobra.ExactArgs(1),
+
+		ValidArgsFunction: completeSegment(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.frames < 1 {
 				return errors.New("verify: --frames must be at least 1")

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/module"
 	"github.com/fdp-engine/fdp/world"
 )
@@ -23,6 +24,9 @@ type Telemetry struct {
 	MeanX    float64
 	Lost     uint64
 	Received uint64
+	// Time is the engine's time singleton as the last tick's frame held
+	// it (world.Time: frame, simulation time, step).
+	Time world.Time
 }
 
 // Spec declares a fast module reading Position.
@@ -30,7 +34,8 @@ func (t *Telemetry) Spec() module.Spec {
 	return module.Spec{Name: "telemetry", Tier: module.Fast, Every: 1, Reads: world.MaskOf(t.S.Pos)}
 }
 
-// Tick computes the alive count and the mean X position.
+// Tick computes the alive count and the mean X position, and reads the
+// engine's time singleton.
 func (t *Telemetry) Tick(v *module.View, _ *module.Commands, _ time.Duration) error {
 	var sum float64
 	n := 0
@@ -50,12 +55,16 @@ func (t *Telemetry) Tick(v *module.View, _ *module.Commands, _ time.Duration) er
 	}
 	t.Lost += lost
 	t.Alive, t.Frame = n, v.Frame()
+	if tm, ok := module.Singleton[world.Time](v); ok {
+		t.Time = tm
+	}
 	if n > 0 {
 		t.MeanX = sum / float64(n)
 	}
 	t.ticks++
 	if t.Report > 0 && t.ticks%t.Report == 0 && t.Log != nil {
-		t.Log.Info("telemetry", "frame", t.Frame, "alive", n, "mean_x", fmt.Sprintf("%.1f", t.MeanX), "events", t.Received, "events_lost", t.Lost)
+		t.Log.Info("telemetry", "frame", t.Frame, "sim_time", logs.Round3(time.Duration(t.Time.Nanos)),
+			"alive", n, "mean_x", fmt.Sprintf("%.1f", t.MeanX), "events", t.Received, "events_lost", t.Lost)
 	}
 	return nil
 }
@@ -63,7 +72,8 @@ func (t *Telemetry) Tick(v *module.View, _ *module.Commands, _ time.Duration) er
 // AI is a slow-tier module (10 Hz at 60 fps: every 6 frames). Three of them
 // with the same tier and frequency form a convoy sharing one snapshot. Each
 // damages a few entities of its team, destroys the dead and spawns
-// reinforcements through commands.
+// reinforcements through commands, each named ("ai-1 #7": a Name, a
+// variable-size value).
 type AI struct {
 	S     *Schema
 	Name  string
@@ -113,6 +123,7 @@ func (a *AI) Tick(v *module.View, c *module.Commands, _ time.Duration) error {
 	module.Set(c, ne, a.S.Health, Health{HP: 100, Max: 100})
 	module.Set(c, ne, a.S.Tm, Team{ID: a.Team})
 	a.Spawned++
+	c.SetString(ne, a.S.Name, fmt.Sprintf("%s #%d", a.Name, a.Spawned)) // a variable-size value
 	if a.Log != nil && a.Ticks%50 == 0 {
 		a.Log.Info("ai", "ticks", a.Ticks, "damaged", a.Damaged, "killed", a.Killed, "spawned", a.Spawned, "snapshot_frame", v.Frame())
 	}

@@ -34,10 +34,20 @@ const (
 type Schema struct {
 	Reg                  *world.Registry
 	Pos, Vel, Health, Tm world.ComponentID
+	// Name is a variable-size string component (NameMaxLen bytes at most):
+	// the AI modules name the reinforcements they create.
+	Name world.ComponentID
+	// Time is the engine's time singleton (world.Time), set every frame.
+	Time world.SingletonID
 }
 
-// NewSchema registers the demo components, in a fixed order, so that the
-// engine and every module agree on the schema hash.
+// NameMaxLen is the longest Name; each chunk holds 8 arena bytes per entity
+// for them (most entities have none).
+const NameMaxLen = 24
+
+// NewSchema registers the demo components (Name is variable-size) and the
+// engine's time singleton, in a fixed order, so that the engine and every
+// module agree on the schema hash.
 func NewSchema() (*Schema, error) {
 	s := &Schema{Reg: world.NewRegistry()}
 	var err error
@@ -51,6 +61,12 @@ func NewSchema() (*Schema, error) {
 		return nil, err
 	}
 	if s.Tm, err = world.Register[Team](s.Reg, "Team"); err != nil {
+		return nil, err
+	}
+	if s.Name, err = world.RegisterBytes(s.Reg, "Name", world.BytesSpec{MaxLen: NameMaxLen, PerEntity: 8, UTF8: true}); err != nil {
+		return nil, err
+	}
+	if s.Time, err = world.RegisterTime(s.Reg); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -384,6 +384,7 @@ func (e *Engine) Step() FrameStats {
 		e.prewake(start)
 	}
 	e.w.Advance()
+	e.stepTime()
 	if e.sim != nil {
 		e.sim.Step(dt)
 	}

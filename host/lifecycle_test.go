@@ -139,7 +139,7 @@ func TestLifecycleSubscriptionUnion(t *testing.T) {
 	r := newSchedRig(t)
 	w := r.e.World()
 	require.True(t, w.Lifecycle().Empty())
-	all := world.MaskOf(0, 1, 2)
+	all := w.Registry().Mask()
 	a, err := r.joinHello(ipc.Hello{Name: "a", Tier: ipc.TierFast, Every: 1, Lifecycle: &ipc.LifecycleSub{Created: true, Added: []uint64{1 << 1}}})
 	require.NoError(t, err)
 	require.Equal(t, world.Lifecycle{Created: true, Added: world.MaskOf(1)}, w.Lifecycle())
@@ -157,14 +157,14 @@ func TestLifecycleSubscriptionUnion(t *testing.T) {
 	require.Equal(t, world.Lifecycle{Destroyed: true, Removed: all}, w.Lifecycle())
 
 	for _, h := range []ipc.Hello{
-		{Name: "c", Tier: ipc.TierFast, Every: 1, Lifecycle: &ipc.LifecycleSub{Added: []uint64{1 << 3}}},
+		{Name: "c", Tier: ipc.TierFast, Every: 1, Lifecycle: &ipc.LifecycleSub{Added: []uint64{1 << 4}}},
 		{Name: "c", Tier: ipc.TierFast, Every: 1, Lifecycle: &ipc.LifecycleSub{Removed: []uint64{0, 1}}},
 		{Name: "c", Tier: ipc.TierSlow, Every: 1, WakeOn: &ipc.WakeOnSub{Components: []uint64{1 << 9}}},
 	} {
 		bad := r.e.BadMasks
 		_, err := r.joinHello(h)
 		require.ErrorIs(t, err, ipc.ErrBadHello)
-		require.ErrorContains(t, err, "names components beyond the schema's 3")
+		require.ErrorContains(t, err, "names components beyond the schema's 4")
 		require.Equal(t, bad+1, r.e.BadMasks)
 	}
 	require.Equal(t, world.Lifecycle{Destroyed: true, Removed: all}, w.Lifecycle(), "a refused hello changes nothing")

@@ -85,8 +85,14 @@ func RecoverFromSegment(b []byte, w *world.World) (uint64, error) {
 		return fail("world segment: %w", err)
 	}
 	want := w.Registry().Components()
-	if lw.Header.SchemaHash != layout.SchemaHash(want) || len(lw.Components) != len(want) {
-		return fail("%w: schema hash %#x in the segment, %#x here", layout.ErrSchema, lw.Header.SchemaHash, layout.SchemaHash(want))
+	singles := w.Registry().Singletons()
+	if lw.Header.SchemaHash != w.Registry().SchemaHash() || len(lw.Components) != len(want) || len(lw.Singletons) != len(singles) {
+		return fail("%w: schema hash %#x in the segment, %#x here", layout.ErrSchema, lw.Header.SchemaHash, w.Registry().SchemaHash())
+	}
+	for i := range singles {
+		if lw.Singletons[i] != singles[i] {
+			return fail("%w: singleton %d is %q in the segment, %q here", layout.ErrSchema, i, lw.Singletons[i].Name, singles[i].Name)
+		}
 	}
 	for i := range want {
 		if lw.Components[i] != want[i] {
@@ -142,9 +148,17 @@ func RecoverFromSegment(b []byte, w *world.World) (uint64, error) {
 			if rc.cvers[k] == 0 {
 				continue // never written in the live world
 			}
-			co, ce := lw.ColumnRange(s, c, k)
+			co, ce := lw.ColumnSpan(s, c, k) // with a variable-size component's arena
 			rc.cols[k] = append([]byte(nil), b[co:ce]...)
 		}
+	}
+	// The singletons (in the slot's head, always allocated).
+	svals := make([][]byte, len(singles))
+	svers := make([]uint64, len(singles))
+	for i := range singles {
+		svers[i] = layout.Load64(b, lw.SingletonVersionOff(s, i))
+		o, e := lw.SingletonRange(s, i)
+		svals[i] = append([]byte(nil), b[o:e]...)
 	}
 	if q2 := layout.Load64(b, seqOff); q2 != q {
 		return fail("slot %d was rewritten during the copy (seq %d -> %d)", s, q, q2)
@@ -165,6 +179,14 @@ func RecoverFromSegment(b []byte, w *world.World) (uint64, error) {
 			if err := w.RestoreColumn(c, world.ComponentID(k), col, rc.cvers[k]); err != nil {
 				return fail("slot %d: %w", s, err)
 			}
+		}
+	}
+	for i := range singles {
+		if svers[i] > info.Version {
+			return fail("slot %d: singleton %q has version %d, above the slot's %d", s, singles[i].Name, svers[i], info.Version)
+		}
+		if err := w.RestoreSingleton(world.SingletonID(i), svals[i], svers[i]); err != nil {
+			return fail("slot %d: %w", s, err)
 		}
 	}
 	w.RestoreFinish(info.Version)

@@ -30,9 +30,14 @@ type rPos struct{ X, Y float32 }
 type rHP struct{ V int32 }
 type rTag struct{ A, B uint64 }
 
+// rStep is a singleton the simulation sets every step.
+type rStep struct{ Step, Sum int64 }
+
 type rSchema struct {
 	reg          *world.Registry
 	pos, hp, tag world.ComponentID
+	name         world.ComponentID // variable-size (a string)
+	clock, step  world.SingletonID
 }
 
 func newRSchema() *rSchema {
@@ -40,6 +45,9 @@ func newRSchema() *rSchema {
 	s.pos, _ = world.Register[rPos](s.reg, "Pos")
 	s.hp, _ = world.Register[rHP](s.reg, "HP")
 	s.tag, _ = world.Register[rTag](s.reg, "Tag")
+	s.name, _ = world.RegisterBytes(s.reg, "Name", world.BytesSpec{MaxLen: 24, PerEntity: 16, UTF8: true})
+	s.clock, _ = world.RegisterTime(s.reg)
+	s.step, _ = world.RegisterSingleton[rStep](s.reg, "Step")
 	return s
 }
 
@@ -79,6 +87,9 @@ func (d *detSim) spawn() {
 	if e.Index()%3 != 0 {
 		_ = world.Set(d.w, e, d.s.hp, rHP{V: int32(e.Index())})
 	}
+	if e.Index()%4 == 0 {
+		_ = d.w.SetString(e, d.s.name, fmt.Sprintf("é-%d", e.Index()))
+	}
 	d.live = append(d.live, e)
 }
 
@@ -103,6 +114,15 @@ func (d *detSim) Step(float32) {
 		d.live = d.live[:len(d.live)-1]
 		d.spawn()
 	}
+	prev, _ := world.GetSingleton[rStep](d.w)
+	_ = world.SetSingleton(d.w, rStep{Step: int64(d.step), Sum: prev.Sum + int64(d.step)})
+	// Grow, shrink or drop a name (a full arena refuses a grow: the
+	// replay refuses it the same way).
+	if n := d.live[d.rng.Intn(len(d.live))]; d.rng.Intn(3) == 0 {
+		_ = d.w.Remove(n, d.s.name)
+	} else {
+		_ = d.w.SetString(n, d.s.name, strings.Repeat("n", d.rng.Intn(25)))
+	}
 	e := d.live[d.rng.Intn(len(d.live))]
 	if d.w.Has(e, d.s.tag) {
 		_ = d.w.Remove(e, d.s.tag)
@@ -123,9 +143,14 @@ func expectedWorld(t testing.TB, s *rSchema, frames uint64) *world.World {
 	return w
 }
 
-// requireSameWorld compares entity records and component values.
+// requireSameWorld compares entity records, component values and the
+// simulation's singletons (not the engine's Time: requireTime).
 func requireSameWorld(t testing.TB, want, got *world.World) {
 	t.Helper()
+	ws, wok := world.GetSingleton[rStep](want)
+	gs, gok := world.GetSingleton[rStep](got)
+	require.Equal(t, wok, gok, "Step singleton set")
+	require.Equal(t, ws, gs, "Step singleton")
 	require.Equal(t, want.HighWater(), got.HighWater(), "high-water mark")
 	require.Equal(t, want.Count(), got.Count(), "alive entities")
 	n := want.Registry().Len()
@@ -140,12 +165,30 @@ func requireSameWorld(t testing.TB, want, got *world.World) {
 			for k := 0; k < n; k++ {
 				a, aok := want.GetRaw(e, world.ComponentID(k))
 				b, bok := got.GetRaw(e, world.ComponentID(k))
+				if want.Kind(world.ComponentID(k)) != world.KindFixed { // the value, not its handle
+					a, aok = want.GetBytes(e, world.ComponentID(k))
+					b, bok = got.GetBytes(e, world.ComponentID(k))
+				}
 				require.Equal(t, aok, bok)
 				require.True(t, bytes.Equal(a, b), "entity %v component %d: %x != %x", e, k, a, b)
 			}
 		}
 	}
 }
+
+// requireTime checks the engine's time singleton of a world an engine at
+// rate frames per second published frame frames of (from frame 1): the
+// frame, and a simulation time of one step per frame.
+func requireTime(t testing.TB, w *world.World, frame uint64, rate int) {
+	t.Helper()
+	tm, ok := world.GetSingleton[world.Time](w)
+	require.True(t, ok, "time singleton set")
+	dt := int64(time.Second / time.Duration(rate))
+	require.Equal(t, world.Time{Frame: frame, Nanos: int64(frame) * dt, Dt: dt}, tm)
+}
+
+// childRate is the frame rate of the recovery tests' engine process.
+const childRate = 1000
 
 func quietLog() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -185,7 +228,7 @@ func childEngine(mode, inst string) {
 		fmt.Printf("prepared %v %d\n", info.Recovered, info.Frame)
 		select {} // wait for SIGKILL
 	}
-	e, err := New(Config{Instance: inst, FrameRate: 1000, Logger: quietLog()}, w, d)
+	e, err := New(Config{Instance: inst, FrameRate: childRate, Logger: quietLog()}, w, d)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(2)
@@ -321,13 +364,18 @@ func TestRecoverAfterKill(t *testing.T) {
 		require.LessOrEqual(t, info.Frame, last+1)
 		require.NotEmpty(t, info.Removed, "stale segments removed")
 		requireSameWorld(t, expectedWorld(t, s, info.Frame), w)
+		requireTime(t, w, info.Frame, childRate)
 
-		// A fresh engine on the recovered world resumes after the frame.
+		// A fresh engine on the recovered world resumes after the frame,
+		// and so does its time: one more step, of the new engine's rate.
 		e, err := New(Config{Instance: inst, Logger: quietLog()}, w, nil)
 		require.NoError(t, err)
 		require.NoError(t, e.ResumeAfter(info.Frame))
 		e.Step()
 		require.Equal(t, info.Frame+1, e.Publisher().Frame())
+		tm, _ := world.GetSingleton[world.Time](w)
+		dt := int64(time.Second / 60)
+		require.Equal(t, world.Time{Frame: info.Frame + 1, Nanos: int64(info.Frame)*int64(time.Second/childRate) + dt, Dt: dt}, tm)
 		require.Error(t, e.ResumeAfter(info.Frame), "resume after the first step")
 		require.NoError(t, e.Close())
 		left, err := shm.List()
@@ -425,6 +473,7 @@ func TestRecoverFromSegmentValidates(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(12), f)
 	requireSameWorld(t, expectedWorld(t, s, 12), w)
+	requireTime(t, w, 12, DefaultConfig().FrameRate)
 
 	_, err = RecoverFromSegment(good, w)
 	require.ErrorContains(t, err, "not empty")
@@ -473,6 +522,13 @@ func TestRecoverFromSegmentValidates(t *testing.T) {
 		}},
 		{"record flags", "unknown flags", func(b []byte) { b[eo+4] |= 0x80 }},
 		{"record mask", "unregistered", func(b []byte) { b[eo+15] = 0x80 }},
+		{"bytes handle", "outside an arena", func(b []byte) {
+			ho, _ := lw.ColumnRange(slot, 0, int(s.name))
+			binary.LittleEndian.PutUint32(b[ho+4:], 25) // entity 0 has a name: longer than the max
+		}},
+		{"singleton version ahead", "above the slot's", func(b []byte) {
+			binary.LittleEndian.PutUint64(b[lw.SingletonVersionOff(slot, int(s.step)):], 1<<40)
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -144,6 +144,7 @@ var sectionNames = map[uint32]string{
 	layout.SecEventLog:   "event_log",
 	layout.SecRing:       "command_ring",
 	layout.SecStats:      "stats",
+	layout.SecSingletons: "singletons",
 }
 
 func headerReport(h *layout.Header, o Options) HeaderReport {
@@ -214,9 +215,14 @@ func worldReport(w *layout.World, o Options, r *Report) *WorldReport {
 		Slots:           make([]SlotReport, w.Slots),
 	}
 	for i, c := range w.Components {
-		wr.Components[i] = ComponentReport{ID: i, Name: c.Name, Size: c.Size, Align: c.Align, Fingerprint: hex64(c.Fingerprint), ColumnOffset: w.ColumnOff[i]}
+		wr.Components[i] = ComponentReport{ID: i, Name: c.Name, Size: c.Size, Align: c.Align, Fingerprint: hex64(c.Fingerprint), ColumnOffset: w.ColumnOff[i],
+			Kind: componentKind(c), MaxLen: c.MaxLen, ArenaPerChunk: w.ArenaSize(i)}
 	}
 	wr.Stats, wr.Latest = ReadWorldStats(w)
+	wr.Singletons = singletonTable(w)
+	if lr, ok := latestValues(w, wr.Singletons, wr.Components); ok {
+		wr.Latest = lr // the frame the values are of
+	}
 	if wr.Latest.Published && wr.Latest.Slot >= w.Slots {
 		r.Problems = append(r.Problems, fmt.Sprintf("latest word names slot %d of %d", wr.Latest.Slot, w.Slots))
 	}

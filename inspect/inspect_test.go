@@ -68,21 +68,40 @@ func TestWorldValues(t *testing.T) {
 	require.Equal(t, "world", r.Header.Kind)
 	require.Equal(t, "demo", r.Header.Instance)
 	require.Equal(t, "2026-01-02T03:04:05.123456789Z", r.Header.Created)
-	require.Equal(t, hex64(layout.SchemaHash(fixture.Components)), r.Header.SchemaHash)
+	require.Equal(t, hex64(layout.SchemaHashOf(fixture.Components, fixture.Singletons)), r.Header.SchemaHash)
 	w := r.World
+	// The singletons, with the latest frame's values (docs/LAYOUT.md,
+	// "Singletons"): the time singleton set, the other never set.
+	require.Len(t, w.Singletons, 2)
+	require.Equal(t, SingletonReport{ID: 0, Name: "Time", Size: 24, Align: 8, Fingerprint: "0x7777888899990000", ValueOffset: 272,
+		EngineOwned: true, Version: 10, Value: "0a0000000000000000688909000000000024f40000000000"}, w.Singletons[0])
+	require.Equal(t, uint64(0), w.Singletons[1].Version)
+	require.Empty(t, w.Singletons[1].Value)
 	require.Equal(t, LatestReport{Published: true, Frame: 10, Slot: 0}, w.Latest)
 	require.Equal(t, uint64(10), w.Stats.Publishes)
 	require.Equal(t, uint64(3), w.Stats.SnapshotsRefused, "the engine's refused snapshots word")
-	require.Len(t, w.Components, 3)
+	require.Len(t, w.Components, 4)
 	require.Equal(t, "0x1111222233334444", w.Components[0].Fingerprint)
+	require.Equal(t, "fixed", w.Components[0].Kind)
+	require.Nil(t, w.Components[0].Arena)
+	// The variable-size Name: its arena's use in the latest frame (the
+	// fixture's values, their bytes, two chunks of 16 × 8 arena bytes).
+	nb := 0
+	for _, v := range fixture.NameValues {
+		nb += len(v)
+	}
+	require.Equal(t, "string", w.Components[3].Kind)
+	require.Equal(t, uint32(16), w.Components[3].MaxLen)
+	require.Equal(t, 128, w.Components[3].ArenaPerChunk)
+	require.Equal(t, &ArenaReport{Values: len(fixture.NameValues), Bytes: nb, Capacity: 256}, w.Components[3].Arena)
 	require.True(t, w.Slots[0].Latest)
 	require.False(t, w.Slots[0].Writing)
 	require.True(t, w.Slots[1].Writing)
-	require.Equal(t, "0x7", w.Slots[0].Mask)
+	require.Equal(t, "0xf", w.Slots[0].Mask)
 	require.Len(t, w.Slots[0].ChunkDetail, 2)
 	require.Equal(t, uint32(4), w.Slots[0].ChunkDetail[1].Rows)
-	require.Equal(t, []uint64{10, 9, 8}, w.Slots[0].ChunkDetail[0].Versions)
-	require.Equal(t, []uint64{9, 8, 0}, w.Slots[2].ChunkDetail[0].Versions)
+	require.Equal(t, []uint64{10, 9, 8, 7}, w.Slots[0].ChunkDetail[0].Versions)
+	require.Equal(t, []uint64{9, 8, 0, 0}, w.Slots[2].ChunkDetail[0].Versions)
 
 	// Memory: the statistics words, and each slot's backing words with the
 	// bytes they name.
@@ -106,7 +125,7 @@ func TestWorldValues(t *testing.T) {
 	require.Equal(t, w.Stats.ShmHeld, uint64(w.FixedBytes+sum), "the fixture's held word is its slots' backing")
 	var txt bytes.Buffer
 	require.NoError(t, Text(&txt, r))
-	require.Contains(t, txt.String(), "memory     held 36864 (36.0KiB)   limit 1048576 (1.0MiB)   fixed 20480   slots 16384   trimmed 6   snapshots refused for memory 2   publishes skipped for memory 1")
+	require.Contains(t, txt.String(), "memory     held 49152 (48.0KiB)   limit 1048576 (1.0MiB)   fixed 24576   slots 24576   trimmed 6   snapshots refused for memory 2   publishes skipped for memory 1")
 
 	// Without the option there is no chunk detail.
 	r, err = InspectWith(fixture.World(fixture.Default), Options{Alive: fixedAlive})
@@ -512,7 +531,7 @@ func TestRates(t *testing.T) {
 	require.Contains(t, txt.String(), "60.0 fps")
 	require.Contains(t, txt.String(), "snapshots refused 7 (+4)")
 	require.Contains(t, txt.String(), "6.0MiB/s")
-	require.Contains(t, txt.String(), "shm held 28.0KiB (-8192)  limit 1048576 (1.0MiB)  trimmed 11 (+5)  snapshots refused for memory 5 (+3)  publishes skipped for memory 2 (+1)")
+	require.Contains(t, txt.String(), "shm held 40.0KiB (-8192)  limit 1048576 (1.0MiB)  trimmed 11 (+5)  snapshots refused for memory 5 (+3)  publishes skipped for memory 2 (+1)")
 	require.Contains(t, txt.String(), "reader 0 ai pid 4243 alive lag 30 (pin)")
 	require.Contains(t, txt.String(), "module 2 ai pid 4243 alive")
 

@@ -66,9 +66,12 @@ type WorldReport struct {
 	// slot's backing.
 	SlotsBackedBytes int               `json:"slots_backed_bytes"`
 	Components       []ComponentReport `json:"components"`
-	Latest           LatestReport      `json:"latest"`
-	Stats            WorldStats        `json:"stats"`
-	Slots            []SlotReport      `json:"slots"`
+	// Singletons is the singleton table, with each singleton's value in
+	// the latest frame (empty for a world without singletons).
+	Singletons []SingletonReport `json:"singletons"`
+	Latest     LatestReport      `json:"latest"`
+	Stats      WorldStats        `json:"stats"`
+	Slots      []SlotReport      `json:"slots"`
 }
 
 // ComponentReport is one entry of the component table.
@@ -79,6 +82,38 @@ type ComponentReport struct {
 	Align        uint32 `json:"align"`
 	Fingerprint  string `json:"fingerprint"`
 	ColumnOffset int    `json:"column_offset"`
+	// Kind is "fixed", "bytes" or "string"; a variable-size component
+	// also has its max length, its arena bytes per chunk, and the use of
+	// its arenas in the latest frame.
+	Kind          string       `json:"kind"`
+	MaxLen        uint32       `json:"max_len,omitempty"`
+	ArenaPerChunk int          `json:"arena_per_chunk,omitempty"`
+	Arena         *ArenaReport `json:"arena,omitempty"`
+}
+
+// ArenaReport is the use of a variable-size component's arenas in the
+// latest frame (read under the seqlock; absent when the frame does not hold
+// the component or was rewritten during the read).
+type ArenaReport struct {
+	Values   int `json:"values"`   // alive entities with a value
+	Bytes    int `json:"bytes"`    // the values' bytes
+	Capacity int `json:"capacity"` // the arenas of the chunks in use
+}
+
+// SingletonReport is one entry of the singleton table and its value in the
+// latest frame.
+type SingletonReport struct {
+	ID          int    `json:"id"`
+	Name        string `json:"name"`
+	Size        uint32 `json:"size"`
+	Align       uint32 `json:"align"`
+	Fingerprint string `json:"fingerprint"`
+	ValueOffset int    `json:"value_offset"` // inside a slot
+	EngineOwned bool   `json:"engine_owned"`
+	// Version and Value are the latest frame's (read under the seqlock):
+	// version 0 is never set; Value is hex, "" when there is none.
+	Version uint64 `json:"version"`
+	Value   string `json:"value"`
 }
 
 // LatestReport is the decoded latest word.

@@ -259,9 +259,14 @@ func StatText(w io.Writer, s StatLine) error {
 		if !r.Alive {
 			state = "dead"
 		}
-		lag := "idle"
+		// A reader's lag is of the frame it holds now; between its ticks a
+		// module holds none ("idle"), and its lag is that of its last
+		// tick, from the statistics the engine writes (the "stats" line).
+		lag := "idle (holds no frame)"
 		if r.Lag != nil {
 			lag = fmt.Sprintf("lag %d (%s)", *r.Lag, r.Via)
+		} else if x := moduleStats(s.Modules, r); x != nil {
+			lag = fmt.Sprintf("idle (holds no frame): last tick's lag %d (max %d)", x.LagFrames, x.LagMaxFrames)
 		}
 		kind := "reader"
 		if r.Kind == "module" {
@@ -283,6 +288,20 @@ func StatText(w io.Writer, s StatLine) error {
 	b.WriteByte('\n')
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// moduleStats returns the statistics of reader r when it is a module with
+// statistics written, else nil.
+func moduleStats(mods []ModuleStatLine, r ReaderLag) *ModuleStatsReport {
+	if r.Kind != "module" {
+		return nil
+	}
+	for _, m := range mods {
+		if m.Slot == r.Index && m.Name == r.Name {
+			return m.Stats
+		}
+	}
+	return nil
 }
 
 func humanBytes(v float64) string {

@@ -109,11 +109,31 @@ func (p *printer) world(w *WorldReport) {
 	p.f("memory     held %d (%s)   limit %s   fixed %d   slots %d   trimmed %d   snapshots refused for memory %d   publishes skipped for memory %d\n",
 		s.ShmHeld, humanBytes(float64(s.ShmHeld)), limitText(s.ShmLimit), w.FixedBytes, w.SlotsBackedBytes, s.Trimmed, s.SnapshotsNoSpace, s.SkippedNoSpace)
 	p.f("\ncomponents\n")
-	t := p.table("ID\tNAME\tSIZE\tALIGN\tFINGERPRINT\tCOLUMN")
+	t := p.table("ID\tNAME\tSIZE\tALIGN\tFINGERPRINT\tCOLUMN\tKIND\tMAX_LEN\tARENA/CHUNK\tLATEST_VALUES\tLATEST_BYTES\tLATEST_ARENAS")
 	for _, c := range w.Components {
-		t.row(c.ID, c.Name, c.Size, c.Align, c.Fingerprint, c.ColumnOffset)
+		if c.Kind == "fixed" || c.Kind == "" {
+			t.row(c.ID, c.Name, c.Size, c.Align, c.Fingerprint, c.ColumnOffset, "fixed", "-", "-", "-", "-", "-")
+			continue
+		}
+		vals, byts, capy := "-", "-", "-"
+		if c.Arena != nil {
+			vals, byts, capy = fmt.Sprint(c.Arena.Values), fmt.Sprint(c.Arena.Bytes), fmt.Sprint(c.Arena.Capacity)
+		}
+		t.row(c.ID, c.Name, c.Size, c.Align, c.Fingerprint, c.ColumnOffset, c.Kind, c.MaxLen, c.ArenaPerChunk, vals, byts, capy)
 	}
 	t.flush()
+	if len(w.Singletons) > 0 {
+		p.f("\nsingletons (values of the latest frame)\n")
+		t = p.table("ID\tNAME\tSIZE\tALIGN\tFINGERPRINT\tOFFSET\tOWNER\tVERSION\tVALUE")
+		for _, s := range w.Singletons {
+			owner := "any"
+			if s.EngineOwned {
+				owner = "engine"
+			}
+			t.row(s.ID, s.Name, s.Size, s.Align, s.Fingerprint, s.ValueOffset, owner, s.Version, orDash(s.Value))
+		}
+		t.flush()
+	}
 	p.f("\nslots\n")
 	t = p.table("SLOT\tSEQ\tWRITING\tSTABLE\tLATEST\tFRAME\tVERSION\tMASK\tCHUNKS\tENTITIES\tALIVE\tBYTES\tCOPIED\tPUBLISHED\tBACK_MASK\tBACK_CHUNKS\tBACKED\tERROR")
 	for _, sl := range w.Slots {

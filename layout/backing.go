@@ -4,9 +4,10 @@ package layout
 //
 // A world segment reserves every slot at the size of the whole world
 // (MaxChunks chunks of every component), but only the pages a slot's fills
-// wrote are allocated: the file is sparse. The first page of every slot (its
-// header and the start of chunk 0) and everything before the first slot are
-// allocated when the segment is created; the rest of slot s is allocated,
+// wrote are allocated: the file is sparse. The head of every slot (SlotHead:
+// its first page, with its header, its singleton area and the start of chunk
+// 0; more pages when the singletons need them) and everything before the
+// first slot are allocated when the segment is created; the rest of slot s is allocated,
 // before the engine writes it, for the chunks and components the slot header
 // words SlotBackChunks and SlotBackMask name, and given back (a hole) when
 // the engine trims the slot.
@@ -40,10 +41,11 @@ func SlotBackMaskOff(j int) int { return wordOff(SlotBackMask, j) }
 // that a fill of the components of mask writes in chunks [c0, c1): each
 // chunk's header and entity records and its columns of mask, rounded out to
 // whole pages, merged where they touch, in increasing order, and never
-// including the slot's first page (always allocated). mask bits beyond the
+// including the slot's head (SlotHead: its first page, or more with
+// singletons; always allocated). mask bits beyond the
 // schema are ignored.
 func (g *WorldGeometry) SlotSpans(s int, mask [MaxMaskWords]uint64, c0, c1 int, emit func(lo, hi int)) {
-	floor := g.SlotOff(s) + PageSize
+	floor := g.SlotOff(s) + g.SlotHead
 	plo, phi := -1, -1
 	add := func(lo, hi int) {
 		lo = max(lo&^(PageSize-1), floor)
@@ -65,7 +67,7 @@ func (g *WorldGeometry) SlotSpans(s int, mask [MaxMaskWords]uint64, c0, c1 int, 
 		add(co, co+g.EntityOff+g.ChunkCapacity*g.RecordSize)
 		for k := range g.Components {
 			if mask[k/64]&(1<<uint(k%64)) != 0 {
-				lo, hi := g.ColumnRange(s, c, k)
+				lo, hi := g.ColumnSpan(s, c, k) // with its arena (varsize.go)
 				add(lo, hi)
 			}
 		}
@@ -76,7 +78,7 @@ func (g *WorldGeometry) SlotSpans(s int, mask [MaxMaskWords]uint64, c0, c1 int, 
 }
 
 // SlotSpanBytes returns the bytes of SlotSpans(s, mask, 0, chunks): what a
-// slot backed for mask and chunks allocates beyond its first page.
+// slot backed for mask and chunks allocates beyond its head.
 func (g *WorldGeometry) SlotSpanBytes(s int, mask [MaxMaskWords]uint64, chunks int) int {
 	n := 0
 	g.SlotSpans(s, mask, 0, chunks, func(lo, hi int) { n += hi - lo })
@@ -84,6 +86,6 @@ func (g *WorldGeometry) SlotSpanBytes(s int, mask [MaxMaskWords]uint64, chunks i
 }
 
 // FixedBytes returns the bytes of a world segment that are allocated at
-// creation: everything before the first slot and the first page of every
-// slot.
-func (g *WorldGeometry) FixedBytes() int { return g.SlotsOff + g.Slots*PageSize }
+// creation: everything before the first slot and the head of every slot
+// (its first page, and the pages of its singleton area beyond it).
+func (g *WorldGeometry) FixedBytes() int { return g.SlotsOff + g.Slots*g.SlotHead }

@@ -21,7 +21,9 @@ const (
 	// 2: world segments are sparse, and slot headers name what is allocated
 	// (SlotBackMask, SlotBackChunks; backing.go); a version-1 segment's
 	// slots carry no such words, so a version-2 engine cannot adopt it.
-	Version = 2
+	// 3: world segments may have singletons (a singleton table and a
+	// singleton area in every slot before chunk 0; singletons.go).
+	Version = 3
 	// HeaderSize is the size of the common header page at offset 0.
 	HeaderSize = 4096
 	// ReadyValue is stored (last, atomically) into the ready word once a
@@ -85,6 +87,7 @@ const (
 	SecEventLog   uint32 = 5 // events: record area
 	SecRing       uint32 = 6 // module: command ring
 	SecStats      uint32 = 7 // any: counters
+	SecSingletons uint32 = 8 // world: singleton table (singletons.go)
 )
 
 // Section is one entry of the section table.

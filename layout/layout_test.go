@@ -17,8 +17,17 @@ func testComponents() []ComponentDesc {
 	}
 }
 
+func testSingletons() []SingletonDesc {
+	return []SingletonDesc{
+		{Name: "Time", Size: 24, Align: 8, Fingerprint: 0x5555, Flags: SingletonEngineOwned},
+		{Name: "Flag", Size: 1, Align: 1, Fingerprint: 0x6666},
+		{Name: "Wind", Size: 12, Align: 4, Fingerprint: 0x7777},
+	}
+}
+
 func encodeTestWorld(t testing.TB) ([]byte, *WorldGeometry) {
-	g, err := ComputeWorldGeometry(WorldParams{Instance: "t", Slots: 3, ChunkCapacity: 64, MaxChunks: 4, Components: testComponents()})
+	g, err := ComputeWorldGeometry(WorldParams{Instance: "t", Slots: 3, ChunkCapacity: 64, MaxChunks: 4, Components: testComponents(),
+		Singletons: testSingletons()})
 	require.NoError(t, err)
 	b := make([]byte, g.TotalSize)
 	require.NoError(t, EncodeWorld(b, g, Header{Instance: "t", CreatorPID: 42, CreatorTime: 7, CreatedNano: 99}))
@@ -35,7 +44,8 @@ func TestWorldRoundTrip(t *testing.T) {
 	require.Equal(t, uint32(42), w.Header.CreatorPID)
 	require.Equal(t, uint64(7), w.Header.CreatorTime)
 	require.Equal(t, "t", w.Header.Instance)
-	require.Equal(t, SchemaHash(testComponents()), w.Header.SchemaHash)
+	require.Equal(t, SchemaHashOf(testComponents(), testSingletons()), w.Header.SchemaHash)
+	require.Equal(t, testSingletons(), w.Singletons)
 	// Every column is 64-byte aligned and columns do not overlap.
 	for k := range w.Components {
 		off, end := w.ColumnRange(1, 2, k)
@@ -149,7 +159,8 @@ func FuzzDecodeWorld(f *testing.F) {
 	f.Add(b[:HeaderSize], 0, byte(0))
 	f.Add([]byte("FDPSEGMT"), 3, byte(1))
 	f.Add(make([]byte, HeaderSize+10), 5, byte(0xff))
-	for _, off := range []int{OffWSlots, OffWComponents, OffWChunkCap, OffWMaxChunks, OffWMaskWords, OffSectionTab + 8, HeaderSize + 32} {
+	for _, off := range []int{OffWSlots, OffWComponents, OffWChunkCap, OffWMaxChunks, OffWMaskWords, OffWSingletons, OffWChunksOff,
+		OffSectionTab + 8, HeaderSize + 32, 2*HeaderSize + SingletonValueOff, 2*HeaderSize + SingletonFlags} {
 		f.Add([]byte{}, off, byte(0x7f))
 	}
 	f.Fuzz(func(t *testing.T, data []byte, off int, val byte) {
@@ -180,6 +191,12 @@ func FuzzDecodeWorld(f *testing.F) {
 				_, end := w.ColumnRange(s, w.MaxChunks-1, k)
 				if end > len(buf) {
 					t.Fatalf("column range %d beyond buffer %d", end, len(buf))
+				}
+			}
+			for i := range w.Singletons {
+				lo, end := w.SingletonRange(s, i)
+				if lo < w.SlotOff(s)+SlotHeaderSize || end > w.ChunkOff(s, 0) || w.SingletonVersionOff(s, i) >= lo {
+					t.Fatalf("singleton %d at [%d,%d) outside the singleton area of slot %d", i, lo, end, s)
 				}
 			}
 		}

@@ -144,6 +144,7 @@ var ModStatsRejectNames = []string{
 	"unknown_type", "bad_length", "unknown_component", "wrong_size", "stale_entity",
 	"unknown_temp", "duplicate_temp", "exists", "absent", "world_full", "reserved_bits",
 	"reserved_event_type", "corrupt_ring", "event_quota", "entity_quota", "bad_event_ack",
+	"engine_owned", "too_large", "bad_utf8", "arena_full",
 }
 
 // RejectReasonName returns the name of reject reason code i.

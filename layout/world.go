@@ -3,6 +3,7 @@ package layout
 import (
 	"bytes"
 	"fmt"
+	"hash"
 	"hash/fnv"
 	"unicode/utf8"
 )
@@ -40,11 +41,19 @@ type ComponentDesc struct {
 	Size        uint32
 	Align       uint32
 	Fingerprint uint64
+	// MaxLen and PerEntity are those of a variable-size component
+	// (varsize.go): the longest value and the arena bytes per entity; 0 for
+	// a fixed-size component.
+	MaxLen, PerEntity uint32
 }
 
 // SchemaHash hashes an ordered component table. Two processes agree on the
 // schema exactly when their hashes agree.
-func SchemaHash(comps []ComponentDesc) uint64 {
+func SchemaHash(comps []ComponentDesc) uint64 { return schemaHasher(comps).Sum64() }
+
+// schemaHasher returns the FNV-1a 64 state after the components of a
+// schema (SchemaHash; SchemaHashOf continues it with the singletons).
+func schemaHasher(comps []ComponentDesc) hash.Hash64 {
 	h := fnv.New64a()
 	var buf [20]byte
 	for _, c := range comps {
@@ -54,8 +63,13 @@ func SchemaHash(comps []ComponentDesc) uint64 {
 		le.PutUint64(buf[8:], c.Fingerprint)
 		le.PutUint32(buf[16:], uint32(len(c.Name)))
 		h.Write(buf[:])
+		if c.VarSize() {
+			le.PutUint32(buf[0:], c.MaxLen)
+			le.PutUint32(buf[4:], c.PerEntity)
+			h.Write(buf[:8])
+		}
 	}
-	return h.Sum64()
+	return h
 }
 
 // World kind header fields (offsets from the start of the segment).
@@ -71,7 +85,12 @@ const (
 	// OffWMaskWords is W, the 64-bit words of every per-entity and per-chunk
 	// mask (MaskWords of the component count; records are RecordSize(W)
 	// bytes). 0 in a segment written before the field existed, where W is 1.
-	OffWMaskWords      = OffKindHeader + 48 // u32
+	OffWMaskWords = OffKindHeader + 48 // u32
+	// OffWSingletons is NS, the world's singleton count (0..MaxSingletons).
+	OffWSingletons = OffKindHeader + 52 // u32
+	// OffWChunksOff is the offset of chunk 0 inside a slot: the end of the
+	// slot header and its singleton area (singletons.go); 256 when NS = 0.
+	OffWChunksOff      = OffKindHeader + 56 // u64
 	OffWLatest         = 2048               // u64 latest word: frame<<8 | (slot+1); 0 = nothing published
 	OffWStatPublishes  = 2176               // u64
 	OffWStatSkipped    = 2184               // u64 publishes skipped: no free slot
@@ -140,6 +159,7 @@ type WorldParams struct {
 	ChunkCapacity int
 	MaxChunks     int
 	Components    []ComponentDesc
+	Singletons    []SingletonDesc
 }
 
 // WorldGeometry is the derived, fully determined placement of everything in
@@ -149,14 +169,19 @@ type WorldGeometry struct {
 	ChunkCapacity   int
 	MaxChunks       int
 	Components      []ComponentDesc
-	MaskWords       int // W: words of every entity and chunk record mask (MaskWords)
-	RecordSize      int // bytes of one entity record: RecordSize(W)
+	Singletons      []SingletonDesc
+	SingletonOff    []int // offset of each singleton's value inside a slot (singletons.go)
+	ChunksOff       int   // offset of chunk 0 inside a slot: after the header and the singleton area
+	SlotHead        int   // bytes at the start of every slot that always hold memory: ChunksOff rounded up to a page
+	MaskWords       int   // W: words of every entity and chunk record mask (MaskWords)
+	RecordSize      int   // bytes of one entity record: RecordSize(W)
 	ChunkHeaderSize int
 	EntityOff       int   // offset of the entity records inside a chunk block
 	ColumnOff       []int // offset of each component column inside a chunk block
 	ChunkStride     int
 	SlotStride      int
 	ComponentsOff   int // section offset of the component table
+	SingletonsOff   int // section offset of the singleton table (after the component table)
 	SlotsOff        int // section offset of the first slot
 	TotalSize       int
 }
@@ -170,6 +195,12 @@ func validComponent(c ComponentDesc) error {
 	}
 	if c.Size == 0 || c.Size > MaxComponentSize || c.Size%c.Align != 0 {
 		return fmt.Errorf("component %q: size %d must be 1..%d and a multiple of its alignment %d", c.Name, c.Size, MaxComponentSize, c.Align)
+	}
+	if c.VarSize() {
+		return validVarSize(c)
+	}
+	if c.PerEntity != 0 {
+		return fmt.Errorf("component %q: arena bytes per entity %d, but no max length", c.Name, c.PerEntity)
 	}
 	return nil
 }
@@ -201,7 +232,22 @@ func ComputeWorldGeometry(p WorldParams) (*WorldGeometry, error) {
 			}
 		}
 	}
-	g := &WorldGeometry{Slots: p.Slots, ChunkCapacity: p.ChunkCapacity, MaxChunks: p.MaxChunks, Components: p.Components}
+	if len(p.Singletons) > MaxSingletons {
+		return bad("%d singletons (max %d)", len(p.Singletons), MaxSingletons)
+	}
+	for i, s := range p.Singletons {
+		if err := validSingleton(s); err != nil {
+			return bad("%v", err)
+		}
+		for j := 0; j < i; j++ {
+			if p.Singletons[j].Name == s.Name {
+				return bad("singleton %q registered twice", s.Name)
+			}
+		}
+	}
+	g := &WorldGeometry{Slots: p.Slots, ChunkCapacity: p.ChunkCapacity, MaxChunks: p.MaxChunks, Components: p.Components,
+		Singletons: p.Singletons}
+	g.placeSingletons()
 	nc := len(p.Components)
 	g.MaskWords = MaskWords(nc)
 	g.RecordSize = RecordSize(g.MaskWords)
@@ -210,17 +256,21 @@ func ComputeWorldGeometry(p WorldParams) (*WorldGeometry, error) {
 	off := align(g.EntityOff+p.ChunkCapacity*g.RecordSize, 64)
 	g.ColumnOff = make([]int, nc)
 	for i, c := range p.Components {
+		if arena := p.ChunkCapacity * int(c.PerEntity); arena > MaxArenaBytes {
+			return bad("component %q: an arena of %d bytes per chunk (at most %d)", c.Name, arena, MaxArenaBytes)
+		}
 		g.ColumnOff[i] = off
-		off = align(off+p.ChunkCapacity*int(c.Size), 64)
+		off = align(off+p.ChunkCapacity*(int(c.Size)+int(c.PerEntity)), 64) // the handles and the arena (varsize.go)
 	}
 	g.ChunkStride = off
-	slot := SlotHeaderSize + p.MaxChunks*g.ChunkStride
+	slot := g.ChunksOff + p.MaxChunks*g.ChunkStride
 	if slot/p.MaxChunks < g.ChunkStride || slot > 1<<40 {
 		return bad("slot size overflows")
 	}
 	g.SlotStride = align(slot, PageSize)
 	g.ComponentsOff = HeaderSize
-	g.SlotsOff = align(g.ComponentsOff+g.ComponentTableSize(), PageSize)
+	g.SingletonsOff = g.ComponentsOff + g.ComponentTableSize()
+	g.SlotsOff = align(g.SingletonsOff+g.SingletonTableSize(), PageSize)
 	g.TotalSize = g.SlotsOff + p.Slots*g.SlotStride
 	if g.TotalSize > 1<<44 {
 		return bad("segment of %d bytes is too large", g.TotalSize)
@@ -241,10 +291,13 @@ func EncodeWorld(b []byte, g *WorldGeometry, h Header) error {
 	}
 	h.Kind = KindWorld
 	h.TotalSize = uint64(g.TotalSize)
-	h.SchemaHash = SchemaHash(g.Components)
+	h.SchemaHash = g.SchemaHash()
 	h.Sections = []Section{
 		{ID: SecComponents, Count: uint32(len(g.Components)), Offset: uint64(g.ComponentsOff), Size: uint64(g.ComponentTableSize())},
 		{ID: SecSlots, Count: uint32(g.Slots), Offset: uint64(g.SlotsOff), Size: uint64(g.Slots * g.SlotStride)},
+	}
+	if ns := len(g.Singletons); ns > 0 {
+		h.Sections = append(h.Sections, Section{ID: SecSingletons, Count: uint32(ns), Offset: uint64(g.SingletonsOff), Size: uint64(g.SingletonTableSize())})
 	}
 	put32(b, OffWSlots, uint32(g.Slots))
 	put32(b, OffWComponents, uint32(len(g.Components)))
@@ -255,6 +308,9 @@ func EncodeWorld(b []byte, g *WorldGeometry, h Header) error {
 	put64(b, OffWChunkHeader, uint64(g.ChunkHeaderSize))
 	put64(b, OffWEntityOff, uint64(g.EntityOff))
 	put32(b, OffWMaskWords, uint32(g.MaskWords))
+	put32(b, OffWSingletons, uint32(len(g.Singletons)))
+	put64(b, OffWChunksOff, uint64(g.ChunksOff))
+	g.encodeSingletons(b)
 	for i, c := range g.Components {
 		o := g.ComponentsOff + i*ComponentEntrySize
 		copy(b[o:o+ComponentNameLen], c.Name)
@@ -262,6 +318,8 @@ func EncodeWorld(b []byte, g *WorldGeometry, h Header) error {
 		put32(b, o+36, c.Align)
 		put64(b, o+40, c.Fingerprint)
 		put64(b, o+48, uint64(g.ColumnOff[i]))
+		put32(b, o+ComponentMaxLen, c.MaxLen)
+		put32(b, o+ComponentPerEntity, c.PerEntity)
 	}
 	return EncodeHeader(b, &h)
 }
@@ -296,15 +354,17 @@ func DecodeWorld(b []byte) (*World, error) {
 	colOff := make([]uint64, nc)
 	for i := range comps {
 		o := int(cs.Offset) + i*ComponentEntrySize
-		name := b[o : o+ComponentNameLen]
-		if j := bytes.IndexByte(name, 0); j >= 0 {
-			if bytes.ContainsFunc(name[j:], func(r rune) bool { return r != 0 }) {
-				return nil, corrupt("component %d: garbage after name", i)
-			}
-			name = name[:j]
+		name, err := entryName(b[o : o+ComponentNameLen])
+		if err != nil {
+			return nil, corrupt("component %d: %v", i, err)
 		}
-		comps[i] = ComponentDesc{Name: string(name), Size: get32(b, o+32), Align: get32(b, o+36), Fingerprint: get64(b, o+40)}
+		comps[i] = ComponentDesc{Name: name, Size: get32(b, o+32), Align: get32(b, o+36), Fingerprint: get64(b, o+40),
+			MaxLen: get32(b, o+ComponentMaxLen), PerEntity: get32(b, o+ComponentPerEntity)}
 		colOff[i] = get64(b, o+48)
+	}
+	singles, singleOff, err := decodeSingletons(b, h, int(get32(b, OffWSingletons)))
+	if err != nil {
+		return nil, err
 	}
 	p := WorldParams{
 		Instance:      h.Instance,
@@ -312,13 +372,19 @@ func DecodeWorld(b []byte) (*World, error) {
 		ChunkCapacity: int(get32(b, OffWChunkCap)),
 		MaxChunks:     int(get32(b, OffWMaxChunks)),
 		Components:    comps,
+		Singletons:    singles,
 	}
 	g, err := ComputeWorldGeometry(p)
 	if err != nil {
 		return nil, corrupt("world parameters: %v", err)
 	}
-	if SchemaHash(comps) != h.SchemaHash {
-		return nil, corrupt("schema hash does not match the component table")
+	if g.SchemaHash() != h.SchemaHash {
+		return nil, corrupt("schema hash does not match the component and singleton tables")
+	}
+	for i := range singles {
+		if singleOff[i] != uint32(g.SingletonOff[i]) {
+			return nil, corrupt("singleton %q: value offset %d, want %d", singles[i].Name, singleOff[i], g.SingletonOff[i])
+		}
 	}
 	for i := range comps {
 		if colOff[i] != uint64(g.ColumnOff[i]) {
@@ -334,6 +400,7 @@ func DecodeWorld(b []byte) (*World, error) {
 		{"chunk header size", get64(b, OffWChunkHeader), uint64(g.ChunkHeaderSize)},
 		{"entity offset", get64(b, OffWEntityOff), uint64(g.EntityOff)},
 		{"mask words", uint64(storedMaskWords(b)), uint64(g.MaskWords)},
+		{"chunks offset", get64(b, OffWChunksOff), uint64(g.ChunksOff)},
 		{"component table size", cs.Size, uint64(g.ComponentTableSize())},
 		{"total size", h.TotalSize, uint64(g.TotalSize)},
 		{"component table offset", cs.Offset, uint64(g.ComponentsOff)},
@@ -348,6 +415,13 @@ func DecodeWorld(b []byte) (*World, error) {
 				name      string
 				got, want uint64
 			}{"slots size", ss.Size, uint64(g.Slots * g.SlotStride)})
+		if len(singles) > 0 {
+			sec, _ := h.Section(SecSingletons)
+			checks = append(checks, struct {
+				name      string
+				got, want uint64
+			}{"singleton table offset", sec.Offset, uint64(g.SingletonsOff)})
+		}
 	} else {
 		return nil, corrupt("slot section missing")
 	}
@@ -369,14 +443,14 @@ func storedMaskWords(b []byte) uint32 {
 }
 
 // SchemaHash returns the schema hash of the world.
-func (g *WorldGeometry) SchemaHash() uint64 { return SchemaHash(g.Components) }
+func (g *WorldGeometry) SchemaHash() uint64 { return SchemaHashOf(g.Components, g.Singletons) }
 
 // SlotOff returns the offset of slot s.
 func (g *WorldGeometry) SlotOff(s int) int { return g.SlotsOff + s*g.SlotStride }
 
 // ChunkOff returns the offset of chunk block c of slot s.
 func (g *WorldGeometry) ChunkOff(s, c int) int {
-	return g.SlotOff(s) + SlotHeaderSize + c*g.ChunkStride
+	return g.SlotOff(s) + g.ChunksOff + c*g.ChunkStride
 }
 
 // ColumnRange returns [off, end) of component k's column in chunk c of slot s.

@@ -158,8 +158,9 @@ func (s *session) tryAttach() error {
 		return fail(err)
 	}
 	cur := s.eventStart(evr)
-	s.view = View{events: evr, cursor: cur, slot: uint32(wel.Slot), reads: s.spec.Reads, obs: &s.obs, sub: s.sub}
-	s.cmds = Commands{p: s.prod}
+	s.view = View{events: evr, cursor: cur, slot: uint32(wel.Slot), reads: s.spec.Reads, obs: &s.obs, sub: s.sub,
+		reg: s.opt.Registry, mod: s.modSeg.Data}
+	s.cmds = Commands{p: s.prod, reg: s.opt.Registry}
 	s.ack, s.foreignChecked = eventAck{cursor: cur}, false
 	b := s.modSeg.Data
 	layout.Store32(b, layout.OffMPID, uint32(os.Getpid()))

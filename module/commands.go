@@ -18,6 +18,7 @@ import (
 // that dies mid-tick leaves nothing.
 type Commands struct {
 	p        *ipc.Producer
+	reg      *world.Registry // singletons by Go type, component kinds
 	nextTemp uint32
 	err      error
 	n        int

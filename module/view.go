@@ -38,6 +38,10 @@ type View struct {
 	// View when the module rejoins another engine, whose versions are not
 	// comparable.
 	since, lastFrame uint64
+	// reg is the module's registry (singletons by Go type); mod its own
+	// segment (View.Stats).
+	reg *world.Registry
+	mod []byte
 	// err is the first read error of the running tick (a read outside the
 	// module's declared Reads, ...): the tick fails with it even when Tick
 	// returns nil, since what it computed used data it did not have.

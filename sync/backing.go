@@ -20,8 +20,8 @@ import (
 // slots × the whole world.
 //
 // Invariants, beside those of layout/backing.go:
-//   - (P1) p.back[s] is exactly what slot s has allocated beyond its first
-//     page: the spans of (mask, chunks), bytes their size. p.backed is the
+//   - (P1) p.back[s] is exactly what slot s has allocated beyond its head
+//     (layout's SlotHead: its first page, more with singletons): the spans of (mask, chunks), bytes their size. p.backed is the
 //     sum over slots plus the segment's fixed bytes. Only ensureBacked and
 //     the end of a trim change them.
 //   - (P2) a fill writes slot s only after ensureBacked(s, mask, chunks)
@@ -32,15 +32,17 @@ import (
 //   - (P4) a column whose pages were given back has version 0 in its
 //     chunk's header (a fill copies it again before any reader is told it
 //     is there): version words live in chunk headers, which can share a
-//     page with a span that stays, and chunk 0's header is on the slot's
-//     first page, which is never given back.
+//     page with a span that stays, and chunk 0's header is in the slot's
+//     head, which is never given back. The singleton area is in the head
+//     too: forget zeroes its version words with the rest of the head, so
+//     the next fill copies every singleton again.
 
 // ErrNoSlotMemory is returned (wrapped) when a publish or snapshot needs a
 // slot to hold more memory than the configured limit allows or the file
 // system has room for.
 var ErrNoSlotMemory = errors.New("no memory for a frame slot")
 
-// slotBacking is what a slot has allocated beyond its first page (P1).
+// slotBacking is what a slot has allocated beyond its head (P1).
 type slotBacking struct {
 	mask   world.Mask // components whose columns are allocated
 	chunks int        // chunks whose header, records and mask columns are allocated
@@ -80,7 +82,7 @@ func (p *Publisher) SetTrimAfter(frames uint64) { p.trimAfter = frames }
 // publisher accounts them (P1).
 func (p *Publisher) Backed() int64 { return p.backed }
 
-// SlotBacked returns the bytes slot s holds beyond its first page.
+// SlotBacked returns the bytes slot s holds beyond its head.
 func (p *Publisher) SlotBacked(s int) int {
 	if s < 0 || s >= p.lw.Slots {
 		return 0
@@ -295,22 +297,22 @@ func (p *Publisher) limitErr(delta int, snapshot bool) error {
 // page.
 func (p *Publisher) CopyBytes() int { return p.fullBytes }
 
-// empty gives back everything slot s holds beyond its first page and marks
+// empty gives back everything slot s holds beyond its head and marks
 // its header never written (version 0), synchronously. The slot must be
 // claimed; it stays claimed (the caller ends the claim).
 func (p *Publisher) empty(s int) {
 	o := p.lw.SlotOff(s)
-	_ = p.ws.Unback(o+layout.PageSize, p.lw.SlotStride-layout.PageSize)
+	_ = p.ws.Unback(o+p.lw.SlotHead, p.lw.SlotStride-p.lw.SlotHead)
 	p.forget(s)
 }
 
-// forget records that slot s holds nothing beyond its first page (its pages
-// were punched): header words, accounting, and the fill record. Chunk 0
-// begins on the first page, which is never punched: its header is zeroed
-// (P4).
+// forget records that slot s holds nothing beyond its head (its pages were
+// punched): header words, accounting, and the fill record. Chunk 0 begins
+// in the head, which is never punched: the head after the slot header (the
+// singleton area and chunk 0's first bytes) is zeroed (P4).
 func (p *Publisher) forget(s int) {
 	o := p.lw.SlotOff(s)
-	clear(p.seg[o+layout.SlotHeaderSize : o+layout.PageSize])
+	clear(p.seg[o+layout.SlotHeaderSize : o+p.lw.SlotHead])
 	putU64(p.seg, o+layout.SlotFrame, 0)
 	layout.Store64(p.seg, o+layout.SlotVersion, 0)
 	putU64(p.seg, o+layout.SlotMask, 0)
@@ -382,7 +384,7 @@ func (p *Publisher) Trim() int {
 		}
 		j := &trimJob{odd: odd}
 		p.trimming[s] = j
-		off, n := p.lw.SlotOff(s)+layout.PageSize, p.lw.SlotStride-layout.PageSize
+		off, n := p.lw.SlotOff(s)+p.lw.SlotHead, p.lw.SlotStride-p.lw.SlotHead
 		ws := p.ws
 		p.trims.Add(1)
 		go func() {

@@ -129,7 +129,7 @@ func TestBackingNoSpace(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, world.Set(w, e, x.pos, Pos{X: float32(i)}))
 	}
-	g, err := layout.ComputeWorldGeometry(layout.WorldParams{Slots: 8, ChunkCapacity: 1024, MaxChunks: 40, Components: reg.Components()})
+	g, err := layout.ComputeWorldGeometry(layout.WorldParams{Slots: 8, ChunkCapacity: 1024, MaxChunks: 40, Components: reg.Components(), Singletons: reg.Singletons()})
 	require.NoError(t, err)
 	full := g.SlotSpanBytes(0, layout.SchemaMask(4), w.NumChunks())
 	// Room for the fixed part, two whole copies and half of a third.

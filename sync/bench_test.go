@@ -60,7 +60,14 @@ func benchPublish(b *testing.B, tenths int) {
 // changed the world, against a memcpy of the same number of bytes measured
 // in the same run (publish-ns, memcpy-ns, x-memcpy, bytes/publish).
 func publishVsMemcpy(b *testing.B, fx *fixture, dirty func()) {
-	all := world.MaskAll()
+	// The fixture's fixed-size components are 16 bytes: a publish copies
+	// them in pieces of a chunk column.
+	publishVsPieces(b, fx, world.MaskAll(), fx.w.ChunkCapacity()*16, dirty)
+}
+
+// publishVsPieces is publishVsMemcpy of publishes of mask, against a copy
+// of the same bytes in pieces of piece bytes.
+func publishVsPieces(b *testing.B, fx *fixture, all world.Mask, piece int, dirty func()) {
 	dirty()
 	_, err := fx.pub.Publish(1000, all)
 	require.NoError(b, err)
@@ -96,7 +103,6 @@ func publishVsMemcpy(b *testing.B, fx *fixture, dirty func()) {
 		src[i] = byte(i)
 	}
 	copy(dst, src)
-	piece := fx.w.ChunkCapacity() * 16 // the fixture's components are 16 bytes
 	// The pieces are copied as the publish copies them: with streaming
 	// stores from NTCopyMin bytes up (ntcopy.Copy), else with copy. A
 	// baseline with ordinary stores there would be slower than the publish

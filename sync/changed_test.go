@@ -71,6 +71,10 @@ func runChangedDifferential(t *testing.T, seed int64) (uint64, uint64) {
 				ops.set()
 			case op < 13:
 				ops.toggle()
+			case op < 14 && rng.Intn(2) == 0:
+				ops.single()
+			case op < 14:
+				ops.value(x.label, labelMax)
 			case op < 15:
 				if e, ok := ops.pick(); ok && w.Has(e, x.pos) {
 					world.Ptr[Pos](w, e, x.pos).Y++

@@ -193,7 +193,9 @@ func checkType[T any](lw *layout.World, id world.ComponentID) error {
 	if int(id) >= len(lw.Components) {
 		return fmt.Errorf("%w: component id %d (segment has %d)", world.ErrUnknownComponent, id, len(lw.Components))
 	}
-	if c := lw.Components[id]; uintptr(c.Size) != sizeOf[T]() {
+	if c := lw.Components[id]; c.VarSize() {
+		return fmt.Errorf("%w: component %q is variable-size: its values are read with ColumnBytes, GetBytes, GetString", ErrTypeMismatch, c.Name)
+	} else if uintptr(c.Size) != sizeOf[T]() {
 		return fmt.Errorf("%w: component %q is %d bytes, Go type is %d", ErrTypeMismatch, c.Name, c.Size, sizeOf[T]())
 	}
 	return nil

@@ -140,7 +140,7 @@ func TestSlotReusedAcrossMasks(t *testing.T) {
 		_, ok = Get[Health](f, e, x.hp)
 		require.True(t, ok, "full frame 4: Health of %v", e)
 	}
-	require.Equal(t, len(ents), f.Count(all))
+	require.Equal(t, len(ents), f.Count(all.AndNot(world.MaskOf(x.label))), "every entity has the fixed-size components")
 	require.NoError(t, f.Release())
 
 	// A snapshot of nothing: records without components, every component
@@ -190,12 +190,22 @@ type maskModel map[uint32]*modelEnt
 type modelEnt struct {
 	gen   uint32
 	comps map[world.ComponentID]val16
+	label []byte // the Label (variable-size) value; nil: none
+}
+
+// entsOf returns the model's entities.
+func entsOf(m maskModel) []world.Entity {
+	out := make([]world.Entity, 0, len(m))
+	for i, e := range m {
+		out = append(out, world.MakeEntity(i, e.gen))
+	}
+	return out
 }
 
 func (m maskModel) clone() maskModel {
 	c := make(maskModel, len(m))
 	for i, e := range m {
-		n := &modelEnt{gen: e.gen, comps: make(map[world.ComponentID]val16, len(e.comps))}
+		n := &modelEnt{gen: e.gen, comps: make(map[world.ComponentID]val16, len(e.comps)), label: e.label}
 		for k, v := range e.comps {
 			n.comps[k] = v
 		}
@@ -210,6 +220,9 @@ type slotModel struct {
 	frame uint64
 	mask  world.Mask
 	ents  maskModel
+	// singles is the singletons' values at the fill (nil: never set):
+	// every slot holds every singleton, whatever its mask (S1).
+	singles [][]byte
 }
 
 // TestMaskDifferential drives random sequences of world changes, full
@@ -287,8 +300,9 @@ func runMaskDifferential(t *testing.T, seed int64, o diffOptions) {
 		i := a[rng.Intn(len(a))]
 		return world.MakeEntity(i, model[i].gen), model[i], true
 	}
+	singles := make([][]byte, reg.NumSingletons()) // the model's singletons
 	wrote := func(s int, mask world.Mask) {
-		slots[s] = slotModel{frame: frame, mask: mask.And(reg.Mask()), ents: model.clone()}
+		slots[s] = slotModel{frame: frame, mask: mask.And(reg.Mask()), ents: model.clone(), singles: append([][]byte(nil), singles...)}
 	}
 
 	if o.trim {
@@ -330,6 +344,23 @@ func runMaskDifferential(t *testing.T, seed int64, o diffOptions) {
 				k, v := comps[rng.Intn(len(comps))], randVal()
 				require.NoError(t, w.SetRaw(e, k, v[:]))
 				me.comps[k] = v
+			}
+		case op < 7 && rng.Intn(4) == 1: // set, grow, shrink a variable-size value (or have it refused)
+			ops := &worldOps{t: t, rng: rng, w: w, ents: entsOf(model)}
+			if e, v, ok := ops.value(x.label, labelMax); ok {
+				model[e.Index()].label = v
+			}
+		case op < 7 && rng.Intn(4) == 0: // set a singleton (the engine's time too: the world API may)
+			id := world.SingletonID(rng.Intn(len(singles)))
+			info, _ := reg.Singleton(id)
+			v := make([]byte, info.Size)
+			rng.Read(v)
+			require.NoError(t, w.SetSingletonRaw(id, v))
+			singles[id] = v
+		case op < 7 && rng.Intn(3) == 0: // remove the variable-size value
+			if e, me, ok := pickAlive(); ok && me.label != nil {
+				require.NoError(t, w.Remove(e, x.label))
+				me.label = nil
 			}
 		case op < 7: // remove
 			if e, me, ok := pickAlive(); ok {
@@ -487,6 +518,29 @@ func checkSlotAgainstModel(t *testing.T, r *Reader, lw *layout.World, s int, sm 
 		}
 	}
 	require.Equal(t, len(sm.ents), f.Count(world.Mask{}), "%s: alive", where())
+	// The variable-size values: read in place only where the frame holds
+	// the component, equal to the model's.
+	label := world.ComponentID(len(comps)) // registered after the four fixed ones
+	for i, me := range sm.ents {
+		e := world.MakeEntity(i, me.gen)
+		got, ok := GetBytes(f, e, label)
+		s, sok := GetString(f, e, label)
+		col := ColumnBytes(f, int(i)/capc, label)
+		if !f.holds(label) {
+			if ok || sok || col.Len() != 0 {
+				t.Fatalf("%s: %v label outside the mask: get %v, column %d", where(), e, ok, col.Len())
+			}
+			continue
+		}
+		if ok != (me.label != nil) || string(got) != string(me.label) || s != string(me.label) || ok && string(col.Bytes(int(i)%capc)) != string(me.label) {
+			t.Fatalf("%s: %v label: frame %q (%v), model %q", where(), e, got, ok, me.label)
+		}
+	}
+	for i, want := range sm.singles {
+		got, ok := f.SingletonBytes(world.SingletonID(i))
+		require.Equal(t, want != nil, ok, "%s: singleton %d set", where(), i)
+		require.Equal(t, want, []byte(got[:len(got):len(got)]), "%s: singleton %d", where(), i)
+	}
 }
 
 // TestSlotsKeepTheirMask: a convoy's snapshot comes back to the slot its

@@ -37,6 +37,7 @@ type PublishStats struct {
 	ChunksCopied  int // chunk columns copied (entity records count as one column)
 	BytesCopied   int
 	ChunksSkipped int // chunk columns already up to date in the slot
+	Singletons    int // singletons copied (their bytes count in BytesCopied)
 	Aborted       int // slot claims abandoned because a reader pinned the slot
 	Duration      time.Duration
 }
@@ -188,13 +189,16 @@ func (p *Publisher) everClaimed() bool {
 }
 
 // maxSlotVersion returns the largest version word in any slot: headers,
-// structural and component versions of every chunk that holds memory (B1:
+// singletons, structural and component versions of every chunk that holds memory (B1:
 // the others were never written, or punched, and read as zero; reading
 // them would allocate them).
 func (p *Publisher) maxSlotVersion() uint64 {
 	var v uint64
 	for s := 0; s < p.lw.Slots; s++ {
 		v = max(v, p.lwGet64(p.lw.SlotOff(s)+layout.SlotVersion))
+		for i := range p.lw.Singletons { // in the slot's head: always allocated
+			v = max(v, p.lwGet64(p.lw.SingletonVersionOff(s, i)))
+		}
 		for c := 0; c < p.back[s].chunks; c++ {
 			co := p.lw.ChunkOff(s, c)
 			v = max(v, layout.Load64(p.seg, co+layout.ChunkStructVersion))
@@ -486,6 +490,7 @@ func (p *Publisher) fill(s int, mask world.Mask, st *PublishStats, nt bool) {
 			p.fillChunk(s, c, cmask, schema, nt, st)
 		}
 	}
+	p.fillSingletons(s, st)
 	if nt {
 		p.fillsNT++
 	}

@@ -44,6 +44,7 @@ func CreateWorldSegments(instance string, w *world.World, slots, readers int) (*
 	maxChunks := w.MaxChunks()
 	g, err := layout.ComputeWorldGeometry(layout.WorldParams{
 		Instance: instance, Slots: slots, ChunkCapacity: w.ChunkCapacity(), MaxChunks: maxChunks, Components: comps,
+		Singletons: w.Registry().Singletons(),
 	})
 	if err != nil {
 		return nil, err
@@ -55,14 +56,15 @@ func CreateWorldSegments(instance string, w *world.World, slots, readers int) (*
 	hdr := layout.Header{
 		Instance: instance, CreatorPID: uint32(os.Getpid()), CreatorTime: shm.SelfStartTime(), CreatedNano: time.Now().UnixNano(),
 	}
-	// Sparse: the header, the component table and each slot's first page
-	// are allocated now; the rest as fills need it (layout/backing.go).
+	// Sparse: the header, the component and singleton tables and each
+	// slot's head (its first page, and its singleton area) are allocated
+	// now; the rest as fills need it (layout/backing.go).
 	ws, err := shm.CreateSparse(shm.SegmentName(instance, WorldSegment), g.TotalSize, g.SlotsOff)
 	if err != nil {
 		return nil, err
 	}
 	for s := 0; s < g.Slots && err == nil; s++ {
-		err = ws.Back(g.SlotOff(s), layout.PageSize)
+		err = ws.Back(g.SlotOff(s), g.SlotHead)
 	}
 	if err != nil {
 		ws.Unlink()
@@ -113,10 +115,11 @@ func (s *WorldSegments) Unlink() error {
 	return e2
 }
 
-// checkSchema compares a world segment's component table with a registry.
+// checkSchema compares a world segment's component and singleton tables
+// with a registry.
 func checkSchema(lw *layout.World, reg *world.Registry) error {
 	want := reg.Components()
-	if lw.Header.SchemaHash == layout.SchemaHash(want) {
+	if lw.Header.SchemaHash == reg.SchemaHash() {
 		return nil
 	}
 	have := lw.Components
@@ -131,5 +134,24 @@ func checkSchema(lw *layout.World, reg *world.Registry) error {
 				layout.ErrSchema, i, have[i].Name, have[i].Size, have[i].Fingerprint, want[i].Name, want[i].Size, want[i].Fingerprint)
 		}
 	}
-	return fmt.Errorf("%w: schema hash %#x in the segment, %#x here", layout.ErrSchema, lw.Header.SchemaHash, layout.SchemaHash(want))
+	if err := checkSingletons(lw.Singletons, reg.Singletons()); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: schema hash %#x in the segment, %#x here", layout.ErrSchema, lw.Header.SchemaHash, reg.SchemaHash())
+}
+
+// checkSingletons names the first difference of two singleton tables.
+func checkSingletons(have, want []layout.SingletonDesc) error {
+	for i := 0; i < len(want) || i < len(have); i++ {
+		switch {
+		case i >= len(have):
+			return fmt.Errorf("%w: segment lacks singleton %q", layout.ErrSchema, want[i].Name)
+		case i >= len(want):
+			return fmt.Errorf("%w: segment has extra singleton %q", layout.ErrSchema, have[i].Name)
+		case want[i] != have[i]:
+			return fmt.Errorf("%w: singleton %d is %q (size %d, fingerprint %#x) in the segment, %q (size %d, fingerprint %#x) here",
+				layout.ErrSchema, i, have[i].Name, have[i].Size, have[i].Fingerprint, want[i].Name, want[i].Size, want[i].Fingerprint)
+		}
+	}
+	return nil
 }

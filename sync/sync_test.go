@@ -26,7 +26,17 @@ type Health struct {
 }
 type Stamp struct{ Frame, Check uint64 }
 
-type ids struct{ pos, vel, hp, stamp world.ComponentID }
+type ids struct {
+	pos, vel, hp, stamp world.ComponentID
+	label               world.ComponentID // a string component: up to 40 bytes, 16 arena bytes per entity
+	clock, wind         world.SingletonID // the engine's time, and a singleton of 12 bytes
+}
+
+// labelMax is the label's max length.
+const labelMax = 40
+
+// Wind is a test singleton.
+type Wind struct{ X, Y, Gust float32 }
 
 func testRegistry(t testing.TB) (*world.Registry, ids) {
 	r := world.NewRegistry()
@@ -39,6 +49,12 @@ func testRegistry(t testing.TB) (*world.Registry, ids) {
 	x.hp, err = world.Register[Health](r, "Health")
 	require.NoError(t, err)
 	x.stamp, err = world.Register[Stamp](r, "Stamp")
+	require.NoError(t, err)
+	x.label, err = world.RegisterBytes(r, "Label", world.BytesSpec{MaxLen: labelMax, PerEntity: 16, UTF8: true})
+	require.NoError(t, err)
+	x.clock, err = world.RegisterTime(r)
+	require.NoError(t, err)
+	x.wind, err = world.RegisterSingleton[Wind](r, "Wind")
 	require.NoError(t, err)
 	return r, x
 }

@@ -73,3 +73,22 @@ func sizeOf[T any]() uintptr {
 	var zero T
 	return unsafe.Sizeof(zero)
 }
+
+// viewString views a value of a variable-size component in a mapped slot as
+// a string, without copying.
+//
+// Invariants: b lies inside the reader's mapping of a world segment, within
+// a slot the reader holds (pinned or leased) and within the arena the
+// handle's check bounded (Frame's BytesColumn); the mapping is read-only, so
+// nothing in this process writes the bytes; the engine rewrites them only
+// after the slot is released (the pin and lease protocols), which is why
+// the string, like every read of a frame, is valid only until the frame is
+// released (the end of a module's tick) and must be copied (strings.Clone)
+// to be kept. Go strings are assumed immutable: one kept past the frame may
+// change under its holder.
+func viewString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"errors"
 	"math/rand"
 	"testing"
 
@@ -75,6 +76,39 @@ func (o *worldOps) toggle() {
 		} else {
 			require.NoError(o.t, o.w.Add(e, k))
 		}
+	}
+}
+
+// value sets, on a random entity, a random value of 0..max+4 bytes of
+// letters into variable-size component k: too long (the world refuses it)
+// or, when its chunk's arena is full, refused too; it returns the entity,
+// the value and whether the world took it.
+func (o *worldOps) value(k world.ComponentID, maxLen int) (world.Entity, []byte, bool) {
+	e, ok := o.pick()
+	if !ok {
+		return 0, nil, false
+	}
+	v := make([]byte, o.rng.Intn(maxLen+5))
+	for i := range v {
+		v[i] = byte('a' + o.rng.Intn(26))
+	}
+	err := o.w.SetBytes(e, k, v)
+	if errors.Is(err, world.ErrTooLarge) || errors.Is(err, world.ErrArenaFull) {
+		return e, v, false
+	}
+	require.NoError(o.t, err)
+	return e, v, true
+}
+
+// single sets a random singleton of the world (every one of them, the
+// engine's Time included: the world API sets any) to random bytes.
+func (o *worldOps) single() {
+	if n := o.w.NumSingletons(); n > 0 {
+		id := world.SingletonID(o.rng.Intn(n))
+		info, _ := o.w.Registry().Singleton(id)
+		b := make([]byte, info.Size)
+		o.rng.Read(b)
+		require.NoError(o.t, o.w.SetSingletonRaw(id, b))
 	}
 }
 

@@ -369,7 +369,7 @@ func demoGeometry(t *testing.T, n, slots int) (*layout.WorldGeometry, *demo.Sche
 	w, err := demo.NewWorld(s, cfg)
 	require.NoError(t, err)
 	g, err := layout.ComputeWorldGeometry(layout.WorldParams{Instance: "x", Slots: slots, ChunkCapacity: w.ChunkCapacity(),
-		MaxChunks: w.MaxChunks(), Components: s.Reg.Components()})
+		MaxChunks: w.MaxChunks(), Components: s.Reg.Components(), Singletons: s.Reg.Singletons()})
 	require.NoError(t, err)
 	return g, s
 }

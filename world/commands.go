@@ -13,9 +13,11 @@ const (
 	CmdCreate  uint16 = 1 // payload: u32 temp id, u32 zero
 	CmdDestroy uint16 = 2 // payload: u64 entity ref
 	CmdAdd     uint16 = 3 // payload: u64 entity ref, u16 component, u16 0, u32 0 — adds the zero value
-	CmdSet     uint16 = 4 // payload: u64 entity ref, u16 component, u16 0, u32 0, component bytes
+	CmdSet     uint16 = 4 // payload: u64 entity ref, u16 component, u16 0, u32 0, component bytes (a variable-size component's value: 0..MaxLen bytes)
 	CmdRemove  uint16 = 5 // payload: u64 entity ref, u16 component, u16 0, u32 0
 	CmdEvent   uint16 = 6 // payload: u16 event type, u16 0, u32 0, event bytes
+	// CmdSetSingleton sets a singleton (not an engine-owned one).
+	CmdSetSingleton uint16 = 7 // payload: u16 singleton id, u16 0, u32 0, singleton bytes
 )
 
 // TempFlag marks an entity reference as a temporary id (the low 32 bits)
@@ -34,6 +36,8 @@ const (
 	CmdRefSize    = 8
 	CmdCompHdr    = 16
 	CmdEventHdr   = 8
+	// CmdSingletonHdr is the header of a SetSingleton payload.
+	CmdSingletonHdr = 8
 )
 
 var le = binary.LittleEndian
@@ -57,6 +61,14 @@ func EncodeComp(dst []byte, e Entity, id ComponentID) {
 // bytes); the event bytes follow.
 func EncodeEventHdr(dst []byte, typ EventType) {
 	le.PutUint16(dst, uint16(typ))
+	le.PutUint16(dst[2:], 0)
+	le.PutUint32(dst[4:], 0)
+}
+
+// EncodeSingletonHdr writes the header of a SetSingleton payload
+// (CmdSingletonHdr bytes); the singleton's bytes follow.
+func EncodeSingletonHdr(dst []byte, id SingletonID) {
+	le.PutUint16(dst, uint16(id))
 	le.PutUint16(dst[2:], 0)
 	le.PutUint32(dst[4:], 0)
 }
@@ -98,6 +110,18 @@ const (
 	// hold: beyond the committed log, misaligned, or behind its previous
 	// acknowledgement.
 	RejectBadEventAck
+	// RejectEngineOwned: a SetSingleton of a singleton only the engine
+	// sets (SingletonInfo.EngineOwned, e.g. Time).
+	RejectEngineOwned
+	// RejectTooLarge: a SetComponent of a variable-size component with a
+	// value longer than its max length (BytesSpec.MaxLen).
+	RejectTooLarge
+	// RejectBadUTF8: a SetComponent of a string component whose value is
+	// not valid UTF-8.
+	RejectBadUTF8
+	// RejectArenaFull: a SetComponent of a variable-size component whose
+	// value does not fit in its chunk's arena, even compacted.
+	RejectArenaFull
 	NumRejectReasons
 )
 
@@ -105,6 +129,7 @@ var rejectNames = [NumRejectReasons]string{
 	"unknown_type", "bad_length", "unknown_component", "wrong_size", "stale_entity",
 	"unknown_temp", "duplicate_temp", "exists", "absent", "world_full", "reserved_bits",
 	"reserved_event_type", "corrupt_ring", "event_quota", "entity_quota", "bad_event_ack",
+	"engine_owned", "too_large", "bad_utf8", "arena_full",
 }
 
 func (r RejectReason) String() string {
@@ -363,6 +388,9 @@ func (p *Playback) Apply(typ uint16, payload []byte) error {
 			return err
 		}
 		data := payload[CmdCompHdr:]
+		if w.comps[id].maxLen != 0 {
+			return p.setBytes(e, id, data)
+		}
 		if len(data) != w.comps[id].size {
 			// A stale entity is reported as stale, whatever the size.
 			if !w.IsAlive(e) {
@@ -389,9 +417,58 @@ func (p *Playback) Apply(typ uint16, payload []byte) error {
 			return p.reject(typ, RejectEventQuota, fmt.Errorf("%d of %d event bytes of credit used, %d in this batch", p.used, p.MaxEventBytes, p.charged))
 		}
 		w.Emit(EventType(et), payload[CmdEventHdr:])
+	case CmdSetSingleton:
+		if err := p.setSingleton(payload); err != nil {
+			return err
+		}
 	default:
 		return p.reject(typ, RejectUnknownType, nil)
 	}
 	p.Stats.Applied++
 	return nil
+}
+
+// setSingleton validates and applies a SetSingleton payload.
+func (p *Playback) setSingleton(payload []byte) error {
+	const typ = CmdSetSingleton
+	if len(payload) < CmdSingletonHdr {
+		return p.reject(typ, RejectBadLength, nil)
+	}
+	if le.Uint16(payload[2:]) != 0 || le.Uint32(payload[4:]) != 0 {
+		return p.reject(typ, RejectReserved, nil)
+	}
+	raw := le.Uint16(payload)
+	if int(raw) >= p.w.reg.NumSingletons() {
+		return p.reject(typ, RejectUnknownComponent, fmt.Errorf("singleton id %d", raw))
+	}
+	id := SingletonID(raw)
+	info, _ := p.w.reg.Singleton(id)
+	if info.EngineOwned {
+		return p.reject(typ, RejectEngineOwned, fmt.Errorf("singleton %q is set by the engine only", info.Name))
+	}
+	data := payload[CmdSingletonHdr:]
+	if len(data) != info.Size {
+		return p.reject(typ, RejectWrongSize, fmt.Errorf("%d bytes for singleton %q of %d", len(data), info.Name, info.Size))
+	}
+	return p.w.SetSingletonRaw(id, data) // validated: cannot fail
+}
+
+// setBytes applies a SetComponent of variable-size component id: the
+// payload after the header is the value, of any length up to the
+// component's max length.
+func (p *Playback) setBytes(e Entity, id ComponentID, v []byte) error {
+	const typ = CmdSet
+	err := p.w.SetBytes(e, id, v)
+	switch {
+	case err == nil:
+		p.Stats.Applied++
+		return nil
+	case errors.Is(err, ErrTooLarge):
+		return p.reject(typ, RejectTooLarge, err)
+	case errors.Is(err, ErrBadUTF8):
+		return p.reject(typ, RejectBadUTF8, err)
+	case errors.Is(err, ErrArenaFull):
+		return p.reject(typ, RejectArenaFull, err)
+	}
+	return p.reject(typ, RejectStaleEntity, err) // ErrStale: the only other failure of a validated (e, id)
 }

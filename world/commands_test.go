@@ -1,6 +1,7 @@
 package world
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -75,6 +76,8 @@ type worldSnap struct {
 	Recs                        [][]layout.EntityRecord
 	Cols                        [][][]byte
 	Events                      []Event
+	Singletons                  [][]byte
+	SingletonVers               []uint64
 }
 
 func snapshot(w *World) worldSnap {
@@ -95,7 +98,19 @@ func snapshot(w *World) worldSnap {
 	for _, ev := range w.FrameEvents() {
 		s.Events = append(s.Events, Event{Type: ev.Type, Payload: append([]byte(nil), ev.Payload...)})
 	}
+	for i := 0; i < w.NumSingletons(); i++ {
+		v, _ := w.SingletonRaw(SingletonID(i))
+		s.Singletons = append(s.Singletons, append([]byte(nil), v...))
+		s.SingletonVers = append(s.SingletonVers, w.SingletonVersion(SingletonID(i)))
+	}
 	return s
+}
+
+func cmdSingleton(id uint16, data []byte) []byte {
+	b := make([]byte, CmdSingletonHdr, CmdSingletonHdr+len(data))
+	EncodeSingletonHdr(b, SingletonID(id))
+	binary.LittleEndian.PutUint16(b, id)
+	return append(b, data...)
 }
 
 // checkInvariants verifies the world's bookkeeping against its records.
@@ -125,6 +140,7 @@ func checkInvariants(t testing.TB, w *World) {
 	if alive != w.Count() {
 		t.Fatalf("Count %d, alive records %d", w.Count(), alive)
 	}
+	checkArena(t, w) // varsize.go: A1, A2
 }
 
 func TestPlaybackAppliesEveryCommand(t *testing.T) {
@@ -301,7 +317,7 @@ func rejectCases() []rejectCase {
 	add := func(c rejectCase) { cs = append(cs, c) }
 
 	// Unknown types.
-	for _, typ := range []uint16{0, 7, 0x100, 0xffff} {
+	for _, typ := range []uint16{0, 8, 0x100, 0xffff} {
 		add(rejectCase{name: fmt.Sprintf("unknown_type/%d", typ), typ: typ, payload: constant(cmdCreate(1)), reason: RejectUnknownType})
 	}
 
@@ -337,7 +353,7 @@ func rejectCases() []rejectCase {
 		payload: constant(cmdEvent(3, make([]byte, 4097))), reason: RejectBadLength})
 
 	// Unknown components.
-	for _, raw := range []uint16{3, 63, 64, 255, 256, 0xffff} {
+	for _, raw := range []uint16{4, 63, 64, 255, 256, 0xffff} {
 		for _, typ := range []uint16{CmdAdd, CmdRemove} {
 			add(rejectCase{name: fmt.Sprintf("unknown_component/%d/%d", typ, raw), typ: typ,
 				payload: func(rf *rejectFixture) []byte { return cmdCompRaw(rf.live, raw) },
@@ -357,6 +373,54 @@ func rejectCases() []rejectCase {
 	add(rejectCase{name: "wrong_size/hp/12", typ: CmdSet,
 		payload: func(rf *rejectFixture) []byte { return cmdSet(rf.live, rf.hp, make([]byte, 12)) },
 		reason:  RejectWrongSize})
+
+	// Variable-size values: too long (the label's max length is 40), not
+	// UTF-8 (a string component), and a chunk's arena full (16 entities
+	// of 16 bytes each: 256 bytes, of which 10 other entities take 240:
+	// no room for the live entity's 40).
+	for _, n := range []int{41, 64, 4096} {
+		add(rejectCase{name: fmt.Sprintf("too_large/%d", n), typ: CmdSet,
+			payload: func(rf *rejectFixture) []byte { return cmdSet(rf.live, rf.label, make([]byte, n)) }, reason: RejectTooLarge, detail: ErrTooLarge})
+	}
+	for _, v := range []string{"\xff", "ab\xc3", "\xed\xa0\x80"} {
+		add(rejectCase{name: fmt.Sprintf("bad_utf8/%x", v), typ: CmdSet,
+			payload: func(rf *rejectFixture) []byte { return cmdSet(rf.live, rf.label, []byte(v)) }, reason: RejectBadUTF8, detail: ErrBadUTF8})
+	}
+	add(rejectCase{name: "arena_full", typ: CmdSet, reason: RejectArenaFull, detail: ErrArenaFull,
+		payload: func(rf *rejectFixture) []byte { return cmdSet(rf.live, rf.label, make([]byte, 40)) },
+		prep: func(t *testing.T, rf *rejectFixture) {
+			for i := 0; i < 10; i++ {
+				e, err := rf.w.Create()
+				require.NoError(t, err)
+				require.NoError(t, rf.w.SetString(e, rf.label, strings.Repeat("x", 24)))
+			}
+			rf.w.Advance() // the rejected write must not stamp
+		}})
+	add(rejectCase{name: "stale/set_bytes", typ: CmdSet, reason: RejectStaleEntity, detail: ErrStale,
+		payload: func(rf *rejectFixture) []byte { return cmdSet(rf.dead, rf.label, make([]byte, 100)) }})
+
+	// Singletons: short, reserved bits, unknown ids, wrong sizes, and the
+	// engine's own (Time, id 0, whatever the bytes).
+	for _, n := range []int{0, 4, 7} {
+		add(rejectCase{name: fmt.Sprintf("bad_length/singleton/%d", n), typ: CmdSetSingleton,
+			payload: constant(cmdSingleton(1, make([]byte, 8))[:n]), reason: RejectBadLength})
+	}
+	for _, off := range []int{2, 3, 4, 7} {
+		add(rejectCase{name: fmt.Sprintf("reserved_bits/singleton/%d", off), typ: CmdSetSingleton,
+			payload: constant(withReserved(cmdSingleton(1, make([]byte, 8)), off, 1)), reason: RejectReserved})
+	}
+	for _, raw := range []uint16{2, 63, 255, 256, 0xffff} {
+		add(rejectCase{name: fmt.Sprintf("unknown_component/singleton/%d", raw), typ: CmdSetSingleton,
+			payload: constant(cmdSingleton(raw, make([]byte, 8))), reason: RejectUnknownComponent})
+	}
+	for _, n := range []int{0, 4, 7, 9, 24} {
+		add(rejectCase{name: fmt.Sprintf("wrong_size/singleton/%d", n), typ: CmdSetSingleton,
+			payload: constant(cmdSingleton(1, make([]byte, n))), reason: RejectWrongSize})
+	}
+	for _, n := range []int{24, 0, 8} {
+		add(rejectCase{name: fmt.Sprintf("engine_owned/time/%d", n), typ: CmdSetSingleton,
+			payload: constant(cmdSingleton(0, make([]byte, n))), reason: RejectEngineOwned})
+	}
 
 	// Stale entities, for every command taking a reference.
 	stale := []struct {
@@ -557,7 +621,7 @@ func TestRejectReasonString(t *testing.T) {
 		require.False(t, names[s], "duplicate name %q", s)
 		names[s] = true
 	}
-	require.Equal(t, "reason(16)", NumRejectReasons.String())
+	require.Equal(t, fmt.Sprintf("reason(%d)", int(NumRejectReasons)), NumRejectReasons.String())
 	require.Equal(t, "reason(-1)", RejectReason(-1).String())
 	e := &RejectError{Reason: RejectBadLength, Type: 9}
 	require.Equal(t, "fdp/world: command type 9 rejected (bad_length)", e.Error())
@@ -675,6 +739,10 @@ func FuzzPlayback(f *testing.F) {
 	f.Add(encodeFuzzRecord(nil, CmdDestroy, cmdRef(MakeEntity(3, 1))), uint8(0))
 	f.Add([]byte{}, uint8(0))
 	f.Add([]byte{0xff, 0xff, 0xff, 1, 2, 3}, uint8(3))
+	f.Add(encodeFuzzRecord(encodeFuzzRecord(nil, CmdSetSingleton, cmdSingleton(1, make([]byte, 8))), CmdSetSingleton, cmdSingleton(0, make([]byte, 24))), uint8(1))
+	// Variable-size values: one that fits, one too long, one not UTF-8.
+	f.Add(encodeFuzzRecord(encodeFuzzRecord(encodeFuzzRecord(nil, CmdSet, cmdSet(MakeEntity(0, 1), 3, []byte("héllo"))),
+		CmdSet, cmdSet(MakeEntity(1, 1), 3, make([]byte, 41))), CmdSet, cmdSet(MakeEntity(2, 1), 3, []byte{0xc3})), uint8(2))
 	f.Fuzz(func(t *testing.T, data []byte, batch uint8) {
 		fx := newFixture(t, 16, 2)
 		w := fx.w
@@ -746,7 +814,17 @@ func FuzzPlayback(f *testing.F) {
 				}
 			case CmdDestroy:
 				delta = -1
-			case CmdAdd, CmdRemove, CmdSet, CmdEvent:
+			case CmdSet:
+				e, id := Entity(binary.LittleEndian.Uint64(payload)), ComponentID(binary.LittleEndian.Uint16(payload[8:]))
+				if v, ok := w.GetBytes(e, id); w.Kind(id) != KindFixed && e&Entity(TempFlag) == 0 && (!ok || !bytes.Equal(v, payload[CmdCompHdr:])) {
+					t.Fatalf("accepted set of %v's %d to %q: it holds %q (%v)", e, id, payload[CmdCompHdr:], v, ok)
+				}
+			case CmdAdd, CmdRemove, CmdEvent:
+			case CmdSetSingleton:
+				v, ok := w.SingletonRaw(SingletonID(binary.LittleEndian.Uint16(payload)))
+				if !ok || !bytes.Equal(v, payload[CmdSingletonHdr:]) || w.SingletonVersion(SingletonID(payload[0])) != w.Version() {
+					t.Fatalf("accepted SetSingleton %x: singleton %x (set %v)", payload, v, ok)
+				}
 			default:
 				t.Fatalf("unknown type %d accepted", typ)
 			}

@@ -40,6 +40,13 @@
 // types) and a layout fingerprint; the registry's SchemaHash lets processes
 // check that they agree on the schema.
 //
+// Two other kinds (docs/ARCHITECTURE.md): singletons (RegisterSingleton,
+// RegisterTime: one value per world, SetSingleton, GetSingleton; their own
+// id space, SingletonID) and variable-size components (RegisterBytes: byte
+// strings or UTF-8 strings of up to BytesSpec.MaxLen bytes per entity, set
+// with SetBytes and SetString and read with GetBytes; each chunk keeps them
+// in an arena after the component's column of handles, varsize.go).
+//
 // # Queries
 //
 // Query iterates chunk by chunk and hands out typed column slices:

@@ -29,12 +29,17 @@ type ComponentInfo struct {
 	Size        int
 	Align       int
 	Fingerprint uint64
-	Type        reflect.Type
+	Type        reflect.Type // nil for a variable-size component
+	// Kind, MaxLen and PerEntity describe a variable-size component
+	// (RegisterBytes; Size is then its handle's); KindFixed and 0 otherwise.
+	Kind              ComponentKind
+	MaxLen, PerEntity int
 }
 
 // Desc returns the layout descriptor of the component.
 func (c ComponentInfo) Desc() layout.ComponentDesc {
-	return layout.ComponentDesc{Name: c.Name, Size: uint32(c.Size), Align: uint32(c.Align), Fingerprint: c.Fingerprint}
+	return layout.ComponentDesc{Name: c.Name, Size: uint32(c.Size), Align: uint32(c.Align), Fingerprint: c.Fingerprint,
+		MaxLen: uint32(c.MaxLen), PerEntity: uint32(c.PerEntity)}
 }
 
 // Registry holds the component types of a world. Register components in a
@@ -46,12 +51,17 @@ type Registry struct {
 	infos  []ComponentInfo
 	byName map[string]ComponentID
 	byType map[reflect.Type]ComponentID
-	frozen bool
+	// Singletons (singletons.go): their own id space.
+	singles      []SingletonInfo
+	singleByName map[string]SingletonID
+	singleByType map[reflect.Type]SingletonID
+	frozen       bool
 }
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry {
-	return &Registry{byName: map[string]ComponentID{}, byType: map[reflect.Type]ComponentID{}}
+	return &Registry{byName: map[string]ComponentID{}, byType: map[reflect.Type]ComponentID{},
+		singleByName: map[string]SingletonID{}, singleByType: map[reflect.Type]SingletonID{}}
 }
 
 // Register adds component type T under name and returns its id. T must be
@@ -80,20 +90,11 @@ func (r *Registry) register(t reflect.Type, name string) (ComponentID, error) {
 	fail := func(format string, a ...any) (ComponentID, error) {
 		return 0, &registrationError{fmt.Sprintf("fdp/world: component %q: ", name) + fmt.Sprintf(format, a...)}
 	}
-	if r.frozen {
-		return fail("registry is frozen (a world was already created from it)")
-	}
-	if name == "" || len(name) >= layout.ComponentNameLen || !utf8.ValidString(name) || strings.IndexByte(name, 0) >= 0 {
-		return fail("name must be 1..%d bytes of UTF-8 without NUL", layout.ComponentNameLen-1)
-	}
-	if _, dup := r.byName[name]; dup {
-		return fail("name already registered")
+	if err := r.check(name); err != nil {
+		return 0, err
 	}
 	if id, dup := r.byType[t]; dup {
 		return fail("type %v already registered as %q", t, r.infos[id].Name)
-	}
-	if len(r.infos) >= layout.MaxComponents {
-		return fail("too many components: %d are registered, the cap is %d (layout.MaxComponents)", len(r.infos), layout.MaxComponents)
 	}
 	if err := checkKind(t, ""); err != nil {
 		return fail("%v; components must be pointer-free fixed-size types", err)
@@ -104,13 +105,38 @@ func (r *Registry) register(t reflect.Type, name string) (ComponentID, error) {
 	if t.Size() > layout.MaxComponentSize {
 		return fail("type %v is %d bytes (max %d)", t, t.Size(), layout.MaxComponentSize)
 	}
-	id := ComponentID(len(r.infos))
-	r.infos = append(r.infos, ComponentInfo{
-		ID: id, Name: name, Size: int(t.Size()), Align: t.Align(), Fingerprint: Fingerprint(t), Type: t,
-	})
-	r.byName[name] = id
+	id := r.add(ComponentInfo{Name: name, Size: int(t.Size()), Align: t.Align(), Fingerprint: Fingerprint(t), Type: t})
 	r.byType[t] = id
 	return id, nil
+}
+
+// check makes the checks every component registration shares: the
+// registry is not frozen, the name is valid and new, and the cap.
+func (r *Registry) check(name string) error {
+	fail := func(format string, a ...any) error {
+		return &registrationError{fmt.Sprintf("fdp/world: component %q: ", name) + fmt.Sprintf(format, a...)}
+	}
+	if r.frozen {
+		return fail("registry is frozen (a world was already created from it)")
+	}
+	if name == "" || len(name) >= layout.ComponentNameLen || !utf8.ValidString(name) || strings.IndexByte(name, 0) >= 0 {
+		return fail("name must be 1..%d bytes of UTF-8 without NUL", layout.ComponentNameLen-1)
+	}
+	if _, dup := r.byName[name]; dup {
+		return fail("name already registered")
+	}
+	if len(r.infos) >= layout.MaxComponents {
+		return fail("too many components: %d are registered, the cap is %d (layout.MaxComponents)", len(r.infos), layout.MaxComponents)
+	}
+	return nil
+}
+
+// add appends component c (checked) and returns its id.
+func (r *Registry) add(c ComponentInfo) ComponentID {
+	c.ID = ComponentID(len(r.infos))
+	r.infos = append(r.infos, c)
+	r.byName[c.Name] = c.ID
+	return c.ID
 }
 
 // kindNames names the rejected kinds in error messages.
@@ -229,8 +255,8 @@ func (r *Registry) Components() []layout.ComponentDesc {
 	return out
 }
 
-// SchemaHash returns layout.SchemaHash of Components.
-func (r *Registry) SchemaHash() uint64 { return layout.SchemaHash(r.Components()) }
+// SchemaHash returns layout.SchemaHashOf the components and singletons.
+func (r *Registry) SchemaHash() uint64 { return layout.SchemaHashOf(r.Components(), r.Singletons()) }
 
 // Mask returns the mask of every registered component.
 func (r *Registry) Mask() Mask { return maskUpTo(len(r.infos)) }

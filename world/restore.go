@@ -13,8 +13,8 @@ var ErrRestore = errors.New("fdp/world: invalid restore data")
 
 // Restoring a world from a published frame (engine recovery): on a world
 // fresh from New with the same registry and configuration, call
-// SetChunkData and RestoreColumn for every chunk of the frame, then
-// RestoreFinish once. Each call validates its input completely before
+// SetChunkData and RestoreColumn for every chunk of the frame and
+// RestoreSingleton for every singleton, then RestoreFinish once. Each call validates its input completely before
 // changing anything.
 
 // SetChunkData replaces the entity records and the structural version of
@@ -52,7 +52,10 @@ func (w *World) SetChunkData(c int, records []layout.EntityRecord, structVersion
 }
 
 // RestoreColumn replaces the column of component id in chunk c
-// (ChunkCapacity*Size bytes) and sets its change version.
+// (ChunkCapacity*Size bytes; for a variable-size component the handles
+// and the arena, ChunkCapacity*(8+PerEntity) bytes, whose handles are
+// checked against the chunk's records: call it after SetChunkData) and sets
+// its change version.
 func (w *World) RestoreColumn(c int, id ComponentID, data []byte, version uint64) error {
 	if c < 0 || c >= w.maxChunks {
 		return fmt.Errorf("%w: chunk %d out of range [0,%d)", ErrRestore, c, w.maxChunks)
@@ -60,12 +63,22 @@ func (w *World) RestoreColumn(c int, id ComponentID, data []byte, version uint64
 	if int(id) >= len(w.comps) {
 		return fmt.Errorf("%w: %w: %d", ErrRestore, ErrUnknownComponent, id)
 	}
-	if want := w.capacity * w.comps[id].size; len(data) != want {
+	if want := w.capacity*w.comps[id].size + w.comps[id].arena; len(data) != want {
 		return fmt.Errorf("%w: %w: column of %d bytes, want %d", ErrRestore, ErrSize, len(data), want)
 	}
 	w.ensureChunks(c)
 	ch := w.chunks[c]
+	var st arenaState
+	if w.comps[id].maxLen != 0 {
+		var err error
+		if st, err = w.restoreArena(ch, id, data); err != nil {
+			return fmt.Errorf("%w: chunk %d component %d: %w", ErrRestore, c, id, err)
+		}
+	}
 	copy(w.column(ch, id), data)
+	if w.comps[id].maxLen != 0 {
+		ch.arenas[id] = st
+	}
 	ch.vers[id] = version
 	return nil
 }
@@ -90,6 +103,9 @@ func (w *World) RestoreFinish(version uint64) {
 		}
 	}
 	v := max(version, 1)
+	for _, s := range w.singles {
+		v = max(v, s.ver)
+	}
 	w.highWater, w.count = hw, 0
 	w.free.reset()
 	w.resetOwners()

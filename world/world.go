@@ -53,17 +53,23 @@ type chunk struct {
 	recs      []uint64 // ChunkCapacity records of 1+W words, in wire form, then recPad zero words (records.go)
 	structVer uint64   // stamped on create/destroy/add/remove
 	vers      []uint64 // per component: change version
-	cols      [][]byte // per component: nil, or ChunkCapacity*Size bytes backed by []uint64
+	cols      [][]byte // per component: nil, or ChunkCapacity*(Size+PerEntity) bytes backed by []uint64
 	alive     int
 	counts    []uint32 // per component: alive entities having it
 	index     int32    // the chunk's index in World.chunks
 	touched   uint64   // last epoch that listed it (dirty.go, D2)
+
+	arenas []arenaState // per component: its arena, for variable-size ones (varsize.go); nil without any
 }
 
 // compInfo is the per-component data the hot paths need.
 type compInfo struct {
 	size int
 	typ  reflect.Type
+	// A variable-size component (varsize.go): its kind, MaxLen and the
+	// bytes of a chunk's arena; maxLen is 0 for a fixed-size one.
+	kind          ComponentKind
+	maxLen, arena int
 }
 
 // altKey caches a non-registered Go type accepted for a component.
@@ -93,6 +99,9 @@ type World struct {
 	dirty     dirtyLog // dirty.go
 
 	lc Lifecycle // what is recorded as lifecycle events (lifecycle.go)
+
+	singles []singleton // singletons.go
+	hasVar  bool        // a variable-size component is registered (varsize.go)
 }
 
 // New creates a world for the components of r and freezes r.
@@ -126,10 +135,17 @@ func New(r *Registry, cfg Config) (*World, error) {
 		dirty:     newDirtyLog(cfg.MaxChunks),
 	}
 	for _, in := range r.infos {
-		w.comps = append(w.comps, compInfo{size: in.Size, typ: in.Type})
+		w.comps = append(w.comps, compInfo{size: in.Size, typ: in.Type, kind: in.Kind, maxLen: in.MaxLen, arena: c * in.PerEntity})
+		if in.PerEntity != 0 {
+			if c*in.PerEntity > layout.MaxArenaBytes {
+				return nil, fmt.Errorf("%w: component %q: an arena of %d bytes per chunk (at most %d)", ErrConfig, in.Name, c*in.PerEntity, layout.MaxArenaBytes)
+			}
+			w.hasVar = true
+		}
 	}
 	w.words = layout.MaskWords(len(w.comps))
 	w.stride = 1 + w.words
+	w.initSingletons()
 	return w, nil
 }
 
@@ -209,6 +225,9 @@ func (w *World) ensureChunks(c int) {
 			counts: make([]uint32, len(w.comps)),
 			index:  int32(len(w.chunks)),
 		}
+		if w.hasVar {
+			ch.arenas = make([]arenaState, len(w.comps))
+		}
 		w.chunks = append(w.chunks, ch)
 		w.touch(ch)
 	}
@@ -221,7 +240,7 @@ func (w *World) column(ch *chunk, id ComponentID) []byte {
 	if col := ch.cols[id]; col != nil {
 		return col
 	}
-	n := w.capacity * w.comps[id].size
+	n := w.capacity*w.comps[id].size + w.comps[id].arena // a variable-size component's arena follows its handles
 	col := castSlice[uint64, byte](make([]uint64, (n+7)/8))[:n]
 	ch.cols[id] = col
 	return col
@@ -281,7 +300,7 @@ func (w *World) IsAlive(e Entity) bool {
 // stamped), its generation is bumped and its index queued for reuse.
 // Generations wrap from 2^32-1 to 1.
 func (w *World) Destroy(e Entity) error {
-	ch, r, _, ok := w.lookup(e)
+	ch, r, row, ok := w.lookup(e)
 	if !ok {
 		return ErrStale
 	}
@@ -294,6 +313,7 @@ func (w *World) Destroy(e Entity) error {
 			k := 64*j + bits.TrailingZeros64(m)
 			ch.counts[k]--
 			ch.vers[k] = w.version
+			w.varRemoved(ch, row, ComponentID(k))
 		}
 	}
 	clear(r[1:])
@@ -383,13 +403,14 @@ func (w *World) Add(e Entity, id ComponentID) error {
 // Remove removes component id from e (ErrAbsent if not present). The column
 // bytes of the row are left as they are.
 func (w *World) Remove(e Entity, id ComponentID) error {
-	ch, r, _, err := w.target(e, id)
+	ch, r, row, err := w.target(e, id)
 	if err != nil {
 		return err
 	}
 	if !recHas(r, id) {
 		return ErrAbsent
 	}
+	w.varRemoved(ch, row, id)
 	r[1+id>>6] &^= 1 << (id & 63)
 	ch.counts[id]--
 	w.touch(ch)
@@ -407,6 +428,9 @@ func (w *World) SetRaw(e Entity, id ComponentID, data []byte) error {
 	ch, r, row, err := w.target(e, id)
 	if err != nil {
 		return err
+	}
+	if w.comps[id].maxLen != 0 {
+		return ErrNotBytes // SetBytes: data is a value, not a handle
 	}
 	if len(data) != w.comps[id].size {
 		return ErrSize
@@ -435,6 +459,9 @@ func typeOK[T any](w *World, id ComponentID) bool {
 		return false
 	}
 	c := &w.comps[id]
+	if c.maxLen != 0 {
+		return false // a variable-size component's column holds handles (varsize.go)
+	}
 	t := reflect.TypeFor[T]()
 	if t == c.typ {
 		return true
@@ -519,8 +546,15 @@ func (w *World) ChunkComponentVersion(c int, id ComponentID) uint64 {
 
 // ChunkColumn returns the raw column of component id in chunk c
 // (ChunkCapacity*Size bytes), or nil if it was never allocated. Read only.
+//
+// A variable-size component's column is its handles followed by the used
+// prefix of the chunk's arena (varsize.go): what a copy needs, in the
+// slot's layout.
 func (w *World) ChunkColumn(c int, id ComponentID) []byte {
 	if ch := w.chunkAt(c); ch != nil && int(id) < len(w.comps) {
+		if col := ch.cols[id]; col != nil && w.comps[id].maxLen != 0 {
+			return col[:w.capacity*w.comps[id].size+ch.arenas[id].used]
+		}
 		return ch.cols[id]
 	}
 	return nil

@@ -12,9 +12,14 @@ type Position struct{ X, Y, Z float32 }
 type Velocity struct{ X, Y, Z float32 }
 type Health struct{ HP, Max int32 }
 
+// Weather is a test singleton a simulation (or a module) sets.
+type Weather struct{ Wind, Rain float32 }
+
 type fixture struct {
 	w             *World
 	pos, vel, hp  ComponentID
+	label         ComponentID // a string component: up to 40 bytes, 16 arena bytes per entity
+	clock, wthr   SingletonID // the engine's Time, and Weather
 	chunkCapacity int
 }
 
@@ -28,6 +33,12 @@ func newFixture(t testing.TB, capacity, maxChunks int) *fixture {
 	f.vel, err = Register[Velocity](r, "Velocity")
 	require.NoError(t, err)
 	f.hp, err = Register[Health](r, "Health")
+	require.NoError(t, err)
+	f.label, err = RegisterBytes(r, "Label", BytesSpec{MaxLen: 40, PerEntity: 16, UTF8: true})
+	require.NoError(t, err)
+	f.clock, err = RegisterTime(r)
+	require.NoError(t, err)
+	f.wthr, err = RegisterSingleton[Weather](r, "Weather")
 	require.NoError(t, err)
 	f.w, err = New(r, Config{ChunkCapacity: capacity, MaxChunks: maxChunks})
 	require.NoError(t, err)
@@ -178,9 +189,9 @@ func TestComponentOps(t *testing.T) {
 	w := f.w
 	e, _ := w.Create()
 
-	require.ErrorIs(t, w.Add(e, 3), ErrUnknownComponent)
+	require.ErrorIs(t, w.Add(e, 4), ErrUnknownComponent)
 	require.ErrorIs(t, Set(w, e, 9, Position{}), ErrUnknownComponent)
-	require.ErrorIs(t, w.SetRaw(e, 3, nil), ErrUnknownComponent)
+	require.ErrorIs(t, w.SetRaw(e, 4, nil), ErrUnknownComponent)
 	require.ErrorIs(t, w.Remove(e, f.pos), ErrAbsent)
 	require.ErrorIs(t, Set(w, e, f.pos, Health{}), ErrTypeMismatch)
 	require.ErrorIs(t, Set(w, e, f.pos, [3]float64{}), ErrTypeMismatch)
@@ -499,7 +510,7 @@ func TestRestoreRejects(t *testing.T) {
 		"flags":      bad(func(r []layout.EntityRecord) { r[3].Flags = 2 }),
 		"gen0 alive": bad(func(r []layout.EntityRecord) { r[3] = layout.EntityRecord{Flags: layout.FlagAlive} }),
 		"mask": bad(func(r []layout.EntityRecord) {
-			r[3] = layout.EntityRecord{Gen: 1, Flags: layout.FlagAlive, Mask: [4]uint64{1 << 3}}
+			r[3] = layout.EntityRecord{Gen: 1, Flags: layout.FlagAlive, Mask: [4]uint64{1 << 4}}
 		}),
 		"dead w/mask": bad(func(r []layout.EntityRecord) { r[3] = layout.EntityRecord{Gen: 2, Mask: [4]uint64{1}} }),
 	} {
@@ -508,7 +519,7 @@ func TestRestoreRejects(t *testing.T) {
 	require.ErrorIs(t, w.SetChunkData(2, good, 5), ErrRestore)
 	require.ErrorIs(t, w.SetChunkData(-1, good, 5), ErrRestore)
 	require.Nil(t, w.ChunkRecords(0), "rejected data was not applied")
-	require.ErrorIs(t, w.RestoreColumn(0, 3, make([]byte, 16*12), 1), ErrUnknownComponent)
+	require.ErrorIs(t, w.RestoreColumn(0, 4, make([]byte, 16*12), 1), ErrUnknownComponent)
 	require.ErrorIs(t, w.RestoreColumn(0, f.pos, make([]byte, 16*12-1), 1), ErrSize)
 	require.ErrorIs(t, w.RestoreColumn(5, f.pos, make([]byte, 16*12), 1), ErrRestore)
 

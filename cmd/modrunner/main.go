@@ -1,6 +1,7 @@
 // Command modrunner runs one of the built-in demo modules in its own process:
 //
 //	modrunner [--rejoin-timeout D] [--log-format text|json] telemetry | ai | alert
+//	modrunner --help | --version
 //
 // The instance comes from $FDP_INSTANCE (default "demo"); the module name
 // from $FDP_MODULE (ai modules: ai-1, ai-2, ... pick their team from it);
@@ -26,20 +27,38 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
 	"github.com/fdp-engine/fdp/demo"
+	"github.com/fdp-engine/fdp/internal/buildinfo"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/module"
 )
 
+// modules are the demo modules modrunner runs, in the order --help lists
+// them, with what each does and its own tier and period.
+var modules = []struct{ name, about string }{
+	{"telemetry", "fast, every frame: reads positions in place, logs the alive count and mean X every 120 ticks"},
+	{"ai", "slow, every 6 frames, convoy snapshot: damages its team, destroys the dead, spawns (ai-N: team N mod 4)"},
+	{"alert", "slow, woken by \"died\" events, own snapshot: counts the deaths and changed Health chunks, publishes an alert"},
+}
+
 func main() {
-	fs := flag.NewFlagSet("modrunner", flag.ExitOnError)
-	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: modrunner [flags] telemetry|ai|alert")
+	fs := flag.NewFlagSet("modrunner", flag.ContinueOnError)
+	usage := func(out io.Writer) {
+		fmt.Fprintln(out, "usage: modrunner [flags] MODULE")
+		fmt.Fprintln(out, "\nRuns one demo module against the engine of instance $FDP_INSTANCE. MODULE is one of:")
+		for _, m := range modules {
+			fmt.Fprintf(out, "  %-10s %s\n", m.name, m.about)
+		}
+		fmt.Fprintln(out, "\nEnvironment: FDP_INSTANCE, FDP_MODULE (its name), FDP_TIER, FDP_EVERY, FDP_GROUP (set by `engine up`), FDP_LOG_FORMAT, FDP_SHM_DIR.")
+		fmt.Fprintln(out, "\nFlags:")
+		fs.SetOutput(out)
 		fs.PrintDefaults()
 	}
+	fs.Usage = func() {} // printed below, on stdout for --help
 	rejoin := fs.Duration("rejoin-timeout", module.DefaultRejoinTimeout,
 		"how long to wait for a new engine after the engine went away (negative: exit at once)")
 	var format string
@@ -50,9 +69,21 @@ func main() {
 		format = v
 		return nil
 	})
-	_ = fs.Parse(os.Args[1:]) // ExitOnError
+	version := fs.Bool("version", false, "print the build, layout and control protocol versions and exit")
+	switch err := fs.Parse(os.Args[1:]); {
+	case errors.Is(err, flag.ErrHelp):
+		usage(os.Stdout)
+		os.Exit(0)
+	case err != nil:
+		usage(os.Stderr) // after the flag package's line saying what is wrong
+		os.Exit(2)
+	}
+	if *version {
+		fmt.Println(buildinfo.Line("modrunner"))
+		os.Exit(0)
+	}
 	if fs.NArg() != 1 {
-		fs.Usage()
+		usage(os.Stderr)
 		os.Exit(2)
 	}
 	s, err := demo.NewSchema()
