@@ -210,7 +210,7 @@ func checkSubscriptions(spec *Spec, obs *Observers, reg *world.Registry) error {
 	all := reg.Mask()
 	sub := obs.Subscription()
 	if out := sub.Added.Or(sub.Removed).Or(spec.WakeOn.Components).AndNot(all); !out.Empty() {
-		return fmt.Errorf("%w: observers or WakeOn name components %v beyond the registry's %d (%w)", ErrInvalidSpec, out, reg.Len(), ipc.ErrBadHello)
+		return fmt.Errorf("%w: observers or WakeOn name %s, beyond the registry's %d (%w)", ErrInvalidSpec, out.Named(), reg.Len(), ipc.ErrBadHello)
 	}
 	h := ipc.Hello{Tier: spec.Tier, WakeOn: spec.WakeOn.wire(), Lifecycle: lifecycleWire(sub)}
 	if err := ipc.ValidSubscriptions(&h); err != nil {
