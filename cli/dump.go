@@ -25,16 +25,49 @@ import (
 // segment: the file is what the user pointed at.
 func openSegment(args []string) (*shm.Segment, error) {
 	if len(args) == 2 {
-		return shm.Open(shm.SegmentName(args[0], args[1]), false)
+		seg, err := shm.Open(shm.SegmentName(args[0], args[1]), false)
+		if err != nil {
+			return nil, openError(args[0], shm.SegmentName(args[0], args[1]), err)
+		}
+		return seg, nil
 	}
 	a := args[0]
 	if isFileArg(a) {
 		return shm.OpenPath(a)
 	}
-	if !strings.HasPrefix(a, shm.Prefix) {
-		a = shm.Prefix + a
+	name := strings.TrimPrefix(a, shm.Prefix)
+	inst, kind, ok := strings.Cut(name, ".")
+	if !ok || kind == "" {
+		// An instance without a kind (`dump ux3`): name the kinds it has,
+		// or the instances there are.
+		if err := shm.CheckDir(); err != nil {
+			return nil, err
+		}
+		if !instanceExists(inst) {
+			return nil, unknownInstance(inst)
+		}
+		return nil, fmt.Errorf("dump %s: give a segment kind too: %s", a, kindsText(inst))
 	}
-	return shm.Open(a, false)
+	seg, err := shm.Open(shm.Prefix+name, false)
+	if err != nil {
+		return nil, openError(inst, shm.Prefix+name, err)
+	}
+	return seg, nil
+}
+
+// kindsText lists the segments of instance as dump arguments.
+func kindsText(instance string) string {
+	infos, err := shm.List()
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, in := range infos {
+		if in.Instance == instance {
+			out = append(out, "dump "+instance+" "+in.Kind)
+		}
+	}
+	return strings.Join(out, ", ")
 }
 
 // isFileArg reports whether a dump argument is a file path rather than a

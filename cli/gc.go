@@ -1,10 +1,12 @@
 package cli
 
-// `engine gc`: remove stale segments and dead engines' sockets.
+// `engine gc`: remove stale segments, dead engines' sockets and (without
+// --instance) the private metrics directories of killed `engine up`s.
 
 import (
 	"fmt"
 
+	"github.com/fdp-engine/fdp/metrics"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/spf13/cobra"
 )
@@ -32,7 +34,11 @@ func gcCandidates(instance string) ([]string, error) {
 			out = append(out, in.Name)
 		}
 	}
-	return append(out, shm.DeadSockets(instance)...), nil
+	out = append(out, shm.DeadSockets(instance)...)
+	if instance == "" {
+		out = append(out, metrics.StaleDirs()...)
+	}
+	return out, nil
 }
 
 func newGCCmd() *cobra.Command {
@@ -40,8 +46,8 @@ func newGCCmd() *cobra.Command {
 	var instance string
 	c := &cobra.Command{
 		Use:   "gc",
-		Short: "Remove stale segments (creator dead), unreadable ones and dead engines' control sockets; never touches a live segment",
-		Args:  cobra.NoArgs,
+		Short: "Remove stale segments (creator dead), unreadable ones, dead engines' control sockets and (without --instance) killed engine ups' private metrics directories; never touches a live segment",
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			res := gcResult{DryRun: dryRun}
 			var err error
@@ -49,6 +55,11 @@ func newGCCmd() *cobra.Command {
 				res.Removed, err = gcCandidates(instance)
 			} else {
 				res.Removed, err = shm.GC(instance)
+				if instance == "" && err == nil {
+					var dirs []string
+					dirs, err = metrics.RemoveStaleDirs()
+					res.Removed = append(res.Removed, dirs...)
+				}
 			}
 			if res.Removed == nil {
 				res.Removed = []string{}

@@ -66,8 +66,11 @@ func newLsCmd() *cobra.Command {
 	c := &cobra.Command{
 		Use:   "ls",
 		Short: "List FDP instances and their shared-memory segments (name, kind, size, memory allocated, owner pid, state)",
-		Args:  cobra.NoArgs,
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := shm.CheckDir(); err != nil {
+				return err
+			}
 			es, err := lsEntries()
 			if err != nil {
 				return err

@@ -60,12 +60,20 @@ func TestMainExitCode(t *testing.T) {
 		require.Equal(t, 1, strings.Count(stderr, "\n"), "%v: one line: %q", args, stderr)
 		require.Contains(t, stderr, args[0], "%v", args)
 	}
+	// A bad --metrics is refused before the world and its simulation are
+	// built (the test world logs when it is: one line, nothing created).
+	_, stderr, code = runMain(t, "run", "--instance", "neverstarted", "--metrics", "localhost")
+	require.Equal(t, 1, code, stderr)
+	require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
+	require.Contains(t, stderr, "want host:port")
 	for _, missing := range []string{"noschema", "nosim"} {
 		t.Setenv("FDP_TEST_WORLD", missing)
-		_, stderr, code = runMain(t, "run", "--instance", "neverstarted")
-		require.Equal(t, 1, code, stderr)
-		require.Equal(t, 1, strings.Count(stderr, "\n"), "one line: %q", stderr)
-		require.Contains(t, stderr, "cli.World: ")
+		for _, args := range [][]string{{"run", "--instance", "neverstarted"}, {"up", "--instance", "neverstarted", "--duration", "1s"}} {
+			_, stderr, code = runMain(t, args...)
+			require.Equal(t, 1, code, "%v: %s", args, stderr)
+			require.Equal(t, 1, strings.Count(stderr, "\n"), "%v: one line: %q", args, stderr)
+			require.Contains(t, stderr, "cli.World: ")
+		}
 	}
 	t.Setenv("FDP_TEST_WORLD", "")
 	left, err := os.ReadDir(dir)
@@ -108,4 +116,21 @@ func TestMainExitsOnSuccess(t *testing.T) {
 		require.Equal(t, 0, code, "%v: %s", args, stderr)
 		require.NotContains(t, stdout, "unreachable", "%v", args)
 	}
+}
+
+// TestUpEngineNeverPublished: up whose engine dies at once every time (a
+// real process, /bin/false) exits 1 with the reason after its summary; it
+// exited 0 before, as if the run had worked.
+func TestUpEngineNeverPublished(t *testing.T) {
+	useTempShm(t)
+	cfg := filepath.Join(t.TempDir(), "up.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`instance: neverpub
+engine: {command: [/bin/false], restart: true}
+restart: {initial_backoff: 10ms, max_backoff: 50ms, multiplier: 2, reset_after: 5s}
+breaker: {max_failures: 1000, window: 30s}
+`), 0o600))
+	stdout, stderr, code := runMain(t, "up", "--config", cfg, "--duration", "3s") // deaths seen even on a loaded machine
+	require.Equal(t, 1, code, "%s\n%s", stdout, stderr)
+	require.Contains(t, stdout, "== supervisor summary ==")
+	require.Regexp(t, `up: the engine never published a frame: it died \d+ times \(last: [^)]+\)`, stderr)
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/metrics"
+	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/spf13/cobra"
 )
@@ -64,8 +66,12 @@ func (o *runOpts) check() error {
 		return fmt.Errorf("--entities %d: must be 0 or more", o.entities)
 	case o.rate < 1:
 		return fmt.Errorf("--rate %d: must be at least 1", o.rate)
-	case o.duration < 0 || o.status < 0:
-		return fmt.Errorf("--duration and --status must not be negative")
+	case o.duration < 0:
+		return fmt.Errorf("--duration %v: must not be negative (0 = until SIGINT/SIGTERM)", o.duration)
+	case o.status < 0:
+		return fmt.Errorf("--status %v: must not be negative (0 = no status line)", o.status)
+	case o.slots < 0:
+		return fmt.Errorf("--slots %d: must be 0 or more (0 = 32)", o.slots)
 	case o.maxModules < 1 || o.maxModules > layout.MaxModules:
 		return fmt.Errorf("--max-modules %d: must be 1..%d", o.maxModules, layout.MaxModules)
 	case o.readers < layout.MinReaders || o.readers > layout.MaxReaders:
@@ -99,6 +105,7 @@ func newRunCommand(w World) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "run",
 		Short: "Run the engine with the world of " + w.Name + " (modules attach through the control socket)",
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			f, err := resolveLogFormat(o.logFormat, "")
 			if err != nil {
@@ -108,6 +115,9 @@ func newRunCommand(w World) *cobra.Command {
 			defer out.close()
 			if err := o.check(); err != nil {
 				return out.fail(cmd, err)
+			}
+			if err := shm.CheckDir(); err != nil {
+				return out.fail(cmd, err) // said first: recovery would fail for it with another reason
 			}
 			if err := w.check(o.params(out.log)); err != nil {
 				return out.fail(cmd, err)
@@ -140,6 +150,18 @@ func (o *runOpts) params(log *slog.Logger) Params {
 func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
 	log := out.log
 	p := o.params(log)
+	// The metrics address is bound first: a bad or busy one fails before
+	// the simulation is built or anything can attach.
+	ln, err := listenMetrics(o.metrics)
+	if err != nil {
+		return err
+	}
+	served := false
+	defer func() {
+		if !served && ln != nil {
+			ln.Close()
+		}
+	}()
 	// Engine recovery: if a killed engine of this instance left its world
 	// (the world segment, or an aside copy kept by an engine killed before
 	// its first publish), rebuild the world from the newest recoverable
@@ -185,11 +207,10 @@ func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
 		}
 	}
 	defer eng.Close()
-	stopMetrics, err := serveEngineMetrics(o.metrics, eng, log)
-	if err != nil {
-		return err
+	if ln != nil {
+		served = true
+		defer metrics.Serve(ln, metrics.EngineRegistry(eng), log)()
 	}
-	defer stopMetrics()
 	log.Info("engine running", "instance", o.instance, "entities", w.Count(), "rate", o.rate, "pid", os.Getpid())
 	start := time.Now()
 	pub := eng.Publisher()
@@ -239,6 +260,9 @@ func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Durat
 	line := fmt.Sprintf("status: frame %d  %.1f fps  publish p50 %v p99 %v  frame p99 %v  tick wake p50 %v  modules up %d  entities %d  commands %d  rejected %d  late %d  shm %s",
 		st.Frame, fps, logs.Round3(eng.PubHist.Percentile(50)), logs.Round3(eng.PubHist.Percentile(99)), logs.Round3(eng.Hist.Percentile(99)), logs.Round3(eng.WakeHist.Percentile(50)), up, entities, commands, rejected, late,
 		fmtBytes(eng.Publisher().Backed()))
+	if rejected > 0 {
+		line += rejectReasons(eng)
+	}
 	if noSlot > 0 {
 		line += fmt.Sprintf("  no free slot %d", noSlot)
 		if noMem > 0 {
@@ -285,8 +309,8 @@ func printSummary(w io.Writer, eng *host.Engine, d time.Duration, commands, reje
 		trim, p.PubNoSpace)
 	pf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
 		logs.Round3(eng.WakeHist.Percentile(50)), logs.Round3(eng.WakeHist.Percentile(99)), logs.Round3(eng.WakeHist.Max()), eng.WakeHist.Count(), !eng.Config().NoPrewake)
-	pf("world: %d entities alive; commands applied %d, rejected %d; late fast ticks %d\n",
-		eng.World().Count(), commands, rejected, late)
+	pf("world: %d entities alive; commands applied %d, rejected %d%s; late fast ticks %d\n",
+		eng.World().Count(), commands, rejected, rejectReasons(eng), late)
 	if more != nil {
 		more(w)
 	}
@@ -314,4 +338,25 @@ func reuseRate(reused, total uint64) string {
 		return "-"
 	}
 	return fmt.Sprintf("%d of %d (%.0f%%)", reused, total, 100*float64(reused)/float64(total))
+}
+
+// rejectReasons renders the modules' rejected commands by reason, summed
+// over the modules the engine knows (their counts since they joined), as
+// " (stale_entity 100, unknown_component 8)"; "" when none was rejected.
+func rejectReasons(eng *host.Engine) string {
+	sum := map[string]uint64{}
+	for _, m := range eng.Modules() {
+		for r, n := range m.PlaybackRejectReasons {
+			sum[r] += n
+		}
+	}
+	if len(sum) == 0 {
+		return ""
+	}
+	parts := make([]string, 0, len(sum))
+	for r, n := range sum {
+		parts = append(parts, fmt.Sprintf("%s %d", r, n))
+	}
+	sort.Strings(parts)
+	return " (" + strings.Join(parts, ", ") + ")"
 }

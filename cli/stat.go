@@ -35,6 +35,9 @@ func newStatCmd() *cobra.Command {
 			if interval <= 0 {
 				return errors.New("stat: --interval must be positive")
 			}
+			if err := atLeast("count", count, 0, " (0 = until interrupted)"); err != nil {
+				return err
+			}
 			ctx, stop := signal.NotifyContext(cmdContext(cmd), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
 			return runStat(ctx, cmd.OutOrStdout(), args[0], interval, count, asJSON)
@@ -49,7 +52,7 @@ func newStatCmd() *cobra.Command {
 func runStat(ctx context.Context, w io.Writer, instance string, interval time.Duration, count int, asJSON bool) error {
 	ws, err := shm.Open(shm.SegmentName(instance, "world"), false)
 	if err != nil {
-		return err
+		return openError(instance, shm.SegmentName(instance, "world"), err)
 	}
 	defer ws.Close()
 	var leases []byte

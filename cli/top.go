@@ -3,10 +3,12 @@ package cli
 // `engine top`: the live terminal view of an instance (inspect/top).
 
 import (
+	"fmt"
 	"os"
 	"time"
 
 	"github.com/fdp-engine/fdp/inspect/top"
+	"github.com/fdp-engine/fdp/shm"
 	"github.com/spf13/cobra"
 )
 
@@ -25,6 +27,14 @@ func newTopCmd() *cobra.Command {
 
 		ValidArgsFunction: completeInstance,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := shm.CheckDir(); err != nil {
+				return err
+			}
+			if !instanceExists(args[0]) {
+				// top waits for an engine that is not up yet; a typo would
+				// wait forever without a word.
+				fmt.Fprintf(cmd.ErrOrStderr(), "top: no instance %q in %s yet (%s); waiting for one\n", args[0], shm.Dir, instancesText())
+			}
 			in, _ := cmd.InOrStdin().(*os.File)
 			return top.Run(cmdContext(cmd), top.Options{Instance: args[0], Interval: interval, Once: once,
 				In: in, Out: cmd.OutOrStdout()})

@@ -15,7 +15,7 @@ import (
 // TestTopOnce: `top --once` (output not a terminal here either) prints one
 // plain-text view of an instance whose world and module segments this
 // process created: the engine alive (stalled: its last publish is old) with its pid, the frame, the module's
-// row; of an instance without segments it says there is no engine; a
+// row; an instance without segments, or with a world segment it cannot read, is an error; a
 // non-positive interval is an error.
 func TestTopOnce(t *testing.T) {
 	useTempShm(t)
@@ -40,9 +40,16 @@ func TestTopOnce(t *testing.T) {
 	require.Equal(t, []string{fmt.Sprint(fixture.ModuleSlot), "ai", "gone", fmt.Sprint(fixture.ReaderAIPID), "40", "0.0",
 		"1", "-", "-", "3", "1", "5"}, row, "the fixture's block; its pid is not a live process\n%s", out)
 
-	out, _, err = engineCmd(t, "top", uniqueInstance(), "--once", "--interval", "1ms")
-	require.NoError(t, err)
-	require.Contains(t, out, "no engine: ")
+	// No instance, or an unreadable world segment: an error, like stat's.
+	missing := uniqueInstance()
+	out, _, err = engineCmd(t, "top", missing, "--once", "--interval", "1ms")
+	require.EqualError(t, err, "top: no engine: fdp."+missing+".world does not exist")
+	require.Empty(t, out)
+	junk := uniqueInstance()
+	createSegment(t, shm.SegmentName(junk, "world"), make([]byte, 4096))
+	out, _, err = engineCmd(t, "top", junk, "--once")
+	require.ErrorContains(t, err, "top: fdp."+junk+".world: ")
+	require.Empty(t, out)
 	_, _, err = engineCmd(t, "top", inst, "--interval", "0s")
 	require.ErrorContains(t, err, "--interval must be positive")
 }

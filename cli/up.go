@@ -31,13 +31,23 @@ func newUpCommand(w World) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Supervise the engine and the modules of a config (default: " + w.configName() + "), then print what happened",
+		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, err := w.upConfig(configPath)
+			if err := w.valid(); err != nil {
+				return err
+			}
+			if duration < 0 {
+				return fmt.Errorf("--duration %v: must not be negative (0 = until SIGINT/SIGTERM)", duration)
+			}
+			if chaos < 0 {
+				return fmt.Errorf("--chaos %v: must not be negative (0 = never)", chaos)
+			}
+			cfg, err := w.upConfig(configPath, instance)
 			if err != nil {
 				return err
 			}
-			if instance != "" {
-				cfg.Instance = instance
+			if err := shm.CheckDir(); err != nil {
+				return err
 			}
 			if metricsAddr != "" {
 				cfg.Metrics = metricsAddr
@@ -77,6 +87,17 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration, out
 	defer unlock()
 	hb := newHeartbeats(inst)
 	defer hb.close()
+	// published records whether any engine of the run published a frame
+	// (a heartbeat seen): an engine that died without ever publishing makes
+	// up exit non-zero (see engineNeverRan).
+	var published atomic.Bool
+	heartbeat := func(name string) (time.Time, bool) {
+		t, ok := hb.last(name)
+		if name == supervisor.EngineName && !t.IsZero() {
+			published.Store(true)
+		}
+		return t, ok
+	}
 	mx, err := metrics.PrepareUp(cfg, log) // before anything starts: the engine gets its address
 	if err != nil {
 		return err
@@ -100,13 +121,17 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration, out
 			// resets its ring; the supervisor releases its pin and leases
 			// at once so the engine's slots never wait for that.
 			Reclaim:   func(name string, pid int) error { return releaseReader(inst, pid, log) },
-			Heartbeat: hb.last,
+			Heartbeat: heartbeat,
+			// A dead engine's world is still there (recovery material):
+			// whether it published is read before the next engine starts.
+			OnEngineDeath: func(int, string) { heartbeat(supervisor.EngineName) },
 			// A stop that was asked for (signal, --duration) removes the
 			// instance. A stop because the engine failed for good (its
 			// circuit breaker tripped, or it exited with restart off)
 			// keeps the world for the next start to recover: that is when
 			// it matters most.
 			AfterStop: func() error {
+				heartbeat(supervisor.EngineName) // the last engine's, before its world goes
 				if ctx.Err() != nil {
 					return shm.RemoveInstance(inst)
 				}
@@ -150,6 +175,9 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration, out
 		}()
 	}
 	err = sup.Run(ctx)
+	if err == nil && !published.Load() {
+		err = engineNeverRan(sup)
+	}
 	if out.format == logs.JSON {
 		if chaos > 0 {
 			out.summary.Info("chaos", "kills", kills.Load())
@@ -164,6 +192,19 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration, out
 	fmt.Fprintln(out.out, "== supervisor summary ==")
 	fmt.Fprintln(out.out, sup.Summary())
 	return err
+}
+
+// engineNeverRan is up's error when no engine of the run published a frame
+// although one died (a crash at start, a bad command): the run did nothing,
+// so up exits 1 rather than 0. An engine still starting when up was asked
+// to stop (no death) is not an error.
+func engineNeverRan(sup *supervisor.Supervisor) error {
+	for _, st := range sup.Status() {
+		if st.Engine && st.Deaths > 0 {
+			return fmt.Errorf("up: the engine never published a frame: it died %d times (last: %s)", st.Deaths, st.LastExit)
+		}
+	}
+	return nil
 }
 
 // releaseReader clears every reader entry (pin and leases) of a dead pid in

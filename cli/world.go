@@ -108,14 +108,24 @@ func (w World) withDefaults() World {
 // check refuses an incomplete World and run's values it cannot run with,
 // before anything is created.
 func (w World) check(p Params) error {
+	if err := w.valid(); err != nil {
+		return err
+	}
+	if w.Check != nil {
+		return w.Check(p)
+	}
+	return nil
+}
+
+// valid refuses an incomplete World: every command that runs it (run, and
+// up, whose engine is this program's run) checks it before starting
+// anything.
+func (w World) valid() error {
 	switch {
 	case w.Schema == nil:
 		return errWorld("Schema")
 	case w.Simulation == nil:
 		return errWorld("Simulation")
-	}
-	if w.Check != nil {
-		return w.Check(p)
 	}
 	return nil
 }
@@ -139,13 +149,15 @@ func (w World) newWorld(p Params) (*world.World, error) {
 
 // upConfig is the supervisor configuration of up: the file at path, or
 // w.Config without one, or the engine alone without either. An engine
-// without a command is this program's run; an absent instance is w's.
-func (w World) upConfig(path string) (*supervisor.Config, error) {
+// without a command is this program's run; an absent instance is w's;
+// instance, when set (up --instance), replaces the configuration's before
+// it is validated.
+func (w World) upConfig(path, instance string) (*supervisor.Config, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("up: the engine is this program, whose path is unknown: %w", err)
 	}
-	d := supervisor.Defaults{Instance: w.Instance, EngineCommand: []string{exe, "run"}}
+	d := supervisor.Defaults{Instance: w.Instance, ForceInstance: instance, EngineCommand: []string{exe, "run"}}
 	switch {
 	case path != "":
 		return supervisor.LoadConfigWith(path, d)

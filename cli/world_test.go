@@ -61,6 +61,9 @@ func testWorld() World {
 		},
 		Simulation: func(w *world.World, recovered bool, p Params) (host.Simulation, error) {
 			s := &counterSim{w: w, id: id}
+			if p.Log != nil {
+				p.Log.Info("test world: simulation built") // the tests see when it ran
+			}
 			for i := 0; !recovered && i < p.Entities; i++ {
 				e, err := w.Create()
 				if err != nil {
@@ -89,14 +92,14 @@ func TestUpConfig(t *testing.T) {
 	self := []string{exe, "run"}
 	w := testWorld().withDefaults()
 
-	cfg, err := w.upConfig("")
+	cfg, err := w.upConfig("", "")
 	require.NoError(t, err)
 	require.Equal(t, "testworld", cfg.Instance)
 	require.Equal(t, self, cfg.Engine.Command)
 	require.Empty(t, cfg.Modules, "the engine alone")
 
 	w.Config = []byte("modules: [{name: m, command: [mod]}]\n")
-	cfg, err = w.upConfig("")
+	cfg, err = w.upConfig("", "")
 	require.NoError(t, err)
 	require.Equal(t, "testworld", cfg.Instance)
 	require.Equal(t, self, cfg.Engine.Command)
@@ -104,13 +107,13 @@ func TestUpConfig(t *testing.T) {
 
 	path := filepath.Join(t.TempDir(), "up.yaml")
 	require.NoError(t, os.WriteFile(path, []byte("instance: other\nengine: {command: [eng, run, --rate, \"30\"]}\n"), 0o600))
-	cfg, err = w.upConfig(path)
+	cfg, err = w.upConfig(path, "")
 	require.NoError(t, err)
 	require.Equal(t, "other", cfg.Instance)
 	require.Equal(t, []string{"eng", "run", "--rate", "30"}, cfg.Engine.Command)
 	require.Empty(t, cfg.Modules, "the file, not World.Config")
 
 	require.NoError(t, os.WriteFile(path, []byte("engine: {command: []}\n"), 0o600))
-	_, err = w.upConfig(path)
+	_, err = w.upConfig(path, "")
 	require.ErrorContains(t, err, "engine.command: empty command")
 }

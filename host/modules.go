@@ -312,12 +312,12 @@ func (e *Engine) createModuleSegment(m *Module, h ipc.Hello) error {
 	if err != nil {
 		return err
 	}
-	tier := uint32(0)
+	tier := uint32(layout.ModuleTierFast)
 	if h.Tier == ipc.TierSlow {
-		tier = 1
+		tier = layout.ModuleTierSlow
 	}
 	reads, _ := h.ReadMask() // validated by the caller
-	info := layout.ModuleInfo{Slot: uint32(m.Slot), Name: h.Name, Tier: tier, Frequency: uint32(h.Every), Mask: reads}
+	info := layout.ModuleInfo{Slot: uint32(m.Slot), Name: h.Name, Tier: tier, Frequency: uint32(h.Every), Mask: reads, Group: h.Group}
 	if err := layout.EncodeModule(seg.Data, g, e.header(), info); err != nil {
 		seg.Unlink()
 		seg.Close()

@@ -253,7 +253,9 @@ type ModuleReport struct {
 	Slot          uint32     `json:"slot"`
 	Name          string     `json:"name"`
 	Tier          uint32     `json:"tier"`
+	TierName      string     `json:"tier_name"` // "fast", "slow"
 	Frequency     uint32     `json:"frequency"`
+	Group         string     `json:"group"` // the hello's convoy group: "" automatic, "solo", a name
 	Mask          string     `json:"mask"`
 	PID           uint32     `json:"pid"`
 	StartTime     uint64     `json:"start_time"`

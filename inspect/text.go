@@ -104,8 +104,8 @@ func (p *printer) world(w *WorldReport) {
 		p.f("latest     nothing published\n")
 	}
 	s := w.Stats
-	p.f("stats      publishes %d   skipped %d   aborted %d   snapshots refused %d   bytes %d   chunks %d   last publish %dns   frame %dns   heartbeat %s\n",
-		s.Publishes, s.Skipped, s.Aborted, s.SnapshotsRefused, s.BytesCopied, s.ChunksCopied, s.LastPublishNano, s.FrameNano, FormatUnixNano(int64(s.HeartbeatNano)))
+	p.f("stats      publishes %d   skipped %d   aborted %d   snapshots refused %d   bytes %d   chunks %d   last publish %s   frame %s   heartbeat %s\n",
+		s.Publishes, s.Skipped, s.Aborted, s.SnapshotsRefused, s.BytesCopied, s.ChunksCopied, dur(s.LastPublishNano), dur(s.FrameNano), FormatUnixNano(int64(s.HeartbeatNano)))
 	p.f("memory     held %d (%s)   limit %s   fixed %d   slots %d   trimmed %d   snapshots refused for memory %d   publishes skipped for memory %d\n",
 		s.ShmHeld, humanBytes(float64(s.ShmHeld)), limitText(s.ShmLimit), w.FixedBytes, w.SlotsBackedBytes, s.Trimmed, s.SnapshotsNoSpace, s.SkippedNoSpace)
 	p.f("\ncomponents\n")
@@ -220,7 +220,7 @@ func (p *printer) events(e *EventsReport) {
 }
 
 func (p *printer) module(m *ModuleReport) {
-	p.f("\nmodule     slot %d   name %s   tier %d   frequency %d   mask %s\n", m.Slot, m.Name, m.Tier, m.Frequency, m.Mask)
+	p.f("\nmodule     slot %d   name %s   tier %s   every %d   group %s   mask %s\n", m.Slot, m.Name, m.TierName, m.Frequency, groupText(m.Group), m.Mask)
 	p.f("process    pid %d   start %d   alive %v   heartbeat %s\n", m.PID, m.StartTime, m.Alive, FormatUnixNano(int64(m.HeartbeatNano)))
 	p.f("\n")
 	t := p.table("DOORBELL\tWORD\tNEED_WAKE\tFRAME\tLEASE")
@@ -271,6 +271,14 @@ func rejectList(rs []RejectCount) string {
 		parts[i] = fmt.Sprintf("%s %d", r.Reason, r.Count)
 	}
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// groupText renders a module's convoy group: "auto" for none.
+func groupText(g string) string {
+	if g == "" {
+		return "auto"
+	}
+	return g
 }
 
 // dur shows a duration in nanoseconds for people: rounded to three

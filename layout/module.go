@@ -12,9 +12,9 @@ import (
 // module -> engine command ring:
 //
 //	[0,4096)      common header page
-//	  1024..1111  kind header: slot u32, tier u32, frequency u32, reserved u32,
+//	  1024..1143  kind header: slot u32, tier u32, frequency u32, reserved u32,
 //	              read mask word 0 u64, ring capacity u64, name [32]byte,
-//	              read mask words 1..3 (ModuleMaskOff)
+//	              read mask words 1..3 (ModuleMaskOff), group [32]byte
 //	  2048..2175  tick doorbell line (engine writes, module waits)
 //	  2176..2303  done doorbell line (module writes, engine waits)
 //	  2304..2431  heartbeat line (module writes)
@@ -36,13 +36,18 @@ const (
 	ModuleNameLen = 32
 
 	OffMSlot      = OffKindHeader + 0  // u32 module slot index, < MaxModules
-	OffMTier      = OffKindHeader + 4  // u32 tier, <= MaxTier (host/ defines the values)
+	OffMTier      = OffKindHeader + 4  // u32 tier, <= MaxTier: ModuleTierFast, ModuleTierSlow
 	OffMFrequency = OffKindHeader + 8  // u32 requested run frequency as negotiated in the handshake (host/ defines the unit)
 	OffMReserved  = OffKindHeader + 12 // u32 zero
 	OffMMask      = OffKindHeader + 16 // u64 component mask the module reads: word 0 (components 0..63)
 	OffMRingCap   = OffKindHeader + 24 // u64 ring data area capacity (bytes)
 	OffMName      = OffKindHeader + 32 // [32]byte module name, NUL padded
 	OffMMaskHi    = OffKindHeader + 64 // 3 x u64: words 1..3 of the read mask (components 64..255; ModuleMaskOff)
+	// OffMGroup is the convoy group the module's hello asked for, NUL
+	// padded like the name: "" (automatic: tier and frequency), "solo"
+	// (never shares) or a group name. Segments of engines before it hold
+	// zeros there: "".
+	OffMGroup = OffKindHeader + 88 // [32]byte
 
 	// Tick doorbell line: the engine writes frame, lease info, then
 	// increments the tick word and futex-wakes it if tick need-wake is set.
@@ -118,6 +123,25 @@ type ModuleInfo struct {
 	Tier      uint32
 	Frequency uint32
 	Mask      [MaxMaskWords]uint64 // components the module reads (ModuleMaskOff)
+	Group     string               // convoy group of the hello (OffMGroup); "" automatic
+}
+
+// Values of the tier field (OffMTier).
+const (
+	ModuleTierFast = 0
+	ModuleTierSlow = 1
+)
+
+// ModuleTierName names a tier field value as the hello and the supervisor's
+// configuration write it ("fast", "slow").
+func ModuleTierName(t uint32) string {
+	switch t {
+	case ModuleTierFast:
+		return "fast"
+	case ModuleTierSlow:
+		return "slow"
+	}
+	return fmt.Sprintf("tier(%d)", t)
 }
 
 // ModuleSegmentName returns the file name of the segment of module slot in
@@ -142,12 +166,27 @@ func ValidModuleName(s string) bool {
 	return true
 }
 
+// nulPadded returns the string of a NUL-padded field: the bytes before the
+// first NUL, with only NULs after it.
+func nulPadded(f []byte, what string) (string, error) {
+	if j := bytes.IndexByte(f, 0); j >= 0 {
+		if bytes.ContainsFunc(f[j:], func(r rune) bool { return r != 0 }) {
+			return "", corrupt("%s: garbage after NUL", what)
+		}
+		f = f[:j]
+	}
+	return string(f), nil
+}
+
 func validModuleInfo(m ModuleInfo) error {
 	if m.Slot >= MaxModules {
 		return fmt.Errorf("module slot %d not < %d", m.Slot, MaxModules)
 	}
 	if !ValidModuleName(m.Name) {
 		return fmt.Errorf("module name %q: must be 1..%d bytes of [A-Za-z0-9_.-]", m.Name, ModuleNameLen-1)
+	}
+	if len(m.Group) >= ModuleNameLen {
+		return fmt.Errorf("module group %q: longer than %d bytes", m.Group, ModuleNameLen-1)
 	}
 	if m.Tier > MaxTier {
 		return fmt.Errorf("module tier %d > %d", m.Tier, MaxTier)
@@ -202,6 +241,9 @@ func EncodeModule(b []byte, g *ModuleGeometry, h Header, info ModuleInfo) error 
 	var name [ModuleNameLen]byte
 	copy(name[:], info.Name)
 	copy(b[OffMName:], name[:])
+	var group [ModuleNameLen]byte
+	copy(group[:], info.Group)
+	copy(b[OffMGroup:], group[:])
 	if err := EncodeRing(b[g.RingOff:g.RingOff+g.RingSize], g.RingCapacity); err != nil {
 		return err
 	}
@@ -227,16 +269,18 @@ func DecodeModule(b []byte) (*Module, error) {
 	if h.Kind != KindModule {
 		return nil, fmt.Errorf("%w: %s, want module", ErrBadKind, KindName(h.Kind))
 	}
-	name := b[OffMName : OffMName+ModuleNameLen]
-	if j := bytes.IndexByte(name, 0); j >= 0 {
-		if bytes.ContainsFunc(name[j:], func(r rune) bool { return r != 0 }) {
-			return nil, corrupt("module name: garbage after NUL")
-		}
-		name = name[:j]
+	name, err := nulPadded(b[OffMName:OffMName+ModuleNameLen], "module name")
+	if err != nil {
+		return nil, err
+	}
+	group, err := nulPadded(b[OffMGroup:OffMGroup+ModuleNameLen], "module group")
+	if err != nil {
+		return nil, err
 	}
 	info := ModuleInfo{
 		Slot:      get32(b, OffMSlot),
-		Name:      string(name),
+		Name:      name,
+		Group:     group,
 		Tier:      get32(b, OffMTier),
 		Frequency: get32(b, OffMFrequency),
 		Mask:      getMask(b, ModuleMaskOff),

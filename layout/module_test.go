@@ -9,7 +9,7 @@ import (
 )
 
 func testModuleInfo() ModuleInfo {
-	return ModuleInfo{Slot: 5, Name: "ai.convoy-1", Tier: 2, Frequency: 10, Mask: [MaxMaskWords]uint64{0b1011, 0, 1 << 3}}
+	return ModuleInfo{Slot: 5, Name: "ai.convoy-1", Tier: 2, Frequency: 10, Mask: [MaxMaskWords]uint64{0b1011, 0, 1 << 3}, Group: "ai"}
 }
 
 func encodeTestModule(t testing.TB, ringCap int) ([]byte, *ModuleGeometry) {
@@ -47,6 +47,10 @@ func TestModuleRoundTrip(t *testing.T) {
 	for _, off := range []int{OffMTickNeedWake, OffMTickFrame, OffMTickLease} {
 		require.Equal(t, OffMTick/128, off/128)
 	}
+	// The group field lies in the kind header, after the read mask.
+	require.Equal(t, ModuleMaskOff(MaxMaskWords-1)+8, OffMGroup)
+	require.LessOrEqual(t, OffMGroup+ModuleNameLen, OffMTick)
+	require.Equal(t, "slow", ModuleTierName(ModuleTierSlow))
 	// The words are usable as atomics.
 	Store32(b, OffMTick, 3)
 	require.Equal(t, uint32(3), Load32(b, OffMTick))
@@ -86,6 +90,7 @@ func TestDecodeModuleRejects(t *testing.T) {
 		{"name empty", func(b []byte) []byte { b[OffMName] = 0; return b }, ErrCorrupt},
 		{"name chars", func(b []byte) []byte { b[OffMName] = '/'; return b }, ErrCorrupt},
 		{"name garbage after NUL", func(b []byte) []byte { b[OffMName+ModuleNameLen-1] = 'x'; return b }, ErrCorrupt},
+		{"group garbage after NUL", func(b []byte) []byte { b[OffMGroup+ModuleNameLen-1] = 'x'; return b }, ErrCorrupt},
 		{"ring cap kind header", func(b []byte) []byte { binary.LittleEndian.PutUint64(b[OffMRingCap:], 8192); return b }, ErrCorrupt},
 		{"ring cap not pow2", func(b []byte) []byte { binary.LittleEndian.PutUint64(b[OffMRingCap:], 5000); return b }, ErrCorrupt},
 		{"ring magic", func(b []byte) []byte { b[ModuleRingOff+RingOffMagic] ^= 1; return b }, ErrCorrupt},

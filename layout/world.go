@@ -532,3 +532,38 @@ func (g *WorldGeometry) ValidateSlotInfo(si SlotInfo) error {
 	}
 	return nil
 }
+
+// Locate names what lies at byte offset off of a world segment of
+// geometry g: `component "pos" (column of chunk 3, slot 2)`, "entity
+// records of chunk 3, slot 2", "slot header of slot 2", "chunk header of
+// chunk 3, slot 2", "the component table", "the segment header" or
+// "beyond the segment". A module that faults writing into its read-only
+// view is told which component it wrote into.
+func (g *WorldGeometry) Locate(off int) string {
+	switch {
+	case off < 0 || off >= g.TotalSize:
+		return "beyond the segment"
+	case off < g.ComponentsOff:
+		return "the segment header"
+	case off < g.SlotsOff:
+		return "the component table"
+	}
+	s := (off - g.SlotsOff) / g.SlotStride
+	in := off - g.SlotOff(s)
+	if in < SlotHeaderSize {
+		return fmt.Sprintf("slot header of slot %d", s)
+	}
+	c := (in - SlotHeaderSize) / g.ChunkStride
+	if c >= g.MaxChunks {
+		return fmt.Sprintf("padding of slot %d", s)
+	}
+	for k := range g.Components {
+		if o, e := g.ColumnRange(s, c, k); off >= o && off < e {
+			return fmt.Sprintf("component %q (column of chunk %d, slot %d)", g.Components[k].Name, c, s)
+		}
+	}
+	if o, e := g.EntityRange(s, c); off >= o && off < e {
+		return fmt.Sprintf("entity records of chunk %d, slot %d", c, s)
+	}
+	return fmt.Sprintf("chunk header of chunk %d, slot %d", c, s)
+}

@@ -53,11 +53,23 @@ func Listen(addr string) (net.Listener, error) {
 // that listened on port 0 can be found. A family that fails to gather is
 // left out of that scrape and logged; the others are served.
 func Serve(ln net.Listener, g prometheus.Gatherer, log *slog.Logger) (stop func()) {
+	return serveHandler(ln, handlerFor(g, log), log)
+}
+
+// handlerFor is the /metrics handler of g: text, protobuf and OpenMetrics,
+// negotiated from the request's Accept header.
+func handlerFor(g prometheus.Gatherer, log *slog.Logger) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{
+		ErrorLog:          errorLog{log},
+		ErrorHandling:     promhttp.ContinueOnError,
+		EnableOpenMetrics: true,
+	})
+}
+
+// serveHandler serves h on Path of ln (see Serve).
+func serveHandler(ln net.Listener, h http.Handler, log *slog.Logger) (stop func()) {
 	mux := http.NewServeMux()
-	mux.Handle(Path, promhttp.HandlerFor(g, promhttp.HandlerOpts{
-		ErrorLog:      errorLog{log},
-		ErrorHandling: promhttp.ContinueOnError,
-	}))
+	mux.Handle(Path, h)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	done := make(chan struct{})
 	go func() {

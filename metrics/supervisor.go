@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -30,7 +31,7 @@ var (
 	dSupDeaths   = newDesc("fdp_supervisor_deaths_total", "Unexpected exits of the child (hang kills and refusals included).", "child")
 	dSupHangs    = newDesc("fdp_supervisor_hangs_total", "SIGKILLs of the child because it hung (stale heartbeat, no attach, no publish).", "child")
 	dSupTrips    = newDesc("fdp_supervisor_breaker_trips_total", "Times the child's circuit breaker tripped (it is not restarted after).", "child")
-	dSupDetect   = newDesc("fdp_supervisor_detection_latency_seconds", "Death detection latency: from the death (or the supervisor's SIGKILL) to the supervisor's handling of it.", "child")
+	dSupDetect   = newDesc("fdp_supervisor_detection_latency_seconds", "Death detection latency of the deaths the supervisor caused (hang kills): from its SIGKILL to its handling of the death; external deaths have no sample (their instant is not observable).", "child")
 	dSupState    = newDesc("fdp_supervisor_child_state", "1 for the child's current state (starting, running, backoff, broken, stopped, refused), 0 for the others.", "child", "state")
 )
 
@@ -88,6 +89,37 @@ func (c *SupervisorCollector) Collect(ch chan<- prometheus.Metric) {
 type engineGatherer struct {
 	client *http.Client
 	log    *slog.Logger
+	// budget bounds one fetch (scrapeBudget): an engine that does not
+	// answer in time (SIGSTOPped, starved) counts as down for this scrape.
+	budget time.Duration
+}
+
+// Bounds of the engine fetch of a scrape of up's endpoint: without the
+// scraper's X-Prometheus-Scrape-Timeout-Seconds, defaultEngineBudget;
+// with it, its value less a tenth (at least scrapeMargin), so that the
+// supervisor's own families always arrive in time; never below
+// minEngineBudget.
+const (
+	defaultEngineBudget = time.Second
+	scrapeMargin        = 100 * time.Millisecond
+	minEngineBudget     = 50 * time.Millisecond
+)
+
+// scrapeBudget is how long a scrape of up's endpoint waits for the engine.
+func scrapeBudget(h http.Header) time.Duration {
+	v, err := strconv.ParseFloat(h.Get("X-Prometheus-Scrape-Timeout-Seconds"), 64)
+	if err != nil || !(v > 0) || v > 3600 {
+		return defaultEngineBudget
+	}
+	t := time.Duration(v * float64(time.Second))
+	return max(t-max(t/10, scrapeMargin), minEngineBudget)
+}
+
+// within returns a copy of g whose fetches end after d.
+func (g *engineGatherer) within(d time.Duration) *engineGatherer {
+	c := *g
+	c.budget = d
+	return &c
 }
 
 func newEngineGatherer(sock string, log *slog.Logger) *engineGatherer {
@@ -98,7 +130,7 @@ func newEngineGatherer(sock string, log *slog.Logger) *engineGatherer {
 		},
 		DisableKeepAlives: true, // a restarted engine is a new server
 	}
-	return &engineGatherer{client: &http.Client{Transport: tr, Timeout: 6 * time.Second}, log: log}
+	return &engineGatherer{client: &http.Client{Transport: tr}, log: log, budget: defaultEngineBudget}
 }
 
 // Gather implements prometheus.Gatherer.
@@ -119,7 +151,9 @@ func (g *engineGatherer) Gather() ([]*dto.MetricFamily, error) {
 }
 
 func (g *engineGatherer) fetch() ([]*dto.MetricFamily, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://engine"+Path, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), g.budget)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://engine"+Path, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +213,11 @@ func PrepareUp(cfg *supervisor.Config, log *slog.Logger) (*Up, error) {
 	if cfg.Metrics == "" {
 		return nil, nil
 	}
-	dir, err := os.MkdirTemp("", "fdp-metrics-")
+	// A killed up's private directory is removed here (or by engine gc).
+	if removed, err := RemoveStaleDirs(); len(removed) > 0 || err != nil {
+		log.Info("removed private metrics directories of dead supervisors", "dirs", removed, "err", err)
+	}
+	dir, err := makePrivDir()
 	if err != nil {
 		return nil, fmt.Errorf("metrics: %w", err)
 	}
@@ -205,7 +243,13 @@ func (u *Up) Serve(sup *supervisor.Supervisor) {
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	eng := newEngineGatherer(filepath.Join(u.dir, "engine.sock"), u.log)
-	u.stop = Serve(u.ln, prometheus.Gatherers{reg, eng}, u.log)
+	// Each scrape waits for the engine at most its budget (scrapeBudget):
+	// a hung engine costs the scrape its own figures, never the
+	// supervisor's.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		handlerFor(prometheus.Gatherers{reg, eng.within(scrapeBudget(r.Header))}, u.log).ServeHTTP(w, r)
+	})
+	u.stop = serveHandler(u.ln, h, u.log)
 }
 
 // Close stops the endpoint and removes the private directory.

@@ -113,7 +113,7 @@ func TestSupervisorCollectorEqualsStatus(t *testing.T) {
 		}
 		h := metric(t, fams, "fdp_supervisor_detection_latency_seconds", "child", c).GetHistogram()
 		require.Equal(t, st.Detect.Count, h.GetSampleCount(), c)
-		require.Equal(t, uint64(st.Deaths), h.GetSampleCount(), "%s: one latency per death", c)
+		require.Equal(t, uint64(st.Hangs), h.GetSampleCount(), "%s: one latency per hang kill (crashes have none)", c)
 		require.InDelta(t, st.Detect.Sum.Seconds(), h.GetSampleSum(), 1e-9, c)
 		require.Len(t, h.GetBucket(), len(supervisor.DetectBounds))
 		var acc uint64
@@ -301,5 +301,24 @@ func TestMetricsDocumented(t *testing.T) {
 		if strings.HasPrefix(name, "fdp_") {
 			require.Contains(t, doc, name, "%s is exported but not listed in docs/METRICS.md", name)
 		}
+	}
+}
+
+// TestScrapeBudget: up waits for the engine 1 s without the scraper's
+// timeout header; with it, the header less a tenth (at least 100 ms),
+// never below 50 ms; a bad header is ignored.
+func TestScrapeBudget(t *testing.T) {
+	for _, tc := range []struct {
+		header string
+		want   time.Duration
+	}{
+		{"", time.Second}, {"junk", time.Second}, {"-1", time.Second}, {"NaN", time.Second},
+		{"10", 9 * time.Second}, {"0.5", 400 * time.Millisecond}, {"0.1", 50 * time.Millisecond},
+	} {
+		h := http.Header{}
+		if tc.header != "" {
+			h.Set("X-Prometheus-Scrape-Timeout-Seconds", tc.header)
+		}
+		require.Equal(t, tc.want, scrapeBudget(h), tc.header)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -59,5 +60,23 @@ func TestMainOptionsLogFormat(t *testing.T) {
 		if !strings.Contains(lines[0], c.want) || !strings.Contains(lines[0], "module refused") {
 			t.Fatalf("%v: %s does not name %s", c.env, lines[0], c.want)
 		}
+	}
+}
+
+// TestMainOptionsOwnLogger: a module's own Logger (here slog text on
+// stderr) gets module=<name> on the SDK's records, as the default logger
+// has it (it was missing).
+func TestMainOptionsOwnLogger(t *testing.T) {
+	testutil.RunChild("FDP_TEST_OWNLOGGER", func(string) int {
+		MainOptions(specOnly{Spec{Name: "m", Tier: Fast, Every: 1}}, Options{Registry: world.NewRegistry(),
+			Logger:   slog.New(slog.NewTextHandler(os.Stderr, nil)),
+			Instance: fmt.Sprintf("nosuch%d", time.Now().UnixNano()%1e9), AttachTimeout: 200 * time.Millisecond, RejoinTimeout: -1})
+		return 0
+	})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestMainOptionsOwnLogger$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "FDP_TEST_OWNLOGGER=1", "FDP_MODULE=", "FDP_EVERY=", "FDP_TIER=bogus")
+	out, _ := cmd.CombinedOutput()
+	if !strings.Contains(string(out), `msg="module refused: a restart cannot change it"`) || !strings.Contains(string(out), "module=m ") {
+		t.Fatalf("no module=m on the SDK's record:\n%s", out)
 	}
 }

@@ -137,29 +137,28 @@ var ErrEngineGone = errors.New("engine went away")
 
 // Main runs m in this process until SIGTERM/SIGINT (or until the engine is
 // gone for good: see Options.RejoinTimeout), reading the instance from
-// $FDP_INSTANCE (default "demo"). It exits the process.
+// $FDP_INSTANCE (required: there is no default instance). It exits the
+// process.
 func Main(reg *world.Registry, m Module) { MainOptions(m, Options{Registry: reg}) }
 
 // MainOptions is Main with options: an empty Instance is read from
-// $FDP_INSTANCE (default "demo"), empty Name and Group from $FDP_MODULE and
+// $FDP_INSTANCE (neither set: refused, exit 78), empty Name and Group from $FDP_MODULE and
 // $FDP_GROUP, an empty Tier and a zero Every from $FDP_TIER and $FDP_EVERY
 // (all set by the supervisor from its config; unset or empty variables
-// leave the Spec's), a nil Logger logs to stderr with the module's name, in
+// leave the Spec's), a nil Logger logs to stderr, in
 // the format $FDP_LOG_FORMAT names (NewLogger: text by default; the
-// supervisor sets json). It exits the process: 0 after SIGTERM or SIGINT;
+// supervisor sets json); either logger gets module=<name> on every record
+// of the SDK's. It exits the process: 0 after SIGTERM or SIGINT;
 // layout.ExitRefused (78) with one "module refused by the engine" line when
 // Run's error is a permanent refusal (Refused), so that the supervisor does
 // not restart it, or with one "module refused" line when its spec is
-// invalid (ErrInvalidSpec: $FDP_TIER not "fast" or "slow", $FDP_EVERY not a
-// whole number 1..ipc.MaxEvery, $FDP_LOG_FORMAT not "text" or "json" with a
-// nil Logger, an invalid Spec); 1 with one "module stopped" line on any
-// other error.
+// invalid (ErrInvalidSpec: no instance, $FDP_TIER not "fast" or "slow",
+// $FDP_EVERY not a whole number 1..ipc.MaxEvery, $FDP_LOG_FORMAT not "text"
+// or "json" with a nil Logger, an invalid Spec); 1 with one "module
+// stopped" line on any other error.
 func MainOptions(m Module, opt Options) {
 	if opt.Instance == "" {
 		opt.Instance = os.Getenv("FDP_INSTANCE")
-	}
-	if opt.Instance == "" {
-		opt.Instance = "demo"
 	}
 	if opt.Name == "" {
 		opt.Name = os.Getenv("FDP_MODULE")
@@ -168,19 +167,27 @@ func MainOptions(m Module, opt Options) {
 		opt.Group = os.Getenv("FDP_GROUP")
 	}
 	envErr := envTierEvery(&opt)
+	if envErr == nil && opt.Instance == "" {
+		// No default instance: a module started by hand without one would
+		// attach to whatever engine runs under the default name.
+		envErr = fmt.Errorf("%w: no instance: set $FDP_INSTANCE (engine up sets it) or Options.Instance", ErrInvalidSpec)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	name := opt.Name
+	if name == "" {
+		name = m.Spec().Name
+	}
 	if opt.Logger == nil {
-		name := opt.Name
-		if name == "" {
-			name = m.Spec().Name
-		}
 		log, err := NewLogger("")
 		if envErr == nil {
 			envErr = err
 		}
-		opt.Logger = log.With("module", name)
+		opt.Logger = log
 	}
+	// The SDK's records name the module, in the user's logger too.
+	opt.Logger = opt.Logger.With("module", name)
+	setProcessName(name)
 	err := envErr
 	if err == nil {
 		err = Run(ctx, m, opt)
@@ -354,11 +361,17 @@ func Run(ctx context.Context, m Module, opt Options) error {
 	if spec.Every == 0 && spec.WakeOn.Empty() {
 		spec.Every = 1 // the zero Spec's period: every frame (with a WakeOn: only when woken)
 	}
+	logOverrides(opt.Logger, m.Spec(), spec)
 	if err := validSpec(&spec); err != nil {
 		return err
 	}
 	if spec.Reads.Empty() {
 		spec.Reads = opt.Registry.Mask() // see Spec.Reads
+	}
+	if err := shm.CheckDir(); err != nil {
+		// Said first: the engine's socket is in that directory, and the
+		// attach would only time out without it.
+		return err
 	}
 	s := &session{m: m, spec: spec, opt: opt}
 	if ob, ok := m.(Observer); ok {

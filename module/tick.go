@@ -221,7 +221,8 @@ func (s *session) safeTick(dt time.Duration) (err error) {
 			if f, ok := r.(interface{ Addr() uintptr }); ok && s.reader.Contains(f.Addr()) {
 				// The runtime reports a fault as a nil dereference: name
 				// what happened instead.
-				err = fmt.Errorf("%s wrote into the frame at %#x: the View is read-only shared memory", s.spec.Name, f.Addr())
+				err = fmt.Errorf("%s wrote into the read-only view: %s, address %#x (the View is read-only shared memory: copy a value out, change it, send a command)",
+					s.spec.Name, s.reader.Locate(f.Addr()), f.Addr())
 				return
 			}
 			err = fmt.Errorf("%s panicked: %v", s.spec.Name, r)

@@ -397,6 +397,16 @@ func (s *Segment) Close() error {
 	return s.closeErr
 }
 
+// Offset returns addr's offset in the mapping (a fault address made a
+// segment offset); ok is false when addr is outside it. Same invariants as
+// Contains: only the mapping's address is inspected.
+func (s *Segment) Offset(addr uintptr) (off int, ok bool) {
+	if !s.Contains(addr) {
+		return 0, false
+	}
+	return int(addr - uintptr(unsafe.Pointer(unsafe.SliceData(s.Data)))), true
+}
+
 // Contains reports whether addr lies inside the segment's mapping (e.g. the
 // address of a memory fault). A nil or closed segment contains nothing.
 //
@@ -454,6 +464,26 @@ func Unlink(name string) error {
 func unlinkPath(p string) error {
 	if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("fdp/shm: unlink: %w", err)
+	}
+	return nil
+}
+
+// CheckDir reports a segment directory (Dir) that is missing or not a
+// directory, in one line naming it and where it came from, so that a
+// command says that first rather than what failed because of it.
+func CheckDir() error {
+	from := "the default"
+	if v := os.Getenv("FDP_SHM_DIR"); v != "" && v == Dir {
+		from = "$FDP_SHM_DIR"
+	}
+	st, err := os.Stat(Dir)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("fdp/shm: the segment directory %s (%s) does not exist: create it or point FDP_SHM_DIR at one", Dir, from)
+	case err != nil:
+		return fmt.Errorf("fdp/shm: the segment directory %s (%s): %w", Dir, from, err)
+	case !st.IsDir():
+		return fmt.Errorf("fdp/shm: the segment directory %s (%s) is not a directory", Dir, from)
 	}
 	return nil
 }

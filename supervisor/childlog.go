@@ -115,8 +115,8 @@ func member(dec *json.Decoder) (string, slog.Value, error) {
 }
 
 // value reads one JSON value as a slog value: an object is a group (its
-// members in order), a number an int64, a uint64 or a float64, whichever
-// holds it exactly (else its text), an array a []any (of string, bool,
+// members in order), a number an int64 or a uint64 when it holds it, else
+// its json.Number (exact), an array a []any (of string, bool,
 // nil, json.Number, []any, map[string]any).
 func value(dec *json.Decoder) (slog.Value, error) {
 	t, err := dec.Token()
@@ -166,8 +166,11 @@ func value(dec *json.Decoder) (slog.Value, error) {
 	return slog.Value{}, fmt.Errorf("unexpected %v", t)
 }
 
-// number is n as an int64, a uint64 or a float64 value, whichever holds it
-// exactly; else its text.
+// number is n as an int64 or a uint64 value when it is an integer that
+// one holds; else n itself (a json.Number: written as the same number
+// in JSON, the same text in text), so that no number is rounded
+// (1e400, an integer beyond 64 bits, 0.1000000000000000055 are kept as
+// written; a float64 would round them).
 func number(n json.Number) slog.Value {
 	s := n.String()
 	if i, err := strconv.ParseInt(s, 10, 64); err == nil {
@@ -176,10 +179,7 @@ func number(n json.Number) slog.Value {
 	if u, err := strconv.ParseUint(s, 10, 64); err == nil {
 		return slog.Uint64Value(u)
 	}
-	if f, err := strconv.ParseFloat(s, 64); err == nil {
-		return slog.Float64Value(f)
-	}
-	return slog.StringValue(s)
+	return slog.AnyValue(n)
 }
 
 // text renders the record on one line for people, as the summary shows a
@@ -207,14 +207,17 @@ func (r childRecord) text() string {
 
 // parseChildText parses line as one slog text record: logfmt pairs
 // key=value, a value bare or double-quoted (Go syntax), beginning with
-// time=, level= and msg= in that order. It reports false for any other
+// time=, level= and msg= in that order. A bare value written as a number
+// is a number (text has no types: slog writes the string "2" as 2 too;
+// a number is the likelier, and a module's own text logger writes
+// numbers so); quoted values are strings. It reports false for any other
 // line.
 func parseChildText(line string) (childRecord, bool) {
 	var r childRecord
 	rest := line
 	seen := 0
 	for rest != "" {
-		key, val, tail, ok := nextPair(rest)
+		key, val, tail, bare, ok := nextPair(rest)
 		if !ok {
 			return childRecord{}, false
 		}
@@ -237,38 +240,52 @@ func parseChildText(line string) (childRecord, bool) {
 			if reservedKeys[key] {
 				key = "child_" + key
 			}
-			r.attrs = append(r.attrs, slog.String(key, val))
+			v := slog.StringValue(val)
+			if bare && isJSONNumber(val) {
+				v = number(json.Number(val))
+			}
+			r.attrs = append(r.attrs, slog.Attr{Key: key, Value: v})
 		}
 		seen++
 	}
 	return r, seen >= 3
 }
 
-// nextPair reads `key=value` and the spaces after it from the front of s.
-func nextPair(s string) (key, val, rest string, ok bool) {
+// isJSONNumber reports whether s is a number in JSON's syntax.
+func isJSONNumber(s string) bool {
+	if s == "" || (s[0] != '-' && (s[0] < '0' || s[0] > '9')) {
+		return false
+	}
+	var n json.Number
+	return json.Unmarshal([]byte(s), &n) == nil
+}
+
+// nextPair reads `key=value` and the spaces after it from the front of s;
+// bare when the value was not quoted.
+func nextPair(s string) (key, val, rest string, bare, ok bool) {
 	eq := strings.IndexByte(s, '=')
 	if eq <= 0 || strings.ContainsAny(s[:eq], " \"") {
-		return "", "", "", false
+		return "", "", "", false, false
 	}
 	key, s = s[:eq], s[eq+1:]
 	if strings.HasPrefix(s, `"`) {
 		q, err := strconv.QuotedPrefix(s)
 		if err != nil {
-			return "", "", "", false
+			return "", "", "", false, false
 		}
 		if val, err = strconv.Unquote(q); err != nil {
-			return "", "", "", false
+			return "", "", "", false, false
 		}
 		s = s[len(q):]
 		if s != "" && s[0] != ' ' {
-			return "", "", "", false
+			return "", "", "", false, false
 		}
 	} else {
 		end := strings.IndexByte(s, ' ')
 		if end < 0 {
 			end = len(s)
 		}
-		val, s = s[:end], s[end:]
+		val, s, bare = s[:end], s[end:], true
 	}
-	return key, val, strings.TrimLeft(s, " "), true
+	return key, val, strings.TrimLeft(s, " "), bare, true
 }

@@ -75,7 +75,7 @@ func (a genAttr) slogAttr() slog.Attr {
 // modelAttrs is what the supervisor re-emits for the attributes a child
 // logged: a group without a leaf anywhere in it is gone (slog writes no
 // empty group), a duration is its Round3 string (the child's handler
-// wrote it so), and a top-level key that the supervisor's record has
+// wrote it so), a float the number the child's JSON wrote, and a top-level key that the supervisor's record has
 // itself is prefixed child_.
 func modelAttrs(as []genAttr, top bool) []slog.Attr {
 	var out []slog.Attr
@@ -91,6 +91,15 @@ func modelAttrs(as []genAttr, top bool) []slog.Attr {
 			}
 		case time.Duration:
 			out = append(out, slog.String(key, logs.Round3(v).String()))
+		case float64:
+			// Kept as the child's JSON wrote it (never rounded through a
+			// float64 of the supervisor's): the same number in JSON, that
+			// text in text.
+			js, err := json.Marshal(v)
+			if err != nil {
+				panic(err)
+			}
+			out = append(out, slog.Any(key, json.Number(js)))
 		default:
 			out = append(out, slog.Any(key, v))
 		}
@@ -161,7 +170,7 @@ func TestChildRecordsModel(t *testing.T) {
 					var tl bytes.Buffer
 					slog.New(slog.NewTextHandler(&tl, nil)).Warn("text record", "n", i, "err", "a b")
 					child.Write(tl.Bytes())
-					wantLog.Warn("text record", "n", fmt.Sprint(i), "err", "a b")
+					wantLog.Warn("text record", "n", i, "err", "a b")
 					last = fmt.Sprintf("text record n=%d err=a b", i)
 				default:
 					level := slog.Level(rng.IntN(21) - 8)
@@ -207,15 +216,17 @@ func TestChildRecordsModel(t *testing.T) {
 func TestParseChildText(t *testing.T) {
 	var buf bytes.Buffer
 	l := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	l.Warn(`module died; restarting "it"`, "module", "ai-1", "err", "exit status 1", "n", 3, "empty", "", "eq", "a=b c", "child", "x")
+	l.Warn(`module died; restarting "it"`, "module", "ai-1", "err", "exit status 1", "n", 3, "empty", "", "eq", "a=b c", "child", "x", "f", -2.5e-9, "q", "3 ")
 	line := strings.TrimRight(buf.String(), "\n")
 	r, ok := parseChildText(line)
 	require.True(t, ok, line)
 	require.Equal(t, slog.LevelWarn, r.level)
 	require.Equal(t, `module died; restarting "it"`, r.msg)
-	require.Len(t, r.attrs, 6)
-	for i, want := range []slog.Attr{slog.String("module", "ai-1"), slog.String("err", "exit status 1"), slog.String("n", "3"),
-		slog.String("empty", ""), slog.String("eq", "a=b c"), slog.String("child_child", "x")} {
+	require.Len(t, r.attrs, 8)
+	// Bare numbers are numbers (a module's own text logger's "slot=2"
+	// came out as the string "2"), quoted values strings.
+	for i, want := range []slog.Attr{slog.String("module", "ai-1"), slog.String("err", "exit status 1"), slog.Int64("n", 3),
+		slog.String("empty", ""), slog.String("eq", "a=b c"), slog.String("child_child", "x"), slog.Any("f", json.Number("-2.5e-09")), slog.String("q", "3 ")} {
 		require.True(t, want.Equal(r.attrs[i]), "%v, want %v", r.attrs[i], want)
 	}
 
@@ -335,4 +346,19 @@ func FuzzChildLine(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestChildNumbersExact: a child's numbers are re-emitted as written, in
+// JSON as numbers: integers of 64 bits (2^53+1, beyond int64) and beyond
+// them, and decimals a float64 would round (they came out rounded).
+func TestChildNumbersExact(t *testing.T) {
+	const line = `{"level":"INFO","msg":"m","a":9007199254740993,"b":18446744073709551615,"c":123456789012345678901234567890,"d":0.10000000000000000555,"e":-1e400,"g":{"h":[12345678901234567890123]}}`
+	r, ok := parseChildJSON(line)
+	require.True(t, ok)
+	var buf bytes.Buffer
+	slog.New(slog.NewJSONHandler(&buf, nil)).LogAttrs(context.Background(), r.level, r.msg, r.attrs...)
+	got := buf.String()
+	got = got[strings.Index(got, `"level"`):]
+	require.Equal(t, line[1:]+"\n", got)
+	require.Equal(t, "m a=9007199254740993 b=18446744073709551615 c=123456789012345678901234567890 d=0.10000000000000000555 e=-1e400 g.h=[12345678901234567890123]", r.text())
 }

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -266,6 +267,10 @@ func defaults() Config {
 type Defaults struct {
 	// Instance is the instance of a configuration without one.
 	Instance string
+	// ForceInstance, when set, replaces the configuration's instance
+	// (`engine up --instance X`) before the configuration is validated:
+	// a configuration without `instance:` is complete with it.
+	ForceInstance string
 	// EngineCommand is the engine's command in a configuration whose
 	// engine names none: a program built with package cli passes itself
 	// (os.Executable) and "run", so that its own world is the engine.
@@ -300,13 +305,26 @@ func ParseConfigWith(b []byte, d Defaults) (*Config, error) {
 	c := defaults()
 	c.Instance = d.Instance
 	c.Engine.Command = slices.Clone(d.EngineCommand)
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	if err := dec.Decode(&c); err != nil {
+	// The node tree first: unknown keys and wrong types are reported with
+	// their key path and in the configuration's words (configcheck.go)
+	// before the decode could say it in Go's.
+	var root yaml.Node
+	if err := yaml.NewDecoder(bytes.NewReader(b)).Decode(&root); err != nil {
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("fdp/supervisor: config: empty document")
 		}
 		return nil, fmt.Errorf("fdp/supervisor: config: %w", err)
+	}
+	if err := checkNode(&root, reflect.TypeFor[Config](), ""); err != nil {
+		return nil, fmt.Errorf("fdp/supervisor: config: %w", err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("fdp/supervisor: config: %w", err)
+	}
+	if d.ForceInstance != "" {
+		c.Instance = d.ForceInstance
 	}
 	for i := range c.Modules {
 		m := &c.Modules[i]
@@ -463,14 +481,30 @@ func ResolveCommand(name string) (string, error) {
 	if exe, err := os.Executable(); err == nil {
 		dir = filepath.Dir(exe)
 	}
-	return resolveIn(dir, name)
+	p, err := resolveIn(dir, name)
+	if err != nil {
+		return "", fmt.Errorf("fdp/supervisor: %w", err)
+	}
+	return p, nil
 }
 
 func resolveIn(exeDir, name string) (string, error) {
 	if name == "" {
-		return "", errors.New("fdp/supervisor: empty command")
+		return "", errors.New("empty command")
 	}
 	if filepath.Base(name) != name {
+		// A path is used as is, but only if it can be executed: a
+		// missing program is refused before anything starts, not
+		// fork-exec'd until the breaker trips.
+		st, err := os.Stat(name)
+		switch {
+		case err != nil:
+			return "", fmt.Errorf("%q: %w", name, errors.Unwrap(err))
+		case !st.Mode().IsRegular():
+			return "", fmt.Errorf("%q: not a regular file", name)
+		case st.Mode().Perm()&0o111 == 0:
+			return "", fmt.Errorf("%q: not executable (mode %v)", name, st.Mode().Perm())
+		}
 		return name, nil
 	}
 	if exeDir != "" {
@@ -481,7 +515,11 @@ func resolveIn(exeDir, name string) (string, error) {
 	}
 	p, err := exec.LookPath(name)
 	if err != nil {
-		return "", fmt.Errorf("fdp/supervisor: %q not found next to %s nor in PATH: %w", name, exeDir, err)
+		if errors.Is(err, exec.ErrNotFound) {
+			// exec's text would name the command a second time.
+			return "", fmt.Errorf("%q not found next to %s nor in PATH", name, exeDir)
+		}
+		return "", fmt.Errorf("%q: %w", name, err)
 	}
 	return p, nil
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -82,7 +83,17 @@ func TestParseConfigErrors(t *testing.T) {
 	const eng = "instance: x\nengine: {command: [engine]}\n"
 	for _, tc := range []struct{ name, yaml, want string }{
 		{"empty", "", "empty document"},
-		{"unknown field", eng + "bogus: 1\n", "field bogus not found"},
+		{"unknown field", eng + "bogus: 1\n", `bogus (line 3): unknown key "bogus" (known: instance, engine, modules, restart`},
+		{"typo", eng + "modules:\n  - {name: a, command: [x]}\n  - {name: b, command: [x]}\n  - {name: c, command: [x], evrey: 3}\n", `modules[2].evrey (line 6): unknown key "evrey"; did you mean "every"?`},
+		{"typo nested", eng + "hang: {heartbeat_timout: 1s}\n", `hang.heartbeat_timout (line 3): unknown key "heartbeat_timout"; did you mean "heartbeat_timeout"?`},
+		{"typo top", "instanse: x\n", `instanse (line 1): unknown key "instanse"; did you mean "instance"?`},
+		{"wrong type int", eng + "modules: [{name: m, command: [x], every: three}]\n", `modules[0].every (line 3): want a whole number, got "three"`},
+		{"wrong type float int", eng + "modules: [{name: m, command: [x], every: 2.5}]\n", `modules[0].every (line 3): want a whole number, got "2.5"`},
+		{"wrong type bool", eng + "engine: {restart: maybe}\n", `engine.restart (line 3): want true or false, got "maybe"`},
+		{"wrong type list", eng + "modules: [{name: m, command: x}]\n", `modules[0].command (line 3): want a list of strings, got "x"`},
+		{"wrong type mapping", eng + "modules: {name: m}\n", `modules (line 3): want a list of mappings, got a mapping`},
+		{"wrong type env", eng + "modules: [{name: m, command: [x], env: [A]}]\n", `modules[0].env (line 3): want a mapping of names to strings, got a list`},
+		{"wrong type string", eng + "modules: [{name: m, command: [x], tier: {a: 1}}]\n", `modules[0].tier (line 3): want a string, got a mapping`},
 		{"bad instance", "instance: a.b\nengine: {command: [e]}\n", `instance "a.b"`},
 		{"no instance", "engine: {command: [e]}\n", `instance ""`},
 		{"engine empty command", "instance: x\nengine: {command: []}\n", "engine.command: empty command"},
@@ -95,9 +106,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"no name", eng + "modules: [{command: [x]}]\n", `modules[0]: name ""`},
 		{"every", eng + "modules: [{name: m, command: [x], every: -2}]\n", "every -2"},
 		{"bad group", eng + "modules: [{name: m, command: [x], group: \"a/b\"}]\n", `group "a/b"`},
-		{"bad duration", eng + "restart: {initial_backoff: fast}\n", `bad duration "fast"`},
-		{"number duration", eng + "restart: {initial_backoff: 50}\n", `bad duration "50"`},
-		{"list duration", eng + "breaker: {window: [1]}\n", "must be a string"},
+		{"bad duration", eng + "restart: {initial_backoff: fast}\n", `restart.initial_backoff (line 3): want a duration such as 50ms or 2s, got "fast"`},
+		{"number duration", eng + "restart: {initial_backoff: 50}\n", `restart.initial_backoff (line 3): want a duration such as 50ms or 2s, got "50"`},
+		{"list duration", eng + "breaker: {window: [1]}\n", "breaker.window (line 3): want a duration such as 50ms or 2s, got a list"},
 		{"zero backoff", eng + "restart: {initial_backoff: 0s}\n", "restart.initial_backoff 0s"},
 		{"max < initial", eng + "restart: {initial_backoff: 1s, max_backoff: 10ms}\n", "restart.max_backoff 10ms"},
 		{"multiplier", eng + "restart: {multiplier: 0.5}\n", "restart.multiplier 0.5"},
@@ -119,6 +130,12 @@ func TestParseConfigErrors(t *testing.T) {
 			c, err := ParseConfig([]byte(tc.yaml))
 			if err == nil || !strings.Contains(err.Error(), tc.want) || !strings.HasPrefix(err.Error(), "fdp/supervisor: ") {
 				t.Fatalf("ParseConfig error %v (config %+v), want it to contain %q", err, c, tc.want)
+			}
+			// One line, in the configuration's words: never a Go type.
+			for _, goWord := range []string{"\n", "supervisor.", "unmarshal", "!!", "[]string", "map[", "int64"} {
+				if strings.Contains(err.Error(), goWord) {
+					t.Fatalf("ParseConfig error %q contains %q", err, goWord)
+				}
 			}
 		})
 	}
@@ -189,8 +206,8 @@ func TestResolveCommand(t *testing.T) {
 	if p, err := resolveIn(dir, "sh"); err != nil || p == filepath.Join(dir, "sh") || filepath.Base(p) != "sh" {
 		t.Fatalf("PATH fallback: %q %v", p, err)
 	}
-	if p, err := resolveIn(dir, "./rel/x"); err != nil || p != "./rel/x" {
-		t.Fatalf("path with a slash: %q %v", p, err)
+	if _, err := resolveIn(dir, "./rel/x"); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("path with a slash: %v", err)
 	}
 	if _, err := resolveIn(dir, "fdp-no-such-binary-xyz"); err == nil || !strings.Contains(err.Error(), "not found next to") {
 		t.Fatalf("missing: %v", err)
@@ -287,5 +304,36 @@ func TestLatencyHistogram(t *testing.T) {
 	}
 	if acc+h.Buckets[len(DetectBounds)] != h.Count {
 		t.Fatal("buckets do not add up to the count")
+	}
+}
+
+// TestParseConfigForceInstance: `engine up --instance X` completes a
+// configuration without `instance:` and replaces one that has it, before
+// validation (an invalid instance in the file is then no error).
+func TestParseConfigForceInstance(t *testing.T) {
+	c, err := ParseConfigWith([]byte("engine: {command: [e]}\n"), Defaults{ForceInstance: "X"})
+	if err != nil || c.Instance != "X" {
+		t.Fatalf("no instance in the file: %+v %v", c, err)
+	}
+	c, err = ParseConfigWith([]byte("instance: a.b\nengine: {command: [e]}\n"), Defaults{Instance: "d", ForceInstance: "Y"})
+	if err != nil || c.Instance != "Y" {
+		t.Fatalf("forced over the file's: %+v %v", c, err)
+	}
+	if _, err := ParseConfigWith([]byte("engine: {command: [e]}\n"), Defaults{ForceInstance: "a b"}); err == nil || !strings.Contains(err.Error(), `instance "a b"`) {
+		t.Fatalf("an invalid forced instance: %v", err)
+	}
+}
+
+// TestSuggest: the did-you-mean is the closest known key within a third of
+// the key's length (transpositions count 1), nothing beyond.
+func TestSuggest(t *testing.T) {
+	keys := yamlKeys(reflect.TypeFor[ModuleConfig]())
+	for key, want := range map[string]string{"evrey": "every", "nmae": "name", "commnd": "command", "tire": "tier", "grup": "group", "Every": "every", "zzz": "", "environment": ""} {
+		if got := suggest(key, keys); got != want {
+			t.Errorf("suggest(%q) = %q, want %q", key, got, want)
+		}
+	}
+	if d := editDistance("kitten", "sitting"); d != 3 {
+		t.Fatalf("editDistance(kitten, sitting) = %d", d)
 	}
 }

@@ -3,10 +3,10 @@ package supervisor
 import "time"
 
 // DetectBounds are the upper bounds of the buckets of a child's
-// death-detection latency histogram (ChildStatus.Detect): from the death
-// (the SIGKILL when the supervisor sent it, otherwise the moment the kernel
-// reported the exit) to the death hook call. A module's death is seen within
-// milliseconds (docs/PERFORMANCE.md); the buckets reach 10 s for a
+// death-detection latency histogram (ChildStatus.Detect): from the
+// supervisor's SIGKILL (a hang kill) to the death hook call. An external
+// death has no latency: its instant is not observable. A death is seen
+// within milliseconds (docs/PERFORMANCE.md); the buckets reach 10 s for a
 // supervisor that is itself starved.
 var DetectBounds = [...]time.Duration{
 	100 * time.Microsecond, 250 * time.Microsecond, 500 * time.Microsecond,

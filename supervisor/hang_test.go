@@ -108,8 +108,15 @@ func TestStoppedEngineIsKilledAndRestarted(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond) // polling a condition, bounded
 	}
-	if st := statusOf(t, r.s, EngineName); st.Hangs != 1 || st.Deaths != 1 {
+	st := statusOf(t, r.s, EngineName)
+	if st.Hangs != 1 || st.Deaths != 1 {
 		t.Fatalf("engine status %+v", st)
+	}
+	// A hang kill's latency is measured from the supervisor's SIGKILL,
+	// which came after the SIGSTOP: it is within the death hook's time
+	// since the SIGSTOP, and it is the one sample.
+	if lat := st.DetectLatency; lat <= 0 || lat > d.at.Sub(stopped) || st.Detect.Count != 1 || st.Detect.Sum != lat {
+		t.Fatalf("hang kill detection latency %v (histogram %d, %v), want in (0, %v]", lat, st.Detect.Count, st.Detect.Sum, d.at.Sub(stopped))
 	}
 	// The log line may be written after the death was recorded (another
 	// goroutine): wait for it, bounded.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -64,44 +65,33 @@ func startSupTB(tb testing.TB, cfg *Config, rec *recorder) *running {
 	return r
 }
 
-// TestDetectLatency kills a module 200 times (20 with -short) and checks the
-// latency bookkeeping: one sample per death, each no larger than the latency
-// measured from the SIGKILL outside the supervisor.
-func TestDetectLatency(t *testing.T) {
-	n := 200
+// TestDetectLatencyExternalUnknown kills a module 50 times (10 with -short)
+// from outside the supervisor: each death is counted, but none has a
+// detection latency (its instant is not observable; before, the few
+// microseconds from the wait's return were reported as one), and the
+// "child died" records carry no detect attribute.
+func TestDetectLatencyExternalUnknown(t *testing.T) {
+	n := 50
 	if testing.Short() {
-		n = 20
+		n = 10
 	}
 	rec := newRecorder()
 	r := startSupTB(t, latencyConfig(t.TempDir()), rec)
 	detect, restart := killCycles(t, n, r)
-	internal := r.s.Latencies()
-	if len(internal) != n {
-		t.Fatalf("%d latency samples, want %d", len(internal), n)
+	if internal := r.s.Latencies(); len(internal) != 0 {
+		t.Fatalf("%d latency samples for external deaths, want none: %v", len(internal), internal)
 	}
-	slices.Sort(internal)
-	ext := slices.Clone(detect)
-	slices.Sort(ext)
-	for i := range internal {
-		if internal[i] <= 0 || internal[i] > ext[i] {
-			t.Fatalf("sample %d: supervisor latency %v, measured from the SIGKILL %v", i, internal[i], ext[i])
-		}
-	}
+	slices.Sort(detect)
 	slices.Sort(restart)
-	t.Logf("%d kills: SIGKILL->OnModuleDeath p50 %v p99 %v; SIGKILL->restarted p50 %v p99 %v; in-supervisor p50 %v p99 %v",
-		n, percentile(ext, 50), percentile(ext, 99), percentile(restart, 50), percentile(restart, 99),
-		percentile(internal, 50), percentile(internal, 99))
+	t.Logf("%d kills: SIGKILL->OnModuleDeath p50 %v p99 %v; SIGKILL->restarted p50 %v p99 %v",
+		n, percentile(detect, 50), percentile(detect, 99), percentile(restart, 50), percentile(restart, 99))
 	st := statusOf(t, r.s, "m")
-	if st.Deaths != n || st.Restarts != n {
+	if st.Deaths != n || st.Restarts != n || st.Detect.Count != 0 || st.DetectLatency != 0 {
 		t.Fatalf("status %+v", st)
 	}
-	// The histogram holds every sample: its count and sum are theirs.
-	var sum time.Duration
-	for _, d := range internal {
-		sum += d
-	}
-	if st.Detect.Count != uint64(n) || st.Detect.Sum != sum {
-		t.Fatalf("detection histogram count %d sum %v, want %d %v", st.Detect.Count, st.Detect.Sum, n, sum)
+	log := rec.logBuf.all()
+	if !strings.Contains(log, `msg="child died" child=m`) || strings.Contains(log, "detect=") {
+		t.Fatalf("child died records, want them without detect=:\n%s", log)
 	}
 }
 

@@ -121,12 +121,13 @@ type ChildStatus struct {
 	LastExit string
 	// Uptime of the current process (0 when not running).
 	Uptime time.Duration
-	// DetectLatency of the last death: from the death (the SIGKILL when the
-	// supervisor sent it, otherwise the moment the kernel reported the exit)
-	// to the death hook call.
+	// DetectLatency of the last death the supervisor caused (a hang kill):
+	// from its SIGKILL to the death hook call; 0 if none. An external
+	// death's instant is not observable, so it has no latency.
 	DetectLatency time.Duration
-	// Detect counts the detection latencies of every death (DetectLatency
-	// is the last one's).
+	// Detect counts the detection latencies of every death the supervisor
+	// caused (DetectLatency is the last one's); external deaths are only in
+	// Deaths.
 	Detect LatencyHistogram
 	// LastBackoff is the last scheduled restart delay.
 	LastBackoff time.Duration
@@ -273,9 +274,12 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 	for _, u := range uids {
 		eng.argv = append(eng.argv, "--allow-uid", strconv.FormatUint(uint64(u), 10))
 	}
+	// FDP_METRICS is never inherited: the supervisor's own (the user's
+	// address for `engine run`) would make every engine child bind the same
+	// address. Only an Env that sets it (up's private socket) gives it.
 	eng.env = childEnv(base, cfg.Engine.Env, map[string]string{
 		"FDP_INSTANCE": cfg.Instance, "FDP_MODULE": EngineName, "FDP_ROLE": "engine",
-		"FDP_TIER": "", "FDP_EVERY": "", "FDP_GROUP": "", logs.EnvVar: logs.JSON.String(),
+		"FDP_TIER": "", "FDP_EVERY": "", "FDP_GROUP": "", logs.EnvVar: logs.JSON.String(), "FDP_METRICS": "",
 	})
 	s.children = append(s.children, eng)
 	for _, m := range cfg.Modules {
@@ -292,7 +296,7 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 		c.env = childEnv(base, m.Env, map[string]string{
 			"FDP_INSTANCE": cfg.Instance, "FDP_MODULE": m.Name, "FDP_ROLE": "module",
 			"FDP_TIER": m.Tier, "FDP_EVERY": everyEnv(m.Every), "FDP_GROUP": m.Group,
-			logs.EnvVar: logs.JSON.String(),
+			logs.EnvVar: logs.JSON.String(), "FDP_METRICS": "",
 		})
 		s.children = append(s.children, c)
 	}
@@ -352,7 +356,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	for _, c := range s.children {
 		p, err := resolveIn(s.opt.ExeDir, c.argv[0])
 		if err != nil {
-			return fmt.Errorf("fdp/supervisor: %s: %w", c.name, err)
+			// Refused before anything starts: a program that cannot be
+			// found would only be fork-exec'd until its breaker trips.
+			where := "engine.command"
+			if !c.engine {
+				where = fmt.Sprintf("module %q: command", c.name)
+			}
+			return fmt.Errorf("fdp/supervisor: config: %s: %w", where, err)
 		}
 		c.argv[0] = p
 	}
@@ -475,7 +485,7 @@ func (s *Supervisor) start(c *child) (*os.Process, error) {
 	}
 	attr := sysProcAttr()
 	attr.Credential = c.cred
-	cmd := &exec.Cmd{Path: c.argv[0], Args: c.argv, Env: c.env, Stdout: outW, Stderr: errW, SysProcAttr: attr}
+	cmd := &exec.Cmd{Path: c.argv[0], Args: c.args(), Env: c.env, Stdout: outW, Stderr: errW, SysProcAttr: attr}
 	req := spawnReq{cmd: cmd, err: make(chan error, 1)}
 	s.spawnCh <- req
 	err = <-req.err
@@ -556,10 +566,13 @@ func (s *Supervisor) loop(c *child, first *os.Process) {
 // without counting towards its breaker.
 func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time, refused bool) bool {
 	s.mu.Lock()
-	ref := seen
-	if !c.killedAt.IsZero() && c.killedAt.Before(seen) {
-		ref = c.killedAt
-	}
+	// The detection latency is known only for a death the supervisor caused:
+	// from its SIGKILL. An external death's instant is not observable (the
+	// kernel reports the exit, not when the signal was sent or the process
+	// ended; the wait's return is already the handling): it has no latency
+	// rather than the few microseconds from the wait's return.
+	killedAt := c.killedAt
+	known := !killedAt.IsZero() && killedAt.Before(seen)
 	uptime := seen.Sub(c.started)
 	if pid == 0 {
 		uptime = 0 // the start itself failed
@@ -578,7 +591,10 @@ func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time, r
 	}
 	s.mu.Unlock()
 
-	lat := time.Since(ref)
+	lat := time.Duration(-1)
+	if known {
+		lat = time.Since(killedAt)
+	}
 	if c.engine {
 		if h := s.opt.Hooks.OnEngineDeath; h != nil {
 			h(pid, status)
@@ -589,7 +605,11 @@ func (s *Supervisor) onDeath(c *child, pid int, status string, seen time.Time, r
 	if refused {
 		return s.onRefused(c, pid, status, uptime, lat, out)
 	}
-	s.log.Warn("child died", "child", c.name, "pid", pid, "status", status, "uptime", logs.Round3(uptime), "detect", logs.Round3(lat))
+	attrs := []any{"child", c.name, "pid", pid, "status", status, "uptime", logs.Round3(uptime)}
+	if lat >= 0 {
+		attrs = append(attrs, "detect", logs.Round3(lat))
+	}
+	s.log.Warn("child died", attrs...)
 	if !c.engine && pid != 0 {
 		if h := s.opt.Hooks.Reclaim; h != nil {
 			if err := h(c.name, pid); err != nil {
@@ -941,10 +961,14 @@ func (s *Supervisor) stopGroup(cs []*child, grace time.Duration) {
 	waitAll(nil)
 }
 
-// recordDeath counts a death of c and its detection latency (the last
-// maxLatencySamples are kept). Called with the supervisor's mu held.
+// recordDeath counts a death of c and its detection latency when known (lat
+// >= 0; the last maxLatencySamples are kept). Called with the supervisor's mu
+// held.
 func (c *child) recordDeath(lat time.Duration) {
 	c.deaths++
+	if lat < 0 {
+		return
+	}
 	c.lastLat = lat
 	c.detect.Record(lat)
 	if len(c.lats) == maxLatencySamples {
@@ -952,4 +976,19 @@ func (c *child) recordDeath(lat time.Duration) {
 		c.lats = c.lats[:maxLatencySamples-1]
 	}
 	c.lats = append(c.lats, lat)
+}
+
+// args is the argv a child is executed with: a module's argv[0] is its
+// program's base name followed by its module name in brackets
+// ("modrunner [ai-1]"), so that ps and /proc/PID/cmdline tell apart modules
+// started from the same command (the program itself is c.argv[0], the
+// resolved path, as exec.Cmd.Path). The engine's argv is left as is: it is
+// the program that owns the world, and its command line names it already.
+func (c *child) args() []string {
+	if c.engine {
+		return c.argv
+	}
+	a := slices.Clone(c.argv)
+	a[0] = filepath.Base(c.argv[0]) + " [" + c.name + "]"
+	return a
 }

@@ -225,6 +225,20 @@ func ReleaseReadersOf(b []byte, ll *layout.Leases, pid int) int {
 // segment (a fault there is a write into the read-only frame).
 func (r *Reader) Contains(addr uintptr) bool { return r.world != nil && r.world.Contains(addr) }
 
+// Locate names what lies at addr in the reader's mapping of the world
+// segment (layout.WorldGeometry.Locate): the component a faulting write
+// went into. "" when addr is outside it.
+func (r *Reader) Locate(addr uintptr) string {
+	if r.world == nil {
+		return ""
+	}
+	off, ok := r.world.Offset(addr)
+	if !ok {
+		return ""
+	}
+	return r.lw.Locate(off)
+}
+
 // Layout returns the validated world segment view.
 func (r *Reader) Layout() *layout.World { return r.lw }
 

@@ -275,14 +275,15 @@ func TestModuleReadsWithWrongType(t *testing.T) {
 
 // TestModuleWritingIntoItsViewFails: a module that writes into the frame it
 // reads (read-only shared memory) faults; the SDK fails the tick with an
-// error that says so (the runtime would call it a nil dereference) and the
-// process goes on.
+// error that says so (the runtime would call it a nil dereference), naming
+// the component written into, and the process goes on.
 func TestModuleWritingIntoItsViewFails(t *testing.T) {
 	testutil.RunChild(maskEnv, maskChild)
 	r := newMaskRig(t)
 	_, stderr := r.failing("TestModuleWritingIntoItsViewFails", "writer", module.Fast)
 	require.Eventually(t, func() bool {
-		return strings.Contains(stderr.String(), "writer wrote into the frame at 0x") &&
+		// The fault address is mapped back to what it hit: the HP column.
+		return strings.Contains(stderr.String(), `writer wrote into the read-only view: component \"HP\" (column of chunk 0, slot `) &&
 			strings.Contains(stderr.String(), "the View is read-only shared memory")
 	}, 10*time.Second, time.Millisecond, "module log: %s", stderr.String())
 	require.Zero(t, r.module("writer").Stats.Applied)

@@ -54,7 +54,10 @@ func (m *statsModule) Spec() module.Spec {
 func (m *statsModule) Tick(v *module.View, c *module.Commands, _ time.Duration) error {
 	m.ticks++
 	if m.ticks > statsGood+statsFailed {
-		fmt.Printf("blocking frame=%d events=%d\n", v.Frame(), m.events)
+		// What the engine rejected of the module's batches, as the SDK
+		// reads it from the module's own segment (View.Rejections).
+		r, err := v.Rejections()
+		fmt.Printf("blocking frame=%d events=%d rejections=%v err=%v\n", v.Frame(), m.events, r, err)
 		time.Sleep(time.Hour) // holds its tick until the test ends
 	}
 	var n uint64
@@ -114,8 +117,9 @@ func dumpStats(t *testing.T, bin, inst string) *inspect.ModuleReport {
 // ticks seen done with p50 >= 20 ms and p99 matching the histogram, 5
 // failures, the breaker open with one trip, 7 commands applied and 21
 // rejected (stale_entity 7, reserved_event_type 14), 13 snapshots, the
-// events the module's committed ticks read; `engine stat --json` shows the
-// same block; the engine's summary at exit shows the pool reuse rate.
+// events the module's committed ticks read; the module's own
+// View.Rejections shows the same rejections by reason; `engine stat --json`
+// shows the same block; the engine's summary at exit shows the pool reuse rate.
 func TestModuleStatsBlackBox(t *testing.T) {
 	testutil.RunChild(statsEnv, statsChild)
 	bin := shippedBinaries(t)
@@ -150,6 +154,10 @@ func TestModuleStatsBlackBox(t *testing.T) {
 	_, err = fmt.Sscanf(line, "blocking frame=%d events=%d", &blockFrame, &events)
 	require.NoError(t, err, line)
 	require.Len(t, c.Lines(), statsGood+statsFailed+1, "%q", c.Lines())
+	// The module itself can ask why its batches were rejected: the 7
+	// committed ticks' bad commands, by reason (the failed ticks' batches
+	// were never played back).
+	require.Contains(t, line, " rejections=rejected 21 (stale_entity 7, reserved_event_type 14) of 28 err=<nil>", line)
 
 	// The engine writes the block at the end of the frame that rang the
 	// probe tick: poll until it shows it.

@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -376,4 +377,47 @@ func TestTopTerminal(t *testing.T) {
 
 	require.NoError(t, eng.Process.Signal(syscall.SIGTERM))
 	_, _ = eng.Process.Wait()
+}
+
+// TestTopOnceLive: `engine top --once` of a live engine (30 fps) with a
+// module whose name has the 31 characters a name may have: the name is
+// shown whole, and even with --interval 1ms the frame rate is measured
+// over a window that holds publishes (it showed fps 0.0). Of an instance
+// with no engine, top --once exits 1 with one line, like stat.
+func TestTopOnceLive(t *testing.T) {
+	bin := shippedBinaries(t)
+	dir := t.TempDir()
+	testutil.UseShmDir(t, dir)
+	inst := "toponce"
+	env := append(os.Environ(), "FDP_SHM_DIR="+dir, "FDP_INSTANCE="+inst)
+	startTopEngine(t, bin, inst, env)
+	waitFor(t, "the engine's first frame", 20*time.Second, func() bool { return latestFrameOf(inst) >= 1 })
+	name := "a-module-name-of-31-characters-"[:31]
+	c := exec.Command(filepath.Join(bin, "modrunner"), "telemetry")
+	c.Env = append(env, "FDP_MODULE="+name)
+	require.NoError(t, c.Start())
+	t.Cleanup(func() { _ = c.Process.Kill(); _, _ = c.Process.Wait() })
+	engine := filepath.Join(bin, "engine")
+	var out []byte
+	waitFor(t, "the module's row", 20*time.Second, func() bool {
+		cmd := exec.Command(engine, "top", "--once", "--interval", "1ms", inst)
+		cmd.Env = env
+		var err error
+		out, err = cmd.Output()
+		return err == nil && strings.Contains(string(out), " running ")
+	})
+	require.Regexp(t, `(?m)^\s*\d+ `+name+` +running `, string(out), "the whole name")
+	m := regexp.MustCompile(`fps (\d+\.\d)`).FindStringSubmatch(string(out))
+	require.NotNil(t, m, "%s", out)
+	fps, err := strconv.ParseFloat(m[1], 64)
+	require.NoError(t, err)
+	require.Greater(t, fps, 5.0, "%s", out)
+
+	cmd := exec.Command(engine, "top", "--once", "nosuchinstance")
+	cmd.Env = env
+	all, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	require.ErrorAs(t, err, &ee, "%s", all)
+	require.Equal(t, 1, ee.ExitCode())
+	require.Equal(t, "Error: top: no engine: fdp.nosuchinstance.world does not exist\n", string(all))
 }

@@ -3,7 +3,7 @@
 //	modrunner [--rejoin-timeout D] [--log-format text|json] telemetry | ai | alert
 //	modrunner --help | --version
 //
-// The instance comes from $FDP_INSTANCE (default "demo"); the module name
+// The instance comes from $FDP_INSTANCE (required: without it, exit 78); the module name
 // from $FDP_MODULE (ai modules: ai-1, ai-2, ... pick their team from it);
 // $FDP_TIER and $FDP_EVERY, set by `engine up` from its config, replace the
 // module's own tier and period (telemetry: fast every 1, ai: slow every 6,

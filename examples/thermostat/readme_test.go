@@ -58,6 +58,15 @@ func TestReadmeYourOwnWorld(t *testing.T) {
 			files = append(files, trimmed(string(src)))
 		}
 	}
+	// The walkthrough is complete: the module set-up outside this
+	// repository, the packages' clauses and imports, the embedded config,
+	// and a whole cli.World function (it stopped at "Simulation: ...},").
+	for _, want := range []string{"go mod init ", "go mod edit -require=github.com/fdp-engine/fdp@v0.0.0 -replace=github.com/fdp-engine/fdp=",
+		"go get github.com/fdp-engine/fdp@", "```go\npackage thermostat\n\nimport (\n    _ \"embed\"", "//go:embed thermostat.yaml\nvar config []byte",
+		"\n    }, nil\n}\n```"} {
+		require.Contains(t, s, want, "the walkthrough")
+	}
+	require.Equal(t, 2, strings.Count(s, "```go\npackage main\n\nimport ("), "both programs whole, imports included")
 	blocks := regexp.MustCompile("(?s)```(go|yaml)\n(.*?)```\n").FindAllStringSubmatch(s, -1)
 	require.GreaterOrEqual(t, len(blocks), 7, "the walkthrough's code blocks")
 	for _, blk := range blocks {

@@ -56,6 +56,7 @@ var columns = []struct {
 	width int
 	right bool
 }{
+	// NAME's width is a minimum: the longest name's is used (columnWidths).
 	{"SLOT", 4, true}, {"NAME", 16, false}, {"STATE", 12, false}, {"PID", 8, true}, {"RUNS", 10, true},
 	{"RUNS/S", 7, true}, {"LAG", 5, true}, {"TICK AVG", 9, true}, {"TICK P99", 9, true},
 	{"FAILURES", 8, true}, {"LATE", 6, true}, {"REJECTED", 9, true},
@@ -184,9 +185,10 @@ func moduleSummary(v *View) string {
 // moduleTable renders the header and one row per module, in at most room
 // lines (room <= 0: every row) with the last one saying how many did not fit.
 func moduleTable(v *View, p paints, room int) []string {
+	widths := columnWidths(v.Modules)
 	cells := make([]string, len(columns))
 	for i, c := range columns {
-		cells[i] = pad(c.head, c.width, c.right)
+		cells[i] = pad(c.head, widths[i], c.right)
 	}
 	out := []string{p.head(strings.Join(cells, " "))}
 	rows, cut := v.Modules, 0
@@ -195,7 +197,7 @@ func moduleTable(v *View, p paints, room int) []string {
 		rows, cut = rows[:keep], len(rows)-keep
 	}
 	for i := range rows {
-		out = append(out, moduleLine(&rows[i], v.Interval > 0, p))
+		out = append(out, moduleLine(&rows[i], v.Interval > 0, p, widths))
 	}
 	if cut > 0 {
 		out = append(out, fmt.Sprintf("... %d more modules (a taller terminal shows them)", cut))
@@ -203,7 +205,23 @@ func moduleTable(v *View, p paints, room int) []string {
 	return out
 }
 
-func moduleLine(m *ModuleRow, rates bool, p paints) string {
+// nameColumn is the index of NAME in columns.
+const nameColumn = 1
+
+// columnWidths are the columns' widths for rows: NAME is as wide as the
+// longest name (names are never cut but by the terminal's width).
+func columnWidths(rows []ModuleRow) []int {
+	w := make([]int, len(columns))
+	for i, c := range columns {
+		w[i] = c.width
+	}
+	for i := range rows {
+		w[nameColumn] = max(w[nameColumn], utf8.RuneCountInString(rows[i].Name))
+	}
+	return w
+}
+
+func moduleLine(m *ModuleRow, rates bool, p paints, widths []int) string {
 	dash := "-"
 	runsPerSec, tickAvg, tickP99 := dash, dash, dash
 	if rates {
@@ -223,7 +241,7 @@ func moduleLine(m *ModuleRow, rates bool, p paints) string {
 	}
 	cells := make([]string, len(columns))
 	for i, c := range columns {
-		cells[i] = pad(vals[i], c.width, c.right)
+		cells[i] = pad(vals[i], widths[i], c.right)
 	}
 	switch m.State {
 	case RowRunning:

@@ -6,6 +6,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fdp-engine/fdp/inspect"
@@ -17,9 +18,15 @@ import (
 // keeps the world segment mapped between reads and re-opens it by name when
 // the file under the name is no longer the mapped one (a new engine created
 // its own, or the supervisor moved a dead engine's aside). Module segments
-// are opened for each read and closed after it. A Source is used by one
-// goroutine at a time.
+// are opened for each read and closed after it. Sample and Close may be
+// called from different goroutines: the interactive view samples in a
+// command goroutine of its own, which can still be running when the view
+// has quit and its caller closes the source (mu: a Sample never reads a
+// mapping that Close unmapped).
 type Source struct {
+	mu     sync.Mutex
+	closed bool
+
 	instance string
 	// Alive reports whether a process (pid, start time) exists; nil means
 	// shm.ProcessAlive. Tests inject their own.
@@ -35,8 +42,17 @@ func NewSource(instance string) *Source { return &Source{instance: instance} }
 // Instance returns the instance name the source reads.
 func (s *Source) Instance() string { return s.instance }
 
-// Close unmaps what the source holds.
+// Close unmaps what the source holds; a later Sample maps nothing and
+// reports the engine absent.
 func (s *Source) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.unmap()
+}
+
+// unmap drops the world mapping (s.mu held).
+func (s *Source) unmap() {
 	if s.world != nil {
 		s.world.Close()
 		s.world, s.lw = nil, nil
@@ -57,7 +73,7 @@ func (s *Source) attach() (EngineState, string) {
 	if s.world != nil && s.world.Current() {
 		return EngineLive, ""
 	}
-	s.Close()
+	s.unmap()
 	seg, err := shm.Open(shm.SegmentName(s.instance, "world"), false)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -83,6 +99,12 @@ func (s *Source) attach() (EngineState, string) {
 // snapshot.
 func (s *Source) Sample(at time.Time) *Snapshot {
 	snap := &Snapshot{At: at, Instance: s.instance}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		snap.Engine, snap.Err = EngineAbsent, "source closed"
+		return snap
+	}
 	state, why := s.attach()
 	if s.lw == nil {
 		snap.Engine, snap.Err = state, why

@@ -46,12 +46,25 @@ func IsTerminal(f *os.File) bool {
 	return err == nil
 }
 
-// Once reads the segments twice, interval apart, and writes the plain-text
-// view of the second read with the rates over the interval.
+// minOnceWindow is the shortest interval Once computes its rates over: a
+// shorter one holds no publish of a 60 fps engine and would show 0 fps.
+const minOnceWindow = 250 * time.Millisecond
+
+// Once reads the segments twice, interval (at least minOnceWindow) apart,
+// and writes the plain-text view of the second read with the rates over
+// that time. An instance without a world segment, or with one it cannot
+// read, is an error (one line, after nothing is written), like stat's.
 func Once(ctx context.Context, src *Source, interval time.Duration, w io.Writer) error {
 	var tr Tracker
-	tr.Next(src.Sample(time.Now()))
-	t := time.NewTimer(interval)
+	first := src.Sample(time.Now())
+	switch first.Engine {
+	case EngineAbsent:
+		return fmt.Errorf("top: no engine: fdp.%s.world does not exist", src.Instance())
+	case EngineUnreadable:
+		return fmt.Errorf("top: fdp.%s.world: %s", src.Instance(), first.Err)
+	}
+	tr.Next(first)
+	t := time.NewTimer(max(interval, minOnceWindow))
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
