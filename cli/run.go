@@ -170,6 +170,13 @@ func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
 	// published; the other stale segments are removed. When nothing can be
 	// recovered (no previous engine, corrupt segment, schema change) the
 	// reason is logged and the world is built from scratch.
+	// Ownership first: nothing of the instance is created or removed while
+	// another engine or an `engine up` owns it.
+	release, err := claimEngine(o.instance)
+	if err != nil {
+		return err
+	}
+	defer release()
 	w, rec, err := host.PrepareStart(o.instance, func() (*world.World, error) { return wd.newWorld(p) }, log)
 	if err != nil {
 		return err
@@ -253,7 +260,7 @@ func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Durat
 	fps := float64(published) / d.Seconds()
 	up := 0
 	for _, m := range eng.Modules() {
-		if m.State != host.StateDead {
+		if m.State != host.StateDead && m.State != host.StateLeft {
 			up++
 		}
 	}

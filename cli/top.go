@@ -30,12 +30,19 @@ func newTopCmd() *cobra.Command {
 			if err := shm.CheckDir(); err != nil {
 				return err
 			}
+			in, _ := cmd.InOrStdin().(*os.File)
+			out, _ := cmd.OutOrStdout().(*os.File)
+			interactive := !once && in != nil && out != nil && top.IsTerminal(in) && top.IsTerminal(out)
 			if !instanceExists(args[0]) {
-				// top waits for an engine that is not up yet; a typo would
-				// wait forever without a word.
+				if !interactive {
+					// One frame of nothing: refused like stat, with the
+					// instances there are.
+					return fmt.Errorf("top: no engine: fdp.%s.world does not exist (%s)", args[0], instancesText())
+				}
+				// The live view waits for an engine that is not up yet; a
+				// typo would wait forever without a word.
 				fmt.Fprintf(cmd.ErrOrStderr(), "top: no instance %q in %s yet (%s); waiting for one\n", args[0], shm.Dir, instancesText())
 			}
-			in, _ := cmd.InOrStdin().(*os.File)
 			return top.Run(cmdContext(cmd), top.Options{Instance: args[0], Interval: interval, Once: once,
 				In: in, Out: cmd.OutOrStdout()})
 		},

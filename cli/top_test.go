@@ -43,7 +43,8 @@ func TestTopOnce(t *testing.T) {
 	// No instance, or an unreadable world segment: an error, like stat's.
 	missing := uniqueInstance()
 	out, _, err = engineCmd(t, "top", missing, "--once", "--interval", "1ms")
-	require.EqualError(t, err, "top: no engine: fdp."+missing+".world does not exist")
+	require.Error(t, err)
+	require.Regexp(t, `^top: no engine: fdp\.`+missing+`\.world does not exist \((live: |no live instance)[^\n]*\)$`, err.Error())
 	require.Empty(t, out)
 	junk := uniqueInstance()
 	createSegment(t, shm.SegmentName(junk, "world"), make([]byte, 4096))

@@ -80,7 +80,7 @@ func newUpCommand(w World) *cobra.Command {
 func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration, out *output) error {
 	log := out.log
 	inst := cfg.Instance
-	unlock, err := lockInstance(inst)
+	unlock, err := lockInstance(inst, ownerUp)
 	if err != nil {
 		return err
 	}
@@ -133,7 +133,11 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration, out
 			AfterStop: func() error {
 				heartbeat(supervisor.EngineName) // the last engine's, before its world goes
 				if ctx.Err() != nil {
-					return shm.RemoveInstance(inst)
+					kept, err := shm.RemoveInstance(inst)
+					if len(kept) > 0 {
+						log.Warn("kept files of the instance whose creator is alive (not this supervisor's)", "instance", inst, "kept", kept)
+					}
+					return err
 				}
 				removed, err := shm.GCKeep(inst, shm.RecoveryMaterial)
 				log.Warn("the engine failed: its world is kept for the next start to recover", "instance", inst, "removed", removed)

@@ -333,6 +333,43 @@ func TestModStatsWritten(t *testing.T) {
 	require.Equal(t, uint64(1), s.Deaths)
 }
 
+// TestCleanLeaveIsNoDeath: a module whose connection ends after it stored
+// its leaving word (a stop it was asked for) is shown as left, in the
+// statistics block and ModuleInfo, with no death counted; one that ends
+// without it (a crash) is dead with one death; a rejoin clears the mark.
+func TestCleanLeaveIsNoDeath(t *testing.T) {
+	r := newSchedRig(t)
+	r.step()
+	m := r.join("m", ipc.TierSlow, 1, "")
+	r.step()
+	info := func() ModuleInfo {
+		for _, mi := range r.e.Modules() {
+			if mi.Name == "m" {
+				return mi
+			}
+		}
+		t.Fatal("no module m")
+		return ModuleInfo{}
+	}
+	layout.Store64(m.seg.Data, layout.OffMLeaving, 1)
+	r.e.reclaim(m)
+	r.step()
+	s, _, err := layout.DecodeModStats(m.seg.Data)
+	require.NoError(t, err)
+	require.Equal(t, StateLeft, s.State)
+	require.Zero(t, s.Deaths)
+	require.Equal(t, StateLeft, info().State)
+	require.Zero(t, info().Stats.Deaths)
+
+	m = r.join("m", ipc.TierSlow, 1, "") // a new segment: leaving is 0
+	require.Equal(t, StateJoined, info().State)
+	r.step()
+	r.e.reclaim(m)
+	r.step()
+	require.Equal(t, StateDead, info().State)
+	require.Equal(t, uint64(1), info().Stats.Deaths)
+}
+
 // TestRejectNamesMatchWorld: the reason names of the statistics block
 // (layout) are world's reject reasons, index for index.
 func TestRejectNamesMatchWorld(t *testing.T) {

@@ -327,6 +327,7 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 	for {
 		select {
 		case <-ctx.Done():
+			e.takeDeaths()
 			return nil
 		default:
 		}
@@ -340,6 +341,7 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 			select {
 			case <-ctx.Done():
 				t.Stop()
+				e.takeDeaths()
 				return nil
 			case <-t.C:
 			}
@@ -347,6 +349,17 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 			next = time.Now() // fell far behind: do not try to catch up
 		}
 	}
+}
+
+// takeDeaths handles the deaths (and clean leaves) the control plane has
+// seen since the last frame, so that what Run's caller reports after a stop
+// (a summary) knows how each module ended: under `engine up` the modules are
+// stopped before the engine.
+func (e *Engine) takeDeaths() {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true)) // as in Step: reclaim's guards
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.handleDeaths()
 }
 
 // Step runs one frame now.

@@ -23,7 +23,7 @@ import (
 // the current frame). Called with mu held.
 func (e *Engine) modStats(m *Module) layout.ModStats {
 	s := layout.ModStats{
-		Frame: e.frame, State: m.State, FailStreak: uint32(min(m.failStreak, 1<<32-1)),
+		Frame: e.frame, State: m.shownState(), FailStreak: uint32(min(m.failStreak, 1<<32-1)),
 		Runs: m.Stats.Runs, Late: m.Stats.Late, Failures: m.Stats.Failures, Skipped: m.Stats.Skipped,
 		Overruns: m.Stats.Overruns, Revoked: m.Stats.Revoked, BreakerTrips: m.Stats.BreakerTrips,
 		Applied: m.Stats.Applied, Rejected: m.Stats.Rejected,

@@ -28,6 +28,10 @@ const (
 	// StateDead: its connection ended or its segment faulted; the slot is
 	// kept for a restart.
 	StateDead = layout.ModuleDead
+	// StateLeft: shown (ModuleInfo, the statistics block) for a module
+	// whose process ended after saying it was leaving: a clean stop, not a
+	// death. Internally the module is StateDead with left set.
+	StateLeft = layout.ModuleLeft
 )
 
 // DoneFailed is layout.DoneFailed, kept for existing callers.
@@ -116,6 +120,7 @@ type Module struct {
 	maxRuntime   time.Duration
 	overran      bool      // the running slow tick passed maxRuntime (counted once)
 	diedAt       time.Time // when the engine took the module for dead
+	left         bool      // dead after saying it was leaving: shown as StateLeft
 	// evAck is the event cursor acknowledged by the module's last played
 	// batch, kept across its restarts (host/evack.go).
 	evAck ipc.EventCursor
@@ -246,7 +251,7 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	// engine watches a pin only during a tick it rang).
 	e.pub.UnwatchPin(m.Slot)
 	e.pub.ReleaseHolderAll(m.Slot)
-	m.State, m.busy, m.failStreak, m.probing, m.holdSlot = StateJoined, false, 0, false, -1
+	m.State, m.busy, m.failStreak, m.probing, m.holdSlot, m.left = StateJoined, false, 0, false, -1, false
 	e.joinPhase(m)
 	m.Stats.Joins++
 	if e.guard(func() {
@@ -410,6 +415,15 @@ func (e *Engine) ModuleDied(pid int) {
 	}
 }
 
+// shownState is the state reported for m: StateLeft for a module that
+// stopped cleanly, else its state.
+func (m *Module) shownState() State {
+	if m.State == StateDead && m.left {
+		return StateLeft
+	}
+	return m.State
+}
+
 // handleDeaths reclaims modules whose connection closed. Called with mu held.
 func (e *Engine) handleDeaths() {
 	e.deathMu.Lock()
@@ -430,9 +444,19 @@ func (e *Engine) reclaim(m *Module) {
 	e.pub.UnwatchPin(m.Slot)
 	e.pub.ReleaseHolderAll(m.Slot)
 	m.State, m.busy, m.holdSlot, m.diedAt = StateDead, false, -1, time.Now()
-	m.Stats.Deaths++
+	// A process that said it was leaving (its own word: it can only
+	// speak for itself) stopped cleanly: not a death in any summary.
+	m.left = false
+	if m.seg != nil {
+		e.guard(func() { m.left = layout.Load64(m.seg.Data, layout.OffMLeaving) != 0 })
+	}
 	m.statsDirty = true
-	e.log.Info("module died; leases and ring reclaimed", "module", m.Name, "slot", m.Slot, "pid", m.PID)
+	if m.left {
+		e.log.Info("module left; leases and ring reclaimed", "module", m.Name, "slot", m.Slot, "pid", m.PID)
+	} else {
+		m.Stats.Deaths++
+		e.log.Info("module died; leases and ring reclaimed", "module", m.Name, "slot", m.Slot, "pid", m.PID)
+	}
 	if m.cons != nil {
 		e.guard(func() { _ = m.cons.Reset() })
 	}
@@ -465,7 +489,7 @@ func (e *Engine) Modules() []ModuleInfo {
 	defer e.mu.Unlock()
 	out := make([]ModuleInfo, 0, len(e.mods))
 	for _, m := range e.mods {
-		mi := ModuleInfo{Slot: m.Slot, Name: m.Name, Tier: m.Tier, State: m.State, Every: m.Every, PID: m.PID, Group: m.Group, SnapshotMask: m.snapMask, Stats: m.Stats,
+		mi := ModuleInfo{Slot: m.Slot, Name: m.Name, Tier: m.Tier, State: m.shownState(), Every: m.Every, PID: m.PID, Group: m.Group, SnapshotMask: m.snapMask, Stats: m.Stats,
 			PlaybackRejectReasons: map[string]uint64{}, Ticks: m.tickHist.Count(), TickP50: m.tickHist.Percentile(50),
 			TickP99: m.tickHist.Percentile(99), TickMax: m.tickHist.Max()}
 		if m.seg != nil {

@@ -458,6 +458,8 @@ func DropAside(instance string) ([]string, error) {
 		i := slices.IndexFunc(infos, func(in shm.Info) bool { return in.Name == name })
 		switch {
 		case i < 0:
+		case infos[i].Locked || infos[i].State == shm.StateLive || infos[i].State == shm.StateInitialising:
+			// Its creator runs: not the dead engine's copy this start kept.
 		case infos[i].KeptForRecovery:
 			left = append(left, name)
 		default:

@@ -196,7 +196,7 @@ func quietLog() *slog.Logger {
 
 func testInstance(t testing.TB) string {
 	inst := fmt.Sprintf("r%d%05x", os.Getpid()%100000, rand.Intn(1<<20))
-	t.Cleanup(func() { _ = shm.RemoveInstance(inst) })
+	t.Cleanup(func() { _, _ = shm.RemoveInstance(inst) })
 	return inst
 }
 

@@ -119,10 +119,15 @@ const (
 	ModuleBreakerOpen
 	// ModuleDead: its process or connection ended, or its segment faulted.
 	ModuleDead
+	// ModuleLeft: its process ended after saying it was leaving (the
+	// module's OffMLeaving word: a stop it was asked for, SIGTERM or its
+	// last tick): a clean stop, not a death. Its slot is kept for a
+	// restart as a dead module's.
+	ModuleLeft
 	numModuleStates
 )
 
-var moduleStateNames = [numModuleStates]string{"none", "joined", "running", "breaker-open", "dead"}
+var moduleStateNames = [numModuleStates]string{"none", "joined", "running", "breaker-open", "dead", "left"}
 
 func (s ModuleState) String() string {
 	if s < numModuleStates {

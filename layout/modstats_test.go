@@ -105,7 +105,7 @@ func TestModStatsRejects(t *testing.T) {
 
 func TestModuleStateString(t *testing.T) {
 	for s, want := range map[ModuleState]string{ModuleNone: "none", ModuleJoined: "joined", ModuleRunning: "running",
-		ModuleBreakerOpen: "breaker-open", ModuleDead: "dead", 9: "state(9)"} {
+		ModuleBreakerOpen: "breaker-open", ModuleDead: "dead", ModuleLeft: "left", 9: "state(9)"} {
 		require.Equal(t, want, s.String())
 	}
 	require.Equal(t, "corrupt_ring", RejectReasonName(12))

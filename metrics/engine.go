@@ -24,7 +24,7 @@ var (
 )
 
 // moduleStates are the values of fdp_module_state's state label.
-var moduleStates = []host.State{host.StateJoined, host.StateRunning, host.StateBroken, host.StateDead}
+var moduleStates = []host.State{host.StateJoined, host.StateRunning, host.StateBroken, host.StateDead, host.StateLeft}
 
 func newDesc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc(name, help, labels, nil)
@@ -51,7 +51,7 @@ var (
 	dShm          = newDesc("fdp_engine_shm_bytes", "Shared memory the world segment holds.")
 
 	dModInfo      = newDesc("fdp_module_info", "A module of the engine's table: 1, labelled with its tier, convoy group and period in frames.", "module", "tier", "group", "every")
-	dModState     = newDesc("fdp_module_state", "1 for the module's current state (joined, running, breaker-open, dead), 0 for the others.", "module", "state")
+	dModState     = newDesc("fdp_module_state", "1 for the module's current state (joined, running, breaker-open, dead, left), 0 for the others.", "module", "state")
 	dModBreaker   = newDesc("fdp_module_breaker_open", "1 while the module's circuit breaker is open.", "module")
 	dModRuns      = newDesc("fdp_module_runs_total", "Ticks the module completed successfully.", "module")
 	dModLate      = newDesc("fdp_module_late_ticks_total", "Fast ticks not done by the frame's deadline.", "module")

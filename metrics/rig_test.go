@@ -100,7 +100,7 @@ func newEngineRig(t *testing.T) *engineRig {
 	sim, err := demo.NewSim(s, cfg)
 	require.NoError(t, err)
 	inst := fmt.Sprintf("mx%d%05x", os.Getpid()%100000, rand.Intn(1<<20))
-	t.Cleanup(func() { _ = shm.RemoveInstance(inst) })
+	t.Cleanup(func() { _, _ = shm.RemoveInstance(inst) })
 	eng, err := host.New(host.Config{Instance: inst, FrameRate: 100, BreakerReset: time.Minute,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sim.W, sim)
 	require.NoError(t, err)

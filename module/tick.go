@@ -41,6 +41,10 @@ func (s *session) loop(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// A stop that was asked for (SIGTERM): no tick runs any
+			// more, and the engine counts the end of the connection
+			// as a clean leave, not a death.
+			layout.Store64(b, layout.OffMLeaving, 1)
 			return ctx.Err()
 		case <-s.conn.Done():
 			return ErrEngineGone

@@ -284,6 +284,7 @@ func GCKeep(instance string, keep func(Info) bool) (removed []string, err error)
 	if instance != "" {
 		removed = append(removed, removeSocketTemps(instance, false)...)
 	}
+	removed = append(removed, removeDeadLocks(instance)...)
 	for _, name := range DeadSockets(instance) {
 		if removeDeadSocket(name) {
 			removed = append(removed, name)
@@ -380,8 +381,9 @@ func removeDeadSocket(name string) bool {
 // removeSocketTemps removes the temporary control sockets of instance
 // (".fdp.<instance>.<pid>.tmp": the engine binds its socket under that name
 // and renames it into place; an engine killed in between leaves the file):
-// those of dead processes, or all of them. It returns the names removed.
-func removeSocketTemps(instance string, all bool) []string {
+// those of dead processes, and this process's own when self is set. It
+// returns the names removed.
+func removeSocketTemps(instance string, self bool) []string {
 	matches, _ := filepath.Glob(filepath.Join(Dir, "."+Prefix+instance+".*.tmp"))
 	var removed []string
 	for _, path := range matches {
@@ -391,12 +393,46 @@ func removeSocketTemps(instance string, all bool) []string {
 		if err != nil {
 			continue // not one of ours
 		}
-		if !all && unix.Kill(int(n), 0) != unix.ESRCH {
+		if !(self && int(n) == os.Getpid()) && unix.Kill(int(n), 0) != unix.ESRCH {
 			continue // its process (or one that reuses the pid) is alive
 		}
 		if os.Remove(path) == nil {
 			removed = append(removed, name)
 		}
+	}
+	return removed
+}
+
+// LockPath is the instance lock file, ".fdp.<instance>.lock" in Dir: held
+// (flock, exclusive) by the process that owns the instance (`engine up`, or
+// an `engine run` outside a supervisor; see cli). A dot file: List never
+// shows it.
+func LockPath(instance string) string { return filepath.Join(Dir, "."+Prefix+instance+".lock") }
+
+// removeDeadLocks removes the instance lock files of instance ("" = every
+// instance) that nobody holds (their owner was killed before it could
+// remove the file) and returns their names. Safe against a new owner: one
+// that opened the file before the unlink finds, after its flock, that the
+// path no longer names its file and opens it again.
+func removeDeadLocks(instance string) []string {
+	pattern := LockPath(instance)
+	if instance == "" {
+		pattern = filepath.Join(Dir, "."+Prefix+"*.lock")
+	}
+	matches, _ := filepath.Glob(pattern)
+	var removed []string
+	for _, path := range matches {
+		fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+		if err != nil {
+			continue
+		}
+		var st unix.Stat_t
+		if unix.Fstat(fd, &st) == nil && st.Mode&unix.S_IFMT == unix.S_IFREG && unix.Flock(fd, unix.LOCK_EX|unix.LOCK_NB) == nil {
+			if os.Remove(path) == nil {
+				removed = append(removed, filepath.Base(path))
+			}
+		}
+		unix.Close(fd)
 	}
 	return removed
 }
@@ -431,25 +467,63 @@ func Rename(from, to string) error {
 	return fmt.Errorf("fdp/shm: rename %s to %s: %w", from, to, err)
 }
 
-// RemoveInstance unlinks every file of instance in Dir (its segments and
-// its control socket), whatever their state; used at graceful shutdown.
-func RemoveInstance(instance string) error {
+// RemoveInstance removes the files of instance in Dir that a stopped
+// engine leaves at a graceful shutdown: its segments whose creator is proven
+// dead (no creator lock held, and the creator pid with its start time is not
+// running; aside copies included: the stop was asked for), its control
+// socket when no engine listens on it, and temporary sockets of dead
+// processes. It never removes a file of a live creator (another engine of
+// the instance, e.g. one started next to a supervisor): those are returned
+// in kept.
+func RemoveInstance(instance string) (kept []string, err error) {
 	if !layout.ValidInstanceName(instance) {
-		return fmt.Errorf("fdp/shm: remove instance: invalid instance %q", instance)
+		return nil, fmt.Errorf("fdp/shm: remove instance: invalid instance %q", instance)
 	}
 	ents, err := os.ReadDir(Dir)
 	if err != nil {
-		return fmt.Errorf("fdp/shm: remove instance %s: %w", instance, err)
+		return nil, fmt.Errorf("fdp/shm: remove instance %s: %w", instance, err)
 	}
 	var first error
 	for _, de := range ents {
-		if !strings.HasPrefix(de.Name(), Prefix+instance+".") {
+		name := de.Name()
+		if !strings.HasPrefix(name, Prefix+instance+".") {
 			continue
 		}
-		if err := unlinkPath(filepath.Join(Dir, de.Name())); err != nil && first == nil {
+		if name == Prefix+instance+SocketSuffix {
+			if !removeDeadSocket(name) {
+				if _, err := os.Lstat(filepath.Join(Dir, name)); err == nil {
+					kept = append(kept, name)
+				}
+			}
+			continue
+		}
+		in := describe(name)
+		if in.State == StateForeign || !(creatorDead(in) || createdBySelf(in)) {
+			kept = append(kept, name)
+			continue
+		}
+		if err := unlinkPath(in.Path); err != nil && first == nil {
 			first = err
 		}
 	}
 	removeSocketTemps(instance, true)
-	return first
+	return kept, first
+}
+
+// createdBySelf reports whether this process created the file described by
+// in (its header names this pid and this process's start time).
+func createdBySelf(in Info) bool {
+	return in.Header != nil && in.PID == uint32(os.Getpid()) && in.StartTime == SelfStartTime()
+}
+
+// creatorDead reports whether the file described by in was made by a
+// process that is proven gone: nobody holds its creator lock (probed again
+// now) and its header's creator pid with its start time is not running (a
+// file without a readable header and without the lock has no live creator
+// either: creators hold the lock until their header is ready).
+func creatorDead(in Info) bool {
+	if in.Locked || lockHeld(in.Path) {
+		return false
+	}
+	return in.Header == nil || !ProcessAlive(in.PID, in.StartTime)
 }

@@ -449,9 +449,25 @@ func (s *Segment) Current() bool {
 	return err == nil && os.SameFile(mapped, named)
 }
 
-// Unlink removes the segment's file. Existing mappings stay valid until they
-// are closed. A missing file is not an error.
-func (s *Segment) Unlink() error { return unlinkPath(s.Path) }
+// Unlink removes the segment's file if its path still names the file this
+// segment maps: a file that another process created under the same name
+// since (ours was removed, e.g. by gc after we were taken for dead) is not
+// ours to remove and is left alone. Existing mappings stay valid until they
+// are closed. A missing file is not an error; after Close nothing is
+// removed (the mapped file can no longer be told apart).
+func (s *Segment) Unlink() error {
+	if s.f == nil {
+		return unlinkPath(s.Path) // a segment not opened by this package
+	}
+	var held, named unix.Stat_t
+	if s.Data == nil || unix.Fstat(int(s.f.Fd()), &held) != nil || unix.Lstat(s.Path, &named) != nil {
+		return nil
+	}
+	if held.Ino != named.Ino || held.Dev != named.Dev {
+		return nil
+	}
+	return unlinkPath(s.Path)
+}
 
 // Unlink removes the named segment of Dir. A missing file is not an error.
 func Unlink(name string) error {

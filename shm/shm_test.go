@@ -636,16 +636,19 @@ func TestRemoveInstance(t *testing.T) {
 		require.NoError(t, s.Close())
 	}
 	require.NoError(t, os.WriteFile(filepath.Join(Dir, "fdp.a.sock"), nil, 0o600))
-	require.NoError(t, RemoveInstance("a"))
+	_, err := RemoveInstance("a")
+	require.NoError(t, err)
 	var left []string
 	ents, err := os.ReadDir(Dir)
 	require.NoError(t, err)
 	for _, e := range ents {
 		left = append(left, e.Name())
 	}
-	require.Equal(t, []string{"fdp.ab.world", "fdp.b.world"}, left)
-	require.Error(t, RemoveInstance("a.b"))
-	require.Error(t, RemoveInstance(""))
+	require.Equal(t, []string{"fdp.a.sock", "fdp.ab.world", "fdp.b.world"}, left, "a file named like the socket that is no socket is not judged")
+	_, err = RemoveInstance("a.b")
+	require.Error(t, err)
+	_, err = RemoveInstance("")
+	require.Error(t, err)
 }
 
 func TestProcStartTime(t *testing.T) {
@@ -737,7 +740,7 @@ func TestRealDevShm(t *testing.T) {
 	Dir = "/dev/shm"
 	t.Cleanup(func() { Dir = old })
 	inst := uniqueInstance()
-	t.Cleanup(func() { _ = RemoveInstance(inst) })
+	t.Cleanup(func() { _, _ = RemoveInstance(inst) })
 	name := SegmentName(inst, "world")
 	s, err := Create(name, 2*layout.HeaderSize)
 	require.NoError(t, err)
@@ -763,7 +766,8 @@ func TestRealDevShm(t *testing.T) {
 	removed, err := GC(inst)
 	require.NoError(t, err)
 	require.Empty(t, removed)
-	require.NoError(t, RemoveInstance(inst))
+	_, err = RemoveInstance(inst)
+	require.NoError(t, err)
 	_, err = os.Stat(s.Path)
 	require.ErrorIs(t, err, os.ErrNotExist)
 }

@@ -31,7 +31,8 @@ func TestGCRemovesDeadSocketTemps(t *testing.T) {
 	require.NoFileExists(t, filepath.Join(dir, deadTmp))
 	require.FileExists(t, filepath.Join(dir, liveTmp))
 
-	require.NoError(t, RemoveInstance(inst))
+	_, err = RemoveInstance(inst)
+	require.NoError(t, err)
 	require.NoFileExists(t, filepath.Join(dir, liveTmp))
 	require.FileExists(t, filepath.Join(dir, other), "another instance's file is not touched")
 }

@@ -31,7 +31,7 @@ import (
 func TestTimeSingletonBinaries(t *testing.T) {
 	bin := shippedBinaries(t)
 	inst := fmt.Sprintf("tb%d%05x", os.Getpid()%100000, rand.Intn(1<<20))
-	t.Cleanup(func() { _ = shm.RemoveInstance(inst) })
+	t.Cleanup(func() { _, _ = shm.RemoveInstance(inst) })
 	eng := startMemEngine(t, bin, inst, nil, "--entities", "2000")
 	const dt = int64(time.Second / 60)
 

@@ -382,7 +382,7 @@ func waitDeathSeen(eng *host.Engine, name string, pid int, limit time.Duration) 
 
 func uniqueInstance(t testing.TB, p string) string {
 	inst := fmt.Sprintf("%s%d%05x", p, os.Getpid()%100000, rand.Intn(1<<20))
-	t.Cleanup(func() { _ = shm.RemoveInstance(inst) })
+	t.Cleanup(func() { _, _ = shm.RemoveInstance(inst) })
 	return inst
 }
 

@@ -419,5 +419,5 @@ func TestTopOnceLive(t *testing.T) {
 	var ee *exec.ExitError
 	require.ErrorAs(t, err, &ee, "%s", all)
 	require.Equal(t, 1, ee.ExitCode())
-	require.Equal(t, "Error: top: no engine: fdp.nosuchinstance.world does not exist\n", string(all))
+	require.Equal(t, "Error: top: no engine: fdp.nosuchinstance.world does not exist (live: toponce)\n", string(all))
 }

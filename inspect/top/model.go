@@ -64,10 +64,12 @@ const (
 	// RowGone: the block says the module lives but its process does not
 	// exist (the engine has not seen the death yet, or the engine is dead).
 	RowGone
+	// RowLeft: the module stopped cleanly (layout.ModuleLeft).
+	RowLeft
 	numRowStates
 )
 
-var rowStateNames = [numRowStates]string{"none", "joined", "running", "breaker-open", "dead", "gone"}
+var rowStateNames = [numRowStates]string{"none", "joined", "running", "breaker-open", "dead", "gone", "left"}
 
 func (s RowState) String() string {
 	if s < numRowStates {
@@ -169,8 +171,10 @@ func moduleRow(prev, cur *ModuleSnap, dt time.Duration) ModuleRow {
 		r.State = RowBreakerOpen
 	case layout.ModuleDead:
 		r.State = RowDead
+	case layout.ModuleLeft:
+		r.State = RowLeft
 	}
-	if r.State != RowDead && !cur.Alive {
+	if r.State != RowDead && r.State != RowLeft && !cur.Alive {
 		r.State = RowGone
 	}
 	r.Runs, r.Lag, r.Failures, r.Late, r.Rejected = s.Runs, s.LagFrames, s.Failures, s.Late, s.Rejected
