@@ -39,6 +39,9 @@ func Main(w World) {
 	if err := Command(w).Execute(); err != nil {
 		os.Exit(1)
 	}
+	// Exit here too, as documented: a program's main may go on after Main
+	// (log.Fatal, cleanup meant for another path) and must not run it.
+	os.Exit(0)
 }
 
 // Command returns the root command of w's command line (run, up, ls, dump,

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -94,6 +95,27 @@ func TestMainExitCode(t *testing.T) {
 	frames := regexp.MustCompile(`(?m)^engine frames (\d+) in `).FindStringSubmatch(stdout)
 	require.NotNil(t, frames, stdout)
 	require.Regexp(t, `(?m)^world: 10 entities alive; [^\n]*\ntest world: `+frames[1]+` steps$`, stdout)
+}
+
+// TestMainExitsOnSuccess: Main exits with status 0 when the command
+// succeeds, as documented, so the code after it in a program's main never
+// runs (the child prints "unreachable" and exits 3 if it does).
+func TestMainExitsOnSuccess(t *testing.T) {
+	testutil.MainChild("testengine", func() {
+		Main(testWorld())
+		fmt.Println("unreachable")
+		os.Exit(3)
+	})
+	useTempShm(t)
+	tmp := t.TempDir()
+	good := filepath.Join(tmp, "good")
+	require.NoError(t, os.WriteFile(good, fixture.World(fixture.Default), 0o600))
+	for _, args := range [][]string{{"ls"}, {"dump", good}, {"--version"},
+		{"run", "--instance", "u" + strconv.Itoa(os.Getpid()), "--duration", "200ms"}} {
+		stdout, stderr, code := testutil.RunMain(t, "TestMainExitsOnSuccess", args...)
+		require.Equal(t, 0, code, "%v: %s", args, stderr)
+		require.NotContains(t, stdout, "unreachable", "%v", args)
+	}
 }
 
 // TestUpEngineNeverPublished: up whose engine dies at once every time (a

@@ -410,7 +410,7 @@ func TestAdmitMaskBeyondSchema(t *testing.T) {
 	h.SetReadMask(world.MaskOf(0, 140))
 	_, err := r.e.admit(h, ipc.PeerCred{PID: os.Getpid()})
 	require.ErrorIs(t, err, ipc.ErrBadHello)
-	require.ErrorContains(t, err, "names components beyond the schema's")
+	require.ErrorContains(t, err, "names component 140, beyond the schema's")
 	require.Equal(t, uint64(1), r.e.BadMasks)
 	m := r.join("all", ipc.TierFast, 1, "")
 	require.Equal(t, r.e.w.Registry().Mask(), m.Mask)

@@ -76,8 +76,8 @@ func (w *wakeWatch) wasSeen(t uint16) bool { return w.seen[t>>6]&(1<<(t&63)) != 
 func (e *Engine) subscriptions(h ipc.Hello) (moduleSubs, error) {
 	var s moduleSubs
 	bad := func(field string, m world.Mask) error {
-		return fmt.Errorf("%w: %s names components beyond the schema's %d (bits %v)",
-			ipc.ErrBadHello, field, e.w.Registry().Len(), m.AndNot(e.allMask))
+		return fmt.Errorf("%w: %s names %s, beyond the schema's %d",
+			ipc.ErrBadHello, field, m.AndNot(e.allMask).Named(), e.w.Registry().Len())
 	}
 	if l := h.Lifecycle; l != nil {
 		added, _ := ipc.MaskWords(l.Added) // lengths checked by ipc

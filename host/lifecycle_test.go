@@ -156,15 +156,21 @@ func TestLifecycleSubscriptionUnion(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, world.Lifecycle{Destroyed: true, Removed: all}, w.Lifecycle())
 
-	for _, h := range []ipc.Hello{
-		{Name: "c", Tier: ipc.TierFast, Every: 1, Lifecycle: &ipc.LifecycleSub{Added: []uint64{1 << 4}}},
-		{Name: "c", Tier: ipc.TierFast, Every: 1, Lifecycle: &ipc.LifecycleSub{Removed: []uint64{0, 1}}},
-		{Name: "c", Tier: ipc.TierSlow, Every: 1, WakeOn: &ipc.WakeOnSub{Components: []uint64{1 << 9}}},
+	for _, c := range []struct {
+		h    ipc.Hello
+		want string
+	}{
+		{ipc.Hello{Name: "c", Tier: ipc.TierFast, Every: 1, Lifecycle: &ipc.LifecycleSub{Added: []uint64{1 << 4}}},
+			"lifecycle.added names component 4, beyond the schema's 4"},
+		{ipc.Hello{Name: "c", Tier: ipc.TierFast, Every: 1, Lifecycle: &ipc.LifecycleSub{Removed: []uint64{1 << 5, 1}}},
+			"lifecycle.removed names components 5, 64, beyond the schema's 4"},
+		{ipc.Hello{Name: "c", Tier: ipc.TierSlow, Every: 1, WakeOn: &ipc.WakeOnSub{Components: []uint64{1 << 9}}},
+			"wake_on.components names component 9, beyond the schema's 4"},
 	} {
 		bad := r.e.BadMasks
-		_, err := r.joinHello(h)
+		_, err := r.joinHello(c.h)
 		require.ErrorIs(t, err, ipc.ErrBadHello)
-		require.ErrorContains(t, err, "names components beyond the schema's 4")
+		require.ErrorContains(t, err, c.want)
 		require.Equal(t, bad+1, r.e.BadMasks)
 	}
 	require.Equal(t, world.Lifecycle{Destroyed: true, Removed: all}, w.Lifecycle(), "a refused hello changes nothing")

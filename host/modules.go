@@ -193,8 +193,8 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	}
 	if extra := world.Mask(reads).AndNot(e.allMask); !extra.Empty() {
 		e.BadMasks++
-		return ipc.Welcome{}, fmt.Errorf("%w: component mask %v names components beyond the schema's %d (bits %v)",
-			ipc.ErrBadHello, world.Mask(reads), e.w.Registry().Len(), extra)
+		return ipc.Welcome{}, fmt.Errorf("%w: component mask %v names %s, beyond the schema's %d",
+			ipc.ErrBadHello, world.Mask(reads), extra.Named(), e.w.Registry().Len())
 	}
 	subs, err := e.subscriptions(h)
 	if err != nil {

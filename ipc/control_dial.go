@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -77,7 +78,7 @@ func Dial(instance string, hello Hello, timeout time.Duration) (*ControlConn, We
 	}
 	if rep.Welcome == nil {
 		closeFiles(files)
-		return fail(fmt.Errorf("%w (engine said: %s)", ctlCodeErr(rep.Code), rep.Error))
+		return fail(refusal(ctlCodeErr(rep.Code), rep.Error))
 	}
 	_ = c.SetDeadline(time.Time{})
 	cc := &ControlConn{c: c, done: make(chan struct{})}
@@ -123,4 +124,15 @@ func (cc *ControlConn) Close() error {
 	err := cc.c.Close()
 	<-cc.done
 	return err
+}
+
+// refusal is the error of an engine's refusal of code sentinel with text
+// msg: the engine's text after the sentinel, or, when that text does not
+// begin with the sentinel's own (the refusal's reason names another
+// cause), after "engine said". The sentinel is said once.
+func refusal(sentinel error, msg string) error {
+	if rest, ok := strings.CutPrefix(msg, sentinel.Error()+": "); ok {
+		return fmt.Errorf("%w: %s", sentinel, rest)
+	}
+	return fmt.Errorf("%w (engine said: %s)", sentinel, msg)
 }

@@ -11,6 +11,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -263,7 +265,11 @@ func (s *ControlServer) ctlHandshake(c *net.UnixConn) (Welcome, int, error) {
 	w, err := s.cfg.Handler(h, peer)
 	if err != nil {
 		closeFiles(w.Files)
-		if !errors.Is(err, ErrRejected) {
+		switch {
+		case errors.Is(err, ErrRejected):
+		case strings.Contains(err.Error(), strconv.Quote(h.Name)):
+			err = fmt.Errorf("%w: %w", ErrRejected, err) // it names the module already
+		default:
 			err = fmt.Errorf("%w: module %q: %w", ErrRejected, h.Name, err)
 		}
 		return Welcome{}, peer.PID, err

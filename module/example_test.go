@@ -28,6 +28,17 @@ func (m *Medic) Spec() module.Spec {
 // module to these lifecycle events and run before each Tick, for every
 // change up to the tick's frame, each once.
 func (m *Medic) Observe(o *module.Observers) {
+	o.OnResync(func(v *module.View) { // a new process, or a new engine: the changes since are lost, rebuild
+		clear(m.wounded)
+		q := v.Query(world.MaskOf(m.health))
+		for q.Next() {
+			for i := 0; i < q.Rows(); i++ {
+				if q.Match(i) {
+					m.wounded[q.Entity(i)] = true
+				}
+			}
+		}
+	})
 	o.OnAdded(m.health, func(e world.Entity) { m.wounded[e] = true })
 	o.OnRemoved(m.health, func(e world.Entity) { delete(m.wounded, e) }) // a destroy removes it too
 	o.OnDestroyed(func(world.Entity) { m.deaths++ })

@@ -16,6 +16,18 @@ package module
 // again. A lifecycle event the module did not subscribe to (the log is
 // shared: another module may have) is delivered neither to its observers
 // nor by View.Events.
+//
+// Resync. The log a module reads is its engine's: a new engine (after a
+// crash, a SIGKILL, a restart) starts a new one at the module's admission,
+// so the changes between the module's last committed tick with the old
+// engine and its admission by the new one are never delivered. Nor does a
+// new process of the module have the state its predecessor built. Both
+// start a new attach, whose first tick has View.LastTick ok=false: there the
+// OnResync functions run, before any observer, and the tick's lifecycle
+// events (all of frames up to the view's, which the view already shows) go
+// to no observer (View.Events still has them); the next ticks get those of
+// the later frames. A failed resync tick commits nothing: the next tick
+// resyncs again.
 
 import (
 	"fmt"
@@ -45,9 +57,22 @@ type Observer interface {
 // destroyed; a created entity has no component, and each one it gets, a
 // Set of a component it lacks included, is reported added.
 type Observers struct {
+	resync             []func(*View)
 	created, destroyed []func(world.Entity)
 	added, removed     [][]func(world.Entity) // per component id
 }
+
+// OnResync registers fn to rebuild, from the view, what the module derives
+// from its observers, when their continuity is broken: fn runs on the first
+// tick of each attach (View.LastTick ok=false: the process's first tick,
+// the first after an engine restart or a reconnection), before the
+// observers, which then get none of that tick's events (the view already
+// shows their changes), and from the next tick each change of a later frame
+// once. Without it, a model built from the observers misses the changes of
+// the frames no engine delivered (after an engine restart: those between
+// the module's last committed tick and its admission by the new engine)
+// and, in a new process, everything before its join.
+func (o *Observers) OnResync(fn func(v *View)) { o.resync = append(o.resync, fn) }
 
 // OnCreated registers fn for the entities created.
 func (o *Observers) OnCreated(fn func(e world.Entity)) { o.created = append(o.created, fn) }
@@ -185,7 +210,7 @@ func checkSubscriptions(spec *Spec, obs *Observers, reg *world.Registry) error {
 	all := reg.Mask()
 	sub := obs.Subscription()
 	if out := sub.Added.Or(sub.Removed).Or(spec.WakeOn.Components).AndNot(all); !out.Empty() {
-		return fmt.Errorf("%w: observers or WakeOn name components %v beyond the registry's %d (%w)", ErrInvalidSpec, out, reg.Len(), ipc.ErrBadHello)
+		return fmt.Errorf("%w: observers or WakeOn name %s, beyond the registry's %d (%w)", ErrInvalidSpec, out.Named(), reg.Len(), ipc.ErrBadHello)
 	}
 	h := ipc.Hello{Tier: spec.Tier, WakeOn: spec.WakeOn.wire(), Lifecycle: lifecycleWire(sub)}
 	if err := ipc.ValidSubscriptions(&h); err != nil {
@@ -222,8 +247,15 @@ func (v *View) observe() error {
 	b.reset()
 	v.created = v.created[:0]
 	b.on = true
+	resync := v.since == 0 && len(v.obs.resync) > 0 // a new attach's first tick not yet committed
+	for _, fn := range v.obs.resync {
+		if !resync {
+			break
+		}
+		fn(v)
+	}
 	b.overrun, b.err = v.read(func(seq, frame uint64, typ uint16, p []byte) {
-		if layout.IsLifecycleEvent(typ) {
+		if !resync && layout.IsLifecycleEvent(typ) {
 			// read delivers only well-formed ones the module subscribed to.
 			k, e, c, _ := layout.DecodeLifecycle(typ, p)
 			v.obs.call(k, world.Entity(e), world.ComponentID(c))

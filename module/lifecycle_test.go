@@ -46,9 +46,12 @@ func TestRunRefusesBadSubscriptions(t *testing.T) {
 			"event type 0xffff is reserved for the engine"},
 		{"wake on a type twice", Spec{Name: "m", Tier: Slow, WakeOn: WakeOn{Events: []world.EventType{2, 2}}}, none, "event type 2 named twice"},
 		{"wake on a component beyond the registry", Spec{Name: "m", Tier: Slow, WakeOn: WakeOn{Components: world.MaskOf(3)}}, none,
-			"beyond the registry's 1"},
+			"invalid module spec: observers or WakeOn name component 3, beyond the registry's 1 (invalid hello)"},
+		{"wake on component 200", Spec{Name: "m", Tier: Slow, WakeOn: WakeOn{Components: world.MaskOf(200)}}, none,
+			"invalid module spec: observers or WakeOn name component 200, beyond the registry's 1 (invalid hello)"},
 		{"observer beyond the registry", Spec{Name: "m", Tier: Fast, Every: 1},
-			func(o *Observers) { o.OnRemoved(5, func(world.Entity) {}) }, "beyond the registry's 1"},
+			func(o *Observers) { o.OnRemoved(5, func(world.Entity) {}); o.OnAdded(9, func(world.Entity) {}) },
+			"invalid module spec: observers or WakeOn name components 5, 9, beyond the registry's 1 (invalid hello)"},
 		{"every 0 with a wake", Spec{Name: "m", Tier: Slow, WakeOn: WakeOn{Events: []world.EventType{world.EventDestroyed}}}, none, ""},
 		{"observers", Spec{Name: "m", Tier: Fast, Every: 1},
 			func(o *Observers) { o.OnAdded(pos, func(world.Entity) {}); o.OnCreated(func(world.Entity) {}) }, ""},
@@ -63,6 +66,9 @@ func TestRunRefusesBadSubscriptions(t *testing.T) {
 			}
 			if !errors.Is(err, ErrInvalidSpec) || !errors.Is(err, ipc.ErrBadHello) || !Refused(err) {
 				t.Fatalf("Run: %v, want ErrInvalidSpec wrapping ipc.ErrBadHello", err)
+			}
+			if strings.HasPrefix(c.want, ErrInvalidSpec.Error()) && err.Error() != c.want {
+				t.Fatalf("Run: %q, want exactly %q", err, c.want)
 			}
 			if !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("Run: %v, want the reason %q", err, c.want)

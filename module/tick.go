@@ -232,7 +232,7 @@ func (s *session) safeTick(dt time.Duration) (err error) {
 			err = fmt.Errorf("%s panicked: %v", s.spec.Name, r)
 		}
 	}()
-	if s.observing {
+	if s.observing || len(s.obs.resync) > 0 {
 		// The observers run first, on the tick's events (lifecycle.go).
 		if err := s.view.observe(); err != nil {
 			return err

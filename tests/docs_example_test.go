@@ -2,12 +2,17 @@ package tests
 
 import (
 	"encoding/json"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/fdp-engine/fdp/demo"
+	"github.com/fdp-engine/fdp/host"
+	"github.com/fdp-engine/fdp/world"
 	"github.com/stretchr/testify/require"
 )
 
@@ -83,4 +88,79 @@ func TestDocExamplesBuild(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, n, 2, "the README's module example and the architecture's examples")
+}
+
+// TestReadmeNamerExample runs the README's Namer (the variable-size
+// components' example) against a demo engine: each tick it plays back
+// names one entity of its own "namer @N" and has its second, too long name
+// rejected as too_large, once per tick: nothing else is rejected.
+func TestReadmeNamerExample(t *testing.T) {
+	root, err := filepath.Abs("..")
+	require.NoError(t, err)
+	var src string
+	for _, p := range docPrograms(t, filepath.Join(root, "README.md")) {
+		if strings.Contains(p, "type Namer struct") {
+			src = p
+		}
+	}
+	require.NotEmpty(t, src, "the README has the Namer example")
+	dir := t.TempDir()
+	file := filepath.Join(dir, "main.go")
+	require.NoError(t, os.WriteFile(file, []byte(src), 0o600))
+	overlay, err := json.Marshal(map[string]map[string]string{
+		"Replace": {filepath.Join(root, "tests", "doc_example", "main.go"): file},
+	})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "overlay.json"), overlay, 0o600))
+	bin := filepath.Join(dir, "namer")
+	build := exec.Command("go", "build", "-overlay", filepath.Join(dir, "overlay.json"), "-o", bin, "./tests/doc_example")
+	build.Dir = root
+	out, err := build.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	s, err := demo.NewSchema()
+	require.NoError(t, err)
+	sim, err := demo.NewSim(s, demo.Config{Entities: 1000, ChurnPerSec: 300, ChunkCapacity: 256, Seed: 1})
+	require.NoError(t, err)
+	inst := uniqueInstance(t, "nm")
+	eng, err := host.New(host.Config{Instance: inst,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}, sim.W, sim)
+	require.NoError(t, err)
+	t.Cleanup(func() { eng.Close() })
+	var stderr syncBuf
+	cmd := exec.Command(bin)
+	cmd.Env = append(os.Environ(), "FDP_INSTANCE="+inst)
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		m, ok := moduleInfo(eng, "namer")
+		if ok && m.Stats.Runs >= 3 && eng.Idle() {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "the Namer did not tick 3 times; its stderr:\n%s", stderr.String())
+		eng.Step()
+		time.Sleep(time.Millisecond) // frame pacing, not a synchronisation
+	}
+	before, _ := moduleInfo(eng, "namer") // every tick it was given is done, its batch committed
+	eng.Step()                            // plays them back (and may give it one more tick)
+	m, _ := moduleInfo(eng, "namer")
+	require.Zero(t, m.Stats.Failures, "its stderr:\n%s", stderr.String())
+	tooLong := m.PlaybackRejectReasons["too_large"]
+	require.GreaterOrEqual(t, tooLong, before.Stats.Runs, "one too_large per tick played back: %v", m.PlaybackRejectReasons)
+	require.LessOrEqual(t, tooLong, m.Stats.Runs, "one too_large per tick played back: %v", m.PlaybackRejectReasons)
+	require.Len(t, m.PlaybackRejectReasons, 1, "nothing else rejected: %v", m.PlaybackRejectReasons)
+	// The entities it created keep their first name.
+	named := 0
+	q := sim.W.Query(world.MaskOf(s.Name))
+	for q.Next() {
+		for i := 0; i < q.Rows(); i++ {
+			if b, ok := sim.W.GetBytes(q.Entity(i), s.Name); q.Match(i) && ok && strings.HasPrefix(string(b), "namer @") {
+				named++
+			}
+		}
+	}
+	require.Equal(t, eng.ModuleEntities()["namer"], named, "its entities are named \"namer @N\"")
 }

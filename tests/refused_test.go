@@ -71,7 +71,7 @@ func TestRefusedJoinFailsAtOnce(t *testing.T) {
 	err := join(module.Spec{Name: "widemask", Tier: module.Fast, Every: 1, Reads: world.MaskOf(40)})
 	require.ErrorIs(t, err, ipc.ErrBadHello)
 	require.True(t, module.Refused(err), "a mask beyond the schema is a permanent refusal: %v", err)
-	require.Contains(t, err.Error(), "names components beyond the schema")
+	require.Contains(t, err.Error(), "names component 40, beyond the schema's 2")
 
 	// A module of the same name already connected: refused at once, but
 	// not for good (the holder may die).
@@ -82,7 +82,8 @@ func TestRefusedJoinFailsAtOnce(t *testing.T) {
 	err = join(module.Spec{Name: "dup", Tier: module.Fast, Every: 1})
 	require.ErrorIs(t, err, ipc.ErrRejected)
 	require.False(t, module.Refused(err), "an admission refusal is not permanent: %v", err)
-	require.Contains(t, err.Error(), "already connected")
+	// One line, the refusal said once (the engine's sentinel, the name).
+	require.Equal(t, fmt.Sprintf(`attach to %q: module rejected by the engine: module "dup" is already connected (pid %d)`, r.inst, os.Getpid()), err.Error())
 	stop()
 	require.ErrorIs(t, <-first, context.Canceled)
 

@@ -3,6 +3,8 @@ package world
 import (
 	"iter"
 	"math/bits"
+	"strconv"
+	"strings"
 
 	"github.com/fdp-engine/fdp/layout"
 )
@@ -100,6 +102,24 @@ func (m Mask) IDs() iter.Seq[ComponentID] {
 // String formats the mask as one hexadecimal number (layout.FormatMask):
 // "0x3" for components 0 and 1.
 func (m Mask) String() string { return layout.FormatMask(m) }
+
+// Named formats the mask's components by id, for messages about ids that
+// have no name (beyond a schema): "component 200", "components 5, 200".
+func (m Mask) Named() string {
+	var b strings.Builder
+	n := 0
+	for id := range m.IDs() {
+		if n > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Itoa(int(id)))
+		n++
+	}
+	if n == 1 {
+		return "component " + b.String()
+	}
+	return "components " + b.String()
+}
 
 // maskUpTo returns the mask of components 0..n-1.
 func maskUpTo(n int) Mask { return layout.SchemaMask(n) }
