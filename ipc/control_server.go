@@ -278,9 +278,9 @@ func (s *ControlServer) ctlHandshake(c *net.UnixConn) (Welcome, int, error) {
 	return w, peer.PID, nil
 }
 
-// MaxEvery bounds a module's Every: once a day at 1 kHz, far above any
-// sensible period, small enough that frame arithmetic cannot overflow.
-const MaxEvery = 86_400_000
+// MaxEvery bounds a module's Every (layout.MaxEvery: the supervisor's
+// config check uses the same constant).
+const MaxEvery = layout.MaxEvery
 
 func ctlValidHello(h *Hello) error {
 	bad := func(format string, a ...any) error {

@@ -32,6 +32,11 @@ const (
 	MaxModules = 256
 	// MaxTier bounds the tier field.
 	MaxTier = 15
+	// MaxEvery bounds a module's Every (frames between its ticks): once a
+	// day at 1 kHz, far above any sensible period, small enough that frame
+	// arithmetic cannot overflow. The engine refuses a hello beyond it and
+	// the supervisor a config.
+	MaxEvery = 86_400_000
 	// ModuleNameLen is the size of the NUL-padded module name field.
 	ModuleNameLen = 32
 

@@ -338,19 +338,6 @@ func ParseConfigWith(b []byte, d Defaults) (*Config, error) {
 	return &c, nil
 }
 
-func validName(s string) bool {
-	if len(s) < 1 || len(s) > 31 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		if !(ch >= 'a' && ch <= 'z' || ch >= 'A' && ch <= 'Z' || ch >= '0' && ch <= '9' || ch == '_' || ch == '-') {
-			return false
-		}
-	}
-	return true
-}
-
 func validCommand(cmd []string) error {
 	if len(cmd) == 0 || cmd[0] == "" {
 		return errors.New("empty command")
@@ -363,8 +350,8 @@ func (c *Config) Validate() error {
 	bad := func(format string, a ...any) error {
 		return fmt.Errorf("fdp/supervisor: config: "+format, a...)
 	}
-	if !validName(c.Instance) {
-		return bad("instance %q: want 1..31 characters of [A-Za-z0-9_-]", c.Instance)
+	if !layout.ValidInstanceName(c.Instance) {
+		return bad("instance %q: want 1..%d characters of [A-Za-z0-9_-]", c.Instance, layout.InstanceNameLen-1)
 	}
 	if err := validCommand(c.Engine.Command); err != nil {
 		return bad("engine.command: %v", err)
@@ -386,8 +373,10 @@ func (c *Config) Validate() error {
 			where = fmt.Sprintf("module %q", m.Name)
 		}
 		switch {
-		case !validName(m.Name):
-			return bad("%s: name %q: want 1..31 characters of [A-Za-z0-9_-]", where, m.Name)
+		case !layout.ValidModuleName(m.Name):
+			// The engine's own rule (ipc's hello check): a config
+			// may name what a module may call itself.
+			return bad("%s: name %q: want 1..%d characters of [A-Za-z0-9_.-]", where, m.Name, layout.ModuleNameLen-1)
 		case m.Name == EngineName:
 			return bad("%s: the name %q is reserved", where, EngineName)
 		case seen[m.Name]:
@@ -400,11 +389,11 @@ func (c *Config) Validate() error {
 		if m.Tier != TierFast && m.Tier != TierSlow {
 			return bad("%s: unknown tier %q (want %q or %q)", where, m.Tier, TierFast, TierSlow)
 		}
-		if m.Every < 0 {
-			return bad("%s: every %d: want >= 1 (or 0: the module's own)", where, m.Every)
+		if m.Every < 0 || m.Every > layout.MaxEvery {
+			return bad("modules[%d].every %d: want 1..%d (layout.MaxEvery; or 0: the module's own)", i, m.Every, layout.MaxEvery)
 		}
-		if m.Group != "" && !validName(m.Group) {
-			return bad("%s: group %q: want 1..31 characters of [A-Za-z0-9_-]", where, m.Group)
+		if m.Group != "" && !layout.ValidModuleName(m.Group) {
+			return bad("%s: group %q: want 1..%d characters of [A-Za-z0-9_.-]", where, m.Group, layout.ModuleNameLen-1)
 		}
 		if m.User != "" {
 			if geteuid() != 0 {

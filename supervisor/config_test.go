@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fdp-engine/fdp/layout"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -104,7 +106,9 @@ func TestParseConfigErrors(t *testing.T) {
 		{"reserved", eng + "modules: [{name: engine, command: [x]}]\n", "reserved"},
 		{"bad name", eng + "modules: [{name: \"a b\", command: [x]}]\n", `name "a b"`},
 		{"no name", eng + "modules: [{command: [x]}]\n", `modules[0]: name ""`},
-		{"every", eng + "modules: [{name: m, command: [x], every: -2}]\n", "every -2"},
+		{"every", eng + "modules: [{name: m, command: [x], every: -2}]\n", "modules[0].every -2: want 1..86400000"},
+		{"every too large", eng + "modules: [{name: a, command: [x]}, {name: m, command: [x], every: 86400001}]\n", "modules[1].every 86400001: want 1..86400000 (layout.MaxEvery; or 0: the module's own)"},
+		{"name too long", eng + "modules: [{name: abcdefghijabcdefghijabcdefghij12, command: [x]}]\n", `want 1..31 characters of [A-Za-z0-9_.-]`},
 		{"bad group", eng + "modules: [{name: m, command: [x], group: \"a/b\"}]\n", `group "a/b"`},
 		{"bad duration", eng + "restart: {initial_backoff: fast}\n", `restart.initial_backoff (line 3): want a duration such as 50ms or 2s, got "fast"`},
 		{"number duration", eng + "restart: {initial_backoff: 50}\n", `restart.initial_backoff (line 3): want a duration such as 50ms or 2s, got "50"`},
@@ -335,5 +339,19 @@ func TestSuggest(t *testing.T) {
 	}
 	if d := editDistance("kitten", "sitting"); d != 3 {
 		t.Fatalf("editDistance(kitten, sitting) = %d", d)
+	}
+}
+
+// TestConfigNamesEngineRule: the config admits the names the engine admits
+// (layout.ValidModuleName: dots included, as README's Limits says) and
+// refuses what it refuses, so no config is valid whose module the engine
+// would refuse, nor the reverse.
+func TestConfigNamesEngineRule(t *testing.T) {
+	const eng = "instance: x\nengine: {command: [engine]}\n"
+	for _, name := range []string{"watcher.1", "a", "A-b_c.d", "abcdefghijabcdefghijabcdefghij1", "a..b", "a b", "a/b", "abcdefghijabcdefghijabcdefghij12", "é"} {
+		_, err := ParseConfig([]byte(eng + "modules: [{name: \"" + name + "\", group: \"" + name + "\", command: [x]}]\n"))
+		if want := layout.ValidModuleName(name); (err == nil) != want {
+			t.Errorf("name %q: config error %v, engine accepts: %v", name, err, want)
+		}
 	}
 }
