@@ -182,6 +182,9 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration, out
 	if err == nil && !published.Load() {
 		err = engineNeverRan(sup)
 	}
+	if !sup.Launched() {
+		return err // refused before anything started: no summary of rows that never ran
+	}
 	if out.format == logs.JSON {
 		if chaos > 0 {
 			out.summary.Info("chaos", "kills", kills.Load())

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/supervisor"
@@ -158,13 +159,27 @@ func (w World) upConfig(path, instance string) (*supervisor.Config, error) {
 		return nil, fmt.Errorf("up: the engine is this program, whose path is unknown: %w", err)
 	}
 	d := supervisor.Defaults{Instance: w.Instance, ForceInstance: instance, EngineCommand: []string{exe, "run"}}
+	var cfg *supervisor.Config
 	switch {
 	case path != "":
-		return supervisor.LoadConfigWith(path, d)
+		cfg, err = supervisor.LoadConfigWith(path, d)
 	case w.Config != nil:
-		return supervisor.ParseConfigWith(w.Config, d)
+		cfg, err = supervisor.ParseConfigWith(w.Config, d)
+	default:
+		cfg, err = supervisor.ParseConfigWith([]byte("modules: []\n"), d)
 	}
-	return supervisor.ParseConfigWith([]byte("modules: []\n"), d)
+	if err != nil {
+		return nil, err
+	}
+	// Commands are resolved here, before anything (the summary included)
+	// is started, and said like the file's other mistakes.
+	if err := cfg.CheckCommands(filepath.Dir(exe)); err != nil {
+		if path != "" {
+			return nil, fmt.Errorf("%w (in %s)", err, path)
+		}
+		return nil, err
+	}
+	return cfg, nil
 }
 
 // configName names the config up runs without --config, for help texts.

@@ -477,6 +477,27 @@ func ResolveCommand(name string) (string, error) {
 	return p, nil
 }
 
+// CheckCommands resolves the engine's and every module's argv[0] as Run
+// will (next to exeDir, then PATH) and returns the first that cannot be
+// run, with its key path (modules[1].command): a missing program is
+// refused before anything starts, not fork-exec'd until its breaker trips.
+func (c *Config) CheckCommands(exeDir string) error {
+	if len(c.Engine.Command) > 0 {
+		if _, err := resolveIn(exeDir, c.Engine.Command[0]); err != nil {
+			return fmt.Errorf("fdp/supervisor: config: engine.command: %w", err)
+		}
+	}
+	for i, m := range c.Modules {
+		if len(m.Command) == 0 {
+			continue // Validate's refusal
+		}
+		if _, err := resolveIn(exeDir, m.Command[0]); err != nil {
+			return fmt.Errorf("fdp/supervisor: config: modules[%d].command: %w", i, err)
+		}
+	}
+	return nil
+}
+
 func resolveIn(exeDir, name string) (string, error) {
 	if name == "" {
 		return "", errors.New("empty command")

@@ -218,6 +218,7 @@ type spawnReq struct {
 // Supervisor runs one instance. Create it with New, run it once with Run.
 type Supervisor struct {
 	cfg      *Config
+	launched atomic.Bool // Run got past its checks and BeforeStart: something was started
 	opt      Options
 	log      *slog.Logger
 	children []*child // [0] is the engine
@@ -234,6 +235,10 @@ type Supervisor struct {
 	endErr   error
 	pipes    map[*os.File]struct{} // open read ends of children's output
 }
+
+// Launched reports whether Run got past its checks (commands, BeforeStart)
+// and started children: before that there is nothing to summarise.
+func (s *Supervisor) Launched() bool { return s.launched.Load() }
 
 // New validates cfg and returns a Supervisor for it.
 func New(cfg *Config, opts Options) (*Supervisor, error) {
@@ -353,16 +358,15 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	s.ran = true
 	s.mu.Unlock()
 
+	// Refused before anything starts: a program that cannot be found
+	// would only be fork-exec'd until its breaker trips.
+	if err := s.cfg.CheckCommands(s.opt.ExeDir); err != nil {
+		return err
+	}
 	for _, c := range s.children {
 		p, err := resolveIn(s.opt.ExeDir, c.argv[0])
-		if err != nil {
-			// Refused before anything starts: a program that cannot be
-			// found would only be fork-exec'd until its breaker trips.
-			where := "engine.command"
-			if !c.engine {
-				where = fmt.Sprintf("module %q: command", c.name)
-			}
-			return fmt.Errorf("fdp/supervisor: config: %s: %w", where, err)
+		if err != nil { // removed between the check and here
+			return fmt.Errorf("fdp/supervisor: %s: %w", c.name, err)
 		}
 		c.argv[0] = p
 	}
@@ -372,6 +376,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		}
 	}
 
+	s.launched.Store(true)
 	spawnerDone := make(chan struct{})
 	go s.spawner(spawnerDone)
 	defer func() {

@@ -515,7 +515,7 @@ func TestRunFailsOnMissingCommand(t *testing.T) {
 	// command named once (it read `fdp/supervisor: x: fdp/supervisor:
 	// "..." not found ...: exec: "...": executable file not found in
 	// $PATH`).
-	if err == nil || !strings.HasPrefix(err.Error(), `fdp/supervisor: config: module "x": command: "fdp-no-such-binary-xyz" not found next to `) ||
+	if err == nil || !strings.HasPrefix(err.Error(), `fdp/supervisor: config: modules[0].command: "fdp-no-such-binary-xyz" not found next to `) ||
 		strings.Count(err.Error(), "fdp/supervisor") != 1 || strings.Count(err.Error(), "fdp-no-such-binary-xyz") != 1 {
 		t.Fatalf("Run error %v", err)
 	}

@@ -136,6 +136,7 @@ func runBinary(t *testing.T, prog string, env []string, args ...string) (int, st
 	cmd.Env = append(cleanEnv(), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
+	cmd.Stdout = &stderr // a refusal prints nothing else (no summary of rows that never ran)
 	done := make(chan error, 1)
 	require.NoError(t, cmd.Start())
 	go func() { done <- cmd.Wait() }()
@@ -216,11 +217,12 @@ func TestNonsenseIsRefusedInOneLine(t *testing.T) {
 		{"config duration", nil, []string{"up", "--config", config("instance: c1\nbreaker: {window: 30}\n")},
 			`breaker.window (line 2): want a duration such as 50ms or 2s, got "30"`},
 		{"config range", nil, []string{"up", "--config", config(mods + "  - {name: a, command: [modrunner, ai], every: 0}\n")}, "" /* every 0 is the default 1: accepted, see below */},
-		{"config negative", nil, []string{"up", "--config", config(mods + "  - {name: a, command: [modrunner, ai], every: -2}\n")}, `module "a": every -2: want >= 1`},
+		{"config negative", nil, []string{"up", "--config", config(mods + "  - {name: a, command: [modrunner, ai], every: -2}\n")}, `modules[0].every -2: want 1..86400000`},
+		{"config every range", nil, []string{"up", "--config", config(mods + "  - {name: a, command: [modrunner, ai], every: 86400001}\n")}, `modules[0].every 86400001: want 1..86400000 (layout.MaxEvery; or 0: the module's own)`},
 		{"config command", nil, []string{"up", "--config", config(mods + "  - {name: a, command: [./no-such-module]}\n")},
-			`config: module "a": command: "./no-such-module": no such file or directory`},
+			`config: modules[0].command: "./no-such-module": no such file or directory (in `},
 		{"config command path", nil, []string{"up", "--config", config(mods + "  - {name: a, command: [no-such-module-xyz]}\n")},
-			`config: module "a": command: "no-such-module-xyz" not found next to ` + bin + " nor in PATH"},
+			`config: modules[0].command: "no-such-module-xyz" not found next to ` + bin + " nor in PATH (in "},
 		{"module without instance", nil, nil, "no instance: set $FDP_INSTANCE (engine up sets it) or Options.Instance"},
 		{"module missing shm dir", []string{"FDP_INSTANCE=" + live, "FDP_SHM_DIR=" + dir + "/nowhere"}, nil,
 			"the segment directory " + dir + "/nowhere ($FDP_SHM_DIR) does not exist"},
