@@ -103,8 +103,9 @@ func instancesText() string {
 }
 
 // openError explains a failure to open segment (a file name) of instance: a missing
-// segment directory, or an instance that does not exist, is said as such;
-// anything else is returned as is.
+// segment directory, an instance that does not exist (with the ones that
+// do), or a segment the instance does not have (with the ones it has) is
+// said as such; anything else is returned as is.
 func openError(instance, segment string, err error) error {
 	if !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -116,5 +117,6 @@ func openError(instance, segment string, err error) error {
 		return notFound(fmt.Sprintf("%s does not exist: no instance %q in %s; %s",
 			filepath.Join(shm.Dir, segment), instance, shm.Dir, instancesText()))
 	}
-	return err
+	return notFound(fmt.Sprintf("%s does not exist: instance %q has %s",
+		filepath.Join(shm.Dir, segment), instance, kindsText(instance)))
 }

@@ -116,6 +116,9 @@ func runVerify(ctx context.Context, w io.Writer, instance string, o *verifyOpts)
 		seg, err = openSegment([]string{instance})
 	} else {
 		seg, err = shm.Open(shm.SegmentName(instance, "world"), false)
+		if err != nil {
+			err = openError(instance, shm.SegmentName(instance, "world"), err)
+		}
 	}
 	if err != nil {
 		return err
