@@ -98,7 +98,7 @@ func TestUpConfig(t *testing.T) {
 	require.Equal(t, self, cfg.Engine.Command)
 	require.Empty(t, cfg.Modules, "the engine alone")
 
-	w.Config = []byte("modules: [{name: m, command: [mod]}]\n")
+	w.Config = []byte("modules: [{name: m, command: [sh]}]\n") // commands are resolved: one in PATH
 	cfg, err = w.upConfig("", "")
 	require.NoError(t, err)
 	require.Equal(t, "testworld", cfg.Instance)
@@ -106,14 +106,18 @@ func TestUpConfig(t *testing.T) {
 	require.Len(t, cfg.Modules, 1)
 
 	path := filepath.Join(t.TempDir(), "up.yaml")
-	require.NoError(t, os.WriteFile(path, []byte("instance: other\nengine: {command: [eng, run, --rate, \"30\"]}\n"), 0o600))
+	require.NoError(t, os.WriteFile(path, []byte("instance: other\nengine: {command: [sh, run, --rate, \"30\"]}\n"), 0o600))
 	cfg, err = w.upConfig(path, "")
 	require.NoError(t, err)
 	require.Equal(t, "other", cfg.Instance)
-	require.Equal(t, []string{"eng", "run", "--rate", "30"}, cfg.Engine.Command)
+	require.Equal(t, []string{"sh", "run", "--rate", "30"}, cfg.Engine.Command)
 	require.Empty(t, cfg.Modules, "the file, not World.Config")
 
 	require.NoError(t, os.WriteFile(path, []byte("engine: {command: []}\n"), 0o600))
 	_, err = w.upConfig(path, "")
 	require.ErrorContains(t, err, "engine.command: empty command")
+
+	require.NoError(t, os.WriteFile(path, []byte("instance: x\nmodules: [{name: a, command: [sh]}, {name: b, command: [modrunnr-xyz]}]\n"), 0o600))
+	_, err = w.upConfig(path, "")
+	require.EqualError(t, err, `fdp/supervisor: config: modules[1].command: "modrunnr-xyz" not found next to `+filepath.Dir(exe)+" nor in PATH (in "+path+")")
 }
