@@ -62,6 +62,9 @@ func (o *runOpts) flags(c *cobra.Command, w World) {
 // is created (one line each).
 func (o *runOpts) check() error {
 	switch {
+	case !layout.ValidInstanceName(o.instance):
+		// Said before the lock or gc trips on it in its own words.
+		return fmt.Errorf("--instance %q: want 1..%d characters of [A-Za-z0-9_-]", o.instance, layout.InstanceNameLen-1)
 	case o.entities < 0:
 		return fmt.Errorf("--entities %d: must be 0 or more", o.entities)
 	case o.rate < 1:

@@ -205,6 +205,8 @@ func TestNonsenseIsRefusedInOneLine(t *testing.T) {
 		{"up duration", nil, []string{"up", "--duration", "-1s"}, "--duration -1s: must not be negative"},
 		{"dump instance", nil, []string{"dump", "ux3"}, `no instance "ux3" in ` + dir + liveList},
 		{"dump instance kind", nil, []string{"dump", "ux3", "world"}, filepath.Join(dir, "fdp.ux3.world") + ` does not exist: no instance "ux3" in ` + dir + liveList},
+		{"run instance long", nil, []string{"run", "--instance", strings.Repeat("a", 32)}, `--instance "` + strings.Repeat("a", 32) + `": want 1..31 characters of [A-Za-z0-9_-]`},
+		{"run instance slash", nil, []string{"run", "--instance", "a/b"}, `--instance "a/b": want 1..31 characters of [A-Za-z0-9_-]`},
 		{"verify instance", nil, []string{"verify", "ux3"}, filepath.Join(dir, "fdp.ux3.world") + ` does not exist: no instance "ux3" in ` + dir + liveList},
 		{"dump bogus kind", nil, []string{"dump", live, "bogus"}, filepath.Join(dir, "fdp."+live+".bogus") + ` does not exist: instance "` + live + `" has dump ` + live + " "},
 		{"dump missing module", nil, []string{"dump", "fdp." + live + ".mod.9"}, filepath.Join(dir, "fdp."+live+".mod.9") + ` does not exist: instance "` + live + `" has dump ` + live + " "},
