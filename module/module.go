@@ -336,6 +336,11 @@ func Run(ctx context.Context, m Module, opt Options) error {
 	if opt.Logger == nil {
 		opt.Logger = slog.Default()
 	}
+	if !layout.ValidInstanceName(opt.Instance) {
+		// Refused before dialling: no socket of such a name can exist, and
+		// the attach timeout would only delay the same answer.
+		return fmt.Errorf("%w: instance %q: want 1..%d characters of [A-Za-z0-9_-]", ErrInvalidSpec, opt.Instance, layout.InstanceNameLen-1)
+	}
 	if opt.AttachTimeout == 0 {
 		opt.AttachTimeout = 10 * time.Second
 	}

@@ -119,5 +119,7 @@ func main() {
 	if name == "" {
 		name = m.Spec().Name
 	}
-	module.MainOptions(m, module.Options{Registry: s.Reg, RejoinTimeout: *rejoin, Logger: log.With("module", name)})
+	// MainOptions names the module in its logger's records (module=name):
+	// once, so not here too.
+	module.MainOptions(m, module.Options{Registry: s.Reg, RejoinTimeout: *rejoin, Logger: log})
 }
