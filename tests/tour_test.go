@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fdp-engine/fdp/ipc"
+	"github.com/fdp-engine/fdp/layout"
 	"github.com/stretchr/testify/require"
 )
 
@@ -222,4 +224,19 @@ func copyFile(t *testing.T, from, to string) {
 	b, err := os.ReadFile(from)
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(to, b, 0o755))
+}
+
+// TestTourVersionsExact: the tour's matcher lets any number stand for a
+// number, but the versions a binary speaks are facts a reader compares
+// with: every "layout N, control protocol M" of the README is the build's.
+func TestTourVersionsExact(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	re := regexp.MustCompile(`layout (\d+), control protocol (\d+)`)
+	found := re.FindAllStringSubmatch(string(b), -1)
+	require.NotEmpty(t, found, "the tour shows --version")
+	want := []string{strconv.Itoa(int(layout.Version)), strconv.Itoa(int(ipc.ControlProtoVersion))}
+	for _, m := range found {
+		require.Equal(t, want, m[1:], "README: %q (layout.Version, ipc.ControlProtoVersion)", m[0])
+	}
 }
