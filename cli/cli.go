@@ -62,6 +62,7 @@ func Command(w World) *cobra.Command {
 	c.Flags().BoolP("version", "v", false, "print the build (module version, VCS revision) and the layout and control protocol versions")
 	c.AddCommand(newRunCommand(w), newUpCommand(w))
 	c.AddCommand(inspectCommands()...)
+	refuseUnknownShell(c)
 	for _, sub := range c.Commands() {
 		if sub.Flags().Lookup("instance") != nil {
 			registerInstanceFlag(sub) // shell completion of --instance: complete.go

@@ -95,3 +95,26 @@ func completeSegment(maxArgs int) func(*cobra.Command, []string, string) ([]stri
 func registerInstanceFlag(c *cobra.Command) {
 	_ = c.RegisterFlagCompletionFunc("instance", completeInstanceFlag) // the flag exists: no error
 }
+
+// refuseUnknownShell makes `completion SHELL` of a shell cobra has no
+// script for (tcsh) an error naming the shells, exit 1: cobra's completion
+// command is not runnable itself, so it printed its help and exited 0.
+func refuseUnknownShell(root *cobra.Command) {
+	root.InitDefaultCompletionCmd()
+	for _, c := range root.Commands() {
+		if c.Name() != "completion" {
+			continue
+		}
+		var shells []string
+		for _, sh := range c.Commands() {
+			shells = append(shells, sh.Name())
+		}
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) == 0 {
+				return fmt.Errorf("%s: name a shell: %s", cmd.CommandPath(), strings.Join(shells, ", "))
+			}
+			return fmt.Errorf("%s %s: no completion script for this shell: want %s", cmd.CommandPath(), args[0], strings.Join(shells, ", "))
+		}
+	}
+}

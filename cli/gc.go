@@ -49,6 +49,9 @@ func newGCCmd() *cobra.Command {
 		Short: "Remove stale segments (creator dead), unreadable ones, dead engines' control sockets and (without --instance) killed engine ups' private metrics directories; never touches a live segment",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := shm.CheckDir(); err != nil {
+				return err // said first, as run and ls say it: not "nothing to remove"
+			}
 			res := gcResult{DryRun: dryRun}
 			var err error
 			if dryRun {

@@ -86,6 +86,11 @@ const defaultRate = 60
 // defaultChunk is the chunk capacity of the default World.New.
 const defaultChunk = 1024
 
+// defaultMaxEntities is the largest --entities of the default World.New:
+// the largest e whose chunks, (e*5/4)/defaultChunk + 2, stay within
+// world.ChunkLimit, i.e. 5e < 4*(world.ChunkLimit-1)*defaultChunk.
+const defaultMaxEntities = (4*((world.ChunkLimit-1)*defaultChunk) - 1) / 5
+
 // withDefaults returns w with its defaults filled in.
 func (w World) withDefaults() World {
 	if w.Name == "" {
@@ -100,6 +105,10 @@ func (w World) withDefaults() World {
 	if w.New == nil && w.Schema != nil {
 		reg := w.Schema
 		w.New = func(p Params) (*world.World, error) {
+			if p.Entities > defaultMaxEntities {
+				// Said with the flag, not with the chunks it would take.
+				return nil, fmt.Errorf("--entities %d: at most %d", p.Entities, defaultMaxEntities)
+			}
 			return world.New(reg, world.Config{ChunkCapacity: defaultChunk, MaxChunks: (p.Entities*5/4)/defaultChunk + 2})
 		}
 	}

@@ -121,3 +121,14 @@ func TestUpConfig(t *testing.T) {
 	_, err = w.upConfig(path, "")
 	require.EqualError(t, err, `fdp/supervisor: config: modules[1].command: "modrunnr-xyz" not found next to `+filepath.Dir(exe)+" nor in PATH (in "+path+")")
 }
+
+// TestDefaultMaxEntities: the bound --entities is refused beyond is the
+// last count whose chunks the world admits, against world.New itself.
+func TestDefaultMaxEntities(t *testing.T) {
+	chunks := func(e int) int { return (e*5/4)/defaultChunk + 2 }
+	require.LessOrEqual(t, chunks(defaultMaxEntities), world.ChunkLimit)
+	require.Greater(t, chunks(defaultMaxEntities+1), world.ChunkLimit)
+	w := testWorld().withDefaults()
+	_, err := w.New(Params{Entities: defaultMaxEntities + 1})
+	require.EqualError(t, err, fmt.Sprintf("--entities %d: at most %d", defaultMaxEntities+1, defaultMaxEntities))
+}

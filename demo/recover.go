@@ -7,6 +7,11 @@ import (
 	"github.com/fdp-engine/fdp/world"
 )
 
+// MaxEntities is the largest Config.Entities of NewWorld with chunks of
+// 1024: the largest e whose chunks, (e*5/4)/1024 + 2, stay within
+// world.ChunkLimit, i.e. 5e < 4*(world.ChunkLimit-1)*1024.
+const MaxEntities = (4*((world.ChunkLimit-1)*1024) - 1) / 5
+
 // NewWorld returns an empty world with the configuration NewSim uses for cfg
 // (engine recovery restores the last published frame into it).
 func NewWorld(s *Schema, cfg Config) (*world.World, error) {

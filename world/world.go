@@ -42,6 +42,9 @@ type Config struct {
 	MaxChunks int
 }
 
+// ChunkLimit bounds Config.MaxChunks.
+const ChunkLimit = 1 << 20
+
 // Default configuration values.
 const (
 	DefaultChunkCapacity = 1024
@@ -120,9 +123,9 @@ func New(r *Registry, cfg Config) (*World, error) {
 		return nil, fmt.Errorf("%w: chunk capacity %d must be a power of two in [%d,%d]",
 			ErrConfig, c, layout.MinChunkCapacity, layout.MaxChunkCapacity)
 	}
-	if cfg.MaxChunks < 1 || cfg.MaxChunks > 1<<20 || uint64(cfg.MaxChunks)*uint64(c) > 1<<32 {
+	if cfg.MaxChunks < 1 || cfg.MaxChunks > ChunkLimit || uint64(cfg.MaxChunks)*uint64(c) > 1<<32 {
 		return nil, fmt.Errorf("%w: max chunks %d must be in [1,%d] with at most 2^32 entities",
-			ErrConfig, cfg.MaxChunks, 1<<20)
+			ErrConfig, cfg.MaxChunks, ChunkLimit)
 	}
 	r.frozen = true
 	w := &World{

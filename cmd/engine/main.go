@@ -33,7 +33,11 @@ func demoWorld() (cli.World, error) {
 		Flags: func(fs *pflag.FlagSet) {
 			fs.IntVar(&cfg.ChurnPerSec, "churn", cfg.ChurnPerSec, "entities spawned and killed per second")
 		},
-		Check: func(cli.Params) error {
+		Check: func(p cli.Params) error {
+			if p.Entities > demo.MaxEntities {
+				// Said with the flag, not with the chunks it would take.
+				return fmt.Errorf("--entities %d: at most %d", p.Entities, demo.MaxEntities)
+			}
 			if cfg.ChurnPerSec < 0 {
 				return fmt.Errorf("--churn %d: must be 0 or more", cfg.ChurnPerSec)
 			}
