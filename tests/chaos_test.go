@@ -376,9 +376,7 @@ shutdown: {grace: 2s}
 	// -race: on a loaded 2-vCPU machine it managed 8.7 frames per engine
 	// life, so the floor is 5 per engine kill, and frames of at least a
 	// quarter of the engines (most lives are shorter than an audit).
-	obs.mu.Lock()
-	seen := len(obs.engines)
-	obs.mu.Unlock()
+	seen := len(obs.engines) // obs.mu is held (above)
 	require.Greater(t, obs.audited, 5*engineKills, "the observer audited frames all along")
 	require.GreaterOrEqual(t, 4*seen, len(sl.started["engine"]), "the observer read frames of %d of %d engines", seen, len(sl.started["engine"]))
 	require.Greater(t, engineKills, 0)

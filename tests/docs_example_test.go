@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"encoding/json"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -67,19 +66,8 @@ func TestDocExamplesBuild(t *testing.T) {
 	for _, doc := range []string{"README.md", "docs/ARCHITECTURE.md"} {
 		for i, src := range docPrograms(t, filepath.Join(root, doc)) {
 			n++
-			dir := t.TempDir()
-			file := filepath.Join(dir, "main.go")
-			require.NoError(t, os.WriteFile(file, []byte(src), 0o600))
-			overlay, err := json.Marshal(map[string]map[string]string{
-				"Replace": {filepath.Join(root, "tests", "doc_example", "main.go"): file},
-			})
-			require.NoError(t, err)
-			require.NoError(t, os.WriteFile(filepath.Join(dir, "overlay.json"), overlay, 0o600))
-			bin := filepath.Join(dir, "example")
-			build := exec.Command("go", "build", "-overlay", filepath.Join(dir, "overlay.json"), "-o", bin, "./tests/doc_example")
-			build.Dir = root
-			out, err := build.CombinedOutput()
-			require.NoError(t, err, "%s: program %d does not build:\n%s\n--- the program:\n%s", doc, i, out, src)
+			bin, err := buildDocProgram(t, "tests/doc_example", src)
+			require.NoError(t, err, "%s: program %d does not build", doc, i)
 			if want, ok := expectedOutput(src); ok {
 				got, err := exec.Command(bin).CombinedOutput()
 				require.NoError(t, err, "%s: program %d: %s", doc, i, got)
@@ -104,19 +92,8 @@ func TestReadmeNamerExample(t *testing.T) {
 		}
 	}
 	require.NotEmpty(t, src, "the README has the Namer example")
-	dir := t.TempDir()
-	file := filepath.Join(dir, "main.go")
-	require.NoError(t, os.WriteFile(file, []byte(src), 0o600))
-	overlay, err := json.Marshal(map[string]map[string]string{
-		"Replace": {filepath.Join(root, "tests", "doc_example", "main.go"): file},
-	})
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "overlay.json"), overlay, 0o600))
-	bin := filepath.Join(dir, "namer")
-	build := exec.Command("go", "build", "-overlay", filepath.Join(dir, "overlay.json"), "-o", bin, "./tests/doc_example")
-	build.Dir = root
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "%s", out)
+	bin, err := buildDocProgram(t, "tests/doc_example", src)
+	require.NoError(t, err, "the README's Namer does not build")
 
 	s, err := demo.NewSchema()
 	require.NoError(t, err)

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"os"
@@ -41,21 +40,8 @@ func docGoBlock(t *testing.T, file, heading string) string {
 // and returns the binary.
 func buildGo(t *testing.T, src string) string {
 	t.Helper()
-	root, err := filepath.Abs("..")
-	require.NoError(t, err)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "main.go")
-	require.NoError(t, os.WriteFile(file, []byte(src), 0o600))
-	overlay, err := json.Marshal(map[string]map[string]string{
-		"Replace": {filepath.Join(root, "tests", "query_doc_example", "main.go"): file},
-	})
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "overlay.json"), overlay, 0o600))
-	bin := filepath.Join(dir, "example")
-	build := exec.Command("go", "build", "-overlay", filepath.Join(dir, "overlay.json"), "-o", bin, "./tests/query_doc_example")
-	build.Dir = root
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "the example does not build:\n%s\n--- the source:\n%s", out, src)
+	bin, err := buildDocProgram(t, "tests/query_doc_example", src)
+	require.NoError(t, err, "the example does not build")
 	return bin
 }
 

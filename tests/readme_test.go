@@ -2,11 +2,9 @@ package tests
 
 import (
 	"bytes"
-	"encoding/json"
 	"log/slog"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -45,21 +43,8 @@ func readmeModule(t *testing.T) string {
 func TestReadmeModuleExample(t *testing.T) {
 	src := readmeModule(t)
 	require.Contains(t, src, "package main", "the README's module example must be a complete program")
-	root, err := filepath.Abs("..")
-	require.NoError(t, err)
-	dir := t.TempDir()
-	file := filepath.Join(dir, "main.go")
-	require.NoError(t, os.WriteFile(file, []byte(src), 0o600))
-	overlay, err := json.Marshal(map[string]map[string]string{
-		"Replace": {filepath.Join(root, "tests", "readme_example", "main.go"): file},
-	})
-	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(filepath.Join(dir, "overlay.json"), overlay, 0o600))
-	bin := filepath.Join(dir, "counter")
-	build := exec.Command("go", "build", "-overlay", filepath.Join(dir, "overlay.json"), "-o", bin, "./tests/readme_example")
-	build.Dir = root
-	out, err := build.CombinedOutput()
-	require.NoError(t, err, "the README's module example does not build:\n%s\n--- the example:\n%s", out, src)
+	bin, err := buildDocProgram(t, "tests/readme_example", src)
+	require.NoError(t, err, "the README's module example does not build")
 
 	// A demo world small enough for a test; its simulation moves the
 	// entities, with churn.
