@@ -116,9 +116,6 @@ func main() {
 		fmt.Fprintf(os.Stderr, "modrunner: unknown module %q (telemetry, ai, alert)\n", fs.Arg(0))
 		os.Exit(2)
 	}
-	if name == "" {
-		name = m.Spec().Name
-	}
 	// MainOptions names the module in its logger's records (module=name):
 	// once, so not here too.
 	module.MainOptions(m, module.Options{Registry: s.Reg, RejoinTimeout: *rejoin, Logger: log})
