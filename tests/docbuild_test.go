@@ -3,11 +3,14 @@ package tests
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 
+	"github.com/fdp-engine/fdp/demo"
+	"github.com/fdp-engine/fdp/host"
 	"github.com/stretchr/testify/require"
 )
 
@@ -36,4 +39,22 @@ func buildDocProgram(t *testing.T, pkg, src string) (string, error) {
 		return "", fmt.Errorf("%v:\n%s\n--- the program:\n%s", err, out, src)
 	}
 	return bin, nil
+}
+
+// docDemoEngine starts, in this process, an engine of a demo world small
+// enough for a test (entities, with churn per second; chunks of 256) for a
+// docs program to attach to, and returns it with its simulation and its
+// instance. The test steps it.
+func docDemoEngine(t *testing.T, prefix string, entities, churn int) (*host.Engine, *demo.Sim, string) {
+	t.Helper()
+	s, err := demo.NewSchema()
+	require.NoError(t, err)
+	sim, err := demo.NewSim(s, demo.Config{Entities: entities, ChurnPerSec: churn, ChunkCapacity: 256, Seed: 1})
+	require.NoError(t, err)
+	inst := uniqueInstance(t, prefix)
+	eng, err := host.New(host.Config{Instance: inst,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}, sim.W, sim)
+	require.NoError(t, err)
+	t.Cleanup(func() { eng.Close() })
+	return eng, sim, inst
 }

@@ -1,7 +1,6 @@
 package tests
 
 import (
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -9,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fdp-engine/fdp/demo"
-	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/stretchr/testify/require"
 )
@@ -95,15 +92,8 @@ func TestReadmeNamerExample(t *testing.T) {
 	bin, err := buildDocProgram(t, "tests/doc_example", src)
 	require.NoError(t, err, "the README's Namer does not build")
 
-	s, err := demo.NewSchema()
-	require.NoError(t, err)
-	sim, err := demo.NewSim(s, demo.Config{Entities: 1000, ChurnPerSec: 300, ChunkCapacity: 256, Seed: 1})
-	require.NoError(t, err)
-	inst := uniqueInstance(t, "nm")
-	eng, err := host.New(host.Config{Instance: inst,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}, sim.W, sim)
-	require.NoError(t, err)
-	t.Cleanup(func() { eng.Close() })
+	eng, sim, inst := docDemoEngine(t, "nm", 1000, 300)
+	s := sim.S
 	var stderr syncBuf
 	cmd := exec.Command(bin)
 	cmd.Env = append(os.Environ(), "FDP_INSTANCE="+inst)

@@ -2,7 +2,6 @@ package tests
 
 import (
 	"fmt"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fdp-engine/fdp/demo"
-	"github.com/fdp-engine/fdp/host"
 	"github.com/stretchr/testify/require"
 )
 
@@ -57,15 +54,7 @@ func TestQueryReadmeExample(t *testing.T) {
 	}
 	bin := buildGo(t, src)
 
-	s, err := demo.NewSchema()
-	require.NoError(t, err)
-	sim, err := demo.NewSim(s, demo.Config{Entities: 2000, ChurnPerSec: 600, ChunkCapacity: 256, Seed: 1})
-	require.NoError(t, err)
-	inst := uniqueInstance(t, "qd")
-	eng, err := host.New(host.Config{Instance: inst,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}, sim.W, sim)
-	require.NoError(t, err)
-	t.Cleanup(func() { eng.Close() })
+	eng, _, inst := docDemoEngine(t, "qd", 2000, 600)
 	var stderr syncBuf
 	cmd := exec.Command(bin)
 	cmd.Env = append(cleanEnv(), "FDP_INSTANCE="+inst, "FDP_EVERY=2")

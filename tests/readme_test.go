@@ -2,7 +2,6 @@ package tests
 
 import (
 	"bytes"
-	"log/slog"
 	"os"
 	"os/exec"
 	"strings"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fdp-engine/fdp/demo"
 	"github.com/fdp-engine/fdp/host"
 	"github.com/stretchr/testify/require"
 )
@@ -48,15 +46,7 @@ func TestReadmeModuleExample(t *testing.T) {
 
 	// A demo world small enough for a test; its simulation moves the
 	// entities, with churn.
-	s, err := demo.NewSchema()
-	require.NoError(t, err)
-	sim, err := demo.NewSim(s, demo.Config{Entities: 2000, ChurnPerSec: 600, ChunkCapacity: 256, Seed: 1})
-	require.NoError(t, err)
-	inst := uniqueInstance(t, "rd")
-	eng, err := host.New(host.Config{Instance: inst,
-		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}, sim.W, sim)
-	require.NoError(t, err)
-	t.Cleanup(func() { eng.Close() })
+	eng, _, inst := docDemoEngine(t, "rd", 2000, 600)
 
 	var stderr syncBuf
 	cmd := exec.Command(bin)
