@@ -134,6 +134,7 @@ func (p *printer) world(w *WorldReport) {
 		}
 		t.flush()
 	}
+	p.fieldTable(w)
 	p.f("\nslots\n")
 	t = p.table("SLOT\tSEQ\tWRITING\tSTABLE\tLATEST\tFRAME\tVERSION\tMASK\tCHUNKS\tENTITIES\tALIVE\tBYTES\tCOPIED\tPUBLISHED\tBACK_MASK\tBACK_CHUNKS\tBACKED\tERROR")
 	for _, sl := range w.Slots {
@@ -286,3 +287,28 @@ func groupText(g string) string {
 // blocks' percentiles are power-of-two bucket bounds: their other digits
 // say nothing.
 func dur[T int64 | uint64](ns T) string { return logs.Round3(time.Duration(ns)).String() }
+
+// fieldTable prints the field table: every component's and singleton's
+// fields (docs/LAYOUT.md "Field table").
+func (p *printer) fieldTable(w *WorldReport) {
+	p.f("\nfields (offsets inside a value; \"\" is the value itself)\n")
+	t := p.table("OWNER\tID\tNAME\tFIELD\tTYPE\tOFFSET\tCOUNT")
+	for _, c := range w.Components {
+		for _, f := range c.Fields {
+			t.row("component", c.ID, c.Name, fieldName(f.Name), f.Type, f.Offset, f.Count)
+		}
+	}
+	for _, s := range w.Singletons {
+		for _, f := range s.Fields {
+			t.row("singleton", s.ID, s.Name, fieldName(f.Name), f.Type, f.Offset, f.Count)
+		}
+	}
+	t.flush()
+}
+
+func fieldName(n string) string {
+	if n == "" {
+		return `""`
+	}
+	return n
+}
