@@ -36,7 +36,6 @@ func docSection(t *testing.T, doc, title string) string {
 	return rest
 }
 
-
 // tableKeys returns the backticked first cells of the rows of the first
 // table after the line that contains after ("" for the section's first).
 func tableKeys(t *testing.T, text, after string) []string {
