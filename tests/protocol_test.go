@@ -5,6 +5,7 @@ package tests
 // and with processes of other uids.
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -27,6 +28,7 @@ import (
 	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/ipc"
 	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/module"
 )
 
 // rawReply is what a raw client got for its hello.
@@ -527,4 +529,49 @@ func shmDir() string {
 		return d
 	}
 	return "/dev/shm"
+}
+
+// bigEventModule publishes one event of size bytes per tick.
+type bigEventModule struct {
+	spec module.Spec
+	size int
+}
+
+func (m *bigEventModule) Spec() module.Spec { return m.spec }
+func (m *bigEventModule) Tick(_ *module.View, c *module.Commands, _ time.Duration) error {
+	c.Publish(7, make([]byte, m.size))
+	return nil
+}
+
+// TestModuleEventLimit: with an event log of 4096 bytes (its max payload is
+// 1024), a module's event of 1024 bytes is appended and one of 1025 is
+// rejected at playback as bad_length (docs/PROTOCOL.md "Limits"): nothing
+// the playback accepts is refused by the log afterwards (its own
+// appends-rejected counter stays 0).
+func TestModuleEventLimit(t *testing.T) {
+	r := newRunRig(t, host.Config{EventLogBytes: layout.PageSize, MaxEventBytesPerModule: 1 << 20})
+	s := newSchema()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, m := range []*bigEventModule{
+		{spec: module.Spec{Name: "fits", Tier: module.Fast, Every: 1}, size: layout.PageSize / 4},
+		{spec: module.Spec{Name: "over", Tier: module.Fast, Every: 1}, size: layout.PageSize/4 + 1},
+	} {
+		go func() {
+			_ = module.Run(ctx, m, module.Options{Instance: r.inst, Registry: s.reg, RejoinTimeout: -1})
+		}()
+	}
+	waitFor(t, "both modules ticking", 10*time.Second, func() bool {
+		return r.running("fits", 1)() && r.running("over", 1)() && r.module("over").PlaybackRejectReasons["bad_length"] >= 3
+	})
+	require.Empty(t, r.module("fits").PlaybackRejectReasons)
+	var ev []byte
+	waitFor(t, "the fitting events committed", 10*time.Second, func() bool {
+		var err error
+		ev, err = os.ReadFile(filepath.Join(shmDir(), "fdp."+r.inst+".events"))
+		require.NoError(t, err)
+		return binary.LittleEndian.Uint64(ev[2304:]) >= 3
+	})
+	require.EqualValues(t, layout.PageSize/4, binary.LittleEndian.Uint32(ev[1036:]), "the log's max payload")
+	require.Zero(t, binary.LittleEndian.Uint64(ev[2328:]), "the log refused nothing")
 }
