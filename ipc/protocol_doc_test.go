@@ -115,4 +115,23 @@ func TestProtocolDocMatchesCode(t *testing.T) {
 	has("`0 ≤ n ≤ 65536`")
 	require.Equal(t, 65536, ControlMaxMessage)
 	has("The engine allows 5 s (`ControlConfig.HandshakeTimeout`)")
+
+	// Every test the document names exists.
+	var src strings.Builder
+	for _, dir := range []string{"../tests", "."} {
+		files, err := os.ReadDir(dir)
+		require.NoError(t, err)
+		for _, f := range files {
+			if strings.HasSuffix(f.Name(), "_test.go") {
+				b, err := os.ReadFile(dir + "/" + f.Name())
+				require.NoError(t, err)
+				src.Write(b)
+			}
+		}
+	}
+	named := regexp.MustCompile("`(?:tests|ipc)\\.(Test\\w+)`").FindAllStringSubmatch(docSection(t, doc, "Tests"), -1)
+	require.NotEmpty(t, named)
+	for _, m := range named {
+		require.Contains(t, src.String(), "func "+m[1]+"(t *testing.T)", "docs/PROTOCOL.md names %s", m[1])
+	}
 }
