@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/internal/logs"
+	"github.com/fdp-engine/fdp/ipc"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/metrics"
 	"github.com/fdp-engine/fdp/shm"
@@ -289,7 +291,23 @@ func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Durat
 	if refused > 0 {
 		line += fmt.Sprintf("  snapshots refused %d", refused)
 	}
-	return line
+	return line + timeText(eng.TimeControl())
+}
+
+// timeText is the status line's time control: nothing when running at
+// speed 1.
+func timeText(tc ipc.CtlState) string {
+	s := ""
+	if tc.Speed != 1 {
+		s += "  speed " + strconv.FormatFloat(tc.Speed, 'g', -1, 64)
+	}
+	if tc.Paused {
+		s += "  PAUSED"
+		if tc.Steps > 0 {
+			s += fmt.Sprintf(" (%d steps pending)", tc.Steps)
+		}
+	}
+	return s
 }
 
 // printSummary prints what the engine did: frames, publishes, validation,
