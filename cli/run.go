@@ -326,6 +326,12 @@ func printSummary(w io.Writer, eng *host.Engine, d time.Duration, commands, reje
 	cs := eng.ControlStats()
 	pf("validation: slot state reclaimed %d, hellos refused for their mask %d, for a name of another uid %d, peers refused for their uid %d (of %d connections refused), implausible wake reports ignored %d\n",
 		eng.ReclaimedReaders, eng.BadMasks, eng.NamesRefused(), cs.PeerRefused, cs.Refused, eng.BadWakeReports)
+	tc, state := eng.TimeControl(), "running"
+	if tc.Paused {
+		state = "paused"
+	}
+	pf("time control: %d requests served, %d refused (%d malformed); ended %s at speed %s\n",
+		cs.CtlServed, cs.CtlRefused, cs.BadCtl, state, strconv.FormatFloat(tc.Speed, 'g', -1, 64))
 	pf("snapshots (SoD/convoy) %d, %.1f MB copied; pool reuse %s: snapshots into a slot that already held a frame, copying only changes; %d refused to a due group (%d of them for memory)\n",
 		eng.Snapshots, float64(eng.SnapBytes)/1e6, reuseRate(p.SnapshotsReused, p.Snapshots), eng.Bounds().SnapshotsRefused, p.SnapNoSpace)
 	trim := fmt.Sprintf("%d slots trimmed after %v unused", p.Trimmed, eng.Config().SlotIdle)
