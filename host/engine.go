@@ -344,6 +344,7 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 		run, period := e.tcTurn()
 		if run {
 			st := e.Step()
+			e.stepDone()
 			if onFrame != nil {
 				onFrame(st)
 			}

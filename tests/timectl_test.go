@@ -240,7 +240,6 @@ func TestTimeControl(t *testing.T) {
 	})
 	require.Equal(t, held, latestFrameOf(inst), "still paused")
 	require.Empty(t, k.snapshot(), "the new module is not ticked while paused")
-	before := 0
 
 	// What the tools show.
 	out, errs, code := runEngine(t, bin, "stat", "--json", "--count", "1", "--interval", "300ms", inst)
@@ -254,21 +253,36 @@ func TestTimeControl(t *testing.T) {
 	require.Equal(t, 0, code)
 	require.Contains(t, out, "time PAUSED, speed 1")
 
-	// Step 5: exactly 5 frames and 5 ticks, then paused again.
+	// Step 5: exactly 5 frames and 5 ticks, then paused again. (A tick the
+	// module has not finished when the next frame comes is skipped, and
+	// counted: on a loaded machine the 5 frames are ticks + skips.)
+	s0 := clock()
 	st = ctlOK(t, bin, inst, "step", "5")
 	require.True(t, st.Paused)
 	require.Zero(t, st.Steps, "ctl step waits until its frames ran")
 	require.Equal(t, held+5, st.Frame)
 	require.Equal(t, held+5, latestFrameOf(inst))
-	waitFor(t, "the ticks of the 5 steps", 20*time.Second, func() bool { return len(k.snapshot()) >= before+5 })
+	simAt5 := st.SimNanos
 	waitPausedFor(t, w, time.Second)
 	require.Equal(t, held+5, latestFrameOf(inst), "after the steps the engine holds again")
-	stepped := k.snapshot()[before:]
-	require.Len(t, stepped, 5, "exactly 5 ticks")
+	s1 := clock()
+	runs, skipped := s1.Runs-s0.Runs, s1.Skipped-s0.Skipped
+	require.Equal(t, uint64(5), runs+skipped, "each of the 5 frames ticked the module or counted it busy")
+	if skipped > 0 {
+		t.Logf("loaded machine: %d of the 5 step frames found the module busy", skipped)
+	}
+	waitFor(t, "the ticks of the 5 steps", 20*time.Second, func() bool { return uint64(len(k.snapshot())) >= runs })
+	stepped := k.snapshot()
+	require.Len(t, stepped, int(runs), "a tick per frame run (and none after)")
 	for i, tk := range stepped {
-		require.Equal(t, held+1+uint64(i), tk.frame, tk.raw)
+		require.Greater(t, tk.frame, held, tk.raw)
+		require.LessOrEqual(t, tk.frame, held+5, tk.raw)
+		if i > 0 {
+			require.Greater(t, tk.frame, stepped[i-1].frame, tk.raw)
+		}
 		require.Equal(t, uint32(1), tk.paused, "a step's frame says paused: %s", tk.raw)
 		require.Equal(t, period, tk.dt, tk.raw)
+		require.Equal(t, simAt5-int64(held+5-tk.frame)*period, tk.nanos, tk.raw)
 	}
 
 	// Speed 0.5 (while paused), one step, then resume: dt = period / 2 in
@@ -279,29 +293,32 @@ func TestTimeControl(t *testing.T) {
 	half := int64(math.Round(float64(period) * 0.5))
 	st = ctlOK(t, bin, inst, "step")
 	require.Equal(t, held+6, st.Frame)
-	waitFor(t, "the tick of the step at speed 0.5", 20*time.Second, func() bool { return len(k.snapshot()) >= 6 })
-	one := k.snapshot()[5]
-	require.Equal(t, held+6, one.frame, one.raw)
-	require.Equal(t, half, one.dt, one.raw)
-	require.Equal(t, 0.5, one.scale, one.raw)
-	require.Equal(t, uint32(1), one.paused, one.raw)
-	require.Equal(t, stepped[4].nanos+half, one.nanos, one.raw)
-	require.Equal(t, one.nanos, st.SimNanos, "the reply's simulation time")
-	layoutTimePython(t, inst, world.Time{Frame: one.frame, Nanos: one.nanos, Dt: one.dt, Scale: one.scale, Paused: one.paused})
+	require.Equal(t, simAt5+half, st.SimNanos, "the step at speed 0.5 is half a period")
+	want := world.Time{Frame: held + 6, Nanos: simAt5 + half, Dt: half, Scale: 0.5, Paused: 1}
+	layoutTimePython(t, inst, want)
+	waitPausedFor(t, w, 300*time.Millisecond)
+	for _, tk := range k.snapshot() {
+		if tk.frame == held+6 {
+			require.Equal(t, want, world.Time{Frame: tk.frame, Nanos: tk.nanos, Dt: tk.dt, Scale: tk.scale, Paused: tk.paused}, tk.raw)
+		}
+	}
 
-	simAtResume := one.nanos
-	before = len(k.snapshot())
+	simAtResume := st.SimNanos
+	before := len(k.snapshot())
 	resumed := time.Now()
 	st = ctlOK(t, bin, inst, "resume")
 	require.False(t, st.Paused)
 	waitFor(t, "60 ticks at speed 0.5", 30*time.Second, func() bool { return len(k.snapshot()) >= before+60 })
 	slow := k.snapshot()[before:]
 	for i, tk := range slow {
-		require.Equal(t, held+7+uint64(i), tk.frame, "one tick per frame: %s", tk.raw)
+		require.Greater(t, tk.frame, held+6, tk.raw)
+		if i > 0 {
+			require.Greater(t, tk.frame, slow[i-1].frame, tk.raw)
+		}
 		require.Equal(t, half, tk.dt, tk.raw)
 		require.Equal(t, 0.5, tk.scale, tk.raw)
 		require.Zero(t, tk.paused, tk.raw)
-		require.Equal(t, simAtResume+int64(i+1)*half, tk.nanos, "simulation time: half a period per frame: %s", tk.raw)
+		require.Equal(t, simAtResume+int64(tk.frame-(held+6))*half, tk.nanos, "simulation time: half a period per frame: %s", tk.raw)
 	}
 	// The frame rate stays: frames over wall time (loose bounds, a loaded
 	// machine only runs fewer frames).
