@@ -374,12 +374,19 @@ class Frame:
         s = w.singleton_by_name.get(name)
         if s is None:
             raise KeyError(f"no singleton {name!r} in this world (it has {', '.join(w.singleton_by_name)})")
+        raw = self.singleton_raw(name)
+        if raw is None or not s.fields:
+            return None if raw is None else bytes(raw)
+        fmt = Component(s.id, s.name, s.size, s.align, s.fingerprint, 0, 0, 0, s.fields).struct_format()
+        return struct.unpack_from(fmt, raw) if fmt else bytes(raw)
+
+    def singleton_raw(self, name: str) -> Optional[memoryview]:
+        """The singleton's bytes in this frame (zero-copy), or None if it was never set."""
+        s = self.world.singleton_by_name.get(name)
+        if s is None:
+            raise KeyError(f"no singleton {name!r} in this world (it has {', '.join(self.world.singleton_by_name)})")
         mem = self._r.mem
         if struct.unpack_from("<Q", mem, self.base + 256 + 8 * s.id)[0] == 0:
             return None
         off = self.base + s.value_offset
-        if s.fields:
-            fmt = Component(s.id, s.name, s.size, s.align, s.fingerprint, 0, 0, 0, s.fields).struct_format()
-            if fmt:
-                return struct.unpack_from(fmt, mem, off)
-        return bytes(mem[off:off + s.size])
+        return mem[off:off + s.size]
