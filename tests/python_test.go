@@ -307,7 +307,9 @@ type goDigest struct {
 	events []string
 }
 
-func (g *goDigest) Spec() module.Spec { return module.Spec{Name: "goconf", Tier: module.Fast, Every: 1} }
+func (g *goDigest) Spec() module.Spec {
+	return module.Spec{Name: "goconf", Tier: module.Fast, Every: 1}
+}
 
 func (g *goDigest) Tick(v *module.View, _ *module.Commands, _ time.Duration) error {
 	h := sha256.New()
@@ -550,4 +552,56 @@ hang: {heartbeat_timeout: 2s, attach_timeout: 10s, engine_timeout: 2s, engine_st
 		t.Fatalf("engine up did not stop:\n%s", out.String())
 	}
 	require.Contains(t, out.String(), "analysis")
+}
+
+// BenchmarkPythonMeanX: a Python reader computes the mean X of the 100K
+// Positions of the demo's world (chunks of 1024) with numpy from the mapped
+// frame, and from the same arrays copied into private memory (the ratio: the
+// cost of reading shared memory in place, goal ≤ 1.5×), and without numpy in
+// pure Python (clients/python/tests/bench.py). The engine is stepped once
+// and then idle, so the frame stays put. Reported as metrics; b.N is not
+// used (each figure is the best of 200 runs inside the script).
+func BenchmarkPythonMeanX(b *testing.B) {
+	if _, err := os.Stat(pythonInterp); err != nil {
+		b.Skipf("no %s", pythonInterp)
+	}
+	s, err := demo.NewSchema()
+	require.NoError(b, err)
+	sim, err := demo.NewSim(s, demo.DefaultConfig())
+	require.NoError(b, err)
+	inst := uniqueInstance(b, "pybn")
+	eng, err := host.New(host.Config{Instance: inst,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))}, sim.W, sim)
+	require.NoError(b, err)
+	defer eng.Close()
+	eng.Step()
+	root, err := filepath.Abs("..")
+	require.NoError(b, err)
+	for _, pure := range []bool{false, true} {
+		cmd := exec.Command(pythonInterp, filepath.Join(root, "clients/python/tests/bench.py"), inst, "200")
+		if pure {
+			cmd.Env = append(os.Environ(), "FDP_NO_NUMPY=1")
+		}
+		out, err := cmd.Output()
+		require.NoError(b, err, "bench.py: %s", out)
+		var r struct {
+			Numpy     bool
+			Entities  int
+			MappedNs  float64 `json:"mapped_ns"`
+			PrivateNs float64 `json:"private_ns"`
+			PureNs    float64 `json:"pure_ns"`
+			Ratio     float64
+		}
+		require.NoError(b, json.Unmarshal(out, &r))
+		if r.Numpy {
+			b.ReportMetric(r.MappedNs/1e3, "mapped-µs")
+			b.ReportMetric(r.PrivateNs/1e3, "private-µs")
+			b.ReportMetric(r.Ratio, "mapped/private")
+		}
+		name := "pure-numpy-installed-ms"
+		if pure {
+			name = "pure-ms"
+		}
+		b.ReportMetric(r.PureNs/1e6, name)
+	}
 }

@@ -20,11 +20,9 @@ def mean_position(view):
     sx = sy = 0.0
     n = 0
     if HAVE_NUMPY:
-        for present, values in view.column_chunks("Position"):
-            sel = values[present]
-            sx += float(sel["X"].sum(dtype="f8"))
-            sy += float(sel["Y"].sum(dtype="f8"))
-            n += int(sel.shape[0])
+        present, values = view.column("Position")  # zero-copy views over every chunk of the frame
+        sel = values[present]
+        sx, sy, n = float(sel["X"].sum(dtype="f8")), float(sel["Y"].sum(dtype="f8")), int(sel.shape[0])
     else:
         for _, p in view.values("Position"):
             sx += p[0]

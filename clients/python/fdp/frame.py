@@ -102,6 +102,11 @@ class FrameReader:
         self.pin_q = memoryview(pin_mem).cast("Q") if pin_mem is not None else None
         self.pin_i = pin_off >> 3
         self.codecs = {c.name: _Codec(c) for c in world.components}
+        self.rec_dtype = None
+        if _np is not None:  # an entity record: u32 generation, u32 flags, W mask words
+            self.rec_dtype = _np.dtype({"names": ["gen", "flags", "mask"],
+                                        "formats": ["<u4", "<u4", ("<u8", (world.W,))],
+                                        "offsets": [0, 4, 8], "itemsize": world.R})
         self.pins = self.pin_retries = 0
 
     def close(self) -> None:
@@ -349,8 +354,7 @@ class Frame:
         word, bit = comp.id // 64, comp.id % 64
         if _np is not None:
             dt = self._r.codecs[name].dtype or _np.dtype(f"V{comp.size}")
-            rec = _np.dtype({"names": ["gen", "flags", "mask"], "formats": ["<u4", "<u4", ("<u8", (w.W,))],
-                             "offsets": [0, 4, 8], "itemsize": w.R})
+            rec = self._r.rec_dtype
             for c in range(self.chunk_count):
                 n, chunk = self.rows(c), self.chunk_offset(c)
                 recs = _np.frombuffer(mem, rec, n, chunk + w.records_off)
@@ -362,6 +366,29 @@ class Frame:
             present = [bool(f & ALIVE and (m >> (64 * word)) >> bit & 1) for _, f, m in self._record_masks(c)]
             out.append((present, mem[chunk + comp.column:chunk + comp.column + n * comp.size]))
         return out
+
+    def column(self, name: str):
+        """numpy only: (present, values), two zero-copy arrays of shape (chunks in use, K) over the whole frame.
+
+        ``values`` is a structured array of the component's fields (``values["X"]``), strided across the
+        chunk blocks of the mapping; ``present`` is a bool array: the row is an alive entity with the component.
+        Entity index ``c * K + r`` is row ``[c, r]``, so ``values["X"][present]`` lists the values in entity
+        order.  Rows of the last chunk beyond the high-water mark are never present.
+        """
+        if _np is None:
+            raise TypeError("column() needs numpy (python3-numpy): use values() or column_chunks() without it")
+        comp = self.component(name)
+        if comp.variable:
+            raise TypeError(f"{name} is variable-size: read its values with get() or raw()")
+        w, codec = self.world, self._r.codecs[name]
+        n = self.chunk_count if self.mask >> comp.id & 1 else 0
+        first = self.chunk_offset(0)
+        recs = _np.ndarray((n, w.K), self._r.rec_dtype, self._r.mem, first + w.records_off, (w.chunk_stride, w.R))
+        values = _np.ndarray((n, w.K), codec.dtype or _np.dtype(f"V{comp.size}"), self._r.mem, first + comp.column,
+                             (w.chunk_stride, comp.size))
+        word, bit = comp.id // 64, _np.uint64(1 << (comp.id % 64))
+        present = ((recs["flags"] & 1) != 0) & ((recs["mask"][..., word] & bit) != 0)
+        return present, values
 
     def changed(self, c: int, name: str, since_version: int) -> bool:
         """Whether chunk c's column of the component changed after world version since_version."""
