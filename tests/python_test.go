@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"sync"
 	"syscall"
@@ -454,6 +455,40 @@ func testPythonSchemaMismatch(t *testing.T) {
 	require.Contains(t, stderr, "engine refused module 'pyschema' (schema_mismatch)")
 	require.Contains(t, stderr, "module 0x0000000000001234")
 	require.Equal(t, 1, bytes.Count([]byte(stderr), []byte("\n")), "one line: %q", stderr)
+
+	// The client's reading of the field table equals the Go registry's
+	// description of the demo's types, and it refuses a table changed in
+	// any of four ways, naming what is wrong.
+	var tab struct {
+		Clean, Fingerprint string
+		FieldType          string `json:"field_type"`
+		FieldReserved      string `json:"field_reserved"`
+		FieldName          string `json:"field_name"`
+		Fields             map[string][][]any
+	}
+	out, stderr, code := pyScenario(t, 30*time.Second, false, "tables", inst)
+	require.Equal(t, 0, code, stderr)
+	require.NoError(t, json.Unmarshal([]byte(out), &tab), out)
+	require.Equal(t, "accepted", tab.Clean)
+	require.Contains(t, tab.Fingerprint, "Position: fingerprint")
+	require.Contains(t, tab.FieldType, "Position: fields 'X' and 'Y' overlap")
+	require.Contains(t, tab.FieldReserved, "reserved bytes not zero")
+	require.Contains(t, tab.FieldName, "Position: fingerprint")
+	for name, typ := range map[string]reflect.Type{"Position": reflect.TypeOf(demo.Position{}), "Velocity": reflect.TypeOf(demo.Velocity{}),
+		"Health": reflect.TypeOf(demo.Health{}), "Team": reflect.TypeOf(demo.Team{}), "Time": reflect.TypeOf(world.Time{})} {
+		want, err := world.Fields(typ)
+		require.NoError(t, err)
+		var got []string
+		for _, f := range tab.Fields[name] {
+			got = append(got, fmt.Sprintf("%v %v %v %v", f...))
+		}
+		var exp []string
+		for _, f := range want {
+			exp = append(exp, fmt.Sprintf("%v %v %v %v", f.Name, f.Type, f.Offset, f.Count))
+		}
+		require.Equal(t, exp, got, name)
+	}
+	require.Equal(t, [][]any{{"", "string", 0.0, 0.0}}, tab.Fields["Name"])
 }
 
 // moduleSegment finds the module segment of inst whose module is name and

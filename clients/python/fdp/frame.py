@@ -14,7 +14,7 @@ from typing import Iterator, Optional, Sequence
 
 from . import _atomic
 from .errors import CorruptSegment, NoFrame, TornFrame
-from .segment import SCALARS, Component, World, fnv1a64
+from .segment import SCALARS, Component, World
 
 try:  # numpy is optional: used when the distribution's package is installed
     import numpy as _np
@@ -28,7 +28,6 @@ __all__ = ["Frame", "FrameReader", "HAVE_NUMPY", "entity_index", "entity_gen"]
 
 HAVE_NUMPY = _np is not None
 ALIVE = 1
-_STRING_FP = fnv1a64(b"fdp:string")
 
 
 def entity_index(e: int) -> int:
@@ -51,24 +50,25 @@ class _Codec:
 
     def __init__(self, comp: Component):
         self.comp = comp
-        self.string = comp.variable and comp.fingerprint == _STRING_FP
+        self.string = comp.variable and bool(comp.fields) and comp.fields[0].type == "string"
         self.fmt = comp.struct_format()
         self.st = struct.Struct(self.fmt) if self.fmt else None
         self.tuple = None
         if self.st is not None:
             names = []
             for f in sorted(comp.fields, key=lambda f: f.offset):
-                if f.count == 1:
-                    names.append(_ident(f.name))
-                else:
-                    names.extend(_ident(f"{f.name}_{i}") for i in range(f.count))
+                base = [f.name or "value"] if f.count == 1 else [f"{f.name}_{i}" for i in range(f.count)]
+                if f.type in ("c64", "c128"):
+                    base = [f"{b}_{part}" for b in base for part in ("re", "im")]
+                names.extend(_ident(b) for b in base)
             self.tuple = namedtuple(_ident(comp.name), names, rename=True)
         self.dtype = None
         if _np is not None and comp.fields and not comp.variable:
+            def one(t):
+                return _np.dtype({"c64": "<c8", "c128": "<c16"}.get(t) or "<" + SCALARS[t][0])
             self.dtype = _np.dtype({
-                "names": [_ident(f.name) for f in comp.fields],
-                "formats": [(_np.dtype("<" + SCALARS[f.type][0]) if f.count == 1
-                             else (_np.dtype("<" + SCALARS[f.type][0]), (f.count,))) for f in comp.fields],
+                "names": [f.name or "value" for f in comp.fields],
+                "formats": [one(f.type) if f.count == 1 else (one(f.type), (f.count,)) for f in comp.fields],
                 "offsets": [f.offset for f in comp.fields], "itemsize": comp.size})
 
     def decode(self, mem, off: int):
@@ -102,6 +102,8 @@ class FrameReader:
         self.pin_q = memoryview(pin_mem).cast("Q") if pin_mem is not None else None
         self.pin_i = pin_off >> 3
         self.codecs = {c.name: _Codec(c) for c in world.components}
+        self.singleton_codecs = {s.name: _Codec(Component(s.id, s.name, s.size, s.align, s.fingerprint, 0, 0, 0,
+                                                          s.fields)) for s in world.singletons}
         self.rec_dtype = None
         if _np is not None:  # an entity record: u32 generation, u32 flags, W mask words
             self.rec_dtype = _np.dtype({"names": ["gen", "flags", "mask"],
@@ -313,8 +315,8 @@ class Frame:
         return mem[arena + off:arena + off + n]
 
     def get(self, e: int, name: str):
-        """e's value of the component: a named tuple of its fields (bytes without a field table; bytes or str
-        for a variable-size component), or None when e lacks it in this frame."""
+        """e's value of the component: a named tuple of its fields (bytes, or str for a string component, for
+        a variable-size one), or None when e lacks it in this frame."""
         raw = self.raw(e, name)
         if raw is None:
             return None
@@ -396,16 +398,13 @@ class Frame:
         return struct.unpack_from("<Q", self._r.mem, self.chunk_offset(c) + 64 + 8 * k)[0] > since_version
 
     def singleton(self, name: str):
-        """The singleton's value (a named tuple when it has a field table, else bytes), or None if never set."""
+        """The singleton's value (a named tuple of its fields), or None if it was never set."""
         w = self.world
         s = w.singleton_by_name.get(name)
         if s is None:
             raise KeyError(f"no singleton {name!r} in this world (it has {', '.join(w.singleton_by_name)})")
         raw = self.singleton_raw(name)
-        if raw is None or not s.fields:
-            return None if raw is None else bytes(raw)
-        fmt = Component(s.id, s.name, s.size, s.align, s.fingerprint, 0, 0, 0, s.fields).struct_format()
-        return struct.unpack_from(fmt, raw) if fmt else bytes(raw)
+        return None if raw is None else self._r.singleton_codecs[name].decode(raw, 0)
 
     def singleton_raw(self, name: str) -> Optional[memoryview]:
         """The singleton's bytes in this frame (zero-copy), or None if it was never set."""

@@ -21,7 +21,7 @@ from .errors import (EX_REFUSED, CorruptSegment, EngineGone, FdpError, NoFrame, 
 from .events import Event, EventReader, SPAWNED_TYPE
 from .frame import Frame, FrameReader
 from .log import log
-from .segment import KIND_MODULE, SCALARS, Field, World, decode_header, map_fd, open_segment, shm_dir
+from .segment import KIND_MODULE, World, decode_header, map_fd, open_segment, shm_dir
 
 __all__ = ["Module", "View", "run", "main", "check_schema"]
 
@@ -104,24 +104,6 @@ def check_schema(world: World, schema: Mapping[str, Optional[Mapping[str, str]]]
             problems.append(f"component {name!r} is not in the world (it has {', '.join(world.by_name) or 'none'})")
             continue
         if not fields:
-            continue
-        if not c.fields:
-            # A world without a field table: the module's fields, laid out with natural alignment, must make
-            # the component's size; they then describe its bytes.
-            laid, pos = [], 0
-            for fname, ftype in fields.items():
-                if ftype not in SCALARS:
-                    problems.append(f"{name}.{fname}: unknown scalar type {ftype!r}")
-                    break
-                n = SCALARS[ftype][1]
-                pos = (pos + n - 1) // n * n
-                laid.append(Field(fname, ftype, pos))
-                pos += n
-            else:
-                if (pos + c.align - 1) // c.align * c.align != c.size:
-                    problems.append(f"{name}: {c.size} bytes in the world, the module's fields make {pos}")
-                else:
-                    c.fields = laid
             continue
         have = {f.name: f for f in c.fields}
         for fname, ftype in fields.items():

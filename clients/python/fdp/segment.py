@@ -11,10 +11,11 @@ from typing import Optional
 from .errors import CorruptSegment, NotReady
 
 __all__ = ["Header", "World", "Component", "Singleton", "Field", "open_segment", "fnv1a64", "shm_dir",
+           "fields_fingerprint", "FIELD_TYPES",
            "KIND_WORLD", "KIND_LEASES", "KIND_EVENTS", "KIND_MODULE", "LAYOUT_VERSION"]
 
 MAGIC = b"FDPSEGMT"
-LAYOUT_VERSION = 3
+LAYOUT_VERSION = 4
 READY = 0x59444552
 HEADER_SIZE = 4096
 KIND_WORLD, KIND_LEASES, KIND_EVENTS, KIND_MODULE = 1, 2, 3, 4
@@ -102,11 +103,28 @@ def decode_header(mem, size: int, want_kind: int, what: str) -> Header:
     return Header(version, kind, total, schema, pid, start, inst, secs)
 
 
-# Scalar types of the field table (docs/LAYOUT.md "Field table"): struct codes and numpy dtypes.
+# Scalar types of the field table (docs/LAYOUT.md "Field table"): name -> (struct code of one element, size).
+# A complex element is two floats (real, imaginary) for struct; numpy reads it as a complex number.
 SCALARS = {
     "u8": ("B", 1), "i8": ("b", 1), "u16": ("H", 2), "i16": ("h", 2), "u32": ("I", 4), "i32": ("i", 4),
     "u64": ("Q", 8), "i64": ("q", 8), "f32": ("f", 4), "f64": ("d", 8), "bool": ("?", 1),
+    "c64": ("2f", 8), "c128": ("2d", 16),
 }
+#: Field type codes of the field table, in code order (1..15).
+FIELD_TYPES = {1: "u8", 2: "i8", 3: "u16", 4: "i16", 5: "u32", 6: "i32", 7: "u64", 8: "i64", 9: "f32", 10: "f64",
+               11: "bool", 12: "c64", 13: "c128", 14: "bytes", 15: "string"}
+TYPE_CODES = {v: k for k, v in FIELD_TYPES.items()}
+TYPE_ALIGN = {"c64": 4, "c128": 8}
+SECTION_FIELDS = 9
+
+
+def fields_fingerprint(size: int, align_: int, fields) -> int:
+    """FNV-1a 64 of the canonical description of a value's fields (docs/LAYOUT.md "Field table", rule 5)."""
+    d = struct.pack("<III", size, align_, len(fields))
+    for f in fields:
+        nb = f.name.encode()
+        d += struct.pack("<BIII", TYPE_CODES[f.type], f.offset, f.count, len(nb)) + nb
+    return fnv1a64(d)
 
 
 @dataclass
@@ -147,7 +165,7 @@ class Component:
             if f.offset > pos:
                 fmt += f"{f.offset - pos}x"
             code, n = SCALARS[f.type]
-            fmt += (str(f.count) if f.count != 1 else "") + code
+            fmt += code * f.count if len(code) > 1 else (str(f.count) if f.count != 1 else "") + code
             pos = f.offset + n * f.count
         if self.size > pos:
             fmt += f"{self.size - pos}x"
@@ -210,6 +228,7 @@ class World:
             size_, al, fp, voff, flags = struct.unpack_from("<IIQII", mem, e + 32)
             self.singletons.append(Singleton(i, name, size_, al, fp, voff, flags))
         self._check_geometry(bad)
+        self._read_fields(bad)
         self._check_schema_hash(bad)
         self.by_name = {c.name: c for c in self.components}
         self.singleton_by_name = {s.name: s for s in self.singletons}
@@ -230,7 +249,15 @@ class World:
                 raise bad(f"singleton {s.name}: value at {s.value_offset}, computed {sv}")
             sv = align(sv + s.size, 8)
         D = align(sv, 64) if self.NS else 256
-        slots_off = align(4096 + 64 * 64 * self.W + 64 * self.NS, 4096)
+        F = 4096 + 64 * 64 * self.W + 64 * self.NS
+        sec = self.header.sections.get(SECTION_FIELDS)
+        if sec is None:
+            raise bad("no field table (section 9)")
+        self.fields_count, foff, FT = sec
+        if foff != F or FT % 64 or FT < 32 * self.fields_count:
+            raise bad(f"field table at {foff} ({FT} bytes), computed at {F}")
+        self.fields_off, self.fields_size = F, FT
+        slots_off = align(F + FT, 4096)
         stride = align(D + self.M * col, 4096)
         want = {"chunk header": (self.chunk_header, H), "records": (self.records_off, H),
                 "chunk stride": (self.chunk_stride, col), "chunks offset": (self.D, D),
@@ -240,6 +267,47 @@ class World:
             if got != exp:
                 raise bad(f"{what_} {got}, computed {exp}")
         self.slots_off = slots_off
+
+    def _read_fields(self, bad) -> None:
+        """Decode the field table, check its rules and every owner's fingerprint (docs/LAYOUT.md "Field table")."""
+        mem, F, N = self.mem, self.fields_off, self.fields_count
+        owners = [(1, c) for c in self.components] + [(2, s) for s in self.singletons]
+        pool = F + 32 * N
+        at, o = pool, 0
+        for i in range(N):
+            kind, typ, oid, off, count, noff, nlen = struct.unpack_from("<BBHIIII", mem, F + 32 * i)
+            if bytes(mem[F + 32 * i + 20:F + 32 * i + 32]) != bytes(12):
+                raise bad(f"field {i}: reserved bytes not zero")
+            if F + noff != at or nlen > 255 or at + nlen > F + self.fields_size:
+                raise bad(f"field {i}: name at {noff}+{nlen}, want {at - F}")
+            name = bytes(mem[at:at + nlen]).decode("utf-8")
+            at += nlen
+            while o < len(owners) and (owners[o][0], owners[o][1].id) != (kind, oid):
+                if not owners[o][1].fields:
+                    raise bad(f"{owners[o][1].name}: no field")
+                o += 1
+            if o == len(owners) or typ not in FIELD_TYPES:
+                raise bad(f"field {i} ({name!r}): owner {kind}/{oid} or type {typ} out of order or unknown")
+            owners[o][1].fields.append(Field(name, FIELD_TYPES[typ], off, count))
+        if bytes(mem[at:F + self.fields_size]).strip(b"\0"):
+            raise bad("bytes after the field table's name pool are not zero")
+        for _, ow in owners:
+            if not ow.fields:
+                raise bad(f"{ow.name}: no field")
+            size = ow.size
+            for a, b in zip(ow.fields, ow.fields[1:]):
+                if a.type in SCALARS and b.offset < a.offset + SCALARS[a.type][1] * a.count:
+                    raise bad(f"{ow.name}: fields {a.name!r} and {b.name!r} overlap or are out of order")
+            for f in ow.fields:
+                if f.type in SCALARS:
+                    n = SCALARS[f.type][1]
+                    if f.count < 1 or f.offset + n * f.count > size or f.offset % TYPE_ALIGN.get(f.type, n):
+                        raise bad(f"{ow.name}.{f.name}: {f.type}[{f.count}] at {f.offset} in a value of {size} bytes")
+                elif len(ow.fields) != 1 or f.name or f.offset or f.count:
+                    raise bad(f"{ow.name}: a {f.type} field must be the value's only one, unnamed, at 0")
+            if fields_fingerprint(size, ow.align, ow.fields) != ow.fingerprint:
+                raise bad(f"{ow.name}: fingerprint {ow.fingerprint:#x}, the field table's description gives "
+                          f"{fields_fingerprint(size, ow.align, ow.fields):#x}")
 
     def _check_schema_hash(self, bad) -> None:
         h = FNV_OFFSET

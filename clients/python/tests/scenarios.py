@@ -219,9 +219,37 @@ def mode_schema(inst, kind):
         sys.exit(fdp.EX_REFUSED)
 
 
+def mode_tables(inst):
+    """The client's checks of a world's tables: a copy of the live segment's header and tables, decoded as is,
+    then with one byte changed at a time: each change is refused with its reason (CorruptSegment)."""
+    from fdp.segment import World, open_segment
+    mm, size = open_segment(os.path.join(fdp.segment.shm_dir(), f"fdp.{inst}.world"))
+    w = World(mm, size)
+    head = bytearray(mm[:w.slots_off])
+    F, pos = w.fields_off, w.by_name["Position"]
+    mm.close()
+
+    def decode(mutate):
+        b = bytearray(head)
+        mutate(b)
+        try:
+            World(memoryview(b), size)
+            return "accepted"
+        except fdp.CorruptSegment as e:
+            return str(e)
+    out = {"clean": decode(lambda b: None)}
+    out["fingerprint"] = decode(lambda b: b.__setitem__(4096 + 64 * pos.id + 40, b[4096 + 64 * pos.id + 40] ^ 1))
+    out["field_type"] = decode(lambda b: b.__setitem__(F + 1, 10))          # Position.X f32 -> f64
+    out["field_reserved"] = decode(lambda b: b.__setitem__(F + 20, 1))
+    out["field_name"] = decode(lambda b: b.__setitem__(F + 32 * w.fields_count, ord("x")))
+    out["fields"] = {c.name: [[f.name, f.type, f.offset, f.count] for f in c.fields]
+                     for c in w.components + w.singletons}
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     mode, inst, *args = sys.argv[1:]
     if mode == "schema":
         os.environ["FDP_INSTANCE"] = inst
     {"reader": mode_reader, "unpinned": mode_unpinned, "commands": mode_commands,
-     "conformance": mode_conformance, "schema": mode_schema}[mode](inst, *args)
+     "conformance": mode_conformance, "schema": mode_schema, "tables": mode_tables}[mode](inst, *args)
