@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -187,6 +188,7 @@ func TestPython(t *testing.T) {
 	t.Run("Conformance", testPythonConformance)
 	t.Run("SchemaMismatch", testPythonSchemaMismatch)
 	t.Run("KillRestart", testPythonKillRestart)
+	t.Run("Readme", testPythonReadme)
 }
 
 type readerResult struct {
@@ -638,5 +640,88 @@ func BenchmarkPythonMeanX(b *testing.B) {
 			name = "pure-ms"
 		}
 		b.ReportMetric(r.PureNs/1e6, name)
+	}
+}
+
+// readmePython returns the first python block after the README's heading.
+func readmePython(t *testing.T, heading string) string {
+	t.Helper()
+	b, err := os.ReadFile("../README.md")
+	require.NoError(t, err)
+	_, rest, ok := strings.Cut(string(b), "\n"+heading+"\n")
+	require.True(t, ok, "README has no %q", heading)
+	_, rest, ok = strings.Cut(rest, "```python\n")
+	require.True(t, ok)
+	code, _, ok := strings.Cut(rest, "```\n")
+	require.True(t, ok)
+	return code
+}
+
+// testPythonReadme runs the README's Python module against a demo engine:
+// it creates one entity named py-N per tick and publishes N (each once);
+// after SIGTERM it exits 0, and every N published is an entity py-N of
+// the world.
+func testPythonReadme(t *testing.T) {
+	t.Parallel()
+	eng, inst, stop := pyEngine(t, "pyrm", 3000, 3, true)
+	file := filepath.Join(t.TempDir(), "janitor.py")
+	require.NoError(t, os.WriteFile(file, []byte(readmePython(t, "### Writing a module in Python")), 0o600))
+	root, err := filepath.Abs("../clients/python")
+	require.NoError(t, err)
+	cmd := exec.Command(pythonInterp, file)
+	cmd.Env = append(os.Environ(), "FDP_INSTANCE="+inst, "PYTHONPATH="+root, "PYTHONDONTWRITEBYTECODE=1")
+	var out testutil.SyncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+	}()
+	var fol *testutil.EventFollower
+	deadline := time.Now().Add(30 * time.Second)
+	for fol == nil {
+		fol, _ = testutil.FollowEvents(inst)
+		require.True(t, time.Now().Before(deadline))
+		time.Sleep(10 * time.Millisecond)
+	}
+	defer fol.Close()
+	got := map[uint64]int{}
+	for len(got) < 12 {
+		require.NoError(t, fol.Read(func(_, _ uint64, typ uint16, p []byte) {
+			if typ == 100 {
+				got[binary.LittleEndian.Uint64(p)]++
+			}
+		}))
+		require.True(t, time.Now().Before(deadline), "the README's module published %d events:\n%s", len(got), out.String())
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.NoError(t, cmd.Process.Signal(syscall.SIGTERM))
+	select {
+	case err := <-exited:
+		require.NoError(t, err, out.String())
+	case <-time.After(20 * time.Second):
+		t.Fatalf("the README's module did not exit after SIGTERM:\n%s", out.String())
+	}
+	require.Contains(t, out.String(), "msg=janitor")
+	stop()
+	s, err := demo.NewSchema()
+	require.NoError(t, err)
+	names := map[string]int{}
+	q := eng.World().Query(world.MaskOf(s.Name))
+	for q.Next() {
+		for i := 0; i < q.Rows(); i++ {
+			if q.Match(i) {
+				n, _ := eng.World().GetString(q.Entity(i), s.Name)
+				names[n]++
+			}
+		}
+	}
+	for n, c := range got {
+		require.Equal(t, 1, c, "event %d", n)
+		require.Equal(t, 1, names[fmt.Sprintf("py-%d", n)], "entity py-%d", n)
 	}
 }

@@ -9,12 +9,13 @@ from .commands import TEMP_BIT, Commands
 from .errors import (EX_REFUSED, CommandsFull, CorruptSegment, EngineGone, FdpError, NoFrame, NotReady, Refused,
                      SchemaMismatch, TornFrame)
 from .events import Event
+from .log import log
 from .frame import HAVE_NUMPY, Frame, entity_gen, entity_index
 from .module import Module, View, check_schema, main, run
 from .reader import Reader, open_instance
 from .segment import Component, Field, Singleton, World
 
-__all__ = ["Module", "View", "Reader", "open_instance", "Frame", "Commands", "Event", "World", "Component", "Field", "Singleton", "run",
+__all__ = ["Module", "View", "Reader", "open_instance", "log", "Frame", "Commands", "Event", "World", "Component", "Field", "Singleton", "run",
            "main", "check_schema", "entity_index", "entity_gen", "TEMP_BIT", "HAVE_NUMPY", "EX_REFUSED",
            "FdpError", "NotReady", "CorruptSegment", "SchemaMismatch", "Refused", "EngineGone", "TornFrame",
            "NoFrame", "CommandsFull"]
