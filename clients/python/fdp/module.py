@@ -11,10 +11,10 @@ import struct
 import sys
 import threading
 import time
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import List, Mapping, Optional, Sequence
 
 from . import _atomic
-from .commands import Commands, Ring
+from .commands import TEMP_BIT, Commands, Ring
 from .control import handshake, valid_instance
 from .errors import (EX_REFUSED, CorruptSegment, EngineGone, FdpError, NoFrame, NotReady, Refused,
                      SchemaMismatch, TornFrame)
@@ -88,6 +88,12 @@ class View:
             self._events = [e for e in self._events if e.type != SPAWNED_TYPE or self._mine(e)]
         return self._events
 
+    def created(self) -> List[tuple]:
+        """(temporary handle, entity) of this module's creates the engine resolved, as its events report them
+        (system event 0xFFFF) up to this tick's frame: the entities of earlier ticks' ``cmds.create()``."""
+        return [(TEMP_BIT | struct.unpack_from("<I", e.payload, 4)[0], struct.unpack_from("<Q", e.payload, 8)[0])
+                for e in self.events() if e.type == SPAWNED_TYPE]
+
     def _mine(self, e: Event) -> bool:
         return len(e.payload) == 16 and struct.unpack_from("<I", e.payload)[0] == self._s.slot
 
@@ -121,25 +127,31 @@ class _Session:
 
     def __init__(self, m: Module, spec: dict, instance: str, schema_hash: Optional[int]):
         self.m, self.spec, self.instance = m, spec, instance
-        if schema_hash is None:
-            # The hello must carry the engine's schema hash: read it (and check the module's schema) from the
-            # world segment by name; the welcome's descriptor is checked again below.
-            path = os.path.join(shm_dir(), f"fdp.{instance}.world")
+        # The hello carries the engine's schema hash and the read mask by component id, which only the world
+        # segment tells before the welcome: read them (and check the module's schema) from the world by name.
+        # The world passed with the welcome is checked again in attach.  A module that cannot read the world
+        # by name (another uid than the engine's) must pass schema_hash and read every component.
+        path = os.path.join(shm_dir(), f"fdp.{instance}.world")
+        names: List[str] = []
+        try:
+            mm, size = open_segment(path)
+        except FileNotFoundError:
+            raise NotReady(f"no world segment {path}: the engine of {instance!r} is not up") from None
+        except PermissionError:
+            if schema_hash is None or m.reads:
+                raise Refused("peer", f"cannot read {path} (another uid than the engine's?): pass run(..., "
+                                      f"schema_hash=...) and read every component (reads = ())", True) from None
+            mm = None
+        if mm is not None:
             try:
-                mm, size = open_segment(path)
-            except FileNotFoundError:
-                raise NotReady(f"no world segment {path}: the engine of {instance!r} is not up") from None
-            try:
-                w = World(mm, size)
+                w = World(mm, size, path)
                 check_schema(w, m.schema)
-                schema_hash = w.header.schema_hash
+                if schema_hash is None:
+                    schema_hash = w.header.schema_hash
                 names = [c.name for c in w.components]
                 del w
             finally:
                 mm.close()
-        else:
-            names = list(m.schema)
-        reads = 0
         self.hello = {"proto_version": 3, "name": spec["name"], "tier": spec["tier"], "every": spec["every"],
                       "mask": 0, "components": names, "schema_hash": schema_hash, "pid": os.getpid()}
         self._reads = list(m.reads)
@@ -149,7 +161,6 @@ class _Session:
             self.hello["max_runtime_ns"] = int(m.max_runtime * 1e9)
         self.joined = time.monotonic_ns()
         self._names = names
-        del reads
 
     def attach(self) -> None:
         if self._reads:
@@ -299,10 +310,12 @@ def run(m: Module, instance: Optional[str] = None, max_ticks: int = 0, attach_ti
             s = _Session(m, spec, spec["instance"], schema_hash)
             s.attach()
             break
-        except NotReady:
+        except (NotReady, Refused) as e:
+            # Not up yet, or a refusal that can clear (e.g. the engine has not yet seen the end of this name's
+            # previous process): retried until the attach deadline.  A permanent refusal is raised at once.
             if "s" in locals():
                 s.close()
-            if time.monotonic() > deadline or stop.flag:
+            if getattr(e, "permanent", False) or time.monotonic() > deadline or stop.flag:
                 raise
             time.sleep(0.05)
         except BaseException:

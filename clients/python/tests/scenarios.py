@@ -161,6 +161,25 @@ def mode_commands(inst, ticks):
     print(json.dumps({"ticks": n, "tags": m.tags, "published": m.published, "events": m.events, "lost": m.lost}))
 
 
+ACK_EVENT = 10
+
+
+class Relay(fdp.Module):
+    """Publishes, with each tick's batch, the steps of the simulation's events that tick was given: the
+    event and the tick's acknowledgement of what it read commit together, so the log of ACK_EVENTs lists
+    exactly the deliveries that counted, across the process's deaths."""
+    name, tier, every = "pyrelay", "fast", 1
+
+    def tick(self, view, cmds, dt):
+        steps = [struct.unpack("<Q", e.payload)[0] for e in view.events() if e.type == SIM_EVENT]
+        if steps:
+            cmds.publish(ACK_EVENT, struct.pack(f"<{len(steps)}Q", *steps[:512]))
+
+
+def mode_relay(inst):
+    fdp.main(Relay())
+
+
 class Conformance(fdp.Module):
     """Per frame: a digest of every entity with a Position (handle, its bytes, its Name) and the Time singleton,
     in index order; and every event delivered.  tests/python_test.go computes the same in Go."""
@@ -252,4 +271,5 @@ if __name__ == "__main__":
     if mode == "schema":
         os.environ["FDP_INSTANCE"] = inst
     {"reader": mode_reader, "unpinned": mode_unpinned, "commands": mode_commands,
-     "conformance": mode_conformance, "schema": mode_schema, "tables": mode_tables}[mode](inst, *args)
+     "conformance": mode_conformance, "schema": mode_schema, "tables": mode_tables,
+     "relay": mode_relay}[mode](inst, *args)
