@@ -110,7 +110,11 @@ func Install() (string, error) {
 // Interpreter is $FDP_PYTHON, else DefaultPython, else python3 from PATH.
 func Interpreter() (string, error) {
 	if p := os.Getenv("FDP_PYTHON"); p != "" {
-		return exec.LookPath(p)
+		path, err := exec.LookPath(p)
+		if err != nil {
+			return "", fmt.Errorf("$FDP_PYTHON=%s: %w", p, err)
+		}
+		return path, nil
 	}
 	if _, err := os.Stat(DefaultPython); err == nil {
 		return DefaultPython, nil
