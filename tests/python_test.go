@@ -392,7 +392,7 @@ func testPythonConformance(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			pyJSON(t, 90*time.Second, pure, &res[i], "conformance", inst, fmt.Sprintf("pyconf%d", i), "240")
+			pyJSON(t, 90*time.Second, pure, &res[i], "conformance", inst, fmt.Sprintf("pyconf%d", i), "120")
 		}()
 	}
 	wg.Wait()
@@ -411,7 +411,7 @@ func testPythonConformance(t *testing.T) {
 			}
 		}
 		t.Logf("numpy=%v: %d frames read by both, equal", r.Numpy, common)
-		require.Greater(t, common, 50, "numpy=%v: frames read by both", r.Numpy)
+		require.Greater(t, common, 30, "numpy=%v: frames read by both", r.Numpy)
 		requireSameEvents(t, g.events, r.Events, r.Numpy)
 	}
 }
