@@ -202,7 +202,7 @@ class Frame:
         r = self._r
         off = self.base >> 3
         seq = r.q[off]
-        while seq == self._q + 1:  # an aborted claim of a pinned slot: wait for the engine to restore it
+        while seq == self._q + 1 and self._pinned:  # an aborted claim of a pinned slot: the engine restores it
             seq = r.q[off]
         return seq == self._q
 
@@ -333,11 +333,15 @@ class Frame:
             return
         codec, w, mem = self._r.codecs[name], self.world, self._r.mem
         bit, word = 1 << (comp.id % 64), comp.id // 64
+        make = codec.tuple._make if codec.tuple is not None else bytes
         for c in range(self.chunk_count):
-            col = self.chunk_offset(c) + comp.column
-            for r, (g, f, m) in enumerate(self._record_masks(c)):
+            col, base = self.chunk_offset(c) + comp.column, c * w.K
+            rows = mem[col:col + self.rows(c) * comp.size]
+            vals = codec.st.iter_unpack(rows) if codec.st is not None else \
+                (rows[i:i + comp.size] for i in range(0, len(rows), comp.size))
+            for r, ((g, f, m), v) in enumerate(zip(self._record_masks(c), vals)):
                 if f & ALIVE and (m >> (64 * word)) & bit:
-                    yield g << 32 | (c * w.K + r), codec.decode(mem, col + r * comp.size)
+                    yield g << 32 | (base + r), make(v)
 
     def column_chunks(self, name: str):
         """Per chunk in use: (present, values), zero-copy views on the mapping.
