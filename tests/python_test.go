@@ -527,7 +527,7 @@ func shmDir() string {
 // cleanly afterwards.
 func testPythonKillRestart(t *testing.T) {
 	t.Parallel()
-	bin := testutil.GoBuild(t, "github.com/fdp-engine/fdp/cmd/...")
+	bin := shippedBinaries(t)
 	inst := uniqueInstance(t, "pyup")
 	cfg := filepath.Join(t.TempDir(), "up.yaml")
 	require.NoError(t, os.WriteFile(cfg, []byte(`instance: `+inst+`
