@@ -492,6 +492,23 @@ func testPythonSchemaMismatch(t *testing.T) {
 		require.Equal(t, exp, got, name)
 	}
 	require.Equal(t, [][]any{{"", "string", 0.0, 0.0}}, tab.Fields["Name"])
+
+	// Misuse: one exception of the client each, saying what is wrong.
+	var errs map[string]string
+	pyJSON(t, 30*time.Second, false, &errs, "errors", inst)
+	for key, want := range map[string]string{
+		"bad_instance":      "Refused: instance 'no/such': set $FDP_INSTANCE",
+		"no_engine":         "NotReady: no world segment",
+		"open_missing":      "NotReady: no world segment",
+		"unknown_component": "KeyError: \"no component 'Nope' in this world (it has Position, Velocity, Health, Team, Name)\"",
+		"variable_column":   "TypeError: Name is variable-size",
+		"reserved_event":    "ValueError: event type 0xff00: types 0xFF00 and above are the engine's",
+		"event_too_large":   "ValueError: event payload of 4097 bytes, at most 4096",
+		"wrong_size":        "ValueError: Position: 3 bytes, its size is 12",
+		"too_long_string":   "ValueError: Name: 25 bytes, at most 24",
+	} {
+		require.Contains(t, errs[key], want, key)
+	}
 }
 
 // moduleSegment finds the module segment of inst whose module is name and

@@ -95,6 +95,8 @@ class Commands:
         self._world = world
         self._codecs = None
         self._next_temp = 0
+        #: The largest event payload: 4096 bytes, or less when the event log's own maximum is smaller.
+        self.max_event_payload = MAX_EVENT_PAYLOAD
         self.error: Optional[Exception] = None
         self.count = 0
 
@@ -158,11 +160,11 @@ class Commands:
         self._put(CMD_SET_SINGLETON, struct.pack("<HHI", s.id, 0, 0) + bytes(value))
 
     def publish(self, event_type: int, payload: bytes = b"") -> None:
-        """Publish an event (type below 0xFF00, payload at most 4096 bytes) with this tick's batch."""
+        """Publish an event (type below 0xFF00, payload at most max_event_payload bytes) with this tick's batch."""
         if not 0 <= event_type < RESERVED_EVENT_FIRST:
             raise ValueError(f"event type {event_type:#x}: types 0xFF00 and above are the engine's")
-        if len(payload) > MAX_EVENT_PAYLOAD:
-            raise ValueError(f"event payload of {len(payload)} bytes, at most {MAX_EVENT_PAYLOAD}")
+        if len(payload) > self.max_event_payload:
+            raise ValueError(f"event payload of {len(payload)} bytes, at most {self.max_event_payload}")
         self._put(CMD_EVENT, struct.pack("<HHI", event_type, 0, 0) + bytes(payload))
 
     def _ack_events(self, seq: int, pos: int, delivered: int, lost: int) -> None:

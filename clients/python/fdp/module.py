@@ -202,6 +202,7 @@ class _Session:
         self.cmds = Commands(self.ring, self.world)
         ack = (self.w64[OFF_ACK_SEQ >> 3], self.w64[OFF_ACK_POS >> 3])
         self.evr = EventReader(self.emap)
+        self.cmds.max_event_payload = min(self.cmds.max_event_payload, self.evr.max_payload)
         tail = self.evr.tail()
         if ack[0] and ack[0] <= tail[0] and ack[1] <= tail[1]:
             self.evr.seq, self.evr.pos = ack

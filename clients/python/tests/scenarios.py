@@ -266,10 +266,43 @@ def mode_tables(inst):
     print(json.dumps(out))
 
 
+def mode_errors(inst):
+    """Every misuse is an exception of the client with one clear line (tests/python_test.go)."""
+    out = {}
+
+    def catch(key, fn):
+        try:
+            fn()
+            out[key] = "no error"
+        except (fdp.FdpError, ValueError, KeyError, TypeError) as e:
+            out[key] = f"{type(e).__name__}: {e}"
+    catch("bad_instance", lambda: fdp.run(Expect(), instance="no/such", max_ticks=1))
+    catch("no_engine", lambda: fdp.run(Expect(), instance="nosuch" + inst[-6:], max_ticks=1, attach_timeout=0.2))
+    catch("open_missing", lambda: fdp.open_instance("nosuch" + inst[-6:]))
+    r = fdp.open_instance(inst)
+    f = r.latest()
+    catch("unknown_component", lambda: f.get(1, "Nope"))
+    catch("variable_column", lambda: f.column_chunks("Name"))
+    f.release()
+    r.close()
+
+    class Bad(fdp.Module):
+        name, tier, every = "pyerr", "fast", 1
+
+        def tick(self, view, cmds, dt):
+            for key, fn in (("reserved_event", lambda: cmds.publish(0xFF00, b"")),
+                            ("event_too_large", lambda: cmds.publish(5, bytes(4097))),
+                            ("wrong_size", lambda: cmds.set(1, "Position", b"123")),
+                            ("too_long_string", lambda: cmds.set(1, "Name", "x" * 25))):
+                catch(key, fn)
+    fdp.run(Bad(), instance=inst, max_ticks=1)
+    print(json.dumps(out))
+
+
 if __name__ == "__main__":
     mode, inst, *args = sys.argv[1:]
     if mode == "schema":
         os.environ["FDP_INSTANCE"] = inst
     {"reader": mode_reader, "unpinned": mode_unpinned, "commands": mode_commands,
      "conformance": mode_conformance, "schema": mode_schema, "tables": mode_tables,
-     "relay": mode_relay}[mode](inst, *args)
+     "relay": mode_relay, "errors": mode_errors}[mode](inst, *args)
