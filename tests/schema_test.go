@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -79,6 +80,59 @@ func TestFieldTableFromDocs(t *testing.T) {
 	require.NoError(t, err)
 	require.Regexp(t, `(?m)^component\s+0\s+Position\s+X\s+f32\s+0\s+1\s*$`, string(txt))
 	require.Regexp(t, `(?m)^singleton\s+0\s+Time\s+Dt\s+i64\s+16\s+1\s*$`, string(txt))
+
+	// docs/PROTOCOL.md "Demo component types" is what engine dump
+	// --schema prints for the demo.
+	schema, err := exec.Command(filepath.Join(bin, "engine"), "dump", "--schema", inst, "world").Output()
+	require.NoError(t, err)
+	doc, err := os.ReadFile("../docs/PROTOCOL.md")
+	require.NoError(t, err)
+	i := strings.Index(string(doc), "```text\nschema hash ")
+	require.GreaterOrEqual(t, i, 0, "the demo schema in docs/PROTOCOL.md")
+	block := string(doc)[i+len("```text\n"):]
+	block = block[:strings.Index(block, "```")]
+	require.Equal(t, block, string(schema), "docs/PROTOCOL.md's demo schema vs engine dump --schema")
+
+	// engine ls --json names the control socket, and a client reaches the
+	// engine through it (a refusal for a wrong schema proves who answers).
+	ls, err := exec.Command(filepath.Join(bin, "engine"), "ls", "--json").Output()
+	require.NoError(t, err)
+	var entries []struct{ Instance, Socket string }
+	require.NoError(t, json.Unmarshal(ls, &entries))
+	sock := ""
+	for _, e := range entries {
+		if e.Instance == inst {
+			require.NotEmpty(t, e.Socket, "ls --json: the socket of %s", inst)
+			sock = e.Socket
+		}
+	}
+	require.Equal(t, filepath.Join(shm.Dir, "fdp."+inst+".sock"), sock)
+	hello, _ := json.Marshal(map[string]any{"proto_version": 3, "name": "probe", "tier": "fast", "every": 1, "mask": 0,
+		"schema_hash": 1, "pid": os.Getpid()})
+	probe, err := rawHello(sock, frame(hello))
+	require.NoError(t, err)
+	defer probe.close()
+	require.Equal(t, "schema_mismatch", probe.code())
+	require.Equal(t, fmt.Sprint(s.Reg.SchemaHash()), fmt.Sprint(probe.msg["engine_schema_hash"]))
+}
+
+// TestRejectReasonsDocumented: the reject reasons docs/LAYOUT.md's
+// statistics block lists, with their codes, are world.RejectReason's, and
+// docs/PROTOCOL.md names the first, the last and their count.
+func TestRejectReasonsDocumented(t *testing.T) {
+	b, err := os.ReadFile("../docs/LAYOUT.md")
+	require.NoError(t, err)
+	m := regexp.MustCompile(`commands rejected by reason, indexed by reason code: (.*?) \(higher codes`).FindStringSubmatch(string(b))
+	require.NotNil(t, m)
+	var want []string
+	for r := world.RejectReason(0); r < world.NumRejectReasons; r++ {
+		want = append(want, fmt.Sprintf("%d %s", r, r))
+	}
+	require.Equal(t, strings.Join(want, ", "), m[1])
+	p, err := os.ReadFile("../docs/PROTOCOL.md")
+	require.NoError(t, err)
+	require.Contains(t, string(p), fmt.Sprintf("`%s` … `%s`: reason codes 0..%d", world.RejectReason(0), world.NumRejectReasons-1, world.NumRejectReasons-1))
+	require.Contains(t, string(p), fmt.Sprintf("under reason `corrupt_ring` (%d)", world.RejectCorruptRing))
 }
 
 func reports(fields []layout.FieldDesc) []inspect.FieldReport {
