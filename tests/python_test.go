@@ -530,13 +530,6 @@ func moduleSegment(inst, name string) (pid uint32, beat uint64) {
 	return 0, 0
 }
 
-func shmDir() string {
-	if d := os.Getenv("FDP_SHM_DIR"); d != "" {
-		return d
-	}
-	return "/dev/shm"
-}
-
 // testPythonKillRestart: under engine up, the demo's Python module
 // (modrunner python fdp.analysis, as in supervisor/default.yaml) is
 // SIGKILLed; the supervisor restarts it like any other module: a new
