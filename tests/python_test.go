@@ -28,6 +28,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/fdp-engine/fdp/demo"
 	"github.com/fdp-engine/fdp/host"
@@ -342,10 +343,9 @@ func (g *goDigest) Tick(v *module.View, _ *module.Commands, _ time.Duration) err
 		}
 	}
 	if tm, ok := module.Singleton[world.Time](v); ok {
-		for _, x := range []uint64{tm.Frame, uint64(tm.Nanos), uint64(tm.Dt)} {
-			binary.LittleEndian.PutUint64(b[:], x)
-			h.Write(b[:])
-		}
+		// Its bytes as the frame holds them (the Python side hashes the
+		// singleton's raw bytes): every field, whatever world.Time holds.
+		h.Write(unsafe.Slice((*byte)(unsafe.Pointer(&tm)), unsafe.Sizeof(tm)))
 	}
 	var evs []string
 	if _, err := v.Events(func(seq, frame uint64, typ uint16, p []byte) {
