@@ -53,6 +53,8 @@ type Stats struct {
 	// ShmBytes is the shared memory the world segment holds
 	// (Publisher.Backed).
 	ShmBytes int64
+	// Recorder is the flight recorder's figures (Engine.Recorder).
+	Recorder RecorderStats
 	// Modules are the module table, in slot order.
 	Modules []StatsModule
 }
@@ -162,6 +164,7 @@ func (e *Engine) copyStats() {
 		SnapshotsRefused: e.SnapshotsRefused, SlotsReused: e.SlotsReused, ModulesRefused: e.ModulesRefused}
 	s.Events = e.evw.Stats()
 	s.ShmBytes = p.Backed()
+	s.Recorder = e.Recorder()
 	// The box has room for MaxModules (CopyStats), the most e.mods holds.
 	s.Modules = s.Modules[:min(len(e.mods), cap(s.Modules))]
 	for i := range s.Modules {
