@@ -32,7 +32,9 @@ import (
 // variable-size one's handles and the value of every alive row that has
 // it), every singleton's version and, when set, its value. It shares no
 // code with package record.
-type contentHash struct{ h interface{ Write([]byte) (int, error) } }
+type contentHash struct {
+	h interface{ Write([]byte) (int, error) }
+}
 
 func (d contentHash) u64(v uint64) {
 	var b [8]byte
