@@ -27,6 +27,8 @@ type Frame struct {
 	// What happened in the frame: the caller's, recorded verbatim.
 	Events  []Event
 	Batches []Batch
+
+	buf []byte // the payload the slices alias (Reader.Recycle)
 }
 
 // ChunkRec is a chunk's header fields and its entity records (Rows
