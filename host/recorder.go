@@ -211,7 +211,6 @@ type recorder struct {
 	// (atomic); stats() reads them from any goroutine through the atomics.
 	frames, busy, over                                    atomic.Uint64
 	recorded, queueFull, capErr, dirty, capNanos, ftNanos atomic.Uint64
-	warned                                                time.Time
 }
 
 // newRecorder creates the recording file and starts the capture goroutine.
