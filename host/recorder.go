@@ -289,6 +289,9 @@ func (r *recorder) reap() {
 // addEvents copies the frame's events (frame thread, before they are
 // cleared).
 func (r *recorder) addEvents(frame uint64, evs []world.Event) {
+	if r.closed {
+		return
+	}
 	b := r.fill
 	for _, ev := range evs {
 		if !b.room(len(ev.Payload), r.cfg.MaxFrameBytes) {
@@ -354,9 +357,14 @@ func (r *recorder) published(frame uint64) {
 		r.w.NoteDropped()
 	default:
 		s, f, err := r.pub.LeaseLatest(fsync.RecorderHolder)
-		if err != nil || f != frame {
+		if err == nil && f != frame { // not the frame just published: never expected
+			_ = r.pub.ReleaseHolder(s, fsync.RecorderHolder)
+			err = fmt.Errorf("latest frame %d, published %d", f, frame)
+		}
+		if err != nil {
 			r.capErr.Add(1)
 			r.w.NoteDropped()
+			r.log.Warn("recorder: cannot lease the frame just published; frame dropped", "frame", frame, "err", err)
 			break
 		}
 		r.held, r.inflight = s, true

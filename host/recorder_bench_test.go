@@ -37,8 +37,10 @@ func (s *dirtySim) Step(float32) {
 		pos := world.ColumnMut[bPos](&q, s.pos)
 		vel := world.ColumnMut[bVel](&q, s.vel)
 		for i := range pos {
-			pos[i].X += vel[i].X
-			vel[i].Y = float32(s.frame)
+			if q.Match(i) { // Z1 (world/deadrows.go): a dead row is not written
+				pos[i].X += vel[i].X
+				vel[i].Y = float32(s.frame)
+			}
 		}
 	}
 }
