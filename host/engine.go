@@ -51,6 +51,9 @@ type FrameStats struct {
 	Commands   int
 	Rejected   int
 	Total      time.Duration
+	// Paused: no frame ran (the engine is paused, host/timectl.go); Frame
+	// is the last that ran. Run reports one such turn per frame period.
+	Paused bool
 }
 
 // Engine owns the live world and publishes it each frame.
@@ -138,6 +141,8 @@ type Engine struct {
 	stats statsBox
 	// rec is the flight recorder (recorder.go); nil when not recording.
 	rec *recorder
+	// tc: time control (host/timectl.go).
+	tc timeCtl
 }
 
 // New creates the segments and the control socket of an instance and
@@ -153,6 +158,7 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 	e := &Engine{cfg: cfg, w: w, sim: sim, log: cfg.Logger, Hist: NewHistogram(), PubHist: NewHistogram(), WakeHist: NewHistogram(),
 		nameOwners: map[string]uint32{}}
 	e.period = time.Second / time.Duration(cfg.FrameRate)
+	e.tc.speed = 1
 	e.allMask = w.Registry().Mask()
 	var err error
 	if e.segs, err = fsync.CreateWorldSegments(cfg.Instance, w, cfg.Slots, cfg.Readers); err != nil {
@@ -197,6 +203,7 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 		SchemaHash: w.Registry().SchemaHash(),
 		Handler:    e.admit,
 		OnClose:    e.onClose,
+		Ctl:        e.ctlRequest,
 		OnError:    func(err error) { e.log.Warn("control plane", "err", err) }, // rate-limited by ipc
 		AllowUIDs:  cfg.AllowUIDs,
 	})
@@ -284,7 +291,9 @@ func (e *Engine) Close() error {
 	return first
 }
 
-// Run runs frames at the configured rate until ctx is done.
+// Run runs frames at the configured rate until ctx is done, calling
+// onFrame after each; while the engine is paused (host/timectl.go) it runs
+// none and calls onFrame once per frame period with FrameStats.Paused.
 //
 // Frames run with debug.SetPanicOnFault: a memory fault in one of the
 // engine's own segments (a segment file truncated under the engine, which
@@ -344,11 +353,21 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 			return nil
 		default:
 		}
-		st := e.Step()
-		if onFrame != nil {
-			onFrame(st)
+		// Paused: no frame, the control plane still served (host/timectl.go).
+		run, period := e.tcTurn()
+		if run {
+			st := e.Step()
+			e.stepDone()
+			if onFrame != nil {
+				onFrame(st)
+			}
+		} else {
+			e.pausedTurn()
+			if onFrame != nil {
+				onFrame(FrameStats{Frame: e.frame, Paused: true})
+			}
 		}
-		next = next.Add(e.period)
+		next = next.Add(period)
 		if d := time.Until(next); d > 0 {
 			t.Reset(d)
 			select {
@@ -358,7 +377,7 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 				return nil
 			case <-t.C:
 			}
-		} else if d < -e.period*4 {
+		} else if d < -period*4 {
 			next = time.Now() // fell far behind: do not try to catch up
 		}
 	}
@@ -392,7 +411,6 @@ func (e *Engine) Step() FrameStats {
 		e.rec.reap() // the previous capture's slot back to the rotation
 		e.rec.ftNanos.Add(uint64(time.Since(t)))
 	}
-	dt := float32(e.period.Seconds())
 	// Pre-wake the fast modules (Engine.prewake) as early as their warm spin
 	// allows: here, before the simulation, when the last frame's simulation
 	// and publish together took less than Config.PrewakeEarlyMax; else just
@@ -402,9 +420,9 @@ func (e *Engine) Step() FrameStats {
 		e.prewake(start)
 	}
 	e.w.Advance()
-	e.stepTime()
+	dt := e.stepTime() // the period × the speed (host/timectl.go)
 	if e.sim != nil {
-		e.sim.Step(dt)
+		e.sim.Step(float32(dt.Seconds()))
 	}
 	st.Simulate = time.Since(start)
 
@@ -473,6 +491,7 @@ func (e *Engine) Step() FrameStats {
 	}
 	layout.AddDurHist(e.segs.World.Data, layout.OffWFrameHist, uint64(st.Total))
 	e.copyStats() // only when a reader asked (host/stats.go)
+	e.tcFrameDone()
 	return st
 }
 

@@ -55,6 +55,13 @@ type Stats struct {
 	ShmBytes int64
 	// Recorder is the flight recorder's figures (Engine.Recorder).
 	Recorder RecorderStats
+	// Paused, Speed and StepsPending are the time control
+	// (host/timectl.go); Control the control plane's counters (time-control
+	// requests served and refused among them).
+	Paused       bool
+	Speed        float64
+	StepsPending uint64
+	Control      ipc.ControlStats
 	// Modules are the module table, in slot order.
 	Modules []StatsModule
 }
@@ -165,6 +172,10 @@ func (e *Engine) copyStats() {
 	s.Events = e.evw.Stats()
 	s.ShmBytes = p.Backed()
 	s.Recorder = e.Recorder()
+	e.tc.mu.Lock()
+	s.Paused, s.Speed, s.StepsPending = e.tc.paused, e.tc.speed, e.tc.steps
+	e.tc.mu.Unlock()
+	s.Control = e.ctl.Stats()
 	// The box has room for MaxModules (CopyStats), the most e.mods holds.
 	s.Modules = s.Modules[:min(len(e.mods), cap(s.Modules))]
 	for i := range s.Modules {

@@ -33,7 +33,7 @@ func newDesc(name, help string, labels ...string) *prometheus.Desc {
 // The engine's metrics (docs/METRICS.md).
 var (
 	dEngineInfo   = newDesc("fdp_engine_info", "The engine process: 1, labelled with its FDP instance.", "fdp_instance")
-	dStatsAge     = newDesc("fdp_engine_stats_age_seconds", "Age of the statistics copy the engine's figures come from (about a frame; growing while the engine runs no frame).")
+	dStatsAge     = newDesc("fdp_engine_stats_age_seconds", "Age of the statistics copy the engine's figures come from (about a frame period; a paused engine still copies it at every turn of its loop; growing while the engine is hung or stopped).")
 	dFrame        = newDesc("fdp_engine_frame", "Number of the last completed frame (resumes after a recovered engine's).")
 	dFrames       = newDesc("fdp_engine_frames_total", "Frames this engine process ran.")
 	dFrameTime    = newDesc("fdp_engine_frame_duration_seconds", "Engine time of a frame: simulate, events, publish, dispatch, wait for the fast tier, playback.")
@@ -55,6 +55,9 @@ var (
 	dRecDropped   = newDesc("fdp_engine_recorder_dropped_total", "Frames published while recording and not recorded, by reason: the previous capture still running (busy), the writer's queue full (queue_full), the frame's events and batches over the bound (overflow), a failed capture (error).", "reason")
 	dRecFileBytes = newDesc("fdp_engine_recorder_file_bytes_total", "Bytes of the recording file (compressed frame records, header and index).")
 	dRecRawBytes  = newDesc("fdp_engine_recorder_raw_bytes_total", "Frame payload bytes the recorder wrote, before compression.")
+	dPaused       = newDesc("fdp_engine_paused", "1 while the engine is paused (engine ctl INSTANCE pause): no frame runs but the steps asked.")
+	dSpeed        = newDesc("fdp_engine_speed", "The engine's speed (engine ctl INSTANCE speed X): live, the step is the frame period times it; a replay's frame rate is the recorded one times it.")
+	dCtl          = newDesc("fdp_engine_ctl_requests_total", "Time-control requests on the control socket, by result: served, refused (the engine's state or the peer's uid), malformed.", "result")
 
 	dModInfo      = newDesc("fdp_module_info", "A module of the engine's table: 1, labelled with its tier, convoy group and period in frames.", "module", "tier", "group", "every")
 	dModState     = newDesc("fdp_module_state", "1 for the module's current state (joined, running, breaker-open, dead, left), 0 for the others.", "module", "state")
@@ -81,7 +84,7 @@ var (
 
 var engineDescs = []*prometheus.Desc{
 	dEngineInfo, dStatsAge, dFrame, dFrames, dFrameTime, dPublished, dSkipped, dPublishTime, dPublishBytes,
-	dSnapshots, dSnapBytes, dSnapRefused, dEvents, dEventsOver, dEventsRej, dWake, dShm,
+	dSnapshots, dSnapBytes, dSnapRefused, dEvents, dEventsOver, dEventsRej, dWake, dShm, dPaused, dSpeed, dCtl,
 	dRecOn, dRecFrames, dRecKeyframes, dRecDropped, dRecFileBytes, dRecRawBytes,
 	dModInfo, dModState, dModBreaker, dModRuns, dModLate, dModFailures, dModSkipped, dModTrips, dModDeaths,
 	dModJoins, dModSnaps, dModCatchUps, dModWakes, dModOverruns, dModApplied, dModRejected, dModDelivered, dModLost,
@@ -165,6 +168,11 @@ func (c *EngineCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(dRecDropped, r.DroppedError, "error")
 	counter(dRecFileBytes, r.FileBytes)
 	counter(dRecRawBytes, r.RawBytes)
+	gauge(dPaused, b2f(s.Paused))
+	gauge(dSpeed, s.Speed)
+	counter(dCtl, s.Control.CtlServed, "served")
+	counter(dCtl, s.Control.CtlRefused-s.Control.BadCtl, "refused")
+	counter(dCtl, s.Control.BadCtl, "malformed")
 
 	seen := make(map[string]bool, len(s.Modules))
 	for i := range s.Modules {
