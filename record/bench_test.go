@@ -179,10 +179,33 @@ func waitWritten(wr *record.Writer, n uint64) {
 	}
 }
 
+// benchFiles caches the recordings of recordFile by their parameters: a
+// benchmark function runs several times (growing b.N), the recording is
+// made once. benchDir holds them; TestMain removes it.
+var (
+	benchFiles = map[string]string{}
+	benchDir   string
+)
+
 // recordFile records frames frames of a world of entities entities at pct%
-// dirty chunks into a file (keyframe policy kf), and returns its path and
-// the frames' mean file bytes.
-func recordFile(tb testing.TB, dir string, entities, frames, pct, kf int) string {
+// dirty chunks into a file (keyframe interval kf and the default budget),
+// once per parameters, and returns its path.
+func recordFile(tb testing.TB, _ string, entities, frames, pct, kf int) string {
+	key := fmt.Sprint(entities, frames, pct, kf)
+	if p, ok := benchFiles[key]; ok {
+		return p
+	}
+	if benchDir == "" {
+		d, err := os.MkdirTemp("", "fdp-record-bench")
+		require.NoError(tb, err)
+		benchDir = d
+	}
+	p := recordNew(tb, benchDir, entities, frames, pct, kf)
+	benchFiles[key] = p
+	return p
+}
+
+func recordNew(tb testing.TB, dir string, entities, frames, pct, kf int) string {
 	bw := newBenchWorld(tb, entities)
 	hdr, err := record.NewHeader(bw.lw, time.Now().UnixNano(), 16666666, uint32(kf))
 	require.NoError(tb, err)
@@ -312,4 +335,12 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchDir != "" {
+		os.RemoveAll(benchDir)
+	}
+	os.Exit(code)
 }

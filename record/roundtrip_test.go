@@ -38,7 +38,7 @@ func TestRoundTripDifferential(t *testing.T) {
 				im := record.NewImage(hdr)
 				digests := map[uint64]uint64{}
 				var kinds [5]int
-				for i := 0; i < 300; i++ {
+				for i := 0; i < 250; i++ {
 					l.step([]float64{0, 0.01, 0.1, 0.5}[l.rng.Intn(4)])
 					s := l.publish()
 					if l.rng.Intn(10) == 0 {
@@ -144,11 +144,11 @@ func TestKeyframeBudget(t *testing.T) {
 	}
 }
 
-// seeds is the random worlds a differential test tries: 4, or
+// seeds is the random worlds a differential test tries: 2, or
 // FDP_RECORD_SEEDS (a soak).
 func seeds() int64 {
 	if n, err := strconv.Atoi(os.Getenv("FDP_RECORD_SEEDS")); err == nil && n > 0 {
 		return int64(n)
 	}
-	return 4
+	return 2
 }
