@@ -193,6 +193,7 @@ func ReadWorldStats(w *layout.World) (WorldStats, LatestReport) {
 		ShmHeld:          ld64(b, layout.OffWStatBacked),
 		ShmLimit:         ld64(b, layout.OffWStatShmLimit),
 		Trimmed:          ld64(b, layout.OffWStatTrimmed),
+		Recorder:         recorderReport(b),
 		Time:             timeControlReport(b),
 	}
 	var lr LatestReport
