@@ -50,6 +50,9 @@ type FrameStats struct {
 	Commands   int
 	Rejected   int
 	Total      time.Duration
+	// End: a replay engine's recording ended (or could not be read:
+	// Engine.ReplayErr); the frame was not run and Run returns.
+	End bool
 }
 
 // Engine owns the live world and publishes it each frame.
@@ -135,6 +138,13 @@ type Engine struct {
 	wake wakeWatch
 	// stats: copies of the statistics for other goroutines (stats.go).
 	stats statsBox
+	// replay: the source of a replay engine's frames (host/replay.go);
+	// replayEnded once it gave its last, replayErr why, if not the end.
+	replay      ReplaySource
+	replayEnded bool
+	replayErr   error
+	// ReplayDropped counts the valid commands of a replay, dropped.
+	ReplayDropped uint64
 }
 
 // New creates the segments and the control socket of an instance and
@@ -332,6 +342,10 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 		default:
 		}
 		st := e.Step()
+		if st.End {
+			e.takeDeaths()
+			return e.replayErr
+		}
 		if onFrame != nil {
 			onFrame(st)
 		}
@@ -372,7 +386,20 @@ func (e *Engine) Step() FrameStats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.handleDeaths()
-	e.frame++
+	var rf *ReplayFrame
+	if e.replay != nil {
+		ok := false
+		if !e.replayEnded {
+			e.w.Advance() // the restore stamps the version after it
+			rf, ok = e.nextReplay()
+		}
+		if !ok {
+			return FrameStats{Frame: e.frame, End: true}
+		}
+		e.frame = rf.Frame
+	} else {
+		e.frame++
+	}
 	st := FrameStats{Frame: e.frame}
 	dt := float32(e.period.Seconds())
 	// Pre-wake the fast modules (Engine.prewake) as early as their warm spin
@@ -383,21 +410,26 @@ func (e *Engine) Step() FrameStats {
 	if early {
 		e.prewake(start)
 	}
-	e.w.Advance()
-	e.stepTime()
-	if e.sim != nil {
-		e.sim.Step(dt)
-	}
-	st.Simulate = time.Since(start)
-
-	// Capture the frame's events into the shared log.
-	for _, ev := range e.w.FrameEvents() {
-		if e.evw.Append(e.frame, uint16(ev.Type), ev.Payload) == nil && e.wake.active {
-			e.wake.saw(uint16(ev.Type)) // a module may wake on it (host/lifecycle.go)
+	if rf != nil {
+		st.Simulate = time.Since(start)
+		e.publishReplayEvents(rf) // the recorded events (host/replay.go)
+	} else {
+		e.w.Advance()
+		e.stepTime()
+		if e.sim != nil {
+			e.sim.Step(dt)
 		}
+		st.Simulate = time.Since(start)
+
+		// Capture the frame's events into the shared log.
+		for _, ev := range e.w.FrameEvents() {
+			if e.evw.Append(e.frame, uint16(ev.Type), ev.Payload) == nil && e.wake.active {
+				e.wake.saw(uint16(ev.Type)) // a module may wake on it (host/lifecycle.go)
+			}
+		}
+		e.evw.Commit()
+		e.w.ClearEvents()
 	}
-	e.evw.Commit()
-	e.w.ClearEvents()
 
 	// Publish the latest full frame (GDB).
 	if !e.cfg.NoPrewake && !early {
@@ -428,6 +460,9 @@ func (e *Engine) Step() FrameStats {
 	st.Wait = time.Since(waitStart)
 	e.handleDeaths() // deaths seen during the wait: their rings are reset before playback
 	st.Commands, st.Rejected = e.playback()
+	if e.replay != nil {
+		e.ReplayDropped += uint64(st.Commands) // validated, counted, dropped (host/replay.go)
+	}
 	e.flushModStats()
 
 	// Slots unused for SlotIdle give their memory back (the punch runs on

@@ -1,0 +1,228 @@
+package host
+
+// Replay: an engine whose frames come from a recording instead of a
+// simulation (`engine replay`, docs/ARCHITECTURE.md "Flight recorder and
+// replay").
+//
+// The engine runs its ordinary frame loop (publish, dispatch, wait,
+// playback, joins and deaths) with three differences, all in Step:
+//
+//   - the world is set from the recorded frame (world/restore.go:
+//     SetChunkData, RestoreColumn, RestoreSingleton, RestoreFinish) instead
+//     of being simulated, and the frame number is the recorded one. Restored
+//     chunks and columns are stamped with the replay world's own versions
+//     (after World.Advance): the publisher's "copy what is newer than the
+//     slot" rule (World.Seal's invariant) then holds across seeks, where the
+//     recorded versions would go back. Readers compare versions of one
+//     engine only, so nothing a module reads depends on them;
+//   - the Time singleton is not stepped: the recorded one is restored with
+//     the other singletons, verbatim;
+//   - the event log gets the recorded events of the frame, verbatim (type,
+//     payload and the frame number they were recorded with), and nothing
+//     else: the world generates no lifecycle event (a restore is not a
+//     create, destroy, add or remove) and a dry-run playback no created
+//     notice, so no event of the live run is published twice.
+//
+// Commands the modules send are played back with world.Playback.DryRun:
+// validated and counted like live ones (the module's applied and
+// rejected_by_reason figures), then dropped. The recording never changes.
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/world"
+)
+
+// ReplayFrame is one recorded frame as a ReplaySource gives it: the state
+// of the world the live engine published under Frame, as changes against
+// the previous ReplayFrame the source gave (or, when Full, whole).
+type ReplayFrame struct {
+	Frame uint64
+	// Full: Chunks holds every chunk in use with its records and every
+	// column the frame holds; chunks beyond ChunksInUse are emptied and the
+	// columns not given are zeroed (a seek, the first frame). Otherwise
+	// Chunks holds only what changed since the previous frame.
+	Full        bool
+	ChunksInUse int
+	Chunks      []ReplayChunk
+	// Singletons: the singletons whose value changed (every one when Full);
+	// Data nil is a singleton never set.
+	Singletons []ReplaySingleton
+	// Events: the events the live engine appended to its log for this
+	// frame, in order.
+	Events []ReplayEvent
+}
+
+// ReplayChunk is one chunk of a ReplayFrame.
+type ReplayChunk struct {
+	Index int
+	// Records: the chunk's entity records, ChunkCapacity of them in the
+	// layout's encoding (layout.RecordSize each); nil when unchanged.
+	Records []byte
+	Columns []ReplayColumn
+}
+
+// ReplayColumn is one component column of a chunk, with a variable-size
+// component's arena (World.RestoreColumn's data).
+type ReplayColumn struct {
+	ID   world.ComponentID
+	Data []byte
+}
+
+// ReplaySingleton is a singleton's value.
+type ReplaySingleton struct {
+	ID   world.SingletonID
+	Data []byte
+}
+
+// ReplayEvent is one recorded event.
+type ReplayEvent struct {
+	Frame   uint64
+	Type    uint16
+	Payload []byte
+}
+
+// ReplaySource gives the frames of a replay, in the order they are to be
+// published. Next returns io.EOF at the end of the recording; any other
+// error ends the replay with it. Next is called on the frame thread.
+type ReplaySource interface {
+	Next() (*ReplayFrame, error)
+}
+
+// ErrReplay wraps every error of a replayed frame that cannot be applied.
+var ErrReplay = errors.New("fdp/host: replay")
+
+// SetReplay makes e a replay engine: from the next Step on, every frame
+// comes from src (see the top of this file). It must be called before the
+// first Step.
+func (e *Engine) SetReplay(src ReplaySource) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.Frames != 0 {
+		return fmt.Errorf("%w: the engine already ran %d frames", ErrReplay, e.Frames)
+	}
+	e.replay = src
+	return nil
+}
+
+// Replaying reports whether e is a replay engine.
+func (e *Engine) Replaying() bool { return e.replay != nil }
+
+// ReplayErr returns why the replay ended (nil: the recording's end, or not
+// ended).
+func (e *Engine) ReplayErr() error { return e.replayErr }
+
+// nextReplay fetches the next recorded frame and sets the world from it.
+// It returns false at the end of the replay (e.replayEnded; replayErr set
+// unless the source ended cleanly).
+func (e *Engine) nextReplay() (*ReplayFrame, bool) {
+	rf, err := e.replay.Next()
+	if err == nil {
+		err = e.applyReplay(rf)
+	}
+	if err != nil {
+		e.replayEnded = true
+		if !errors.Is(err, io.EOF) {
+			e.replayErr = err
+		}
+		return nil, false
+	}
+	return rf, true
+}
+
+// applyReplay sets the world to rf. Everything is stamped with the world's
+// current version (see the top of the file).
+func (e *Engine) applyReplay(rf *ReplayFrame) error {
+	w := e.w
+	fail := func(err error) error { return fmt.Errorf("%w: frame %d: %w", ErrReplay, rf.Frame, err) }
+	if rf.ChunksInUse < 0 || rf.ChunksInUse > w.MaxChunks() {
+		return fail(fmt.Errorf("%d chunks in use, the world has room for %d", rf.ChunksInUse, w.MaxChunks()))
+	}
+	v := w.Version()
+	capacity, words := w.ChunkCapacity(), w.MaskWords()
+	size := layout.RecordSize(words)
+	ncomp := w.Registry().Len()
+	var given []bool
+	if rf.Full {
+		given = make([]bool, ncomp)
+	}
+	for _, ch := range rf.Chunks {
+		if ch.Index < 0 || ch.Index >= max(rf.ChunksInUse, 0) {
+			return fail(fmt.Errorf("chunk %d beyond the %d chunks in use", ch.Index, rf.ChunksInUse))
+		}
+		if ch.Records != nil {
+			if len(ch.Records) != capacity*size {
+				return fail(fmt.Errorf("chunk %d: %d bytes of records, want %d", ch.Index, len(ch.Records), capacity*size))
+			}
+			if err := w.SetChunkData(ch.Index, decodeRecords(ch.Records, words), v); err != nil {
+				return fail(err)
+			}
+		} else if rf.Full {
+			return fail(fmt.Errorf("chunk %d of a full frame without records", ch.Index))
+		}
+		if rf.Full {
+			clear(given)
+		}
+		for _, col := range ch.Columns {
+			if err := w.RestoreColumn(ch.Index, col.ID, col.Data, v); err != nil {
+				return fail(err)
+			}
+			if rf.Full {
+				given[col.ID] = true
+			}
+		}
+		if rf.Full {
+			for k, ok := range given {
+				if !ok && w.ChunkComponentVersion(ch.Index, world.ComponentID(k)) != 0 {
+					if err := w.RestoreColumn(ch.Index, world.ComponentID(k), e.zeroColumn(k), v); err != nil {
+						return fail(err)
+					}
+				}
+			}
+		}
+	}
+	if rf.Full {
+		empty := make([]layout.EntityRecord, capacity)
+		for c := rf.ChunksInUse; c < w.NumChunks(); c++ {
+			if err := w.SetChunkData(c, empty, v); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	for _, s := range rf.Singletons {
+		if int(s.ID) >= w.NumSingletons() {
+			return fail(fmt.Errorf("%w: singleton %d", world.ErrUnknownSingleton, s.ID))
+		}
+		data, ver := s.Data, v
+		if data == nil {
+			info, _ := w.Registry().Singleton(s.ID)
+			data, ver = make([]byte, info.Size), 0
+		}
+		if err := w.RestoreSingleton(s.ID, data, ver); err != nil {
+			return fail(err)
+		}
+	}
+	w.RestoreFinish(v)
+	return nil
+}
+
+// zeroColumn returns a zeroed column of component k (with its arena).
+func (e *Engine) zeroColumn(k int) []byte {
+	info, _ := e.w.Registry().Info(world.ComponentID(k))
+	return make([]byte, e.w.ChunkCapacity()*(info.Size+info.PerEntity))
+}
+
+// publishReplayEvents appends the recorded events of rf to the event log,
+// verbatim (host/engine.go captures the simulation's events instead).
+func (e *Engine) publishReplayEvents(rf *ReplayFrame) {
+	for _, ev := range rf.Events {
+		if e.evw.Append(ev.Frame, ev.Type, ev.Payload) == nil && e.wake.active {
+			e.wake.saw(ev.Type)
+		}
+	}
+	e.evw.Commit()
+	e.w.ClearEvents()
+}
