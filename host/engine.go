@@ -138,6 +138,8 @@ type Engine struct {
 	wake wakeWatch
 	// stats: copies of the statistics for other goroutines (stats.go).
 	stats statsBox
+	// tc: time control (host/timectl.go).
+	tc timeCtl
 	// replay: the source of a replay engine's frames (host/replay.go);
 	// replayEnded once it gave its last, replayErr why, if not the end.
 	replay      ReplaySource
@@ -160,6 +162,7 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 	e := &Engine{cfg: cfg, w: w, sim: sim, log: cfg.Logger, Hist: NewHistogram(), PubHist: NewHistogram(), WakeHist: NewHistogram(),
 		nameOwners: map[string]uint32{}}
 	e.period = time.Second / time.Duration(cfg.FrameRate)
+	e.tc.speed = 1
 	e.allMask = w.Registry().Mask()
 	var err error
 	if e.segs, err = fsync.CreateWorldSegments(cfg.Instance, w, cfg.Slots, cfg.Readers); err != nil {
@@ -197,6 +200,7 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 		SchemaHash: w.Registry().SchemaHash(),
 		Handler:    e.admit,
 		OnClose:    e.onClose,
+		Ctl:        e.ctlRequest,
 		OnError:    func(err error) { e.log.Warn("control plane", "err", err) }, // rate-limited by ipc
 		AllowUIDs:  cfg.AllowUIDs,
 	})
@@ -341,15 +345,21 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 			return nil
 		default:
 		}
-		st := e.Step()
-		if st.End {
-			e.takeDeaths()
-			return e.replayErr
+		// Paused: no frame, the control plane still served (host/timectl.go).
+		run, period := e.tcTurn()
+		if run {
+			st := e.Step()
+			if st.End {
+				e.takeDeaths()
+				return e.replayErr
+			}
+			if onFrame != nil {
+				onFrame(st)
+			}
+		} else {
+			e.pausedTurn()
 		}
-		if onFrame != nil {
-			onFrame(st)
-		}
-		next = next.Add(e.period)
+		next = next.Add(period)
 		if d := time.Until(next); d > 0 {
 			t.Reset(d)
 			select {
@@ -359,7 +369,7 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 				return nil
 			case <-t.C:
 			}
-		} else if d < -e.period*4 {
+		} else if d < -period*4 {
 			next = time.Now() // fell far behind: do not try to catch up
 		}
 	}
@@ -401,7 +411,6 @@ func (e *Engine) Step() FrameStats {
 		e.frame++
 	}
 	st := FrameStats{Frame: e.frame}
-	dt := float32(e.period.Seconds())
 	// Pre-wake the fast modules (Engine.prewake) as early as their warm spin
 	// allows: here, before the simulation, when the last frame's simulation
 	// and publish together took less than Config.PrewakeEarlyMax; else just
@@ -415,9 +424,9 @@ func (e *Engine) Step() FrameStats {
 		e.publishReplayEvents(rf) // the recorded events (host/replay.go)
 	} else {
 		e.w.Advance()
-		e.stepTime()
+		dt := e.stepTime() // the period × the speed (host/timectl.go)
 		if e.sim != nil {
-			e.sim.Step(dt)
+			e.sim.Step(float32(dt.Seconds()))
 		}
 		st.Simulate = time.Since(start)
 
@@ -475,6 +484,7 @@ func (e *Engine) Step() FrameStats {
 	layout.Store64(e.segs.World.Data, layout.OffWStatFrameNanos, uint64(st.Total))
 	layout.AddDurHist(e.segs.World.Data, layout.OffWFrameHist, uint64(st.Total))
 	e.copyStats() // only when a reader asked (host/stats.go)
+	e.tcFrameDone()
 	return st
 }
 

@@ -40,6 +40,10 @@ type ControlConfig struct {
 	OnError func(err error)
 	// WarnEvery is the rate limit of OnError (default 1 s; negative: none).
 	WarnEvery time.Duration
+	// Ctl answers a time-control request (ipc/control_ctl.go), called on a
+	// server goroutine; nil: every control request is refused. Its error is
+	// the refusal (wrapped in ErrCtlRefused unless it wraps ErrBadCtl).
+	Ctl func(req CtlRequest) (CtlState, error)
 	// HandshakeTimeout bounds the handshake (default 5 s).
 	HandshakeTimeout time.Duration
 	// AllowUIDs are uids besides the engine's own whose processes may
@@ -57,6 +61,9 @@ type ControlStats struct {
 	BadHellos   uint64 // of those, invalid hellos (wire code bad_hello), the engine's refusals of one too
 	Closed      uint64 // admitted connections that ended
 	Suppressed  uint64 // errors not reported to OnError (rate limit)
+	// CtlServed counts time-control requests answered, CtlRefused those
+	// refused (their peer, their state), BadCtl of those the malformed ones.
+	CtlServed, CtlRefused, BadCtl uint64
 }
 
 // ControlServer is the engine side of the control plane.
@@ -77,6 +84,7 @@ type ControlServer struct {
 	suppressed atomic.Uint64
 
 	accepted, refused, peerRefused, closedN, badHellos atomic.Uint64
+	ctlServed, ctlRefusedN, badCtl                     atomic.Uint64
 }
 
 // report passes err to OnError, rate-limited (see ControlConfig.OnError).
@@ -181,7 +189,8 @@ func (s *ControlServer) Path() string { return s.path }
 // Stats returns the server's counters.
 func (s *ControlServer) Stats() ControlStats {
 	return ControlStats{Accepted: s.accepted.Load(), Refused: s.refused.Load(), PeerRefused: s.peerRefused.Load(), BadHellos: s.badHellos.Load(),
-		Closed: s.closedN.Load(), Suppressed: s.suppressed.Load()}
+		Closed: s.closedN.Load(), Suppressed: s.suppressed.Load(),
+		CtlServed: s.ctlServed.Load(), CtlRefused: s.ctlRefusedN.Load(), BadCtl: s.badCtl.Load()}
 }
 
 func (s *ControlServer) ctlAcceptLoop() {
@@ -232,7 +241,12 @@ func (s *ControlServer) ctlRefuse(c *net.UnixConn, err error) {
 	_ = ctlWrite(c, ctlReply{Code: ctlCode(err), Error: err.Error(), EngineSchema: s.cfg.SchemaHash, EngineProto: ControlProtoVersion})
 }
 
-// ctlHandshake also returns the peer pid (0 if unknown).
+// errCtlServed ends a connection whose first message was a control
+// request, answered by ctlHandshake (not a refused hello).
+var errCtlServed = errors.New("control request served")
+
+// ctlHandshake also returns the peer pid (0 if unknown). A first message
+// that is a control request is answered here and errCtlServed returned.
 func (s *ControlServer) ctlHandshake(c *net.UnixConn) (Welcome, int, error) {
 	peer, err := ctlPeer(c)
 	if err != nil {
@@ -245,6 +259,10 @@ func (s *ControlServer) ctlHandshake(c *net.UnixConn) (Welcome, int, error) {
 	msg, err := ctlRead(c)
 	if err != nil {
 		return Welcome{}, peer.PID, err
+	}
+	if req, ok, derr := ctlDecode(msg); ok {
+		s.serveCtl(c, peer, req, derr)
+		return Welcome{}, peer.PID, errCtlServed
 	}
 	var h Hello
 	if err := json.Unmarshal(msg, &h); err != nil {
@@ -326,7 +344,7 @@ func (s *ControlServer) ctlServe(c *net.UnixConn) {
 				s.cfg.OnClose(w.Slot, pid)
 			}
 		}
-	} else if !errors.Is(err, io.EOF) {
+	} else if !errors.Is(err, io.EOF) && !errors.Is(err, errCtlServed) {
 		// (A peer that connects and leaves without a word, like the liveness
 		// probe of Listen, is not a refusal.)
 		s.ctlRefuse(c, err)

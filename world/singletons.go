@@ -51,7 +51,17 @@ func (s SingletonInfo) Desc() layout.SingletonDesc {
 type Time struct {
 	Frame uint64 // the frame number (the frame a module's view shows)
 	Nanos int64  // simulation time, ns: the sum of every frame's Dt
-	Dt    int64  // this frame's step, ns
+	Dt    int64  // this frame's step, ns: the frame period × Scale
+	// Scale is the engine's speed (`engine ctl INSTANCE speed X`, 0 < X ≤
+	// 64; 1 by default): a live engine keeps its frame rate and steps
+	// Dt = period × Scale, so simulation time runs Scale times as fast.
+	Scale float64
+	// Paused is 1 when the frame was run by a step of a paused engine
+	// (`engine ctl INSTANCE step N`), else 0. A paused engine publishes
+	// nothing, so no frame says "paused" but the steps.
+	Paused uint32
+	// Reserved is 0.
+	Reserved uint32
 }
 
 // TimeName is the name RegisterTime registers Time under.

@@ -124,10 +124,10 @@ func TestSingletonSetGet(t *testing.T) {
 	require.Equal(t, Weather{Wind: 7}, v, "failed writes changed nothing")
 
 	// The engine's time: the world API sets it (commands cannot).
-	require.NoError(t, SetSingleton(w, Time{Frame: 4, Nanos: 40, Dt: 10}))
+	require.NoError(t, SetSingleton(w, Time{Frame: 4, Nanos: 40, Dt: 10, Scale: 0.5, Paused: 1}))
 	tm, ok := GetSingleton[Time](w)
 	require.True(t, ok)
-	require.Equal(t, Time{4, 40, 10}, tm)
+	require.Equal(t, Time{Frame: 4, Nanos: 40, Dt: 10, Scale: 0.5, Paused: 1}, tm)
 }
 
 // TestPlaybackSetSingleton: a module's SetSingleton sets the value and
