@@ -145,6 +145,9 @@ type Engine struct {
 	replay      ReplaySource
 	replayEnded bool
 	replayErr   error
+	// replayRestart: a seek asked for a frame not after the current one
+	// (RunReplay replaces the engine).
+	replayRestart bool
 	// ReplayDropped counts the valid commands of a replay, dropped.
 	ReplayDropped uint64
 }

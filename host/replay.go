@@ -28,6 +28,7 @@ package host
 // rejected_by_reason figures), then dropped. The recording never changes.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -119,7 +120,14 @@ func (e *Engine) ReplayErr() error { return e.replayErr }
 // It returns false at the end of the replay (e.replayEnded; replayErr set
 // unless the source ended cleanly).
 func (e *Engine) nextReplay() (*ReplayFrame, bool) {
+	if e.replayRestart {
+		e.replayEnded = true // a seek back: RunReplay starts a new engine
+		return nil, false
+	}
 	rf, err := e.replay.Next()
+	if err == nil && e.Frames != 0 && rf.Frame <= e.frame {
+		err = fmt.Errorf("%w: frame %d after frame %d: frame numbers go back within the recording", ErrReplay, rf.Frame, e.frame)
+	}
 	if err == nil {
 		err = e.applyReplay(rf)
 	}
@@ -226,3 +234,112 @@ func (e *Engine) publishReplayEvents(rf *ReplayFrame) {
 	e.evw.Commit()
 	e.w.ClearEvents()
 }
+
+// Recording is what RunReplay reads: the frames of a recording in order
+// (ReplaySource) and a way to move in it.
+type Recording interface {
+	ReplaySource
+	// Seek positions the recording so that Next returns recorded frame
+	// frame next, whole (ReplayFrame.Full), from the nearest keyframe at or
+	// before it.
+	Seek(frame uint64) error
+	// Frames returns the first and last frame of the recording.
+	Frames() (first, last uint64)
+}
+
+// ReplayOptions are RunReplay's.
+type ReplayOptions struct {
+	// Loop: at the end of the recording, start again at its first frame.
+	Loop bool
+	// Speed is the initial speed (time control's `speed`: the publication
+	// rate is the frame rate × Speed); 0 is 1.
+	Speed float64
+	// OnEngine is called with every engine RunReplay starts (a backward
+	// seek or a loop starts a new one), before its first frame.
+	OnEngine func(*Engine)
+}
+
+// RunReplay publishes rec as instance cfg.Instance until ctx is done or the
+// recording ends (without Loop), with time control (`engine ctl`: pause,
+// resume, step, speed, seek) through the engine's Replayer hook. newWorld
+// returns an empty world of the recording's schema and size.
+//
+// Frame numbers never go back within one engine: the frame protocol
+// between the engine and its modules (tick and done words, dispatch
+// phases, the event log read up to the view's frame) counts on it. A seek
+// forward stays in the engine; a seek back, to the current frame or
+// before, and a loop replace the engine by a new one at the frame asked,
+// exactly as an engine restart: the modules rejoin (module.Run does it on
+// its own), their first tick with the new engine is a new attach (OnResync)
+// and the new event log holds the recorded events from that frame on. The
+// pause and speed carry over; a paused replay shows the frame asked.
+func RunReplay(ctx context.Context, cfg Config, newWorld func() (*world.World, error), rec Recording, opt ReplayOptions, onFrame func(FrameStats)) error {
+	paused, steps, speed := false, uint64(0), opt.Speed
+	if speed == 0 {
+		speed = 1
+	}
+	for {
+		w, err := newWorld()
+		if err != nil {
+			return err
+		}
+		e, err := New(cfg, w, nil)
+		if err != nil {
+			return err
+		}
+		_ = e.SetReplay(rec) // before the first Step: cannot fail
+		e.SetReplayer(&replayer{e: e, rec: rec})
+		e.tc.mu.Lock()
+		e.tc.paused, e.tc.steps, e.tc.speed, e.tc.changed = paused, steps, speed, true
+		e.tc.mu.Unlock()
+		if opt.OnEngine != nil {
+			opt.OnEngine(e)
+		}
+		err = e.Run(ctx, onFrame)
+		st := e.TimeControl()
+		paused, speed = st.Paused, st.Speed
+		restart, ended := e.replayRestart, e.replayEnded && e.replayErr == nil && !e.replayRestart
+		e.Close()
+		switch {
+		case err != nil || ctx.Err() != nil:
+			return err
+		case restart:
+		case ended && opt.Loop:
+			first, _ := rec.Frames()
+			if err := rec.Seek(first); err != nil {
+				return err
+			}
+		default:
+			return nil
+		}
+		steps = 0
+		if paused {
+			steps = 1 // the frame asked is shown (host/timectl.go, T4)
+		}
+	}
+}
+
+// replayer is RunReplay's time-control hook (Replayer).
+type replayer struct {
+	e   *Engine
+	rec Recording
+}
+
+// Seek moves the recording to frame; a frame not after the engine's
+// current one ends the engine for a new one (RunReplay).
+func (r *replayer) Seek(frame uint64) error {
+	first, last := r.rec.Frames()
+	if frame < first || frame > last {
+		return fmt.Errorf("frame %d is outside the recording (frames %d to %d)", frame, first, last)
+	}
+	if err := r.rec.Seek(frame); err != nil {
+		return err
+	}
+	if frame <= r.e.frame {
+		r.e.replayRestart = true
+	}
+	return nil
+}
+
+// Frames is the recording's.
+func (r *replayer) Frames() (first, last uint64) { return r.rec.Frames() }
