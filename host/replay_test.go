@@ -157,3 +157,5 @@ func TestReplayChecksums(t *testing.T) {
 	require.Equal(t, frames, n)
 	require.NoError(t, rep.ReplayErr())
 }
+
+var testutilFollow = testutil.FollowEvents

@@ -14,8 +14,9 @@ import (
 //
 // It covers the slot header's frame number, chunks in use, entity
 // high-water, alive count and slot mask; for every chunk in use its entity
-// records (all ChunkCapacity of them) and the column (with a variable-size
-// component's arena) of every component of the slot mask; and every
+// records (all ChunkCapacity of them) and the column of every component of
+// the slot mask (of a variable-size component, the handle and the value of
+// every alive row that has it); and every
 // singleton: whether it was ever set and its bytes. It leaves out the
 // versions (a replay stamps its own: a module compares versions of one
 // engine only), the publish time, the seq and the slot index.
@@ -53,8 +54,30 @@ func FrameChecksum(lw *layout.World, s int) (frame, sum uint64) {
 			if info.Mask[k/64]&(1<<(k%64)) == 0 {
 				continue
 			}
-			o, e := lw.ColumnSpan(s, c, k)
-			h.Write(b[o:e])
+			if lw.ArenaSize(k) == 0 {
+				o, e := lw.ColumnRange(s, c, k)
+				h.Write(b[o:e])
+				continue
+			}
+			// A variable-size component: the handle and value of each row
+			// that has it. The rest of the arena is unreachable, and the
+			// publisher copies only the arena's used part (what lies
+			// beyond is of older frames).
+			co, _ := lw.ColumnRange(s, c, k)
+			ao, ae := lw.ArenaRange(s, c, k)
+			ro, _ := lw.EntityRange(s, c)
+			for i := 0; i < lw.ChunkCapacity; i++ {
+				rec := layout.DecodeRecord(b[ro+i*lw.RecordSize:], lw.MaskWords)
+				if rec.Flags&layout.FlagAlive == 0 || rec.Mask[k/64]&(1<<(k%64)) == 0 {
+					continue
+				}
+				hb := b[co+layout.BytesHandleSize*i : co+layout.BytesHandleSize*(i+1)]
+				h.Write(hb)
+				hd := layout.DecodeHandle(hb)
+				if lo, hi := ao+int(hd.Off), ao+int(hd.Off)+int(hd.Len); hi <= ae && lo <= hi {
+					h.Write(b[lo:hi])
+				}
+			}
 		}
 	}
 	for i := range lw.Singletons {
