@@ -149,8 +149,10 @@ func runReplay(ctx context.Context, wd World, path string, o *replayOpts, out *o
 	start := time.Now()
 	err = host.RunReplay(ctx, host.Config{Instance: o.instance, FrameRate: rate, Logger: log}, func() (*world.World, error) { return rec.NewWorld(wd.Schema) },
 		rec, opt, func(st host.FrameStats) {
-			published++
-			rejected += uint64(st.Rejected)
+			if !st.Paused {
+				published++
+				rejected += uint64(st.Rejected)
+			}
 			if o.status > 0 && time.Since(lastStatus) >= o.status {
 				now := time.Now()
 				p := eng.Publisher().Publishes

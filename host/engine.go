@@ -53,6 +53,9 @@ type FrameStats struct {
 	// End: a replay engine's recording ended (or could not be read:
 	// Engine.ReplayErr); the frame was not run and Run returns.
 	End bool
+	// Paused: no frame ran (the engine is paused, host/timectl.go); Frame
+	// is the last that ran. Run reports one such turn per frame period.
+	Paused bool
 }
 
 // Engine owns the live world and publishes it each frame.
@@ -288,7 +291,9 @@ func (e *Engine) Close() error {
 	return first
 }
 
-// Run runs frames at the configured rate until ctx is done.
+// Run runs frames at the configured rate until ctx is done, calling
+// onFrame after each; while the engine is paused (host/timectl.go) it runs
+// none and calls onFrame once per frame period with FrameStats.Paused.
 //
 // Frames run with debug.SetPanicOnFault: a memory fault in one of the
 // engine's own segments (a segment file truncated under the engine, which
@@ -361,6 +366,9 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 			}
 		} else {
 			e.pausedTurn()
+			if onFrame != nil {
+				onFrame(FrameStats{Frame: e.frame, Paused: true})
+			}
 		}
 		next = next.Add(period)
 		if d := time.Until(next); d > 0 {

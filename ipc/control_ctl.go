@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"os"
@@ -144,15 +145,21 @@ type ctlEnvelope struct {
 // ctlDecode returns the control request in msg, ok false when msg is not
 // one (a hello), or an ErrBadCtl error for a malformed one.
 func ctlDecode(msg []byte) (req CtlRequest, ok bool, err error) {
+	// The first JSON value decides: trailing data after an object with
+	// "ctl" makes a malformed request, not a hello.
 	var env ctlEnvelope
-	if json.Unmarshal(msg, &env) != nil || env.Ctl == nil {
+	first := json.NewDecoder(bytes.NewReader(msg))
+	if first.Decode(&env) != nil || env.Ctl == nil {
 		return req, false, nil
+	}
+	if _, err := first.Token(); err != io.EOF {
+		return req, true, fmt.Errorf("%w: trailing data after the request", ErrBadCtl)
 	}
 	if bytes.Equal(bytes.TrimSpace(env.Ctl), []byte("null")) {
 		return req, true, fmt.Errorf("%w: \"ctl\" is null", ErrBadCtl)
 	}
 	var top map[string]json.RawMessage
-	if err := json.Unmarshal(msg, &top); err == nil && len(top) != 1 {
+	if err := json.Unmarshal(msg, &top); err != nil || len(top) != 1 {
 		return req, true, fmt.Errorf("%w: a control request has the one key \"ctl\", this one has %d", ErrBadCtl, len(top))
 	}
 	d := json.NewDecoder(bytes.NewReader(env.Ctl))
