@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/world"
@@ -305,6 +306,13 @@ func RunReplay(ctx context.Context, cfg Config, newWorld func() (*world.World, e
 		st := e.TimeControl()
 		paused, speed = st.Paused, st.Speed
 		restart, ended := e.replayRestart, e.replayEnded && e.replayErr == nil && !e.replayRestart
+		if restart {
+			// The seek's reply is written after the frame thread took the
+			// seek: let it out before the close cuts its connection.
+			for deadline := time.Now().Add(2 * time.Second); e.ctl.CtlActive() > 0 && time.Now().Before(deadline); {
+				time.Sleep(100 * time.Microsecond) // polling the condition, bounded
+			}
+		}
 		e.Close()
 		switch {
 		case err != nil || ctx.Err() != nil:

@@ -36,7 +36,6 @@ import (
 	"github.com/fdp-engine/fdp/internal/testutil"
 	"github.com/fdp-engine/fdp/module"
 	"github.com/fdp-engine/fdp/record"
-	"github.com/fdp-engine/fdp/shm"
 	fsync "github.com/fdp-engine/fdp/sync"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/stretchr/testify/require"
@@ -259,15 +258,7 @@ shutdown: {grace: 5s}
 	t.Cleanup(func() { _ = rp.Process.Kill() })
 	waitFor(t, "the replay's first frame", 20*time.Second, func() bool { return latestFrameOf(rinst) == rec.frames[0] })
 	repW, repLog := startWitness(t, rinst, dir)
-	waitFor(t, "the witness attached to the replay", 20*time.Second, func() bool {
-		infos, _ := shm.List()
-		for _, in := range infos {
-			if in.Instance == rinst && strings.HasPrefix(in.Kind, "mod.") {
-				return true
-			}
-		}
-		return false
-	})
+	waitFor(t, "the witness attached to the replay", 20*time.Second, func() bool { return moduleSegments(rinst) > 0 })
 	// This test's reader of the replay: the checksum of every frame it sees.
 	r, err := fsync.Attach(rinst, fsync.AttachOptions{Name: "checker"})
 	require.NoError(t, err)
