@@ -151,6 +151,7 @@ type Engine struct {
 	// replayRestart: a seek asked for a frame not after the current one
 	// (RunReplay replaces the engine).
 	replayRestart bool
+	restored      []int // scratch of applyReplay
 	// ReplayDropped counts the valid commands of a replay, dropped.
 	ReplayDropped uint64
 }

@@ -214,7 +214,19 @@ func (e *Engine) applyReplay(rf *ReplayFrame) error {
 			return fail(err)
 		}
 	}
-	w.RestoreFinish(v)
+	if rf.Full {
+		w.RestoreFinish(v)
+	} else {
+		// Only the chunks whose records changed have derived state to
+		// rebuild (world/replay.go).
+		e.restored = e.restored[:0]
+		for _, ch := range rf.Chunks {
+			if ch.Records != nil {
+				e.restored = append(e.restored, ch.Index)
+			}
+		}
+		w.RestoreChunks(e.restored, v)
+	}
 	return nil
 }
 

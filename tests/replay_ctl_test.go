@@ -23,6 +23,7 @@ import (
 	"github.com/fdp-engine/fdp/record"
 	"github.com/fdp-engine/fdp/shm"
 	fsync "github.com/fdp-engine/fdp/sync"
+	"github.com/fdp-engine/fdp/world"
 	"github.com/stretchr/testify/require"
 )
 
@@ -31,6 +32,38 @@ import (
 // record (keyframes every keyEvery), returning the file and the content
 // checksum of every frame as published live.
 func demoRecording(t testing.TB, entities, frames, keyEvery int) (string, map[uint64]uint64) {
+	return demoRecordingDirty(t, entities, frames, keyEvery, 0)
+}
+
+// partialMover is the demo's simulation with only a share of the chunks'
+// positions written each frame (dirty: 0.3 is 30% of the world), the
+// others untouched, plus the demo's churn.
+type partialMover struct {
+	sim   *demo.Sim
+	dirty float64
+	frame int
+}
+
+func (p *partialMover) Step(dt float32) {
+	p.frame++
+	w, s := p.sim.W, p.sim.S
+	n := w.NumChunks()
+	q := w.Query(world.MaskOf(s.Pos))
+	for q.Next() {
+		// Chunks (c + frame) mod n below dirty × n: a rotating window.
+		if float64((q.Chunk()+p.frame)%n) >= p.dirty*float64(n) {
+			continue
+		}
+		pos := world.ColumnMut[demo.Position](&q, s.Pos)
+		for i := range pos {
+			pos[i].X += dt
+		}
+	}
+}
+
+// demoRecordingDirty is demoRecording with, when dirty > 0, only that share
+// of the positions written each frame (partialMover) and no churn.
+func demoRecordingDirty(t testing.TB, entities, frames, keyEvery int, dirty float64) (string, map[uint64]uint64) {
 	t.Helper()
 	s, err := demo.NewSchema()
 	require.NoError(t, err)
@@ -38,8 +71,12 @@ func demoRecording(t testing.TB, entities, frames, keyEvery int) (string, map[ui
 	cfg.Entities, cfg.ChurnPerSec = entities, 600
 	sim, err := demo.NewSim(s, cfg)
 	require.NoError(t, err)
+	var step host.Simulation = sim
+	if dirty > 0 {
+		step = &partialMover{sim: sim, dirty: dirty}
+	}
 	inst := uniqueInstance(t, "rs")
-	eng, err := host.New(host.Config{Instance: inst, FrameRate: 60, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sim.W, sim)
+	eng, err := host.New(host.Config{Instance: inst, FrameRate: 60, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sim.W, step)
 	require.NoError(t, err)
 	defer eng.Close()
 	r, err := fsync.Attach(inst, fsync.AttachOptions{Name: "recorder"})
