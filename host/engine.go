@@ -12,6 +12,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -154,6 +155,8 @@ type Engine struct {
 	restored      []int // scratch of applyReplay
 	// ReplayDropped counts the valid commands of a replay, dropped.
 	ReplayDropped uint64
+	// rec is the flight recorder (recorder.go); nil when not recording.
+	rec *recorder
 }
 
 // New creates the segments and the control socket of an instance and
@@ -201,6 +204,13 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 	if err := e.segs.World.NeedSpace(2 * e.pub.CopyBytes()); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("the world's two copies at its largest (%d entities) do not fit: %w", w.MaxEntities(), err)
+	}
+
+	if cfg.Record.File != "" {
+		if e.rec, err = newRecorder(cfg.Record, e.pub, e.period, e.log); err != nil {
+			e.Close()
+			return nil, err
+		}
 	}
 
 	e.ctl, err = ipc.Listen(cfg.Instance, ipc.ControlConfig{
@@ -259,13 +269,16 @@ func (e *Engine) Config() Config { return e.cfg }
 // Period returns the frame period.
 func (e *Engine) Period() time.Duration { return e.period }
 
-// Close stops the control plane, closes every module segment and unlinks
-// all of the instance's segments.
+// Close stops the control plane, ends the recording (StopRecording), closes
+// every module segment and unlinks all of the instance's segments.
 func (e *Engine) Close() error {
 	var first error
 	e.closeOnce.Do(func() {
 		if e.ctl != nil {
 			e.ctl.Close()
+		}
+		if err := e.StopRecording(); err != nil && !errors.Is(err, ErrNotRecording) {
+			first = err
 		}
 		e.mu.Lock()
 		for _, m := range e.mods {
@@ -283,7 +296,7 @@ func (e *Engine) Close() error {
 			e.pub.WaitTrims()
 		}
 		if e.segs != nil {
-			if err := e.segs.Unlink(); err != nil {
+			if err := e.segs.Unlink(); err != nil && first == nil {
 				first = err
 			}
 			e.segs.Close()
@@ -423,6 +436,11 @@ func (e *Engine) Step() FrameStats {
 		e.frame++
 	}
 	st := FrameStats{Frame: e.frame}
+	if e.rec != nil {
+		t := time.Now()
+		e.rec.reap() // the previous capture's slot back to the rotation
+		e.rec.ftNanos.Add(uint64(time.Since(t)))
+	}
 	// Pre-wake the fast modules (Engine.prewake) as early as their warm spin
 	// allows: here, before the simulation, when the last frame's simulation
 	// and publish together took less than Config.PrewakeEarlyMax; else just
@@ -442,11 +460,18 @@ func (e *Engine) Step() FrameStats {
 		}
 		st.Simulate = time.Since(start)
 
-		// Capture the frame's events into the shared log.
-		for _, ev := range e.w.FrameEvents() {
+		// Capture the frame's events into the shared log (and the
+		// recorder's copy).
+		evs := e.w.FrameEvents()
+		for _, ev := range evs {
 			if e.evw.Append(e.frame, uint16(ev.Type), ev.Payload) == nil && e.wake.active {
 				e.wake.saw(uint16(ev.Type)) // a module may wake on it (host/lifecycle.go)
 			}
+		}
+		if e.rec != nil && len(evs) > 0 {
+			t := time.Now()
+			e.rec.addEvents(e.frame, evs)
+			e.rec.ftNanos.Add(uint64(time.Since(t)))
 		}
 		e.evw.Commit()
 		e.w.ClearEvents()
@@ -462,6 +487,11 @@ func (e *Engine) Step() FrameStats {
 	}
 	e.lastSimPub = time.Since(start)
 	if st.PublishErr == nil {
+		if e.rec != nil {
+			t := time.Now()
+			e.rec.published(e.frame)
+			e.rec.ftNanos.Add(uint64(time.Since(t)))
+		}
 		e.PubHist.Record(st.Publish.Duration)
 		if !e.asideDropped {
 			e.dropAside(st.Frame)
@@ -494,6 +524,9 @@ func (e *Engine) Step() FrameStats {
 	e.Hist.Record(st.Total)
 	e.Frames++
 	layout.Store64(e.segs.World.Data, layout.OffWStatFrameNanos, uint64(st.Total))
+	if e.rec != nil && !e.rec.closed {
+		e.rec.writeSegment(e.segs.World.Data)
+	}
 	layout.AddDurHist(e.segs.World.Data, layout.OffWFrameHist, uint64(st.Total))
 	e.copyStats() // only when a reader asked (host/stats.go)
 	e.tcFrameDone()
@@ -542,4 +575,33 @@ func (e *Engine) LeasedSlots() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.pub.LeasedSlots()
+}
+
+// Recorder returns the flight recorder's figures (RecorderStats.On false
+// when the engine does not record). Safe from any goroutine.
+func (e *Engine) Recorder() RecorderStats {
+	if r := e.rec; r != nil {
+		return r.stats()
+	}
+	return RecorderStats{}
+}
+
+// StopRecording ends the recording: the capture in progress and the frames
+// queued are written, then the file's index; the figures stay readable
+// (Recorder). It is called by Close; after Run returned, or from the frame
+// thread. ErrNotRecording without a recorder.
+func (e *Engine) StopRecording() error {
+	if e.rec == nil {
+		return ErrNotRecording
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.rec.closed {
+		return nil
+	}
+	err := e.rec.close()
+	if e.segs != nil {
+		e.rec.writeSegment(e.segs.World.Data)
+	}
+	return err
 }

@@ -115,6 +115,7 @@ type Module struct {
 	breakerUntil time.Time
 	probing      bool
 	holdSlot     int        // slow tier: slot leased for the running tick (-1 none)
+	batchSeq     uint64     // batches played back (the recorder's batch sequence numbers)
 	snapMask     world.Mask // components of the last snapshot leased to it
 	tickStart    time.Time  // when the running tick was rung
 	maxRuntime   time.Duration

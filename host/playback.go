@@ -54,8 +54,18 @@ func (e *Engine) playModule(m *Module) (applied, rejected int) {
 	m.play.BeginFrame(e.frame)
 	m.play.DryRun = e.replay != nil // a replay changes nothing (host/replay.go)
 	before := m.play.Stats
+	rec := e.rec
+	if rec != nil && rec.closed {
+		rec = nil
+	}
+	if rec != nil {
+		rec.batchStart(m)
+	}
 	if err == nil {
 		_, err = m.cons.Poll(func(typ uint16, payload []byte) error {
+			if rec != nil {
+				rec.addCommand(typ, payload) // the batch verbatim, acknowledgements included
+			}
 			if typ == layout.CmdAckEvents {
 				// Not a command: the events the batch's tick consumed
 				// (host/evack.go), applied with the batch.
@@ -83,6 +93,9 @@ func (e *Engine) playModule(m *Module) (applied, rejected int) {
 	m.Stats.Applied += uint64(a)
 	m.Stats.Rejected += uint64(r)
 	applied, rejected = a, r
+	if rec != nil {
+		rec.batchEnd(a, r)
+	}
 	for _, c := range m.play.Created() {
 		binary.LittleEndian.PutUint32(e.created[0:], uint32(m.Slot))
 		binary.LittleEndian.PutUint32(e.created[4:], c.Temp)

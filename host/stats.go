@@ -60,6 +60,8 @@ type Stats struct {
 	Speed        float64
 	StepsPending uint64
 	Control      ipc.ControlStats
+	// Recorder is the flight recorder's figures (Engine.Recorder).
+	Recorder RecorderStats
 	// Modules are the module table, in slot order.
 	Modules []StatsModule
 }
@@ -173,6 +175,7 @@ func (e *Engine) copyStats() {
 	s.Paused, s.Speed, s.StepsPending = e.tc.paused, e.tc.speed, e.tc.steps
 	e.tc.mu.Unlock()
 	s.Control = e.ctl.Stats()
+	s.Recorder = e.Recorder()
 	// The box has room for MaxModules (CopyStats), the most e.mods holds.
 	s.Modules = s.Modules[:min(len(e.mods), cap(s.Modules))]
 	for i := range s.Modules {

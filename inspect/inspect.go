@@ -194,6 +194,7 @@ func ReadWorldStats(w *layout.World) (WorldStats, LatestReport) {
 		ShmLimit:         ld64(b, layout.OffWStatShmLimit),
 		Trimmed:          ld64(b, layout.OffWStatTrimmed),
 		Time:             timeControlReport(b),
+		Recorder:         recorderReport(b),
 	}
 	var lr LatestReport
 	if f, s, ok := layout.UnpackLatest(ld64(b, layout.OffWLatest)); ok {

@@ -179,6 +179,29 @@ type WorldStats struct {
 	// Trimmed counts the slots that gave their memory back after they
 	// stayed unused for the engine's slot idle time.
 	Trimmed uint64 `json:"slots_trimmed"`
+	// Recorder is the engine's flight recorder (the world header's
+	// recorder words, layout/recorder.go).
+	Recorder RecorderReport `json:"recorder"`
+}
+
+// RecorderReport is the flight recorder's figures: its state ("off",
+// "recording", "failed"), the frame records in the file (of which
+// keyframes), the frames published while recording and not recorded, the
+// file's size and the payload bytes before compression.
+type RecorderReport struct {
+	State     string `json:"state"`
+	Frames    uint64 `json:"frames"`
+	Keyframes uint64 `json:"keyframes"`
+	Dropped   uint64 `json:"dropped"`
+	FileBytes uint64 `json:"file_bytes"`
+	RawBytes  uint64 `json:"raw_bytes"`
+}
+
+// recorderReport decodes the recorder words of world header b.
+func recorderReport(b []byte) RecorderReport {
+	r := layout.ReadRecorderStats(b)
+	return RecorderReport{State: r.State.String(), Frames: r.Written, Keyframes: r.Keyframes, Dropped: r.Dropped,
+		FileBytes: r.FileBytes, RawBytes: r.RawBytes}
 }
 
 // SlotReport is one frame slot header.

@@ -39,8 +39,8 @@ type ChunkRec struct {
 
 // Column is a component's column of one chunk: ChunkCapacity values (a
 // variable-size component: ChunkCapacity handles and a prefix of the arena
-// that holds every value a handle of the chunk's rows names; the rest of
-// the arena reads as zero).
+// that holds every value the handle of a row whose record is alive and
+// names the component points at; the rest of the arena reads as zero).
 type Column struct {
 	Chunk     uint32
 	Component uint16

@@ -59,7 +59,7 @@ func NewReader(ra io.ReaderAt, size int64) (*Reader, error) {
 	if hd.Kind != KindHeader || hd.Codec != CodecNone {
 		return nil, corrupt("the first record is a %s (%s), not the uncompressed header", hd.Kind, hd.Codec)
 	}
-	if r.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxRawBytes)); err != nil {
+	if r.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(4), zstd.WithDecoderMaxMemory(MaxRawBytes)); err != nil {
 		return nil, err
 	}
 	_, payload, err := r.record(0)
@@ -285,16 +285,38 @@ func (r *Reader) Seek(im *Image, i int) (int, error) {
 	if k < 0 {
 		return 0, fmt.Errorf("%w: no keyframe at or before frame %d", ErrBase, r.index[i].Frame)
 	}
-	for j := k; j <= i; j++ {
-		f, err := r.Frame(j)
-		if err != nil {
-			return j - k, err
+	// An image already between the keyframe and the target (a replay
+	// stepping or seeking forward) needs only the deltas after it; if it
+	// was not built from this stream, the first delta's base check refuses
+	// it and the seek starts from the keyframe.
+	if p, ok := r.Find(im.Frame); im.Valid && ok && r.index[p].Frame == im.Frame && p >= k && p <= i {
+		if p == i {
+			return 0, nil
 		}
-		if err := im.Apply(f); err != nil {
-			return j - k, err
+		if n, err := r.apply(im, p+1, i); err == nil {
+			return n, nil
 		}
 	}
-	return i - k + 1, nil
+	return r.apply(im, k, i)
+}
+
+// apply applies the frame records [from, to] to im.
+func (r *Reader) apply(im *Image, from, i int) (int, error) {
+	k := from
+	st := r.Stream(k, i+1, 0, 0)
+	defer st.Close()
+	for n := 0; ; n++ {
+		f, _, err := st.Next()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err == nil {
+			err = im.Apply(f)
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 // SeekFrame is Seek to the last frame record at or before frame.

@@ -84,3 +84,32 @@ func TestRoundTripDifferential(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyframeBudget: with no keyframe interval, a capturer makes a
+// keyframe exactly when the deltas since the last one reach the budget
+// times its bytes (record.DefaultKeyframeBudget; and 1 when set so), so
+// that a seek decodes at most about 1 + budget keyframes' worth.
+func TestKeyframeBudget(t *testing.T) {
+	for _, budget := range []float64{record.DefaultKeyframeBudget, 1} {
+		l := newLive(t, 64, 64, 600, 4)
+		cp := record.NewCapturer(l.lw, 0)
+		if budget != record.DefaultKeyframeBudget {
+			cp.SetKeyframeBudget(budget)
+		}
+		keyBytes, since, keys := 0, 0, 0
+		for i := 0; i < 400; i++ {
+			l.step(0.3)
+			_, info, err := cp.Capture(nil, l.publish(), nil, nil)
+			require.NoError(t, err)
+			due := i == 0 || float64(since) >= budget*float64(keyBytes)
+			require.Equal(t, due, info.Kind == record.KindKeyframe, "capture %d: %d delta bytes since a keyframe of %d", i, since, keyBytes)
+			if info.Kind == record.KindKeyframe {
+				keyBytes, since = info.Bytes, 0
+				keys++
+			} else {
+				since += info.Bytes
+			}
+		}
+		require.Greater(t, keys, 3, "budget %v", budget)
+	}
+}

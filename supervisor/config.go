@@ -81,6 +81,10 @@ type Config struct {
 	// 0: any free port, logged) or "unix:/path" (a unix socket); empty:
 	// none.
 	Metrics string `yaml:"metrics"`
+	// Record turns on the engine's flight recorder: the supervisor passes
+	// `--record FILE --record-keyframe N` to the engine command (a program
+	// built with package cli; docs/ARCHITECTURE.md "Flight recorder").
+	Record RecordConfig `yaml:"record"`
 	// LogFormat is the format of the supervisor's own log, where every
 	// child's records are re-emitted: "text" (default) or "json". The
 	// children always log JSON to the supervisor (logs.EnvVar), whatever
@@ -98,6 +102,17 @@ type EngineConfig struct {
 	// Restart restarts the engine when it dies (default true). When false, the
 	// engine's exit ends Run.
 	Restart bool `yaml:"restart"`
+}
+
+// RecordConfig is the flight recorder of the engine (Config.Record).
+type RecordConfig struct {
+	// File is the recording's path (relative: to the supervisor's working
+	// directory); empty: no recording. An engine that resumes after a dead
+	// one keeps the dead one's file as FILE.<frame> (cli, `engine run`).
+	File string `yaml:"file"`
+	// KeyframeEvery: a keyframe every N recorded frames; 0: the engine's
+	// default (host.DefaultKeyframeEvery).
+	KeyframeEvery int `yaml:"keyframe_every"`
 }
 
 // ModuleConfig describes one module process.
@@ -428,6 +443,12 @@ func (c *Config) Validate() error {
 		return bad("hang.engine_start_timeout %v: want >= engine_timeout %v", c.Hang.EngineStartTimeout.D(), c.Hang.EngineTimeout.D())
 	case c.Shutdown.Grace <= 0:
 		return bad("shutdown.grace %v: want > 0", c.Shutdown.Grace.D())
+	}
+	if c.Record.KeyframeEvery < 0 {
+		return bad("record.keyframe_every %d: want >= 1 (or 0: the engine's default)", c.Record.KeyframeEvery)
+	}
+	if c.Record.File == "" && c.Record.KeyframeEvery != 0 {
+		return bad("record.keyframe_every %d without record.file: nothing would be recorded", c.Record.KeyframeEvery)
 	}
 	if c.Metrics != "" {
 		if _, _, err := ParseListenAddr(c.Metrics); err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fdp-engine/fdp/layout"
+	"github.com/stretchr/testify/require"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -129,6 +130,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{"metrics no port", eng + "metrics: localhost\n", `metrics: "localhost": want host:port`},
 		{"metrics bad port", eng + "metrics: \":99999\"\n", `port "99999"`},
 		{"metrics relative unix", eng + "metrics: unix:m.sock\n", "absolute path"},
+		{"record typo", eng + "record: {file: r.fdpr, keyframe_evry: 5}\n", `record.keyframe_evry (line 3): unknown key "keyframe_evry"; did you mean "keyframe_every"?`},
+		{"record keyframe type", eng + "record: {file: r.fdpr, keyframe_every: often}\n", `record.keyframe_every (line 3): want a whole number, got "often"`},
+		{"record keyframe negative", eng + "record: {file: r.fdpr, keyframe_every: -1}\n", "record.keyframe_every -1: want >= 1"},
+		{"record no file", eng + "record: {keyframe_every: 10}\n", "record.keyframe_every 10 without record.file"},
+		{"record not mapping", eng + "record: r.fdpr\n", "record (line 3): want a mapping of keys (file, keyframe_every)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ParseConfig([]byte(tc.yaml))
@@ -143,6 +149,26 @@ func TestParseConfigErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRecordConfigToEngine: a config's record section becomes the engine
+// command's --record (an absolute path) and --record-keyframe flags; without
+// it the engine command has neither.
+func TestRecordConfigToEngine(t *testing.T) {
+	const eng = "instance: x\nengine: {command: [engine, run]}\n"
+	c, err := ParseConfig([]byte(eng + "record: {file: rec/r.fdpr, keyframe_every: 30}\n"))
+	require.NoError(t, err)
+	require.Equal(t, RecordConfig{File: "rec/r.fdpr", KeyframeEvery: 30}, c.Record)
+	s, err := New(c, Options{})
+	require.NoError(t, err)
+	abs, err := filepath.Abs("rec/r.fdpr")
+	require.NoError(t, err)
+	require.Equal(t, []string{"engine", "run", "--record", abs, "--record-keyframe", "30"}, s.children[0].argv)
+	c, err = ParseConfig([]byte(eng))
+	require.NoError(t, err)
+	s, err = New(c, Options{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"engine", "run"}, s.children[0].argv)
 }
 
 // TestParseConfigWith: the program's defaults fill the instance and the

@@ -279,6 +279,16 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 	for _, u := range uids {
 		eng.argv = append(eng.argv, "--allow-uid", strconv.FormatUint(uint64(u), 10))
 	}
+	if r := cfg.Record; r.File != "" {
+		file, err := filepath.Abs(r.File) // the engine's working directory is the supervisor's today; said once
+		if err != nil {
+			return nil, fmt.Errorf("fdp/supervisor: config: record.file: %w", err)
+		}
+		eng.argv = append(eng.argv, "--record", file)
+		if r.KeyframeEvery > 0 {
+			eng.argv = append(eng.argv, "--record-keyframe", strconv.Itoa(r.KeyframeEvery))
+		}
+	}
 	// FDP_METRICS is never inherited: the supervisor's own (the user's
 	// address for `engine run`) would make every engine child bind the same
 	// address. Only an Env that sets it (up's private socket) gives it.
