@@ -332,12 +332,13 @@ func (r *recorder) published(frame uint64) {
 	case r.inflight:
 		r.busy.Add(1)
 		r.w.NoteDropped()
+		return // its events and batches go with the next recorded frame
 	default:
 		s, f, err := r.pub.LeaseLatest(fsync.RecorderHolder)
 		if err != nil || f != frame {
 			r.capErr.Add(1)
 			r.w.NoteDropped()
-			break
+			return // its events and batches go with the next recorded frame
 		}
 		r.held, r.inflight = s, true
 		r.done.Store(false)
