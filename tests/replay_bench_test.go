@@ -19,7 +19,8 @@ import (
 // (60): the goal is at least 10. Two recordings: the demo as it runs
 // (every entity moving every frame, 600 spawned and killed per second: 1.2
 // MB of positions per frame), and 30% of the world's positions written
-// per frame, no churn.
+// per frame, no churn. x_live is the replay's rate over the live engine's
+// own (its frames of the same world stepped back to back, in the same run).
 func BenchmarkReplay100K(b *testing.B) {
 	b.Run("demo-all-moving", func(b *testing.B) { benchReplay(b, 0) })
 	b.Run("dirty-30pct", func(b *testing.B) { benchReplay(b, 0.3) })
@@ -27,7 +28,7 @@ func BenchmarkReplay100K(b *testing.B) {
 
 func benchReplay(b *testing.B, dirty float64) {
 	const frames = 180
-	path, _ := demoRecordingDirty(b, 100_000, frames, 60, dirty)
+	path, _, live := demoRecordingDirty(b, 100_000, frames, 60, dirty)
 	s, err := demo.NewSchema()
 	require.NoError(b, err)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -63,4 +64,7 @@ func benchReplay(b *testing.B, dirty float64) {
 	b.ReportMetric(fps, "frames/s")
 	b.ReportMetric(fps/60, "x_realtime")
 	b.ReportMetric(float64(total.Microseconds())/float64(n), "us/frame")
+	// The same run's baseline: the live engine's frames of that world
+	// (simulation and publish), stepped as fast as they go.
+	b.ReportMetric(fps*live.Seconds()/frames, "x_live")
 }

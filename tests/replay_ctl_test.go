@@ -32,7 +32,8 @@ import (
 // record (keyframes every keyEvery), returning the file and the content
 // checksum of every frame as published live.
 func demoRecording(t testing.TB, entities, frames, keyEvery int) (string, map[uint64]uint64) {
-	return demoRecordingDirty(t, entities, frames, keyEvery, 0)
+	path, sums, _ := demoRecordingDirty(t, entities, frames, keyEvery, 0)
+	return path, sums
 }
 
 // partialMover is the demo's simulation with only a share of the chunks'
@@ -62,8 +63,10 @@ func (p *partialMover) Step(dt float32) {
 }
 
 // demoRecordingDirty is demoRecording with, when dirty > 0, only that share
-// of the positions written each frame (partialMover) and no churn.
-func demoRecordingDirty(t testing.TB, entities, frames, keyEvery int, dirty float64) (string, map[uint64]uint64) {
+// of the positions written each frame (partialMover) and no churn. live is
+// the time the live engine's frames took (Engine.Step: simulation, publish;
+// the recording is this function's, outside them).
+func demoRecordingDirty(t testing.TB, entities, frames, keyEvery int, dirty float64) (path string, sums map[uint64]uint64, live time.Duration) {
 	t.Helper()
 	s, err := demo.NewSchema()
 	require.NoError(t, err)
@@ -87,13 +90,15 @@ func demoRecordingDirty(t testing.TB, entities, frames, keyEvery int, dirty floa
 	defer ef.Close()
 	h, err := record.NewHeader(r.Layout(), time.Now().UnixNano(), uint64(eng.Period()), uint32(keyEvery))
 	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "demo.fdpr")
+	path = filepath.Join(t.TempDir(), "demo.fdpr")
 	wr, err := record.Create(path, h, record.WriterOptions{QueueFrames: 1 << 14, QueueBytes: 1 << 32})
 	require.NoError(t, err)
 	capt := record.NewCapturer(r.Layout(), keyEvery)
-	sums := map[uint64]uint64{}
+	sums = map[uint64]uint64{}
 	for i := 0; i < frames; i++ {
+		start := time.Now()
 		st := eng.Step()
+		live += time.Since(start)
 		require.NoError(t, st.PublishErr)
 		var evs []record.Event
 		require.NoError(t, ef.Read(func(_, fr uint64, typ uint16, p []byte) {
@@ -114,7 +119,7 @@ func demoRecordingDirty(t testing.TB, entities, frames, keyEvery int, dirty floa
 		}
 	}
 	require.NoError(t, wr.Close())
-	return path, sums
+	return path, sums, live
 }
 
 // replayChecksum is the checksum of the latest frame of inst, read by a
