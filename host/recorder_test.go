@@ -44,7 +44,9 @@ func (s *eventSim) Step(dt float32) {
 // (imageDigest): the slot header fields a frame holds, every chunk's
 // records, every fixed-size column whole, every live variable-size value,
 // every singleton that was set. It shares no code with package record.
-type digest struct{ h interface{ Write([]byte) (int, error) } }
+type digest struct {
+	h interface{ Write([]byte) (int, error) }
+}
 
 func (d digest) u64(v uint64) {
 	var b [8]byte
