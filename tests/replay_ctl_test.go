@@ -205,17 +205,23 @@ func TestReplayTimeControl(t *testing.T) {
 	require.Contains(t, out.String(), "replay of ")
 }
 
-// TestReplayLoop: --loop starts again at the first frame after the last.
+// TestReplayLoop: --from starts at the frame asked; --loop starts again at
+// the first frame after the last.
 func TestReplayLoop(t *testing.T) {
 	bin := shippedBinaries(t)
 	dir := t.TempDir()
 	testutil.UseShmDir(t, dir)
-	path, _ := demoRecording(t, 500, 40, 10)
+	path, sums := demoRecording(t, 500, 40, 10)
 	inst := uniqueInstance(t, "rp")
-	rp := exec.Command(filepath.Join(bin, "engine"), "replay", path, "--instance", inst, "--loop", "--speed", "4", "--status", "0")
+	rp := exec.Command(filepath.Join(bin, "engine"), "replay", path, "--instance", inst, "--from", "23", "--paused", "--loop", "--speed", "4", "--status", "0")
 	rp.Env = append(os.Environ(), "FDP_SHM_DIR="+dir)
 	require.NoError(t, rp.Start())
 	t.Cleanup(func() { _ = rp.Process.Kill(); _ = rp.Wait() })
+	waitFor(t, "the frame --from asked", 20*time.Second, func() bool { return latestFrameOf(inst) == 23 })
+	f, sum := replayChecksum(t, inst)
+	require.Equal(t, uint64(23), f)
+	require.Equal(t, sums[23], sum)
+	ctl(t, bin, dir, inst, "resume")
 	var high uint64
 	waitFor(t, "a frame number going back (the loop)", 30*time.Second, func() bool {
 		f := latestFrameOf(inst)
@@ -238,4 +244,35 @@ func moduleSegments(inst string) int {
 		}
 	}
 	return n
+}
+
+// TestReplayBadInput: what `engine replay` cannot replay is one line and
+// exit status 1.
+func TestReplayBadInput(t *testing.T) {
+	bin := shippedBinaries(t)
+	dir := t.TempDir()
+	testutil.UseShmDir(t, dir)
+	junk := filepath.Join(t.TempDir(), "junk.fdpr")
+	require.NoError(t, os.WriteFile(junk, []byte("not a recording at all, just text\n"), 0o600))
+	path, _ := demoRecording(t, 200, 5, 5)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"replay", filepath.Join(dir, "nosuch.fdpr")}, "no such file"},
+		{[]string{"replay", junk}, "junk.fdpr"},
+		{[]string{"replay", path, "--speed", "0"}, "--speed 0: must be in (0, 64]"},
+		{[]string{"replay", path, "--from", "99"}, "--from 99"},
+		{[]string{"replay"}, "accepts 1 arg"},
+	} {
+		cmd := exec.Command(filepath.Join(bin, "engine"), append(c.args, "--instance", uniqueInstance(t, "rx"))...)
+		cmd.Env = append(os.Environ(), "FDP_SHM_DIR="+dir)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee, "%v: %s", c.args, out)
+		require.Equal(t, 1, ee.ExitCode(), "%v: %s", c.args, out)
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		require.Contains(t, lines[len(lines)-1], c.want, "%v", c.args)
+		require.NotContains(t, string(out), "goroutine", "%v: no Go trace", c.args)
+	}
 }
