@@ -375,6 +375,7 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 				e.takeDeaths()
 				return e.replayErr
 			}
+			e.stepDone()
 			if onFrame != nil {
 				onFrame(st)
 			}
