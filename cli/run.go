@@ -290,7 +290,7 @@ func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
 // interval d since prev: bytes written to the file per second (MB = 10^6
 // bytes), what the disk takes.
 func recordStatus(prev, cur host.RecorderStats, d time.Duration) string {
-	s := fmt.Sprintf("rec %d frames  dropped %d  %.1f MB  %.2f MB/s", cur.Written, cur.Dropped, float64(cur.FileBytes)/1e6,
+	s := fmt.Sprintf("rec %d frames  dropped %d  %.2f MB  %.2f MB/s", cur.Written, cur.Dropped, float64(cur.FileBytes)/1e6,
 		recordRate(cur.FileBytes-prev.FileBytes, d))
 	if cur.Err != "" {
 		s += "  RECORDING FAILED: " + cur.Err

@@ -504,6 +504,9 @@ func (e *Engine) ResumeAfter(frame uint64) error {
 		e.log.Warn("cannot publish the recovered frame yet; the aside copies stay until the first publish", "frame", frame, "err", err)
 		return nil
 	}
+	if e.rec != nil {
+		e.rec.published(frame) // a published frame like any: the recording's first
+	}
 	removed, err := DropAside(e.cfg.Instance)
 	if err != nil {
 		e.log.Warn("cannot remove the aside copies of the dead engine's world", "err", err)
