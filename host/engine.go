@@ -152,7 +152,8 @@ type Engine struct {
 	// replayRestart: a seek asked for a frame not after the current one
 	// (RunReplay replaces the engine).
 	replayRestart bool
-	restored      []int // scratch of applyReplay
+	restored      []int                 // scratch of applyReplay
+	recScratch    []layout.EntityRecord // scratch of applyReplay
 	// ReplayDropped counts the valid commands of a replay, dropped.
 	ReplayDropped uint64
 	// rec is the flight recorder (recorder.go); nil when not recording.
