@@ -137,9 +137,9 @@ func startWitness(t *testing.T, inst, dir string) (*testutil.Child, *witnessLog)
 // liveChecksums is this test's reader of a live instance: the content
 // checksum of every frame it sees (it pins the latest frame in a loop), until
 // stop is closed.
-func liveChecksums(t *testing.T, inst string, stop <-chan struct{}) map[uint64]uint64 {
-	r, err := fsync.Attach(inst, fsync.AttachOptions{Name: "checker"})
-	require.NoError(t, err)
+// It runs on its own goroutine: it makes no assertion (r is attached by the
+// test's goroutine).
+func liveChecksums(r *fsync.Reader, stop <-chan struct{}) map[uint64]uint64 {
 	defer r.Close()
 	sums := map[uint64]uint64{}
 	var last uint64
@@ -192,7 +192,9 @@ record: {file: `+path+`, keyframe_every: 30}
 	// Recording, while a witness module runs and ai-1 is SIGKILLed.
 	stop := make(chan struct{})
 	done := make(chan map[uint64]uint64)
-	go func() { done <- liveChecksums(t, inst, stop) }()
+	lr, err := fsync.Attach(inst, fsync.AttachOptions{Name: "checker"})
+	require.NoError(t, err)
+	go func() { done <- liveChecksums(lr, stop) }()
 	liveW, liveLog := startWitness(t, inst, dir)
 	dur := replayDuration()
 	kills := 0
