@@ -73,15 +73,16 @@ func TestWorldValues(t *testing.T) {
 	// The singletons, with the latest frame's values (docs/LAYOUT.md,
 	// "Singletons"): the time singleton set, the other never set.
 	require.Len(t, w.Singletons, 2)
-	require.Equal(t, SingletonReport{ID: 0, Name: "Time", Size: 24, Align: 8, Fingerprint: "0x7777888899990000", ValueOffset: 272,
-		EngineOwned: true, Version: 10, Value: "0a0000000000000000688909000000000024f40000000000"}, w.Singletons[0])
+	require.Equal(t, SingletonReport{ID: 0, Name: "Time", Size: 24, Align: 8, Fingerprint: hex64(fixture.Singletons[0].Fingerprint), ValueOffset: 272,
+		EngineOwned: true, Version: 10, Value: "0a0000000000000000688909000000000024f40000000000",
+		Fields: []FieldReport{{"Frame", "u64", 0, 1}, {"Nanos", "i64", 8, 1}, {"Dt", "i64", 16, 1}}}, w.Singletons[0])
 	require.Equal(t, uint64(0), w.Singletons[1].Version)
 	require.Empty(t, w.Singletons[1].Value)
 	require.Equal(t, LatestReport{Published: true, Frame: 10, Slot: 0}, w.Latest)
 	require.Equal(t, uint64(10), w.Stats.Publishes)
 	require.Equal(t, uint64(3), w.Stats.SnapshotsRefused, "the engine's refused snapshots word")
 	require.Len(t, w.Components, 4)
-	require.Equal(t, "0x1111222233334444", w.Components[0].Fingerprint)
+	require.Equal(t, "0xd3a504e0f05602b2", w.Components[0].Fingerprint)
 	require.Equal(t, "fixed", w.Components[0].Kind)
 	require.Nil(t, w.Components[0].Arena)
 	// The variable-size Name: its arena's use in the latest frame (the

@@ -96,6 +96,19 @@ type ComponentReport struct {
 	MaxLen        uint32       `json:"max_len,omitempty"`
 	ArenaPerChunk int          `json:"arena_per_chunk,omitempty"`
 	Arena         *ArenaReport `json:"arena,omitempty"`
+	// Fields describe the value's bytes (the field table, docs/LAYOUT.md
+	// "Field table").
+	Fields []FieldReport `json:"fields"`
+}
+
+// FieldReport is one entry of the field table: a scalar or a flat array of
+// Count scalars of Type at Offset inside the value ("" names the value
+// itself; a bytes or string field has count 0: the value is in the arena).
+type FieldReport struct {
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Offset uint32 `json:"offset"`
+	Count  uint32 `json:"count"`
 }
 
 // ArenaReport is the use of a variable-size component's arenas in the
@@ -121,6 +134,8 @@ type SingletonReport struct {
 	// version 0 is never set; Value is hex, "" when there is none.
 	Version uint64 `json:"version"`
 	Value   string `json:"value"`
+	// Fields describe the value's bytes (FieldReport).
+	Fields []FieldReport `json:"fields"`
 }
 
 // LatestReport is the decoded latest word.

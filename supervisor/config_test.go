@@ -29,7 +29,7 @@ func TestDefaultConfig(t *testing.T) {
 	for _, m := range c.Modules {
 		names = append(names, m.Name)
 	}
-	if !slices.Equal(names, []string{"telemetry", "ai-1", "ai-2", "ai-3", "alert"}) {
+	if !slices.Equal(names, []string{"telemetry", "ai-1", "ai-2", "ai-3", "alert", "analysis"}) {
 		t.Fatalf("modules %v", names)
 	}
 	ai := c.Modules[1]
@@ -38,6 +38,9 @@ func TestDefaultConfig(t *testing.T) {
 	}
 	if alert := c.Modules[4]; alert.Every != 0 || alert.Tier != TierSlow {
 		t.Fatalf("alert %+v: its own period (it runs when woken)", alert)
+	}
+	if py := c.Modules[5]; py.Tier != TierSlow || py.Every != 30 || !slices.Equal(py.Command, []string{"modrunner", "python", "fdp.analysis"}) {
+		t.Fatalf("analysis %+v: the Python module, slow every 30", py)
 	}
 	if c.Restart.InitialBackoff.D() != 50*time.Millisecond || c.Restart.MaxBackoff.D() != 5*time.Second ||
 		c.Restart.Multiplier != 2 || c.Restart.ResetAfter.D() != 10*time.Second ||
