@@ -472,7 +472,7 @@ func (e *Engine) Step() FrameStats {
 		}
 		if e.rec != nil && len(evs) > 0 {
 			t := time.Now()
-			e.rec.addEvents(e.frame, evs)
+			e.rec.addEvents(e.frame, evs, e.evw.MaxPayload())
 			e.rec.ftNanos.Add(uint64(time.Since(t)))
 		}
 		e.evw.Commit()

@@ -287,13 +287,18 @@ func (r *recorder) reap() {
 }
 
 // addEvents copies the frame's events (frame thread, before they are
-// cleared).
-func (r *recorder) addEvents(frame uint64, evs []world.Event) {
+// cleared): those the event log took, i.e. not longer than maxPayload (a
+// longer one was refused and counted by the log; a replay publishes what
+// the live log held).
+func (r *recorder) addEvents(frame uint64, evs []world.Event, maxPayload int) {
 	if r.closed {
 		return
 	}
 	b := r.fill
 	for _, ev := range evs {
+		if len(ev.Payload) > maxPayload {
+			continue
+		}
 		if !b.room(len(ev.Payload), r.cfg.MaxFrameBytes) {
 			return
 		}

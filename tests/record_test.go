@@ -292,7 +292,7 @@ func TestRecordKilledEngine(t *testing.T) {
 	}
 	t.Logf("killed engine: %d frames in the file (%d written by its counters, %d keyframes), %d compared with live frames, %d module batches",
 		len(ix), words.Written, len(rd.Keyframes()), compared, batches)
-	require.GreaterOrEqual(t, compared, len(ix)/3, "the live reader saw too few of the recorded frames to compare")
+	require.GreaterOrEqual(t, compared, 50, "the live reader saw too few of the recorded frames to compare")
 	require.Positive(t, batches, "the ai module's command batches are recorded; module log:\n%s", modLog.String())
 	killedSize := rd.Size()
 	require.NoError(t, rd.Close())
@@ -346,8 +346,12 @@ func TestRecordKilledEngine(t *testing.T) {
 		mb, _ := strconv.ParseFloat(s[3], 64)
 		r, _ := strconv.ParseFloat(s[4], 64)
 		if lines > 0 && mb-prevMB >= 0.2 {
-			interval := (mb - prevMB) / r // seconds the line's rate implies
-			require.InDelta(t, 0.33, interval, 0.25, "status line %q after %.2f MB: its MB/s does not match the file's growth", sc.Text(), prevMB)
+			// The seconds the line's rate implies: at least the 300 ms
+			// asked (less 10% for the rounding of MB and MB/s), and not
+			// many times it (a loaded machine delays a line, never by
+			// seconds at 100 frames per second).
+			interval := (mb - prevMB) / r
+			require.True(t, interval >= 0.27 && interval <= 1.5, "status line %q after %.2f MB: its MB/s implies an interval of %.3f s, not the ~0.3 s asked", sc.Text(), prevMB, interval)
 			checked++
 		}
 		prevMB = mb
