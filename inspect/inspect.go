@@ -193,8 +193,8 @@ func ReadWorldStats(w *layout.World) (WorldStats, LatestReport) {
 		ShmHeld:          ld64(b, layout.OffWStatBacked),
 		ShmLimit:         ld64(b, layout.OffWStatShmLimit),
 		Trimmed:          ld64(b, layout.OffWStatTrimmed),
-		Time:             timeControlReport(b),
 		Recorder:         recorderReport(b),
+		Time:             timeControlReport(b),
 	}
 	var lr LatestReport
 	if f, s, ok := layout.UnpackLatest(ld64(b, layout.OffWLatest)); ok {
