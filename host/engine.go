@@ -142,6 +142,8 @@ type Engine struct {
 	wake wakeWatch
 	// stats: copies of the statistics for other goroutines (stats.go).
 	stats statsBox
+	// rec is the flight recorder (recorder.go); nil when not recording.
+	rec *recorder
 	// tc: time control (host/timectl.go).
 	tc timeCtl
 	// replay: the source of a replay engine's frames (host/replay.go);
@@ -156,8 +158,6 @@ type Engine struct {
 	recScratch    []layout.EntityRecord // scratch of applyReplay
 	// ReplayDropped counts the valid commands of a replay, dropped.
 	ReplayDropped uint64
-	// rec is the flight recorder (recorder.go); nil when not recording.
-	rec *recorder
 }
 
 // New creates the segments and the control socket of an instance and
