@@ -51,6 +51,9 @@ type FrameStats struct {
 	Commands   int
 	Rejected   int
 	Total      time.Duration
+	// End: a replay engine's recording ended (or could not be read:
+	// Engine.ReplayErr); the frame was not run and Run returns.
+	End bool
 	// Paused: no frame ran (the engine is paused, host/timectl.go); Frame
 	// is the last that ran. Run reports one such turn per frame period.
 	Paused bool
@@ -143,6 +146,18 @@ type Engine struct {
 	rec *recorder
 	// tc: time control (host/timectl.go).
 	tc timeCtl
+	// replay: the source of a replay engine's frames (host/replay.go);
+	// replayEnded once it gave its last, replayErr why, if not the end.
+	replay      ReplaySource
+	replayEnded bool
+	replayErr   error
+	// replayRestart: a seek asked for a frame not after the current one
+	// (RunReplay replaces the engine).
+	replayRestart bool
+	restored      []int                 // scratch of applyReplay
+	recScratch    []layout.EntityRecord // scratch of applyReplay
+	// ReplayDropped counts the valid commands of a replay, dropped.
+	ReplayDropped uint64
 }
 
 // New creates the segments and the control socket of an instance and
@@ -357,6 +372,10 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 		run, period := e.tcTurn()
 		if run {
 			st := e.Step()
+			if st.End {
+				e.takeDeaths()
+				return e.replayErr
+			}
 			e.stepDone()
 			if onFrame != nil {
 				onFrame(st)
@@ -404,7 +423,20 @@ func (e *Engine) Step() FrameStats {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.handleDeaths()
-	e.frame++
+	var rf *ReplayFrame
+	if e.replay != nil {
+		ok := false
+		if !e.replayEnded {
+			e.w.Advance() // the restore stamps the version after it
+			rf, ok = e.nextReplay()
+		}
+		if !ok {
+			return FrameStats{Frame: e.frame, End: true}
+		}
+		e.frame = rf.Frame
+	} else {
+		e.frame++
+	}
 	st := FrameStats{Frame: e.frame}
 	if e.rec != nil {
 		t := time.Now()
@@ -419,28 +451,33 @@ func (e *Engine) Step() FrameStats {
 	if early {
 		e.prewake(start)
 	}
-	e.w.Advance()
-	dt := e.stepTime() // the period × the speed (host/timectl.go)
-	if e.sim != nil {
-		e.sim.Step(float32(dt.Seconds()))
-	}
-	st.Simulate = time.Since(start)
-
-	// Capture the frame's events into the shared log (and the recorder's
-	// copy).
-	evs := e.w.FrameEvents()
-	for _, ev := range evs {
-		if e.evw.Append(e.frame, uint16(ev.Type), ev.Payload) == nil && e.wake.active {
-			e.wake.saw(uint16(ev.Type)) // a module may wake on it (host/lifecycle.go)
+	if rf != nil {
+		st.Simulate = time.Since(start)
+		e.publishReplayEvents(rf) // the recorded events (host/replay.go)
+	} else {
+		e.w.Advance()
+		dt := e.stepTime() // the period × the speed (host/timectl.go)
+		if e.sim != nil {
+			e.sim.Step(float32(dt.Seconds()))
 		}
+		st.Simulate = time.Since(start)
+
+		// Capture the frame's events into the shared log (and the
+		// recorder's copy).
+		evs := e.w.FrameEvents()
+		for _, ev := range evs {
+			if e.evw.Append(e.frame, uint16(ev.Type), ev.Payload) == nil && e.wake.active {
+				e.wake.saw(uint16(ev.Type)) // a module may wake on it (host/lifecycle.go)
+			}
+		}
+		if e.rec != nil && len(evs) > 0 {
+			t := time.Now()
+			e.rec.addEvents(e.frame, evs, e.evw.MaxPayload())
+			e.rec.ftNanos.Add(uint64(time.Since(t)))
+		}
+		e.evw.Commit()
+		e.w.ClearEvents()
 	}
-	if e.rec != nil && len(evs) > 0 {
-		t := time.Now()
-		e.rec.addEvents(e.frame, evs, e.evw.MaxPayload())
-		e.rec.ftNanos.Add(uint64(time.Since(t)))
-	}
-	e.evw.Commit()
-	e.w.ClearEvents()
 
 	// Publish the latest full frame (GDB).
 	if !e.cfg.NoPrewake && !early {
@@ -476,6 +513,9 @@ func (e *Engine) Step() FrameStats {
 	st.Wait = time.Since(waitStart)
 	e.handleDeaths() // deaths seen during the wait: their rings are reset before playback
 	st.Commands, st.Rejected = e.playback()
+	if e.replay != nil {
+		e.ReplayDropped += uint64(st.Commands) // validated, counted, dropped (host/replay.go)
+	}
 	e.flushModStats()
 
 	// Slots unused for SlotIdle give their memory back (the punch runs on

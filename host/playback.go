@@ -52,6 +52,7 @@ func (e *Engine) playModule(m *Module) (applied, rejected int) {
 	m.play.MaxEventBytes = EventBurstFrames * m.play.EventBytesPerFrame
 	m.play.NoticeBytes = layout.EventRecordSize(layout.SystemEventCreatedSize)
 	m.play.BeginFrame(e.frame)
+	m.play.DryRun = e.replay != nil // a replay changes nothing (host/replay.go)
 	before := m.play.Stats
 	rec := e.rec
 	if rec != nil && rec.closed {

@@ -360,6 +360,7 @@ func (r *recorder) published(frame uint64) {
 	case r.inflight:
 		r.busy.Add(1)
 		r.w.NoteDropped()
+		return // its events and batches go with the next recorded frame
 	default:
 		s, f, err := r.pub.LeaseLatest(fsync.RecorderHolder)
 		if err == nil && f != frame { // not the frame just published: never expected
@@ -370,7 +371,7 @@ func (r *recorder) published(frame uint64) {
 			r.capErr.Add(1)
 			r.w.NoteDropped()
 			r.log.Warn("recorder: cannot lease the frame just published; frame dropped", "frame", frame, "err", err)
-			break
+			return // its events and batches go with the next recorded frame
 		}
 		r.held, r.inflight = s, true
 		r.done.Store(false)

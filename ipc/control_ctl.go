@@ -202,6 +202,8 @@ func ctlCtlCode(err error) string {
 
 // serveCtl answers the control request of an admitted-uid peer on c.
 func (s *ControlServer) serveCtl(c *net.UnixConn, peer PeerCred, req CtlRequest, derr error) {
+	s.ctlActive.Add(1)
+	defer s.ctlActive.Add(-1) // after the reply is written
 	refuse := func(err error) {
 		s.ctlRefusedN.Add(1)
 		if errors.Is(err, ErrBadCtl) {
@@ -302,3 +304,8 @@ func (e *CtlRefusal) Error() string { return e.Msg }
 
 // Unwrap returns the sentinel of the refusal's code.
 func (e *CtlRefusal) Unwrap() error { return e.sentinel }
+
+// CtlActive returns the time-control requests being served (until their
+// reply is written). A replay waits for 0 before it replaces its engine
+// after a seek back, so that the seek's reply is not cut by the close.
+func (s *ControlServer) CtlActive() int { return int(s.ctlActive.Load()) }

@@ -120,7 +120,9 @@ type ModuleConfig struct {
 	Name    string            `yaml:"name"`
 	Command []string          `yaml:"command"`
 	Env     map[string]string `yaml:"env"`
-	// Tier is "fast" (default) or "slow".
+	// Tier is "fast" or "slow"; empty (omitted): not passed, the module's
+	// own Spec.Tier (fast when the module names none). Like Every, an
+	// omitted tier must not override what the module declares.
 	Tier string `yaml:"tier"`
 	// Every is the tick frequency divider in frames, passed to the module as
 	// $FDP_EVERY; 0 (or omitted): not passed, the module's own Spec.Every
@@ -341,12 +343,6 @@ func ParseConfigWith(b []byte, d Defaults) (*Config, error) {
 	if d.ForceInstance != "" {
 		c.Instance = d.ForceInstance
 	}
-	for i := range c.Modules {
-		m := &c.Modules[i]
-		if m.Tier == "" {
-			m.Tier = TierFast
-		}
-	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -401,7 +397,7 @@ func (c *Config) Validate() error {
 		if err := validCommand(m.Command); err != nil {
 			return bad("%s: command: %v", where, err)
 		}
-		if m.Tier != TierFast && m.Tier != TierSlow {
+		if m.Tier != "" && m.Tier != TierFast && m.Tier != TierSlow {
 			return bad("%s: unknown tier %q (want %q or %q)", where, m.Tier, TierFast, TierSlow)
 		}
 		if m.Every < 0 || m.Every > layout.MaxEvery {

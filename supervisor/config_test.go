@@ -60,8 +60,14 @@ func TestLoadConfigFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	tel := c.Modules[0]
-	if tel.Tier != TierFast || tel.Every != 0 || tel.Group != "" {
-		t.Fatalf("defaults not applied (every omitted: 0, the module's own): %+v", tel)
+	if tel.Tier != "" || tel.Every != 0 || tel.Group != "" {
+		t.Fatalf("tier and every omitted must stay empty (the module's own Spec decides): %+v", tel)
+	}
+	// An omitted tier or every is not exported at all (not even empty): a
+	// module tells "the config said nothing" from a value by its absence.
+	env := childEnv([]string{"FDP_TIER=slow", "HOME=/h"}, nil, map[string]string{"FDP_TIER": tel.Tier, "FDP_EVERY": everyEnv(tel.Every)})
+	if slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "FDP_TIER") || strings.HasPrefix(kv, "FDP_EVERY") }) {
+		t.Fatalf("omitted tier/every exported or inherited: %q", env)
 	}
 	if everyEnv(0) != "" || everyEnv(6) != "6" {
 		t.Fatalf("$FDP_EVERY of every 0 and 6: %q %q", everyEnv(0), everyEnv(6))

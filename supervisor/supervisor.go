@@ -318,8 +318,10 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 	return s, nil
 }
 
-// childEnv returns base without the keys of extra and fdp, then fdp and extra
-// (sorted by key; extra wins over fdp).
+// childEnv returns base without the keys of extra and fdp, then fdp's
+// non-empty values and extra (sorted by key; extra wins over fdp). An empty
+// fdp value removes an inherited variable without exporting it empty: a
+// module must tell "the config said nothing" ($FDP_TIER unset) from a value.
 // everyEnv is $FDP_EVERY for a module's Every: empty (the module keeps its
 // own Spec.Every) for 0.
 func everyEnv(every int) string {
@@ -342,7 +344,7 @@ func childEnv(base []string, extra, fdp map[string]string) []string {
 		out = append(out, kv)
 	}
 	for _, k := range slices.Sorted(maps.Keys(fdp)) {
-		if _, ok := extra[k]; !ok {
+		if _, ok := extra[k]; !ok && fdp[k] != "" {
 			out = append(out, k+"="+fdp[k])
 		}
 	}

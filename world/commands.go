@@ -216,6 +216,10 @@ type Playback struct {
 	// "created" notice the engine publishes for it); a create whose notice
 	// does not fit is rejected with RejectEventQuota.
 	NoticeBytes int
+	// DryRun: Apply validates and counts, and changes nothing (a replay;
+	// dryrun.go).
+	DryRun      bool
+	dry         dryState
 	used        int    // event log bytes charged and not yet refilled
 	charged     int    // event log bytes charged in this batch
 	creditFrame uint64 // frame of the last refill
@@ -236,6 +240,7 @@ func (p *Playback) Begin() { p.BeginFrame(p.creditFrame + 1) }
 // (a new playback starts with a full bucket).
 func (p *Playback) BeginFrame(frame uint64) {
 	clear(p.temps)
+	p.dry.reset()
 	p.created = p.created[:0]
 	p.charged = 0
 	rate := p.EventBytesPerFrame
@@ -330,6 +335,9 @@ func (p *Playback) componentRef(typ uint16, payload []byte, checkAlive bool) (En
 // Apply validates and applies one command record. The error, if any, is a
 // *RejectError (errors.Is(err, ErrRejected)); the world is then unchanged.
 func (p *Playback) Apply(typ uint16, payload []byte) error {
+	if p.DryRun {
+		return p.validate(typ, payload)
+	}
 	w := p.w
 	switch typ {
 	case CmdCreate:
