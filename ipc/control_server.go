@@ -318,6 +318,10 @@ func ctlValidHello(h *Hello) error {
 		return bad("every 0 (only when woken) needs a wake_on")
 	case h.Every < 0 || h.Every > MaxEvery:
 		return bad("every %d, want 1..%d (0 with a wake_on)", h.Every, MaxEvery)
+	case h.MaxRuntime < 0:
+		// A negative runtime was taken for "absent" and defaulted: a
+		// client's sign bug would pass unseen.
+		return bad("max_runtime_ns %d, want ≥ 0 (0: the engine's default)", h.MaxRuntime)
 	case len(h.Components) > layout.MaxComponents:
 		return bad("%d components (max %d)", len(h.Components), layout.MaxComponents)
 	case len(h.MaskExt) > layout.MaxMaskWords-1:
