@@ -24,7 +24,7 @@ func TestLayoutTimeTable(t *testing.T) {
 	s := string(b)
 	i := strings.Index(s, "engine's time singleton (Go `world.Time`")
 	require.GreaterOrEqual(t, i, 0)
-	s = s[i:strings.Index(s[i:], "In Python:")+i]
+	s = s[i : strings.Index(s[i:], "In Python:")+i]
 	var fields []layout.FieldDesc
 	end := uint32(0)
 	for _, m := range regexp.MustCompile("(?m)^\\| (\\d+) \\| (\\d+) \\| ([^|]*) \\|$").FindAllStringSubmatch(s, -1) {
