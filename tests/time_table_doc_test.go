@@ -27,7 +27,7 @@ func TestLayoutTimeTable(t *testing.T) {
 	s = s[i : strings.Index(s[i:], "In Python:")+i]
 	var fields []layout.FieldDesc
 	end := uint32(0)
-	for _, m := range regexp.MustCompile("(?m)^\\| (\\d+) \\| (\\d+) \\| ([^|]*) \\|$").FindAllStringSubmatch(s, -1) {
+	for _, m := range regexp.MustCompile(`(?m)^\| (\d+) \| (\d+) \| ([^|]*) \|$`).FindAllStringSubmatch(s, -1) {
 		off, _ := strconv.Atoi(m[1])
 		size, _ := strconv.Atoi(m[2])
 		require.Equal(t, end, uint32(off), "row %q: the rows cover every byte in order", m[0])
