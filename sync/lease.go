@@ -123,9 +123,51 @@ func (p *Publisher) Holders(s int) layout.ModuleSet {
 	return p.holders[s]
 }
 
+// RecorderHolder is the lease holder id reserved for the engine's flight
+// recorder: one past the module slots (which are holder ids 0..255), so
+// that no module's lease is ever confused with it. Its leases live in the
+// publisher's memory like every holder's, but are not mirrored into the
+// leases segment (the segment's holder set has room for module slots
+// only); a slot it holds is out of the publish rotation and not trimmed.
+const RecorderHolder = MaxWatchedPins
+
+// LeaseLatest leases the latest published slot to holder id (only
+// RecorderHolder) and returns it and its frame. The publisher is
+// single-threaded: the engine leases on the frame thread right after a
+// publish and releases (ReleaseHolder) on the frame thread too, once the
+// goroutine that reads the slot has said it is done; meanwhile the slot is
+// never rewritten (not picked, not claimed, not trimmed), so the reader
+// needs no pin and no seqlock. It fails when nothing is published or id
+// already holds that slot.
+func (p *Publisher) LeaseLatest(id int) (int, uint64, error) {
+	if id != RecorderHolder {
+		return -1, 0, fmt.Errorf("lease of the latest slot by holder %d: only the recorder (%d) leases it", id, RecorderHolder)
+	}
+	s := p.latest
+	if s < 0 {
+		return -1, 0, errors.New("lease of the latest slot: nothing published")
+	}
+	if p.recHeld&(1<<uint(s)) != 0 {
+		return -1, 0, fmt.Errorf("lease of the latest slot %d: already held by the recorder", s)
+	}
+	p.recHeld |= 1 << uint(s)
+	return s, p.frame, nil
+}
+
+// RecorderHeld returns the slots the recorder holds, bit s for slot s.
+func (p *Publisher) RecorderHeld() uint64 { return p.recHeld }
+
 // ReleaseHolder drops holder id's lease on slot s. It fails with
 // ErrNotHolder if id does not hold it (an extra release).
 func (p *Publisher) ReleaseHolder(s, id int) error {
+	if id == RecorderHolder && s >= 0 && s < p.lw.Slots {
+		if p.recHeld&(1<<uint(s)) == 0 {
+			return ErrNotHolder
+		}
+		p.recHeld &^= 1 << uint(s)
+		p.released(s)
+		return nil
+	}
 	if s < 0 || s >= p.lw.Slots || id < 0 || id >= MaxWatchedPins {
 		return fmt.Errorf("release of slot %d by holder %d: out of range", s, id)
 	}
@@ -141,7 +183,7 @@ func (p *Publisher) ReleaseHolder(s, id int) error {
 // released notes that slot s may have lost its last holder: its unused
 // time (Trim) counts from now.
 func (p *Publisher) released(s int) {
-	if p.holders[s].Empty() {
+	if !p.slotLeased(s) {
 		p.lastUse[s] = max(p.lastUse[s], p.frame)
 	}
 }
@@ -149,10 +191,18 @@ func (p *Publisher) released(s int) {
 // ReleaseHolderAll drops every lease of holder id (it died) and returns how
 // many slots it held.
 func (p *Publisher) ReleaseHolderAll(id int) int {
+	n := 0
+	if id == RecorderHolder {
+		for s := 0; s < p.lw.Slots; s++ {
+			if p.ReleaseHolder(s, id) == nil {
+				n++
+			}
+		}
+		return n
+	}
 	if id < 0 || id >= MaxWatchedPins {
 		return 0
 	}
-	n := 0
 	for s := 0; s < p.lw.Slots; s++ {
 		if p.holders[s].Has(id) {
 			p.holders[s].Clear(id)
@@ -207,11 +257,11 @@ func (r *Reader) OpenLeased(s int) (*Frame, error) {
 }
 
 // LeasedSlots counts the slots currently leased to holders (the snapshot
-// memory held by SoD/convoy readers).
+// memory held by SoD/convoy readers, and the recorder's).
 func (p *Publisher) LeasedSlots() int {
 	n := 0
 	for s := 0; s < p.lw.Slots; s++ {
-		if !p.holders[s].Empty() {
+		if p.slotLeased(s) {
 			n++
 		}
 	}

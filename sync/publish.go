@@ -70,6 +70,9 @@ type Publisher struct {
 	// holders[s]: member i = holder id i (a module slot) leases slot s.
 	// Engine memory only: nothing another process writes can hold a slot.
 	holders [layout.MaxSlots]layout.ModuleSet
+	// recHeld: bit s = the flight recorder (RecorderHolder) leases slot s.
+	// Engine memory only, not mirrored (lease.go, LeaseLatest).
+	recHeld uint64
 
 	// Counters (also mirrored into the segment's stats line).
 	Publishes uint64
@@ -223,7 +226,9 @@ func (p *Publisher) Frame() uint64 { return p.frame }
 func (p *Publisher) Latest() int { return p.latest }
 
 // slotLeased reports whether slot s is leased to a holder (engine memory).
-func (p *Publisher) slotLeased(s int) bool { return !p.holders[s].Empty() }
+func (p *Publisher) slotLeased(s int) bool {
+	return !p.holders[s].Empty() || p.recHeld&(1<<uint(s)) != 0
+}
 
 // WatchPin makes the publisher honour the pin word at b[off:] (a module's
 // reader line, layout.OffMPin) under id (the module slot), replacing what

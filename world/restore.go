@@ -79,6 +79,7 @@ func (w *World) RestoreColumn(c int, id ComponentID, data []byte, version uint64
 	if w.comps[id].maxLen != 0 {
 		ch.arenas[id] = st
 	}
+	w.zeroDeadRows(ch, id) // Z1 (deadrows.go), whatever the restored frame held
 	ch.vers[id] = version
 	return nil
 }

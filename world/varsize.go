@@ -127,7 +127,12 @@ func (w *World) Kind(id ComponentID) ComponentKind {
 // arenaState is the bookkeeping of one chunk's arena for one variable-size
 // component: used, its high-water mark; live, the sum of align8(Len) of the
 // values of the chunk's rows that have the component (A2).
-type arenaState struct{ used, live int }
+//
+// peak is the largest used has ever been: a compaction lowers used and
+// zeroes the bytes its values left (Z1, deadrows.go), and ChunkColumn hands
+// the copy the arena up to peak, so that a slot that held the arena at its
+// longer length gets those zeros too instead of keeping the old values.
+type arenaState struct{ used, live, peak int }
 
 func align8(n int) int { return (n + layout.ArenaAlign - 1) &^ (layout.ArenaAlign - 1) }
 
@@ -190,11 +195,13 @@ func (w *World) setVar(ch *chunk, r []uint64, row int, id ComponentID, b []byte,
 	}
 	need, had := align8(n), align8(int(old.Len))
 	off := int(old.Off)
+	compacted := -1 // the arena's used bytes before a compaction
 	switch {
 	case has && need <= had: // in place (the tail it frees is reclaimed by a compaction)
 	case st.used+need <= c.arena:
 		off = st.used
 	case st.live-had+need <= c.arena:
+		compacted = st.used
 		w.compact(ch, id, row)
 		off = st.used
 	default:
@@ -209,7 +216,20 @@ func (w *World) setVar(ch *chunk, r []uint64, row int, id ComponentID, b []byte,
 	} else {
 		copy(arena[off:off+n], s)
 	}
+	// Z1 (deadrows.go): what the old value (or, after a compaction, the
+	// values that moved) took and the new one does not is zeroed.
+	switch {
+	case compacted >= 0:
+		w.zeroArena(ch, id, st.used+n, compacted) // st.used: the compacted values' end, where a non-empty value went
+	case has:
+		if off == int(old.Off) {
+			w.zeroArena(ch, id, off+n, off+had)
+		} else {
+			w.zeroArena(ch, id, int(old.Off), int(old.Off)+had)
+		}
+	}
 	st.used = max(st.used, off+need)
+	st.peak = max(st.peak, st.used)
 	st.live += need - had
 	// row adds the component if absent (with its lifecycle event), lists
 	// the chunk as touched (dirty.go, D1) and stamps the version.
@@ -238,6 +258,11 @@ func (w *World) compact(ch *chunk, id ComponentID, skip int) {
 		if v.n > 0 {
 			off = at
 			copy(arena[at:at+v.n], arena[v.off:v.off+v.n]) // at <= v.off (offset order): copy handles the overlap
+			// Z1 (deadrows.go): the padding after the moved value held
+			// whatever was there; the next value's source starts at or
+			// after v.off+align8(v.n) >= at+align8(v.n), so this clears
+			// nothing still to move.
+			clear(arena[at+v.n : at+align8(v.n)])
 		}
 		layout.EncodeHandle(col[v.row*layout.BytesHandleSize:], layout.BytesHandle{Off: uint32(off), Len: uint32(v.n)})
 		at += align8(v.n)
@@ -276,7 +301,7 @@ func (w *World) GetString(e Entity, id ComponentID) (string, bool) {
 }
 
 // varRemoved accounts for row's value of id leaving the arena (Remove,
-// Destroy): the row keeps its handle bytes, which no longer mean anything.
+// Destroy); the caller then zeroes the row and the value (zeroRow).
 func (w *World) varRemoved(ch *chunk, row int, id ComponentID) {
 	if w.comps[id].maxLen != 0 {
 		ch.arenas[id].live -= align8(int(handleAt(ch.cols[id], row).Len))
@@ -335,5 +360,6 @@ func (w *World) restoreArena(ch *chunk, id ComponentID, col []byte) (arenaState,
 			return st, fmt.Errorf("rows %d and %d: values overlap", spans[i-1].row, spans[i].row)
 		}
 	}
+	st.peak = st.used
 	return st, nil
 }

@@ -235,7 +235,8 @@ func runBytesModel(t *testing.T, seed int64) (full, compacted int) {
 	for step := 0; step < 1500; step++ {
 		where := fmt.Sprintf("seed %d step %d", seed, step)
 		w.Advance()
-		switch op := rng.Intn(10); {
+		op := rng.Intn(10)
+		switch {
 		case op < 2:
 			e, err := w.Create()
 			if err != nil {
@@ -297,6 +298,7 @@ func runBytesModel(t *testing.T, seed int64) (full, compacted int) {
 			}
 		}
 		checkArena(t, w)
+		w.z1Check(t, where)
 		for e, vals := range model {
 			for _, k := range comps {
 				got, ok := w.GetBytes(e, k)

@@ -300,7 +300,8 @@ func (w *World) IsAlive(e Entity) bool {
 }
 
 // Destroy destroys e: its components are removed (their change versions
-// stamped), its generation is bumped and its index queued for reuse.
+// stamped, their rows zeroed: Z1, deadrows.go), its generation is bumped and
+// its index queued for reuse.
 // Generations wrap from 2^32-1 to 1.
 func (w *World) Destroy(e Entity) error {
 	ch, r, row, ok := w.lookup(e)
@@ -317,6 +318,7 @@ func (w *World) Destroy(e Entity) error {
 			ch.counts[k]--
 			ch.vers[k] = w.version
 			w.varRemoved(ch, row, ComponentID(k))
+			w.zeroRow(ch, row, ComponentID(k)) // Z1 (deadrows.go)
 		}
 	}
 	clear(r[1:])
@@ -404,7 +406,7 @@ func (w *World) Add(e Entity, id ComponentID) error {
 }
 
 // Remove removes component id from e (ErrAbsent if not present). The column
-// bytes of the row are left as they are.
+// bytes of the row are zeroed (Z1, deadrows.go).
 func (w *World) Remove(e Entity, id ComponentID) error {
 	ch, r, row, err := w.target(e, id)
 	if err != nil {
@@ -414,6 +416,7 @@ func (w *World) Remove(e Entity, id ComponentID) error {
 		return ErrAbsent
 	}
 	w.varRemoved(ch, row, id)
+	w.zeroRow(ch, row, id)
 	r[1+id>>6] &^= 1 << (id & 63)
 	ch.counts[id]--
 	w.touch(ch)
@@ -550,13 +553,13 @@ func (w *World) ChunkComponentVersion(c int, id ComponentID) uint64 {
 // ChunkColumn returns the raw column of component id in chunk c
 // (ChunkCapacity*Size bytes), or nil if it was never allocated. Read only.
 //
-// A variable-size component's column is its handles followed by the used
-// prefix of the chunk's arena (varsize.go): what a copy needs, in the
-// slot's layout.
+// A variable-size component's column is its handles followed by the
+// prefix of the chunk's arena that was ever used (varsize.go, peak: zeros
+// past the used bytes): what a copy needs, in the slot's layout.
 func (w *World) ChunkColumn(c int, id ComponentID) []byte {
 	if ch := w.chunkAt(c); ch != nil && int(id) < len(w.comps) {
 		if col := ch.cols[id]; col != nil && w.comps[id].maxLen != 0 {
-			return col[:w.capacity*w.comps[id].size+ch.arenas[id].used]
+			return col[:w.capacity*w.comps[id].size+ch.arenas[id].peak] // zeros past used (Z1)
 		}
 		return ch.cols[id]
 	}
