@@ -53,6 +53,9 @@ type FrameStats struct {
 	// End: a replay engine's recording ended (or could not be read:
 	// Engine.ReplayErr); the frame was not run and Run returns.
 	End bool
+	// Waiting: a replay engine's source had no frame yet (ErrReplayWait,
+	// a mirror between frames of its stream): nothing ran or was published.
+	Waiting bool
 }
 
 // Engine owns the live world and publishes it each frame.
@@ -150,6 +153,11 @@ type Engine struct {
 	replayRestart bool
 	// ReplayDropped counts the valid commands of a replay, dropped.
 	ReplayDropped uint64
+	// forward: a mirror's hook for the modules' batches (host/remote.go);
+	// remote: the batches of modules on other hosts (host/remote.go).
+	forward func(ForwardBatch)
+	remote  remoteState
+	fwdBuf  []byte
 }
 
 // New creates the segments and the control socket of an instance and
@@ -204,6 +212,7 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 		Handler:    e.admit,
 		OnClose:    e.onClose,
 		Ctl:        e.ctlRequest,
+		Remote:     e.remoteRequest,
 		OnError:    func(err error) { e.log.Warn("control plane", "err", err) }, // rate-limited by ipc
 		AllowUIDs:  cfg.AllowUIDs,
 	})
@@ -356,7 +365,7 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 				e.takeDeaths()
 				return e.replayErr
 			}
-			if onFrame != nil {
+			if onFrame != nil && !st.Waiting {
 				onFrame(st)
 			}
 		} else {
@@ -405,6 +414,9 @@ func (e *Engine) Step() FrameStats {
 		if !e.replayEnded {
 			e.w.Advance() // the restore stamps the version after it
 			rf, ok = e.nextReplay()
+		}
+		if !ok && !e.replayEnded {
+			return FrameStats{Frame: e.frame, Waiting: true} // ErrReplayWait
 		}
 		if !ok {
 			return FrameStats{Frame: e.frame, End: true}
@@ -472,6 +484,7 @@ func (e *Engine) Step() FrameStats {
 	st.Wait = time.Since(waitStart)
 	e.handleDeaths() // deaths seen during the wait: their rings are reset before playback
 	st.Commands, st.Rejected = e.playback()
+	e.playRemote()
 	if e.replay != nil {
 		e.ReplayDropped += uint64(st.Commands) // validated, counted, dropped (host/replay.go)
 	}
