@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/fdp-engine/fdp/inspect"
+	"github.com/fdp-engine/fdp/record"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/spf13/cobra"
 )
@@ -84,16 +85,21 @@ func isFileArg(a string) bool {
 func newDumpCmd() *cobra.Command {
 	var asJSON, chunks bool
 	c := &cobra.Command{
-		Use:   "dump SEGMENT|PATH | dump INSTANCE KIND",
-		Short: "Decode a segment read-only (common header, world slots, leases, event log, module ring and statistics)",
-		Long: "Decode any FDP segment read-only. An argument that names an existing file (relative or absolute) or contains\n" +
+		Use:   "dump SEGMENT|PATH|RECORDING | dump INSTANCE KIND",
+		Short: "Decode a segment read-only (common header, world slots, leases, event log, module ring and statistics) or a recording",
+		Long: "Decode any FDP segment or recording read-only. An argument that names an existing file (relative or absolute) or contains\n" +
 			"'/' is read as that file (PATH); otherwise it is a SEGMENT name in the segment directory (fdp.demo.world or\n" +
 			"demo.world). Or give INSTANCE and KIND (demo world, demo mod.0). It never writes or blocks.\n" +
+			"A PATH that is a recording (engine run --record) shows its header, frame count, keyframe index, compression\n" +
+			"ratio and per-frame sizes, after reading and checking every frame.\n" +
 			"Exits non-zero on a corrupt, truncated or foreign segment, and after printing when live data is inconsistent.",
 		Args: cobra.RangeArgs(1, 2),
 
 		ValidArgsFunction: completeSegment(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 && isFileArg(args[0]) && record.IsRecording(args[0]) {
+				return dumpRecording(cmd, args[0], asJSON)
+			}
 			seg, err := openSegment(args)
 			if err != nil {
 				return err
@@ -122,4 +128,30 @@ func newDumpCmd() *cobra.Command {
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	c.Flags().BoolVar(&chunks, "chunks", false, "include the header of every chunk in use of every world slot")
 	return c
+}
+
+// dumpRecording is `engine dump FILE` of a recording: the report of
+// record.Inspect (every frame read and applied); it exits non-zero after
+// printing when the recording is damaged.
+func dumpRecording(cmd *cobra.Command, path string, asJSON bool) error {
+	r, err := record.Open(path)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	rep := record.Inspect(r)
+	rep.Source = path
+	w := cmd.OutOrStdout()
+	if asJSON {
+		err = writeJSON(w, rep, true)
+	} else {
+		err = rep.Text(w)
+	}
+	if err != nil {
+		return err
+	}
+	if err := rep.Err(); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }

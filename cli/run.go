@@ -8,12 +8,14 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/internal/logs"
+	"github.com/fdp-engine/fdp/ipc"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/metrics"
 	"github.com/fdp-engine/fdp/shm"
@@ -289,7 +291,23 @@ func statusLine(eng *host.Engine, st host.FrameStats, entities int, d time.Durat
 	if refused > 0 {
 		line += fmt.Sprintf("  snapshots refused %d", refused)
 	}
-	return line
+	return line + timeText(eng.TimeControl())
+}
+
+// timeText is the status line's time control: nothing when running at
+// speed 1.
+func timeText(tc ipc.CtlState) string {
+	s := ""
+	if tc.Speed != 1 {
+		s += "  speed " + strconv.FormatFloat(tc.Speed, 'g', -1, 64)
+	}
+	if tc.Paused {
+		s += "  PAUSED"
+		if tc.Steps > 0 {
+			s += fmt.Sprintf(" (%d steps pending)", tc.Steps)
+		}
+	}
+	return s
 }
 
 // printSummary prints what the engine did: frames, publishes, validation,
@@ -308,6 +326,12 @@ func printSummary(w io.Writer, eng *host.Engine, d time.Duration, commands, reje
 	cs := eng.ControlStats()
 	pf("validation: slot state reclaimed %d, hellos refused for their mask %d, for a name of another uid %d, peers refused for their uid %d (of %d connections refused), implausible wake reports ignored %d\n",
 		eng.ReclaimedReaders, eng.BadMasks, eng.NamesRefused(), cs.PeerRefused, cs.Refused, eng.BadWakeReports)
+	tc, state := eng.TimeControl(), "running"
+	if tc.Paused {
+		state = "paused"
+	}
+	pf("time control: %d requests served, %d refused (%d malformed); ended %s at speed %s\n",
+		cs.CtlServed, cs.CtlRefused, cs.BadCtl, state, strconv.FormatFloat(tc.Speed, 'g', -1, 64))
 	pf("snapshots (SoD/convoy) %d, %.1f MB copied; pool reuse %s: snapshots into a slot that already held a frame, copying only changes; %d refused to a due group (%d of them for memory)\n",
 		eng.Snapshots, float64(eng.SnapBytes)/1e6, reuseRate(p.SnapshotsReused, p.Snapshots), eng.Bounds().SnapshotsRefused, p.SnapNoSpace)
 	trim := fmt.Sprintf("%d slots trimmed after %v unused", p.Trimmed, eng.Config().SlotIdle)

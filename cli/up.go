@@ -266,8 +266,9 @@ func newHeartbeats(instance string) *heartbeats {
 
 // last returns the last heartbeat of child name. For a module, false when it
 // has no segment of the running engine or has not beaten yet. For the
-// engine, always true when a world segment exists: the zero time when
-// nothing was published.
+// engine, always true when a world segment exists: its last publish, or
+// its last paused turn when later (a paused engine is not hung); the zero
+// time when nothing was published.
 func (h *heartbeats) last(name string) (time.Time, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -276,7 +277,9 @@ func (h *heartbeats) last(name string) (time.Time, bool) {
 		if w == nil {
 			return time.Time{}, true // not created yet: never published
 		}
-		if v := layout.Load64(w.Data, layout.OffWStatHeartbeat); v != 0 {
+		// A paused engine publishes nothing but beats at every turn of its
+		// frame loop (layout.OffWTimeBeat): it is alive, not stalled.
+		if v := max(layout.Load64(w.Data, layout.OffWStatHeartbeat), layout.Load64(w.Data, layout.OffWTimeBeat)); v != 0 {
 			return time.Unix(0, int64(v)), true
 		}
 		return time.Time{}, true

@@ -56,6 +56,9 @@ type FrameStats struct {
 	// Waiting: a replay engine's source had no frame yet (ErrReplayWait,
 	// a mirror between frames of its stream): nothing ran or was published.
 	Waiting bool
+	// Paused: no frame ran (the engine is paused, host/timectl.go); Frame
+	// is the last that ran. Run reports one such turn per frame period.
+	Paused bool
 }
 
 // Engine owns the live world and publishes it each frame.
@@ -297,7 +300,9 @@ func (e *Engine) Close() error {
 	return first
 }
 
-// Run runs frames at the configured rate until ctx is done.
+// Run runs frames at the configured rate until ctx is done, calling
+// onFrame after each; while the engine is paused (host/timectl.go) it runs
+// none and calls onFrame once per frame period with FrameStats.Paused.
 //
 // Frames run with debug.SetPanicOnFault: a memory fault in one of the
 // engine's own segments (a segment file truncated under the engine, which
@@ -370,6 +375,9 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 			}
 		} else {
 			e.pausedTurn()
+			if onFrame != nil {
+				onFrame(FrameStats{Frame: e.frame, Paused: true})
+			}
 		}
 		next = next.Add(period)
 		if d := time.Until(next); d > 0 {

@@ -184,7 +184,7 @@ func requireTime(t testing.TB, w *world.World, frame uint64, rate int) {
 	tm, ok := world.GetSingleton[world.Time](w)
 	require.True(t, ok, "time singleton set")
 	dt := int64(time.Second / time.Duration(rate))
-	require.Equal(t, world.Time{Frame: frame, Nanos: int64(frame) * dt, Dt: dt}, tm)
+	require.Equal(t, world.Time{Frame: frame, Nanos: int64(frame) * dt, Dt: dt, Scale: 1}, tm)
 }
 
 // childRate is the frame rate of the recovery tests' engine process.
@@ -375,7 +375,7 @@ func TestRecoverAfterKill(t *testing.T) {
 		require.Equal(t, info.Frame+1, e.Publisher().Frame())
 		tm, _ := world.GetSingleton[world.Time](w)
 		dt := int64(time.Second / 60)
-		require.Equal(t, world.Time{Frame: info.Frame + 1, Nanos: int64(info.Frame)*int64(time.Second/childRate) + dt, Dt: dt}, tm)
+		require.Equal(t, world.Time{Frame: info.Frame + 1, Nanos: int64(info.Frame)*int64(time.Second/childRate) + dt, Dt: dt, Scale: 1}, tm)
 		require.Error(t, e.ResumeAfter(info.Frame), "resume after the first step")
 		require.NoError(t, e.Close())
 		left, err := shm.List()

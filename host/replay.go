@@ -32,6 +32,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/world"
@@ -262,6 +263,9 @@ type ReplayOptions struct {
 	// Speed is the initial speed (time control's `speed`: the publication
 	// rate is the frame rate × Speed); 0 is 1.
 	Speed float64
+	// Paused: start paused, showing the first frame (then `engine ctl`
+	// step or resume).
+	Paused bool
 	// OnEngine is called with every engine RunReplay starts (a backward
 	// seek or a loop starts a new one), before its first frame.
 	OnEngine func(*Engine)
@@ -282,7 +286,10 @@ type ReplayOptions struct {
 // and the new event log holds the recorded events from that frame on. The
 // pause and speed carry over; a paused replay shows the frame asked.
 func RunReplay(ctx context.Context, cfg Config, newWorld func() (*world.World, error), rec Recording, opt ReplayOptions, onFrame func(FrameStats)) error {
-	paused, steps, speed := false, uint64(0), opt.Speed
+	paused, steps, speed := opt.Paused, uint64(0), opt.Speed
+	if paused {
+		steps = 1 // the first frame is shown
+	}
 	if speed == 0 {
 		speed = 1
 	}
@@ -307,6 +314,13 @@ func RunReplay(ctx context.Context, cfg Config, newWorld func() (*world.World, e
 		st := e.TimeControl()
 		paused, speed = st.Paused, st.Speed
 		restart, ended := e.replayRestart, e.replayEnded && e.replayErr == nil && !e.replayRestart
+		if restart {
+			// The seek's reply is written after the frame thread took the
+			// seek: let it out before the close cuts its connection.
+			for deadline := time.Now().Add(2 * time.Second); e.ctl.CtlActive() > 0 && time.Now().Before(deadline); {
+				time.Sleep(100 * time.Microsecond) // polling the condition, bounded
+			}
+		}
 		e.Close()
 		switch {
 		case err != nil || ctx.Err() != nil:

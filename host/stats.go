@@ -53,6 +53,13 @@ type Stats struct {
 	// ShmBytes is the shared memory the world segment holds
 	// (Publisher.Backed).
 	ShmBytes int64
+	// Paused, Speed and StepsPending are the time control
+	// (host/timectl.go); Control the control plane's counters (time-control
+	// requests served and refused among them).
+	Paused       bool
+	Speed        float64
+	StepsPending uint64
+	Control      ipc.ControlStats
 	// Modules are the module table, in slot order.
 	Modules []StatsModule
 }
@@ -162,6 +169,10 @@ func (e *Engine) copyStats() {
 		SnapshotsRefused: e.SnapshotsRefused, SlotsReused: e.SlotsReused, ModulesRefused: e.ModulesRefused}
 	s.Events = e.evw.Stats()
 	s.ShmBytes = p.Backed()
+	e.tc.mu.Lock()
+	s.Paused, s.Speed, s.StepsPending = e.tc.paused, e.tc.speed, e.tc.steps
+	e.tc.mu.Unlock()
+	s.Control = e.ctl.Stats()
 	// The box has room for MaxModules (CopyStats), the most e.mods holds.
 	s.Modules = s.Modules[:min(len(e.mods), cap(s.Modules))]
 	for i := range s.Modules {

@@ -194,10 +194,7 @@ func (e *Engine) tcTurn() (run bool, period time.Duration) {
 		tc.steps--
 		tc.changed = true
 	}
-	period = e.period
-	if tc.replayer != nil {
-		period = time.Duration(float64(e.period) / tc.speed)
-	}
+	period = e.periodLocked()
 	if tc.changed || (!run && tc.paused) {
 		st := layout.TimeRunning
 		if tc.paused {
@@ -213,6 +210,15 @@ func (e *Engine) tcTurn() (run bool, period time.Duration) {
 		tc.changed = false
 	}
 	return run, period
+}
+
+// periodLocked is the time between two turns of Run: the frame period,
+// divided by the speed in a replay (T3). Called with tc.mu held.
+func (e *Engine) periodLocked() time.Duration {
+	if e.tc.replayer != nil {
+		return time.Duration(float64(e.period) / e.tc.speed)
+	}
+	return e.period
 }
 
 // pausedTurn is a turn of Run that runs no frame (T1).

@@ -193,6 +193,7 @@ func ReadWorldStats(w *layout.World) (WorldStats, LatestReport) {
 		ShmHeld:          ld64(b, layout.OffWStatBacked),
 		ShmLimit:         ld64(b, layout.OffWStatShmLimit),
 		Trimmed:          ld64(b, layout.OffWStatTrimmed),
+		Time:             timeControlReport(b),
 	}
 	var lr LatestReport
 	if f, s, ok := layout.UnpackLatest(ld64(b, layout.OffWLatest)); ok {

@@ -8,6 +8,13 @@
 // seqlock word changes while it is being read is reported as not stable.
 package inspect
 
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/fdp-engine/fdp/layout"
+)
+
 // Report is the decoded content of one segment. Exactly one of World,
 // Leases, Events and Module is set once the segment is ready.
 type Report struct {
@@ -123,17 +130,39 @@ type LatestReport struct {
 	Slot      int    `json:"slot"`
 }
 
+// TimeControlReport is the engine's time control as its world segment
+// says (layout/timectl.go): paused or running, the speed, the steps of a
+// `ctl step` not run yet, whether the instance is a replay, and the
+// engine's last turn while paused (its heartbeat when it publishes nothing).
+type TimeControlReport struct {
+	State          string  `json:"state"` // layout.TimeState: running, paused
+	Paused         bool    `json:"paused"`
+	Speed          float64 `json:"speed"`
+	StepsPending   uint64  `json:"steps_pending"`
+	Replay         bool    `json:"replay"`
+	PausedBeatNano uint64  `json:"paused_heartbeat_unix_ns"`
+}
+
+// timeControlReport reads the time-control words of a world segment.
+func timeControlReport(b []byte) TimeControlReport {
+	tc := layout.LoadTimeControl(b)
+	return TimeControlReport{State: tc.State.String(), Paused: tc.State == layout.TimePaused, Speed: tc.Speed,
+		StepsPending: tc.Steps, Replay: tc.Replay, PausedBeatNano: tc.Beat}
+}
+
 // WorldStats is the statistics line of a world segment.
 type WorldStats struct {
-	Publishes        uint64 `json:"publishes"`
-	Skipped          uint64 `json:"skipped"`
-	LastPublishNano  uint64 `json:"last_publish_ns"`
-	BytesCopied      uint64 `json:"bytes_copied"`
-	ChunksCopied     uint64 `json:"chunks_copied"`
-	HeartbeatNano    uint64 `json:"heartbeat_unix_ns"`
-	Aborted          uint64 `json:"aborted"`
-	FrameNano        uint64 `json:"frame_ns"`
-	SnapshotsRefused uint64 `json:"snapshots_refused"` // snapshots refused a due convoy group (no free slot, or no memory)
+	// Time is the engine's time control (paused, speed).
+	Time             TimeControlReport `json:"time_control"`
+	Publishes        uint64            `json:"publishes"`
+	Skipped          uint64            `json:"skipped"`
+	LastPublishNano  uint64            `json:"last_publish_ns"`
+	BytesCopied      uint64            `json:"bytes_copied"`
+	ChunksCopied     uint64            `json:"chunks_copied"`
+	HeartbeatNano    uint64            `json:"heartbeat_unix_ns"`
+	Aborted          uint64            `json:"aborted"`
+	FrameNano        uint64            `json:"frame_ns"`
+	SnapshotsRefused uint64            `json:"snapshots_refused"` // snapshots refused a due convoy group (no free slot, or no memory)
 	// SnapshotsNoSpace are the refused snapshots (part of SnapshotsRefused)
 	// whose slot could not be given memory: the shared-memory limit or a
 	// full file system.
@@ -369,4 +398,21 @@ type RingReport struct {
 	ConsRecords    uint64 `json:"consumer_records"`
 	ConsBad        uint64 `json:"consumer_bad"`
 	ConsResets     uint64 `json:"consumer_resets"`
+}
+
+// timeText says the time control for people: "running, speed 1",
+// "PAUSED, speed 0.5, 3 steps pending", with ", replay" for a replay.
+func timeText(t TimeControlReport) string {
+	s := t.State
+	if t.Paused {
+		s = "PAUSED"
+	}
+	s += ", speed " + strconv.FormatFloat(t.Speed, 'g', -1, 64)
+	if t.StepsPending > 0 {
+		s += fmt.Sprintf(", %d steps pending", t.StepsPending)
+	}
+	if t.Replay {
+		s += ", replay"
+	}
+	return s
 }

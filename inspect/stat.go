@@ -105,19 +105,21 @@ type StatLine struct {
 	// now, and over the interval the slots trimmed, the snapshots refused
 	// for memory (part of snapshots_refused) and the publishes skipped for
 	// memory (part of skipped).
-	ShmHeld               uint64      `json:"shm_held_bytes"`
-	ShmHeldDelta          int64       `json:"shm_held_delta"` // may be negative: trims give memory back
-	ShmLimit              uint64      `json:"shm_limit_bytes"`
-	Trimmed               uint64      `json:"slots_trimmed"`
-	TrimmedDelta          uint64      `json:"slots_trimmed_delta"`
-	SnapshotsNoSpace      uint64      `json:"snapshots_refused_no_space"`
-	SnapshotsNoSpaceDelta uint64      `json:"snapshots_refused_no_space_delta"`
-	SkippedNoSpace        uint64      `json:"skipped_no_space"`
-	SkippedNoSpaceDelta   uint64      `json:"skipped_no_space_delta"`
-	BytesPerSec           float64     `json:"bytes_per_sec"`
-	LastPublishNano       uint64      `json:"last_publish_ns"`
-	FrameNano             uint64      `json:"frame_ns"`
-	Readers               []ReaderLag `json:"readers"`
+	ShmHeld               uint64  `json:"shm_held_bytes"`
+	ShmHeldDelta          int64   `json:"shm_held_delta"` // may be negative: trims give memory back
+	ShmLimit              uint64  `json:"shm_limit_bytes"`
+	Trimmed               uint64  `json:"slots_trimmed"`
+	TrimmedDelta          uint64  `json:"slots_trimmed_delta"`
+	SnapshotsNoSpace      uint64  `json:"snapshots_refused_no_space"`
+	SnapshotsNoSpaceDelta uint64  `json:"snapshots_refused_no_space_delta"`
+	SkippedNoSpace        uint64  `json:"skipped_no_space"`
+	SkippedNoSpaceDelta   uint64  `json:"skipped_no_space_delta"`
+	BytesPerSec           float64 `json:"bytes_per_sec"`
+	LastPublishNano       uint64  `json:"last_publish_ns"`
+	FrameNano             uint64  `json:"frame_ns"`
+	// Time is the engine's time control (paused, speed, steps pending).
+	TimeControl TimeControlReport `json:"time_control"`
+	Readers     []ReaderLag       `json:"readers"`
 	// Modules are the statistics blocks of the instance's module segments.
 	Modules []ModuleStatLine `json:"modules"`
 }
@@ -182,6 +184,7 @@ func Rates(prev, cur *Sample) StatLine {
 		LastPublish:           FormatUnixNano(int64(cur.Stats.HeartbeatNano)),
 		LastPublishNano:       cur.Stats.LastPublishNano,
 		FrameNano:             cur.Stats.FrameNano,
+		TimeControl:           cur.Stats.Time,
 		Readers:               []ReaderLag{},
 		Modules:               []ModuleStatLine{},
 	}
@@ -251,6 +254,7 @@ func StatText(w io.Writer, s StatLine) error {
 		fmt.Fprintf(&b, "\n  shm held %s (%+d)  limit %s  trimmed %d (+%d)  snapshots refused for memory %d (+%d)  publishes skipped for memory %d (+%d)",
 			humanBytes(float64(s.ShmHeld)), s.ShmHeldDelta, limitText(s.ShmLimit), s.Trimmed, s.TrimmedDelta,
 			s.SnapshotsNoSpace, s.SnapshotsNoSpaceDelta, s.SkippedNoSpace, s.SkippedNoSpaceDelta)
+		fmt.Fprintf(&b, "\n  time %s", timeText(s.TimeControl))
 	} else {
 		fmt.Fprintf(&b, "%s  nothing published yet", s.Instance)
 	}

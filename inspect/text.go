@@ -106,6 +106,7 @@ func (p *printer) world(w *WorldReport) {
 	s := w.Stats
 	p.f("stats      publishes %d   skipped %d   aborted %d   snapshots refused %d   bytes %d   chunks %d   last publish %s   frame %s   heartbeat %s\n",
 		s.Publishes, s.Skipped, s.Aborted, s.SnapshotsRefused, s.BytesCopied, s.ChunksCopied, dur(s.LastPublishNano), dur(s.FrameNano), FormatUnixNano(int64(s.HeartbeatNano)))
+	p.f("time       %s\n", timeText(s.Time))
 	p.f("memory     held %d (%s)   limit %s   fixed %d   slots %d   trimmed %d   snapshots refused for memory %d   publishes skipped for memory %d\n",
 		s.ShmHeld, humanBytes(float64(s.ShmHeld)), limitText(s.ShmLimit), w.FixedBytes, w.SlotsBackedBytes, s.Trimmed, s.SnapshotsNoSpace, s.SkippedNoSpace)
 	p.f("\ncomponents\n")

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"os"
@@ -144,15 +145,21 @@ type ctlEnvelope struct {
 // ctlDecode returns the control request in msg, ok false when msg is not
 // one (a hello), or an ErrBadCtl error for a malformed one.
 func ctlDecode(msg []byte) (req CtlRequest, ok bool, err error) {
+	// The first JSON value decides: trailing data after an object with
+	// "ctl" makes a malformed request, not a hello.
 	var env ctlEnvelope
-	if json.Unmarshal(msg, &env) != nil || env.Ctl == nil {
+	first := json.NewDecoder(bytes.NewReader(msg))
+	if first.Decode(&env) != nil || env.Ctl == nil {
 		return req, false, nil
+	}
+	if _, err := first.Token(); err != io.EOF {
+		return req, true, fmt.Errorf("%w: trailing data after the request", ErrBadCtl)
 	}
 	if bytes.Equal(bytes.TrimSpace(env.Ctl), []byte("null")) {
 		return req, true, fmt.Errorf("%w: \"ctl\" is null", ErrBadCtl)
 	}
 	var top map[string]json.RawMessage
-	if err := json.Unmarshal(msg, &top); err == nil && len(top) != 1 {
+	if err := json.Unmarshal(msg, &top); err != nil || len(top) != 1 {
 		return req, true, fmt.Errorf("%w: a control request has the one key \"ctl\", this one has %d", ErrBadCtl, len(top))
 	}
 	d := json.NewDecoder(bytes.NewReader(env.Ctl))
@@ -195,6 +202,8 @@ func ctlCtlCode(err error) string {
 
 // serveCtl answers the control request of an admitted-uid peer on c.
 func (s *ControlServer) serveCtl(c *net.UnixConn, peer PeerCred, req CtlRequest, derr error) {
+	s.ctlActive.Add(1)
+	defer s.ctlActive.Add(-1) // after the reply is written
 	refuse := func(err error) {
 		s.ctlRefusedN.Add(1)
 		if errors.Is(err, ErrBadCtl) {
@@ -295,3 +304,8 @@ func (e *CtlRefusal) Error() string { return e.Msg }
 
 // Unwrap returns the sentinel of the refusal's code.
 func (e *CtlRefusal) Unwrap() error { return e.sentinel }
+
+// CtlActive returns the time-control requests being served (until their
+// reply is written). A replay waits for 0 before it replaces its engine
+// after a seek back, so that the seek's reply is not cut by the close.
+func (s *ControlServer) CtlActive() int { return int(s.ctlActive.Load()) }

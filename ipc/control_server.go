@@ -88,6 +88,7 @@ type ControlServer struct {
 
 	accepted, refused, peerRefused, closedN, badHellos atomic.Uint64
 	ctlServed, ctlRefusedN, badCtl                     atomic.Uint64
+	ctlActive                                          atomic.Int32 // requests being served (CtlActive)
 }
 
 // report passes err to OnError, rate-limited (see ControlConfig.OnError).

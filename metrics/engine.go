@@ -49,6 +49,9 @@ var (
 	dEventsRej    = newDesc("fdp_engine_events_rejected_total", "Event appends the log refused (payload too large).")
 	dWake         = newDesc("fdp_engine_tick_wake_latency_seconds", "Fast-tier tick wake latency as the modules measured it (the engine's tick stamp to the module's wake).")
 	dShm          = newDesc("fdp_engine_shm_bytes", "Shared memory the world segment holds.")
+	dPaused       = newDesc("fdp_engine_paused", "1 while the engine is paused (engine ctl INSTANCE pause): no frame runs but the steps asked.")
+	dSpeed        = newDesc("fdp_engine_speed", "The engine's speed (engine ctl INSTANCE speed X): live, the step is the frame period times it; a replay's frame rate is the recorded one times it.")
+	dCtl          = newDesc("fdp_engine_ctl_requests_total", "Time-control requests on the control socket, by result: served, refused (the engine's state or the peer's uid), malformed.", "result")
 
 	dModInfo      = newDesc("fdp_module_info", "A module of the engine's table: 1, labelled with its tier, convoy group and period in frames.", "module", "tier", "group", "every")
 	dModState     = newDesc("fdp_module_state", "1 for the module's current state (joined, running, breaker-open, dead, left), 0 for the others.", "module", "state")
@@ -75,7 +78,7 @@ var (
 
 var engineDescs = []*prometheus.Desc{
 	dEngineInfo, dStatsAge, dFrame, dFrames, dFrameTime, dPublished, dSkipped, dPublishTime, dPublishBytes,
-	dSnapshots, dSnapBytes, dSnapRefused, dEvents, dEventsOver, dEventsRej, dWake, dShm,
+	dSnapshots, dSnapBytes, dSnapRefused, dEvents, dEventsOver, dEventsRej, dWake, dShm, dPaused, dSpeed, dCtl,
 	dModInfo, dModState, dModBreaker, dModRuns, dModLate, dModFailures, dModSkipped, dModTrips, dModDeaths,
 	dModJoins, dModSnaps, dModCatchUps, dModWakes, dModOverruns, dModApplied, dModRejected, dModDelivered, dModLost,
 	dModTick, dModLag, dModLagMax,
@@ -148,6 +151,11 @@ func (c *EngineCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(dEventsRej, s.Events.Rejected)
 	ch <- c.histogram(dWake, &s.WakeLatency, wakeBounds)
 	gauge(dShm, float64(s.ShmBytes))
+	gauge(dPaused, b2f(s.Paused))
+	gauge(dSpeed, s.Speed)
+	counter(dCtl, s.Control.CtlServed, "served")
+	counter(dCtl, s.Control.CtlRefused-s.Control.BadCtl, "refused")
+	counter(dCtl, s.Control.BadCtl, "malformed")
 
 	seen := make(map[string]bool, len(s.Modules))
 	for i := range s.Modules {

@@ -1,7 +1,9 @@
 package record_test
 
 import (
+	"encoding/binary"
 	"fmt"
+	"github.com/klauspost/compress/zstd"
 	"math/rand"
 	"os"
 	"testing"
@@ -166,4 +168,22 @@ func digest(im *record.Image) uint64 {
 		mix(v)
 	}
 	return h
+}
+
+func frameOf(raw []byte) uint64 { return binary.LittleEndian.Uint64(raw) }
+
+func trailer(indexOff int) []byte {
+	b := make([]byte, record.TrailerSize)
+	binary.LittleEndian.PutUint64(b, uint64(indexOff))
+	copy(b[8:], record.TrailerMagic)
+	return b
+}
+
+func zstdCompress(raw []byte) []byte {
+	enc, err := zstd.NewWriter(nil)
+	if err != nil {
+		panic(err)
+	}
+	defer enc.Close()
+	return enc.EncodeAll(raw, nil)
 }

@@ -267,8 +267,8 @@ func DecodeFrame(k Kind, payload []byte, h *Header) (*Frame, error) {
 		return bad("%d chunk entries of %d chunks", nch, f.Chunks)
 	case nch > f.Chunks || uint64(ncol) > uint64(f.Chunks)*uint64(len(g.Components)) || int(nsg) > len(g.Singletons):
 		return bad("%d chunk, %d column, %d singleton entries", nch, ncol, nsg)
-	case nev > uint32(len(b)/eventEntry) || nb > uint32(len(b)/batchEntry):
-		return bad("%d events, %d batches in %d bytes", nev, nb, len(b))
+	case uint64(nch)*chunkEntry+uint64(ncol)*columnEntry+uint64(nsg)*singleEntry+uint64(nev)*eventEntry+uint64(nb)*batchEntry > uint64(len(b)):
+		return bad("%d chunk, %d column, %d singleton, %d event, %d batch entries do not fit in %d bytes", nch, ncol, nsg, nev, nb, len(b))
 	}
 	inRange := func(v uint64) bool { return v > f.Base && v <= f.Version }
 	d := &decoder{b: b, off: frameFixed}

@@ -52,20 +52,26 @@ func Open(path string) (*Reader, error) {
 // stopped the scan.
 func NewReader(ra io.ReaderAt, size int64) (*Reader, error) {
 	r := &Reader{r: ra, size: size}
-	hd, payload, err := r.record(0)
+	hd, err := r.head(0)
 	if err != nil {
 		return nil, fmt.Errorf("header record: %w", err)
 	}
-	if hd.Kind != KindHeader {
-		return nil, corrupt("the first record is a %s, not the header", hd.Kind)
+	if hd.Kind != KindHeader || hd.Codec != CodecNone {
+		return nil, corrupt("the first record is a %s (%s), not the uncompressed header", hd.Kind, hd.Codec)
 	}
-	if r.h, err = DecodeHeader(payload); err != nil {
-		return nil, err
-	}
-	r.first = hd.Size()
 	if r.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxRawBytes)); err != nil {
 		return nil, err
 	}
+	_, payload, err := r.record(0)
+	if err != nil {
+		r.dec.Close()
+		return nil, fmt.Errorf("header record: %w", err)
+	}
+	if r.h, err = DecodeHeader(payload); err != nil {
+		r.dec.Close()
+		return nil, err
+	}
+	r.first = hd.Size()
 	if !r.readIndex() {
 		r.rebuilt = true
 		r.scan()
@@ -156,7 +162,9 @@ func (r *Reader) decompress(h Head, stored []byte) ([]byte, error) {
 	if h.Codec == CodecNone {
 		return stored, nil
 	}
-	out, err := r.dec.DecodeAll(stored, make([]byte, 0, h.Raw))
+	// Not h.Raw up front: a damaged head may claim up to MaxRawBytes for a
+	// few stored bytes; the decoder grows the buffer to what it produces.
+	out, err := r.dec.DecodeAll(stored, make([]byte, 0, min(int(h.Raw), 64<<10+16*len(stored))))
 	if err != nil {
 		return nil, corrupt("%s record of frame %d: zstd: %v", h.Kind, h.Frame, err)
 	}

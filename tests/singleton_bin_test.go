@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand"
 	"os"
 	"os/exec"
@@ -51,14 +52,16 @@ func TestTimeSingletonBinaries(t *testing.T) {
 		s := r.World.Singletons[0]
 		require.Equal(t, "Time", s.Name)
 		require.True(t, s.EngineOwned)
-		require.Equal(t, uint32(24), s.Size)
+		require.Equal(t, uint32(40), s.Size)
 		v, err := hex.DecodeString(s.Value)
 		require.NoError(t, err)
-		require.Len(t, v, 24)
+		require.Len(t, v, 40)
 		frame := binary.LittleEndian.Uint64(v)
 		require.Equal(t, r.World.Latest.Frame, frame, "the time singleton's frame is the frame it is published in")
 		require.Equal(t, int64(frame)*dt, int64(binary.LittleEndian.Uint64(v[8:])), "simulation time: one step per frame")
 		require.Equal(t, dt, int64(binary.LittleEndian.Uint64(v[16:])), "step")
+		require.Equal(t, 1.0, math.Float64frombits(binary.LittleEndian.Uint64(v[24:])), "scale: speed 1")
+		require.Equal(t, uint64(0), binary.LittleEndian.Uint64(v[32:]), "paused 0, reserved 0")
 		time.Sleep(50 * time.Millisecond) // let the engine publish other frames between the dumps
 	}
 

@@ -223,7 +223,7 @@ func TestSingletonsAcrossProcesses(t *testing.T) {
 			// The time singleton: set by the engine for every frame, never
 			// by the setter's command.
 			require.True(t, tok, l)
-			require.Equal(t, world.Time{Frame: frame, Nanos: int64(frame) * dt, Dt: dt}, tm, l)
+			require.Equal(t, world.Time{Frame: frame, Nanos: int64(frame) * dt, Dt: dt, Scale: 1}, tm, l)
 			if prev.Frame != 0 {
 				require.Equal(t, int64(tm.Frame-prev.Frame)*tm.Dt, tm.Nanos-prev.Nanos, "advances by dt per frame: %s", l)
 			}

@@ -219,6 +219,7 @@ type Playback struct {
 	// DryRun: Apply validates and counts, and changes nothing (a replay;
 	// dryrun.go).
 	DryRun      bool
+	dry         dryState
 	used        int    // event log bytes charged and not yet refilled
 	charged     int    // event log bytes charged in this batch
 	creditFrame uint64 // frame of the last refill
@@ -239,6 +240,7 @@ func (p *Playback) Begin() { p.BeginFrame(p.creditFrame + 1) }
 // (a new playback starts with a full bucket).
 func (p *Playback) BeginFrame(frame uint64) {
 	clear(p.temps)
+	p.dry.reset()
 	p.created = p.created[:0]
 	p.charged = 0
 	rate := p.EventBytesPerFrame

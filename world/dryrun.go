@@ -14,12 +14,48 @@ import (
 // would be checked against the world as it is and counts it (Stats.Applied
 // for a valid one, Stats.Rejected by reason otherwise), and changes nothing:
 // no entity is created or destroyed, no component or singleton written, no
-// event emitted, no created notice listed. Within a batch, a temporary id a
-// create gave stands for an entity that does not exist in the world: the
-// later records naming it are checked for their form only.
+// event emitted, no created notice listed. Within a batch, what the
+// batch's earlier records would have done is kept aside (an overlay of the
+// entities they created, destroyed, or gave or stripped of components), so
+// that every record gets the verdict a real playback would give it
+// (world/dryrun_test.go compares them).
 
-// dryEntity is what a dry-run create maps its temporary id to.
-const dryEntity = Entity(^uint64(0) &^ TempFlag)
+// dryEnt is an entity as the batch's earlier records left it.
+type dryEnt struct {
+	alive bool
+	mask  Mask
+	owned bool // owned by the playback's Owner
+}
+
+// dryState is the overlay of a dry-run batch (reset by BeginFrame).
+type dryState struct {
+	ents            map[Entity]dryEnt
+	created, killed int // entities the batch created, destroyed
+	owned           int // change of the Owner's live entities
+}
+
+func (d *dryState) reset() {
+	clear(d.ents)
+	d.created, d.killed, d.owned = 0, 0, 0
+}
+
+// dryLookup is the entity e as the batch left it.
+func (p *Playback) dryLookup(e Entity) dryEnt {
+	if de, ok := p.dry.ents[e]; ok {
+		return de
+	}
+	if !p.w.IsAlive(e) {
+		return dryEnt{}
+	}
+	return dryEnt{alive: true, mask: p.w.Mask(e), owned: p.w.Owner(e) == p.Owner && p.Owner != NoOwner}
+}
+
+func (p *Playback) drySet(e Entity, de dryEnt) {
+	if p.dry.ents == nil {
+		p.dry.ents = map[Entity]dryEnt{}
+	}
+	p.dry.ents[e] = de
+}
 
 // validate is Apply for a dry run.
 func (p *Playback) validate(typ uint16, payload []byte) error {
@@ -36,35 +72,55 @@ func (p *Playback) validate(typ uint16, payload []byte) error {
 		if _, dup := p.temps[t]; dup {
 			return p.reject(typ, RejectDuplicateTemp, fmt.Errorf("temporary id %d", t))
 		}
-		if p.MaxEntities > 0 && w.Owned(p.Owner) >= p.MaxEntities {
-			return p.reject(typ, RejectEntityQuota, fmt.Errorf("%d live entities created, the quota is %d", w.Owned(p.Owner), p.MaxEntities))
+		if owned := w.Owned(p.Owner) + p.dry.owned; p.MaxEntities > 0 && owned >= p.MaxEntities {
+			return p.reject(typ, RejectEntityQuota, fmt.Errorf("%d live entities created, the quota is %d", owned, p.MaxEntities))
 		}
-		if w.Count() >= w.MaxEntities() {
+		if p.MaxEventBytes > 0 && p.used+p.NoticeBytes > p.MaxEventBytes {
+			return p.reject(typ, RejectEventQuota, fmt.Errorf("no room for the created notice: %d of %d event bytes of credit used", p.used, p.MaxEventBytes))
+		}
+		if w.Count()+p.dry.created-p.dry.killed >= w.MaxEntities() {
 			return p.reject(typ, RejectWorldFull, fmt.Errorf("%w: %d entities", ErrWorldFull, w.MaxEntities()))
 		}
-		p.temps[t] = dryEntity
+		p.charge(p.NoticeBytes)
+		e := Entity(TempFlag | uint64(t)) // the overlay's name for it: never a real entity
+		p.temps[t] = e
+		p.drySet(e, dryEnt{alive: true, owned: true})
+		p.dry.created++
+		p.dry.owned++
 	case CmdDestroy:
 		if len(payload) != CmdRefSize {
 			return p.reject(typ, RejectBadLength, nil)
 		}
-		if _, err := p.dryResolve(typ, le.Uint64(payload)); err != nil {
+		e, de, err := p.dryResolve(typ, le.Uint64(payload))
+		if err != nil {
 			return err
+		}
+		p.drySet(e, dryEnt{})
+		p.dry.killed++
+		if de.owned {
+			p.dry.owned--
 		}
 	case CmdAdd, CmdRemove:
 		if len(payload) != CmdCompHdr {
 			return p.reject(typ, RejectBadLength, nil)
 		}
-		e, id, err := p.dryComponent(typ, payload)
-		if err != nil || e == dryEntity {
-			return p.dryDone(err)
+		e, de, id, err := p.dryComponent(typ, payload)
+		if err != nil {
+			return err
 		}
-		if has := w.Has(e, id); typ == CmdAdd && has {
+		if has := de.mask.Has(id); typ == CmdAdd && has {
 			return p.reject(typ, RejectExists, ErrExists)
 		} else if typ == CmdRemove && !has {
 			return p.reject(typ, RejectAbsent, ErrAbsent)
 		}
+		if typ == CmdAdd {
+			de.mask = de.mask.Or(MaskOf(id))
+		} else {
+			de.mask = de.mask.AndNot(MaskOf(id))
+		}
+		p.drySet(e, de)
 	case CmdSet:
-		e, id, err := p.dryComponent(typ, payload)
+		e, de, id, err := p.dryComponent(typ, payload)
 		if err != nil {
 			return err
 		}
@@ -78,7 +134,8 @@ func (p *Playback) validate(typ uint16, payload []byte) error {
 			info, _ := w.reg.Info(id)
 			return p.reject(typ, RejectWrongSize, fmt.Errorf("%d bytes for component %q of %d", len(data), info.Name, info.Size))
 		}
-		_ = e
+		de.mask = de.mask.Or(MaskOf(id)) // a Set adds the component if absent
+		p.drySet(e, de)
 	case CmdEvent:
 		if len(payload) < CmdEventHdr || len(payload)-CmdEventHdr > p.MaxEventSize {
 			return p.reject(typ, RejectBadLength, nil)
@@ -117,37 +174,38 @@ func (p *Playback) validate(typ uint16, payload []byte) error {
 	return nil
 }
 
-// dryDone counts a valid record, or returns err.
-func (p *Playback) dryDone(err error) error {
-	if err == nil {
-		p.Stats.Applied++
-	}
-	return err
-}
-
-// dryResolve is resolve for a dry run: a temporary id of this batch's
-// creates stands for an entity that does not exist (dryEntity).
-func (p *Playback) dryResolve(typ uint16, ref uint64) (Entity, error) {
-	if ref&TempFlag != 0 && ref&^TempFlag <= 0xffffffff {
-		if e, ok := p.temps[uint32(ref)]; ok && e == dryEntity {
-			return e, nil
+// dryResolve is resolve for a dry run, through the batch's overlay.
+func (p *Playback) dryResolve(typ uint16, ref uint64) (Entity, dryEnt, error) {
+	e := Entity(ref)
+	if ref&TempFlag != 0 {
+		if ref&^TempFlag > 0xffffffff {
+			return 0, dryEnt{}, p.reject(typ, RejectReserved, nil)
 		}
+		t, ok := p.temps[uint32(ref)]
+		if !ok {
+			return 0, dryEnt{}, p.reject(typ, RejectUnknownTemp, fmt.Errorf("temporary id %d", uint32(ref)))
+		}
+		e = t
 	}
-	return p.resolveRef(typ, ref, true)
+	de := p.dryLookup(e)
+	if !de.alive {
+		return 0, dryEnt{}, p.reject(typ, RejectStaleEntity, ErrStale)
+	}
+	return e, de, nil
 }
 
 // dryComponent is component for a dry run.
-func (p *Playback) dryComponent(typ uint16, payload []byte) (Entity, ComponentID, error) {
+func (p *Playback) dryComponent(typ uint16, payload []byte) (Entity, dryEnt, ComponentID, error) {
 	if len(payload) < CmdCompHdr {
-		return 0, 0, p.reject(typ, RejectBadLength, nil)
+		return 0, dryEnt{}, 0, p.reject(typ, RejectBadLength, nil)
 	}
 	if le.Uint16(payload[10:]) != 0 || le.Uint32(payload[12:]) != 0 {
-		return 0, 0, p.reject(typ, RejectReserved, nil)
+		return 0, dryEnt{}, 0, p.reject(typ, RejectReserved, nil)
 	}
 	raw := le.Uint16(payload[8:])
 	if int(raw) >= p.w.reg.Len() {
-		return 0, 0, p.reject(typ, RejectUnknownComponent, fmt.Errorf("component id %d", raw))
+		return 0, dryEnt{}, 0, p.reject(typ, RejectUnknownComponent, fmt.Errorf("component id %d", raw))
 	}
-	e, err := p.dryResolve(typ, le.Uint64(payload))
-	return e, ComponentID(raw), err
+	e, de, err := p.dryResolve(typ, le.Uint64(payload))
+	return e, de, ComponentID(raw), err
 }

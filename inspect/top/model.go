@@ -25,8 +25,12 @@ type View struct {
 	// are over; 0 when there are none (the first snapshot, or the first
 	// of another engine).
 	Interval time.Duration
-	// Stalled: the engine is alive but has not published for StallAfter.
+	// Stalled: the engine is alive but has not published for StallAfter
+	// and is not paused.
 	Stalled bool
+	// Paused and Speed are the engine's time control (`engine ctl`).
+	Paused bool
+	Speed  float64
 	// Note is the last thing that happened to the engine (it died, the
 	// view re-attached to a new one), kept until the next such event.
 	Note string
@@ -116,12 +120,13 @@ func Compute(prev, cur *Snapshot) View {
 		Published: cur.Published, Frame: cur.Frame, PublishAge: -1, Skipped: cur.Skipped,
 		ShmHeld: cur.ShmHeld, ShmLimit: cur.ShmLimit, LastPublishNano: cur.LastPublishNano, FrameNano: cur.FrameNano,
 	}
+	v.Paused, v.Speed = cur.Time.State == layout.TimePaused, cur.Time.Speed
 	if cur.Creator.Created != 0 {
 		v.Uptime = cur.At.Sub(time.Unix(0, cur.Creator.Created))
 	}
 	if cur.HeartbeatNano != 0 {
 		v.PublishAge = cur.At.Sub(time.Unix(0, int64(cur.HeartbeatNano)))
-		v.Stalled = cur.Engine == EngineLive && v.PublishAge > StallAfter
+		v.Stalled = cur.Engine == EngineLive && v.PublishAge > StallAfter && cur.Time.State != layout.TimePaused
 	}
 	same := prev != nil && prev.Creator != (Identity{}) && prev.Creator == cur.Creator && cur.At.After(prev.At)
 	if same {

@@ -107,6 +107,12 @@ func Render(v *View, o RenderOptions) string {
 		if v.Stalled {
 			state = p.bad(fmt.Sprintf("STALLED (no publish for %s)", fmtAge(v.PublishAge)))
 		}
+		if v.Paused {
+			state += p.warn(" PAUSED (engine ctl " + v.Instance + " resume)")
+		}
+		if v.Speed != 0 && v.Speed != 1 {
+			state += fmt.Sprintf("  speed %g", v.Speed)
+		}
 		add("engine pid %d %s  up %s", v.PID, state, v.Uptime.Round(time.Second))
 	}
 	if v.Note != "" {

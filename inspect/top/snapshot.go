@@ -62,10 +62,12 @@ type Snapshot struct {
 	LastPublishNano uint64 // duration of the last publish
 	FrameNano       uint64 // duration of the last engine frame
 	HeartbeatNano   uint64 // Unix ns of the last publish
-	ShmHeld         uint64
-	ShmLimit        uint64
-	PubHist         layout.DurHist
-	FrameHist       layout.DurHist
+	// Time is the engine's time control (paused, speed: layout/timectl.go).
+	Time      layout.TimeControl
+	ShmHeld   uint64
+	ShmLimit  uint64
+	PubHist   layout.DurHist
+	FrameHist layout.DurHist
 
 	// Modules are the module segments of this engine, by slot.
 	Modules []ModuleSnap

@@ -122,6 +122,7 @@ func (s *Source) Sample(at time.Time) *Snapshot {
 	snap.Publishes, snap.Skipped = st.Publishes, st.Skipped
 	snap.LastPublishNano, snap.FrameNano, snap.HeartbeatNano = st.LastPublishNano, st.FrameNano, st.HeartbeatNano
 	snap.ShmHeld, snap.ShmLimit = st.ShmHeld, st.ShmLimit
+	snap.Time = layout.LoadTimeControl(b)
 	snap.PubHist = layout.ReadDurHist(b, layout.OffWPubHist)
 	snap.FrameHist = layout.ReadDurHist(b, layout.OffWFrameHist)
 	snap.Modules = s.modules(h)

@@ -1,0 +1,348 @@
+package tests
+
+// Issue 15, replay: a recording of a live demo run under `engine up` (with
+// module SIGKILLs) replayed by `engine replay` into shared memory: every
+// replayed frame has the content checksum of the live frame with its
+// number (testutil.FrameChecksum, computed by this test's own reader on
+// both sides), and an unmodified module attached to the replay sees the
+// frame numbers and events it saw live; its commands are validated,
+// counted and dropped.
+//
+// The recording is made by this test from outside the engine (a pinned
+// reader of the latest frame and a follower of the event log, with package
+// record's capturer and writer), so that each recorded frame's live
+// checksum is computed from the very slot that was recorded.
+//
+// FDP_REPLAY_DURATION sets the live run's length (default 6s; `make soak`
+// runs 60s).
+
+import (
+	"context"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fdp-engine/fdp/demo"
+	"github.com/fdp-engine/fdp/internal/testutil"
+	"github.com/fdp-engine/fdp/module"
+	"github.com/fdp-engine/fdp/record"
+	fsync "github.com/fdp-engine/fdp/sync"
+	"github.com/fdp-engine/fdp/world"
+	"github.com/stretchr/testify/require"
+)
+
+const (
+	replayChildEnv = "FDP_REPLAY_ROLE"
+	// witnessEvent is the witness module's own event (payload: the frame
+	// its view showed): in the live run it is played back and recorded; in
+	// the replay, published again, it must be dropped (else the replay's
+	// log would hold it twice).
+	witnessEvent = 0x0300
+)
+
+// witness is a fast module that prints every tick's frame and every event
+// it is given, publishes an event and destroys a made-up entity (a command
+// rejected as stale) in every tick.
+type witness struct{ s *demo.Schema }
+
+func (w witness) Spec() module.Spec {
+	return module.Spec{Name: "witness", Tier: module.Fast, Every: 1, Reads: world.MaskOf(w.s.Health)}
+}
+
+func (w witness) Tick(v *module.View, c *module.Commands, _ time.Duration) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "TICK %d\n", v.Frame())
+	if _, err := v.Events(func(_, frame uint64, typ uint16, p []byte) {
+		fmt.Fprintf(&b, "EV %d %d %s\n", frame, typ, hex.EncodeToString(p))
+	}); err != nil {
+		return err
+	}
+	fmt.Print(b.String())
+	c.Publish(witnessEvent, strconv.AppendUint(nil, v.Frame(), 10))
+	c.Destroy(world.MakeEntity(1<<20, 7)) // never issued: rejected as stale_entity
+	// A write the replay must drop: the first entity's health changes
+	// (applied, the replayed world would no longer be the recorded one).
+	q := v.Query(world.MaskOf(w.s.Health))
+	for q.Next() {
+		hs := module.Column[demo.Health](v, &q, w.s.Health)
+		for i := range hs {
+			if q.Match(i) {
+				module.Set(c, q.Entity(i), w.s.Health, demo.Health{HP: hs[i].HP - 7, Max: hs[i].Max})
+				return nil
+			}
+		}
+	}
+	return nil
+}
+
+func replayChild(role string) int {
+	s, err := demo.NewSchema()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if err := module.Run(context.Background(), witness{s: s}, module.Options{Instance: os.Getenv("FDP_INSTANCE"), Registry: s.Reg}); err != nil {
+		fmt.Fprintln(os.Stderr, "witness:", err)
+		return 1
+	}
+	return 0
+}
+
+// witnessLog is what a witness printed: its tick frames in order, and the
+// events it was given by frame.
+type witnessLog struct {
+	mu     sync.Mutex
+	ticks  []uint64
+	events map[uint64][]string
+}
+
+func (w *witnessLog) line(l string) {
+	f := strings.Fields(l)
+	if len(f) < 2 {
+		return
+	}
+	n, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch f[0] {
+	case "TICK":
+		w.ticks = append(w.ticks, n)
+	case "EV":
+		if w.events == nil {
+			w.events = map[uint64][]string{}
+		}
+		w.events[n] = append(w.events[n], strings.Join(f[2:], " "))
+	}
+}
+
+func startWitness(t *testing.T, inst, dir string) (*testutil.Child, *witnessLog) {
+	wl := &witnessLog{}
+	c := testutil.StartChild(t, testutil.ChildOptions{Test: "TestReplayRoundTrip", Drop: true, OnLine: wl.line,
+		Env: []string{replayChildEnv + "=witness", "FDP_INSTANCE=" + inst, "FDP_SHM_DIR=" + dir}})
+	return c, wl
+}
+
+// outsideRecorder records an instance from outside its engine: every
+// frame it sees (it pins the latest, so frames published between two of
+// its pins are not recorded: the next delta covers them, as for a frame
+// the engine's recorder drops) with the events of the log up to that
+// frame, and the live checksum of each recorded frame.
+type outsideRecorder struct {
+	sums   map[uint64]uint64
+	frames []uint64
+}
+
+func recordOutside(t *testing.T, inst, path string, stop <-chan struct{}) *outsideRecorder {
+	t.Helper()
+	r, err := fsync.Attach(inst, fsync.AttachOptions{Name: "recorder"})
+	require.NoError(t, err)
+	defer r.Close()
+	ef, err := testutil.FollowEvents(inst)
+	require.NoError(t, err)
+	defer ef.Close()
+	h, err := record.NewHeader(r.Layout(), time.Now().UnixNano(), uint64(time.Second/60), 30)
+	require.NoError(t, err)
+	wr, err := record.Create(path, h, record.WriterOptions{QueueFrames: 1 << 14, QueueBytes: 1 << 30})
+	require.NoError(t, err)
+	capt := record.NewCapturer(r.Layout(), 30)
+	rec := &outsideRecorder{sums: map[uint64]uint64{}}
+	var pending []record.Event // events read, of frames not recorded yet
+	var last uint64
+	for {
+		select {
+		case <-stop:
+			require.NoError(t, wr.Close())
+			return rec
+		default:
+		}
+		f, err := r.Pin()
+		if err != nil || f.Number() == last {
+			if err == nil {
+				_ = f.Release()
+			}
+			time.Sleep(200 * time.Microsecond) // polling for the next frame
+			continue
+		}
+		frame := f.Number()
+		require.NoError(t, ef.Read(func(_, fr uint64, typ uint16, p []byte) {
+			pending = append(pending, record.Event{Type: typ, Frame: fr, Payload: append([]byte(nil), p...)})
+		}))
+		n := 0
+		for n < len(pending) && pending[n].Frame <= frame {
+			n++
+		}
+		_, sum := testutil.FrameChecksum(r.Layout(), f.Slot())
+		raw, info, err := capt.Capture(nil, f.Slot(), pending[:n], nil)
+		require.NoError(t, err)
+		require.NoError(t, f.Release(), "the pinned slot is never rewritten")
+		require.True(t, wr.TryEnqueue(info.Kind, frame, raw), "writer queue full")
+		pending = append(pending[:0], pending[n:]...)
+		rec.sums[frame] = sum
+		rec.frames = append(rec.frames, frame)
+		last = frame
+	}
+}
+
+func replayDuration() time.Duration {
+	if v, err := time.ParseDuration(os.Getenv("FDP_REPLAY_DURATION")); err == nil && v > 0 {
+		return v
+	}
+	return 6 * time.Second
+}
+
+func TestReplayRoundTrip(t *testing.T) {
+	testutil.RunChild(replayChildEnv, replayChild)
+	bin := shippedBinaries(t)
+	dir := t.TempDir()
+	testutil.UseShmDir(t, dir)
+	inst := uniqueInstance(t, "rl")
+	cfg := filepath.Join(t.TempDir(), "live.yaml")
+	require.NoError(t, os.WriteFile(cfg, []byte(`instance: `+inst+`
+engine: {command: [engine, run, --entities, "3000", --churn, "300", --status, "0"]}
+modules:
+  - {name: telemetry, command: [modrunner, telemetry], tier: fast, every: 1}
+  - {name: ai-1, command: [modrunner, ai], tier: slow, every: 6, group: ai}
+  - {name: ai-2, command: [modrunner, ai], tier: slow, every: 6, group: ai}
+restart: {initial_backoff: 50ms, max_backoff: 1s, multiplier: 2, reset_after: 2s}
+shutdown: {grace: 5s}
+`), 0o600))
+	up := exec.Command(filepath.Join(bin, "engine"), "up", "--config", cfg)
+	up.Env = append(os.Environ(), "FDP_SHM_DIR="+dir)
+	require.NoError(t, up.Start())
+	t.Cleanup(func() { _ = up.Process.Kill(); _ = up.Wait() })
+	waitFor(t, "the live engine's first frame", 20*time.Second, func() bool { return latestFrameOf(inst) > 0 })
+
+	// Record while a witness module runs and ai-1 is SIGKILLed.
+	path := filepath.Join(t.TempDir(), "demo.fdpr")
+	stop := make(chan struct{})
+	done := make(chan *outsideRecorder)
+	go func() { done <- recordOutside(t, inst, path, stop) }()
+	liveW, liveLog := startWitness(t, inst, dir)
+	dur := replayDuration()
+	kills := 0
+	for end := time.Now().Add(dur); time.Now().Before(end); {
+		time.Sleep(dur / 3) // the period between kills, not a synchronisation
+		var pid int
+		waitFor(t, "ai-1 running", 10*time.Second, func() bool { pid = childOf(up.Process.Pid, "ai-1"); return pid > 0 })
+		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+		kills++
+	}
+	close(stop)
+	rec := <-done
+	liveW.Kill()
+	require.NoError(t, up.Process.Signal(syscall.SIGTERM))
+	require.NoError(t, up.Wait())
+	require.Positive(t, kills)
+	require.Greater(t, len(rec.frames), int(dur.Seconds()*20), "recorded frames")
+
+	// Replay, paused until the witness is attached.
+	rinst := uniqueInstance(t, "rr")
+	var out strings.Builder
+	rp := exec.Command(filepath.Join(bin, "engine"), "replay", path, "--instance", rinst, "--paused", "--status", "0")
+	rp.Env = append(os.Environ(), "FDP_SHM_DIR="+dir)
+	rp.Stdout, rp.Stderr = &out, os.Stderr
+	require.NoError(t, rp.Start())
+	t.Cleanup(func() { _ = rp.Process.Kill() })
+	waitFor(t, "the replay's first frame", 20*time.Second, func() bool { return latestFrameOf(rinst) == rec.frames[0] })
+	repW, repLog := startWitness(t, rinst, dir)
+	waitFor(t, "the witness attached to the replay", 20*time.Second, func() bool { return moduleSegments(rinst) > 0 })
+	// This test's reader of the replay: the checksum of every frame it sees.
+	r, err := fsync.Attach(rinst, fsync.AttachOptions{Name: "checker"})
+	require.NoError(t, err)
+	defer r.Close()
+	ctl(t, bin, dir, rinst, "resume")
+	exited := make(chan error, 1)
+	go func() { exited <- rp.Wait() }()
+	compared, last := 0, uint64(0)
+	for running := true; running; {
+		select {
+		case err := <-exited:
+			require.NoError(t, err, "replay: %s", out.String())
+			running = false
+		default:
+		}
+		f, sum, err := testutil.PinnedChecksum(r.Layout(), r.Pin)
+		if err != nil || f == last {
+			time.Sleep(200 * time.Microsecond) // polling for the next frame
+			continue
+		}
+		want, ok := rec.sums[f]
+		require.True(t, ok, "the replay published frame %d, which was not recorded", f)
+		require.Equal(t, want, sum, "frame %d: the replayed frame's checksum is not the live frame's", f)
+		compared++
+		last = f
+	}
+	require.Greater(t, compared, len(rec.frames)/3, "replayed frames compared with their live checksums")
+	repW.Kill()
+
+	// The witness: frame numbers and events.
+	liveLog.mu.Lock()
+	defer liveLog.mu.Unlock()
+	repLog.mu.Lock()
+	defer repLog.mu.Unlock()
+	require.Greater(t, len(repLog.ticks), len(rec.frames)/3, "witness ticks in the replay")
+	recorded := map[uint64]bool{}
+	for _, f := range rec.frames {
+		recorded[f] = true
+	}
+	for i, f := range repLog.ticks {
+		require.True(t, recorded[f], "the replay's witness ticked at frame %d, which was not recorded", f)
+		require.True(t, i == 0 || f > repLog.ticks[i-1], "frame numbers go forward in the replay")
+	}
+	// Events of the frames both witnesses were given in full: after the
+	// first tick of each (which gets what was in the log at its admission).
+	lo := max(liveLog.ticks[0], repLog.ticks[0]) + 1
+	hi := min(liveLog.ticks[len(liveLog.ticks)-1], repLog.ticks[len(repLog.ticks)-1])
+	require.Greater(t, hi, lo+uint64(dur.Seconds()*10), "frames both witnesses saw")
+	var frames []uint64
+	for f := range liveLog.events {
+		if f >= lo && f <= hi {
+			frames = append(frames, f)
+		}
+	}
+	sort.Slice(frames, func(i, j int) bool { return frames[i] < frames[j] })
+	sawOwn := false
+	for f := lo; f <= hi; f++ {
+		require.Equal(t, liveLog.events[f], repLog.events[f], "events of frame %d, live and replayed", f)
+		for _, e := range liveLog.events[f] {
+			sawOwn = sawOwn || strings.HasPrefix(e, strconv.Itoa(witnessEvent)+" ")
+		}
+	}
+	require.True(t, sawOwn, "the witness's own events were recorded and replayed (once)")
+	require.NotEmpty(t, frames)
+
+	// Commands in the replay: validated, counted, dropped.
+	sum := out.String()
+	m := regexpReplaySummary.FindStringSubmatch(sum)
+	require.NotNil(t, m, "replay summary: %s", sum)
+	dropped, _ := strconv.Atoi(m[1])
+	rejected, _ := strconv.Atoi(m[2])
+	require.Positive(t, dropped, "the witness's events, validated and dropped")
+	require.Positive(t, rejected, "the witness's stale destroys, rejected")
+}
+
+// ctl runs `engine ctl INSTANCE args...` and returns its output.
+func ctl(t *testing.T, bin, dir, inst string, args ...string) string {
+	t.Helper()
+	c := exec.Command(filepath.Join(bin, "engine"), append([]string{"ctl", inst}, args...)...)
+	c.Env = append(os.Environ(), "FDP_SHM_DIR="+dir)
+	b, err := c.CombinedOutput()
+	require.NoError(t, err, "engine ctl %s %v: %s", inst, args, b)
+	return string(b)
+}
+
+// regexpReplaySummary reads the replay's summary line.
+var regexpReplaySummary = regexp.MustCompile(`commands validated and dropped (\d+), rejected (\d+)`)
