@@ -8,11 +8,16 @@ package host
 // and played on the frame thread right after the local modules' batches,
 // each with a world.Playback of its own (validated like a local batch: a
 // rejected command changes nothing). Exactly once (X1): the engine keeps,
-// per remote incarnation, the highest sequence it played and refuses as a
-// duplicate every batch at or below it, so a batch delivered twice (its
-// bridge killed between the play and the JetStream ack, a NATS restart, a
-// mirror publishing again) is played once. The table lives as long as the
-// engine: bridges and NATS servers may restart under it.
+// per remote incarnation, the sequences it played (the highest below which
+// every one was, and those played above it) and refuses as a duplicate
+// every batch it played already, so a batch delivered twice (its bridge
+// killed between the play and the JetStream ack, a NATS restart, a mirror
+// publishing again) is played once. A set, not only a high-water mark: a
+// batch the killed bridge had taken comes again only after JetStream's ack
+// wait, after later ones (the order a module's batches are played in is
+// then not theirs: docs/ARCHITECTURE.md "Beyond one machine"). The table
+// lives as long as the engine: bridges and NATS servers may restart under
+// it.
 //
 // Mirror side: a replay engine with a forward hook (SetForward) hands
 // every module's committed batch, as command records, to the hook (the
@@ -90,8 +95,10 @@ type RemoteModule struct {
 	Module      string `json:"module"`
 	Mirror      string `json:"mirror"`
 	Incarnation uint64 `json:"incarnation"`
-	// LastSeq is the highest batch sequence played.
+	// LastSeq: every batch sequence up to it was played; Ahead counts
+	// those played above it (a batch delivered again after a later one).
 	LastSeq    uint64 `json:"last_seq"`
+	Ahead      int    `json:"ahead"`
 	Batches    uint64 `json:"batches"`
 	Duplicates uint64 `json:"duplicates"`
 	Malformed  uint64 `json:"malformed"`
@@ -102,7 +109,8 @@ type RemoteModule struct {
 	Lag       uint64 `json:"lag_frames"`
 	LastFrame uint64 `json:"last_frame"`
 
-	play *world.Playback
+	play   *world.Playback
+	played map[uint64]bool // sequences above LastSeq played
 }
 
 // remoteWait bounds how long a remote request waits for the frame thread.
@@ -167,7 +175,7 @@ func (e *Engine) playRemoteBatch(r *remoteReq) {
 		rm = &RemoteModule{Module: b.Module, Mirror: b.Mirror, Incarnation: b.Incarnation, play: world.NewPlayback(e.w)}
 		e.remote.mods[b.Incarnation] = rm
 	}
-	if b.Seq <= rm.LastSeq { // X1
+	if b.Seq <= rm.LastSeq || rm.played[b.Seq] { // X1
 		rm.Duplicates++
 		r.res = ipc.RemoteResult{Duplicate: true, Frame: e.frame}
 		return
@@ -191,7 +199,15 @@ func (e *Engine) playRemoteBatch(r *remoteReq) {
 	})
 	a := p.Stats.Applied - before.Applied
 	rj := p.Stats.RejectedTotal() - before.RejectedTotal()
-	rm.LastSeq = b.Seq
+	if rm.played == nil {
+		rm.played = map[uint64]bool{}
+	}
+	rm.played[b.Seq] = true
+	for rm.played[rm.LastSeq+1] {
+		delete(rm.played, rm.LastSeq+1)
+		rm.LastSeq++
+	}
+	rm.Ahead = len(rm.played)
 	rm.Batches++
 	rm.Applied += a
 	rm.Rejected += rj
@@ -212,7 +228,7 @@ func (e *Engine) RemoteModules() []RemoteModule {
 	out := make([]RemoteModule, 0, len(e.remote.mods))
 	for _, rm := range e.remote.mods {
 		c := *rm
-		c.play = nil
+		c.play, c.played = nil, nil
 		out = append(out, c)
 	}
 	sort.Slice(out, func(i, j int) bool {

@@ -289,6 +289,11 @@ func (b *Bridge) publishUnit(ctx context.Context, frame uint64, key bool, unit [
 	return first, nil
 }
 
+// ackWait: a batch the bridge took and did not ack (it was killed) is
+// delivered again after this long (the bridge says it is in progress while
+// it retries one).
+const ackWait = 5 * time.Second
+
 // runCommands plays the remote batches of the command stream, in order,
 // each acked after the engine answered (played or duplicate): a bridge
 // killed between the two leaves the message unacked, JetStream delivers it
@@ -299,7 +304,7 @@ func (b *Bridge) runCommands(ctx context.Context) error {
 	for ctx.Err() == nil {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		c, err := b.js.CreateOrUpdateConsumer(cctx, b.names.CmdStream, jetstream.ConsumerConfig{
-			Durable: "fdp-bridge", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Minute, MaxAckPending: 256,
+			Durable: "fdp-bridge", AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait, MaxAckPending: 256,
 			DeliverPolicy: jetstream.DeliverAllPolicy,
 		})
 		cancel()

@@ -94,8 +94,7 @@ type Mirror struct {
 	units chan unitItem
 	fwd   chan ipc.RemoteBatch
 	runID uint64
-	mu    sync.Mutex
-	seqs  map[uint64]uint64 // incarnation -> last batch sequence forwarded
+	seqs  map[uint64]uint64 // incarnation -> last batch sequence stored (forward's)
 }
 
 type unitItem struct {
@@ -464,11 +463,7 @@ func (m *Mirror) onBatch(b host.ForwardBatch) {
 	h := fnv.New64a()
 	fmt.Fprintf(h, "%d/%s/%d/%d/%d", m.runID, b.Module, b.Slot, b.PID, b.PIDStart)
 	inc := h.Sum64() | 1
-	m.mu.Lock()
-	m.seqs[inc]++
-	seq := m.seqs[inc]
-	m.mu.Unlock()
-	rb := ipc.RemoteBatch{Module: b.Module, Mirror: m.opt.Name, Incarnation: inc, Seq: seq, Frame: b.Frame,
+	rb := ipc.RemoteBatch{Module: b.Module, Mirror: m.opt.Name, Incarnation: inc, Frame: b.Frame,
 		Commands: append([]byte(nil), b.Commands...)}
 	if len(rb.Commands) > ipc.RemoteMaxCommands {
 		m.Stats.ForwardDropped.Add(1)
@@ -479,7 +474,7 @@ func (m *Mirror) onBatch(b host.ForwardBatch) {
 	case m.fwd <- rb:
 	default:
 		m.Stats.ForwardDropped.Add(1)
-		m.log.Warn("forward queue full (NATS away?): module batch dropped", "module", b.Module, "seq", seq)
+		m.log.Warn("forward queue full (NATS away?): module batch dropped", "module", b.Module)
 	}
 }
 
@@ -493,6 +488,10 @@ func (m *Mirror) forward(ctx context.Context) {
 			return
 		case rb = <-m.fwd:
 		}
+		// Sequences are given here, to the batches stored: they have no
+		// gaps (a batch dropped from a full queue has none).
+		m.seqs[rb.Incarnation]++
+		rb.Seq = m.seqs[rb.Incarnation]
 		j, _ := json.Marshal(rb)
 		id := strconv.FormatUint(rb.Incarnation, 16) + "-" + strconv.FormatUint(rb.Seq, 10)
 		backoff := 50 * time.Millisecond
