@@ -246,6 +246,12 @@ func (b *Bridge) publishFrom(ctx context.Context, r *fsync.Reader) error {
 			cp.ForceKeyframe()
 			b.Stats.FailedPublishes.Add(1)
 			b.log.Warn("frame not published", "frame", frame, "err", err)
+			if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) {
+				// A NATS restart lost the frame stream (memory storage).
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_ = ensureStreams(cctx, b.js, b.names, b.opt.Limits)
+				cancel()
+			}
 			continue
 		}
 		if key {

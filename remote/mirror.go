@@ -60,8 +60,10 @@ type MirrorOptions struct {
 	// OnFrame, OnResult: tests, benchmarks, status lines.
 	OnFrame  func(MirrorFrame)
 	OnResult func(Result)
-	// OnEngine is called with the local engine before its first frame.
+	// OnEngine is called with the local engine before its first frame;
+	// OnMirror with the mirror (its Stats) once it is connected.
 	OnEngine func(*host.Engine)
+	OnMirror func(*Mirror)
 }
 
 // MirrorFrame describes one frame the mirror published.
@@ -130,6 +132,9 @@ func RunMirror(ctx context.Context, opt MirrorOptions) error {
 	defer nc.Close()
 	m := &Mirror{opt: opt, names: names, nc: nc, js: js, log: opt.Log, units: make(chan unitItem, 4*opt.SkipAfter+64),
 		fwd: make(chan ipc.RemoteBatch, 1024), seqs: map[uint64]uint64{}, runID: uint64(time.Now().UnixNano())}
+	if opt.OnMirror != nil {
+		opt.OnMirror(m)
+	}
 	sub, err := nc.Subscribe(resultSubject(opt.Source, opt.Name), m.onResult)
 	if err != nil {
 		return err

@@ -149,18 +149,22 @@ type StreamLimits struct {
 	FrameMsgs int64
 	// FrameBytes: the frame stream's bytes.
 	FrameBytes int64
+	// FrameStorage: where the frame stream is kept (memory by default:
+	// frames are worth seconds; the bridge creates the stream again after
+	// a NATS restart lost it).
+	FrameStorage jetstream.StorageType
 	// CmdAge: how long a command batch is kept (and the publish dedup
 	// window: a mirror's retry within it is stored once).
 	CmdAge time.Duration
 }
 
 // DefaultLimits are the limits a bridge creates its streams with.
-var DefaultLimits = StreamLimits{FrameMsgs: 4096, FrameBytes: 1 << 30, CmdAge: 10 * time.Minute}
+var DefaultLimits = StreamLimits{FrameMsgs: 4096, FrameBytes: 1 << 30, FrameStorage: jetstream.MemoryStorage, CmdAge: 10 * time.Minute}
 
 // ensureStreams creates or updates the instance's three streams.
 func ensureStreams(ctx context.Context, js jetstream.JetStream, n Names, lim StreamLimits) error {
 	cfgs := []jetstream.StreamConfig{
-		{Name: n.FrameStream, Subjects: []string{n.Frames}, Storage: jetstream.FileStorage, Discard: jetstream.DiscardOld,
+		{Name: n.FrameStream, Subjects: []string{n.Frames}, Storage: lim.FrameStorage, Discard: jetstream.DiscardOld,
 			MaxMsgs: lim.FrameMsgs, MaxBytes: lim.FrameBytes, Duplicates: time.Minute},
 		// The latest keyframe's pointer only (per-subject limit 1).
 		{Name: n.KeyStream, Subjects: []string{n.Key}, Storage: jetstream.FileStorage, MaxMsgsPerSubject: 1, Discard: jetstream.DiscardOld},
