@@ -164,5 +164,8 @@ func (c *codec) decodeUnit(unit []byte, hdr *record.Header) (*record.Header, *re
 	if err != nil {
 		return nil, nil, err
 	}
+	if f.Frame != h.Frame {
+		return nil, nil, fmt.Errorf("%w: record head of frame %d holds frame %d", record.ErrCorrupt, h.Frame, f.Frame)
+	}
 	return hdr, f, nil
 }
