@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"runtime"
 	"sort"
 	"sync"
 	"testing"
@@ -14,10 +15,13 @@ import (
 	"github.com/fdp-engine/fdp/host"
 
 	"github.com/fdp-engine/fdp/ipc"
+	"github.com/fdp-engine/fdp/record"
 	"github.com/fdp-engine/fdp/remote"
+	fsync "github.com/fdp-engine/fdp/sync"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/nats-io/nats.go"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 )
 
 // natsMover writes the positions of a rotating 30% of the world's chunks
@@ -178,4 +182,67 @@ func benchMirror(b *testing.B) {
 	b.ReportMetric(float64(len(lags)), "mirrored_frames")
 	b.ReportMetric(float64(frames), "bridged_deltas")
 	b.ReportMetric(float64(eng.Frames), "engine_frames")
+}
+
+// BenchmarkBridgeEncode100K: the bridge's work per frame without the
+// network, on the benchmark world of BenchmarkMirror100K (100K entities,
+// 30% of the chunks' positions written per frame): the capture of the
+// latest frame as a delta and its zstd compression. x_period is its time
+// over the frame period at 60 fps (the share of a core the bridge needs to
+// keep up); the engine's own frame (simulate and publish) in the same run
+// is the baseline (x_engine_frame).
+func BenchmarkBridgeEncode100K(b *testing.B) {
+	s, err := demo.NewSchema()
+	require.NoError(b, err)
+	cfg := demo.DefaultConfig()
+	cfg.ChurnPerSec = 0
+	sim, err := demo.NewSim(s, cfg)
+	require.NoError(b, err)
+	inst := uniqueInstance(b, "ne")
+	eng, err := host.New(host.Config{Instance: inst, FrameRate: 60, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sim.W, &natsMover{s: s, w: sim.W, dirty: 0.3})
+	require.NoError(b, err)
+	defer eng.Close()
+	eng.Step()
+	r, err := fsync.Attach(inst, fsync.AttachOptions{Name: "bench"})
+	require.NoError(b, err)
+	defer r.Close()
+	cp := record.NewCapturer(r.Layout(), 0)
+	enc := remote.NewEncoder()
+	var raw, unit []byte
+	var engT, bridgeT, bridgeCPU time.Duration
+	var wire, dirty int
+	// CPU time of this thread (the machine is shared: wall time includes
+	// waiting for a CPU).
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	cpu := func() time.Duration {
+		var ru unix.Rusage
+		_ = unix.Getrusage(unix.RUSAGE_THREAD, &ru)
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		eng.Step()
+		t1 := time.Now()
+		c1 := cpu()
+		f, err := r.Pin()
+		require.NoError(b, err)
+		var info record.CaptureInfo
+		raw, info, err = cp.Capture(raw[:0], f.Slot(), nil, nil)
+		require.NoError(b, err)
+		require.NoError(b, f.Release())
+		unit = enc.AppendRecord(unit[:0], info.Kind, info.Frame, raw)
+		bridgeT += time.Since(t1)
+		bridgeCPU += cpu() - c1
+		engT += t1.Sub(t0)
+		wire += len(unit)
+		dirty += info.Dirty
+	}
+	b.ReportMetric(float64(bridgeT.Microseconds())/float64(b.N)/1e3, "bridge_ms/frame")
+	b.ReportMetric(float64(bridgeT)/float64(b.N)/float64(time.Second/60), "x_period")
+	b.ReportMetric(float64(bridgeCPU.Microseconds())/float64(b.N)/1e3, "bridge_cpu_ms/frame")
+	b.ReportMetric(float64(bridgeCPU)/float64(b.N)/float64(time.Second/60), "cpu_x_period")
+	b.ReportMetric(float64(bridgeT)/float64(max(engT, 1)), "x_engine_frame")
+	b.ReportMetric(float64(wire)/float64(max(dirty, 1)), "wire/dirty")
 }
