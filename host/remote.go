@@ -133,7 +133,10 @@ type remoteState struct {
 
 // remoteRequest answers a remote batch (ipc.ControlConfig.Remote).
 func (e *Engine) remoteRequest(b ipc.RemoteBatch) (ipc.RemoteResult, error) {
-	if e.replay != nil {
+	e.mu.Lock()
+	replay := e.replay != nil
+	e.mu.Unlock()
+	if replay {
 		return ipc.RemoteResult{}, fmt.Errorf("%w: instance %s is a replay or a mirror: remote batches go to the engine that simulates", ipc.ErrCtlRefused, e.cfg.Instance)
 	}
 	r := &remoteReq{b: b, done: make(chan struct{})}

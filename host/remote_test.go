@@ -71,3 +71,16 @@ func TestRemoteBatches(t *testing.T) {
 	wg.Wait()
 	require.Equal(t, before+3, w.Count(), "three creates applied, once each")
 }
+
+// TestRemoteRefusedByReplay: a replay (and so a mirror) takes no remote
+// batch: they go to the engine that simulates.
+func TestRemoteRefusedByReplay(t *testing.T) {
+	s := newRSchema()
+	e, err := New(Config{Instance: testInstance(t), Logger: quietLog()}, newRWorld(t, s), nil)
+	require.NoError(t, err)
+	defer e.Close()
+	require.NoError(t, e.SetReplay(&sliceSource{}))
+	_, err = ipc.SendRemote(e.Config().Instance, ipc.RemoteBatch{Module: "far", Incarnation: 1, Seq: 1}, 5*time.Second)
+	require.ErrorIs(t, err, ipc.ErrCtlRefused)
+	require.ErrorContains(t, err, "is a replay or a mirror")
+}

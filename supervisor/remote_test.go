@@ -2,6 +2,7 @@ package supervisor
 
 import (
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -35,10 +36,8 @@ func TestRemoteConfig(t *testing.T) {
 		{"mirror:\n  nats: nats://h:1\n  source: a.b\n", `mirror.source "a.b"`},
 	} {
 		_, err := ParseConfig([]byte("instance: demo\nengine: {command: [engine, run]}\n" + tc.yaml))
-		if err == nil || !contains(err.Error(), tc.want) {
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: error %v, want it to say %q", tc.yaml, err, tc.want)
 		}
 	}
 }
-
-func contains(s, sub string) bool { return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub))) }
