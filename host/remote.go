@@ -128,6 +128,7 @@ type remoteReq struct {
 type remoteState struct {
 	mu   sync.Mutex
 	q    []*remoteReq
+	snap []ipc.RemoteModuleState // for time control's status (mu)
 	mods map[uint64]*RemoteModule
 }
 
@@ -166,6 +167,31 @@ func (e *Engine) playRemote() {
 		e.playRemoteBatch(r)
 		close(r.done)
 	}
+	if len(q) > 0 {
+		snap := make([]ipc.RemoteModuleState, 0, len(e.remote.mods))
+		for _, rm := range e.remote.mods {
+			snap = append(snap, ipc.RemoteModuleState{Module: rm.Module, Mirror: rm.Mirror, Incarnation: rm.Incarnation,
+				LastSeq: rm.LastSeq, Batches: rm.Batches, Duplicates: rm.Duplicates, Applied: rm.Applied, Rejected: rm.Rejected,
+				LagFrames: rm.Lag, LastFrame: rm.LastFrame})
+		}
+		sort.Slice(snap, func(i, j int) bool {
+			if snap[i].Module != snap[j].Module {
+				return snap[i].Module < snap[j].Module
+			}
+			return snap[i].Incarnation < snap[j].Incarnation
+		})
+		e.remote.mu.Lock()
+		e.remote.snap = snap
+		e.remote.mu.Unlock()
+	}
+}
+
+// remoteSnapshot returns the remote modules as of the last played batch
+// (any goroutine).
+func (e *Engine) remoteSnapshot() []ipc.RemoteModuleState {
+	e.remote.mu.Lock()
+	defer e.remote.mu.Unlock()
+	return e.remote.snap
 }
 
 func (e *Engine) playRemoteBatch(r *remoteReq) {

@@ -67,6 +67,10 @@ func TestRemoteBatches(t *testing.T) {
 	rm := rms[0]
 	require.Equal(t, RemoteModule{Module: "far", Mirror: "m1", Incarnation: 9, LastSeq: 3, Batches: 3, Duplicates: 3, Malformed: 1,
 		Applied: 3, Rejected: 1, Lag: rm.Lag, LastFrame: rm.LastFrame}, rm)
+	st, err := ipc.Ctl(inst, ipc.CtlRequest{Op: ipc.CtlStatus}, 5*time.Second)
+	require.NoError(t, err)
+	require.Equal(t, []ipc.RemoteModuleState{{Module: "far", Mirror: "m1", Incarnation: 9, LastSeq: 3, Batches: 3, Duplicates: 3,
+		Applied: 3, Rejected: 1, LagFrames: rm.Lag, LastFrame: rm.LastFrame}}, st.Remote, "the status shows the remote module (engine stat)")
 	cancel()
 	wg.Wait()
 	require.Equal(t, before+3, w.Count(), "three creates applied, once each")

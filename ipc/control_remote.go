@@ -173,3 +173,22 @@ func SendRemote(instance string, b RemoteBatch, timeout time.Duration) (RemoteRe
 	}
 	return RemoteResult{}, &CtlRefusal{Code: rep.Code, Msg: rep.Error, sentinel: sentinel}
 }
+
+// RemoteModuleState is what an engine knows of one remote module
+// incarnation (CtlState.Remote).
+type RemoteModuleState struct {
+	Module      string `json:"module"`
+	Mirror      string `json:"mirror"`
+	Incarnation uint64 `json:"incarnation"`
+	// LastSeq: every batch up to it was played; Batches played, Duplicates
+	// refused, Applied and Rejected commands.
+	LastSeq    uint64 `json:"last_seq"`
+	Batches    uint64 `json:"batches"`
+	Duplicates uint64 `json:"duplicates"`
+	Applied    uint64 `json:"applied"`
+	Rejected   uint64 `json:"rejected"`
+	// LagFrames: the engine frame that played the last batch minus the
+	// frame its tick read (on its mirror).
+	LagFrames uint64 `json:"lag_frames"`
+	LastFrame uint64 `json:"last_frame"`
+}

@@ -413,6 +413,24 @@ func TestRemoteCommandsExactlyOnce(t *testing.T) {
 	for v, n := range got {
 		require.Contains(t, model, v, "value %d in the world (%d times) but never stored in the command stream", v, n)
 	}
+	// `engine stat` on the engine's host shows the remote module with its
+	// lag.
+	stat := exec.Command(filepath.Join(bin, "engine"), "stat", inst, "--count", "1", "--interval", "100ms", "--json")
+	stat.Env = append(os.Environ(), "FDP_SHM_DIR="+hostA)
+	out, err := stat.Output()
+	require.NoError(t, err)
+	var line struct {
+		Remote []ipc.RemoteModuleState `json:"remote_modules"`
+	}
+	require.NoError(t, json.Unmarshal(out, &line), "%s", out)
+	require.NotEmpty(t, line.Remote, "engine stat shows no remote module: %s", out)
+	var batches uint64
+	for _, r := range line.Remote {
+		require.Equal(t, "creator", r.Module)
+		require.Equal(t, inst, r.Mirror)
+		batches += r.Batches
+	}
+	require.Equal(t, uint64(len(model)), batches, "engine stat: batches played")
 	t.Logf("%d remote batches stored and applied exactly once across 2 NATS restarts, 2 bridge and 2 mirror SIGKILLs", len(model))
 	require.Greater(t, len(model), 60)
 }
