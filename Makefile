@@ -61,8 +61,10 @@ bench:
 # kills under `engine up` with every observed frame audited, and a 10-minute
 # healthy run under `engine up` (one module SIGKILLed every 3 s): 0 failures
 # of the other modules, no tick without its frame, no death after the stop.
+# Then the recorder's differential round trip over 200 random worlds.
 soak:
 	FDP_SOAK_KILLS=10000 FDP_CHAOS_DURATION=10m FDP_HEALTHY_DURATION=10m $(GO) test -count=1 -timeout 80m -run 'Soak|Chaos|HealthyRun' -v ./tests/...
+	FDP_RECORD_SEEDS=200 $(GO) test -count=1 -timeout 30m -run 'RoundTripDifferential' ./record
 
 plot:
 	$(GO) run ./docs/plot $(PLOT_FLAGS)

@@ -7,6 +7,8 @@
 //	         a status line every second and a summary at exit
 //	up       the supervisor: runs the engine (this very program, `run`) and the
 //	         modules of a YAML config, restarts them, kills hung ones
+//	ctl      time control of a running engine over its control socket: pause,
+//	         resume, step N frames, speed X, seek (a replay), status
 //	ls, dump, stat, top, gc, verify
 //	         read-only inspection of any instance's segments (live, stale, copied)
 //	completion

@@ -32,7 +32,7 @@ func newCtlCmd() *cobra.Command {
 			"  seek FRAME a replay only: go to the recorded frame FRAME (a live engine refuses it)\n" +
 			"  status     change nothing",
 		Args:              cobra.RangeArgs(2, 3),
-		ValidArgsFunction: completeInstance,
+		ValidArgsFunction: completeCtl,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req, err := parseCtl(args[1], args[2:])
 			if err != nil {
@@ -176,4 +176,16 @@ func ctlError(instance string, err error) error {
 		return fmt.Errorf("ctl: engine %q refused: %s", instance, r.Msg)
 	}
 	return fmt.Errorf("ctl: %w", err)
+}
+
+// completeCtl completes the instance, then the operation.
+func completeCtl(cmd *cobra.Command, args []string, to string) ([]string, cobra.ShellCompDirective) {
+	if len(args) != 1 {
+		return completeInstance(cmd, args, to)
+	}
+	ops := make([]string, len(ipc.CtlOps))
+	for i, o := range ipc.CtlOps {
+		ops[i] = o.String()
+	}
+	return ops, cobra.ShellCompDirectiveNoFileComp
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fdp-engine/fdp/host"
+	"github.com/fdp-engine/fdp/ipc"
 	"github.com/stretchr/testify/require"
 )
 
@@ -51,6 +52,15 @@ func TestStatusLineShowsRefusals(t *testing.T) {
 }
 
 // TestParseBytes: the --shm-limit values.
+// TestStatusLineTime: the status line says PAUSED (with the steps pending)
+// and a speed other than 1, and nothing of either when running at speed 1.
+func TestStatusLineTime(t *testing.T) {
+	require.Equal(t, "", timeText(ipc.CtlState{Speed: 1}))
+	require.Equal(t, "  speed 0.5", timeText(ipc.CtlState{Speed: 0.5}))
+	require.Equal(t, "  PAUSED", timeText(ipc.CtlState{Speed: 1, Paused: true}))
+	require.Equal(t, "  speed 2  PAUSED (3 steps pending)", timeText(ipc.CtlState{Speed: 2, Paused: true, Steps: 3}))
+}
+
 func TestParseBytes(t *testing.T) {
 	for in, want := range map[string]int64{"0": 0, "4096": 4096, "512MiB": 512 << 20, "2GiB": 2 << 30, "20M": 20 << 20,
 		"20K": 20 << 10, "1GB": 1e9, " 7 B": 7} {

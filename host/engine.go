@@ -370,6 +370,15 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 				e.takeDeaths()
 				return e.replayErr
 			}
+			if st.Waiting {
+				// No frame ran (a mirror between frames): a step is
+				// still owed.
+				e.tc.mu.Lock()
+				e.tc.stepping = false
+				e.tc.mu.Unlock()
+			} else {
+				e.stepDone()
+			}
 			if onFrame != nil && !st.Waiting {
 				onFrame(st)
 			}

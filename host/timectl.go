@@ -61,6 +61,9 @@ type timeCtl struct {
 	speed  float64
 	steps  uint64
 	seeks  []seekReq // for the frame thread (T4)
+	// turned: closed at the next turn of Run (a pause waits for it, so
+	// that its reply names the frame the engine holds at).
+	turned []chan struct{}
 	// changed: the state changed since the frame thread last wrote the
 	// world header's words.
 	changed bool
@@ -123,6 +126,16 @@ func (e *Engine) ctlRequest(req ipc.CtlRequest) (ipc.CtlState, error) {
 	switch req.Op {
 	case ipc.CtlPause:
 		tc.paused = true
+		// Wait for the next turn of Run: a frame running now completes
+		// first, and the reply names the frame the engine holds at.
+		ch := make(chan struct{})
+		tc.turned = append(tc.turned, ch)
+		tc.mu.Unlock()
+		select {
+		case <-ch:
+		case <-time.After(seekWait): // Run is not running: frames by hand
+		}
+		tc.mu.Lock()
 	case ipc.CtlResume:
 		tc.paused, tc.steps = false, 0
 	case ipc.CtlStep:
@@ -172,6 +185,10 @@ func (e *Engine) tcTurn() (run bool, period time.Duration) {
 	tc.mu.Lock()
 	seeks := tc.seeks
 	tc.seeks = nil
+	for _, ch := range tc.turned {
+		close(ch)
+	}
+	tc.turned = nil
 	tc.mu.Unlock()
 	for _, s := range seeks {
 		e.mu.Lock()
@@ -190,11 +207,7 @@ func (e *Engine) tcTurn() (run bool, period time.Duration) {
 	tc.mu.Lock()
 	defer tc.mu.Unlock()
 	run = !tc.paused || tc.steps > 0
-	tc.stepping = tc.paused && tc.steps > 0
-	if tc.stepping {
-		tc.steps--
-		tc.changed = true
-	}
+	tc.stepping = tc.paused && tc.steps > 0 // the step is taken when the frame is done (stepDone)
 	period = e.periodLocked()
 	if tc.changed || (!run && tc.paused) {
 		st := layout.TimeRunning
@@ -220,6 +233,20 @@ func (e *Engine) periodLocked() time.Duration {
 		return time.Duration(float64(e.period) / e.tc.speed)
 	}
 	return e.period
+}
+
+// stepDone takes the step a frame just run was (T2): only now, so that a
+// client that sees no step pending also sees the frame's number in the
+// replies (tcFrameDone ran). Frame thread, after Step.
+func (e *Engine) stepDone() {
+	tc := &e.tc
+	tc.mu.Lock()
+	if tc.stepping && tc.steps > 0 { // (a resume meanwhile dropped them)
+		tc.steps--
+		tc.changed = true
+	}
+	tc.stepping = false
+	tc.mu.Unlock()
 }
 
 // pausedTurn is a turn of Run that runs no frame (T1).

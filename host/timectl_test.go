@@ -135,6 +135,15 @@ func TestTimeControlLive(t *testing.T) {
 	tc := layout.LoadTimeControl(e.segs.World.Data)
 	require.Equal(t, layout.TimePaused, tc.State)
 	require.Equal(t, 1.0, tc.Speed)
+	// The statistics copy (metrics) is made by paused turns too.
+	var s Stats
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	require.NoError(t, e.CopyStats(ctx, &s))
+	cancel()
+	require.True(t, s.Paused)
+	require.Equal(t, 1.0, s.Speed)
+	require.Equal(t, uint64(1), s.Control.CtlServed)
+	require.Equal(t, uint64(n), s.Frame, "no frame ran")
 
 	st = tcCtl(t, inst, ipc.CtlRequest{Op: ipc.CtlStep, Frames: 7})
 	require.Equal(t, uint64(7), st.Steps)
@@ -193,9 +202,15 @@ func TestTimeControlReplayer(t *testing.T) {
 	n := sim.steps()
 
 	st = tcCtl(t, inst, ipc.CtlRequest{Op: ipc.CtlSeek, Frame: 150})
-	tcWait(t, "the frame sought", func() bool { return tcCtl(t, inst, ipc.CtlRequest{Op: ipc.CtlStatus}).Steps == 0 && sim.steps() == n+1 })
+	tcWait(t, "the frame sought", func() bool { return tcCtl(t, inst, ipc.CtlRequest{Op: ipc.CtlStatus}).Frame == 150 })
+	b0 := layout.Load64(e.segs.World.Data, layout.OffWTimeBeat)
+	tcWait(t, "paused turns after it", func() bool {
+		return layout.Load64(e.segs.World.Data, layout.OffWTimeBeat) > b0+uint64(200*time.Millisecond)
+	})
+	require.Equal(t, n+1, sim.steps(), "one frame: the one asked")
 	st = tcCtl(t, inst, ipc.CtlRequest{Op: ipc.CtlStatus})
 	require.True(t, st.Paused)
+	require.Zero(t, st.Steps)
 	require.Equal(t, uint64(150), st.Frame, "the frame asked is the last completed")
 	require.Equal(t, int64(150*1000), st.SimNanos, "the recording's time, not the engine's")
 	sim.mu.Lock()

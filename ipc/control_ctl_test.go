@@ -347,9 +347,7 @@ func TestCtlDocumented(t *testing.T) {
 	for _, f := range jsonFieldNames(CtlRequest{}) {
 		require.Contains(t, doc, "`"+f+"`", "the section names the request field %s", f)
 	}
-	var codes []string
 	for _, c := range ctlCtlCodes {
-		codes = append(codes, c.code)
 		require.Contains(t, doc, "`"+c.code+"`", "the section names the code %s", c.code)
 	}
 	require.Contains(t, doc, "1048576")

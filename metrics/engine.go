@@ -33,7 +33,7 @@ func newDesc(name, help string, labels ...string) *prometheus.Desc {
 // The engine's metrics (docs/METRICS.md).
 var (
 	dEngineInfo   = newDesc("fdp_engine_info", "The engine process: 1, labelled with its FDP instance.", "fdp_instance")
-	dStatsAge     = newDesc("fdp_engine_stats_age_seconds", "Age of the statistics copy the engine's figures come from (about a frame; growing while the engine runs no frame).")
+	dStatsAge     = newDesc("fdp_engine_stats_age_seconds", "Age of the statistics copy the engine's figures come from (about a frame period; a paused engine still copies it at every turn of its loop; growing while the engine is hung or stopped).")
 	dFrame        = newDesc("fdp_engine_frame", "Number of the last completed frame (resumes after a recovered engine's).")
 	dFrames       = newDesc("fdp_engine_frames_total", "Frames this engine process ran.")
 	dFrameTime    = newDesc("fdp_engine_frame_duration_seconds", "Engine time of a frame: simulate, events, publish, dispatch, wait for the fast tier, playback.")

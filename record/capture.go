@@ -22,9 +22,16 @@ import (
 type Capturer struct {
 	lw       *layout.World
 	keyEvery int
+	budget   float64
 	cur, old capState
 	force    bool
 }
+
+// DefaultKeyframeBudget is a Capturer's keyframe budget until
+// SetKeyframeBudget: a keyframe once the deltas since the last one add up to
+// 3 times its bytes: a seek decodes at most about 4 keyframes' worth, and
+// keyframes add a third to the bytes of the deltas.
+const DefaultKeyframeBudget = 3
 
 // capState is what the next delta is based on.
 type capState struct {
@@ -33,6 +40,8 @@ type capState struct {
 	mask     [layout.MaxMaskWords]uint64
 	chunks   uint32
 	sinceKey int // deltas since the last keyframe
+	keyBytes int // payload bytes of the last keyframe
+	sinceB   int // payload bytes of the deltas since
 }
 
 // CaptureInfo describes one capture.
@@ -49,11 +58,20 @@ type CaptureInfo struct {
 }
 
 // NewCapturer returns a capturer of slots of lw that makes every
-// keyframeEvery-th capture a keyframe (0: only the first, and those a
-// change of slot mask or ForceKeyframe needs).
+// keyframeEvery-th capture a keyframe at the latest (0: no such bound), the
+// first, those a change of slot mask or ForceKeyframe needs, and those the
+// keyframe budget calls for (SetKeyframeBudget).
 func NewCapturer(lw *layout.World, keyframeEvery int) *Capturer {
-	return &Capturer{lw: lw, keyEvery: max(0, keyframeEvery)}
+	return &Capturer{lw: lw, keyEvery: max(0, keyframeEvery), budget: DefaultKeyframeBudget}
 }
+
+// SetKeyframeBudget makes a capture a keyframe when the payload bytes of
+// the deltas since the last keyframe reach f times the keyframe's (0: no
+// such rule). It bounds the work of a seek, which decodes the keyframe and
+// the deltas after it, to about 1 + f keyframes' worth, whatever the
+// dirty fraction; and the bytes it adds to a recording to at most 1/f of a
+// keyframe per f keyframes' worth of deltas.
+func (c *Capturer) SetKeyframeBudget(f float64) { c.budget = max(0, f) }
 
 // ForceKeyframe makes the next capture a keyframe.
 func (c *Capturer) ForceKeyframe() { c.force = true }
@@ -86,7 +104,8 @@ func (c *Capturer) Capture(dst []byte, s int, events []Event, batches []Batch) (
 		return dst, CaptureInfo{}, fmt.Errorf("capture: slot %d: %w", s, err)
 	}
 	key := c.force || !c.cur.have || c.cur.mask != si.Mask || si.Version < c.cur.version || si.Chunks < c.cur.chunks ||
-		(c.keyEvery > 0 && c.cur.sinceKey+1 >= c.keyEvery)
+		(c.keyEvery > 0 && c.cur.sinceKey+1 >= c.keyEvery) ||
+		(c.budget > 0 && float64(c.cur.sinceB) >= c.budget*float64(c.cur.keyBytes))
 	start := len(dst)
 	out, info, ok := c.encode(dst, s, si, key, events, batches)
 	if !ok { // a chunk the delta cannot describe: take the whole slot
@@ -97,9 +116,10 @@ func (c *Capturer) Capture(dst []byte, s int, events []Event, batches []Batch) (
 	}
 	c.old = c.cur
 	c.force = false
-	c.cur = capState{have: true, version: si.Version, mask: si.Mask, chunks: si.Chunks, sinceKey: c.cur.sinceKey + 1}
-	if key || info.Kind == KindKeyframe {
-		c.cur.sinceKey = 0
+	c.cur = capState{have: true, version: si.Version, mask: si.Mask, chunks: si.Chunks, sinceKey: c.cur.sinceKey + 1,
+		keyBytes: c.cur.keyBytes, sinceB: c.cur.sinceB + info.Bytes}
+	if info.Kind == KindKeyframe {
+		c.cur.sinceKey, c.cur.keyBytes, c.cur.sinceB = 0, info.Bytes, 0
 	}
 	return out, info, nil
 }
@@ -160,7 +180,8 @@ func (c *Capturer) encode(dst []byte, s int, si layout.SlotInfo, key bool, event
 					if rows == 0 {
 						rows = min(K, int(le.Uint32(b[lw.ChunkOff(s, ch)+layout.ChunkRows:])))
 					}
-					e += arenaPrefix(b[o:e], rows, lw.ArenaSize(k), cd.MaxLen)
+					eo, _ := lw.EntityRange(s, ch)
+					e += arenaPrefix(b[o:e], b[eo:], rows, lw.MaskWords, k, lw.ArenaSize(k), cd.MaxLen)
 				}
 				dst = appendColumn(dst, uint32(ch), uint16(k), v, b[o:e])
 				info.Columns++
@@ -195,14 +216,28 @@ func (c *Capturer) encode(dst []byte, s int, si layout.SlotInfo, key bool, event
 }
 
 // arenaPrefix returns the bytes of an arena of size arena that the valid
-// handles of the first rows rows of column hs reach, rounded up to 8.
-func arenaPrefix(hs []byte, rows, arena int, maxLen uint32) int {
+// handles in column hs of the rows below rows whose record (in recs) is
+// alive and names component k reach, rounded up to 8. Other rows' handles
+// are unspecified (docs/LAYOUT.md "Variable-size components"): a dead row's
+// may point at stale bytes past the used part of the arena, which differ
+// from slot to slot.
+func arenaPrefix(hs, recs []byte, rows, words, k, arena int, maxLen uint32) int {
 	end := 0
+	R := layout.RecordSize(words)
 	for r := 0; r < rows; r++ {
+		if !rowHas(recs[r*R:], k) {
+			continue
+		}
 		h := layout.DecodeHandle(hs[r*layout.BytesHandleSize:])
 		if h.Valid(arena, maxLen) {
 			end = max(end, int(h.Off+h.Len))
 		}
 	}
 	return min(pad8(end), arena)
+}
+
+// rowHas reports whether the entity record at rec is alive and names
+// component k.
+func rowHas(rec []byte, k int) bool {
+	return le.Uint32(rec[layout.RecordFlags:])&layout.FlagAlive != 0 && le.Uint64(rec[layout.RecordMask+8*(k/64):])&(1<<(k%64)) != 0
 }

@@ -35,6 +35,9 @@ type live struct {
 	rng                 *rand.Rand
 }
 
+// instances numbers the live worlds of this process (segment names).
+var instances int
+
 func newLive(t testing.TB, capc, maxChunks, entities int, seed int64) *live {
 	r := world.NewRegistry()
 	l := &live{t: t, rng: rand.New(rand.NewSource(seed))}
@@ -56,7 +59,8 @@ func newLive(t testing.TB, capc, maxChunks, entities int, seed int64) *live {
 	for i := 0; i < entities; i++ {
 		l.create()
 	}
-	inst := fmt.Sprintf("rec%d%06x", os.Getpid()%100000, l.rng.Intn(1<<24))
+	instances++
+	inst := fmt.Sprintf("rec%d-%d", os.Getpid(), instances)
 	l.segs, err = fsync.CreateWorldSegments(inst, l.w, 0, 0)
 	require.NoError(t, err)
 	t.Cleanup(func() { l.segs.Unlink(); l.segs.Close() })

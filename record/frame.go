@@ -27,6 +27,8 @@ type Frame struct {
 	// What happened in the frame: the caller's, recorded verbatim.
 	Events  []Event
 	Batches []Batch
+
+	buf []byte // the payload the slices alias (Reader.Recycle)
 }
 
 // ChunkRec is a chunk's header fields and its entity records (Rows
@@ -39,8 +41,8 @@ type ChunkRec struct {
 
 // Column is a component's column of one chunk: ChunkCapacity values (a
 // variable-size component: ChunkCapacity handles and a prefix of the arena
-// that holds every value a handle of the chunk's rows names; the rest of
-// the arena reads as zero).
+// that holds every value the handle of a row whose record is alive and
+// names the component points at; the rest of the arena reads as zero).
 type Column struct {
 	Chunk     uint32
 	Component uint16
@@ -198,11 +200,12 @@ func AppendFrame(dst []byte, f *Frame) []byte {
 type decoder struct {
 	b   []byte
 	off int
+	ctx string // "keyframe of frame N"
 }
 
 func (d *decoder) take(n int, what string) ([]byte, error) {
 	if n < 0 || n > len(d.b)-d.off {
-		return nil, corrupt("%s of %d bytes at payload offset %d: only %d left", what, n, d.off, len(d.b)-d.off)
+		return nil, corrupt("%s: %s of %d bytes at payload offset %d: only %d left", d.ctx, what, n, d.off, len(d.b)-d.off)
 	}
 	p := d.b[d.off : d.off+n : d.off+n]
 	d.off += n
@@ -216,7 +219,7 @@ func (d *decoder) padded(n int, what string) ([]byte, error) {
 	}
 	for _, x := range p[n:] {
 		if x != 0 {
-			return nil, corrupt("%s: padding not zero", what)
+			return nil, corrupt("%s: %s at payload offset %d: padding not zero", d.ctx, what, d.off-len(p))
 		}
 	}
 	return p[:n], nil
@@ -271,7 +274,7 @@ func DecodeFrame(k Kind, payload []byte, h *Header) (*Frame, error) {
 		return bad("%d chunk, %d column, %d singleton, %d event, %d batch entries do not fit in %d bytes", nch, ncol, nsg, nev, nb, len(b))
 	}
 	inRange := func(v uint64) bool { return v > f.Base && v <= f.Version }
-	d := &decoder{b: b, off: frameFixed}
+	d := &decoder{b: b, off: frameFixed, ctx: fmt.Sprintf("%s of frame %d", k, f.Frame)}
 	R := g.RecordSize
 	f.ChunkRecs = make([]ChunkRec, nch)
 	for i := range f.ChunkRecs {

@@ -222,8 +222,9 @@ func (im *Image) Singleton(i int) ([]byte, uint64) {
 // same schema), which the caller holds stable (leased or pinned): every
 // slot header field a frame records, the version words, records and
 // columns of every chunk in use and every singleton, byte for byte. Arena
-// bytes are compared where a handle of the chunk's rows points (the rest
-// of an arena is unreachable and not recorded). It returns the first
+// bytes are compared where the handle of a row whose record is alive and
+// names the component points (the rest of an arena is unreachable, and not
+// recorded). It returns the first
 // difference.
 func (im *Image) CompareSlot(lw *layout.World, s int) error {
 	g := im.h.Geometry
@@ -297,6 +298,9 @@ func (im *Image) CompareSlot(lw *layout.World, s int) error {
 			ao, _ := lw.ArenaRange(s, c, k)
 			arena := col[e-o:]
 			for r := 0; r < int(ch.rows); r++ {
+				if !rowHas(ch.records[r*g.RecordSize:], k) {
+					continue // a handle of another row is unspecified
+				}
 				h := layout.DecodeHandle(col[r*layout.BytesHandleSize:])
 				if !h.Valid(len(arena), g.Components[k].MaxLen) {
 					continue

@@ -24,6 +24,7 @@ type Reader struct {
 	damage  error
 	rebuilt bool
 	dec     *zstd.Decoder
+	free    chan []byte // recycled payload buffers (buffer, recycle)
 }
 
 // Open opens the recording at path (see NewReader).
@@ -51,7 +52,7 @@ func Open(path string) (*Reader, error) {
 // it is not: the frames before it are readable, and Damage says what
 // stopped the scan.
 func NewReader(ra io.ReaderAt, size int64) (*Reader, error) {
-	r := &Reader{r: ra, size: size}
+	r := &Reader{r: ra, size: size, free: make(chan []byte, 16)}
 	hd, err := r.head(0)
 	if err != nil {
 		return nil, fmt.Errorf("header record: %w", err)
@@ -59,7 +60,7 @@ func NewReader(ra io.ReaderAt, size int64) (*Reader, error) {
 	if hd.Kind != KindHeader || hd.Codec != CodecNone {
 		return nil, corrupt("the first record is a %s (%s), not the uncompressed header", hd.Kind, hd.Codec)
 	}
-	if r.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(MaxRawBytes)); err != nil {
+	if r.dec, err = zstd.NewReader(nil, zstd.WithDecoderConcurrency(4), zstd.WithDecoderMaxMemory(MaxRawBytes)); err != nil {
 		return nil, err
 	}
 	_, payload, err := r.record(0)
@@ -147,15 +148,60 @@ func (r *Reader) record(off int64) (Head, []byte, error) {
 	if err != nil {
 		return h, nil, err
 	}
-	stored := make([]byte, h.Stored)
+	stored := r.buffer(int(h.Stored))
 	if _, err := r.r.ReadAt(stored, off+HeadSize); err != nil {
+		r.recycle(stored)
 		return h, nil, fmt.Errorf("%w: %s record at offset %d: %v", ErrTruncated, h.Kind, off, err)
 	}
 	if err := h.CheckPayload(stored); err != nil {
+		r.recycle(stored)
 		return h, nil, fmt.Errorf("at offset %d: %w", off, err)
 	}
+	if h.Codec == CodecNone {
+		return h, stored, nil
+	}
 	raw, err := r.decompress(h, stored)
+	r.recycle(stored)
 	return h, raw, err
+}
+
+// buffer returns a buffer of n bytes, a recycled one when one is big
+// enough (replay reads frames of similar sizes again and again: fresh ones
+// cost their zeroing and the collector's time).
+func (r *Reader) buffer(n int) []byte {
+	for i := 0; i < 4; i++ {
+		select {
+		case b := <-r.free:
+			if cap(b) >= n {
+				return b[:n]
+			}
+		default:
+			return make([]byte, n)
+		}
+	}
+	return make([]byte, n)
+}
+
+// recycle gives b back for reuse by buffer (dropped when the list is
+// full).
+func (r *Reader) recycle(b []byte) {
+	if b == nil {
+		return
+	}
+	select {
+	case r.free <- b[:0]:
+	default:
+	}
+}
+
+// Recycle gives the payload buffer of a frame of Frame or Stream back to
+// the reader, for the records read next: f and every slice of it must not
+// be used afterwards (an Image that applied it holds copies).
+func (r *Reader) Recycle(f *Frame) {
+	if f != nil {
+		r.recycle(f.buf)
+		f.buf = nil
+	}
 }
 
 func (r *Reader) decompress(h Head, stored []byte) ([]byte, error) {
@@ -164,7 +210,7 @@ func (r *Reader) decompress(h Head, stored []byte) ([]byte, error) {
 	}
 	// Not h.Raw up front: a damaged head may claim up to MaxRawBytes for a
 	// few stored bytes; the decoder grows the buffer to what it produces.
-	out, err := r.dec.DecodeAll(stored, make([]byte, 0, min(int(h.Raw), 64<<10+16*len(stored))))
+	out, err := r.dec.DecodeAll(stored, r.buffer(min(int(h.Raw), 64<<10+16*len(stored)))[:0])
 	if err != nil {
 		return nil, corrupt("%s record of frame %d: zstd: %v", h.Kind, h.Frame, err)
 	}
@@ -256,8 +302,10 @@ func (r *Reader) Frame(i int) (*Frame, error) {
 	}
 	f, err := DecodeFrame(r.index[i].Kind, raw, r.h)
 	if err != nil {
+		r.recycle(raw)
 		return nil, err
 	}
+	f.buf = raw
 	if f.Frame != r.index[i].Frame {
 		return nil, corrupt("record of frame %d holds frame %d", r.index[i].Frame, f.Frame)
 	}
@@ -285,16 +333,39 @@ func (r *Reader) Seek(im *Image, i int) (int, error) {
 	if k < 0 {
 		return 0, fmt.Errorf("%w: no keyframe at or before frame %d", ErrBase, r.index[i].Frame)
 	}
-	for j := k; j <= i; j++ {
-		f, err := r.Frame(j)
-		if err != nil {
-			return j - k, err
+	// An image already between the keyframe and the target (a replay
+	// stepping or seeking forward) needs only the deltas after it; if it
+	// was not built from this stream, the first delta's base check refuses
+	// it and the seek starts from the keyframe.
+	if p, ok := r.Find(im.Frame); im.Valid && ok && r.index[p].Frame == im.Frame && p >= k && p <= i {
+		if p == i {
+			return 0, nil
 		}
-		if err := im.Apply(f); err != nil {
-			return j - k, err
+		if n, err := r.apply(im, p+1, i); err == nil {
+			return n, nil
 		}
 	}
-	return i - k + 1, nil
+	return r.apply(im, k, i)
+}
+
+// apply applies the frame records [from, to] to im.
+func (r *Reader) apply(im *Image, from, i int) (int, error) {
+	k := from
+	st := r.Stream(k, i+1, 0, 0)
+	defer st.Close()
+	for n := 0; ; n++ {
+		f, _, err := st.Next()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err == nil {
+			err = im.Apply(f)
+			r.Recycle(f)
+		}
+		if err != nil {
+			return n, err
+		}
+	}
 }
 
 // SeekFrame is Seek to the last frame record at or before frame.

@@ -6,6 +6,7 @@ import (
 	"os"
 	gosync "sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -70,6 +71,7 @@ type Writer struct {
 	free   chan []byte
 	qbytes atomic.Int64
 	done   chan struct{}
+	qmu    gosync.Mutex // TryEnqueue against Close
 	closed bool
 
 	enq, dropped, written, keys, raw, file atomic.Uint64
@@ -133,8 +135,11 @@ func (w *Writer) Path() string { return w.path }
 // from then on. It returns false, and counts the frame dropped, when the
 // queue is full (QueueFrames or QueueBytes) or the writer has failed: the
 // caller then calls Capturer.Rewind, since the next delta must not be based
-// on a frame the file lacks. Safe for one producer at a time.
+// on a frame the file lacks. Safe for one producer at a time, and against a
+// Close on another goroutine (false from then on).
 func (w *Writer) TryEnqueue(k Kind, frame uint64, raw []byte) bool {
+	w.qmu.Lock() // against a Close on another goroutine: no send on a closed queue
+	defer w.qmu.Unlock()
 	if w.failed.Load() || w.closed || (k != KindKeyframe && k != KindDelta) ||
 		w.qbytes.Load()+int64(len(raw)) > w.opt.QueueBytes && len(w.q) > 0 {
 		w.dropped.Add(1)
@@ -234,11 +239,14 @@ func (w *Writer) write(it item) error {
 // Close writes what is queued, then the index record and the trailer, and
 // closes the file. It returns the first error of the writer.
 func (w *Writer) Close() error {
+	w.qmu.Lock()
 	if w.closed {
+		w.qmu.Unlock()
 		return errors.New("recording: closed twice")
 	}
 	w.closed = true
 	close(w.q)
+	w.qmu.Unlock()
 	<-w.done
 	if w.enc != nil {
 		w.enc.Close()
@@ -257,7 +265,7 @@ func (w *Writer) Close() error {
 			w.file.Store(uint64(w.off))
 		}
 	}
-	if err := w.f.Sync(); err != nil {
+	if err := w.f.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) { // EINVAL: a pipe or socket, nothing to sync
 		w.fail(err)
 	}
 	if err := w.f.Close(); err != nil {

@@ -110,7 +110,7 @@ func (p *sgProbe) Tick(v *module.View, c *module.Commands, _ time.Duration) erro
 				}
 			}
 		}
-		fmt.Printf("tick frame=%d time=%t/%d/%d/%d weather=%t/%d/%g labels=%s\n", v.Frame(), tok, tm.Frame, tm.Nanos, tm.Dt, wok, wt.Seq, wt.Wind,
+		fmt.Printf("tick frame=%d time=%t/%d/%d/%d/%g/%d weather=%t/%d/%g labels=%s\n", v.Frame(), tok, tm.Frame, tm.Nanos, tm.Dt, tm.Scale, tm.Paused, wok, wt.Seq, wt.Wind,
 			strings.Join(labels, ","))
 	}
 	return v.Err()
@@ -217,7 +217,7 @@ func TestSingletonsAcrossProcesses(t *testing.T) {
 			var tok, wok bool
 			var wt Weather
 			var labels string
-			_, err := fmt.Sscanf(l, "tick frame=%d time=%t/%d/%d/%d weather=%t/%d/%g labels=%s", &frame, &tok, &tm.Frame, &tm.Nanos, &tm.Dt, &wok, &wt.Seq, &wt.Wind, &labels)
+			_, err := fmt.Sscanf(l, "tick frame=%d time=%t/%d/%d/%d/%g/%d weather=%t/%d/%g labels=%s", &frame, &tok, &tm.Frame, &tm.Nanos, &tm.Dt, &tm.Scale, &tm.Paused, &wok, &wt.Seq, &wt.Wind, &labels)
 			require.NoError(t, err, l)
 			require.Equal(t, labelsAt[frame], labels, "the labels of frame %d: %s", frame, l)
 			// The time singleton: set by the engine for every frame, never

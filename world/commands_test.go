@@ -739,7 +739,7 @@ func FuzzPlayback(f *testing.F) {
 	f.Add(encodeFuzzRecord(nil, CmdDestroy, cmdRef(MakeEntity(3, 1))), uint8(0))
 	f.Add([]byte{}, uint8(0))
 	f.Add([]byte{0xff, 0xff, 0xff, 1, 2, 3}, uint8(3))
-	f.Add(encodeFuzzRecord(encodeFuzzRecord(nil, CmdSetSingleton, cmdSingleton(1, make([]byte, 8))), CmdSetSingleton, cmdSingleton(0, make([]byte, 24))), uint8(1))
+	f.Add(encodeFuzzRecord(encodeFuzzRecord(nil, CmdSetSingleton, cmdSingleton(1, make([]byte, 8))), CmdSetSingleton, cmdSingleton(0, make([]byte, 40))), uint8(1))
 	// Variable-size values: one that fits, one too long, one not UTF-8.
 	f.Add(encodeFuzzRecord(encodeFuzzRecord(encodeFuzzRecord(nil, CmdSet, cmdSet(MakeEntity(0, 1), 3, []byte("héllo"))),
 		CmdSet, cmdSet(MakeEntity(1, 1), 3, make([]byte, 41))), CmdSet, cmdSet(MakeEntity(2, 1), 3, []byte{0xc3})), uint8(2))

@@ -38,7 +38,7 @@ func TestRegisterSingleton(t *testing.T) {
 	require.True(t, ok)
 	require.Equal(t, TimeName, info.Name)
 	require.True(t, info.EngineOwned)
-	require.Equal(t, 24, info.Size)
+	require.Equal(t, 40, info.Size) // docs/LAYOUT.md, "Singletons"
 	require.Equal(t, layout.SingletonEngineOwned, info.Desc().Flags)
 	info, _ = r.Singleton(wid)
 	require.False(t, info.EngineOwned)
@@ -143,7 +143,7 @@ func TestPlaybackSetSingleton(t *testing.T) {
 	require.Equal(t, Weather{2, 9}, v)
 	require.Equal(t, f.w.Version(), f.w.SingletonVersion(f.wthr))
 	require.Equal(t, uint64(1), p.Stats.Applied)
-	err := p.Apply(CmdSetSingleton, cmdSingleton(uint16(f.clock), make([]byte, 24)))
+	err := p.Apply(CmdSetSingleton, cmdSingleton(uint16(f.clock), make([]byte, 40)))
 	require.ErrorIs(t, err, ErrRejected)
 	require.Contains(t, err.Error(), "engine_owned")
 	_, ok = GetSingleton[Time](f.w)
@@ -154,7 +154,7 @@ func TestRestoreSingleton(t *testing.T) {
 	f := newFixture(t, 16, 1)
 	w := f.w
 	require.NoError(t, w.RestoreSingleton(f.wthr, weatherBytes(Weather{Rain: 4}), 50))
-	require.NoError(t, w.RestoreSingleton(f.clock, make([]byte, 24), 0))
+	require.NoError(t, w.RestoreSingleton(f.clock, make([]byte, 40), 0))
 	require.ErrorIs(t, w.RestoreSingleton(f.wthr, make([]byte, 4), 1), ErrRestore)
 	require.ErrorIs(t, w.RestoreSingleton(7, make([]byte, 8), 1), ErrRestore)
 	w.RestoreFinish(10)

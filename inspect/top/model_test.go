@@ -267,6 +267,17 @@ func TestStalled(t *testing.T) {
 	require.False(t, Compute(nil, s).Stalled)
 	s.HeartbeatNano = 0
 	require.Equal(t, time.Duration(-1), Compute(nil, s).PublishAge, "never published")
+
+	// A paused engine publishes nothing and is not stalled.
+	s.HeartbeatNano, s.Engine = uint64(now.Add(-time.Minute).UnixNano()), EngineLive
+	s.Time, s.Instance = layout.TimeControl{State: layout.TimePaused, Speed: 0.5}, "demo"
+	v = Compute(nil, s)
+	require.False(t, v.Stalled)
+	require.True(t, v.Paused)
+	require.Equal(t, 0.5, v.Speed)
+	out := Render(&v, RenderOptions{})
+	require.Contains(t, out, "engine pid 1 live PAUSED (engine ctl demo resume)  speed 0.5")
+	require.NotContains(t, out, "STALLED")
 }
 
 // TestTrackerEngineLifecycle: an engine that publishes, dies, is moved aside
