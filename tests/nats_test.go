@@ -434,3 +434,39 @@ func TestRemoteCommandsExactlyOnce(t *testing.T) {
 	t.Logf("%d remote batches stored and applied exactly once across 2 NATS restarts, 2 bridge and 2 mirror SIGKILLs", len(model))
 	require.Greater(t, len(model), 60)
 }
+
+// TestMirrorUnderUp: the supervisor config's keys. On "host A" `engine up`
+// with a `bridge:` block runs the engine and the bridge; on "host B"
+// `engine up` with a `mirror:` block runs `engine mirror` as its engine; the
+// mirror's frames are the engine's.
+func TestMirrorUnderUp(t *testing.T) {
+	bin := shippedBinaries(t)
+	ns := startNATS(t)
+	hostA, hostB := t.TempDir(), t.TempDir()
+	inst := "natsu"
+	write := func(body string) string {
+		p := filepath.Join(t.TempDir(), "up.yaml")
+		require.NoError(t, os.WriteFile(p, []byte(body), 0o600))
+		return p
+	}
+	cfgA := write(fmt.Sprintf("instance: %s\nengine: {command: [engine, run, --entities, \"2000\", --rate, \"30\", --status, \"0\"]}\nmodules: []\nbridge: {nats: %q, rate: 30, keyframe_every: 15}\n", inst, ns.url()))
+	cfgB := write(fmt.Sprintf("instance: %s\nengine: {command: [engine, run]}\nmodules: []\nmirror: {nats: %q, source: %s}\nhang: {engine_start_timeout: 60s}\n", inst, ns.url(), inst))
+	startProc(t, bin, hostA, "up A", "up", "--config", cfgA)
+	rA := attachIn(t, hostA, inst, 30*time.Second)
+	startProc(t, bin, hostB, "up B", "up", "--config", cfgB)
+	rB := attachIn(t, hostB, inst, 60*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	eng, mir := sample(ctx, rA, &wg), sample(ctx, rB, &wg)
+	deadline := time.Now().Add(60 * time.Second)
+	for mir.count() < 40 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel()
+	wg.Wait()
+	same := mir.compare(t, eng, "mirror under engine up")
+	t.Logf("mirror under engine up: %d frames, %d compared with the engine's", mir.count(), same)
+	require.GreaterOrEqual(t, same, 20)
+}
