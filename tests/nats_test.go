@@ -194,10 +194,54 @@ func (s *sampler) count() int {
 	return len(s.sums)
 }
 
+type evLine struct {
+	frame uint64
+	text  string
+}
+
+type evLog struct {
+	mu  sync.Mutex
+	evs []evLine
+}
+
+func (l *evLog) get() []evLine {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]evLine(nil), l.evs...)
+}
+
+// followIn follows the event log of instance in shm directory dir.
+func followIn(ctx context.Context, t *testing.T, dir, instance string, wg *sync.WaitGroup) *evLog {
+	old := shm.Dir
+	shm.Dir = dir
+	f, err := testutil.FollowEvents(instance)
+	shm.Dir = old
+	require.NoError(t, err)
+	l := &evLog{}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer f.Close()
+		for ctx.Err() == nil {
+			err := f.Read(func(_, frame uint64, typ uint16, p []byte) {
+				l.mu.Lock()
+				l.evs = append(l.evs, evLine{frame: frame, text: fmt.Sprintf("%d %d %x", frame, typ, p)})
+				l.mu.Unlock()
+			})
+			if err != nil {
+				t.Errorf("%s events: %v", instance, err)
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	}()
+	return l
+}
+
 // TestMirrorExactFrames: a mirror on "another host" publishes the
 // engine's frames exactly (the content checksum of every mirrored frame
 // equals the engine's frame of the same number, both computed by this
-// test), and a mirror started late catches up from the latest keyframe
+// test), it publishes the engine's events, and a mirror started late catches up from the latest keyframe
 // (it publishes within a few keyframe intervals, exact frames too,
 // although the stream's first frames are long gone from its start).
 func TestMirrorExactFrames(t *testing.T) {
@@ -216,6 +260,7 @@ func TestMirrorExactFrames(t *testing.T) {
 	defer wg.Wait()
 	defer cancel()
 	eng, mir := sample(ctx, rA, &wg), sample(ctx, rB, &wg)
+	engEv, mirEv := followIn(ctx, t, hostA, inst, &wg), followIn(ctx, t, hostB, inst, &wg)
 
 	// The late mirror joins after the stream holds several keyframe
 	// intervals.
@@ -234,6 +279,25 @@ func TestMirrorExactFrames(t *testing.T) {
 	cancel()
 	wg.Wait()
 	sameB := mir.compare(t, eng, "mirror")
+	// Events reach the mirror through the stream: between the first and
+	// the last frame of the mirror's events, the mirror's log holds the
+	// engine's events, the same and in the same order.
+	me, ee := mirEv.get(), engEv.get()
+	require.NotEmpty(t, me, "the mirror published no event")
+	lo, hi := me[0].frame, me[len(me)-1].frame
+	var want, got []string
+	for _, e := range ee {
+		if e.frame > lo && e.frame <= hi {
+			want = append(want, e.text)
+		}
+	}
+	for _, e := range me {
+		if e.frame > lo {
+			got = append(got, e.text)
+		}
+	}
+	require.NotEmpty(t, want)
+	require.Equal(t, want, got, "the mirror's events of frames %d..%d", lo+1, hi)
 	sameC := lateS.compare(t, eng, "late mirror")
 	t.Logf("engine frames sampled %d; mirror %d (%d compared), late mirror %d (%d compared), late mirror's first frame %d after %v",
 		eng.count(), mir.count(), sameB, lateS.count(), sameC, lateS.first, time.Since(joined).Round(time.Millisecond))
