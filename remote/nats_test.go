@@ -2,7 +2,17 @@ package remote
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"io"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -71,4 +81,43 @@ func TestNATSCredentials(t *testing.T) {
 	}
 	_, _, err = NATS{URL: url, NKey: filepath.Join(t.TempDir(), "missing")}.Connect("t", log)
 	require.ErrorContains(t, err, "nkey file")
+}
+
+// TestNATSTLS: a tls:// URL turns TLS on (the server here accepts only
+// TLS), the server's certificate verified against the CAs of --tls-ca: a
+// server that the CAs do not sign is refused.
+func TestNATSTLS(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	require.NoError(t, err)
+	ca := filepath.Join(dir, "ca.pem")
+	require.NoError(t, os.WriteFile(ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600))
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true, TLSTimeout: 5,
+		TLSConfig: &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}})
+	require.NoError(t, err)
+	go s.Start()
+	defer s.Shutdown()
+	require.True(t, s.ReadyForConnections(10*time.Second))
+	port := s.Addr().(*net.TCPAddr).Port
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	connected := func(n NATS) bool {
+		nc, _, err := n.Connect("t", log)
+		if err != nil {
+			return false
+		}
+		defer nc.Close()
+		deadline := time.Now().Add(3 * time.Second)
+		for !nc.IsConnected() && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		return nc.IsConnected()
+	}
+	require.True(t, connected(NATS{URL: fmt.Sprintf("tls://127.0.0.1:%d", port), CA: ca}), "tls:// with the CA connects")
+	require.False(t, connected(NATS{URL: fmt.Sprintf("tls://127.0.0.1:%d", port)}), "an unknown CA is refused")
 }
