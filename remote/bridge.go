@@ -15,8 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/fdp-engine/fdp/ipc"
@@ -174,6 +177,7 @@ func (b *Bridge) runFrames(ctx context.Context) error {
 const staleAfter = 2 * time.Second
 
 func (b *Bridge) publishFrom(ctx context.Context, r *fsync.Reader) error {
+	attached := worldInode(b.opt.Instance)
 	lw := r.Layout()
 	period := time.Second / time.Duration(b.opt.Rate)
 	hdr, err := record.NewHeader(lw, time.Now().UnixNano(), uint64(period), uint32(b.opt.KeyframeEvery))
@@ -211,7 +215,12 @@ func (b *Bridge) publishFrom(ctx context.Context, r *fsync.Reader) error {
 				return err
 			}
 			if time.Since(lastNew) > staleAfter {
-				return fmt.Errorf("no new frame for %v", staleAfter)
+				// A paused engine publishes nothing; a restarted one
+				// publishes in a new world segment: attach again only then.
+				if ino := worldInode(b.opt.Instance); ino != attached {
+					return fmt.Errorf("no new frame for %v and the world segment was replaced (an engine restart)", staleAfter)
+				}
+				lastNew = time.Now()
 			}
 			sleepCtx(ctx, poll)
 			continue
@@ -275,6 +284,19 @@ func (b *Bridge) publishFrom(ctx context.Context, r *fsync.Reader) error {
 		}
 	}
 	return nil
+}
+
+// worldInode returns the inode of the instance's world segment file (0:
+// none).
+func worldInode(instance string) uint64 {
+	st, err := os.Stat(filepath.Join(shm.Dir, shm.SegmentName(instance, fsync.WorldSegment)))
+	if err != nil {
+		return 0
+	}
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		return sys.Ino
+	}
+	return 0
 }
 
 // publishUnit publishes a unit's parts in order and returns the stream

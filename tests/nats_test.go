@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -533,4 +534,37 @@ func TestMirrorUnderUp(t *testing.T) {
 	same := mir.compare(t, eng, "mirror under engine up")
 	t.Logf("mirror under engine up: %d frames, %d compared with the engine's", mir.count(), same)
 	require.GreaterOrEqual(t, same, 20)
+
+	// The engine is SIGKILLed: the supervisor starts a new one (which
+	// recovers the world and goes on with the frame numbers), the bridge
+	// attaches to it, the mirror goes on with its frames.
+	hdr, err := layout.DecodeHeader(rA.Layout().B)
+	require.NoError(t, err)
+	var lastMirrored uint64
+	for f := range mir.sums {
+		lastMirrored = max(lastMirrored, f)
+	}
+	require.NoError(t, syscall.Kill(int(hdr.CreatorPID), syscall.SIGKILL))
+	deadline = time.Now().Add(60 * time.Second)
+	var rA2 *fsync.Reader
+	for rA2 == nil {
+		r := attachIn(t, hostA, inst, 60*time.Second)
+		if h, err := layout.DecodeHeader(r.Layout().B); err == nil && h.CreatorPID != hdr.CreatorPID {
+			rA2 = r
+		}
+		require.False(t, time.Now().After(deadline), "no new engine")
+		time.Sleep(50 * time.Millisecond)
+	}
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	eng2, mir2 := sample(ctx2, rA2, &wg), sample(ctx2, rB, &wg)
+	for mir2.count() < 40 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	cancel2()
+	wg.Wait()
+	same2 := mir2.compare(t, eng2, "mirror after an engine restart")
+	t.Logf("after the engine's SIGKILL: %d mirrored frames, %d compared with the new engine's; first %d (last before %d)", mir2.count(), same2, mir2.first, lastMirrored)
+	require.GreaterOrEqual(t, same2, 20)
+	require.Greater(t, mir2.first, lastMirrored, "frame numbers go on")
 }
