@@ -59,7 +59,7 @@ type BridgeFrame struct {
 // BridgeStats are a bridge's counters.
 type BridgeStats struct {
 	Frames, Keyframes, WireBytes, DirtyBytes, FailedPublishes atomic.Uint64
-	Batches, Duplicates, Refused                              atomic.Uint64
+	Batches, Duplicates, Refused, EventsLost                  atomic.Uint64
 }
 
 // Bridge is a running bridge.
@@ -227,9 +227,18 @@ func (b *Bridge) publishFrom(ctx context.Context, r *fsync.Reader) error {
 		}
 		frame := f.Number()
 		events = events[:0]
-		_, _ = er.ReadUpTo(&cur, frame, func(_, fr uint64, typ uint16, payload []byte) {
+		lost, eerr := er.ReadUpTo(&cur, frame, func(_, fr uint64, typ uint16, payload []byte) {
 			events = append(events, record.Event{Type: typ, Frame: fr, Payload: append([]byte(nil), payload...)})
 		})
+		if lost > 0 || eerr != nil {
+			// The log wrapped past the bridge (it fell a whole log behind)
+			// or could not be read: those events never reach mirrors.
+			b.Stats.EventsLost.Add(lost)
+			b.log.Warn("events lost for mirrors", "frame", frame, "lost", lost, "err", eerr)
+			if eerr != nil {
+				cur = er.Tail()
+			}
+		}
 		var info record.CaptureInfo
 		var cerr error
 		raw, info, cerr = cp.Capture(raw[:0], f.Slot(), events, nil)
