@@ -60,10 +60,11 @@ bench:
 # The module-kill soak (10,000 SIGKILLs), 10 minutes of engine and module
 # kills under `engine up` with every observed frame audited, and a 10-minute
 # healthy run under `engine up` (one module SIGKILLed every 3 s): 0 failures
-# of the other modules, no tick without its frame, no death after the stop.
+# of the other modules, no tick without its frame, no death after the stop;
+# a 60 s recording of the demo with module kills, replayed frame for frame.
 # Then the recorder's differential round trip over 200 random worlds.
 soak:
-	FDP_SOAK_KILLS=10000 FDP_CHAOS_DURATION=10m FDP_HEALTHY_DURATION=10m $(GO) test -count=1 -timeout 80m -run 'Soak|Chaos|HealthyRun' -v ./tests/...
+	FDP_SOAK_KILLS=10000 FDP_CHAOS_DURATION=10m FDP_HEALTHY_DURATION=10m FDP_REPLAY_DURATION=60s $(GO) test -count=1 -timeout 90m -run 'Soak|Chaos|HealthyRun|ReplayRoundTrip' -v ./tests/...
 	FDP_RECORD_SEEDS=200 $(GO) test -count=1 -timeout 30m -run 'RoundTripDifferential' ./record
 
 plot:

@@ -83,7 +83,7 @@ func isFileArg(a string) bool {
 }
 
 func newDumpCmd() *cobra.Command {
-	var asJSON, chunks bool
+	var asJSON, chunks, schema bool
 	c := &cobra.Command{
 		Use:   "dump SEGMENT|PATH|RECORDING | dump INSTANCE KIND",
 		Short: "Decode a segment read-only (common header, world slots, leases, event log, module ring and statistics) or a recording",
@@ -111,9 +111,14 @@ func newDumpCmd() *cobra.Command {
 			}
 			r.Source = seg.Path
 			w := cmd.OutOrStdout()
-			if asJSON {
+			switch {
+			case schema && asJSON:
+				return fmt.Errorf("--schema and --json: choose one (the JSON report has the schema: components[].fields, singletons[].fields)")
+			case schema:
+				err = inspect.SchemaText(w, r)
+			case asJSON:
 				err = writeJSON(w, r, true)
-			} else {
+			default:
 				err = inspect.Text(w, r)
 			}
 			if err != nil {
@@ -127,6 +132,7 @@ func newDumpCmd() *cobra.Command {
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	c.Flags().BoolVar(&chunks, "chunks", false, "include the header of every chunk in use of every world slot")
+	c.Flags().BoolVar(&schema, "schema", false, "print only the schema of a world segment: every component and singleton with its fields (name, type, offset, count)")
 	return c
 }
 

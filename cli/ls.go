@@ -4,6 +4,7 @@ package cli
 
 import (
 	"fmt"
+	"path/filepath"
 	"text/tabwriter"
 
 	"github.com/fdp-engine/fdp/layout"
@@ -28,6 +29,25 @@ type lsEntry struct {
 	StartTime uint64 `json:"owner_start"`
 	State     string `json:"state"`
 	Error     string `json:"error,omitempty"`
+	// Socket is the path of the instance's control socket (where a module
+	// connects: docs/PROTOCOL.md, "Finding an engine") when that file
+	// exists and is a socket; "" otherwise. Every entry of an instance has
+	// the same one.
+	Socket string `json:"socket,omitempty"`
+}
+
+// instanceSocket returns the control socket path of instance if it exists
+// as a socket.
+func instanceSocket(instance string) string {
+	if instance == "" {
+		return ""
+	}
+	p := filepath.Join(shm.Dir, shm.Prefix+instance+shm.SocketSuffix)
+	var st unix.Stat_t
+	if unix.Lstat(p, &st) != nil || st.Mode&unix.S_IFMT != unix.S_IFSOCK {
+		return ""
+	}
+	return p
 }
 
 func lsEntries() ([]lsEntry, error) {
@@ -39,6 +59,7 @@ func lsEntries() ([]lsEntry, error) {
 	for _, in := range infos {
 		e := lsEntry{Name: in.Name, Path: in.Path, Instance: in.Instance, Kind: in.Kind, Size: in.Size, PID: in.PID, StartTime: in.StartTime, State: in.State}
 		e.Allocated = allocated(in.Path)
+		e.Socket = instanceSocket(in.Instance)
 		if in.Header != nil {
 			e.SegmentKind = layout.KindName(in.Header.Kind)
 		}

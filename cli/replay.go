@@ -114,6 +114,9 @@ func runReplay(ctx context.Context, wd World, path string, o *replayOpts, out *o
 		log.Warn("the recording is damaged or cut short: replaying up to the damage", "file", path, "last_frame", last, "damage", d)
 	}
 	if o.from != 0 {
+		if o.from < first || o.from > last {
+			return fmt.Errorf("--from %d: frame %d is outside the recording (frames %d to %d)", o.from, o.from, first, last)
+		}
 		if err := rec.Seek(o.from); err != nil {
 			return fmt.Errorf("--from %d: %w", o.from, err)
 		}

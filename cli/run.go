@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -38,6 +39,8 @@ type runOpts struct {
 	slotIdle   time.Duration
 	logFormat  string
 	metrics    string
+	record     string
+	keyframe   int
 }
 
 func (o *runOpts) flags(c *cobra.Command, w World) {
@@ -49,6 +52,8 @@ func (o *runOpts) flags(c *cobra.Command, w World) {
 	c.Flags().IntVar(&o.slots, "slots", 0, "frame slots: frames the publish and held snapshots can use at once (0 = 32); a slot holds memory only for what it holds")
 	c.Flags().StringVar(&o.shmLimit, "shm-limit", "0", "bound on the world segment's shared memory, e.g. 512MiB or 2GiB (0 = the file system's room); snapshots beyond it are refused")
 	c.Flags().DurationVar(&o.slotIdle, "slot-idle", 0, "a slot unused for this long gives its memory back (0 = 2s, negative = never)")
+	c.Flags().StringVar(&o.record, "record", "", "record every published frame into this file (the flight recorder: keyframes and deltas, zstd; `engine dump FILE` reads it)")
+	c.Flags().IntVar(&o.keyframe, "record-keyframe", host.DefaultKeyframeEvery, "with --record: a keyframe every N recorded frames (a seek decodes at most N-1 deltas)")
 	c.Flags().StringVar(&o.metrics, "metrics", os.Getenv("FDP_METRICS"), metricsUsage+"; default $FDP_METRICS")
 	c.Flags().BoolVar(&o.noPrewake, "no-prewake", false, "do not wake fast modules ahead of their tick (their ticks then wake them from FUTEX_WAIT)")
 	c.Flags().IntVar(&o.maxModules, "max-modules", layout.MaxModules,
@@ -81,6 +86,8 @@ func (o *runOpts) check() error {
 		return fmt.Errorf("--max-modules %d: must be 1..%d", o.maxModules, layout.MaxModules)
 	case o.readers < layout.MinReaders || o.readers > layout.MaxReaders:
 		return fmt.Errorf("--readers %d: must be %d..%d", o.readers, layout.MinReaders, layout.MaxReaders)
+	case o.keyframe < 1:
+		return fmt.Errorf("--record-keyframe %d: must be at least 1", o.keyframe)
 	}
 	return nil
 }
@@ -204,8 +211,18 @@ func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
 	if err != nil {
 		return fmt.Errorf("--shm-limit: %w", err)
 	}
+	if resume := max(rec.Frame, rec.ResumeFrame); resume > 0 && o.record != "" {
+		// A previous engine of the instance died: its recording (cut
+		// short, readable up to its last complete frame) is kept.
+		if kept, err := keepRecording(o.record, resume); err != nil {
+			return err
+		} else if kept != "" {
+			log.Info("kept the dead engine's recording", "file", kept, "resume_frame", resume)
+		}
+	}
 	eng, err := host.New(host.Config{Instance: o.instance, FrameRate: o.rate, NoPrewake: o.noPrewake, AllowUIDs: uids, Logger: log,
-		MaxModules: o.maxModules, Readers: o.readers, Slots: o.slots, ShmLimit: limit, SlotIdle: o.slotIdle}, w, sim)
+		MaxModules: o.maxModules, Readers: o.readers, Slots: o.slots, ShmLimit: limit, SlotIdle: o.slotIdle,
+		Record: host.RecordConfig{File: o.record, KeyframeEvery: o.keyframe}}, w, sim)
 	if err != nil {
 		return err
 	}
@@ -224,9 +241,13 @@ func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
 		defer metrics.Serve(ln, metrics.EngineRegistry(eng), log)()
 	}
 	log.Info("engine running", "instance", o.instance, "entities", w.Count(), "rate", o.rate, "pid", os.Getpid())
+	if o.record != "" {
+		log.Info("recording", "file", o.record, "keyframe_every", o.keyframe)
+	}
 	start := time.Now()
 	pub := eng.Publisher()
 	lastStatus, lastPub, lastSkipped, lastRefused, lastNoMem := start, pub.Publishes, pub.Skipped, eng.Bounds().SnapshotsRefused, pub.PubNoSpace
+	lastRec := eng.Recorder()
 	var late, rejected, commands int
 	err = eng.Run(ctx, func(st host.FrameStats) {
 		late += st.Late
@@ -237,6 +258,10 @@ func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
 			refused := eng.Bounds().SnapshotsRefused
 			line := statusLine(eng, st, w.Count(), now.Sub(lastStatus), pub.Publishes-lastPub, pub.Skipped-lastSkipped,
 				pub.PubNoSpace-lastNoMem, refused-lastRefused, commands, rejected, late)
+			if rs := eng.Recorder(); rs.On {
+				line += "  " + recordStatus(lastRec, rs, now.Sub(lastStatus))
+				lastRec = rs
+			}
 			if wd.Status != nil {
 				if more := wd.Status(sim); more != "" {
 					line += "  " + more
@@ -250,8 +275,35 @@ func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
 	if wd.Summary != nil {
 		more = func(out io.Writer) { wd.Summary(out, sim) }
 	}
+	// The recording ends before the summary, so that it shows the file
+	// as it stays (its index written).
+	recErr := eng.StopRecording()
+	if errors.Is(recErr, host.ErrNotRecording) {
+		recErr = nil
+	}
 	printSummary(out.out, eng, time.Since(start), commands, rejected, late, more)
-	return err
+	return errors.Join(err, recErr)
+}
+
+// recordStatus is the recorder's part of the status line: frames in the
+// file and dropped (both since the start), and the file's growth over the
+// interval d since prev: bytes written to the file per second (MB = 10^6
+// bytes), what the disk takes.
+func recordStatus(prev, cur host.RecorderStats, d time.Duration) string {
+	s := fmt.Sprintf("rec %d frames  dropped %d  %.2f MB  %.2f MB/s", cur.Written, cur.Dropped, float64(cur.FileBytes)/1e6,
+		recordRate(cur.FileBytes-prev.FileBytes, d))
+	if cur.Err != "" {
+		s += "  RECORDING FAILED: " + cur.Err
+	}
+	return s
+}
+
+// recordRate is bytes over d in MB/s (0 for a zero d).
+func recordRate(bytes uint64, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(bytes) / 1e6 / d.Seconds()
 }
 
 // statusLine formats the engine's status line for an interval of d in
@@ -345,6 +397,18 @@ func printSummary(w io.Writer, eng *host.Engine, d time.Duration, commands, reje
 		logs.Round3(eng.WakeHist.Percentile(50)), logs.Round3(eng.WakeHist.Percentile(99)), logs.Round3(eng.WakeHist.Max()), eng.WakeHist.Count(), !eng.Config().NoPrewake)
 	pf("world: %d entities alive; commands applied %d, rejected %d%s; late fast ticks %d\n",
 		eng.World().Count(), commands, rejected, rejectReasons(eng), late)
+	if rs := eng.Recorder(); rs.On {
+		ratio := "-"
+		if rs.FileBytes > 0 {
+			ratio = fmt.Sprintf("%.1fx", float64(rs.RawBytes)/float64(rs.FileBytes))
+		}
+		pf("recorder: %s: %d frames (%d keyframes), %d dropped (capture busy %d, queue full %d, over the frame bound %d, failed %d); %d bytes (raw %d, compression %s), %.2f MB/s over %v\n",
+			rs.File, rs.Written, rs.Keyframes, rs.Dropped, rs.DroppedBusy, rs.DroppedQueue, rs.DroppedOverflow, rs.DroppedError,
+			rs.FileBytes, rs.RawBytes, ratio, recordRate(rs.FileBytes, d), logs.Round3(d))
+		if rs.Err != "" {
+			pf("recorder: FAILED: %s\n", rs.Err)
+		}
+	}
 	if more != nil {
 		more(w)
 	}
@@ -393,4 +457,19 @@ func rejectReasons(eng *host.Engine) string {
 	}
 	sort.Strings(parts)
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// keepRecording moves the recording file a dead engine left at path aside,
+// to path.<frame> (frame: the last frame that engine published), so that
+// the new engine's recording does not truncate it. It returns the new name
+// ("" when there was no file).
+func keepRecording(path string, frame uint64) (string, error) {
+	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
+		return "", nil
+	}
+	kept := fmt.Sprintf("%s.%d", path, frame)
+	if err := os.Rename(path, kept); err != nil {
+		return "", fmt.Errorf("--record: keeping the dead engine's recording: %w", err)
+	}
+	return kept, nil
 }

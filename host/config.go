@@ -95,7 +95,10 @@ type Config struct {
 	// [layout.MinReaders, layout.MaxReaders] (1..1024): the engine scans
 	// every entry's pin at each slot claim.
 	Readers int
-	Logger  *slog.Logger
+	// Record configures the flight recorder (host/recorder.go); a zero
+	// Record.File: none.
+	Record RecordConfig
+	Logger *slog.Logger
 }
 
 func (c *Config) defaults() {
@@ -143,6 +146,9 @@ func (c *Config) defaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Record.File != "" {
+		c.Record.defaults()
+	}
 }
 
 // DefaultConfig returns the configuration New runs with when every field is
@@ -182,6 +188,9 @@ func (c *Config) validate() error {
 		return fmt.Errorf("%w: MaxModules %d, want 1..%d", ErrConfig, c.MaxModules, layout.MaxModules)
 	case c.Readers < layout.MinReaders || c.Readers > layout.MaxReaders:
 		return fmt.Errorf("%w: %d external readers, want %d..%d", ErrConfig, c.Readers, layout.MinReaders, layout.MaxReaders)
+	}
+	if err := c.Record.validate(); err != nil {
+		return err
 	}
 	if _, err := layout.ComputeEventsGeometry(c.EventLogBytes); err != nil {
 		return fmt.Errorf("%w: EventLogBytes: %w", ErrConfig, err)

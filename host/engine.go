@@ -12,6 +12,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -144,6 +145,8 @@ type Engine struct {
 	wake wakeWatch
 	// stats: copies of the statistics for other goroutines (stats.go).
 	stats statsBox
+	// rec is the flight recorder (recorder.go); nil when not recording.
+	rec *recorder
 	// tc: time control (host/timectl.go).
 	tc timeCtl
 	// replay: the source of a replay engine's frames (host/replay.go);
@@ -154,6 +157,8 @@ type Engine struct {
 	// replayRestart: a seek asked for a frame not after the current one
 	// (RunReplay replaces the engine).
 	replayRestart bool
+	restored      []int                 // scratch of applyReplay
+	recScratch    []layout.EntityRecord // scratch of applyReplay
 	// ReplayDropped counts the valid commands of a replay, dropped.
 	ReplayDropped uint64
 	// forward: a mirror's hook for the modules' batches (host/remote.go);
@@ -208,6 +213,13 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 	if err := e.segs.World.NeedSpace(2 * e.pub.CopyBytes()); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("the world's two copies at its largest (%d entities) do not fit: %w", w.MaxEntities(), err)
+	}
+
+	if cfg.Record.File != "" {
+		if e.rec, err = newRecorder(cfg.Record, e.pub, e.period, e.log); err != nil {
+			e.Close()
+			return nil, err
+		}
 	}
 
 	e.ctl, err = ipc.Listen(cfg.Instance, ipc.ControlConfig{
@@ -267,13 +279,16 @@ func (e *Engine) Config() Config { return e.cfg }
 // Period returns the frame period.
 func (e *Engine) Period() time.Duration { return e.period }
 
-// Close stops the control plane, closes every module segment and unlinks
-// all of the instance's segments.
+// Close stops the control plane, ends the recording (StopRecording), closes
+// every module segment and unlinks all of the instance's segments.
 func (e *Engine) Close() error {
 	var first error
 	e.closeOnce.Do(func() {
 		if e.ctl != nil {
 			e.ctl.Close()
+		}
+		if err := e.StopRecording(); err != nil && !errors.Is(err, ErrNotRecording) {
+			first = err
 		}
 		e.mu.Lock()
 		for _, m := range e.mods {
@@ -291,7 +306,7 @@ func (e *Engine) Close() error {
 			e.pub.WaitTrims()
 		}
 		if e.segs != nil {
-			if err := e.segs.Unlink(); err != nil {
+			if err := e.segs.Unlink(); err != nil && first == nil {
 				first = err
 			}
 			e.segs.Close()
@@ -443,6 +458,11 @@ func (e *Engine) Step() FrameStats {
 		e.frame++
 	}
 	st := FrameStats{Frame: e.frame}
+	if e.rec != nil {
+		t := time.Now()
+		e.rec.reap() // the previous capture's slot back to the rotation
+		e.rec.ftNanos.Add(uint64(time.Since(t)))
+	}
 	// Pre-wake the fast modules (Engine.prewake) as early as their warm spin
 	// allows: here, before the simulation, when the last frame's simulation
 	// and publish together took less than Config.PrewakeEarlyMax; else just
@@ -462,11 +482,18 @@ func (e *Engine) Step() FrameStats {
 		}
 		st.Simulate = time.Since(start)
 
-		// Capture the frame's events into the shared log.
-		for _, ev := range e.w.FrameEvents() {
+		// Capture the frame's events into the shared log (and the
+		// recorder's copy).
+		evs := e.w.FrameEvents()
+		for _, ev := range evs {
 			if e.evw.Append(e.frame, uint16(ev.Type), ev.Payload) == nil && e.wake.active {
 				e.wake.saw(uint16(ev.Type)) // a module may wake on it (host/lifecycle.go)
 			}
+		}
+		if e.rec != nil && len(evs) > 0 {
+			t := time.Now()
+			e.rec.addEvents(e.frame, evs, e.evw.MaxPayload())
+			e.rec.ftNanos.Add(uint64(time.Since(t)))
 		}
 		e.evw.Commit()
 		e.w.ClearEvents()
@@ -482,6 +509,11 @@ func (e *Engine) Step() FrameStats {
 	}
 	e.lastSimPub = time.Since(start)
 	if st.PublishErr == nil {
+		if e.rec != nil {
+			t := time.Now()
+			e.rec.published(e.frame)
+			e.rec.ftNanos.Add(uint64(time.Since(t)))
+		}
 		e.PubHist.Record(st.Publish.Duration)
 		if !e.asideDropped {
 			e.dropAside(st.Frame)
@@ -515,6 +547,9 @@ func (e *Engine) Step() FrameStats {
 	e.Hist.Record(st.Total)
 	e.Frames++
 	layout.Store64(e.segs.World.Data, layout.OffWStatFrameNanos, uint64(st.Total))
+	if e.rec != nil && !e.rec.closed {
+		e.rec.writeSegment(e.segs.World.Data)
+	}
 	layout.AddDurHist(e.segs.World.Data, layout.OffWFrameHist, uint64(st.Total))
 	e.copyStats() // only when a reader asked (host/stats.go)
 	e.tcFrameDone()
@@ -563,4 +598,33 @@ func (e *Engine) LeasedSlots() int {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.pub.LeasedSlots()
+}
+
+// Recorder returns the flight recorder's figures (RecorderStats.On false
+// when the engine does not record). Safe from any goroutine.
+func (e *Engine) Recorder() RecorderStats {
+	if r := e.rec; r != nil {
+		return r.stats()
+	}
+	return RecorderStats{}
+}
+
+// StopRecording ends the recording: the capture in progress and the frames
+// queued are written, then the file's index; the figures stay readable
+// (Recorder). It is called by Close; after Run returned, or from the frame
+// thread. ErrNotRecording without a recorder.
+func (e *Engine) StopRecording() error {
+	if e.rec == nil {
+		return ErrNotRecording
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.rec.closed {
+		return nil
+	}
+	err := e.rec.close()
+	if e.segs != nil {
+		e.rec.writeSegment(e.segs.World.Data)
+	}
+	return err
 }

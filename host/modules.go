@@ -115,6 +115,7 @@ type Module struct {
 	breakerUntil time.Time
 	probing      bool
 	holdSlot     int        // slow tier: slot leased for the running tick (-1 none)
+	batchSeq     uint64     // batches played back (the recorder's batch sequence numbers)
 	snapMask     world.Mask // components of the last snapshot leased to it
 	tickStart    time.Time  // when the running tick was rung
 	maxRuntime   time.Duration
@@ -215,6 +216,11 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 			m = &Module{Slot: len(e.mods), holdSlot: -1}
 		}
 		m.Name, m.UID, m.play = h.Name, peer.UID, world.NewPlayback(e.w)
+		// A module's event payload is bounded by the module limit and by
+		// the log's own (a quarter of its capacity): one rule, checked at
+		// playback (bad_length), so nothing the playback accepts is
+		// refused by the log afterwards (docs/PROTOCOL.md, "Limits").
+		m.play.MaxEventSize = min(layout.MaxModuleEventPayload, e.evw.MaxPayload())
 		if err := e.createModuleSegment(m, h); err != nil {
 			// A reused slot stays dead and empty (first to reuse again).
 			m.State, m.diedAt = StateDead, time.Time{}
@@ -255,8 +261,9 @@ func (e *Engine) admit(h ipc.Hello, peer ipc.PeerCred) (ipc.Welcome, error) {
 	e.joinPhase(m)
 	m.Stats.Joins++
 	if e.guard(func() {
+		// (The ring is new and empty, head = tail = 0: it needs no reset,
+		// and its resets counter reads 0 until the engine discards data.)
 		layout.Store64(m.seg.Data, layout.OffMPin, 0)
-		_ = m.cons.Reset()
 		e.writeEventAck(m)
 		e.writeModStats(m)
 	}) {

@@ -56,10 +56,20 @@ func (e *Engine) playModule(m *Module) (applied, rejected int) {
 	before := m.play.Stats
 	fwd := e.forward != nil
 	e.fwdBuf = e.fwdBuf[:0]
+	rec := e.rec
+	if rec != nil && rec.closed {
+		rec = nil
+	}
+	if rec != nil {
+		rec.batchStart(m)
+	}
 	if err == nil {
 		_, err = m.cons.Poll(func(typ uint16, payload []byte) error {
 			if fwd && typ != layout.CmdAckEvents {
 				e.fwdBuf = AppendRemoteCommand(e.fwdBuf, typ, payload)
+			}
+			if rec != nil {
+				rec.addCommand(typ, payload) // the batch verbatim, acknowledgements included
 			}
 			if typ == layout.CmdAckEvents {
 				// Not a command: the events the batch's tick consumed
@@ -91,6 +101,9 @@ func (e *Engine) playModule(m *Module) (applied, rejected int) {
 	m.Stats.Applied += uint64(a)
 	m.Stats.Rejected += uint64(r)
 	applied, rejected = a, r
+	if rec != nil {
+		rec.batchEnd(a, r)
+	}
 	for _, c := range m.play.Created() {
 		binary.LittleEndian.PutUint32(e.created[0:], uint32(m.Slot))
 		binary.LittleEndian.PutUint32(e.created[4:], c.Temp)

@@ -5,6 +5,8 @@ package host
 import (
 	"fmt"
 	"io"
+	"runtime"
+	gosync "sync"
 
 	"github.com/fdp-engine/fdp/record"
 	"github.com/fdp-engine/fdp/world"
@@ -25,6 +27,70 @@ type RecordingFile struct {
 	full   bool
 	seeked bool
 	chunk  []int // chunk -> its entry in the frame being built, -1 none
+	pf     *prefetch
+}
+
+// prefetch reads and decodes the frame records after a position on other
+// goroutines (decompression is most of a replay's cost): worker k of n
+// decodes records from+k, from+k+n, ... into its own channel, so the
+// consumer takes them in order. Applying them to the image stays on the
+// caller's goroutine, in order.
+type prefetch struct {
+	from  int
+	outs  []chan decoded
+	stop  chan struct{}
+	wg    gosync.WaitGroup
+	taken int
+}
+
+type decoded struct {
+	f   *record.Frame
+	err error
+}
+
+func startPrefetch(r *record.Reader, from int) *prefetch {
+	n := min(max(runtime.GOMAXPROCS(0), 1), 2)
+	p := &prefetch{from: from, outs: make([]chan decoded, n), stop: make(chan struct{})}
+	end := len(r.Index())
+	for k := range p.outs {
+		p.outs[k] = make(chan decoded, 4)
+		p.wg.Add(1)
+		go func(out chan decoded, k int) {
+			defer p.wg.Done()
+			defer close(out)
+			for i := from + k; i < end; i += n {
+				f, err := r.Frame(i)
+				select {
+				case out <- decoded{f, err}:
+				case <-p.stop:
+					return
+				}
+				if err != nil {
+					return
+				}
+			}
+		}(p.outs[k], k)
+	}
+	return p
+}
+
+// next returns the next record in order (index from+taken).
+func (p *prefetch) next() (*record.Frame, error) {
+	d, ok := <-p.outs[p.taken%len(p.outs)]
+	p.taken++
+	if !ok {
+		return nil, io.ErrUnexpectedEOF // a worker ended after an error it gave
+	}
+	return d.f, d.err
+}
+
+func (p *prefetch) close() {
+	close(p.stop)
+	for _, out := range p.outs {
+		for range out { // let a blocked worker see stop
+		}
+	}
+	p.wg.Wait()
 }
 
 // OpenRecording opens a recording file. A recording cut short (a SIGKILL)
@@ -47,8 +113,14 @@ func OpenRecording(path string) (*RecordingFile, error) {
 // Reader returns the recording's reader (header, index, damage).
 func (f *RecordingFile) Reader() *record.Reader { return f.r }
 
-// Close closes the file.
-func (f *RecordingFile) Close() error { return f.r.Close() }
+// Close stops the decoding ahead and closes the file.
+func (f *RecordingFile) Close() error {
+	if f.pf != nil {
+		f.pf.close()
+		f.pf = nil
+	}
+	return f.r.Close()
+}
 
 // Frames returns the first and last frame of the recording.
 func (f *RecordingFile) Frames() (first, last uint64) {
@@ -75,6 +147,10 @@ func (f *RecordingFile) Seek(frame uint64) error {
 		first, _ := f.Frames()
 		return fmt.Errorf("frame %d is before the recording's first frame %d", frame, first)
 	}
+	if f.pf != nil {
+		f.pf.close()
+		f.pf = nil
+	}
 	if _, err := f.r.Seek(f.im, i); err != nil {
 		return err
 	}
@@ -93,7 +169,10 @@ func (f *RecordingFile) Next() (*ReplayFrame, error) {
 		if f.next >= len(f.r.Index()) {
 			return nil, io.EOF
 		}
-		if fr, err = f.r.Frame(f.next); err == nil {
+		if f.pf == nil {
+			f.pf = startPrefetch(f.r, f.next)
+		}
+		if fr, err = f.pf.next(); err == nil {
 			err = f.im.Apply(fr)
 		}
 		f.next++

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -145,4 +146,37 @@ func followEvents(t *testing.T, e *Engine) func() []ReplayEvent {
 		}))
 		return got
 	}
+}
+
+// TestReplayCutRecording: a recording cut short (as by a SIGKILL of its
+// engine: no index, a partial last record) replays up to its last complete
+// frame, every frame with its live checksum.
+func TestReplayCutRecording(t *testing.T) {
+	path, sums, _ := recordLive(t, 40, 8, nil)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(path, st.Size()*2/3))
+	rec, err := OpenRecording(path)
+	require.NoError(t, err)
+	defer rec.Close()
+	require.Error(t, rec.Reader().Damage(), "the cut is reported")
+	first, last := rec.Frames()
+	require.Equal(t, uint64(1), first)
+	require.Less(t, last, uint64(40))
+	require.Greater(t, last, uint64(10))
+	rep, err := New(Config{Instance: testInstance(t), Logger: quietLog()}, newRWorld(t, newRSchema()), nil)
+	require.NoError(t, err)
+	defer rep.Close()
+	require.NoError(t, rep.SetReplay(rec))
+	rr, err := fsync.Attach(rep.Config().Instance, fsync.AttachOptions{Name: "test"})
+	require.NoError(t, err)
+	defer rr.Close()
+	n := uint64(0)
+	for st := rep.Step(); !st.End; st = rep.Step() {
+		f, sum := latestSum(t, rr)
+		require.Equal(t, sums[f], sum, "frame %d", f)
+		n++
+	}
+	require.NoError(t, rep.ReplayErr())
+	require.Equal(t, last, n, "every frame up to the cut")
 }

@@ -90,12 +90,12 @@ func RecoverFromSegment(b []byte, w *world.World) (uint64, error) {
 		return fail("%w: schema hash %#x in the segment, %#x here", layout.ErrSchema, lw.Header.SchemaHash, w.Registry().SchemaHash())
 	}
 	for i := range singles {
-		if lw.Singletons[i] != singles[i] {
+		if !lw.Singletons[i].Equal(singles[i]) {
 			return fail("%w: singleton %d is %q in the segment, %q here", layout.ErrSchema, i, lw.Singletons[i].Name, singles[i].Name)
 		}
 	}
 	for i := range want {
-		if lw.Components[i] != want[i] {
+		if !lw.Components[i].Equal(want[i]) {
 			return fail("%w: component %d is %q in the segment, %q here", layout.ErrSchema, i, lw.Components[i].Name, want[i].Name)
 		}
 	}
@@ -503,6 +503,9 @@ func (e *Engine) ResumeAfter(frame uint64) error {
 	if _, err := e.pub.Publish(frame, e.allMask); err != nil {
 		e.log.Warn("cannot publish the recovered frame yet; the aside copies stay until the first publish", "frame", frame, "err", err)
 		return nil
+	}
+	if e.rec != nil {
+		e.rec.published(frame) // a published frame like any: the recording's first
 	}
 	removed, err := DropAside(e.cfg.Instance)
 	if err != nil {

@@ -174,7 +174,14 @@ func (e *Engine) applyReplay(rf *ReplayFrame) error {
 			if len(ch.Records) != capacity*size {
 				return fail(fmt.Errorf("chunk %d: %d bytes of records, want %d", ch.Index, len(ch.Records), capacity*size))
 			}
-			if err := w.SetChunkData(ch.Index, decodeRecords(ch.Records, words), v); err != nil {
+			if cap(e.recScratch) < capacity {
+				e.recScratch = make([]layout.EntityRecord, capacity)
+			}
+			recs := e.recScratch[:capacity]
+			for i := range recs {
+				recs[i] = layout.DecodeRecord(ch.Records[i*size:], words)
+			}
+			if err := w.SetChunkData(ch.Index, recs, v); err != nil {
 				return fail(err)
 			}
 		} else if rf.Full {
@@ -222,7 +229,19 @@ func (e *Engine) applyReplay(rf *ReplayFrame) error {
 			return fail(err)
 		}
 	}
-	w.RestoreFinish(v)
+	if rf.Full {
+		w.RestoreFinish(v)
+	} else {
+		// Only the chunks whose records changed have derived state to
+		// rebuild (world/replay.go).
+		e.restored = e.restored[:0]
+		for _, ch := range rf.Chunks {
+			if ch.Records != nil {
+				e.restored = append(e.restored, ch.Index)
+			}
+		}
+		w.RestoreChunks(e.restored, v)
+	}
 	return nil
 }
 

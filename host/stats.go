@@ -53,6 +53,8 @@ type Stats struct {
 	// ShmBytes is the shared memory the world segment holds
 	// (Publisher.Backed).
 	ShmBytes int64
+	// Recorder is the flight recorder's figures (Engine.Recorder).
+	Recorder RecorderStats
 	// Paused, Speed and StepsPending are the time control
 	// (host/timectl.go); Control the control plane's counters (time-control
 	// requests served and refused among them).
@@ -169,6 +171,7 @@ func (e *Engine) copyStats() {
 		SnapshotsRefused: e.SnapshotsRefused, SlotsReused: e.SlotsReused, ModulesRefused: e.ModulesRefused}
 	s.Events = e.evw.Stats()
 	s.ShmBytes = p.Backed()
+	s.Recorder = e.Recorder()
 	e.tc.mu.Lock()
 	s.Paused, s.Speed, s.StepsPending = e.tc.paused, e.tc.speed, e.tc.steps
 	e.tc.mu.Unlock()

@@ -143,7 +143,7 @@ var sectionNames = map[uint32]string{
 	layout.SecSlotLeases: "slot_leases",
 	layout.SecEventLog:   "event_log",
 	layout.SecRing:       "command_ring",
-	layout.SecStats:      "stats",
+	layout.SecFields:     "fields",
 	layout.SecSingletons: "singletons",
 }
 
@@ -193,6 +193,7 @@ func ReadWorldStats(w *layout.World) (WorldStats, LatestReport) {
 		ShmHeld:          ld64(b, layout.OffWStatBacked),
 		ShmLimit:         ld64(b, layout.OffWStatShmLimit),
 		Trimmed:          ld64(b, layout.OffWStatTrimmed),
+		Recorder:         recorderReport(b),
 		Time:             timeControlReport(b),
 	}
 	var lr LatestReport
@@ -217,7 +218,7 @@ func worldReport(w *layout.World, o Options, r *Report) *WorldReport {
 	}
 	for i, c := range w.Components {
 		wr.Components[i] = ComponentReport{ID: i, Name: c.Name, Size: c.Size, Align: c.Align, Fingerprint: hex64(c.Fingerprint), ColumnOffset: w.ColumnOff[i],
-			Kind: componentKind(c), MaxLen: c.MaxLen, ArenaPerChunk: w.ArenaSize(i)}
+			Kind: componentKind(c), MaxLen: c.MaxLen, ArenaPerChunk: w.ArenaSize(i), Fields: fieldReports(c.Fields)}
 	}
 	wr.Stats, wr.Latest = ReadWorldStats(w)
 	wr.Singletons = singletonTable(w)

@@ -73,15 +73,16 @@ func TestWorldValues(t *testing.T) {
 	// The singletons, with the latest frame's values (docs/LAYOUT.md,
 	// "Singletons"): the time singleton set, the other never set.
 	require.Len(t, w.Singletons, 2)
-	require.Equal(t, SingletonReport{ID: 0, Name: "Time", Size: 24, Align: 8, Fingerprint: "0x7777888899990000", ValueOffset: 272,
-		EngineOwned: true, Version: 10, Value: "0a0000000000000000688909000000000024f40000000000"}, w.Singletons[0])
+	require.Equal(t, SingletonReport{ID: 0, Name: "Time", Size: 24, Align: 8, Fingerprint: hex64(fixture.Singletons[0].Fingerprint), ValueOffset: 272,
+		EngineOwned: true, Version: 10, Value: "0a0000000000000000688909000000000024f40000000000",
+		Fields: []FieldReport{{"Frame", "u64", 0, 1}, {"Nanos", "i64", 8, 1}, {"Dt", "i64", 16, 1}}}, w.Singletons[0])
 	require.Equal(t, uint64(0), w.Singletons[1].Version)
 	require.Empty(t, w.Singletons[1].Value)
 	require.Equal(t, LatestReport{Published: true, Frame: 10, Slot: 0}, w.Latest)
 	require.Equal(t, uint64(10), w.Stats.Publishes)
 	require.Equal(t, uint64(3), w.Stats.SnapshotsRefused, "the engine's refused snapshots word")
 	require.Len(t, w.Components, 4)
-	require.Equal(t, "0x1111222233334444", w.Components[0].Fingerprint)
+	require.Equal(t, "0xd3a504e0f05602b2", w.Components[0].Fingerprint)
 	require.Equal(t, "fixed", w.Components[0].Kind)
 	require.Nil(t, w.Components[0].Arena)
 	// The variable-size Name: its arena's use in the latest frame (the
@@ -601,4 +602,37 @@ func TestModuleStatsBlock(t *testing.T) {
 	require.Nil(t, r.Module.Stats)
 	require.Len(t, r.Problems, 1)
 	require.Contains(t, r.Problems[0], "statistics block version 7")
+}
+
+// TestRecorderRates: engine stat's recorder figures come from the world
+// header's recorder words (layout/recorder.go): none while the engine does
+// not record; then the totals, what the interval added and the file's
+// growth per second, in JSON and in the text line.
+func TestRecorderRates(t *testing.T) {
+	w := fixture.World(fixture.Default)
+	l := fixture.Leases(fixture.Default)
+	t0 := time.Unix(0, fixture.PublishNano)
+	a, err := TakeSample(w, l, t0, Options{Alive: fixedAlive})
+	require.NoError(t, err)
+	require.Nil(t, Rates(a, a).Recorder, "an engine that does not record")
+	layout.PutRecorderStats(w, layout.RecorderStats{State: layout.RecorderOn, Written: 100, Dropped: 2, FileBytes: 1_000_000, RawBytes: 9_000_000, Keyframes: 4})
+	a, err = TakeSample(w, l, t0, Options{Alive: fixedAlive})
+	require.NoError(t, err)
+	layout.PutRecorderStats(w, layout.RecorderStats{State: layout.RecorderOn, Written: 130, Dropped: 3, FileBytes: 2_500_000, RawBytes: 20_000_000, Keyframes: 5})
+	b, err := TakeSample(w, l, t0.Add(500*time.Millisecond), Options{Alive: fixedAlive})
+	require.NoError(t, err)
+	st := Rates(a, b)
+	require.NotNil(t, st.Recorder)
+	r := *st.Recorder
+	require.Equal(t, RecorderReport{State: "recording", Frames: 130, Keyframes: 5, Dropped: 3, FileBytes: 2_500_000, RawBytes: 20_000_000}, r.RecorderReport)
+	require.Equal(t, uint64(30), r.FramesDelta)
+	require.Equal(t, uint64(1), r.DroppedDelta)
+	require.InDelta(t, 3_000_000.0, r.FileBytesSec, 1e-6, "1.5 MB in 0.5 s")
+	var text strings.Builder
+	require.NoError(t, StatText(&text, st))
+	require.Contains(t, text.String(), "recorder recording  frames 130 (+30, 5 keyframes)  dropped 3 (+1)  file ")
+	layout.PutRecorderStats(w, layout.RecorderStats{State: layout.RecorderFailed, Written: 130})
+	c, err := TakeSample(w, l, t0.Add(time.Second), Options{Alive: fixedAlive})
+	require.NoError(t, err)
+	require.Equal(t, "failed", Rates(b, c).Recorder.State)
 }

@@ -96,6 +96,19 @@ type ComponentReport struct {
 	MaxLen        uint32       `json:"max_len,omitempty"`
 	ArenaPerChunk int          `json:"arena_per_chunk,omitempty"`
 	Arena         *ArenaReport `json:"arena,omitempty"`
+	// Fields describe the value's bytes (the field table, docs/LAYOUT.md
+	// "Field table").
+	Fields []FieldReport `json:"fields"`
+}
+
+// FieldReport is one entry of the field table: a scalar or a flat array of
+// Count scalars of Type at Offset inside the value ("" names the value
+// itself; a bytes or string field has count 0: the value is in the arena).
+type FieldReport struct {
+	Name   string `json:"name"`
+	Type   string `json:"type"`
+	Offset uint32 `json:"offset"`
+	Count  uint32 `json:"count"`
 }
 
 // ArenaReport is the use of a variable-size component's arenas in the
@@ -121,6 +134,8 @@ type SingletonReport struct {
 	// version 0 is never set; Value is hex, "" when there is none.
 	Version uint64 `json:"version"`
 	Value   string `json:"value"`
+	// Fields describe the value's bytes (FieldReport).
+	Fields []FieldReport `json:"fields"`
 }
 
 // LatestReport is the decoded latest word.
@@ -179,6 +194,29 @@ type WorldStats struct {
 	// Trimmed counts the slots that gave their memory back after they
 	// stayed unused for the engine's slot idle time.
 	Trimmed uint64 `json:"slots_trimmed"`
+	// Recorder is the engine's flight recorder (the world header's
+	// recorder words, layout/recorder.go).
+	Recorder RecorderReport `json:"recorder"`
+}
+
+// RecorderReport is the flight recorder's figures: its state ("off",
+// "recording", "failed"), the frame records in the file (of which
+// keyframes), the frames published while recording and not recorded, the
+// file's size and the payload bytes before compression.
+type RecorderReport struct {
+	State     string `json:"state"`
+	Frames    uint64 `json:"frames"`
+	Keyframes uint64 `json:"keyframes"`
+	Dropped   uint64 `json:"dropped"`
+	FileBytes uint64 `json:"file_bytes"`
+	RawBytes  uint64 `json:"raw_bytes"`
+}
+
+// recorderReport decodes the recorder words of world header b.
+func recorderReport(b []byte) RecorderReport {
+	r := layout.ReadRecorderStats(b)
+	return RecorderReport{State: r.State.String(), Frames: r.Written, Keyframes: r.Keyframes, Dropped: r.Dropped,
+		FileBytes: r.FileBytes, RawBytes: r.RawBytes}
 }
 
 // SlotReport is one frame slot header.

@@ -11,7 +11,7 @@ func singletonTable(w *layout.World) []SingletonReport {
 	out := make([]SingletonReport, len(w.Singletons))
 	for i, s := range w.Singletons {
 		out[i] = SingletonReport{ID: i, Name: s.Name, Size: s.Size, Align: s.Align, Fingerprint: hex64(s.Fingerprint),
-			ValueOffset: w.SingletonOff[i], EngineOwned: s.EngineOwned()}
+			ValueOffset: w.SingletonOff[i], EngineOwned: s.EngineOwned(), Fields: fieldReports(s.Fields)}
 	}
 	return out
 }
@@ -57,4 +57,13 @@ func latestValues(w *layout.World, singles []SingletonReport, comps []ComponentR
 		}
 	}
 	return LatestReport{}, false
+}
+
+// fieldReports lists an owner's field table entries.
+func fieldReports(fields []layout.FieldDesc) []FieldReport {
+	out := make([]FieldReport, len(fields))
+	for i, f := range fields {
+		out[i] = FieldReport{Name: f.Name, Type: f.Type.String(), Offset: f.Offset, Count: f.Count}
+	}
+	return out
 }

@@ -124,12 +124,25 @@ type StatLine struct {
 	// Time is the engine's time control (paused, speed, steps pending).
 	TimeControl TimeControlReport `json:"time_control"`
 	Readers     []ReaderLag       `json:"readers"`
+	// Recorder is the flight recorder over the interval; null when the
+	// engine does not record.
+	Recorder *RecorderStatLine `json:"recorder"`
 	// Modules are the statistics blocks of the instance's module segments.
 	Modules []ModuleStatLine `json:"modules"`
 
 	// Remote: the engine's modules on other hosts with their lag (its
 	// time-control status; docs/ARCHITECTURE.md "Beyond one machine").
 	Remote []ipc.RemoteModuleState `json:"remote_modules,omitempty"`
+}
+
+// RecorderStatLine is the flight recorder in a stat line: its totals, what
+// the interval added, and the file's growth per second (bytes written to
+// the file, compressed).
+type RecorderStatLine struct {
+	RecorderReport
+	FramesDelta  uint64  `json:"frames_delta"`
+	DroppedDelta uint64  `json:"dropped_delta"`
+	FileBytesSec float64 `json:"file_bytes_per_sec"`
 }
 
 // ModuleStatLine is one module's statistics block (written by the engine
@@ -195,6 +208,7 @@ func Rates(prev, cur *Sample) StatLine {
 		FrameNano:             cur.Stats.FrameNano,
 		TimeControl:           cur.Stats.Time,
 		Readers:               []ReaderLag{},
+		Recorder:              recorderLine(prev.Stats.Recorder, cur.Stats.Recorder, dt),
 		Modules:               []ModuleStatLine{},
 	}
 	if cur.Stats.HeartbeatNano != 0 {
@@ -267,6 +281,10 @@ func StatText(w io.Writer, s StatLine) error {
 	} else {
 		fmt.Fprintf(&b, "%s  nothing published yet", s.Instance)
 	}
+	if r := s.Recorder; r != nil {
+		fmt.Fprintf(&b, "\n  recorder %s  frames %d (+%d, %d keyframes)  dropped %d (+%d)  file %s  %s/s",
+			r.State, r.Frames, r.FramesDelta, r.Keyframes, r.Dropped, r.DroppedDelta, humanBytes(float64(r.FileBytes)), humanBytes(r.FileBytesSec))
+	}
 	for _, r := range s.Readers {
 		state := "alive"
 		if !r.Alive {
@@ -329,4 +347,17 @@ func humanBytes(v float64) string {
 		i++
 	}
 	return fmt.Sprintf("%.1f%s", v, units[i])
+}
+
+// recorderLine is the recorder's part of a stat line (nil when the engine
+// does not record).
+func recorderLine(prev, cur RecorderReport, dt time.Duration) *RecorderStatLine {
+	if cur.State == layout.RecorderOff.String() {
+		return nil
+	}
+	r := &RecorderStatLine{RecorderReport: cur, FramesDelta: sub(cur.Frames, prev.Frames), DroppedDelta: sub(cur.Dropped, prev.Dropped)}
+	if dt > 0 {
+		r.FileBytesSec = float64(sub(cur.FileBytes, prev.FileBytes)) / dt.Seconds()
+	}
+	return r
 }

@@ -135,6 +135,7 @@ func (p *printer) world(w *WorldReport) {
 		}
 		t.flush()
 	}
+	p.fieldTable(w)
 	p.f("\nslots\n")
 	t = p.table("SLOT\tSEQ\tWRITING\tSTABLE\tLATEST\tFRAME\tVERSION\tMASK\tCHUNKS\tENTITIES\tALIVE\tBYTES\tCOPIED\tPUBLISHED\tBACK_MASK\tBACK_CHUNKS\tBACKED\tERROR")
 	for _, sl := range w.Slots {
@@ -287,3 +288,63 @@ func groupText(g string) string {
 // blocks' percentiles are power-of-two bucket bounds: their other digits
 // say nothing.
 func dur[T int64 | uint64](ns T) string { return logs.Round3(time.Duration(ns)).String() }
+
+// fieldTable prints the field table: every component's and singleton's
+// fields (docs/LAYOUT.md "Field table").
+func (p *printer) fieldTable(w *WorldReport) {
+	p.f("\nfields (offsets inside a value; \"\" is the value itself)\n")
+	t := p.table("OWNER\tID\tNAME\tFIELD\tTYPE\tOFFSET\tCOUNT")
+	for _, c := range w.Components {
+		for _, f := range c.Fields {
+			t.row("component", c.ID, c.Name, fieldName(f.Name), f.Type, f.Offset, f.Count)
+		}
+	}
+	for _, s := range w.Singletons {
+		for _, f := range s.Fields {
+			t.row("singleton", s.ID, s.Name, fieldName(f.Name), f.Type, f.Offset, f.Count)
+		}
+	}
+	t.flush()
+}
+
+func fieldName(n string) string {
+	if n == "" {
+		return `""`
+	}
+	return n
+}
+
+// SchemaText writes the schema of a world segment's report: every
+// component and singleton with its size, alignment, fingerprint and fields
+// (`engine dump --schema`; the demo's is in docs/PROTOCOL.md). Offsets are
+// inside a value; "" names the value itself.
+func SchemaText(w io.Writer, r *Report) error {
+	if r.World == nil {
+		return fmt.Errorf("not a world segment (kind %s): only a world segment has a schema", r.Header.Kind)
+	}
+	p := &printer{w: w}
+	p.f("schema hash %s\n", r.Header.SchemaHash)
+	owner := func(kind string, id int, name string, size, align uint32, fp, extra string, fields []FieldReport) {
+		p.f("%s %d %q: %d bytes, align %d, fingerprint %s%s\n", kind, id, name, size, align, fp, extra)
+		t := p.table("  FIELD\tTYPE\tOFFSET\tCOUNT")
+		for _, f := range fields {
+			t.row("  "+fieldName(f.Name), f.Type, f.Offset, f.Count)
+		}
+		t.flush()
+	}
+	for _, c := range r.World.Components {
+		extra := ""
+		if c.Kind != "fixed" && c.Kind != "" {
+			extra = fmt.Sprintf(", variable-size %s of at most %d bytes", c.Kind, c.MaxLen)
+		}
+		owner("component", c.ID, c.Name, c.Size, c.Align, c.Fingerprint, extra, c.Fields)
+	}
+	for _, s := range r.World.Singletons {
+		extra := ""
+		if s.EngineOwned {
+			extra = ", engine-owned"
+		}
+		owner("singleton", s.ID, s.Name, s.Size, s.Align, s.Fingerprint, extra, s.Fields)
+	}
+	return p.err
+}

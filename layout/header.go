@@ -23,7 +23,10 @@ const (
 	// slots carry no such words, so a version-2 engine cannot adopt it.
 	// 3: world segments may have singletons (a singleton table and a
 	// singleton area in every slot before chunk 0; singletons.go).
-	Version = 3
+	// 4: world segments describe every component's and singleton's fields
+	// (the field table, section SecFields; fields.go), and fingerprints
+	// are computed from that description.
+	Version = 4
 	// HeaderSize is the size of the common header page at offset 0.
 	HeaderSize = 4096
 	// ReadyValue is stored (last, atomically) into the ready word once a
@@ -86,7 +89,8 @@ const (
 	SecSlotLeases uint32 = 4 // leases: per-slot lease words
 	SecEventLog   uint32 = 5 // events: record area
 	SecRing       uint32 = 6 // module: command ring
-	SecStats      uint32 = 7 // any: counters
+	// Section id 7 was "stats" in the first drafts: no segment kind ever
+	// had it. It stays unused (a decoder treats it like any unknown id).
 	SecSingletons uint32 = 8 // world: singleton table (singletons.go)
 )
 

@@ -8,20 +8,36 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// described gives c the fields and their fingerprint.
+func described(c ComponentDesc, fields ...FieldDesc) ComponentDesc {
+	c.Fields = fields
+	c.Fingerprint = FieldsFingerprint(c.Size, c.Align, fields)
+	return c
+}
+
+func describedSingleton(s SingletonDesc, fields ...FieldDesc) SingletonDesc {
+	s.Fields = fields
+	s.Fingerprint = FieldsFingerprint(s.Size, s.Align, fields)
+	return s
+}
+
+var xyz = []FieldDesc{{"X", FieldF32, 0, 1}, {"Y", FieldF32, 4, 1}, {"Z", FieldF32, 8, 1}}
+
 func testComponents() []ComponentDesc {
 	return []ComponentDesc{
-		{Name: "Position", Size: 12, Align: 4, Fingerprint: 0x1111},
-		{Name: "Velocity", Size: 12, Align: 4, Fingerprint: 0x2222},
-		{Name: "Health", Size: 4, Align: 4, Fingerprint: 0x3333},
-		{Name: "Team", Size: 1, Align: 1, Fingerprint: 0x4444},
+		described(ComponentDesc{Name: "Position", Size: 12, Align: 4}, xyz...),
+		described(ComponentDesc{Name: "Velocity", Size: 12, Align: 4}, FieldDesc{"V", FieldF32, 0, 3}),
+		described(ComponentDesc{Name: "Health", Size: 4, Align: 4}, FieldDesc{"", FieldI32, 0, 1}),
+		Opaque(ComponentDesc{Name: "Team", Size: 1, Align: 1}),
 	}
 }
 
 func testSingletons() []SingletonDesc {
 	return []SingletonDesc{
-		{Name: "Time", Size: 24, Align: 8, Fingerprint: 0x5555, Flags: SingletonEngineOwned},
-		{Name: "Flag", Size: 1, Align: 1, Fingerprint: 0x6666},
-		{Name: "Wind", Size: 12, Align: 4, Fingerprint: 0x7777},
+		describedSingleton(SingletonDesc{Name: "Time", Size: 24, Align: 8, Flags: SingletonEngineOwned},
+			FieldDesc{"Frame", FieldU64, 0, 1}, FieldDesc{"Nanos", FieldI64, 8, 1}, FieldDesc{"Dt", FieldI64, 16, 1}),
+		describedSingleton(SingletonDesc{Name: "Flag", Size: 1, Align: 1}, FieldDesc{"", FieldBool, 0, 1}),
+		OpaqueSingleton(SingletonDesc{Name: "Wind", Size: 12, Align: 4}),
 	}
 }
 
@@ -125,9 +141,15 @@ func TestGeometryRejectsBadParams(t *testing.T) {
 		func(p *WorldParams) { p.ChunkCapacity = 100 },
 		func(p *WorldParams) { p.MaxChunks = 0 },
 		func(p *WorldParams) { p.Components = append(p.Components, p.Components[0]) },
-		func(p *WorldParams) { p.Components = []ComponentDesc{{Name: "", Size: 4, Align: 4}} },
-		func(p *WorldParams) { p.Components = []ComponentDesc{{Name: "A", Size: 4, Align: 3}} },
-		func(p *WorldParams) { p.Components = []ComponentDesc{{Name: "A", Size: 0, Align: 1}} },
+		func(p *WorldParams) {
+			p.Components = []ComponentDesc{Opaque(ComponentDesc{Name: "", Size: 4, Align: 4})}
+		},
+		func(p *WorldParams) {
+			p.Components = []ComponentDesc{Opaque(ComponentDesc{Name: "A", Size: 4, Align: 3})}
+		},
+		func(p *WorldParams) {
+			p.Components = []ComponentDesc{Opaque(ComponentDesc{Name: "A", Size: 0, Align: 1})}
+		},
 	}
 	_, err := ComputeWorldGeometry(good)
 	require.NoError(t, err)

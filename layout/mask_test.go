@@ -11,7 +11,7 @@ import (
 func manyComponents(n int) []ComponentDesc {
 	cs := make([]ComponentDesc, n)
 	for i := range cs {
-		cs[i] = ComponentDesc{Name: fmt.Sprintf("C%d", i), Size: uint32(4 + 4*(i%3)), Align: 4, Fingerprint: uint64(i) + 1}
+		cs[i] = Opaque(ComponentDesc{Name: fmt.Sprintf("C%d", i), Size: uint32(4 + 4*(i%3)), Align: 4})
 	}
 	return cs
 }
@@ -29,14 +29,16 @@ func TestMaskWords(t *testing.T) {
 
 // TestGeometryUnchangedUpTo64: a world of at most 64 components keeps the
 // geometry it had with 64-bit masks (16-byte records, a 4096-byte component
-// table, slots at 8192), so its memory and publish cost do not change.
+// table, slots after it and the field table: at 8192 while the field table
+// fits in the page), so its memory and publish cost do not change.
 func TestGeometryUnchangedUpTo64(t *testing.T) {
 	for _, n := range []int{0, 4, 64} {
 		g, err := ComputeWorldGeometry(WorldParams{Slots: 2, ChunkCapacity: 64, MaxChunks: 2, Components: manyComponents(n)})
 		require.NoError(t, err)
 		require.Equal(t, 1, g.MaskWords)
 		require.Equal(t, 16, g.RecordSize)
-		require.Equal(t, 8192, g.SlotsOff)
+		require.Equal(t, Align(8192+32*n, PageSize), g.SlotsOff, "one opaque field of 32 bytes per component")
+		require.Equal(t, 8192, g.FieldsOff)
 		require.Equal(t, 64+((8*n+63)/64)*64, g.ChunkHeaderSize)
 	}
 }
@@ -49,7 +51,8 @@ func TestWorld256Components(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 4, g.MaskWords)
 	require.Equal(t, 40, g.RecordSize)
-	require.Equal(t, 4096+256*64, g.SlotsOff)
+	require.Equal(t, 4096+256*64, g.FieldsOff)
+	require.Equal(t, 4096+256*64+256*32, g.SlotsOff)
 	require.Equal(t, 64+256*8, g.ChunkHeaderSize)
 	b := make([]byte, g.TotalSize)
 	require.NoError(t, EncodeWorld(b, g, Header{Instance: "t"}))

@@ -60,6 +60,15 @@ type SingletonDesc struct {
 	Align       uint32
 	Fingerprint uint64
 	Flags       uint32 // SingletonEngineOwned
+	// Fields describe the value's bytes (fields.go); Fingerprint is
+	// FieldsFingerprint of Size, Align and them.
+	Fields []FieldDesc
+}
+
+// Equal reports whether s and d describe the same singleton.
+func (s SingletonDesc) Equal(d SingletonDesc) bool {
+	return s.Name == d.Name && s.Size == d.Size && s.Align == d.Align && s.Fingerprint == d.Fingerprint &&
+		s.Flags == d.Flags && equalFields(s.Fields, d.Fields)
 }
 
 // EngineOwned reports whether only the engine sets the singleton.
@@ -91,7 +100,7 @@ func SchemaHashOf(comps []ComponentDesc, singles []SingletonDesc) uint64 {
 // validSingleton checks a singleton's name, size and alignment (the rules
 // of a component's) and its flags.
 func validSingleton(s SingletonDesc) error {
-	if err := validComponent(ComponentDesc{Name: s.Name, Size: s.Size, Align: s.Align}); err != nil {
+	if err := validComponent(ComponentDesc{Name: s.Name, Size: s.Size, Align: s.Align, Fingerprint: s.Fingerprint, Fields: s.Fields}); err != nil {
 		return fmt.Errorf("singleton: %w", err)
 	}
 	if s.Flags&^SingletonEngineOwned != 0 {

@@ -17,7 +17,8 @@ func TestSingletonGeometry(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, SlotHeaderSize, plain.ChunksOff)
 	require.Equal(t, PageSize, plain.SlotHead)
-	require.Equal(t, 8192, plain.SlotsOff)
+	require.Equal(t, 8192, plain.FieldsOff)
+	require.Equal(t, 12288, plain.SlotsOff, "the field table of 8 fields and 3 bytes of names")
 	require.Equal(t, SchemaHash(p.Components), plain.SchemaHash())
 	require.Equal(t, plain.SlotOff(1)+256, plain.ChunkOff(1, 0))
 
@@ -43,7 +44,7 @@ func TestSingletonGeometry(t *testing.T) {
 	big.MaxChunks = 16
 	big.Singletons = nil
 	for i := 0; i < 3; i++ {
-		big.Singletons = append(big.Singletons, SingletonDesc{Name: string(rune('a' + i)), Size: 4096, Align: 8})
+		big.Singletons = append(big.Singletons, OpaqueSingleton(SingletonDesc{Name: string(rune('a' + i)), Size: 4096, Align: 8}))
 	}
 	bg, err := ComputeWorldGeometry(big)
 	require.NoError(t, err)
@@ -63,10 +64,10 @@ func TestSingletonGeometry(t *testing.T) {
 	bad.Singletons = append(testSingletons(), testSingletons()[0])
 	_, err = ComputeWorldGeometry(bad)
 	require.ErrorContains(t, err, "registered twice")
-	bad.Singletons = []SingletonDesc{{Name: "x", Size: 3, Align: 2}}
+	bad.Singletons = []SingletonDesc{OpaqueSingleton(SingletonDesc{Name: "x", Size: 3, Align: 2})}
 	_, err = ComputeWorldGeometry(bad)
 	require.ErrorIs(t, err, ErrInvalidParam)
-	bad.Singletons = []SingletonDesc{{Name: "x", Size: 4, Align: 4, Flags: 2}}
+	bad.Singletons = []SingletonDesc{OpaqueSingleton(SingletonDesc{Name: "x", Size: 4, Align: 4, Flags: 2})}
 	_, err = ComputeWorldGeometry(bad)
 	require.ErrorContains(t, err, "unknown flags")
 	bad.Singletons = make([]SingletonDesc, MaxSingletons+1)

@@ -18,10 +18,7 @@ package layout
 // string component's values are valid UTF-8. Handles of other rows are
 // unspecified bytes, like the column rows of fixed-size components.
 
-import (
-	"fmt"
-	"hash/fnv"
-)
+import "fmt"
 
 const (
 	// MaxValueLen bounds a variable-size component's MaxLen.
@@ -44,18 +41,13 @@ const (
 	ComponentPerEntity = 60 // u32 arena bytes per entity: the chunk's arena is ChunkCapacity × it
 )
 
-// Fingerprints of variable-size components: FNV-1a 64 of "fdp:bytes" and
-// of "fdp:string" (a string component's values are valid UTF-8).
+// Fingerprints of variable-size components: those of their one field
+// (VarSizeFields) in a value of the handle's size and alignment, like any
+// other (a string component's values are valid UTF-8).
 var (
-	FingerprintBytes  = fnvOf("fdp:bytes")
-	FingerprintString = fnvOf("fdp:string")
+	FingerprintBytes  = FieldsFingerprint(BytesHandleSize, BytesHandleAlign, VarSizeFields(false))
+	FingerprintString = FieldsFingerprint(BytesHandleSize, BytesHandleAlign, VarSizeFields(true))
 )
-
-func fnvOf(s string) uint64 {
-	h := fnv.New64a()
-	h.Write([]byte(s))
-	return h.Sum64()
-}
 
 // VarSize reports whether the component is variable-size.
 func (c ComponentDesc) VarSize() bool { return c.MaxLen != 0 }

@@ -8,8 +8,8 @@ import (
 
 func testVarComponents() []ComponentDesc {
 	return append(testComponents(),
-		ComponentDesc{Name: "Name", Size: 8, Align: 4, Fingerprint: FingerprintString, MaxLen: 30, PerEntity: 16},
-		ComponentDesc{Name: "Blob", Size: 8, Align: 4, Fingerprint: FingerprintBytes, MaxLen: 100, PerEntity: 104})
+		ComponentDesc{Name: "Name", Size: 8, Align: 4, Fingerprint: FingerprintString, MaxLen: 30, PerEntity: 16, Fields: VarSizeFields(true)},
+		ComponentDesc{Name: "Blob", Size: 8, Align: 4, Fingerprint: FingerprintBytes, MaxLen: 100, PerEntity: 104, Fields: VarSizeFields(false)})
 }
 
 // TestVarSizeGeometry: a variable-size component's column is K handles of
@@ -88,15 +88,15 @@ func TestVarSizeGeometry(t *testing.T) {
 		require.ErrorIs(t, err, ErrCorrupt, what)
 	}
 	for what, c := range map[string]ComponentDesc{
-		"size":        {Name: "x", Size: 16, Align: 4, Fingerprint: FingerprintBytes, MaxLen: 8, PerEntity: 8},
-		"fingerprint": {Name: "x", Size: 8, Align: 4, Fingerprint: 1, MaxLen: 8, PerEntity: 8},
-		"no arena":    {Name: "x", Size: 8, Align: 4, Fingerprint: FingerprintBytes, MaxLen: 8},
+		"size":        {Name: "x", Size: 16, Align: 4, Fingerprint: FingerprintBytes, MaxLen: 8, PerEntity: 8, Fields: VarSizeFields(false)},
+		"fingerprint": {Name: "x", Size: 8, Align: 4, Fingerprint: 1, MaxLen: 8, PerEntity: 8, Fields: VarSizeFields(false)},
+		"no arena":    {Name: "x", Size: 8, Align: 4, Fingerprint: FingerprintBytes, MaxLen: 8, Fields: VarSizeFields(false)},
 	} {
 		_, err := ComputeWorldGeometry(WorldParams{Instance: "t", Slots: 2, ChunkCapacity: 16, MaxChunks: 1, Components: []ComponentDesc{c}})
 		require.ErrorIs(t, err, ErrInvalidParam, what)
 	}
 	_, err = ComputeWorldGeometry(WorldParams{Instance: "t", Slots: 2, ChunkCapacity: MaxChunkCapacity, MaxChunks: 1,
-		Components: []ComponentDesc{{Name: "x", Size: 8, Align: 4, Fingerprint: FingerprintBytes, MaxLen: MaxValueLen, PerEntity: MaxValueLen}}})
+		Components: []ComponentDesc{{Name: "x", Size: 8, Align: 4, Fingerprint: FingerprintBytes, MaxLen: MaxValueLen, PerEntity: MaxValueLen, Fields: VarSizeFields(false)}}})
 	require.ErrorContains(t, err, "arena", "an arena whose offsets would not fit in u32")
 }
 

@@ -45,6 +45,27 @@ type ComponentDesc struct {
 	// (varsize.go): the longest value and the arena bytes per entity; 0 for
 	// a fixed-size component.
 	MaxLen, PerEntity uint32
+	// Fields describe the value's bytes (fields.go); Fingerprint is
+	// FieldsFingerprint of Size, Align and them.
+	Fields []FieldDesc
+}
+
+// Equal reports whether c and d describe the same component.
+func (c ComponentDesc) Equal(d ComponentDesc) bool {
+	return c.Name == d.Name && c.Size == d.Size && c.Align == d.Align && c.Fingerprint == d.Fingerprint &&
+		c.MaxLen == d.MaxLen && c.PerEntity == d.PerEntity && equalFields(c.Fields, d.Fields)
+}
+
+func equalFields(a, b []FieldDesc) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // SchemaHash hashes an ordered component table. Two processes agree on the
@@ -182,6 +203,7 @@ type WorldGeometry struct {
 	SlotStride      int
 	ComponentsOff   int // section offset of the component table
 	SingletonsOff   int // section offset of the singleton table (after the component table)
+	FieldsOff       int // section offset of the field table (after the singleton table; fields.go)
 	SlotsOff        int // section offset of the first slot
 	TotalSize       int
 }
@@ -197,12 +219,13 @@ func validComponent(c ComponentDesc) error {
 		return fmt.Errorf("component %q: size %d must be 1..%d and a multiple of its alignment %d", c.Name, c.Size, MaxComponentSize, c.Align)
 	}
 	if c.VarSize() {
-		return validVarSize(c)
-	}
-	if c.PerEntity != 0 {
+		if err := validVarSize(c); err != nil {
+			return err
+		}
+	} else if c.PerEntity != 0 {
 		return fmt.Errorf("component %q: arena bytes per entity %d, but no max length", c.Name, c.PerEntity)
 	}
-	return nil
+	return validFields(fmt.Sprintf("component %q", c.Name), c.Size, c.Align, c.Fingerprint, c.VarSize(), c.Fields)
 }
 
 // ComputeWorldGeometry validates p and derives the geometry of its segment.
@@ -270,7 +293,8 @@ func ComputeWorldGeometry(p WorldParams) (*WorldGeometry, error) {
 	g.SlotStride = align(slot, PageSize)
 	g.ComponentsOff = HeaderSize
 	g.SingletonsOff = g.ComponentsOff + g.ComponentTableSize()
-	g.SlotsOff = align(g.SingletonsOff+g.SingletonTableSize(), PageSize)
+	g.FieldsOff = g.SingletonsOff + g.SingletonTableSize()
+	g.SlotsOff = align(g.FieldsOff+g.FieldTableSize(), PageSize)
 	g.TotalSize = g.SlotsOff + p.Slots*g.SlotStride
 	if g.TotalSize > 1<<44 {
 		return bad("segment of %d bytes is too large", g.TotalSize)
@@ -299,6 +323,8 @@ func EncodeWorld(b []byte, g *WorldGeometry, h Header) error {
 	if ns := len(g.Singletons); ns > 0 {
 		h.Sections = append(h.Sections, Section{ID: SecSingletons, Count: uint32(ns), Offset: uint64(g.SingletonsOff), Size: uint64(g.SingletonTableSize())})
 	}
+	h.Sections = append(h.Sections, Section{ID: SecFields, Count: uint32(g.FieldCount()), Offset: uint64(g.FieldsOff), Size: uint64(g.FieldTableSize())})
+	g.encodeFields(b)
 	put32(b, OffWSlots, uint32(g.Slots))
 	put32(b, OffWComponents, uint32(len(g.Components)))
 	put32(b, OffWChunkCap, uint32(g.ChunkCapacity))
@@ -366,6 +392,9 @@ func DecodeWorld(b []byte) (*World, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := decodeFields(b, h, comps, singles); err != nil {
+		return nil, err
+	}
 	p := WorldParams{
 		Instance:      h.Instance,
 		Slots:         int(get32(b, OffWSlots)),
@@ -425,6 +454,14 @@ func DecodeWorld(b []byte) (*World, error) {
 	} else {
 		return nil, corrupt("slot section missing")
 	}
+	fs, _ := h.Section(SecFields) // decodeFields found it
+	checks = append(checks, struct {
+		name      string
+		got, want uint64
+	}{"field table offset", fs.Offset, uint64(g.FieldsOff)}, struct {
+		name      string
+		got, want uint64
+	}{"field table size", fs.Size, uint64(g.FieldTableSize())})
 	for _, c := range checks {
 		if c.got != c.want {
 			return nil, corrupt("%s is %d, want %d", c.name, c.got, c.want)

@@ -49,6 +49,12 @@ var (
 	dEventsRej    = newDesc("fdp_engine_events_rejected_total", "Event appends the log refused (payload too large).")
 	dWake         = newDesc("fdp_engine_tick_wake_latency_seconds", "Fast-tier tick wake latency as the modules measured it (the engine's tick stamp to the module's wake).")
 	dShm          = newDesc("fdp_engine_shm_bytes", "Shared memory the world segment holds.")
+	dRecOn        = newDesc("fdp_engine_recorder_on", "1 while the flight recorder records (engine run --record), else 0.")
+	dRecFrames    = newDesc("fdp_engine_recorder_frames_total", "Frame records the flight recorder wrote to its file.")
+	dRecKeyframes = newDesc("fdp_engine_recorder_keyframes_total", "Keyframes among fdp_engine_recorder_frames_total.")
+	dRecDropped   = newDesc("fdp_engine_recorder_dropped_total", "Frames published while recording and not recorded, by reason: the previous capture still running (busy), the writer's queue full (queue_full), the frame's events and batches over the bound (overflow), a failed capture (error).", "reason")
+	dRecFileBytes = newDesc("fdp_engine_recorder_file_bytes_total", "Bytes of the recording file (compressed frame records, header and index).")
+	dRecRawBytes  = newDesc("fdp_engine_recorder_raw_bytes_total", "Frame payload bytes the recorder wrote, before compression.")
 	dPaused       = newDesc("fdp_engine_paused", "1 while the engine is paused (engine ctl INSTANCE pause): no frame runs but the steps asked.")
 	dSpeed        = newDesc("fdp_engine_speed", "The engine's speed (engine ctl INSTANCE speed X): live, the step is the frame period times it; a replay's frame rate is the recorded one times it.")
 	dCtl          = newDesc("fdp_engine_ctl_requests_total", "Time-control requests on the control socket, by result: served, refused (the engine's state or the peer's uid), malformed.", "result")
@@ -79,6 +85,7 @@ var (
 var engineDescs = []*prometheus.Desc{
 	dEngineInfo, dStatsAge, dFrame, dFrames, dFrameTime, dPublished, dSkipped, dPublishTime, dPublishBytes,
 	dSnapshots, dSnapBytes, dSnapRefused, dEvents, dEventsOver, dEventsRej, dWake, dShm, dPaused, dSpeed, dCtl,
+	dRecOn, dRecFrames, dRecKeyframes, dRecDropped, dRecFileBytes, dRecRawBytes,
 	dModInfo, dModState, dModBreaker, dModRuns, dModLate, dModFailures, dModSkipped, dModTrips, dModDeaths,
 	dModJoins, dModSnaps, dModCatchUps, dModWakes, dModOverruns, dModApplied, dModRejected, dModDelivered, dModLost,
 	dModTick, dModLag, dModLagMax,
@@ -151,6 +158,16 @@ func (c *EngineCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(dEventsRej, s.Events.Rejected)
 	ch <- c.histogram(dWake, &s.WakeLatency, wakeBounds)
 	gauge(dShm, float64(s.ShmBytes))
+	r := &s.Recorder
+	gauge(dRecOn, b2f(r.On && r.Err == ""))
+	counter(dRecFrames, r.Written)
+	counter(dRecKeyframes, r.Keyframes)
+	counter(dRecDropped, r.DroppedBusy, "busy")
+	counter(dRecDropped, r.DroppedQueue, "queue_full")
+	counter(dRecDropped, r.DroppedOverflow, "overflow")
+	counter(dRecDropped, r.DroppedError, "error")
+	counter(dRecFileBytes, r.FileBytes)
+	counter(dRecRawBytes, r.RawBytes)
 	gauge(dPaused, b2f(s.Paused))
 	gauge(dSpeed, s.Speed)
 	counter(dCtl, s.Control.CtlServed, "served")

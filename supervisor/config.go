@@ -81,6 +81,10 @@ type Config struct {
 	// 0: any free port, logged) or "unix:/path" (a unix socket); empty:
 	// none.
 	Metrics string `yaml:"metrics"`
+	// Record turns on the engine's flight recorder: the supervisor passes
+	// `--record FILE --record-keyframe N` to the engine command (a program
+	// built with package cli; docs/ARCHITECTURE.md "Flight recorder").
+	Record RecordConfig `yaml:"record"`
 	// LogFormat is the format of the supervisor's own log, where every
 	// child's records are re-emitted: "text" (default) or "json". The
 	// children always log JSON to the supervisor (logs.EnvVar), whatever
@@ -105,12 +109,25 @@ type EngineConfig struct {
 	Restart bool `yaml:"restart"`
 }
 
+// RecordConfig is the flight recorder of the engine (Config.Record).
+type RecordConfig struct {
+	// File is the recording's path (relative: to the supervisor's working
+	// directory); empty: no recording. An engine that resumes after a dead
+	// one keeps the dead one's file as FILE.<frame> (cli, `engine run`).
+	File string `yaml:"file"`
+	// KeyframeEvery: a keyframe every N recorded frames; 0: the engine's
+	// default (host.DefaultKeyframeEvery).
+	KeyframeEvery int `yaml:"keyframe_every"`
+}
+
 // ModuleConfig describes one module process.
 type ModuleConfig struct {
 	Name    string            `yaml:"name"`
 	Command []string          `yaml:"command"`
 	Env     map[string]string `yaml:"env"`
-	// Tier is "fast" (default) or "slow".
+	// Tier is "fast" or "slow"; empty (omitted): not passed, the module's
+	// own Spec.Tier (fast when the module names none). Like Every, an
+	// omitted tier must not override what the module declares.
 	Tier string `yaml:"tier"`
 	// Every is the tick frequency divider in frames, passed to the module as
 	// $FDP_EVERY; 0 (or omitted): not passed, the module's own Spec.Every
@@ -331,12 +348,6 @@ func ParseConfigWith(b []byte, d Defaults) (*Config, error) {
 	if d.ForceInstance != "" {
 		c.Instance = d.ForceInstance
 	}
-	for i := range c.Modules {
-		m := &c.Modules[i]
-		if m.Tier == "" {
-			m.Tier = TierFast
-		}
-	}
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
@@ -391,7 +402,7 @@ func (c *Config) Validate() error {
 		if err := validCommand(m.Command); err != nil {
 			return bad("%s: command: %v", where, err)
 		}
-		if m.Tier != TierFast && m.Tier != TierSlow {
+		if m.Tier != "" && m.Tier != TierFast && m.Tier != TierSlow {
 			return bad("%s: unknown tier %q (want %q or %q)", where, m.Tier, TierFast, TierSlow)
 		}
 		if m.Every < 0 || m.Every > layout.MaxEvery {
@@ -433,6 +444,12 @@ func (c *Config) Validate() error {
 		return bad("hang.engine_start_timeout %v: want >= engine_timeout %v", c.Hang.EngineStartTimeout.D(), c.Hang.EngineTimeout.D())
 	case c.Shutdown.Grace <= 0:
 		return bad("shutdown.grace %v: want > 0", c.Shutdown.Grace.D())
+	}
+	if c.Record.KeyframeEvery < 0 {
+		return bad("record.keyframe_every %d: want >= 1 (or 0: the engine's default)", c.Record.KeyframeEvery)
+	}
+	if c.Record.File == "" && c.Record.KeyframeEvery != 0 {
+		return bad("record.keyframe_every %d without record.file: nothing would be recorded", c.Record.KeyframeEvery)
 	}
 	if c.Metrics != "" {
 		if _, _, err := ParseListenAddr(c.Metrics); err != nil {

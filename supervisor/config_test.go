@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fdp-engine/fdp/layout"
+	"github.com/stretchr/testify/require"
 )
 
 func discardLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -28,7 +29,7 @@ func TestDefaultConfig(t *testing.T) {
 	for _, m := range c.Modules {
 		names = append(names, m.Name)
 	}
-	if !slices.Equal(names, []string{"telemetry", "ai-1", "ai-2", "ai-3", "alert"}) {
+	if !slices.Equal(names, []string{"telemetry", "ai-1", "ai-2", "ai-3", "alert", "analysis"}) {
 		t.Fatalf("modules %v", names)
 	}
 	ai := c.Modules[1]
@@ -37,6 +38,9 @@ func TestDefaultConfig(t *testing.T) {
 	}
 	if alert := c.Modules[4]; alert.Every != 0 || alert.Tier != TierSlow {
 		t.Fatalf("alert %+v: its own period (it runs when woken)", alert)
+	}
+	if py := c.Modules[5]; py.Tier != TierSlow || py.Every != 30 || !slices.Equal(py.Command, []string{"modrunner", "python", "fdp.analysis"}) {
+		t.Fatalf("analysis %+v: the Python module, slow every 30", py)
 	}
 	if c.Restart.InitialBackoff.D() != 50*time.Millisecond || c.Restart.MaxBackoff.D() != 5*time.Second ||
 		c.Restart.Multiplier != 2 || c.Restart.ResetAfter.D() != 10*time.Second ||
@@ -56,8 +60,14 @@ func TestLoadConfigFiles(t *testing.T) {
 		t.Fatal(err)
 	}
 	tel := c.Modules[0]
-	if tel.Tier != TierFast || tel.Every != 0 || tel.Group != "" {
-		t.Fatalf("defaults not applied (every omitted: 0, the module's own): %+v", tel)
+	if tel.Tier != "" || tel.Every != 0 || tel.Group != "" {
+		t.Fatalf("tier and every omitted must stay empty (the module's own Spec decides): %+v", tel)
+	}
+	// An omitted tier or every is not exported at all (not even empty): a
+	// module tells "the config said nothing" from a value by its absence.
+	env := childEnv([]string{"FDP_TIER=slow", "HOME=/h"}, nil, map[string]string{"FDP_TIER": tel.Tier, "FDP_EVERY": everyEnv(tel.Every)})
+	if slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "FDP_TIER") || strings.HasPrefix(kv, "FDP_EVERY") }) {
+		t.Fatalf("omitted tier/every exported or inherited: %q", env)
 	}
 	if everyEnv(0) != "" || everyEnv(6) != "6" {
 		t.Fatalf("$FDP_EVERY of every 0 and 6: %q %q", everyEnv(0), everyEnv(6))
@@ -129,6 +139,11 @@ func TestParseConfigErrors(t *testing.T) {
 		{"metrics no port", eng + "metrics: localhost\n", `metrics: "localhost": want host:port`},
 		{"metrics bad port", eng + "metrics: \":99999\"\n", `port "99999"`},
 		{"metrics relative unix", eng + "metrics: unix:m.sock\n", "absolute path"},
+		{"record typo", eng + "record: {file: r.fdpr, keyframe_evry: 5}\n", `record.keyframe_evry (line 3): unknown key "keyframe_evry"; did you mean "keyframe_every"?`},
+		{"record keyframe type", eng + "record: {file: r.fdpr, keyframe_every: often}\n", `record.keyframe_every (line 3): want a whole number, got "often"`},
+		{"record keyframe negative", eng + "record: {file: r.fdpr, keyframe_every: -1}\n", "record.keyframe_every -1: want >= 1"},
+		{"record no file", eng + "record: {keyframe_every: 10}\n", "record.keyframe_every 10 without record.file"},
+		{"record not mapping", eng + "record: r.fdpr\n", "record (line 3): want a mapping of keys (file, keyframe_every)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ParseConfig([]byte(tc.yaml))
@@ -143,6 +158,26 @@ func TestParseConfigErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRecordConfigToEngine: a config's record section becomes the engine
+// command's --record (an absolute path) and --record-keyframe flags; without
+// it the engine command has neither.
+func TestRecordConfigToEngine(t *testing.T) {
+	const eng = "instance: x\nengine: {command: [engine, run]}\n"
+	c, err := ParseConfig([]byte(eng + "record: {file: rec/r.fdpr, keyframe_every: 30}\n"))
+	require.NoError(t, err)
+	require.Equal(t, RecordConfig{File: "rec/r.fdpr", KeyframeEvery: 30}, c.Record)
+	s, err := New(c, Options{})
+	require.NoError(t, err)
+	abs, err := filepath.Abs("rec/r.fdpr")
+	require.NoError(t, err)
+	require.Equal(t, []string{"engine", "run", "--record", abs, "--record-keyframe", "30"}, s.children[0].argv)
+	c, err = ParseConfig([]byte(eng))
+	require.NoError(t, err)
+	s, err = New(c, Options{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"engine", "run"}, s.children[0].argv)
 }
 
 // TestParseConfigWith: the program's defaults fill the instance and the

@@ -279,6 +279,16 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 	for _, u := range uids {
 		eng.argv = append(eng.argv, "--allow-uid", strconv.FormatUint(uint64(u), 10))
 	}
+	if r := cfg.Record; r.File != "" {
+		file, err := filepath.Abs(r.File) // the engine's working directory is the supervisor's today; said once
+		if err != nil {
+			return nil, fmt.Errorf("fdp/supervisor: config: record.file: %w", err)
+		}
+		eng.argv = append(eng.argv, "--record", file)
+		if r.KeyframeEvery > 0 {
+			eng.argv = append(eng.argv, "--record-keyframe", strconv.Itoa(r.KeyframeEvery))
+		}
+	}
 	// FDP_METRICS is never inherited: the supervisor's own (the user's
 	// address for `engine run`) would make every engine child bind the same
 	// address. Only an Env that sets it (up's private socket) gives it.
@@ -308,8 +318,10 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 	return s, nil
 }
 
-// childEnv returns base without the keys of extra and fdp, then fdp and extra
-// (sorted by key; extra wins over fdp).
+// childEnv returns base without the keys of extra and fdp, then fdp's
+// non-empty values and extra (sorted by key; extra wins over fdp). An empty
+// fdp value removes an inherited variable without exporting it empty: a
+// module must tell "the config said nothing" ($FDP_TIER unset) from a value.
 // everyEnv is $FDP_EVERY for a module's Every: empty (the module keeps its
 // own Spec.Every) for 0.
 func everyEnv(every int) string {
@@ -332,7 +344,7 @@ func childEnv(base []string, extra, fdp map[string]string) []string {
 		out = append(out, kv)
 	}
 	for _, k := range slices.Sorted(maps.Keys(fdp)) {
-		if _, ok := extra[k]; !ok {
+		if _, ok := extra[k]; !ok && fdp[k] != "" {
 			out = append(out, k+"="+fdp[k])
 		}
 	}

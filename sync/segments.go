@@ -129,7 +129,7 @@ func checkSchema(lw *layout.World, reg *world.Registry) error {
 			return fmt.Errorf("%w: segment lacks component %q", layout.ErrSchema, want[i].Name)
 		case i >= len(want):
 			return fmt.Errorf("%w: segment has extra component %q", layout.ErrSchema, have[i].Name)
-		case want[i] != have[i]:
+		case !want[i].Equal(have[i]):
 			return fmt.Errorf("%w: component %d is %q (size %d, fingerprint %#x) in the segment, %q (size %d, fingerprint %#x) here",
 				layout.ErrSchema, i, have[i].Name, have[i].Size, have[i].Fingerprint, want[i].Name, want[i].Size, want[i].Fingerprint)
 		}
@@ -148,7 +148,7 @@ func checkSingletons(have, want []layout.SingletonDesc) error {
 			return fmt.Errorf("%w: segment lacks singleton %q", layout.ErrSchema, want[i].Name)
 		case i >= len(want):
 			return fmt.Errorf("%w: segment has extra singleton %q", layout.ErrSchema, have[i].Name)
-		case want[i] != have[i]:
+		case !want[i].Equal(have[i]):
 			return fmt.Errorf("%w: singleton %d is %q (size %d, fingerprint %#x) in the segment, %q (size %d, fingerprint %#x) here",
 				layout.ErrSchema, i, have[i].Name, have[i].Size, have[i].Fingerprint, want[i].Name, want[i].Size, want[i].Fingerprint)
 		}

@@ -259,7 +259,7 @@ func TestReadmeMemoryHeld(t *testing.T) {
 			out, _ := c.Output()
 			return out
 		}
-		// Steady state: every module (five) has ticked at least 20 times.
+		// Steady state: every module (six) has ticked at least 20 times.
 		deadline := time.Now().Add(60 * time.Second)
 		for {
 			var st struct {
@@ -270,7 +270,7 @@ func TestReadmeMemoryHeld(t *testing.T) {
 				} `json:"modules"`
 			}
 			ok := false
-			if json.Unmarshal(tool("stat", "demo", "--json", "--count", "1"), &st) == nil && len(st.Modules) == 5 {
+			if json.Unmarshal(tool("stat", "demo", "--json", "--count", "1"), &st) == nil && len(st.Modules) == 6 {
 				ok = true
 				for _, m := range st.Modules {
 					ok = ok && m.Stats != nil && m.Stats.Runs >= 20

@@ -24,7 +24,7 @@ import (
 // back in the format asked for.
 
 // demoChildren are the children of the embedded demo config.
-var demoChildren = []string{"engine", "telemetry", "ai-1", "ai-2", "ai-3", "alert"}
+var demoChildren = []string{"engine", "telemetry", "ai-1", "ai-2", "ai-3", "alert", "analysis"}
 
 // runUp runs `engine up` with args in a private shared-memory directory
 // until it exits (its --duration) and returns its stdout and stderr.

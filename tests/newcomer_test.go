@@ -48,12 +48,12 @@ func TestBinariesVersionAndHelp(t *testing.T) {
 	out, stderr, code := run("modrunner", "--help")
 	require.Equal(t, 0, code, stderr)
 	require.Empty(t, stderr)
-	for _, m := range []string{"telemetry", "ai", "alert"} {
+	for _, m := range []string{"telemetry", "ai", "alert", "python"} {
 		require.Regexp(t, "(?m)^  "+m+" ", out, "modrunner --help lists %s", m)
 	}
 	_, stderr, code = run("modrunner", "nosuch")
 	require.Equal(t, 2, code)
-	require.Contains(t, stderr, `unknown module "nosuch" (telemetry, ai, alert)`)
+	require.Contains(t, stderr, `unknown module "nosuch" (telemetry, ai, alert, python)`)
 	_, stderr, code = run("modrunner", "--nosuch")
 	require.Equal(t, 2, code)
 	require.Contains(t, stderr, "flag provided but not defined: -nosuch")

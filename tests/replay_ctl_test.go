@@ -23,6 +23,7 @@ import (
 	"github.com/fdp-engine/fdp/record"
 	"github.com/fdp-engine/fdp/shm"
 	fsync "github.com/fdp-engine/fdp/sync"
+	"github.com/fdp-engine/fdp/world"
 	"github.com/stretchr/testify/require"
 )
 
@@ -31,6 +32,41 @@ import (
 // record (keyframes every keyEvery), returning the file and the content
 // checksum of every frame as published live.
 func demoRecording(t testing.TB, entities, frames, keyEvery int) (string, map[uint64]uint64) {
+	path, sums, _ := demoRecordingDirty(t, entities, frames, keyEvery, 0)
+	return path, sums
+}
+
+// partialMover is the demo's simulation with only a share of the chunks'
+// positions written each frame (dirty: 0.3 is 30% of the world), the
+// others untouched, plus the demo's churn.
+type partialMover struct {
+	sim   *demo.Sim
+	dirty float64
+	frame int
+}
+
+func (p *partialMover) Step(dt float32) {
+	p.frame++
+	w, s := p.sim.W, p.sim.S
+	n := w.NumChunks()
+	q := w.Query(world.MaskOf(s.Pos))
+	for q.Next() {
+		// Chunks (c + frame) mod n below dirty × n: a rotating window.
+		if float64((q.Chunk()+p.frame)%n) >= p.dirty*float64(n) {
+			continue
+		}
+		pos := world.ColumnMut[demo.Position](&q, s.Pos)
+		for i := range pos {
+			pos[i].X += dt
+		}
+	}
+}
+
+// demoRecordingDirty is demoRecording with, when dirty > 0, only that share
+// of the positions written each frame (partialMover) and no churn. live is
+// the time the live engine's frames took (Engine.Step: simulation, publish;
+// the recording is this function's, outside them).
+func demoRecordingDirty(t testing.TB, entities, frames, keyEvery int, dirty float64) (path string, sums map[uint64]uint64, live time.Duration) {
 	t.Helper()
 	s, err := demo.NewSchema()
 	require.NoError(t, err)
@@ -38,8 +74,12 @@ func demoRecording(t testing.TB, entities, frames, keyEvery int) (string, map[ui
 	cfg.Entities, cfg.ChurnPerSec = entities, 600
 	sim, err := demo.NewSim(s, cfg)
 	require.NoError(t, err)
+	var step host.Simulation = sim
+	if dirty > 0 {
+		step = &partialMover{sim: sim, dirty: dirty}
+	}
 	inst := uniqueInstance(t, "rs")
-	eng, err := host.New(host.Config{Instance: inst, FrameRate: 60, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sim.W, sim)
+	eng, err := host.New(host.Config{Instance: inst, FrameRate: 60, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sim.W, step)
 	require.NoError(t, err)
 	defer eng.Close()
 	r, err := fsync.Attach(inst, fsync.AttachOptions{Name: "recorder"})
@@ -50,13 +90,15 @@ func demoRecording(t testing.TB, entities, frames, keyEvery int) (string, map[ui
 	defer ef.Close()
 	h, err := record.NewHeader(r.Layout(), time.Now().UnixNano(), uint64(eng.Period()), uint32(keyEvery))
 	require.NoError(t, err)
-	path := filepath.Join(t.TempDir(), "demo.fdpr")
+	path = filepath.Join(t.TempDir(), "demo.fdpr")
 	wr, err := record.Create(path, h, record.WriterOptions{QueueFrames: 1 << 14, QueueBytes: 1 << 32})
 	require.NoError(t, err)
 	capt := record.NewCapturer(r.Layout(), keyEvery)
-	sums := map[uint64]uint64{}
+	sums = map[uint64]uint64{}
 	for i := 0; i < frames; i++ {
+		start := time.Now()
 		st := eng.Step()
+		live += time.Since(start)
 		require.NoError(t, st.PublishErr)
 		var evs []record.Event
 		require.NoError(t, ef.Read(func(_, fr uint64, typ uint16, p []byte) {
@@ -77,7 +119,7 @@ func demoRecording(t testing.TB, entities, frames, keyEvery int) (string, map[ui
 		}
 	}
 	require.NoError(t, wr.Close())
-	return path, sums
+	return path, sums, live
 }
 
 // replayChecksum is the checksum of the latest frame of inst, read by a
@@ -163,17 +205,23 @@ func TestReplayTimeControl(t *testing.T) {
 	require.Contains(t, out.String(), "replay of ")
 }
 
-// TestReplayLoop: --loop starts again at the first frame after the last.
+// TestReplayLoop: --from starts at the frame asked; --loop starts again at
+// the first frame after the last.
 func TestReplayLoop(t *testing.T) {
 	bin := shippedBinaries(t)
 	dir := t.TempDir()
 	testutil.UseShmDir(t, dir)
-	path, _ := demoRecording(t, 500, 40, 10)
+	path, sums := demoRecording(t, 500, 40, 10)
 	inst := uniqueInstance(t, "rp")
-	rp := exec.Command(filepath.Join(bin, "engine"), "replay", path, "--instance", inst, "--loop", "--speed", "4", "--status", "0")
+	rp := exec.Command(filepath.Join(bin, "engine"), "replay", path, "--instance", inst, "--from", "23", "--paused", "--loop", "--speed", "4", "--status", "0")
 	rp.Env = append(os.Environ(), "FDP_SHM_DIR="+dir)
 	require.NoError(t, rp.Start())
 	t.Cleanup(func() { _ = rp.Process.Kill(); _ = rp.Wait() })
+	waitFor(t, "the frame --from asked", 20*time.Second, func() bool { return latestFrameOf(inst) == 23 })
+	f, sum := replayChecksum(t, inst)
+	require.Equal(t, uint64(23), f)
+	require.Equal(t, sums[23], sum)
+	ctl(t, bin, dir, inst, "resume")
 	var high uint64
 	waitFor(t, "a frame number going back (the loop)", 30*time.Second, func() bool {
 		f := latestFrameOf(inst)
@@ -196,4 +244,35 @@ func moduleSegments(inst string) int {
 		}
 	}
 	return n
+}
+
+// TestReplayBadInput: what `engine replay` cannot replay is one line and
+// exit status 1.
+func TestReplayBadInput(t *testing.T) {
+	bin := shippedBinaries(t)
+	dir := t.TempDir()
+	testutil.UseShmDir(t, dir)
+	junk := filepath.Join(t.TempDir(), "junk.fdpr")
+	require.NoError(t, os.WriteFile(junk, []byte("not a recording at all, just text\n"), 0o600))
+	path, _ := demoRecording(t, 200, 5, 5)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"replay", filepath.Join(dir, "nosuch.fdpr")}, "no such file"},
+		{[]string{"replay", junk}, "junk.fdpr"},
+		{[]string{"replay", path, "--speed", "0"}, "--speed 0: must be in (0, 64]"},
+		{[]string{"replay", path, "--from", "99"}, "--from 99"},
+		{[]string{"replay"}, "accepts 1 arg"},
+	} {
+		cmd := exec.Command(filepath.Join(bin, "engine"), append(c.args, "--instance", uniqueInstance(t, "rx"))...)
+		cmd.Env = append(os.Environ(), "FDP_SHM_DIR="+dir)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		require.ErrorAs(t, err, &ee, "%v: %s", c.args, out)
+		require.Equal(t, 1, ee.ExitCode(), "%v: %s", c.args, out)
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		require.Contains(t, lines[len(lines)-1], c.want, "%v", c.args)
+		require.NotContains(t, string(out), "goroutine", "%v: no Go trace", c.args)
+	}
 }

@@ -211,7 +211,10 @@ func newRunRig(t *testing.T, cfg host.Config) *runRig {
 	buf := &syncBuf{}
 	cfg.Instance = uniqueInstance(t, "sf")
 	cfg.FrameRate, cfg.FastDeadline = 100, 5*time.Millisecond
-	cfg.RingBytes, cfg.EventLogBytes, cfg.Slots = 1<<16, 1<<16, 4
+	cfg.RingBytes, cfg.Slots = 1<<16, 4
+	if cfg.EventLogBytes == 0 {
+		cfg.EventLogBytes = 1 << 16
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	eng, err := host.New(cfg, w, nil)
 	require.NoError(t, err)

@@ -1,6 +1,6 @@
 package tests
 
-// docs/LAYOUT.md's welcome example names the fields the engine sends
+// docs/PROTOCOL.md's welcome example names the fields the engine sends
 // (outside tester, F4: it lacked max_runtime_ns).
 
 import (
@@ -36,15 +36,15 @@ func jsonKeys(t *testing.T, b []byte) []string {
 	return keys
 }
 
-// layoutWelcome returns the JSON of docs/LAYOUT.md's welcome example: the
+// layoutWelcome returns the JSON of docs/PROTOCOL.md's welcome example: the
 // code block after "A welcome:".
 func layoutWelcome(t *testing.T) []byte {
 	t.Helper()
-	b, err := os.ReadFile("../docs/LAYOUT.md")
+	b, err := os.ReadFile("../docs/PROTOCOL.md")
 	require.NoError(t, err)
 	s := string(b)
 	i := strings.Index(s, "A welcome:\n\n```json\n")
-	require.GreaterOrEqual(t, i, 0, "LAYOUT.md has no welcome example")
+	require.GreaterOrEqual(t, i, 0, "PROTOCOL.md has no welcome example")
 	s = s[i+len("A welcome:\n\n```json\n"):]
 	end := strings.Index(s, "\n```")
 	require.GreaterOrEqual(t, end, 0)

@@ -16,6 +16,11 @@ import "slices"
 // write that makes the row dead costs the row's bytes once; the copies
 // downstream never need to filter anything.
 //
+// Z1 holds for every write through the world's API. ColumnMut hands a
+// system a whole column: a system keeps Z1 by writing only the rows its
+// query matches (Query.Match), as the demo's systems do; a row it writes
+// without matching is its own data, published as written.
+//
 // The rows are zeroed as part of the write that stamps the chunk's version
 // (Destroy, Remove, a variable-size value that moves or shrinks), so the
 // next publish copies the zeros with the column. Columns restored by

@@ -1,10 +1,8 @@
 package world
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"reflect"
 	"strings"
 	"unicode/utf8"
@@ -34,12 +32,15 @@ type ComponentInfo struct {
 	// (RegisterBytes; Size is then its handle's); KindFixed and 0 otherwise.
 	Kind              ComponentKind
 	MaxLen, PerEntity int
+	// Fields describe the value's bytes (Fields; layout/fields.go): the
+	// fingerprint is computed from them.
+	Fields []layout.FieldDesc
 }
 
 // Desc returns the layout descriptor of the component.
 func (c ComponentInfo) Desc() layout.ComponentDesc {
 	return layout.ComponentDesc{Name: c.Name, Size: uint32(c.Size), Align: uint32(c.Align), Fingerprint: c.Fingerprint,
-		MaxLen: uint32(c.MaxLen), PerEntity: uint32(c.PerEntity)}
+		MaxLen: uint32(c.MaxLen), PerEntity: uint32(c.PerEntity), Fields: c.Fields}
 }
 
 // Registry holds the component types of a world. Register components in a
@@ -105,7 +106,12 @@ func (r *Registry) register(t reflect.Type, name string) (ComponentID, error) {
 	if t.Size() > layout.MaxComponentSize {
 		return fail("type %v is %d bytes (max %d)", t, t.Size(), layout.MaxComponentSize)
 	}
-	id := r.add(ComponentInfo{Name: name, Size: int(t.Size()), Align: t.Align(), Fingerprint: Fingerprint(t), Type: t})
+	fields, err := Fields(t)
+	if err != nil {
+		return fail("%v", err)
+	}
+	id := r.add(ComponentInfo{Name: name, Size: int(t.Size()), Align: t.Align(), Type: t, Fields: fields,
+		Fingerprint: layout.FieldsFingerprint(uint32(t.Size()), uint32(t.Align()), fields)})
 	r.byType[t] = id
 	return id, nil
 }
@@ -184,40 +190,6 @@ func checkKind(t reflect.Type, path string) error {
 		return fmt.Errorf("type %v is %s", t, what)
 	}
 	return fmt.Errorf("field %s is %s", path, what)
-}
-
-// Fingerprint returns the layout fingerprint of a type: FNV-64a over a
-// canonical description of its kind, size and alignment and, recursively,
-// struct field names, offsets and types and array lengths and element types.
-// Type names are not part of it, so equally laid out types in different
-// programs agree; reordering or renaming fields changes it.
-func Fingerprint(t reflect.Type) uint64 {
-	h := fnv.New64a()
-	var buf []byte
-	buf = describe(buf, t)
-	h.Write(buf)
-	return h.Sum64()
-}
-
-func describe(b []byte, t reflect.Type) []byte {
-	b = binary.LittleEndian.AppendUint16(b, uint16(t.Kind()))
-	b = binary.LittleEndian.AppendUint64(b, uint64(t.Size()))
-	b = binary.LittleEndian.AppendUint16(b, uint16(t.Align()))
-	switch t.Kind() {
-	case reflect.Array:
-		b = binary.LittleEndian.AppendUint64(b, uint64(t.Len()))
-		b = describe(b, t.Elem())
-	case reflect.Struct:
-		b = binary.LittleEndian.AppendUint32(b, uint32(t.NumField()))
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			b = binary.LittleEndian.AppendUint32(b, uint32(len(f.Name)))
-			b = append(b, f.Name...)
-			b = binary.LittleEndian.AppendUint64(b, uint64(f.Offset))
-			b = describe(b, f.Type)
-		}
-	}
-	return b
 }
 
 // ID returns the id under which type T is registered.

@@ -93,7 +93,9 @@ func TestRegisterAccepts(t *testing.T) {
 
 	comps := r.Components()
 	require.Len(t, comps, 6)
-	require.Equal(t, layout.ComponentDesc{Name: "Vec3", Size: 12, Align: 4, Fingerprint: Fingerprint(reflect.TypeFor[Vec3]())}, comps[1])
+	require.Equal(t, layout.ComponentDesc{Name: "Vec3", Size: 12, Align: 4, Fingerprint: Fingerprint(reflect.TypeFor[Vec3]()),
+		Fields: []layout.FieldDesc{{Name: "X", Type: layout.FieldF32, Offset: 0, Count: 1}, {Name: "Y", Type: layout.FieldF32, Offset: 4, Count: 1},
+			{Name: "Z", Type: layout.FieldF32, Offset: 8, Count: 1}}}, comps[1])
 	require.Equal(t, layout.SchemaHash(comps), r.SchemaHash())
 	require.Equal(t, MaskWord(0x3f), r.Mask())
 
@@ -239,21 +241,21 @@ func TestFingerprint(t *testing.T) {
 	require.Equal(t, base, fp(reflect.TypeOf(struct{ X, Y, Z float32 }{})))
 	// Golden value: the fingerprint is part of the shared-memory schema and
 	// must not change between builds (FNV-64a of the canonical description).
-	require.Equal(t, uint64(0x6cf858e455671b78), base, "got %#x", base)
+	require.Equal(t, uint64(0xd3a504e0f05602b2), base, "got %#x", base)
 	// And it is what the documented canonical description hashes to.
+	// (docs/LAYOUT.md "Field table"): u32 size, u32 align, u32 fields, then
+	// per field u8 type, u32 offset, u32 count, u32 len(name), name.
 	var d []byte
 	le := binary.LittleEndian
-	d = le.AppendUint16(d, uint16(reflect.Struct))
-	d = le.AppendUint64(d, 12)
-	d = le.AppendUint16(d, 4)
+	d = le.AppendUint32(d, 12)
+	d = le.AppendUint32(d, 4)
 	d = le.AppendUint32(d, 3)
 	for i, n := range []string{"X", "Y", "Z"} {
+		d = append(d, 9) // f32
+		d = le.AppendUint32(d, uint32(4*i))
+		d = le.AppendUint32(d, 1)
 		d = le.AppendUint32(d, 1)
 		d = append(d, n...)
-		d = le.AppendUint64(d, uint64(4*i))
-		d = le.AppendUint16(d, uint16(reflect.Float32))
-		d = le.AppendUint64(d, 4)
-		d = le.AppendUint16(d, 4)
 	}
 	h := fnv.New64a()
 	h.Write(d)

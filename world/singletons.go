@@ -33,11 +33,13 @@ type SingletonInfo struct {
 	// EngineOwned: only the engine sets it (World.SetSingleton); a
 	// module's command that sets it is rejected (RejectEngineOwned).
 	EngineOwned bool
+	// Fields describe the value's bytes (Fields).
+	Fields []layout.FieldDesc
 }
 
 // Desc returns the layout descriptor of the singleton.
 func (s SingletonInfo) Desc() layout.SingletonDesc {
-	d := layout.SingletonDesc{Name: s.Name, Size: uint32(s.Size), Align: uint32(s.Align), Fingerprint: s.Fingerprint}
+	d := layout.SingletonDesc{Name: s.Name, Size: uint32(s.Size), Align: uint32(s.Align), Fingerprint: s.Fingerprint, Fields: s.Fields}
 	if s.EngineOwned {
 		d.Flags |= layout.SingletonEngineOwned
 	}
@@ -107,9 +109,13 @@ func (r *Registry) registerSingleton(t reflect.Type, name string, engine bool) (
 	if t.Size() == 0 || t.Size() > layout.MaxComponentSize {
 		return fail("type %v is %d bytes (1..%d)", t, t.Size(), layout.MaxComponentSize)
 	}
+	fields, err := Fields(t)
+	if err != nil {
+		return fail("%v", err)
+	}
 	id := SingletonID(len(r.singles))
-	r.singles = append(r.singles, SingletonInfo{ID: id, Name: name, Size: int(t.Size()), Align: t.Align(),
-		Fingerprint: Fingerprint(t), Type: t, EngineOwned: engine})
+	r.singles = append(r.singles, SingletonInfo{ID: id, Name: name, Size: int(t.Size()), Align: t.Align(), Fields: fields,
+		Fingerprint: layout.FieldsFingerprint(uint32(t.Size()), uint32(t.Align()), fields), Type: t, EngineOwned: engine})
 	r.singleByName[name] = id
 	r.singleByType[t] = id
 	return id, nil

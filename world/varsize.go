@@ -113,7 +113,7 @@ func RegisterBytes(r *Registry, name string, spec BytesSpec) (ComponentID, error
 		kind, fp = KindString, layout.FingerprintString
 	}
 	return r.add(ComponentInfo{Name: name, Size: layout.BytesHandleSize, Align: layout.BytesHandleAlign, Fingerprint: fp,
-		Kind: kind, MaxLen: spec.MaxLen, PerEntity: per}), nil
+		Kind: kind, MaxLen: spec.MaxLen, PerEntity: per, Fields: layout.VarSizeFields(spec.UTF8)}), nil
 }
 
 // Kind returns component id's kind (KindFixed for an unknown id).

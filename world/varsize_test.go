@@ -21,7 +21,7 @@ func TestRegisterBytes(t *testing.T) {
 	require.NoError(t, err)
 	info, _ := r.Info(s)
 	require.Equal(t, ComponentInfo{ID: s, Name: "Name", Size: 8, Align: 4, Fingerprint: layout.FingerprintString, Kind: KindString,
-		MaxLen: 30, PerEntity: 8}, info, "PerEntity rounded up to 8")
+		MaxLen: 30, PerEntity: 8, Fields: []layout.FieldDesc{{Type: layout.FieldString}}}, info, "PerEntity rounded up to 8")
 	info, _ = r.Info(b)
 	require.Equal(t, KindBytes, info.Kind)
 	require.Equal(t, 104, info.PerEntity, "PerEntity 0: MaxLen rounded up to 8")

@@ -1,6 +1,6 @@
 // Command modrunner runs one of the built-in demo modules in its own process:
 //
-//	modrunner [--rejoin-timeout D] [--log-format text|json] telemetry | ai | alert
+//	modrunner [--rejoin-timeout D] [--log-format text|json] telemetry | ai | alert | python PYMODULE
 //	modrunner --help | --version
 //
 // The instance comes from $FDP_INSTANCE (required: without it, exit 78); the module name
@@ -30,7 +30,9 @@ import (
 	"io"
 	"os"
 	"strings"
+	"syscall"
 
+	pyclient "github.com/fdp-engine/fdp/clients/python"
 	"github.com/fdp-engine/fdp/demo"
 	"github.com/fdp-engine/fdp/internal/buildinfo"
 	"github.com/fdp-engine/fdp/layout"
@@ -43,6 +45,7 @@ var modules = []struct{ name, about string }{
 	{"telemetry", "fast, every frame: reads positions in place, logs the alive count and mean X every 120 ticks"},
 	{"ai", "slow, every 6 frames, convoy snapshot: damages its team, destroys the dead, spawns (ai-N: team N mod 4)"},
 	{"alert", "slow, woken by \"died\" events, own snapshot: counts the deaths and changed Health chunks, publishes an alert"},
+	{"python", "python PYMODULE: runs a Python module of the embedded fdp package (e.g. fdp.analysis: slow, every 30 frames, publishes the mean position) with /usr/bin/python3 or $FDP_PYTHON, in this process (exec)"},
 }
 
 func main() {
@@ -82,6 +85,9 @@ func main() {
 		fmt.Println(buildinfo.Line("modrunner"))
 		os.Exit(0)
 	}
+	if fs.Arg(0) == "python" {
+		runPython(fs.Args()[1:], format)
+	}
 	if fs.NArg() != 1 {
 		usage(os.Stderr)
 		os.Exit(2)
@@ -113,10 +119,57 @@ func main() {
 	case "alert":
 		m = &demo.Alert{S: s, Log: log}
 	default:
-		fmt.Fprintf(os.Stderr, "modrunner: unknown module %q (telemetry, ai, alert)\n", fs.Arg(0))
+		fmt.Fprintf(os.Stderr, "modrunner: unknown module %q (telemetry, ai, alert, python)\n", fs.Arg(0))
 		os.Exit(2)
 	}
 	// MainOptions names the module in its logger's records (module=name):
 	// once, so not here too.
 	module.MainOptions(m, module.Options{Registry: s.Reg, RejoinTimeout: *rejoin, Logger: log})
+}
+
+// runPython replaces this process with the interpreter running the Python
+// module args[0] of the embedded client (exec: the pid the supervisor
+// started is the module's, so its signals, hang checks and restarts apply
+// to it as to any module). It returns only on failure, by exiting: 78 when
+// no interpreter can be found (a restart would not find one either), 2 for
+// bad usage, 1 otherwise.
+func runPython(args []string, format string) {
+	if len(args) != 1 || !validPyModule(args[0]) {
+		fmt.Fprintln(os.Stderr, "usage: modrunner python PYMODULE (a dotted Python module name, e.g. fdp.analysis)")
+		os.Exit(2)
+	}
+	log, err := module.NewLogger(format)
+	if err != nil {
+		os.Exit(layout.ExitRefused)
+	}
+	python, err := pyclient.Interpreter()
+	if err != nil {
+		log.Error("module refused: a restart cannot change it", "err", err, "exit", layout.ExitRefused)
+		os.Exit(layout.ExitRefused)
+	}
+	dir, err := pyclient.Install()
+	if err != nil {
+		log.Error("cannot install the Python client", "err", err)
+		os.Exit(1)
+	}
+	argv, env := pyclient.Command(dir, python, args[0])
+	if format != "" {
+		env = append(env, "FDP_LOG_FORMAT="+format)
+	}
+	err = syscall.Exec(python, argv, env)
+	log.Error("cannot run the Python interpreter", "python", python, "err", err)
+	os.Exit(1)
+}
+
+// validPyModule: a dotted name of identifiers (no path, no option).
+func validPyModule(s string) bool {
+	if s == "" || s[0] == '.' || s[len(s)-1] == '.' || strings.Contains(s, "..") {
+		return false
+	}
+	for _, r := range s {
+		if r != '.' && r != '_' && (r < '0' || r > '9') && (r < 'a' || r > 'z') && (r < 'A' || r > 'Z') {
+			return false
+		}
+	}
+	return s[0] < '0' || s[0] > '9'
 }
