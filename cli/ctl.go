@@ -2,7 +2,7 @@ package cli
 
 // `engine ctl INSTANCE pause|resume|step [N]|speed X|seek FRAME|status`:
 // time control over the engine's control socket (ipc.Ctl; the request is
-// documented in docs/LAYOUT.md, "Control protocol").
+// documented in docs/PROTOCOL.md, "Time control requests").
 
 import (
 	"context"

@@ -18,7 +18,7 @@ import (
 // frame, deltas of the component between, and returns its path.
 func writeTestRecording(t *testing.T, frames int) string {
 	g, err := layout.ComputeWorldGeometry(layout.WorldParams{Instance: "x", Slots: 2, ChunkCapacity: 16, MaxChunks: 4,
-		Components: []layout.ComponentDesc{{Name: "Pos", Size: 8, Align: 8, Fingerprint: 1}}})
+		Components: []layout.ComponentDesc{layout.Opaque(layout.ComponentDesc{Name: "Pos", Size: 8, Align: 8})}})
 	require.NoError(t, err)
 	h := &record.Header{Created: 1, FramePeriod: 16666666, KeyframeEvery: 5, Instance: "rec", Geometry: g}
 	path := filepath.Join(t.TempDir(), "demo.fdpr")

@@ -7,7 +7,7 @@ package ipc
 // (AllowUIDs admit other uids' modules, not their operators). The request
 // is decoded strictly (unknown keys, an unknown op, an argument out of
 // range: code bad_ctl) and every refusal is counted (ControlStats.CtlRefused,
-// BadCtl). docs/LAYOUT.md, "Control protocol", "Time control requests".
+// BadCtl). docs/PROTOCOL.md, "Time control requests".
 
 import (
 	"bytes"

@@ -280,13 +280,13 @@ func TestCtlNoEngine(t *testing.T) {
 	require.Contains(t, err.Error(), "does not know time control requests")
 }
 
-// ctlDocSection returns docs/LAYOUT.md's "Time control requests".
+// ctlDocSection returns docs/PROTOCOL.md's "Time control requests".
 func ctlDocSection(t *testing.T) string {
-	b, err := os.ReadFile("../docs/LAYOUT.md")
+	b, err := os.ReadFile("../docs/PROTOCOL.md")
 	require.NoError(t, err)
 	s := string(b)
 	i := strings.Index(s, "### Time control requests")
-	require.GreaterOrEqual(t, i, 0, "LAYOUT.md has no section Time control requests")
+	require.GreaterOrEqual(t, i, 0, "PROTOCOL.md has no section Time control requests")
 	s = s[i+1:]
 	if j := strings.Index(s, "\n#"); j >= 0 {
 		s = s[:j]
@@ -306,7 +306,7 @@ func jsonFieldNames(v any) []string {
 	return names
 }
 
-// TestCtlDocumented: docs/LAYOUT.md's time control section names exactly
+// TestCtlDocumented: docs/PROTOCOL.md's time control section names exactly
 // the ops, the request's fields, the reply's fields (its example, plus the
 // two a replay adds) and the refusal codes of the code, and its examples
 // decode as the engine decodes them.

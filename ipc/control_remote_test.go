@@ -8,7 +8,7 @@ import (
 )
 
 // TestRemoteDecode: a remote batch is told from a hello and a ctl request;
-// malformed ones are refused with ErrBadCtl and one line (docs/LAYOUT.md
+// malformed ones are refused with ErrBadCtl and one line (docs/PROTOCOL.md
 // "Remote command batches").
 func TestRemoteDecode(t *testing.T) {
 	b, ok, err := remoteDecode([]byte(`{"remote": {"module": "ai-1", "mirror": "far", "incarnation": 5, "seq": 12, "frame": 1204, "commands": "AQAEAAAAAAAAAA=="}}`))

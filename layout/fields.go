@@ -322,33 +322,48 @@ func (g *WorldGeometry) encodeFields(b []byte) {
 }
 
 // decodeFields reads the field table of a world segment and attaches each
-// owner's fields to comps and singles (F1; the rest is validated with the
-// geometry). The placement of every name is checked: the pool holds the
-// names in entry order, and the section's padding is zero.
+// owner's fields to comps and singles (DecodeFieldTable).
 func decodeFields(b []byte, h *Header, comps []ComponentDesc, singles []SingletonDesc) error {
 	sec, ok := h.Section(SecFields)
 	if !ok {
 		return corrupt("field table section missing")
 	}
-	n := int(sec.Count)
-	if uint64(n)*FieldEntrySize > sec.Size {
-		return corrupt("field table: %d entries in a section of %d bytes", n, sec.Size)
+	return DecodeFieldTable(b[sec.Offset:sec.Offset+sec.Size], int(sec.Count), comps, singles)
+}
+
+// FieldTable returns the bytes of the field table of a schema, as a world
+// segment's section SecFields holds them (and a recording's header:
+// record/header.go), and its number of entries.
+func FieldTable(comps []ComponentDesc, singles []SingletonDesc) ([]byte, int) {
+	g := &WorldGeometry{Components: comps, Singletons: singles}
+	b := make([]byte, g.FieldTableSize())
+	g.encodeFields(b)
+	return b, g.FieldCount()
+}
+
+// DecodeFieldTable reads a field table of n entries (the bytes of the
+// section) and attaches each owner's fields to comps and singles (F1; the
+// rest is validated with the geometry, ComputeWorldGeometry). The placement
+// of every name is checked: the pool holds the names in entry order, and
+// the padding after it is zero. It never panics.
+func DecodeFieldTable(table []byte, n int, comps []ComponentDesc, singles []SingletonDesc) error {
+	if n < 0 || uint64(n)*FieldEntrySize > uint64(len(table)) {
+		return corrupt("field table: %d entries in %d bytes", n, len(table))
 	}
-	base := int(sec.Offset)
 	pool := n * FieldEntrySize
 	kind, id := OwnerComponent, 0 // the owner the next entry may continue or follow
 	for i := 0; i < n; i++ {
-		o := base + i*FieldEntrySize
-		ok2, oid := FieldOwner(b[o+FieldOwnerKind]), int(le.Uint16(b[o+FieldOwnerID:]))
-		nameOff, nameLen := int(get32(b, o+FieldNameOff)), int(get32(b, o+FieldNameLen))
-		if !allZero(b[o+20 : o+FieldEntrySize]) {
+		o := i * FieldEntrySize
+		ok2, oid := FieldOwner(table[o+FieldOwnerKind]), int(le.Uint16(table[o+FieldOwnerID:]))
+		nameOff, nameLen := int(get32(table, o+FieldNameOff)), int(get32(table, o+FieldNameLen))
+		if !allZero(table[o+20 : o+FieldEntrySize]) {
 			return corrupt("field %d: reserved bytes are not zero", i)
 		}
-		if nameOff != pool || nameLen > MaxFieldName || uint64(pool+nameLen) > sec.Size {
+		if nameOff != pool || nameLen > MaxFieldName || pool+nameLen > len(table) {
 			return corrupt("field %d: name at %d (+%d), want it at %d in the pool", i, nameOff, nameLen, pool)
 		}
-		f := FieldDesc{Name: string(b[base+pool : base+pool+nameLen]), Type: FieldType(b[o+FieldTypeOff]),
-			Offset: get32(b, o+FieldOffset), Count: get32(b, o+FieldCount)}
+		f := FieldDesc{Name: string(table[pool : pool+nameLen]), Type: FieldType(table[o+FieldTypeOff]),
+			Offset: get32(table, o+FieldOffset), Count: get32(table, o+FieldCount)}
 		pool += nameLen
 		// F1: the same owner as the previous entry, or a later one.
 		if ok2 != kind || oid != id {
@@ -368,7 +383,7 @@ func decodeFields(b []byte, h *Header, comps []ComponentDesc, singles []Singleto
 			return corrupt("field %d: no %s %d", i, kind, id)
 		}
 	}
-	if !allZero(b[base+pool : base+int(sec.Size)]) {
+	if !allZero(table[pool:]) {
 		return corrupt("field table: padding after the names is not zero")
 	}
 	return nil

@@ -25,8 +25,9 @@ const (
 	// Magic opens every record.
 	Magic = "FDPR"
 	// StreamVersion is the version of the stream format in the header
-	// record; a reader refuses another.
-	StreamVersion = 1
+	// record; a reader refuses another. 2: the header carries the schema's
+	// field table (layout 4).
+	StreamVersion = 2
 	// MaxRawBytes bounds a record's raw payload (a keyframe of the largest
 	// world this machine records; a decoder allocates no more than this for
 	// one record).

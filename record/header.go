@@ -27,6 +27,9 @@ import (
 //	56  [32]u8 instance name, NUL padded
 //	88  C x 56: [32]u8 name NUL padded, u32 size, u32 align, u64 fingerprint, u32 max length, u32 arena bytes per entity
 //	..  NS x 56: [32]u8 name NUL padded, u32 size, u32 align, u64 fingerprint, u32 flags, u32 0
+//	..  u32 field entries F, u32 field table bytes FT, then FT bytes: the
+//	    field table of the schema, as the world segment's section 9 holds it
+//	    (layout.FieldTable; docs/LAYOUT.md "Field table")
 type Header struct {
 	Created       int64 // Unix ns
 	FramePeriod   uint64
@@ -62,7 +65,8 @@ func (h *Header) SchemaHash() uint64 { return h.Geometry.SchemaHash() }
 // Encode returns the header record's payload.
 func (h *Header) Encode() []byte {
 	g := h.Geometry
-	b := make([]byte, headerFixed+headerEntry*(len(g.Components)+len(g.Singletons)))
+	ft, nf := layout.FieldTable(g.Components, g.Singletons)
+	b := make([]byte, headerFixed+headerEntry*(len(g.Components)+len(g.Singletons))+8+len(ft))
 	le.PutUint32(b[0:], StreamVersion)
 	le.PutUint64(b[8:], uint64(h.Created))
 	le.PutUint64(b[16:], g.SchemaHash())
@@ -96,6 +100,9 @@ func (h *Header) Encode() []byte {
 		le.PutUint32(b[o+48:], s.Flags)
 		o += headerEntry
 	}
+	le.PutUint32(b[o:], uint32(nf))
+	le.PutUint32(b[o+4:], uint32(len(ft)))
+	copy(b[o+8:], ft)
 	return b
 }
 
@@ -128,8 +135,13 @@ func DecodeHeader(b []byte) (*Header, error) {
 	if nc > layout.MaxComponents || ns > layout.MaxSingletons {
 		return nil, corrupt("header: %d components, %d singletons (at most %d and %d)", nc, ns, layout.MaxComponents, layout.MaxSingletons)
 	}
-	if want := headerFixed + headerEntry*int(nc+ns); len(b) != want {
-		return nil, corrupt("header of %d bytes, its %d components and %d singletons need %d", len(b), nc, ns, want)
+	tables := headerFixed + headerEntry*int(nc+ns)
+	if len(b) < tables+8 {
+		return nil, corrupt("header of %d bytes, its %d components and %d singletons need %d and the field table", len(b), nc, ns, tables+8)
+	}
+	nf, ft := le.Uint32(b[tables:]), le.Uint32(b[tables+4:])
+	if want := uint64(tables) + 8 + uint64(ft); uint64(len(b)) != want || ft%64 != 0 {
+		return nil, corrupt("header of %d bytes, with a field table of %d bytes (a multiple of 64) it is %d", len(b), ft, want)
 	}
 	il := le.Uint32(b[52:])
 	if il > 31 {
@@ -163,9 +175,15 @@ func DecodeHeader(b []byte) (*Header, error) {
 			Fingerprint: le.Uint64(b[o+40:]), Flags: le.Uint32(b[o+48:])}
 		o += headerEntry
 	}
+	if err := layout.DecodeFieldTable(b[tables+8:], int(min(nf, uint32(len(b)))), comps, singles); err != nil {
+		return nil, corrupt("header: %v", err)
+	}
 	g, err := geometryOf(comps, singles, int(le.Uint32(b[32:])), int(le.Uint32(b[36:])))
 	if err != nil {
 		return nil, corrupt("header: %v", err)
+	}
+	if got, _ := layout.FieldTable(comps, singles); !bytes.Equal(got, b[tables+8:]) {
+		return nil, corrupt("header: the field table is not in its canonical form")
 	}
 	if got := le.Uint64(b[16:]); got != g.SchemaHash() {
 		return nil, corrupt("header: schema hash %#x, the tables hash to %#x", got, g.SchemaHash())

@@ -24,7 +24,7 @@ func eventFrame(frame uint64, payload []byte) []byte {
 
 func emptyWorldHeader(t *testing.T) *record.Header {
 	g, err := layout.ComputeWorldGeometry(layout.WorldParams{Instance: "w", Slots: 2, ChunkCapacity: 16, MaxChunks: 1,
-		Components: []layout.ComponentDesc{{Name: "A", Size: 4, Align: 4, Fingerprint: 1}}})
+		Components: []layout.ComponentDesc{layout.Opaque(layout.ComponentDesc{Name: "A", Size: 4, Align: 4})}})
 	require.NoError(t, err)
 	return &record.Header{Instance: "w", Geometry: g}
 }

@@ -77,7 +77,9 @@ func TestFingerprintMatchesHandWritten(t *testing.T) {
 	xyz := []layout.FieldDesc{{Name: "X", Type: layout.FieldF32, Offset: 0, Count: 1}, {Name: "Y", Type: layout.FieldF32, Offset: 4, Count: 1},
 		{Name: "Z", Type: layout.FieldF32, Offset: 8, Count: 1}}
 	require.Equal(t, layout.FieldsFingerprint(12, 4, xyz), Fingerprint(reflect.TypeFor[Vec3]()))
-	require.Equal(t, layout.FieldsFingerprint(24, 8, []layout.FieldDesc{{Name: "Frame", Type: layout.FieldU64, Count: 1},
-		{Name: "Nanos", Type: layout.FieldI64, Offset: 8, Count: 1}, {Name: "Dt", Type: layout.FieldI64, Offset: 16, Count: 1}}),
+	require.Equal(t, layout.FieldsFingerprint(40, 8, []layout.FieldDesc{{Name: "Frame", Type: layout.FieldU64, Count: 1},
+		{Name: "Nanos", Type: layout.FieldI64, Offset: 8, Count: 1}, {Name: "Dt", Type: layout.FieldI64, Offset: 16, Count: 1},
+		{Name: "Scale", Type: layout.FieldF64, Offset: 24, Count: 1}, {Name: "Paused", Type: layout.FieldU32, Offset: 32, Count: 1},
+		{Name: "Reserved", Type: layout.FieldU32, Offset: 36, Count: 1}}),
 		Fingerprint(reflect.TypeFor[Time]()))
 }

@@ -34,9 +34,11 @@ def pad8(n): return (n + 7) & ~7
 def name(b): return b.split(b'\0', 1)[0].decode()
 
 def header(p):
-    assert u32(p, 0) == 1, 'stream version'
+    assert u32(p, 0) == 2, 'stream version'
     nc, ns = u32(p, 40), u32(p, 44)
-    assert len(p) == 88 + 56 * (nc + ns)
+    tables = 88 + 56 * (nc + ns)
+    nf, ft = u32(p, tables), u32(p, tables + 4)     # the field table (docs/LAYOUT.md "Field table")
+    assert len(p) == tables + 8 + ft and ft % 64 == 0
     comps, singles = [], []
     o = 88
     for _ in range(nc):
