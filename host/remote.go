@@ -165,8 +165,14 @@ func (e *Engine) playRemote() {
 	e.remote.mu.Unlock()
 	for _, r := range q {
 		e.playRemoteBatch(r)
-		close(r.done)
 	}
+	// The status is updated before the senders hear their answers: what a
+	// sender was told is in the next status (engine stat).
+	defer func() {
+		for _, r := range q {
+			close(r.done)
+		}
+	}()
 	if len(q) > 0 {
 		snap := make([]ipc.RemoteModuleState, 0, len(e.remote.mods))
 		for _, rm := range e.remote.mods {

@@ -172,9 +172,10 @@ func (b *Bridge) runFrames(ctx context.Context) error {
 	return nil
 }
 
-// staleAfter: no new frame for this long makes the bridge attach again
-// (the engine may have been restarted under a new segment).
-const staleAfter = 2 * time.Second
+// staleAfter: no new frame for this long makes the bridge look whether
+// the world segment was replaced (an engine restart), and attach again if
+// so.
+const staleAfter = 250 * time.Millisecond
 
 func (b *Bridge) publishFrom(ctx context.Context, r *fsync.Reader) error {
 	attached := worldInode(b.opt.Instance)
