@@ -44,6 +44,9 @@ type ControlConfig struct {
 	// server goroutine; nil: every control request is refused. Its error is
 	// the refusal (wrapped in ErrCtlRefused unless it wraps ErrBadCtl).
 	Ctl func(req CtlRequest) (CtlState, error)
+	// Remote plays a remote module's command batch (ipc/control_remote.go)
+	// and returns once the frame thread did; nil: refused.
+	Remote func(b RemoteBatch) (RemoteResult, error)
 	// HandshakeTimeout bounds the handshake (default 5 s).
 	HandshakeTimeout time.Duration
 	// AllowUIDs are uids besides the engine's own whose processes may
@@ -263,6 +266,10 @@ func (s *ControlServer) ctlHandshake(c *net.UnixConn) (Welcome, int, error) {
 	}
 	if req, ok, derr := ctlDecode(msg); ok {
 		s.serveCtl(c, peer, req, derr)
+		return Welcome{}, peer.PID, errCtlServed
+	}
+	if b, ok, derr := remoteDecode(msg); ok {
+		s.serveRemote(c, peer, b, derr)
 		return Welcome{}, peer.PID, errCtlServed
 	}
 	var h Hello
