@@ -159,6 +159,8 @@ func newMirrorCommand(w World) *cobra.Command {
 			var eng *host.Engine
 			opt := remote.MirrorOptions{Source: o.source, Instance: o.instance, NATS: o.n, Registry: w.Schema, SkipAfter: o.skipAfter,
 				Log: out.log, OnEngine: func(e *host.Engine) { eng = e }}
+			var mir *remote.Mirror
+			opt.OnMirror = func(m *remote.Mirror) { mir = m }
 			opt.OnFrame = func(fr remote.MirrorFrame) {
 				frames++
 				if o.status > 0 && time.Since(last) >= o.status {
@@ -168,7 +170,10 @@ func newMirrorCommand(w World) *cobra.Command {
 				}
 			}
 			err = remote.RunMirror(ctx, opt)
-			fmt.Fprintf(out.out, "mirror of %s as %s: %d frames published\n", o.source, o.instance, frames)
+			if mir != nil { // a start-up error (NATS, flags) prints no summary
+				fmt.Fprintf(out.out, "mirror of %s as %s: %d frames published, %d skipped, %d resubscribes, %d restarts of the source\n",
+					o.source, o.instance, frames, mir.Stats.Skipped.Load(), mir.Stats.Resubscribes.Load(), mir.Stats.Epochs.Load())
+			}
 			return out.fail(cmd, err)
 		},
 	}

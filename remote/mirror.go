@@ -82,6 +82,14 @@ type MirrorStats struct {
 	Units, Keyframes, Skipped, BadUnits     atomic.Uint64
 	Forwarded, ForwardDropped, Results      atomic.Uint64
 	RemoteApplied, RemoteRejected, Refusals atomic.Uint64
+	// Resubscribes: subscriptions found stalled (no message while the
+	// stream moved, e.g. a NATS restart lost the memory stream and the
+	// ordered consumer waits for sequences the new stream has not reached)
+	// and made again from the latest keyframe.
+	Resubscribes atomic.Uint64
+	// Epochs: times the source engine started again from frame 1 and
+	// the mirror started over with a new local engine.
+	Epochs atomic.Uint64
 }
 
 // Mirror is a running mirror.
@@ -167,15 +175,41 @@ func (m *Mirror) run(ctx context.Context) error {
 			}
 		}
 	}
+	pending := []unitItem{first}
+	for {
+		var err error
+		pending, err = m.runEngine(ctx, pending)
+		if !errors.Is(err, errNewEpoch) || ctx.Err() != nil {
+			return err
+		}
+		// The engine started again from frame 1 (a restart without
+		// recovery): frame numbers go back, which one local engine
+		// never shows (M2). Start over as a replay's seek back does: a
+		// new local engine from the new run's keyframe; modules rejoin.
+		m.Stats.Epochs.Add(1)
+		m.log.Warn("the source engine started again (frame numbers went back with a new stream header): the mirror starts over",
+			"source", m.opt.Source, "frame", pending[0].f.Frame, "restarts", m.Stats.Epochs.Load())
+	}
+}
+
+// errNewEpoch: a keyframe of a new engine run came (a stream header made
+// later than the one shown, and a frame number before the last shown).
+var errNewEpoch = errors.New("the source engine started again")
+
+// runEngine runs one local engine from pending (its first item a
+// keyframe) until ctx is done or the source's engine starts again
+// (errNewEpoch, with the items of the new run).
+func (m *Mirror) runEngine(ctx context.Context, pending []unitItem) ([]unitItem, error) {
+	first := pending[0]
 	hdr := first.hdr
 	if got, want := m.opt.Registry.SchemaHash(), hdr.SchemaHash(); got != want {
-		return fmt.Errorf("the stream of %s has another schema (hash %#x) than this program's (%#x)", m.opt.Source, want, got)
+		return nil, fmt.Errorf("the stream of %s has another schema (hash %#x) than this program's (%#x)", m.opt.Source, want, got)
 	}
 	period := time.Duration(hdr.FramePeriod)
 	if period <= 0 {
 		period = time.Second / 60
 	}
-	src := &mirrorSource{m: m, hdr: hdr, im: record.NewImage(hdr), pending: []unitItem{first}, period: period, full: true}
+	src := &mirrorSource{m: m, hdr: hdr, im: record.NewImage(hdr), pending: pending, period: period, full: true}
 	cfg := m.opt.Config
 	cfg.Instance = m.opt.Instance
 	cfg.FrameRate = max(1, int((time.Second+period/2)/period))
@@ -185,11 +219,11 @@ func (m *Mirror) run(ctx context.Context) error {
 	g := hdr.Geometry
 	w, err := world.New(m.opt.Registry, world.Config{ChunkCapacity: g.ChunkCapacity, MaxChunks: g.MaxChunks})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	e, err := host.New(cfg, w, nil)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer e.Close()
 	_ = e.SetReplay(src)
@@ -198,7 +232,7 @@ func (m *Mirror) run(ctx context.Context) error {
 		m.opt.OnEngine(e)
 	}
 	m.log.Info("mirror running", "source", m.opt.Source, "instance", m.opt.Instance, "frame", first.f.Frame, "rate", cfg.FrameRate)
-	return e.Run(ctx, func(st host.FrameStats) {
+	err = e.Run(ctx, func(st host.FrameStats) {
 		if m.opt.OnFrame != nil {
 			lag := time.Duration(0)
 			if p := int64(src.im.PubNanos); p > 0 {
@@ -207,18 +241,51 @@ func (m *Mirror) run(ctx context.Context) error {
 			m.opt.OnFrame(MirrorFrame{Frame: st.Frame, Lag: lag, LagFrames: uint64(lag / period), Applied: src.applied})
 		}
 	})
+	if errors.Is(err, errNewEpoch) {
+		return src.pending, err
+	}
+	return nil, err
 }
 
 // receive reads the frame stream from the latest keyframe on (late
 // join), for ever: the ordered consumer is recreated after a NATS restart.
 func (m *Mirror) receive(ctx context.Context) {
+	var lastWarn time.Time
+	warned := 0
 	for ctx.Err() == nil {
-		if err := m.receiveOnce(ctx); err != nil && ctx.Err() == nil {
-			m.log.Warn("frame stream subscription ended; subscribing again", "source", m.opt.Source, "err", err)
-			sleepCtx(ctx, 250*time.Millisecond)
+		err := m.receiveOnce(ctx)
+		if err == nil || ctx.Err() != nil {
+			continue
 		}
+		switch {
+		case errors.Is(err, errStalled):
+			m.Stats.Resubscribes.Add(1)
+			m.log.Warn("frame stream subscription stalled; subscribing again from the latest keyframe", "source", m.opt.Source,
+				"why", err.Error(), "resubscribes", m.Stats.Resubscribes.Load())
+		case errors.Is(err, jetstream.ErrStreamNotFound):
+			// No bridge publishes the instance (yet): say so once, then
+			// once a minute, not at every retry.
+			if warned == 0 || time.Since(lastWarn) > time.Minute {
+				m.log.Warn("no bridge publishes instance "+m.opt.Source+" yet (frame stream not found); waiting", "source", m.opt.Source,
+					"stream", m.names.FrameStream, "url", m.opt.NATS.Redacted())
+				lastWarn = time.Now()
+			}
+			warned++
+		default:
+			m.log.Warn("frame stream subscription ended; subscribing again", "source", m.opt.Source, "err", Cause(err))
+		}
+		sleepCtx(ctx, 250*time.Millisecond)
 	}
 }
+
+// errStalled: the subscription got nothing for stallAfter while the
+// stream's last sequence moved (or went back: the stream was made anew).
+var errStalled = errors.New("subscription stalled")
+
+// stallAfter: no frame message for this long makes the mirror ask the
+// stream whether it moved (a paused or stopped engine publishes nothing:
+// no stall then).
+const stallAfter = 2 * time.Second
 
 func (m *Mirror) receiveOnce(ctx context.Context) error {
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{m.names.Frames}, DeliverPolicy: jetstream.DeliverNewPolicy}
@@ -231,6 +298,16 @@ func (m *Mirror) receiveOnce(ctx context.Context) error {
 		}
 	}
 	cons, err := m.js.OrderedConsumer(gctx, m.names.FrameStream, cfg)
+	var startSeq int64 // the watchdog's "last received" until one is
+	if err == nil {
+		if cfg.OptStartSeq > 0 {
+			startSeq = int64(cfg.OptStartSeq) - 1
+		} else if st, serr := m.js.Stream(gctx, m.names.FrameStream); serr == nil {
+			if info, ierr := st.Info(gctx); ierr == nil {
+				startSeq = int64(info.State.LastSeq)
+			}
+		}
+	}
 	cancel()
 	if err != nil {
 		return err
@@ -240,7 +317,51 @@ func (m *Mirror) receiveOnce(ctx context.Context) error {
 		return err
 	}
 	defer it.Stop()
-	go func() { <-ctx.Done(); it.Stop() }()
+	// The watchdog: an ordered consumer that resumes after a NATS restart
+	// asks for the stream sequence after its last one; a memory stream
+	// the restart lost and the bridge made again starts at 1, and the
+	// consumer gets nothing until the new sequences pass the old ones
+	// (minutes). No message for stallAfter while the stream's last
+	// sequence differs from the last one received ends the subscription
+	// (errStalled): receive makes a new one from the latest keyframe.
+	var lastSeq, lastAt atomic.Int64
+	lastSeq.Store(startSeq)
+	lastAt.Store(time.Now().UnixNano())
+	var stalled atomic.Value
+	wctx, wcancel := context.WithCancel(ctx)
+	defer wcancel()
+	go func() {
+		tick := time.NewTicker(stallAfter / 4)
+		defer tick.Stop()
+		for {
+			select {
+			case <-wctx.Done():
+				it.Stop()
+				return
+			case <-tick.C:
+			}
+			if time.Since(time.Unix(0, lastAt.Load())) < stallAfter {
+				continue
+			}
+			ictx, icancel := context.WithTimeout(wctx, 2*time.Second)
+			var info *jetstream.StreamInfo
+			st, err := m.js.Stream(ictx, m.names.FrameStream)
+			if err == nil {
+				info, err = st.Info(ictx)
+			}
+			icancel()
+			if err != nil || info.State.LastSeq == 0 {
+				continue // NATS away or no stream yet: nothing to compare
+			}
+			if got := int64(info.State.LastSeq); got != lastSeq.Load() {
+				stalled.Store(fmt.Errorf("%w: nothing received for %v, the stream's last sequence is %d, the last received %d",
+					errStalled, time.Since(time.Unix(0, lastAt.Load())).Round(time.Millisecond), got, lastSeq.Load()))
+				it.Stop()
+				return
+			}
+			lastAt.Store(time.Now().UnixNano()) // the stream did not move either: idle
+		}
+	}()
 	var asm assembler
 	cd := newCodec()
 	var hdr *record.Header
@@ -248,7 +369,14 @@ func (m *Mirror) receiveOnce(ctx context.Context) error {
 	for {
 		msg, err := it.Next()
 		if err != nil {
+			if e, ok := stalled.Load().(error); ok {
+				return e
+			}
 			return err
+		}
+		lastAt.Store(time.Now().UnixNano())
+		if md, err := msg.Metadata(); err == nil {
+			lastSeq.Store(int64(md.Sequence.Stream))
 		}
 		unit, frame, key, err := asm.add(msg.Headers(), msg.Data())
 		if err != nil {
@@ -338,8 +466,12 @@ func (s *mirrorSource) Next() (*host.ReplayFrame, error) {
 		s.chunks, s.singles = map[int]map[int]bool{}, map[int]bool{}
 	}
 	var events []host.ReplayEvent
-	for _, it := range items {
+	for i, it := range items {
 		f := it.f
+		if f.Kind == record.KindKeyframe && s.given > 0 && f.Frame < s.given && it.hdr.Created != s.hdr.Created {
+			s.pending = items[i:]
+			return nil, errNewEpoch
+		}
 		if f.Kind == record.KindKeyframe {
 			if it.hdr.SchemaHash() != s.hdr.SchemaHash() {
 				return nil, fmt.Errorf("the stream's schema changed (hash %#x, was %#x): the engine runs another program", it.hdr.SchemaHash(), s.hdr.SchemaHash())

@@ -15,11 +15,13 @@ package remote
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -88,7 +90,6 @@ func (n NATS) Connect(name string, log *slog.Logger) (*nats.Conn, jetstream.JetS
 		nats.Name(name),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
-		nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("NATS disconnected", "url", n.Redacted(), "err", err)
@@ -102,7 +103,7 @@ func (n NATS) Connect(name string, log *slog.Logger) (*nats.Conn, jetstream.JetS
 	if n.NKey != "" {
 		o, err := nats.NkeyOptionFromSeed(n.NKey)
 		if err != nil {
-			return nil, nil, fmt.Errorf("nkey file %s: %w", n.NKey, errors.Unwrap(err))
+			return nil, nil, fmt.Errorf("nkey file %s: %s", n.NKey, Cause(err))
 		}
 		opts = append(opts, o)
 	}
@@ -112,9 +113,28 @@ func (n NATS) Connect(name string, log *slog.Logger) (*nats.Conn, jetstream.JetS
 	if n.CA != "" {
 		opts = append(opts, nats.RootCAs(n.CA))
 	}
+	// A first try without retries: an authentication or TLS failure is a
+	// configuration error (one line, exit 1), an unreachable server a
+	// pause (retried, saying so).
+	if nc, err := nats.Connect(n.URL, opts[:len(opts):len(opts)]...); err == nil {
+		nc.Close()
+	} else if fatal(err) {
+		return nil, nil, fmt.Errorf("NATS %s: %s", n.Redacted(), Cause(err))
+	} else {
+		log.Warn("NATS not reachable yet; retrying", "url", n.Redacted(), "cause", Cause(err))
+	}
+	opts = append(opts, nats.RetryOnFailedConnect(true),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("NATS connection failed; retrying", "url", n.Redacted(), "cause", Cause(err))
+			}
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("NATS error", "url", n.Redacted(), "cause", Cause(err))
+		}))
 	nc, err := nats.Connect(n.URL, opts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("NATS %s: %w", n.Redacted(), err)
+		return nil, nil, fmt.Errorf("NATS %s: %s", n.Redacted(), Cause(err))
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -177,4 +197,48 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, n Names, lim Str
 		}
 	}
 	return nil
+}
+
+// fatal reports whether a first connection's error is a configuration
+// error that retrying does not mend (authentication, TLS).
+func fatal(err error) bool {
+	switch c := Cause(err); {
+	case strings.HasPrefix(c, "authorization violation"), strings.HasPrefix(c, "authentication"), strings.HasPrefix(c, "TLS"):
+		return true
+	}
+	return false
+}
+
+// Cause names why a NATS operation failed in words an operator acts on
+// (connection refused, authorization violation, TLS, timeout), not only
+// "context deadline exceeded".
+func Cause(err error) string {
+	if err == nil {
+		return ""
+	}
+	var tlsErr *tls.CertificateVerificationError
+	var recErr tls.RecordHeaderError
+	msg := err.Error()
+	low := strings.ToLower(msg)
+	switch {
+	case errors.Is(err, nats.ErrAuthorization), strings.Contains(low, "authorization violation"):
+		return "authorization violation (check the creds/nkey file): " + msg
+	case errors.Is(err, nats.ErrAuthExpired), errors.Is(err, nats.ErrAuthRevoked), errors.Is(err, nats.ErrAccountAuthExpired),
+		strings.Contains(low, "authentication"):
+		return "authentication failed: " + msg
+	case errors.As(err, &tlsErr), errors.As(err, &recErr), errors.Is(err, nats.ErrSecureConnRequired),
+		errors.Is(err, nats.ErrSecureConnWanted), strings.Contains(low, "tls"), strings.Contains(low, "x509"):
+		return "TLS: " + msg
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused (is the NATS server up?): " + msg
+	case errors.Is(err, nats.ErrNoServers):
+		return "no NATS server reachable: " + msg
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return "stream not found (no bridge created it yet): " + msg
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return "timeout (NATS disconnected or JetStream not answering): " + msg
+	case strings.Contains(low, "no such file"), strings.Contains(low, "permission denied"):
+		return msg
+	}
+	return msg
 }

@@ -572,3 +572,102 @@ func TestMirrorUnderUp(t *testing.T) {
 	}
 	require.Greater(t, last2, lastMirrored+20, "frame numbers go on")
 }
+
+// frameIn returns the frame number instance publishes in shm directory
+// dir now (0: none), attaching anew each time (a mirror that started over
+// publishes in new segments).
+func frameIn(dir, instance string) uint64 {
+	old := shm.Dir
+	shm.Dir = dir
+	defer func() { shm.Dir = old }()
+	r, err := fsync.Attach(instance, fsync.AttachOptions{Name: "nats-test"})
+	if err != nil {
+		return 0
+	}
+	defer r.Close()
+	f, err := r.Pin()
+	if err != nil {
+		return 0
+	}
+	defer func() { _ = f.Release() }()
+	return f.Number()
+}
+
+// TestMirrorResumesAfterRestarts: a mirror whose subscription has read far
+// into the frame stream (its sequence pushed up by foreign messages, as a
+// mirror running for minutes has) goes on showing frames within a bound
+// after each of several NATS restarts (the restart loses the memory frame
+// stream; the ordered consumer would wait for the old sequences: the
+// mirror finds it stalled and subscribes again, counted and logged), and
+// starts over when the engine starts again from frame 1 (no recovery).
+func TestMirrorResumesAfterRestarts(t *testing.T) {
+	bin := shippedBinaries(t)
+	ns := startNATS(t)
+	hostA, hostB := t.TempDir(), t.TempDir()
+	inst := "natsr"
+	engArgs := []string{"run", "--instance", inst, "--entities", "200", "--rate", "30", "--status", "0"}
+	eng := startProc(t, bin, hostA, "engine", engArgs...)
+	attachIn(t, hostA, inst, 30*time.Second)
+	startProc(t, bin, hostA, "bridge", "bridge", "--nats", ns.url(), "--instance", inst, "--rate", "30", "--keyframe-every", "15", "--status", "0")
+	mi := startProc(t, bin, hostB, "mirror", "mirror", "--nats", ns.url(), "--instance", inst, "--status", "0")
+	attachIn(t, hostB, inst, 30*time.Second)
+
+	// advances waits until the mirror shows a frame the engine published
+	// after now.
+	advances := func(what string, bound time.Duration) {
+		t.Helper()
+		target := frameIn(hostA, inst)
+		deadline := time.Now().Add(bound)
+		for frameIn(hostB, inst) <= target {
+			if time.Now().After(deadline) {
+				t.Fatalf("after %s: the mirror showed no frame past the engine's %d within %v (it shows %d)", what, target, bound, frameIn(hostB, inst))
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	advances("the start", 30*time.Second)
+	// Push the frame stream's sequence far up (a run of minutes): the
+	// mirror reads these foreign messages (counted bad, then the next
+	// keyframe) and its consumer's sequence goes with them.
+	nc, err := nats.Connect(ns.url())
+	require.NoError(t, err)
+	js, err := jetstream.New(nc)
+	require.NoError(t, err)
+	const junk = 20000
+	for i := 0; i < junk; i++ {
+		_, err := js.PublishAsync("fdp."+inst+".frames", []byte("x"))
+		require.NoError(t, err)
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(60 * time.Second):
+		t.Fatal("junk publishes not acknowledged")
+	}
+	nc.Close()
+	advances("the foreign messages", 30*time.Second)
+	for round := 1; round <= 3; round++ {
+		ns.restart()
+		// Without the stall watchdog the mirror waits for the new
+		// stream to pass sequence ~20000: 10 minutes at 30 fps.
+		advances(fmt.Sprintf("NATS restart %d", round), 20*time.Second)
+	}
+	require.Contains(t, mi.errb.String(), "subscription stalled", "the resubscribes are logged")
+
+	// A plain engine restart: the engine ends cleanly (its world goes) and
+	// a new one starts from frame 1; the mirror starts over.
+	old := frameIn(hostB, inst)
+	require.NoError(t, eng.cmd.Process.Signal(syscall.SIGTERM))
+	_ = eng.cmd.Wait()
+	eng.start(t, bin)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if f := frameIn(hostB, inst); f > 0 && f < old {
+			break
+		}
+		require.False(t, time.Now().After(deadline), "the mirror did not start over with the new engine's frames (shows %d, was %d)", frameIn(hostB, inst), old)
+		time.Sleep(50 * time.Millisecond)
+	}
+	require.Less(t, frameIn(hostA, inst), old, "the engine started from frame 1 (no recovery)")
+	advances("the engine's restart", 20*time.Second)
+	require.Contains(t, mi.errb.String(), "the mirror starts over")
+}
