@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"syscall"
@@ -118,6 +119,8 @@ func (n NATS) Connect(name string, log *slog.Logger) (*nats.Conn, jetstream.JetS
 	// pause (retried, saying so).
 	if nc, err := nats.Connect(n.URL, opts[:len(opts):len(opts)]...); err == nil {
 		nc.Close()
+	} else if errors.Is(err, nats.ErrNoServers) {
+		log.Warn("NATS not reachable yet; retrying", "url", n.Redacted(), "cause", Cause(n.probe()))
 	} else if fatal(err) {
 		return nil, nil, fmt.Errorf("NATS %s: %s", n.Redacted(), Cause(err))
 	} else {
@@ -197,6 +200,26 @@ func ensureStreams(ctx context.Context, js jetstream.JetStream, n Names, lim Str
 		}
 	}
 	return nil
+}
+
+// probe dials the first server's TCP address to name why no server
+// was reachable (nats.ErrNoServers hides it): connection refused, no
+// route, a name that does not resolve.
+func (n NATS) probe() error {
+	p, err := url.Parse(strings.TrimSpace(strings.Split(n.URL, ",")[0]))
+	if err != nil {
+		return err
+	}
+	host := p.Host
+	if p.Port() == "" {
+		host += ":4222"
+	}
+	c, err := net.DialTimeout("tcp", host, 2*time.Second)
+	if err != nil {
+		return err
+	}
+	c.Close()
+	return nats.ErrNoServers
 }
 
 // fatal reports whether a first connection's error is a configuration

@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,12 +58,35 @@ func TestNATSCredentials(t *testing.T) {
 	require.True(t, nc.IsConnected(), "the nkey user is admitted")
 	nc.Close()
 
-	nc, _, err = NATS{URL: "nats://fdp:hunter2@" + strings.TrimPrefix(url, "nats://")}.Connect("t", log)
-	if err == nil {
-		time.Sleep(500 * time.Millisecond)
-		require.False(t, nc.IsConnected(), "a connection without the nkey is refused")
-		nc.Close()
-	}
+	// Without the nkey: an authentication failure at start-up is one
+	// clear error (the command exits 1), not retries for ever.
+	_, _, err = NATS{URL: "nats://fdp:hunter2@" + strings.TrimPrefix(url, "nats://")}.Connect("t", log)
+	require.ErrorContains(t, err, "authorization violation")
+	require.NotContains(t, err.Error(), "hunter2")
+	// A wrong seed: the same.
+	other, err := nkeys.CreateUser()
+	require.NoError(t, err)
+	otherSeed, _ := other.Seed()
+	otherFile := filepath.Join(t.TempDir(), "other.nk")
+	require.NoError(t, os.WriteFile(otherFile, otherSeed, 0o600))
+	_, _, err = NATS{URL: url, NKey: otherFile}.Connect("t", log)
+	require.ErrorContains(t, err, "authorization violation")
+	// A file that holds no seed: named, with its reason (no "%!w").
+	badFile := filepath.Join(t.TempDir(), "bad.creds")
+	require.NoError(t, os.WriteFile(badFile, []byte("not a seed\n"), 0o600))
+	_, _, err = NATS{URL: url, NKey: badFile}.Connect("t", log)
+	require.ErrorContains(t, err, "nkey file "+badFile+": ")
+	require.NotContains(t, err.Error(), "%!")
+	// Nobody listening: not fatal, retried, and the log says why.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	deadURL := "nats://" + ln.Addr().String()
+	require.NoError(t, ln.Close())
+	logb.Reset()
+	nc, _, err = NATS{URL: deadURL}.Connect("t", log)
+	require.NoError(t, err, "an unreachable server is waited for")
+	nc.Close()
+	require.Contains(t, logb.String(), "connection refused")
 	require.NotContains(t, logb.String(), string(seed))
 	require.NotContains(t, logb.String(), "hunter2")
 	require.Equal(t, "nats://h:4222,tls://k:1", NATS{URL: "nats://u:hunter2@h:4222, tls://k:1"}.Redacted())
@@ -121,3 +146,39 @@ func TestNATSTLS(t *testing.T) {
 	require.True(t, connected(NATS{URL: fmt.Sprintf("tls://127.0.0.1:%d", port), CA: ca}), "tls:// with the CA connects")
 	require.False(t, connected(NATS{URL: fmt.Sprintf("tls://127.0.0.1:%d", port)}), "an unknown CA is refused")
 }
+
+// TestMirrorNoSource: a mirror of an instance no bridge publishes says so
+// once (then once a minute), not at every retry.
+func TestMirrorNoSource(t *testing.T) {
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, NoLog: true, NoSigs: true,
+		JetStream: true, StoreDir: t.TempDir()})
+	require.NoError(t, err)
+	go s.Start()
+	defer s.Shutdown()
+	require.True(t, s.ReadyForConnections(10*time.Second))
+	var logb syncBuf
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- RunMirror(ctx, MirrorOptions{Source: "nosuch", NATS: NATS{URL: s.ClientURL()}, Log: slog.New(slog.NewTextHandler(&logb, nil))})
+	}()
+	// Wait for several retries (250 ms apart): the warning must not
+	// repeat with them.
+	deadline := time.Now().Add(20 * time.Second)
+	for strings.Count(logb.String(), "no bridge publishes instance nosuch yet") == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(1500 * time.Millisecond) // six retries' worth: what is asserted is that nothing repeats
+	cancel()
+	require.NoError(t, <-done)
+	require.Equal(t, 1, strings.Count(logb.String(), "no bridge publishes instance nosuch yet"), "%s", logb.String())
+	require.NotContains(t, logb.String(), "subscribing again")
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
