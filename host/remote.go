@@ -29,6 +29,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fdp-engine/fdp/ipc"
@@ -108,6 +109,8 @@ type RemoteModule struct {
 	// its tick read; LastFrame the frame it was played in.
 	Lag       uint64 `json:"lag_frames"`
 	LastFrame uint64 `json:"last_frame"`
+	// LastSeen: when its last batch was played.
+	LastSeen time.Time `json:"last_seen"`
 
 	play   *world.Playback
 	played map[uint64]bool // sequences above LastSeq played
@@ -130,7 +133,19 @@ type remoteState struct {
 	q    []*remoteReq
 	snap []ipc.RemoteModuleState // for time control's status (mu)
 	mods map[uint64]*RemoteModule
+	skew atomic.Int64 // added to the clock (tests of forgetting)
 }
+
+// RemoteForget: an incarnation with no batch for this long is forgotten,
+// its dedup state too. It must exceed how long the command stream keeps a
+// batch (remote.DefaultLimits.CmdAge, 10 minutes: the publish dedup
+// window and the longest a stored batch can be delivered again), so that
+// no batch of a forgotten incarnation can come back: a dead incarnation's
+// mirror never sends a new one (a mirror that starts again makes new
+// incarnations).
+const RemoteForget = 30 * time.Minute
+
+func (e *Engine) remoteNow() time.Time { return time.Now().Add(time.Duration(e.remote.skew.Load())) }
 
 // remoteRequest answers a remote batch (ipc.ControlConfig.Remote).
 func (e *Engine) remoteRequest(b ipc.RemoteBatch) (ipc.RemoteResult, error) {
@@ -173,12 +188,20 @@ func (e *Engine) playRemote() {
 			close(r.done)
 		}
 	}()
-	if len(q) > 0 {
+	now := e.remoteNow()
+	forgot := false
+	for inc, rm := range e.remote.mods {
+		if now.Sub(rm.LastSeen) > RemoteForget {
+			delete(e.remote.mods, inc)
+			forgot = true
+		}
+	}
+	if len(q) > 0 || forgot {
 		snap := make([]ipc.RemoteModuleState, 0, len(e.remote.mods))
 		for _, rm := range e.remote.mods {
 			snap = append(snap, ipc.RemoteModuleState{Module: rm.Module, Mirror: rm.Mirror, Incarnation: rm.Incarnation,
 				LastSeq: rm.LastSeq, Batches: rm.Batches, Duplicates: rm.Duplicates, Applied: rm.Applied, Rejected: rm.Rejected,
-				LagFrames: rm.Lag, LastFrame: rm.LastFrame})
+				LagFrames: rm.Lag, LastFrame: rm.LastFrame, LastSeen: rm.LastSeen.UnixNano()})
 		}
 		sort.Slice(snap, func(i, j int) bool {
 			if snap[i].Module != snap[j].Module {
@@ -196,8 +219,19 @@ func (e *Engine) playRemote() {
 // (any goroutine).
 func (e *Engine) remoteSnapshot() []ipc.RemoteModuleState {
 	e.remote.mu.Lock()
-	defer e.remote.mu.Unlock()
-	return e.remote.snap
+	snap := e.remote.snap
+	e.remote.mu.Unlock()
+	now := e.remoteNow()
+	var out []ipc.RemoteModuleState
+	for _, s := range snap {
+		idle := now.Sub(time.Unix(0, s.LastSeen))
+		if idle > ipc.RemoteStatForget {
+			continue // a dead incarnation (its mirror or module gone)
+		}
+		s.Alive, s.IdleSeconds = idle <= ipc.RemoteAliveWindow, idle.Round(time.Millisecond).Seconds()
+		out = append(out, s)
+	}
+	return out
 }
 
 func (e *Engine) playRemoteBatch(r *remoteReq) {
@@ -207,11 +241,12 @@ func (e *Engine) playRemoteBatch(r *remoteReq) {
 	}
 	rm := e.remote.mods[b.Incarnation]
 	if rm == nil {
-		rm = &RemoteModule{Module: b.Module, Mirror: b.Mirror, Incarnation: b.Incarnation, play: world.NewPlayback(e.w)}
+		rm = &RemoteModule{Module: b.Module, Mirror: b.Mirror, Incarnation: b.Incarnation, play: world.NewPlayback(e.w), LastSeen: e.remoteNow()}
 		e.remote.mods[b.Incarnation] = rm
 	}
 	if b.Seq <= rm.LastSeq || rm.played[b.Seq] { // X1
 		rm.Duplicates++
+		rm.LastSeen = e.remoteNow()
 		r.res = ipc.RemoteResult{Duplicate: true, Frame: e.frame}
 		return
 	}
@@ -247,6 +282,7 @@ func (e *Engine) playRemoteBatch(r *remoteReq) {
 	rm.Applied += a
 	rm.Rejected += rj
 	rm.LastFrame = e.frame
+	rm.LastSeen = e.remoteNow()
 	if e.frame > b.Frame {
 		rm.Lag = e.frame - b.Frame
 	} else {

@@ -66,14 +66,42 @@ func TestRemoteBatches(t *testing.T) {
 	require.Len(t, rms, 1)
 	rm := rms[0]
 	require.Equal(t, RemoteModule{Module: "far", Mirror: "m1", Incarnation: 9, LastSeq: 3, Batches: 3, Duplicates: 3, Malformed: 1,
-		Applied: 3, Rejected: 1, Lag: rm.Lag, LastFrame: rm.LastFrame}, rm)
+		Applied: 3, Rejected: 1, Lag: rm.Lag, LastFrame: rm.LastFrame, LastSeen: rm.LastSeen}, rm)
 	st, err := ipc.Ctl(inst, ipc.CtlRequest{Op: ipc.CtlStatus}, 5*time.Second)
 	require.NoError(t, err)
 	require.Equal(t, []ipc.RemoteModuleState{{Module: "far", Mirror: "m1", Incarnation: 9, LastSeq: 3, Batches: 3, Duplicates: 3,
-		Applied: 3, Rejected: 1, LagFrames: rm.Lag, LastFrame: rm.LastFrame}}, st.Remote, "the status shows the remote module (engine stat)")
+		Applied: 3, Rejected: 1, LagFrames: rm.Lag, LastFrame: rm.LastFrame, Alive: true, IdleSeconds: st.Remote[0].IdleSeconds}}, st.Remote,
+		"the status shows the remote module (engine stat)")
+	require.Less(t, st.Remote[0].IdleSeconds, ipc.RemoteAliveWindow.Seconds())
+
+	// A dead incarnation: shown not alive once idle past the window,
+	// gone from the status after RemoteStatForget, its dedup state
+	// dropped after RemoteForget (at the next batch's frame).
+	status := func() []ipc.RemoteModuleState {
+		st, err := ipc.Ctl(inst, ipc.CtlRequest{Op: ipc.CtlStatus}, 5*time.Second)
+		require.NoError(t, err)
+		return st.Remote
+	}
+	e.remote.skew.Store(int64(ipc.RemoteAliveWindow + time.Second))
+	rs := status()
+	require.Len(t, rs, 1)
+	require.False(t, rs[0].Alive, "idle past the alive window")
+	require.Greater(t, rs[0].IdleSeconds, ipc.RemoteAliveWindow.Seconds())
+	e.remote.skew.Store(int64(ipc.RemoteStatForget + time.Second))
+	require.Empty(t, status(), "a dead incarnation leaves engine stat")
+	require.Len(t, e.RemoteModules(), 1, "its dedup state stays")
+	e.remote.skew.Store(int64(RemoteForget + time.Second))
+	_, err = ipc.SendRemote(inst, ipc.RemoteBatch{Module: "near", Mirror: "m2", Incarnation: 11, Seq: 1, Commands: create}, 10*time.Second)
+	require.NoError(t, err)
+	rms = e.RemoteModules()
+	require.Len(t, rms, 1, "the incarnation idle past RemoteForget is forgotten")
+	require.Equal(t, "near", rms[0].Module)
+	rs = status()
+	require.Len(t, rs, 1)
+	require.True(t, rs[0].Alive)
 	cancel()
 	wg.Wait()
-	require.Equal(t, before+3, w.Count(), "three creates applied, once each")
+	require.Equal(t, before+4, w.Count(), "four creates applied, once each")
 }
 
 // TestRemoteRefusedByReplay: a replay (and so a mirror) takes no remote

@@ -306,8 +306,12 @@ func StatText(w io.Writer, s StatLine) error {
 		fmt.Fprintf(&b, "\n  %s %d %s pid %d %s %s", kind, r.Index, orDash(r.Name), r.PID, state, lag)
 	}
 	for _, r := range s.Remote {
-		fmt.Fprintf(&b, "\n  remote %s on mirror %s (incarnation %x): batches %d  duplicates %d  applied %d  rejected %d  lag %d frames (at frame %d)",
-			r.Module, orDash(r.Mirror), r.Incarnation, r.Batches, r.Duplicates, r.Applied, r.Rejected, r.LagFrames, r.LastFrame)
+		alive := "alive"
+		if !r.Alive {
+			alive = fmt.Sprintf("dead? (no batch for %.0fs)", r.IdleSeconds)
+		}
+		fmt.Fprintf(&b, "\n  remote %s on mirror %s (incarnation %x) %s: batches %d  duplicates %d  applied %d  rejected %d  lag %d frames (at frame %d)",
+			r.Module, orDash(r.Mirror), r.Incarnation, alive, r.Batches, r.Duplicates, r.Applied, r.Rejected, r.LagFrames, r.LastFrame)
 	}
 	for _, m := range s.Modules {
 		x := m.Stats

@@ -191,4 +191,17 @@ type RemoteModuleState struct {
 	// frame its tick read (on its mirror).
 	LagFrames uint64 `json:"lag_frames"`
 	LastFrame uint64 `json:"last_frame"`
+	// Alive: a batch of the incarnation was played within the last
+	// RemoteAliveWindow; IdleSeconds since its last. An incarnation idle
+	// longer than RemoteStatForget leaves the status (its dedup state
+	// stays in the engine longer: host.RemoteForget).
+	Alive       bool    `json:"alive"`
+	IdleSeconds float64 `json:"idle_s"`
+	LastSeen    int64   `json:"-"` // Unix ns (the engine's)
 }
+
+// RemoteAliveWindow and RemoteStatForget: see RemoteModuleState.
+const (
+	RemoteAliveWindow = 10 * time.Second
+	RemoteStatForget  = 5 * time.Minute
+)
