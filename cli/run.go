@@ -251,8 +251,10 @@ func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
 	var late, rejected, commands int
 	err = eng.Run(ctx, func(st host.FrameStats) {
 		late += st.Late
-		rejected += st.Rejected
-		commands += st.Commands
+		// Remote modules' (on mirrors) commands count with the local
+		// ones; the summary names their share.
+		rejected += st.Rejected + st.RemoteRejected
+		commands += st.Commands + st.RemoteCommands
 		if o.status > 0 && time.Since(lastStatus) >= o.status {
 			now := time.Now()
 			refused := eng.Bounds().SnapshotsRefused
@@ -395,8 +397,12 @@ func printSummary(w io.Writer, eng *host.Engine, d time.Duration, commands, reje
 		trim, p.PubNoSpace)
 	pf("fast-tier tick wake latency p50 %v p99 %v max %v over %d ticks (pre-wake %v)\n",
 		logs.Round3(eng.WakeHist.Percentile(50)), logs.Round3(eng.WakeHist.Percentile(99)), logs.Round3(eng.WakeHist.Max()), eng.WakeHist.Count(), !eng.Config().NoPrewake)
-	pf("world: %d entities alive; commands applied %d, rejected %d%s; late fast ticks %d\n",
-		eng.World().Count(), commands, rejected, rejectReasons(eng), late)
+	remote := ""
+	if ra, rr, _ := eng.RemoteTotals(); ra+rr > 0 {
+		remote = fmt.Sprintf(" (remote modules: applied %d, rejected %d)", ra, rr)
+	}
+	pf("world: %d entities alive; commands applied %d, rejected %d%s%s; late fast ticks %d\n",
+		eng.World().Count(), commands, rejected, rejectReasons(eng), remote, late)
 	if rs := eng.Recorder(); rs.On {
 		ratio := "-"
 		if rs.FileBytes > 0 {
@@ -447,6 +453,10 @@ func rejectReasons(eng *host.Engine) string {
 		for r, n := range m.PlaybackRejectReasons {
 			sum[r] += n
 		}
+	}
+	_, _, remote := eng.RemoteTotals()
+	for r, n := range remote {
+		sum[r] += n
 	}
 	if len(sum) == 0 {
 		return ""

@@ -49,8 +49,11 @@ type FrameStats struct {
 	Late       int
 	Wait       time.Duration // time spent waiting for the fast tier
 	Commands   int
-	Rejected   int
-	Total      time.Duration
+	// RemoteCommands, RemoteRejected: the commands of remote batches
+	// (modules on mirrors) this frame played, not in Commands/Rejected.
+	RemoteCommands, RemoteRejected int
+	Rejected                       int
+	Total                          time.Duration
 	// End: a replay engine's recording ended (or could not be read:
 	// Engine.ReplayErr); the frame was not run and Run returns.
 	End bool
@@ -533,7 +536,7 @@ func (e *Engine) Step() FrameStats {
 	st.Wait = time.Since(waitStart)
 	e.handleDeaths() // deaths seen during the wait: their rings are reset before playback
 	st.Commands, st.Rejected = e.playback()
-	e.playRemote()
+	st.RemoteCommands, st.RemoteRejected = e.playRemote()
 	if e.replay != nil {
 		e.ReplayDropped += uint64(st.Commands) // validated, counted, dropped (host/replay.go)
 	}

@@ -134,6 +134,10 @@ type remoteState struct {
 	snap []ipc.RemoteModuleState // for time control's status (mu)
 	mods map[uint64]*RemoteModule
 	skew atomic.Int64 // added to the clock (tests of forgetting)
+	// applied, rejected, reasons: every remote batch's commands (frame
+	// thread), beside the local modules' in the engine's figures.
+	applied, rejected uint64
+	reasons           map[string]uint64
 }
 
 // RemoteForget: an incarnation with no batch for this long is forgotten,
@@ -173,7 +177,9 @@ func (e *Engine) remoteRequest(b ipc.RemoteBatch) (ipc.RemoteResult, error) {
 
 // playRemote plays the queued remote batches (frame thread, after the
 // local modules' playback).
-func (e *Engine) playRemote() {
+func (e *Engine) playRemote() (applied, rejected int) {
+	a0, r0 := e.remote.applied, e.remote.rejected
+	defer func() { applied, rejected = int(e.remote.applied-a0), int(e.remote.rejected-r0) }()
 	e.remote.mu.Lock()
 	q := e.remote.q
 	e.remote.q = nil
@@ -213,6 +219,7 @@ func (e *Engine) playRemote() {
 		e.remote.snap = snap
 		e.remote.mu.Unlock()
 	}
+	return // the deferred count
 }
 
 // remoteSnapshot returns the remote modules as of the last played batch
@@ -289,6 +296,27 @@ func (e *Engine) playRemoteBatch(r *remoteReq) {
 		rm.Lag = 0
 	}
 	r.res = ipc.RemoteResult{Applied: uint32(a), Rejected: uint32(rj), Frame: e.frame}
+	for i, n := range p.Stats.Rejected {
+		if d := n - before.Rejected[i]; d > 0 {
+			if r.res.Reasons == nil {
+				r.res.Reasons = map[string]uint32{}
+			}
+			r.res.Reasons[world.RejectReason(i).String()] = uint32(d)
+			if e.remote.reasons == nil {
+				e.remote.reasons = map[string]uint64{}
+			}
+			e.remote.reasons[world.RejectReason(i).String()] += d
+		}
+	}
+	e.remote.applied += a
+	e.remote.rejected += rj
+}
+
+// RemoteTotals returns the commands of remote batches applied and
+// rejected (by reason) since the engine started (frame thread or after
+// Run).
+func (e *Engine) RemoteTotals() (applied, rejected uint64, reasons map[string]uint64) {
+	return e.remote.applied, e.remote.rejected, e.remote.reasons
 }
 
 // RemoteModules returns the remote module incarnations the engine played

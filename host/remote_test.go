@@ -26,7 +26,11 @@ func TestRemoteBatches(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); _ = e.Run(ctx, nil) }()
+	var frameApplied, frameRejected int // the frames' figures (the engine's status line and summary)
+	go func() {
+		defer wg.Done()
+		_ = e.Run(ctx, func(st FrameStats) { frameApplied += st.RemoteCommands; frameRejected += st.RemoteRejected })
+	}()
 	defer wg.Wait()
 	defer cancel()
 	inst := e.Config().Instance
@@ -40,7 +44,8 @@ func TestRemoteBatches(t *testing.T) {
 	}
 	res, err := send(1, both)
 	require.NoError(t, err)
-	require.Equal(t, ipc.RemoteResult{Applied: 1, Rejected: 1, Frame: res.Frame}, res)
+	require.Equal(t, ipc.RemoteResult{Applied: 1, Rejected: 1, Frame: res.Frame, Reasons: map[string]uint32{world.RejectStaleEntity.String(): 1}}, res,
+		"the rejection's reason goes back to the mirror")
 	res, err = send(3, create) // ahead of 2
 	require.NoError(t, err)
 	require.False(t, res.Duplicate)
@@ -102,6 +107,10 @@ func TestRemoteBatches(t *testing.T) {
 	cancel()
 	wg.Wait()
 	require.Equal(t, before+4, w.Count(), "four creates applied, once each")
+	ra, rr, reasons := e.RemoteTotals()
+	require.Equal(t, [2]uint64{4, 1}, [2]uint64{ra, rr})
+	require.Equal(t, map[string]uint64{world.RejectStaleEntity.String(): 1}, reasons)
+	require.Equal(t, [2]int{4, 1}, [2]int{frameApplied, frameRejected}, "the frames count the remote commands")
 }
 
 // TestRemoteRefusedByReplay: a replay (and so a mirror) takes no remote

@@ -70,6 +70,9 @@ type RemoteResult struct {
 	Rejected uint32 `json:"rejected"`
 	// Frame is the engine frame whose playback took the batch.
 	Frame uint64 `json:"frame"`
+	// Reasons: Rejected by reason (world.RejectReason names: arena_full,
+	// stale_entity, ...).
+	Reasons map[string]uint32 `json:"reasons,omitempty"`
 }
 
 type remoteEnvelope struct {

@@ -27,7 +27,9 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -661,9 +663,20 @@ func (m *Mirror) onResult(msg *nats.Msg) {
 		m.Stats.Refusals.Add(1)
 		m.log.Warn("the engine refused a batch", "module", r.Module, "seq", r.Seq, "err", r.Error)
 	} else if r.Rejected > 0 {
-		m.log.Info("the engine rejected commands of a batch", "module", r.Module, "seq", r.Seq, "rejected", r.Rejected)
+		m.log.Info("the engine rejected commands of a batch", "module", r.Module, "seq", r.Seq, "rejected", r.Rejected, "reasons", reasonText(r.Reasons))
 	}
 	if m.opt.OnResult != nil {
 		m.opt.OnResult(r)
 	}
+}
+
+// reasonText renders a result's rejections by reason ("arena_full 3,
+// stale_entity 1").
+func reasonText(m map[string]uint32) string {
+	parts := make([]string, 0, len(m))
+	for r, n := range m {
+		parts = append(parts, fmt.Sprintf("%s %d", r, n))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
 }
