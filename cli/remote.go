@@ -13,6 +13,7 @@ import (
 
 	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/record"
 	"github.com/fdp-engine/fdp/remote"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/spf13/cobra"
@@ -32,6 +33,7 @@ type bridgeOpts struct {
 	instance  string
 	rate      int
 	keyEvery  int
+	keyBudget float64
 	status    time.Duration
 	logFormat string
 }
@@ -58,7 +60,7 @@ func newBridgeCommand(w World) *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
 			defer stop()
-			b, err := remote.NewBridge(ctx, remote.BridgeOptions{Instance: o.instance, NATS: o.n, Rate: o.rate, KeyframeEvery: o.keyEvery, Log: out.log})
+			b, err := remote.NewBridge(ctx, remote.BridgeOptions{Instance: o.instance, NATS: o.n, Rate: o.rate, KeyframeEvery: o.keyEvery, KeyframeBudget: budget(o.keyBudget), Log: out.log})
 			if err != nil {
 				return out.fail(cmd, err)
 			}
@@ -72,7 +74,9 @@ func newBridgeCommand(w World) *cobra.Command {
 	o.add(c)
 	c.Flags().StringVar(&o.instance, "instance", envOr("FDP_INSTANCE", w.Instance), "the engine's instance")
 	c.Flags().IntVar(&o.rate, "rate", 60, "the engine's frame rate (the stream's frame period)")
-	c.Flags().IntVar(&o.keyEvery, "keyframe-every", 0, "every n-th published frame is a keyframe (0 = once a second: --rate)")
+	c.Flags().IntVar(&o.keyEvery, "keyframe-every", 0, "every n-th published frame is a keyframe at the latest (0 = once a second: --rate); see --keyframe-budget")
+	c.Flags().Float64Var(&o.keyBudget, "keyframe-budget", record.DefaultKeyframeBudget,
+		"a keyframe comes earlier once the deltas since the last one add up to this many times its bytes (at 30% dirty, 3 gives about every 10th frame); 0 = keyframes every --keyframe-every-th frame only")
 	c.Flags().DurationVar(&o.status, "status", 5*time.Second, "status line interval (0 = none)")
 	addLogFormatFlag(c, &o.logFormat)
 	return c
@@ -84,10 +88,21 @@ func (o *bridgeOpts) check() error {
 		return fmt.Errorf("--instance %q: want 1..%d characters of [A-Za-z0-9_-]", o.instance, layout.InstanceNameLen-1)
 	case o.rate < 1 || o.rate > 10000:
 		return fmt.Errorf("--rate %d: must be in 1..10000", o.rate)
+	case o.keyBudget < 0:
+		return fmt.Errorf("--keyframe-budget %v: must not be negative", o.keyBudget)
 	case o.keyEvery < 0:
 		return fmt.Errorf("--keyframe-every %d: must not be negative", o.keyEvery)
 	}
 	return o.n.Check()
+}
+
+// budget maps --keyframe-budget (0: none) to BridgeOptions' (negative:
+// none).
+func budget(f float64) float64 {
+	if f == 0 {
+		return -1
+	}
+	return f
 }
 
 func bridgeStatus(ctx context.Context, b *remote.Bridge, every time.Duration, out *output) {

@@ -37,9 +37,17 @@ type BridgeOptions struct {
 	// Rate is the engine's frame rate (the stream header's frame period,
 	// and the poll interval: a quarter period). 0: 60.
 	Rate int
-	// KeyframeEvery: every n-th published frame is a keyframe (late
-	// joiners and mirrors that fell behind start there). 0: Rate.
+	// KeyframeEvery: every n-th published frame is a keyframe at the
+	// latest (late joiners and mirrors that fell behind start there). 0:
+	// Rate.
 	KeyframeEvery int
+	// KeyframeBudget: a keyframe comes earlier once the deltas since the
+	// last one add up to this many times its bytes (record's keyframe
+	// budget: it bounds what a mirror joining between two keyframes
+	// decodes; at 30% dirty, 3 makes about every 10th frame a keyframe).
+	// 0: record.DefaultKeyframeBudget (3); negative: none (keyframes
+	// every KeyframeEvery-th frame only, and on a mask change or a gap).
+	KeyframeBudget float64
 	Limits        StreamLimits
 	Log           *slog.Logger
 	// OnFrame, if set, is called after each frame's publish (tests,
@@ -199,6 +207,12 @@ func (b *Bridge) publishFrom(ctx context.Context, r *fsync.Reader) error {
 	}
 	cur := er.Tail()
 	cp := record.NewCapturer(lw, b.opt.KeyframeEvery)
+	switch {
+	case b.opt.KeyframeBudget < 0:
+		cp.SetKeyframeBudget(0)
+	case b.opt.KeyframeBudget > 0:
+		cp.SetKeyframeBudget(b.opt.KeyframeBudget)
+	}
 	cd := newCodec()
 	var raw, unit []byte
 	var events []record.Event
@@ -206,7 +220,7 @@ func (b *Bridge) publishFrom(ctx context.Context, r *fsync.Reader) error {
 	lastNew := time.Now()
 	poll := max(period/4, 500*time.Microsecond)
 	b.log.Info("bridge publishing", "instance", b.opt.Instance, "url", b.opt.NATS.Redacted(), "subject", b.names.Frames,
-		"keyframe_every", b.opt.KeyframeEvery)
+		"keyframe_every", b.opt.KeyframeEvery, "keyframe_budget", b.opt.KeyframeBudget)
 	for ctx.Err() == nil {
 		f, err := r.Pin()
 		if err != nil || f.Number() == last {

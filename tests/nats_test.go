@@ -16,6 +16,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"sync"
 	"syscall"
 	"testing"
@@ -670,4 +672,37 @@ func TestMirrorResumesAfterRestarts(t *testing.T) {
 	require.Less(t, frameIn(hostA, inst), old, "the engine started from frame 1 (no recovery)")
 	advances("the engine's restart", 20*time.Second)
 	require.Contains(t, mi.errb.String(), "the mirror starts over")
+}
+
+// TestBridgeKeyframeRule: with --keyframe-budget 0 the bridge's keyframes
+// are exactly every --keyframe-every-th published frame (the first one
+// too); the byte budget is what adds keyframes otherwise (--help says so).
+func TestBridgeKeyframeRule(t *testing.T) {
+	bin := shippedBinaries(t)
+	ns := startNATS(t)
+	hostA := t.TempDir()
+	inst := "natsk"
+	startProc(t, bin, hostA, "engine", "run", "--instance", inst, "--entities", "200", "--rate", "60", "--status", "0")
+	attachIn(t, hostA, inst, 30*time.Second)
+	br := startProc(t, bin, hostA, "bridge", "bridge", "--nats", ns.url(), "--instance", inst, "--rate", "60",
+		"--keyframe-every", "20", "--keyframe-budget", "0", "--status", "200ms")
+	re := regexp.MustCompile(`frames (\d+) \(keyframes (\d+)\)`)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ms := re.FindAllStringSubmatch(br.errb.String(), -1)
+		if len(ms) > 0 {
+			last := ms[len(ms)-1]
+			frames, _ := strconv.Atoi(last[1])
+			keys, _ := strconv.Atoi(last[2])
+			if frames >= 200 {
+				// Keyframes at captures 0, 20, 40, ...: ceil(frames/20),
+				// one more when the line was taken between a keyframe's
+				// count and its frame's.
+				require.Contains(t, []int{(frames + 19) / 20, (frames + 20) / 20}, keys, "keyframes among %d frames with --keyframe-every 20 and no budget", frames)
+				break
+			}
+		}
+		require.False(t, time.Now().After(deadline), "no status line with 200 frames: %s", tailOf(br.errb.String(), 500))
+		time.Sleep(50 * time.Millisecond)
+	}
 }
