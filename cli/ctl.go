@@ -27,7 +27,7 @@ func newCtlCmd() *cobra.Command {
 			"  pause      no simulation, no publish, no ticks (joins, deaths, stat still served)\n" +
 			"  resume     run again at the frame rate (drops steps not run yet)\n" +
 			"  step [N]   run exactly N frames (default 1), then stay paused; waits until they ran (--no-wait: not)\n" +
-			fmt.Sprintf("  speed X    0 < X <= %d: a live engine keeps its frame rate and steps dt = period × X;\n", ipc.CtlMaxSpeed) +
+			fmt.Sprintf("  speed X    %v <= X <= %d: a live engine keeps its frame rate and steps dt = period × X;\n", ipc.CtlMinSpeed, ipc.CtlMaxSpeed) +
 			"             a replay publishes at the recorded rate × X\n" +
 			"  seek FRAME a replay only: go to the recorded frame FRAME (a live engine refuses it)\n" +
 			"  status     change nothing",
@@ -79,12 +79,12 @@ func parseCtl(op string, rest []string) (ipc.CtlRequest, error) {
 			req.Frames = n
 		}
 	case ipc.CtlSpeed:
-		if err := need("the speed X (0 < X <= " + strconv.Itoa(ipc.CtlMaxSpeed) + ")"); err != nil {
+		if err := need(fmt.Sprintf("the speed X (%v <= X <= %d)", ipc.CtlMinSpeed, ipc.CtlMaxSpeed)); err != nil {
 			return req, err
 		}
 		x, err := strconv.ParseFloat(arg, 64)
 		if err != nil {
-			return req, fmt.Errorf("ctl speed %q: not a number (want 0 < X <= %d)", arg, ipc.CtlMaxSpeed)
+			return req, fmt.Errorf("ctl speed %q: not a number (want %v <= X <= %d)", arg, ipc.CtlMinSpeed, ipc.CtlMaxSpeed)
 		}
 		req.Speed = x
 	case ipc.CtlSeek:

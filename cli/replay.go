@@ -71,7 +71,7 @@ func newReplayCommand(w World) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&o.instance, "instance", envOr("FDP_INSTANCE", w.Instance), "instance name to publish the recording as")
-	c.Flags().Float64Var(&o.speed, "speed", 1, fmt.Sprintf("publication rate: the recorded rate × X (0 < X <= %d)", ipc.CtlMaxSpeed))
+	c.Flags().Float64Var(&o.speed, "speed", 1, fmt.Sprintf("publication rate: the recorded rate × X (%v <= X <= %d)", ipc.CtlMinSpeed, ipc.CtlMaxSpeed))
 	c.Flags().Uint64Var(&o.from, "from", 0, "start at this recorded frame (0 = the first), from the nearest keyframe before it")
 	c.Flags().BoolVar(&o.loop, "loop", false, "after the last frame, start again at the first (modules rejoin)")
 	c.Flags().BoolVar(&o.paused, "paused", false, "start paused on the first frame (engine ctl INSTANCE step|resume)")
@@ -85,8 +85,8 @@ func (o *replayOpts) check() error {
 	switch {
 	case !layout.ValidInstanceName(o.instance):
 		return fmt.Errorf("--instance %q: want 1..%d characters of [A-Za-z0-9_-]", o.instance, layout.InstanceNameLen-1)
-	case !(o.speed > 0 && o.speed <= ipc.CtlMaxSpeed):
-		return fmt.Errorf("--speed %v: must be in (0, %d]", o.speed, ipc.CtlMaxSpeed)
+	case !(o.speed >= ipc.CtlMinSpeed && o.speed <= ipc.CtlMaxSpeed):
+		return fmt.Errorf("--speed %v: must be %v..%d", o.speed, ipc.CtlMinSpeed, ipc.CtlMaxSpeed)
 	case o.status < 0:
 		return fmt.Errorf("--status %v: must not be negative (0 = no status line)", o.status)
 	case o.duration < 0:

@@ -52,7 +52,7 @@ func (o *runOpts) flags(c *cobra.Command, w World) {
 	c.Flags().IntVar(&o.slots, "slots", 0, "frame slots: frames the publish and held snapshots can use at once (0 = 32); a slot holds memory only for what it holds")
 	c.Flags().StringVar(&o.shmLimit, "shm-limit", "0", "bound on the world segment's shared memory, e.g. 512MiB or 2GiB (0 = the file system's room); snapshots beyond it are refused")
 	c.Flags().DurationVar(&o.slotIdle, "slot-idle", 0, "a slot unused for this long gives its memory back (0 = 2s, negative = never)")
-	c.Flags().StringVar(&o.record, "record", "", "record every published frame into this file (the flight recorder: keyframes and deltas, zstd; `engine dump FILE` reads it)")
+	c.Flags().StringVar(&o.record, "record", "", "record every published frame into this file (the flight recorder: keyframes and deltas, engine dump FILE reads it)")
 	c.Flags().IntVar(&o.keyframe, "record-keyframe", host.DefaultKeyframeEvery, "with --record: a keyframe every N recorded frames (a seek decodes at most N-1 deltas)")
 	c.Flags().StringVar(&o.metrics, "metrics", os.Getenv("FDP_METRICS"), metricsUsage+"; default $FDP_METRICS")
 	c.Flags().BoolVar(&o.noPrewake, "no-prewake", false, "do not wake fast modules ahead of their tick (their ticks then wake them from FUTEX_WAIT)")

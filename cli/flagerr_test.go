@@ -1,0 +1,57 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/stretchr/testify/require"
+)
+
+// TestFlagErrors: a negative number given to ctl, or a bad flag value, is
+// one line in our words: no pflag shorthand message, no strconv leak.
+func TestFlagErrors(t *testing.T) {
+	cases := map[string]string{
+		"ctl X step -1":           `ctl step "-1": want a number of frames`,
+		"ctl X speed -1":          `ctl speed: invalid control request: speed -1: must be 0.001..64`,
+		"ctl X seek -2 --no-wait": `ctl seek "-2": want a frame number`,
+		"ctl X speed 0.0001":      `must be 0.001..64`,
+		"replay --from -3 x":      `--from "-3": want a whole number, 0 or more`,
+		"run --rate x":            `--rate "x": want a whole number`,
+	}
+	for in, want := range cases {
+		c := Command(testWorld())
+		var out bytes.Buffer
+		c.SetOut(&out)
+		c.SetErr(&out)
+		c.SetArgs(strings.Fields(in))
+		err := c.Execute()
+		require.Error(t, err, in)
+		require.Contains(t, err.Error(), want, in)
+		require.NotContains(t, err.Error(), "strconv", in)
+		require.NotContains(t, err.Error(), "shorthand", in)
+		require.NotContains(t, err.Error(), "\n", in)
+	}
+}
+
+// TestFlagUsageNoBacktick: cobra takes a `quoted` word of a flag's usage
+// for the value's placeholder ("--record engine dump FILE"): no usage has one.
+func TestFlagUsageNoBacktick(t *testing.T) {
+	var walk func(c *cobra.Command)
+	n := 0
+	walk = func(c *cobra.Command) {
+		for _, fs := range []*pflag.FlagSet{c.Flags(), c.PersistentFlags()} {
+			fs.VisitAll(func(f *pflag.Flag) {
+				n++
+				require.NotContains(t, f.Usage, "`", "%s --%s", c.CommandPath(), f.Name)
+			})
+		}
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(Command(testWorld()))
+	require.Greater(t, n, 20)
+}
