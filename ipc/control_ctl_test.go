@@ -74,7 +74,6 @@ func TestCtlDecode(t *testing.T) {
 		`{"ctl": {"op": "step", "frames": 1048576}}`:             {Op: CtlStep, Frames: CtlMaxStep},
 		`{"ctl": {"op": "speed", "speed": 64}}`:                  {Op: CtlSpeed, Speed: 64},
 		`{"ctl": {"op": "speed", "speed": 0.001}}`:               {Op: CtlSpeed, Speed: 0.001},
-		`{"ctl": {"op": "speed", "speed": 0.001}}`:               {Op: CtlSpeed, Speed: 0.001},
 		`{"ctl": {"op": "seek", "frame": 0}}`:                    {Op: CtlSeek},
 		`{"ctl": {"op": "seek", "frame": 18446744073709551615}}`: {Op: CtlSeek, Frame: 1<<64 - 1},
 	}
