@@ -1,10 +1,10 @@
 package ipc
 
 import (
-	"fmt"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"reflect"
