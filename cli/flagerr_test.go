@@ -2,9 +2,12 @@ package cli
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/fdp-engine/fdp/record"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
@@ -54,4 +57,21 @@ func TestFlagUsageNoBacktick(t *testing.T) {
 	}
 	walk(Command(testWorld()))
 	require.Greater(t, n, 20)
+}
+
+// TestCheckRecordTarget: `engine run --record FILE` refuses an existing
+// FILE in one line naming --record-overwrite, and a file that is not a
+// recording even with it.
+func TestCheckRecordTarget(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, checkRecordTarget(filepath.Join(dir, "new.fdpr"), false))
+	old := filepath.Join(dir, "old.fdpr")
+	require.NoError(t, os.WriteFile(old, []byte("FDPR\x01rest of a header"), 0o600))
+	err := checkRecordTarget(old, false)
+	require.ErrorContains(t, err, "--record-overwrite")
+	require.NotContains(t, err.Error(), "\n")
+	require.NoError(t, checkRecordTarget(old, true))
+	txt := filepath.Join(dir, "notes.txt")
+	require.NoError(t, os.WriteFile(txt, []byte("notes"), 0o600))
+	require.ErrorIs(t, checkRecordTarget(txt, true), record.ErrNotRecording)
 }

@@ -67,6 +67,36 @@ type ReportFrame struct {
 	Raw    uint32 `json:"raw"`
 }
 
+// ErrExists: Create was asked for a file that exists, without
+// WriterOptions.Overwrite.
+var ErrExists = errors.New("the file exists and would be overwritten")
+
+// ErrNotRecording: the file at a recording's path is something else (not
+// empty, not starting with a recording's header record): never
+// overwritten, even with WriterOptions.Overwrite.
+var ErrNotRecording = errors.New("the file is not a recording; it is never overwritten")
+
+// CheckOverwrite returns nil when the file at path may be replaced by a
+// new recording: it does not exist, is empty, is a recording (IsRecording),
+// or is not a regular file (a FIFO, a device: writing destroys nothing).
+// Anything else (another file, a directory) is ErrNotRecording.
+func CheckOverwrite(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case fi.IsDir():
+		return fmt.Errorf("%w: %s is a directory", ErrNotRecording, path)
+	case !fi.Mode().IsRegular():
+		return nil // a FIFO or a device: written to, nothing is destroyed
+	case fi.Size() == 0 || IsRecording(path):
+		return nil
+	}
+	return fmt.Errorf("%w: %s (%d bytes) does not start with a recording's header record", ErrNotRecording, path, fi.Size())
+}
+
 // IsRecording reports whether the file at path starts like a recording
 // (the magic and kind of a header record).
 func IsRecording(path string) bool {

@@ -143,7 +143,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"record keyframe type", eng + "record: {file: r.fdpr, keyframe_every: often}\n", `record.keyframe_every (line 3): want a whole number, got "often"`},
 		{"record keyframe negative", eng + "record: {file: r.fdpr, keyframe_every: -1}\n", "record.keyframe_every -1: want >= 1"},
 		{"record no file", eng + "record: {keyframe_every: 10}\n", "record.keyframe_every 10 without record.file"},
-		{"record not mapping", eng + "record: r.fdpr\n", "record (line 3): want a mapping of keys (file, keyframe_every)"},
+		{"record not mapping", eng + "record: r.fdpr\n", "record (line 3): want a mapping of keys (file, keyframe_every, overwrite, compression)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ParseConfig([]byte(tc.yaml))
@@ -173,6 +173,19 @@ func TestRecordConfigToEngine(t *testing.T) {
 	abs, err := filepath.Abs("rec/r.fdpr")
 	require.NoError(t, err)
 	require.Equal(t, []string{"engine", "run", "--record", abs, "--record-keyframe", "30"}, s.children[0].argv)
+	c, err = ParseConfig([]byte(eng + "record: {file: /r.fdpr, overwrite: true, compression: none}\n"))
+	require.NoError(t, err)
+	s, err = New(c, Options{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"engine", "run", "--record", "/r.fdpr", "--record-overwrite", "--record-compression", "none"}, s.children[0].argv)
+	for in, want := range map[string]string{
+		"record: {file: r.fdpr, compression: lz4}\n": `record.compression "lz4": want zstd or none`,
+		"record: {overwrite: true}\n":                "without record.file",
+		"record: {file: r.fdpr, overwrite: yes!}\n":  "record.overwrite (line 3): want",
+	} {
+		_, err := ParseConfig([]byte(eng + in))
+		require.ErrorContains(t, err, want, in)
+	}
 	c, err = ParseConfig([]byte(eng))
 	require.NoError(t, err)
 	s, err = New(c, Options{})

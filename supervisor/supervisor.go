@@ -288,6 +288,12 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 		if r.KeyframeEvery > 0 {
 			eng.argv = append(eng.argv, "--record-keyframe", strconv.Itoa(r.KeyframeEvery))
 		}
+		if r.Overwrite {
+			eng.argv = append(eng.argv, "--record-overwrite")
+		}
+		if r.Compression != "" {
+			eng.argv = append(eng.argv, "--record-compression", r.Compression)
+		}
 	}
 	// FDP_METRICS is never inherited: the supervisor's own (the user's
 	// address for `engine run`) would make every engine child bind the same
