@@ -170,8 +170,8 @@ func seekWait(ctx context.Context, instance string, target uint64, st ipc.CtlSta
 	for {
 		cur, err := ipc.Ctl(instance, ipc.CtlRequest{Op: ipc.CtlStatus}, timeout)
 		switch {
-		case errors.Is(err, ipc.ErrNoEngine) && back:
-			gap = true
+		case (errors.Is(err, ipc.ErrNoEngine) || errors.Is(err, ipc.ErrControl)) && back:
+			gap = true // gone, or closing under the status request
 		case err != nil:
 			return st, ctlError(instance, err)
 		case paused && cur.Steps == 0 && (!back || gap || cur.Frame < before):
