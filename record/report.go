@@ -161,15 +161,21 @@ func Inspect(r *Reader) *Report {
 	return rep
 }
 
-// Err returns the report's problem as an error (nil for a recording that
-// reads in full): the damage that ended the scan, or the first frame that
-// does not read or apply.
+// Err returns the report's problem as an error; nil only for an intact
+// recording: at least one frame, every frame reads and applies, and the
+// index record at its end is valid (`engine dump` exits 1 on any error:
+// a frame that does not read or apply, damage that ended the scan, a
+// missing or cut index, no frames).
 func (rep *Report) Err() error {
 	switch {
 	case rep.BadFrame != "":
 		return errors.New(rep.BadFrame)
 	case rep.Damage != "":
 		return fmt.Errorf("readable to frame %d of the recording, then: %s", rep.LastFrame, rep.Damage)
+	case rep.Frames == 0:
+		return errors.New("no frames recorded")
+	case rep.IndexRebuilt:
+		return fmt.Errorf("no valid index record at the end (the recorder was killed or the end was cut); frames %d..%d read", rep.FirstFrame, rep.LastFrame)
 	}
 	return nil
 }
@@ -194,7 +200,7 @@ func (rep *Report) Text(w io.Writer) error {
 	if rep.FramePeriodNs != 0 {
 		period = time.Duration(rep.FramePeriodNs).String()
 	}
-	p("  frame period %s, keyframe every %d\n", period, rep.KeyframeEvery)
+	p("  frame period %s; a keyframe every %d frames at most, or earlier once the deltas since the last one reach %v× its raw bytes\n", period, rep.KeyframeEvery, DefaultKeyframeBudget)
 	p("  frames %d (%d .. %d), keyframes %d, events %d, command batches %d\n", rep.Frames, rep.FirstFrame, rep.LastFrame, len(rep.Keyframes), rep.Events, rep.Batches)
 	p("  file %d B; frame payloads %d B raw, %d B stored: compression ratio %.2f\n", rep.FileBytes, rep.RawBytes, rep.StoredBytes, rep.Ratio)
 	if rep.IndexRebuilt {
