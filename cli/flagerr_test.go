@@ -23,6 +23,7 @@ func TestFlagErrors(t *testing.T) {
 		"ctl X speed 0.0001":      `must be 0.001..64`,
 		"replay --from -3 x":      `--from "-3": want a whole number, 0 or more`,
 		"run --rate x":            `--rate "x": want a whole number`,
+		"run --record x.fdpr --record-compression lz4": `--record-compression "lz4": want zstd or none`,
 	}
 	for in, want := range cases {
 		c := Command(testWorld())
