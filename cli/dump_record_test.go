@@ -123,3 +123,16 @@ func TestDumpRecording(t *testing.T) {
 	require.ErrorContains(t, err, "neither an FDP segment")
 	require.NotContains(t, err.Error(), "\n")
 }
+
+// TestAfterDamage: a replay stopped by damage suggests --from the first
+// keyframe after the damaged frame (the first frame after the last one
+// published), or says the index knows none.
+func TestAfterDamage(t *testing.T) {
+	path := writeTestRecording(t, 12) // keyframes 1, 6, 11
+	r, err := record.Open(path)
+	require.NoError(t, err)
+	defer r.Close()
+	require.Equal(t, "the frames from the next keyframe on may still replay: --from 6", afterDamage(r, path, 3))
+	require.Equal(t, "the frames from the next keyframe on may still replay: --from 11", afterDamage(r, path, 5), "keyframe 6 is the damaged frame")
+	require.Contains(t, afterDamage(r, path, 10), "the index knows no keyframe after frame 11 (engine dump "+path)
+}
