@@ -6,8 +6,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/fdp-engine/fdp/inspect/fixture"
 	"github.com/fdp-engine/fdp/record"
+	"github.com/fdp-engine/fdp/shm"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
@@ -75,4 +78,25 @@ func TestCheckRecordTarget(t *testing.T) {
 	txt := filepath.Join(dir, "notes.txt")
 	require.NoError(t, os.WriteFile(txt, []byte("notes"), 0o600))
 	require.ErrorIs(t, checkRecordTarget(txt, true), record.ErrNotRecording)
+}
+
+// TestStatFollowsNewEngine: `engine stat` sees the world segment replaced
+// by a new engine (a replay's seek back or --loop) and follows it, so that
+// no rate is computed across two engines' counters.
+func TestStatFollowsNewEngine(t *testing.T) {
+	useTempShm(t)
+	inst := uniqueInstance()
+	name := shm.SegmentName(inst, "world")
+	createSegment(t, name, fixture.World(self(inst)))
+	sg, err := openStatSegs(inst)
+	require.NoError(t, err)
+	defer sg.close()
+	require.False(t, sg.replaced())
+	require.NoError(t, os.Remove(filepath.Join(shm.Dir, name)))
+	require.False(t, sg.replaced(), "none there (the gap): not replaced yet")
+	createSegment(t, name, fixture.World(self(inst)))
+	require.True(t, sg.replaced())
+	var out bytes.Buffer
+	require.NoError(t, runStat(t.Context(), &out, inst, 10*time.Millisecond, 2, true))
+	require.Equal(t, 2, strings.Count(out.String(), "\n"), out.String())
 }
