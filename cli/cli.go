@@ -63,7 +63,7 @@ func Command(w World) *cobra.Command {
 	c.SetFlagErrorFunc(flagError) // inherited by the subcommands: flagerr.go
 	c.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	c.Flags().BoolP("version", "v", false, "print the build (module version, VCS revision) and the layout and control protocol versions")
-	c.AddCommand(newRunCommand(w), newUpCommand(w), newCtlCmd(), newReplayCommand(w))
+	c.AddCommand(newRunCommand(w), newUpCommand(w), newCtlCmd(), newReplayCommand(w), newBridgeCommand(w), newMirrorCommand(w))
 	c.AddCommand(inspectCommands()...)
 	refuseUnknownShell(c)
 	for _, sub := range c.Commands() {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/fdp-engine/fdp/inspect"
+	"github.com/fdp-engine/fdp/ipc"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/spf13/cobra"
@@ -158,6 +159,11 @@ func takeSample(instance string, ws *shm.Segment, leases []byte) (*inspect.Sampl
 	wh, err := layout.DecodeHeader(ws.Data)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ws.Path, err)
+	}
+	// Remote modules (on mirrors) are known to the engine only: asked over
+	// its control socket (nothing when it does not answer).
+	if st, err := ipc.Ctl(instance, ipc.CtlRequest{Op: ipc.CtlStatus}, 500*time.Millisecond); err == nil {
+		s.Remote = st.Remote
 	}
 	for slot := 0; slot < layout.MaxModules; slot++ {
 		ms, err := shm.Open(layout.ModuleSegmentName(instance, slot), false)

@@ -17,6 +17,7 @@ import (
 	"github.com/fdp-engine/fdp/internal/logs"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/metrics"
+	"github.com/fdp-engine/fdp/remote"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/supervisor"
 	fsync "github.com/fdp-engine/fdp/sync"
@@ -87,6 +88,27 @@ func runUp(ctx context.Context, cfg *supervisor.Config, chaos time.Duration, out
 	defer unlock()
 	hb := newHeartbeats(inst)
 	defer hb.close()
+	if cfg.Mirror.URL != "" {
+		// A mirror host (docs/ARCHITECTURE.md "Beyond one machine"): its
+		// engine is the engine program's mirror.
+		cfg.Engine.Command = cfg.MirrorCommand()
+	}
+	if cfg.Bridge.URL != "" {
+		// An engine host with a bridge: it runs in this process beside the
+		// supervised engine, attaching again after each engine restart.
+		n := cfg.Bridge.NATS()
+		bctx, cancel := context.WithCancel(ctx)
+		done := make(chan struct{})
+		defer func() { cancel(); <-done }()
+		go func() {
+			defer close(done)
+			err := remote.RunBridge(bctx, remote.BridgeOptions{Instance: inst, Rate: cfg.Bridge.Rate, KeyframeEvery: cfg.Bridge.KeyframeEvery,
+				NATS: remote.NATS{URL: n.URL, Creds: n.Creds, NKey: n.NKey, CA: n.TLSCA}, Log: log.With("child", "bridge")})
+			if err != nil && bctx.Err() == nil {
+				log.Error("bridge ended", "err", err)
+			}
+		}()
+	}
 	// published records whether any engine of the run published a frame
 	// (a heartbeat seen): an engine that died without ever publishing makes
 	// up exit non-zero (see engineNeverRan).

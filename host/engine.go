@@ -54,6 +54,9 @@ type FrameStats struct {
 	// End: a replay engine's recording ended (or could not be read:
 	// Engine.ReplayErr); the frame was not run and Run returns.
 	End bool
+	// Waiting: a replay engine's source had no frame yet (ErrReplayWait,
+	// a mirror between frames of its stream): nothing ran or was published.
+	Waiting bool
 	// Paused: no frame ran (the engine is paused, host/timectl.go); Frame
 	// is the last that ran. Run reports one such turn per frame period.
 	Paused bool
@@ -158,6 +161,11 @@ type Engine struct {
 	recScratch    []layout.EntityRecord // scratch of applyReplay
 	// ReplayDropped counts the valid commands of a replay, dropped.
 	ReplayDropped uint64
+	// forward: a mirror's hook for the modules' batches (host/remote.go);
+	// remote: the batches of modules on other hosts (host/remote.go).
+	forward func(ForwardBatch)
+	remote  remoteState
+	fwdBuf  []byte
 }
 
 // New creates the segments and the control socket of an instance and
@@ -219,6 +227,7 @@ func New(cfg Config, w *world.World, sim Simulation) (*Engine, error) {
 		Handler:    e.admit,
 		OnClose:    e.onClose,
 		Ctl:        e.ctlRequest,
+		Remote:     e.remoteRequest,
 		OnError:    func(err error) { e.log.Warn("control plane", "err", err) }, // rate-limited by ipc
 		AllowUIDs:  cfg.AllowUIDs,
 	})
@@ -376,8 +385,16 @@ func (e *Engine) Run(ctx context.Context, onFrame func(FrameStats)) (err error) 
 				e.takeDeaths()
 				return e.replayErr
 			}
-			e.stepDone()
-			if onFrame != nil {
+			if st.Waiting {
+				// No frame ran (a mirror between frames): a step is
+				// still owed.
+				e.tc.mu.Lock()
+				e.tc.stepping = false
+				e.tc.mu.Unlock()
+			} else {
+				e.stepDone()
+			}
+			if onFrame != nil && !st.Waiting {
 				onFrame(st)
 			}
 		} else {
@@ -429,6 +446,9 @@ func (e *Engine) Step() FrameStats {
 		if !e.replayEnded {
 			e.w.Advance() // the restore stamps the version after it
 			rf, ok = e.nextReplay()
+		}
+		if !ok && !e.replayEnded {
+			return FrameStats{Frame: e.frame, Waiting: true} // ErrReplayWait
 		}
 		if !ok {
 			return FrameStats{Frame: e.frame, End: true}
@@ -513,6 +533,7 @@ func (e *Engine) Step() FrameStats {
 	st.Wait = time.Since(waitStart)
 	e.handleDeaths() // deaths seen during the wait: their rings are reset before playback
 	st.Commands, st.Rejected = e.playback()
+	e.playRemote()
 	if e.replay != nil {
 		e.ReplayDropped += uint64(st.Commands) // validated, counted, dropped (host/replay.go)
 	}

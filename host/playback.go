@@ -54,6 +54,8 @@ func (e *Engine) playModule(m *Module) (applied, rejected int) {
 	m.play.BeginFrame(e.frame)
 	m.play.DryRun = e.replay != nil // a replay changes nothing (host/replay.go)
 	before := m.play.Stats
+	fwd := e.forward != nil
+	e.fwdBuf = e.fwdBuf[:0]
 	rec := e.rec
 	if rec != nil && rec.closed {
 		rec = nil
@@ -63,6 +65,9 @@ func (e *Engine) playModule(m *Module) (applied, rejected int) {
 	}
 	if err == nil {
 		_, err = m.cons.Poll(func(typ uint16, payload []byte) error {
+			if fwd && typ != layout.CmdAckEvents {
+				e.fwdBuf = AppendRemoteCommand(e.fwdBuf, typ, payload)
+			}
 			if rec != nil {
 				rec.addCommand(typ, payload) // the batch verbatim, acknowledgements included
 			}
@@ -87,6 +92,9 @@ func (e *Engine) playModule(m *Module) (applied, rejected int) {
 			e.log.Warn("corrupt command ring reset", "module", m.Name, "slot", m.Slot, "pid", m.PID,
 				"err", err, "suppressed", suppressed)
 		}
+	}
+	if fwd && err == nil && len(e.fwdBuf) > 0 {
+		e.forward(ForwardBatch{Module: m.Name, Slot: m.Slot, PID: m.PID, PIDStart: m.pidStart, Frame: e.frame, Commands: e.fwdBuf})
 	}
 	a := int(m.play.Stats.Applied - before.Applied)
 	r := int(m.play.Stats.RejectedTotal() - before.RejectedTotal())

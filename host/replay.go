@@ -94,6 +94,11 @@ type ReplaySource interface {
 	Next() (*ReplayFrame, error)
 }
 
+// ErrReplayWait is what a ReplaySource's Next returns when it has no frame
+// yet but will have (a mirror waiting for its stream): the engine's turn
+// runs nothing and publishes nothing, and the next turn asks again.
+var ErrReplayWait = errors.New("fdp/host: no replay frame yet")
+
 // ErrReplay wraps every error of a replayed frame that cannot be applied.
 var ErrReplay = errors.New("fdp/host: replay")
 
@@ -126,6 +131,9 @@ func (e *Engine) nextReplay() (*ReplayFrame, bool) {
 		return nil, false
 	}
 	rf, err := e.replay.Next()
+	if errors.Is(err, ErrReplayWait) {
+		return nil, false // no frame this turn (a mirror): not the end
+	}
 	if err == nil && e.Frames != 0 && rf.Frame <= e.frame {
 		err = fmt.Errorf("%w: frame %d after frame %d: frame numbers go back within the recording", ErrReplay, rf.Frame, e.frame)
 	}

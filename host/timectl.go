@@ -171,6 +171,7 @@ func (e *Engine) ctlRequest(req ipc.CtlRequest) (ipc.CtlState, error) {
 	tc.changed = true
 	st := e.tcStateLocked()
 	tc.mu.Unlock()
+	st.Remote = e.remoteSnapshot()
 	if req.Op != ipc.CtlStatus {
 		e.log.Info("time control", "op", req.Op.String(), "paused", st.Paused, "speed", st.Speed, "steps_pending", st.Steps, "frame", st.Frame)
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fdp-engine/fdp/ipc"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/shm"
 )
@@ -25,6 +26,9 @@ type Sample struct {
 	// Modules are the module segments added with AddModule: their reader
 	// lines (pins) and identities.
 	Modules []*ModuleReport
+	// Remote: the engine's modules on other hosts (asked over its control
+	// socket: `engine stat`).
+	Remote []ipc.RemoteModuleState
 }
 
 // AddModule reads a module segment (read-only) into the sample, so that
@@ -125,6 +129,10 @@ type StatLine struct {
 	Recorder *RecorderStatLine `json:"recorder"`
 	// Modules are the statistics blocks of the instance's module segments.
 	Modules []ModuleStatLine `json:"modules"`
+
+	// Remote: the engine's modules on other hosts with their lag (its
+	// time-control status; docs/ARCHITECTURE.md "Beyond one machine").
+	Remote []ipc.RemoteModuleState `json:"remote_modules,omitempty"`
 }
 
 // RecorderStatLine is the flight recorder in a stat line: its totals, what
@@ -174,6 +182,7 @@ func sub(a, b uint64) uint64 {
 func Rates(prev, cur *Sample) StatLine {
 	dt := cur.At.Sub(prev.At)
 	st := StatLine{
+		Remote:                cur.Remote,
 		Instance:              cur.Instance,
 		Time:                  cur.At.UTC().Format(time.RFC3339Nano),
 		IntervalNano:          int64(dt),
@@ -295,6 +304,10 @@ func StatText(w io.Writer, s StatLine) error {
 			kind = "module"
 		}
 		fmt.Fprintf(&b, "\n  %s %d %s pid %d %s %s", kind, r.Index, orDash(r.Name), r.PID, state, lag)
+	}
+	for _, r := range s.Remote {
+		fmt.Fprintf(&b, "\n  remote %s on mirror %s (incarnation %x): batches %d  duplicates %d  applied %d  rejected %d  lag %d frames (at frame %d)",
+			r.Module, orDash(r.Mirror), r.Incarnation, r.Batches, r.Duplicates, r.Applied, r.Rejected, r.LagFrames, r.LastFrame)
 	}
 	for _, m := range s.Modules {
 		x := m.Stats

@@ -139,6 +139,10 @@ type CtlState struct {
 	Replay bool   `json:"replay"`
 	First  uint64 `json:"first_frame,omitempty"`
 	Last   uint64 `json:"last_frame,omitempty"`
+	// Remote: the modules on other hosts whose batches the engine played
+	// (ipc/control_remote.go), one per incarnation; `engine stat` shows
+	// them.
+	Remote []RemoteModuleState `json:"remote,omitempty"`
 }
 
 // ctlEnvelope is the first message of a connection, as far as telling a

@@ -330,6 +330,7 @@ func TestCtlDocumented(t *testing.T) {
 		keys = append(keys, k)
 	}
 	keys = append(keys, "first_frame", "last_frame") // "a replay adds"
+	keys = append(keys, "remote")                    // "an engine that played remote batches adds"
 	slices.Sort(keys)
 	require.Equal(t, jsonFieldNames(CtlState{}), keys, "the reply example's fields")
 	for _, k := range keys {

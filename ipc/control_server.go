@@ -44,6 +44,9 @@ type ControlConfig struct {
 	// server goroutine; nil: every control request is refused. Its error is
 	// the refusal (wrapped in ErrCtlRefused unless it wraps ErrBadCtl).
 	Ctl func(req CtlRequest) (CtlState, error)
+	// Remote plays a remote module's command batch (ipc/control_remote.go)
+	// and returns once the frame thread did; nil: refused.
+	Remote func(b RemoteBatch) (RemoteResult, error)
 	// HandshakeTimeout bounds the handshake (default 5 s).
 	HandshakeTimeout time.Duration
 	// AllowUIDs are uids besides the engine's own whose processes may
@@ -265,6 +268,10 @@ func (s *ControlServer) ctlHandshake(c *net.UnixConn) (Welcome, int, error) {
 		s.serveCtl(c, peer, req, derr)
 		return Welcome{}, peer.PID, errCtlServed
 	}
+	if b, ok, derr := remoteDecode(msg); ok {
+		s.serveRemote(c, peer, b, derr)
+		return Welcome{}, peer.PID, errCtlServed
+	}
 	var h Hello
 	if err := json.Unmarshal(msg, &h); err != nil {
 		return Welcome{}, peer.PID, fmt.Errorf("%w: %w", ErrBadHello, err)
@@ -318,6 +325,10 @@ func ctlValidHello(h *Hello) error {
 		return bad("every 0 (only when woken) needs a wake_on")
 	case h.Every < 0 || h.Every > MaxEvery:
 		return bad("every %d, want 1..%d (0 with a wake_on)", h.Every, MaxEvery)
+	case h.MaxRuntime < 0:
+		// A negative runtime was taken for "absent" and defaulted: a
+		// client's sign bug would pass unseen.
+		return bad("max_runtime_ns %d, want ≥ 0 (0: the engine's default)", h.MaxRuntime)
 	case len(h.Components) > layout.MaxComponents:
 		return bad("%d components (max %d)", len(h.Components), layout.MaxComponents)
 	case len(h.MaskExt) > layout.MaxMaskWords-1:

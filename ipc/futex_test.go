@@ -119,6 +119,18 @@ func futexPrewakeSleeper(tb testing.TB, b []byte, tick *Doorbell, untilPolling b
 	return true
 }
 
+// futexAnnounced waits until the child stored its need-wake on the tick
+// bell (it is about to sleep, or asleep); false at the deadline.
+func futexAnnounced(b []byte, deadline time.Time) bool {
+	for layout.Load32(b, layout.OffMTickNeedWake) == 0 {
+		if time.Now().After(deadline) {
+			return false
+		}
+		runtime.Gosched()
+	}
+	return true
+}
+
 func TestFutexTimeout(t *testing.T) {
 	b := ringAnonRegion(t, 4096) // any mapped, aligned memory
 	w := layout.Word32Ptr(b, layout.RingOffFlags)
@@ -331,6 +343,14 @@ func TestFutexPingPong(t *testing.T) {
 				if cs.prewake {
 					require.True(t, futexPrewakeSleeper(t, m.B, tick, true, time.Now().Add(15*time.Second)),
 						"round %d: child never slept or never polled after the pre-wake:\n%s", i, child.out.String())
+				} else if cs.spin == 0 {
+					// Ring once the child announced its sleep: under load a
+					// ring sent at once found a child not yet back at its
+					// wait (counted warm) in up to half the rounds. The
+					// ring can still land between the announcement and
+					// FUTEX_WAIT (warm), rarely.
+					require.True(t, futexAnnounced(m.B, time.Now().Add(15*time.Second)),
+						"round %d: the child never announced its sleep:\n%s", i, child.out.String())
 				}
 				layout.Store64(m.B, layout.OffMTickStamp, MonoNanos())
 				layout.Store64(m.B, layout.OffMTickFrame, i)

@@ -90,6 +90,11 @@ type Config struct {
 	// children always log JSON to the supervisor (logs.EnvVar), whatever
 	// this is. `engine up --log-format` and $FDP_LOG_FORMAT override it.
 	LogFormat string `yaml:"log_format"`
+	// Bridge: an engine host publishes its frames to NATS JetStream for
+	// mirrors and plays their modules' commands (supervisor/remote.go);
+	// Mirror: this host's engine is a mirror of one (`engine mirror`).
+	Bridge BridgeConfig `yaml:"bridge"`
+	Mirror MirrorConfig `yaml:"mirror"`
 }
 
 // EngineConfig describes the engine process.
@@ -467,6 +472,9 @@ func (c *Config) Validate() error {
 		if _, _, err := ParseListenAddr(c.Metrics); err != nil {
 			return bad("metrics: %v", err)
 		}
+	}
+	if err := c.validateRemote(); err != nil {
+		return bad("%v", err)
 	}
 	return nil
 }

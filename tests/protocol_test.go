@@ -200,6 +200,7 @@ func TestHostileHellos(t *testing.T) {
 		{"every -1", "bad_hello", with("every", "every", -1)},
 		{"every 0 without wake_on", "bad_hello", with("every0", "every", 0)},
 		{"every beyond layout.MaxEvery", "bad_hello", with("every", "every", layout.MaxEvery+1)},
+		{"max_runtime_ns -5", "bad_hello", with("rt", "max_runtime_ns", -5)},
 		{"a mask beyond the schema", "bad_hello", with("mask", "mask", 1<<5)},
 		{"mask_ext of 4 words", "bad_hello", with("ext", "mask_ext", []uint64{0, 0, 0, 1})},
 		{"257 components", "bad_hello", with("comps", "components", make([]string, 257))},

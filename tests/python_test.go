@@ -804,3 +804,57 @@ func testPythonEventsAcrossKill(t *testing.T) {
 	}
 	t.Logf("%d steps relayed in %d batches, each once, across a SIGKILL", len(steps), relays)
 }
+
+// TestPythonBenchScript: clients/python/tests/bench.py runs with its
+// repetitions defaulted (the instance alone) on a world where some alive
+// entities have no Position, and its numpy means count the entities with a
+// Position (its own assertion), not every alive one.
+func TestPythonBenchScript(t *testing.T) {
+	if _, err := os.Stat(pythonInterp); err != nil {
+		t.Skipf("no %s", pythonInterp)
+	}
+	s, err := demo.NewSchema()
+	require.NoError(t, err)
+	w, err := world.New(s.Reg, world.Config{ChunkCapacity: 256, MaxChunks: 8})
+	require.NoError(t, err)
+	withPos := 0
+	for i := range 600 {
+		e, err := w.Create()
+		require.NoError(t, err)
+		if i%3 != 0 { // a third of the entities have no Position
+			require.NoError(t, world.Set(w, e, s.Pos, demo.Position{X: float32(i)}))
+			withPos++
+		}
+	}
+	inst := uniqueInstance(t, "pybs")
+	eng, err := host.New(host.Config{Instance: inst,
+		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))}, w, benchIdleSim{})
+	require.NoError(t, err)
+	defer eng.Close()
+	eng.Step()
+	root, err := filepath.Abs("..")
+	require.NoError(t, err)
+	out, err := exec.Command(pythonInterp, filepath.Join(root, "clients/python/tests/bench.py"), inst).Output()
+	require.NoError(t, err, "bench.py: %s", out)
+	var r struct {
+		Numpy    bool
+		Entities int
+		MeanX    float64 `json:"mean_x"`
+	}
+	require.NoError(t, json.Unmarshal(out, &r), "%s", out)
+	require.Equal(t, 600, r.Entities)
+	if r.Numpy {
+		sum := 0.0
+		for i := range 600 {
+			if i%3 != 0 {
+				sum += float64(i)
+			}
+		}
+		require.InDelta(t, sum/float64(withPos), r.MeanX, 1e-6)
+	}
+}
+
+// benchIdleSim changes nothing: the values the test set stay.
+type benchIdleSim struct{}
+
+func (benchIdleSim) Step(float32) {}
