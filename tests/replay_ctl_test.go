@@ -265,7 +265,7 @@ func TestReplayBadInput(t *testing.T) {
 	}{
 		{[]string{"replay", filepath.Join(dir, "nosuch.fdpr")}, "no such file"},
 		{[]string{"replay", junk}, "junk.fdpr"},
-		{[]string{"replay", path, "--speed", "0"}, "--speed 0: must be in (0, 64]"},
+		{[]string{"replay", path, "--speed", "0"}, "--speed 0: must be 0.001..64"},
 		{[]string{"replay", path, "--from", "99"}, "--from 99"},
 		{[]string{"replay"}, "accepts 1 arg"},
 	} {
