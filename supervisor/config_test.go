@@ -172,7 +172,24 @@ func TestRecordConfigToEngine(t *testing.T) {
 	require.NoError(t, err)
 	abs, err := filepath.Abs("rec/r.fdpr")
 	require.NoError(t, err)
-	require.Equal(t, []string{"engine", "run", "--record", abs, "--record-keyframe", "30"}, s.children[0].argv)
+	require.Equal(t, []string{"engine", "run", "--record", abs, "--record-overwrite", "--record-keyframe", "30"}, s.children[0].argv)
+	// An earlier run's recording is refused once, by up, not by each engine
+	// child (which would be restarted until its breaker trips); overwrite
+	// lets it be replaced. An empty file holds nothing to keep.
+	prev := filepath.Join(t.TempDir(), "prev.fdpr")
+	require.NoError(t, os.WriteFile(prev, []byte("FDPREC.."), 0o600))
+	c, err = ParseConfig([]byte(eng + "record: {file: " + prev + "}\n"))
+	require.NoError(t, err)
+	_, err = New(c, Options{})
+	require.ErrorContains(t, err, "record.file "+prev+" exists (8 bytes, an earlier run's recording?): move it, or set record: {overwrite: true}")
+	require.NotContains(t, err.Error(), "\n")
+	c.Record.Overwrite = true
+	_, err = New(c, Options{})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(prev, nil, 0o600))
+	c.Record.Overwrite = false
+	_, err = New(c, Options{})
+	require.NoError(t, err)
 	c, err = ParseConfig([]byte(eng + "record: {file: /r.fdpr, overwrite: true, compression: none}\n"))
 	require.NoError(t, err)
 	s, err = New(c, Options{})
