@@ -60,6 +60,7 @@ func Command(w World) *cobra.Command {
 		// and the layout and control protocol versions it speaks.
 		Version: buildinfo.Read().String(),
 	}
+	c.SetFlagErrorFunc(flagError) // inherited by the subcommands: flagerr.go
 	c.SetVersionTemplate("{{.Name}} {{.Version}}\n")
 	c.Flags().BoolP("version", "v", false, "print the build (module version, VCS revision) and the layout and control protocol versions")
 	c.AddCommand(newRunCommand(w), newUpCommand(w), newCtlCmd(), newReplayCommand(w), newBridgeCommand(w), newMirrorCommand(w))

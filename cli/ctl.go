@@ -27,9 +27,10 @@ func newCtlCmd() *cobra.Command {
 			"  pause      no simulation, no publish, no ticks (joins, deaths, stat still served)\n" +
 			"  resume     run again at the frame rate (drops steps not run yet)\n" +
 			"  step [N]   run exactly N frames (default 1), then stay paused; waits until they ran (--no-wait: not)\n" +
-			fmt.Sprintf("  speed X    0 < X <= %d: a live engine keeps its frame rate and steps dt = period × X;\n", ipc.CtlMaxSpeed) +
+			fmt.Sprintf("  speed X    %v <= X <= %d: a live engine keeps its frame rate and steps dt = period × X;\n", ipc.CtlMinSpeed, ipc.CtlMaxSpeed) +
 			"             a replay publishes at the recorded rate × X\n" +
-			"  seek FRAME a replay only: go to the recorded frame FRAME (a live engine refuses it)\n" +
+			"  seek FRAME a replay only: go to the recorded frame FRAME (a live engine refuses it); waits until it is\n" +
+			"             published (--no-wait: not), through the moment a seek back replaces the replay's engine\n" +
 			"  status     change nothing",
 		Args:              cobra.RangeArgs(2, 3),
 		ValidArgsFunction: completeCtl,
@@ -45,7 +46,7 @@ func newCtlCmd() *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print the engine's state as JSON")
-	c.Flags().BoolVar(&noWait, "no-wait", false, "step: return at once instead of waiting until the frames ran")
+	c.Flags().BoolVar(&noWait, "no-wait", false, "step, seek: return at once instead of waiting until the frames ran (the frame asked is published)")
 	c.Flags().DurationVar(&timeout, "timeout", 5*time.Second, "how long to wait for the engine's reply")
 	return c
 }
@@ -79,12 +80,12 @@ func parseCtl(op string, rest []string) (ipc.CtlRequest, error) {
 			req.Frames = n
 		}
 	case ipc.CtlSpeed:
-		if err := need("the speed X (0 < X <= " + strconv.Itoa(ipc.CtlMaxSpeed) + ")"); err != nil {
+		if err := need(fmt.Sprintf("the speed X (%v <= X <= %d)", ipc.CtlMinSpeed, ipc.CtlMaxSpeed)); err != nil {
 			return req, err
 		}
 		x, err := strconv.ParseFloat(arg, 64)
 		if err != nil {
-			return req, fmt.Errorf("ctl speed %q: not a number (want 0 < X <= %d)", arg, ipc.CtlMaxSpeed)
+			return req, fmt.Errorf("ctl speed %q: not a number (want %v <= X <= %d)", arg, ipc.CtlMinSpeed, ipc.CtlMaxSpeed)
 		}
 		req.Speed = x
 	case ipc.CtlSeek:
@@ -135,11 +136,62 @@ func runCtl(ctx context.Context, w io.Writer, instance string, req ipc.CtlReques
 			st.Op = req.Op
 		}
 	}
+	if req.Op == ipc.CtlSeek && wait {
+		if st, err = seekWait(ctx, instance, req.Frame, st, timeout); err != nil {
+			return err
+		}
+		st.Op = req.Op
+	}
 	if asJSON {
 		return writeJSON(w, st, false)
 	}
 	_, err = fmt.Fprintln(w, ctlLine(instance, st))
 	return err
+}
+
+// SeekGap bounds how long `engine ctl … seek` waits through the gap of a
+// seek back, when the replay replaces its engine and the instance has no
+// control socket for a moment (docs/PERFORMANCE.md: ~0.4–0.65 s at 100K
+// entities): ErrNoEngine is retried for this long.
+const SeekGap = 5 * time.Second
+
+// seekWait polls the status after a seek until the frame asked (or the
+// last recorded before it) is published, so that the state printed is
+// the one after the seek. A paused replay: until no step is pending (the
+// seek runs the frame asked as one step); a running one: until a forward
+// seek reached the frame, or a seek back shows the new engine (a lower
+// frame, or a gap without an engine). Through the gap of a seek back
+// (SeekGap) a missing engine is retried.
+func seekWait(ctx context.Context, instance string, target uint64, st ipc.CtlState, timeout time.Duration) (ipc.CtlState, error) {
+	before, back, paused := st.Frame, target <= st.Frame, st.Paused
+	gap := false
+	deadline := time.Now().Add(SeekGap + timeout)
+	period := time.Duration(max(min(st.PeriodNanos, int64(10*time.Millisecond)), int64(time.Millisecond)))
+	for {
+		cur, err := ipc.Ctl(instance, ipc.CtlRequest{Op: ipc.CtlStatus}, timeout)
+		switch {
+		case (errors.Is(err, ipc.ErrNoEngine) || errors.Is(err, ipc.ErrControl)) && back:
+			gap = true // gone, or closing under the status request
+		case err != nil:
+			return st, ctlError(instance, err)
+		case paused && cur.Steps == 0 && (!back || gap || cur.Frame < before):
+			return cur, nil
+		case !paused && !back && cur.Frame >= target:
+			return cur, nil
+		case !paused && back && (gap || cur.Frame < before):
+			return cur, nil
+		case !cur.Paused && paused, cur.Paused && !paused && cur.Steps == 0:
+			return cur, nil // another client resumed or paused meanwhile
+		}
+		if time.Now().After(deadline) {
+			return st, fmt.Errorf("ctl seek %d: the frame was not published within %v", target, SeekGap+timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(period):
+		}
+	}
 }
 
 // ctlLine is the state in one line.

@@ -30,7 +30,7 @@ func TestParseCtl(t *testing.T) {
 		require.Equal(t, want, got, in)
 	}
 	for _, in := range []string{"fly", "pause 1", "resume x", "status 2", "step 0", "step -1", "step 1048577", "step x",
-		"speed", "speed 0", "speed -2", "speed 64.5", "speed NaN", "speed fast", "seek", "seek -1", "seek x"} {
+		"speed", "speed 0", "speed 0.0009", "speed -2", "speed 64.5", "speed NaN", "speed fast", "seek", "seek -1", "seek x"} {
 		f := strings.Fields(in)
 		_, err := parseCtl(f[0], f[1:])
 		require.Error(t, err, in)

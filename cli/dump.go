@@ -4,10 +4,12 @@ package cli
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
 	"github.com/fdp-engine/fdp/inspect"
+	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/record"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/spf13/cobra"
@@ -97,8 +99,13 @@ func newDumpCmd() *cobra.Command {
 
 		ValidArgsFunction: completeSegment(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 && isFileArg(args[0]) && record.IsRecording(args[0]) {
-				return dumpRecording(cmd, args[0], asJSON)
+			if len(args) == 1 && isFileArg(args[0]) {
+				switch fileKind(args[0]) {
+				case kindRecording:
+					return dumpRecording(cmd, args[0], asJSON)
+				case kindNeither:
+					return neitherError(args[0])
+				}
 			}
 			seg, err := openSegment(args)
 			if err != nil {
@@ -134,6 +141,51 @@ func newDumpCmd() *cobra.Command {
 	c.Flags().BoolVar(&chunks, "chunks", false, "include the header of every chunk in use of every world slot")
 	c.Flags().BoolVar(&schema, "schema", false, "print only the schema of a world segment: every component and singleton with its fields (name, type, offset, count)")
 	return c
+}
+
+// What a dump PATH is, by its first bytes (its magic).
+type dumpKind int
+
+const (
+	kindSegment   dumpKind = iota // layout.Magic, or not readable: shm.OpenPath says why
+	kindRecording                 // record.Magic
+	kindNeither                   // empty, or another magic
+)
+
+// fileKind tells a recording from a segment by the magic, so that an empty
+// or short foreign file is named as neither (not "a segment below its
+// header"); a file of a segment's size goes to the segment's checks.
+func fileKind(path string) dumpKind {
+	f, err := os.Open(path)
+	if err != nil {
+		return kindSegment
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
+		return kindSegment
+	}
+	var b [8]byte
+	n, _ := io.ReadFull(f, b[:])
+	switch {
+	case n >= len(record.Magic) && string(b[:len(record.Magic)]) == record.Magic:
+		return kindRecording
+	case n == len(layout.Magic) && b == layout.Magic, st.Size() >= layout.HeaderSize:
+		return kindSegment // a segment's own checks say what is wrong (bad magic, checksum)
+	}
+	return kindNeither // empty, or too short for a segment and not one
+}
+
+// neitherError is the one line for a file that is neither.
+func neitherError(path string) error {
+	size := int64(-1)
+	if st, err := os.Stat(path); err == nil {
+		size = st.Size()
+	}
+	if size == 0 {
+		return fmt.Errorf("%s: an empty file (0 bytes): neither an FDP segment nor a recording", path)
+	}
+	return fmt.Errorf("%s: bad magic: neither an FDP segment (magic %q) nor a recording (magic %q), %d bytes", path, string(layout.Magic[:]), record.Magic, size)
 }
 
 // dumpRecording is `engine dump FILE` of a recording: the report of

@@ -96,4 +96,43 @@ func TestDumpRecording(t *testing.T) {
 	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
 	require.Equal(t, 8, rep.Frames)
 	require.True(t, rep.IndexRebuilt)
+
+	// The exit rule: 0 only for an intact recording. Every frame whole but
+	// the trailer cut (no valid index record): 1. The header alone (no
+	// frames): 1. An empty or short foreign file: one line, neither a
+	// segment nor a recording.
+	require.Contains(t, text, "a keyframe every 5 frames at most, or earlier once the deltas")
+	noTrailer := filepath.Join(t.TempDir(), "notrailer.fdpr")
+	require.NoError(t, os.WriteFile(noTrailer, data[:len(data)-record.TrailerSize], 0o600))
+	out, _, err = engineCmd(t, "dump", "--json", noTrailer)
+	require.Error(t, err)
+	require.NoError(t, json.Unmarshal([]byte(out), &rep), out)
+	require.Equal(t, 12, rep.Frames)
+	require.True(t, rep.IndexRebuilt)
+	headerOnly := filepath.Join(t.TempDir(), "header.fdpr")
+	require.NoError(t, os.WriteFile(headerOnly, data[:ix[0].Offset], 0o600))
+	_, _, err = engineCmd(t, "dump", headerOnly)
+	require.ErrorContains(t, err, "no frames recorded")
+	empty := filepath.Join(t.TempDir(), "empty.fdpr")
+	require.NoError(t, os.WriteFile(empty, nil, 0o600))
+	_, _, err = engineCmd(t, "dump", empty)
+	require.ErrorContains(t, err, "an empty file (0 bytes): neither an FDP segment nor a recording")
+	junk := filepath.Join(t.TempDir(), "junk.txt")
+	require.NoError(t, os.WriteFile(junk, []byte("hello"), 0o600))
+	_, _, err = engineCmd(t, "dump", junk)
+	require.ErrorContains(t, err, "neither an FDP segment")
+	require.NotContains(t, err.Error(), "\n")
+}
+
+// TestAfterDamage: a replay stopped by damage suggests --from the first
+// keyframe after the damaged frame (the first frame after the last one
+// published), or says the index knows none.
+func TestAfterDamage(t *testing.T) {
+	path := writeTestRecording(t, 12) // keyframes 1, 6, 11
+	r, err := record.Open(path)
+	require.NoError(t, err)
+	defer r.Close()
+	require.Equal(t, "the frames from the next keyframe on may still replay: --from 6", afterDamage(r, path, 3))
+	require.Equal(t, "the frames from the next keyframe on may still replay: --from 11", afterDamage(r, path, 5), "keyframe 6 is the damaged frame")
+	require.Contains(t, afterDamage(r, path, 10), "the index knows no keyframe after frame 11 (engine dump "+path)
 }

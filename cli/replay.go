@@ -16,6 +16,7 @@ import (
 	"github.com/fdp-engine/fdp/host"
 	"github.com/fdp-engine/fdp/ipc"
 	"github.com/fdp-engine/fdp/layout"
+	"github.com/fdp-engine/fdp/record"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/spf13/cobra"
@@ -71,7 +72,7 @@ func newReplayCommand(w World) *cobra.Command {
 		},
 	}
 	c.Flags().StringVar(&o.instance, "instance", envOr("FDP_INSTANCE", w.Instance), "instance name to publish the recording as")
-	c.Flags().Float64Var(&o.speed, "speed", 1, fmt.Sprintf("publication rate: the recorded rate × X (0 < X <= %d)", ipc.CtlMaxSpeed))
+	c.Flags().Float64Var(&o.speed, "speed", 1, fmt.Sprintf("publication rate: the recorded rate × X (%v <= X <= %d)", ipc.CtlMinSpeed, ipc.CtlMaxSpeed))
 	c.Flags().Uint64Var(&o.from, "from", 0, "start at this recorded frame (0 = the first), from the nearest keyframe before it")
 	c.Flags().BoolVar(&o.loop, "loop", false, "after the last frame, start again at the first (modules rejoin)")
 	c.Flags().BoolVar(&o.paused, "paused", false, "start paused on the first frame (engine ctl INSTANCE step|resume)")
@@ -85,8 +86,8 @@ func (o *replayOpts) check() error {
 	switch {
 	case !layout.ValidInstanceName(o.instance):
 		return fmt.Errorf("--instance %q: want 1..%d characters of [A-Za-z0-9_-]", o.instance, layout.InstanceNameLen-1)
-	case !(o.speed > 0 && o.speed <= ipc.CtlMaxSpeed):
-		return fmt.Errorf("--speed %v: must be in (0, %d]", o.speed, ipc.CtlMaxSpeed)
+	case !(o.speed >= ipc.CtlMinSpeed && o.speed <= ipc.CtlMaxSpeed):
+		return fmt.Errorf("--speed %v: must be %v..%d", o.speed, ipc.CtlMinSpeed, ipc.CtlMaxSpeed)
 	case o.status < 0:
 		return fmt.Errorf("--status %v: must not be negative (0 = no status line)", o.status)
 	case o.duration < 0:
@@ -141,7 +142,7 @@ func runReplay(ctx context.Context, wd World, path string, o *replayOpts, out *o
 	var eng *host.Engine
 	var published, dropped, rejected uint64
 	var lastStatus time.Time
-	var lastPub uint64
+	var lastPub, lastFrame uint64
 	opt := host.ReplayOptions{Loop: o.loop, Speed: o.speed, Paused: o.paused, OnEngine: func(e *host.Engine) {
 		if eng != nil {
 			dropped += eng.ReplayDropped
@@ -152,6 +153,7 @@ func runReplay(ctx context.Context, wd World, path string, o *replayOpts, out *o
 	start := time.Now()
 	err = host.RunReplay(ctx, host.Config{Instance: o.instance, FrameRate: rate, Logger: log}, func() (*world.World, error) { return rec.NewWorld(wd.Schema) },
 		rec, opt, func(st host.FrameStats) {
+			lastFrame = st.Frame
 			if !st.Paused {
 				published++
 				rejected += uint64(st.Rejected)
@@ -175,7 +177,31 @@ func runReplay(ctx context.Context, wd World, path string, o *replayOpts, out *o
 	}
 	fmt.Fprintf(out.out, "replay of %s: %d frames published in %v (recording: frames %d to %d, %d records); commands validated and dropped %d, rejected %d\n",
 		path, published, time.Since(start).Round(time.Millisecond), first, last, len(r.Index()), dropped, rejected)
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%s: %w; %s", path, err, afterDamage(r, path, lastFrame))
+	}
 	return err
+}
+
+// afterDamage suggests where a replay stopped by damage in the middle of
+// the file may go on: the first keyframe after the last frame published,
+// if the index knows one (a whole index record lists the keyframes past
+// the damage; a rebuilt one ends at it).
+func afterDamage(r *record.Reader, path string, lastFrame uint64) string {
+	ix := r.Index()
+	bad := lastFrame + 1 // the first frame not published: the damaged one
+	for _, e := range ix {
+		if e.Frame > lastFrame {
+			bad = e.Frame
+			break
+		}
+	}
+	for _, k := range r.Keyframes() {
+		if f := ix[k].Frame; f > bad {
+			return fmt.Sprintf("the frames from the next keyframe on may still replay: --from %d", f)
+		}
+	}
+	return fmt.Sprintf("the index knows no keyframe after frame %d (engine dump %s shows the index)", bad, path)
 }
 
 // modulesUp counts the engine's modules neither dead nor gone.

@@ -19,6 +19,7 @@ import (
 	"github.com/fdp-engine/fdp/ipc"
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/metrics"
+	"github.com/fdp-engine/fdp/record"
 	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/spf13/cobra"
@@ -41,6 +42,8 @@ type runOpts struct {
 	metrics    string
 	record     string
 	keyframe   int
+	overwrite  bool
+	compress   string
 }
 
 func (o *runOpts) flags(c *cobra.Command, w World) {
@@ -52,7 +55,9 @@ func (o *runOpts) flags(c *cobra.Command, w World) {
 	c.Flags().IntVar(&o.slots, "slots", 0, "frame slots: frames the publish and held snapshots can use at once (0 = 32); a slot holds memory only for what it holds")
 	c.Flags().StringVar(&o.shmLimit, "shm-limit", "0", "bound on the world segment's shared memory, e.g. 512MiB or 2GiB (0 = the file system's room); snapshots beyond it are refused")
 	c.Flags().DurationVar(&o.slotIdle, "slot-idle", 0, "a slot unused for this long gives its memory back (0 = 2s, negative = never)")
-	c.Flags().StringVar(&o.record, "record", "", "record every published frame into this file (the flight recorder: keyframes and deltas, zstd; `engine dump FILE` reads it)")
+	c.Flags().StringVar(&o.record, "record", "", "record every published frame into this file (the flight recorder: keyframes and deltas, engine dump FILE reads it)")
+	c.Flags().BoolVar(&o.overwrite, "record-overwrite", false, "with --record: replace an existing recording (without it an existing FILE is refused; a file that is not a recording never is replaced)")
+	c.Flags().StringVar(&o.compress, "record-compression", "zstd", "with --record: zstd or none (frame payloads stored as they are: docs/LAYOUT.md's stdlib-only Python decoder reads them)")
 	c.Flags().IntVar(&o.keyframe, "record-keyframe", host.DefaultKeyframeEvery, "with --record: a keyframe every N recorded frames (a seek decodes at most N-1 deltas)")
 	c.Flags().StringVar(&o.metrics, "metrics", os.Getenv("FDP_METRICS"), metricsUsage+"; default $FDP_METRICS")
 	c.Flags().BoolVar(&o.noPrewake, "no-prewake", false, "do not wake fast modules ahead of their tick (their ticks then wake them from FUTEX_WAIT)")
@@ -88,6 +93,8 @@ func (o *runOpts) check() error {
 		return fmt.Errorf("--readers %d: must be %d..%d", o.readers, layout.MinReaders, layout.MaxReaders)
 	case o.keyframe < 1:
 		return fmt.Errorf("--record-keyframe %d: must be at least 1", o.keyframe)
+	case o.compress != "zstd" && o.compress != "none":
+		return fmt.Errorf("--record-compression %q: want zstd or none", o.compress)
 	}
 	return nil
 }
@@ -220,9 +227,12 @@ func runEngine(ctx context.Context, wd World, o *runOpts, out *output) error {
 			log.Info("kept the dead engine's recording", "file", kept, "resume_frame", resume)
 		}
 	}
+	if err := checkRecordTarget(o.record, o.overwrite); err != nil {
+		return err
+	}
 	eng, err := host.New(host.Config{Instance: o.instance, FrameRate: o.rate, NoPrewake: o.noPrewake, AllowUIDs: uids, Logger: log,
 		MaxModules: o.maxModules, Readers: o.readers, Slots: o.slots, ShmLimit: limit, SlotIdle: o.slotIdle,
-		Record: host.RecordConfig{File: o.record, KeyframeEvery: o.keyframe}}, w, sim)
+		Record: host.RecordConfig{File: o.record, KeyframeEvery: o.keyframe, Overwrite: o.overwrite, Uncompressed: o.compress == "none"}}, w, sim)
 	if err != nil {
 		return err
 	}
@@ -467,6 +477,23 @@ func rejectReasons(eng *host.Engine) string {
 	}
 	sort.Strings(parts)
 	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+// checkRecordTarget refuses, before the engine starts, a --record FILE
+// that exists without --record-overwrite, and one that is not a recording
+// (or an empty file) even with it (record.CheckOverwrite). The recovery
+// case has moved the dead engine's file aside before (keepRecording).
+func checkRecordTarget(path string, overwrite bool) error {
+	if path == "" {
+		return nil
+	}
+	if err := record.CheckOverwrite(path); err != nil {
+		return fmt.Errorf("--record: %w", err)
+	}
+	if fi, err := os.Stat(path); err == nil && fi.Mode().IsRegular() && !overwrite {
+		return fmt.Errorf("--record %s: the file exists (%d bytes); --record-overwrite (config record.overwrite: true) replaces it", path, fi.Size())
+	}
+	return nil
 }
 
 // keepRecording moves the recording file a dead engine left at path aside,

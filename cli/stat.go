@@ -51,18 +51,12 @@ func newStatCmd() *cobra.Command {
 }
 
 func runStat(ctx context.Context, w io.Writer, instance string, interval time.Duration, count int, asJSON bool) error {
-	ws, err := shm.Open(shm.SegmentName(instance, "world"), false)
+	sg, err := openStatSegs(instance)
 	if err != nil {
-		return openError(instance, shm.SegmentName(instance, "world"), err)
-	}
-	defer ws.Close()
-	var leases []byte
-	if ls, err := shm.Open(shm.SegmentName(instance, "leases"), false); err == nil {
-		defer ls.Close()
-		leases = ls.Data
-	} else if !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
+	defer func() { sg.close() }()
+	ws, leases := sg.world, sg.leasesData()
 	prev, err := takeSample(instance, ws, leases)
 	if err != nil {
 		return err
@@ -74,6 +68,23 @@ func runStat(ctx context.Context, w io.Writer, instance string, interval time.Du
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		}
+		if sg.replaced() {
+			// A new engine made the instance's segments again (a replay's
+			// seek back or --loop, a restart): the counters of the old
+			// mapping stopped and the new ones start from 0, so a rate
+			// across the two means nothing. Follow the new engine and
+			// start its rates at this sample.
+			if nsg, err := openStatSegs(instance); err == nil {
+				sg.close()
+				sg = nsg
+				ws, leases = sg.world, sg.leasesData()
+				if p, err := takeSample(instance, ws, leases); err == nil {
+					prev = p
+				}
+				n--
+				continue
+			}
 		}
 		cur, err := takeSample(instance, ws, leases)
 		if err != nil {
@@ -91,6 +102,50 @@ func runStat(ctx context.Context, w io.Writer, instance string, interval time.Du
 		prev = cur
 	}
 	return nil
+}
+
+// statSegs are the segments `engine stat` reads, with the identity of
+// the world file it mapped (to see it replaced).
+type statSegs struct {
+	world, leases *shm.Segment
+	fi            os.FileInfo
+}
+
+func openStatSegs(instance string) (*statSegs, error) {
+	ws, err := shm.Open(shm.SegmentName(instance, "world"), false)
+	if err != nil {
+		return nil, openError(instance, shm.SegmentName(instance, "world"), err)
+	}
+	sg := &statSegs{world: ws}
+	sg.fi, _ = os.Stat(ws.Path)
+	if ls, err := shm.Open(shm.SegmentName(instance, "leases"), false); err == nil {
+		sg.leases = ls
+	} else if !errors.Is(err, os.ErrNotExist) {
+		ws.Close()
+		return nil, err
+	}
+	return sg, nil
+}
+
+func (sg *statSegs) leasesData() []byte {
+	if sg.leases == nil {
+		return nil
+	}
+	return sg.leases.Data
+}
+
+// replaced reports whether the world file at the path is another file
+// than the one mapped (a new engine made it; not while none is there).
+func (sg *statSegs) replaced() bool {
+	fi, err := os.Stat(sg.world.Path)
+	return err == nil && sg.fi != nil && !os.SameFile(fi, sg.fi)
+}
+
+func (sg *statSegs) close() {
+	sg.world.Close()
+	if sg.leases != nil {
+		sg.leases.Close()
+	}
 }
 
 // takeSample samples the world and leases segments and the module segments

@@ -57,8 +57,12 @@ type RecordConfig struct {
 	// batches the frame thread copies for the recorder (default 8 MiB): a
 	// frame beyond it is dropped (counted), never half-recorded.
 	MaxFrameBytes int
-	// Uncompressed stores payloads without zstd (tests, benchmarks).
+	// Uncompressed stores payloads without zstd (`--record-compression
+	// none`, tests, benchmarks).
 	Uncompressed bool
+	// Overwrite replaces an existing recording (record.WriterOptions):
+	// without it an existing File is refused.
+	Overwrite bool
 	// captureHook, if set (tests), runs on the capture goroutine before
 	// each capture: a test blocks it to hold a capture running.
 	captureHook func()
@@ -219,7 +223,7 @@ func newRecorder(cfg RecordConfig, pub *fsync.Publisher, period time.Duration, l
 	if err != nil {
 		return nil, fmt.Errorf("recording %s: %w", cfg.File, err)
 	}
-	w, err := record.Create(cfg.File, h, record.WriterOptions{QueueFrames: cfg.QueueFrames, Uncompressed: cfg.Uncompressed})
+	w, err := record.Create(cfg.File, h, record.WriterOptions{QueueFrames: cfg.QueueFrames, Uncompressed: cfg.Uncompressed, Overwrite: cfg.Overwrite})
 	if err != nil {
 		return nil, fmt.Errorf("recording: %w", err)
 	}

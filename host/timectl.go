@@ -13,7 +13,7 @@ package host
 //	   are still served.
 //	T2 A step request of N adds N to the steps pending (and pauses); each
 //	   frame Run runs while paused takes one, so exactly N frames run, then
-//	   the engine stays paused. Resume drops the steps not run.
+//	   the engine stays paused. Resume and pause drop the steps not run.
 //	T3 Live, the speed scales the step: dt = period × speed (world.Time.Dt,
 //	   Simulation.Step's dt), the frame rate stays. With a Replayer the
 //	   speed scales the frame rate instead (Run's period ÷ speed) and the
@@ -125,7 +125,9 @@ func (e *Engine) ctlRequest(req ipc.CtlRequest) (ipc.CtlState, error) {
 	tc.mu.Lock()
 	switch req.Op {
 	case ipc.CtlPause:
-		tc.paused = true
+		// A pause stops at once: it drops the steps pending (T2), so a
+		// pause after `step N --no-wait` does not go on simulating them.
+		tc.paused, tc.steps = true, 0
 		// Wait for the next turn of Run: a frame running now completes
 		// first, and the reply names the frame the engine holds at.
 		ch := make(chan struct{})

@@ -241,3 +241,26 @@ func TestTimeControlReplayer(t *testing.T) {
 	require.True(t, layout.LoadTimeControl(e.segs.World.Data).Replay)
 	require.False(t, errors.Is(err, ipc.ErrBadCtl))
 }
+
+// TestTimeControlPauseDropsSteps: a pause after a step request not yet run
+// drops the steps pending and no frame runs after its reply.
+func TestTimeControlPauseDropsSteps(t *testing.T) {
+	_, sim, inst := newTCEngine(t, 200, false)
+	tcWait(t, "frames", func() bool { return sim.steps() > 3 })
+	st := tcCtl(t, inst, ipc.CtlRequest{Op: ipc.CtlStep, Frames: ipc.CtlMaxStep})
+	require.NotZero(t, st.Steps)
+	tcWait(t, "a step run", func() bool { return tcCtl(t, inst, ipc.CtlRequest{Op: ipc.CtlStatus}).Steps < ipc.CtlMaxStep })
+	st = tcCtl(t, inst, ipc.CtlRequest{Op: ipc.CtlPause})
+	require.True(t, st.Paused)
+	require.Zero(t, st.Steps, "pause drops the steps pending")
+	n := sim.steps()
+	f := st.Frame
+	// 50 turns of the loop later (paused turns stamp the heartbeat), still
+	// the same frame and no step.
+	for i := 0; i < 50; i++ {
+		st = tcCtl(t, inst, ipc.CtlRequest{Op: ipc.CtlStatus})
+		require.Zero(t, st.Steps)
+		require.Equal(t, f, st.Frame)
+	}
+	require.Equal(t, n, sim.steps(), "no frame after the pause")
+}

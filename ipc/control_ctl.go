@@ -26,7 +26,7 @@ type CtlOp string
 
 // The operations of a control request.
 const (
-	CtlPause  CtlOp = "pause"  // stop simulating, publishing and ticking
+	CtlPause  CtlOp = "pause"  // stop simulating, publishing and ticking (drops steps not yet run)
 	CtlResume CtlOp = "resume" // run again (drops steps not yet run)
 	CtlStep   CtlOp = "step"   // run exactly Frames frames, then stay paused
 	CtlSpeed  CtlOp = "speed"  // set the speed (time scale) to Speed
@@ -44,8 +44,13 @@ const (
 	// CtlMaxStep is the most frames one step request may ask for (and the
 	// most steps pending at once: more is refused, not capped).
 	CtlMaxStep = 1 << 20
-	// CtlMaxSpeed is the highest speed; the lowest is above 0.
+	// CtlMaxSpeed is the highest speed.
 	CtlMaxSpeed = 64
+	// CtlMinSpeed is the lowest speed: below it a live engine's step
+	// (world.Time.Dt, integer nanoseconds = period × speed) would round
+	// towards 0 and freeze the simulation time while the engine says it
+	// runs (at 1 kHz, 1 ms × 0.001 = 1 µs).
+	CtlMinSpeed = 0.001
 )
 
 // Control request errors, besides the connection's (ErrControl, ErrPeerCred,
@@ -70,7 +75,7 @@ type CtlRequest struct {
 	Op CtlOp `json:"op"`
 	// Frames: step only, 1..CtlMaxStep.
 	Frames uint64 `json:"frames,omitempty"`
-	// Speed: speed only, 0 < Speed <= CtlMaxSpeed.
+	// Speed: speed only, CtlMinSpeed <= Speed <= CtlMaxSpeed.
 	Speed float64 `json:"speed,omitempty"`
 	// Frame: seek only, the recorded frame to go to.
 	Frame uint64 `json:"frame,omitempty"`
@@ -95,8 +100,8 @@ func (r CtlRequest) Validate() error {
 			return bad("step takes only frames")
 		}
 	case CtlSpeed:
-		if !(r.Speed > 0 && r.Speed <= CtlMaxSpeed) || math.IsNaN(r.Speed) {
-			return bad("speed %v: must be above 0 and at most %d", r.Speed, CtlMaxSpeed)
+		if !(r.Speed >= CtlMinSpeed && r.Speed <= CtlMaxSpeed) || math.IsNaN(r.Speed) {
+			return bad("speed %v: must be %v..%d", r.Speed, CtlMinSpeed, CtlMaxSpeed)
 		}
 		if r.Frames != 0 || r.Frame != 0 {
 			return bad("speed takes only speed")

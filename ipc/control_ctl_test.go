@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"reflect"
@@ -39,6 +40,7 @@ var ctlHostile = []string{
 	`{"ctl": {"op": "speed"}}`,
 	`{"ctl": {"op": "speed", "speed": 0}}`,
 	`{"ctl": {"op": "speed", "speed": -0.5}}`,
+	`{"ctl": {"op": "speed", "speed": 0.0009}}`,
 	`{"ctl": {"op": "speed", "speed": 64.0001}}`,
 	`{"ctl": {"op": "speed", "speed": 1e400}}`,
 	`{"ctl": {"op": "speed", "speed": "fast"}}`,
@@ -352,7 +354,7 @@ func TestCtlDocumented(t *testing.T) {
 	}
 	require.Contains(t, doc, "1048576")
 	require.Equal(t, 1<<20, CtlMaxStep)
-	require.Contains(t, doc, "0 < X ≤ 64")
+	require.Contains(t, doc, fmt.Sprintf("%v ≤ X ≤ %d", CtlMinSpeed, CtlMaxSpeed))
 	require.Equal(t, 64, CtlMaxSpeed)
 	require.Contains(t, doc, ErrSeekLive.Error()[:len("seek is only for a replay")])
 }

@@ -29,8 +29,9 @@ type Capturer struct {
 
 // DefaultKeyframeBudget is a Capturer's keyframe budget until
 // SetKeyframeBudget: a keyframe once the deltas since the last one add up to
-// 3 times its bytes: a seek decodes at most about 4 keyframes' worth, and
-// keyframes add a third to the bytes of the deltas.
+// 3 times its bytes, raw (uncompressed): a seek decodes at most about 4
+// keyframes' worth of raw bytes, and keyframes add a third to the deltas'
+// raw bytes (stored, keyframes compress better: docs/PERFORMANCE.md).
 const DefaultKeyframeBudget = 3
 
 // capState is what the next delta is based on.

@@ -3,9 +3,14 @@ package record_test
 import (
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"hash/crc32"
+	"math/rand"
+	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/fdp-engine/fdp/record"
@@ -124,4 +129,32 @@ func TestPythonDecoder(t *testing.T) {
 	}
 	require.Equal(t, "FDPRTAIL", got.Trailer.Magic)
 	require.Equal(t, got.IndexOffset, got.Trailer.IndexOffset)
+}
+
+// TestLayoutCRC32C: the Python CRC-32C of docs/LAYOUT.md "Frame-delta
+// stream" (the block that defines crc32c) computes Go's Castagnoli
+// checksum of random data and the check value of "123456789".
+func TestLayoutCRC32C(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3")
+	}
+	doc, err := os.ReadFile("../docs/LAYOUT.md")
+	require.NoError(t, err)
+	blocks := regexp.MustCompile("(?s)```python\n(.*?)```").FindAllStringSubmatch(string(doc), -1)
+	var code string
+	for _, b := range blocks {
+		if strings.Contains(b[1], "def crc32c(") {
+			code = b[1]
+		}
+	}
+	require.NotEmpty(t, code, "docs/LAYOUT.md has no python block defining crc32c")
+	data := make([]byte, 1000)
+	rand.New(rand.NewSource(7)).Read(data)
+	tab := crc32.MakeTable(crc32.Castagnoli)
+	script := code + "\nimport sys\nprint(hex(crc32c(b'123456789')), hex(crc32c(bytes.fromhex(sys.argv[1]))))\n"
+	out, err := exec.Command(py, "-c", script, hex.EncodeToString(data)).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Equal(t, fmt.Sprintf("%#x %#x\n", crc32.Checksum([]byte("123456789"), tab), crc32.Checksum(data, tab)), string(out))
+	require.Equal(t, uint32(0xE3069283), crc32.Checksum([]byte("123456789"), tab))
 }

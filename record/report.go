@@ -67,6 +67,36 @@ type ReportFrame struct {
 	Raw    uint32 `json:"raw"`
 }
 
+// ErrExists: Create was asked for a file that exists, without
+// WriterOptions.Overwrite.
+var ErrExists = errors.New("the file exists and would be overwritten")
+
+// ErrNotRecording: the file at a recording's path is something else (not
+// empty, not starting with a recording's header record): never
+// overwritten, even with WriterOptions.Overwrite.
+var ErrNotRecording = errors.New("the file is not a recording; it is never overwritten")
+
+// CheckOverwrite returns nil when the file at path may be replaced by a
+// new recording: it does not exist, is empty, is a recording (IsRecording),
+// or is not a regular file (a FIFO, a device: writing destroys nothing).
+// Anything else (another file, a directory) is ErrNotRecording.
+func CheckOverwrite(path string) error {
+	fi, err := os.Stat(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return err
+	case fi.IsDir():
+		return fmt.Errorf("%w: %s is a directory", ErrNotRecording, path)
+	case !fi.Mode().IsRegular():
+		return nil // a FIFO or a device: written to, nothing is destroyed
+	case fi.Size() == 0 || IsRecording(path):
+		return nil
+	}
+	return fmt.Errorf("%w: %s (%d bytes) does not start with a recording's header record", ErrNotRecording, path, fi.Size())
+}
+
 // IsRecording reports whether the file at path starts like a recording
 // (the magic and kind of a header record).
 func IsRecording(path string) bool {
@@ -131,15 +161,21 @@ func Inspect(r *Reader) *Report {
 	return rep
 }
 
-// Err returns the report's problem as an error (nil for a recording that
-// reads in full): the damage that ended the scan, or the first frame that
-// does not read or apply.
+// Err returns the report's problem as an error; nil only for an intact
+// recording: at least one frame, every frame reads and applies, and the
+// index record at its end is valid (`engine dump` exits 1 on any error:
+// a frame that does not read or apply, damage that ended the scan, a
+// missing or cut index, no frames).
 func (rep *Report) Err() error {
 	switch {
 	case rep.BadFrame != "":
 		return errors.New(rep.BadFrame)
 	case rep.Damage != "":
 		return fmt.Errorf("readable to frame %d of the recording, then: %s", rep.LastFrame, rep.Damage)
+	case rep.Frames == 0:
+		return errors.New("no frames recorded")
+	case rep.IndexRebuilt:
+		return fmt.Errorf("no valid index record at the end (the recorder was killed or the end was cut); frames %d..%d read", rep.FirstFrame, rep.LastFrame)
 	}
 	return nil
 }
@@ -164,7 +200,7 @@ func (rep *Report) Text(w io.Writer) error {
 	if rep.FramePeriodNs != 0 {
 		period = time.Duration(rep.FramePeriodNs).String()
 	}
-	p("  frame period %s, keyframe every %d\n", period, rep.KeyframeEvery)
+	p("  frame period %s; a keyframe every %d frames at most, or earlier once the deltas since the last one reach %v× its raw bytes\n", period, rep.KeyframeEvery, DefaultKeyframeBudget)
 	p("  frames %d (%d .. %d), keyframes %d, events %d, command batches %d\n", rep.Frames, rep.FirstFrame, rep.LastFrame, len(rep.Keyframes), rep.Events, rep.Batches)
 	p("  file %d B; frame payloads %d B raw, %d B stored: compression ratio %.2f\n", rep.FileBytes, rep.RawBytes, rep.StoredBytes, rep.Ratio)
 	if rep.IndexRebuilt {

@@ -26,6 +26,10 @@ type WriterOptions struct {
 	// Uncompressed forces CodecNone (Codec's zero value is CodecNone, so
 	// the default needs a separate switch).
 	Uncompressed bool
+	// Overwrite lets Create replace an existing file, but only a recording
+	// or an empty file (CheckOverwrite); without it an existing file is
+	// refused (ErrExists), so a new recording never destroys the last.
+	Overwrite bool
 }
 
 // IndexEntry is one frame record of a file (the index record's entries).
@@ -103,7 +107,19 @@ func Create(path string, h *Header, opt WriterOptions) (*Writer, error) {
 	if opt.Level == 0 {
 		opt.Level = zstd.SpeedFastest
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() && !fi.IsDir() {
+		flags = os.O_WRONLY // a FIFO or a device: nothing to overwrite
+	} else if opt.Overwrite {
+		if err := CheckOverwrite(path); err != nil {
+			return nil, err
+		}
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("%w: %s", ErrExists, path)
+	}
 	if err != nil {
 		return nil, err
 	}

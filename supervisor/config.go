@@ -118,6 +118,17 @@ type RecordConfig struct {
 	// KeyframeEvery: a keyframe every N recorded frames; 0: the engine's
 	// default (host.DefaultKeyframeEvery).
 	KeyframeEvery int `yaml:"keyframe_every"`
+	// Overwrite lets the engine replace an existing recording at File
+	// (`--record-overwrite`); without it an engine started with the file
+	// already there refuses to start, so a new `engine up` never destroys
+	// the last run's recording. A file that is not a recording is never
+	// replaced. (The file a dead engine left is kept as FILE.<frame>
+	// before its successor records, whatever this is.)
+	Overwrite bool `yaml:"overwrite"`
+	// Compression of the frame payloads: "zstd" (default) or "none"
+	// (`--record-compression`; docs/LAYOUT.md's stdlib-only decoder reads
+	// "none").
+	Compression string `yaml:"compression"`
 }
 
 // ModuleConfig describes one module process.
@@ -450,6 +461,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Record.File == "" && c.Record.KeyframeEvery != 0 {
 		return bad("record.keyframe_every %d without record.file: nothing would be recorded", c.Record.KeyframeEvery)
+	}
+	if cm := c.Record.Compression; cm != "" && cm != "zstd" && cm != "none" {
+		return bad("record.compression %q: want zstd or none", cm)
+	}
+	if c.Record.File == "" && (c.Record.Overwrite || c.Record.Compression != "") {
+		return bad("record.overwrite/compression without record.file: nothing would be recorded")
 	}
 	if c.Metrics != "" {
 		if _, _, err := ParseListenAddr(c.Metrics); err != nil {

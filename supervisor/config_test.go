@@ -143,7 +143,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{"record keyframe type", eng + "record: {file: r.fdpr, keyframe_every: often}\n", `record.keyframe_every (line 3): want a whole number, got "often"`},
 		{"record keyframe negative", eng + "record: {file: r.fdpr, keyframe_every: -1}\n", "record.keyframe_every -1: want >= 1"},
 		{"record no file", eng + "record: {keyframe_every: 10}\n", "record.keyframe_every 10 without record.file"},
-		{"record not mapping", eng + "record: r.fdpr\n", "record (line 3): want a mapping of keys (file, keyframe_every)"},
+		{"record not mapping", eng + "record: r.fdpr\n", "record (line 3): want a mapping of keys (file, keyframe_every, overwrite, compression)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, err := ParseConfig([]byte(tc.yaml))
@@ -172,7 +172,37 @@ func TestRecordConfigToEngine(t *testing.T) {
 	require.NoError(t, err)
 	abs, err := filepath.Abs("rec/r.fdpr")
 	require.NoError(t, err)
-	require.Equal(t, []string{"engine", "run", "--record", abs, "--record-keyframe", "30"}, s.children[0].argv)
+	require.Equal(t, []string{"engine", "run", "--record", abs, "--record-overwrite", "--record-keyframe", "30"}, s.children[0].argv)
+	// An earlier run's recording is refused once, by up, not by each engine
+	// child (which would be restarted until its breaker trips); overwrite
+	// lets it be replaced. An empty file holds nothing to keep.
+	prev := filepath.Join(t.TempDir(), "prev.fdpr")
+	require.NoError(t, os.WriteFile(prev, []byte("FDPREC.."), 0o600))
+	c, err = ParseConfig([]byte(eng + "record: {file: " + prev + "}\n"))
+	require.NoError(t, err)
+	_, err = New(c, Options{})
+	require.ErrorContains(t, err, "record.file "+prev+" exists (8 bytes, an earlier run's recording?): move it, or set record: {overwrite: true}")
+	require.NotContains(t, err.Error(), "\n")
+	c.Record.Overwrite = true
+	_, err = New(c, Options{})
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(prev, nil, 0o600))
+	c.Record.Overwrite = false
+	_, err = New(c, Options{})
+	require.NoError(t, err)
+	c, err = ParseConfig([]byte(eng + "record: {file: /r.fdpr, overwrite: true, compression: none}\n"))
+	require.NoError(t, err)
+	s, err = New(c, Options{})
+	require.NoError(t, err)
+	require.Equal(t, []string{"engine", "run", "--record", "/r.fdpr", "--record-overwrite", "--record-compression", "none"}, s.children[0].argv)
+	for in, want := range map[string]string{
+		"record: {file: r.fdpr, compression: lz4}\n": `record.compression "lz4": want zstd or none`,
+		"record: {overwrite: true}\n":                "without record.file",
+		"record: {file: r.fdpr, overwrite: yes!}\n":  "record.overwrite (line 3): want",
+	} {
+		_, err := ParseConfig([]byte(eng + in))
+		require.ErrorContains(t, err, want, in)
+	}
 	c, err = ParseConfig([]byte(eng))
 	require.NoError(t, err)
 	s, err = New(c, Options{})

@@ -284,9 +284,23 @@ func New(cfg *Config, opts Options) (*Supervisor, error) {
 		if err != nil {
 			return nil, fmt.Errorf("fdp/supervisor: config: record.file: %w", err)
 		}
-		eng.argv = append(eng.argv, "--record", file)
+		// An earlier run's recording is refused here, once, in one line: an
+		// engine child refused for it would be restarted until its breaker
+		// trips. Past this check every engine child of this run may replace
+		// the file (--record-overwrite): the first creates it, and a restart
+		// after a crash finds the dead engine's file already moved aside to
+		// FILE.<frame> by recovery (or holding no frame: nothing to keep).
+		// A file that is not a recording is still never replaced (the
+		// engine's own check).
+		if fi, err := os.Stat(file); err == nil && fi.Mode().IsRegular() && fi.Size() > 0 && !r.Overwrite {
+			return nil, fmt.Errorf("fdp/supervisor: config: record.file %s exists (%d bytes, an earlier run's recording?): move it, or set record: {overwrite: true}", file, fi.Size())
+		}
+		eng.argv = append(eng.argv, "--record", file, "--record-overwrite")
 		if r.KeyframeEvery > 0 {
 			eng.argv = append(eng.argv, "--record-keyframe", strconv.Itoa(r.KeyframeEvery))
+		}
+		if r.Compression != "" {
+			eng.argv = append(eng.argv, "--record-compression", r.Compression)
 		}
 	}
 	// FDP_METRICS is never inherited: the supervisor's own (the user's

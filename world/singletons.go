@@ -54,7 +54,7 @@ type Time struct {
 	Frame uint64 // the frame number (the frame a module's view shows)
 	Nanos int64  // simulation time, ns: the sum of every frame's Dt
 	Dt    int64  // this frame's step, ns: the frame period × Scale
-	// Scale is the engine's speed (`engine ctl INSTANCE speed X`, 0 < X ≤
+	// Scale is the engine's speed (`engine ctl INSTANCE speed X`, 0.001 ≤ X ≤
 	// 64; 1 by default): a live engine keeps its frame rate and steps
 	// Dt = period × Scale, so simulation time runs Scale times as fast.
 	Scale float64
