@@ -48,8 +48,8 @@ type BridgeOptions struct {
 	// 0: record.DefaultKeyframeBudget (3); negative: none (keyframes
 	// every KeyframeEvery-th frame only, and on a mask change or a gap).
 	KeyframeBudget float64
-	Limits        StreamLimits
-	Log           *slog.Logger
+	Limits         StreamLimits
+	Log            *slog.Logger
 	// OnFrame, if set, is called after each frame's publish (tests,
 	// benchmarks).
 	OnFrame func(BridgeFrame)
