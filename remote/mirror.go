@@ -294,7 +294,7 @@ func (m *Mirror) receiveOnce(ctx context.Context) error {
 	gctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	if ks, err := m.js.Stream(gctx, m.names.KeyStream); err == nil {
 		if km, err := ks.GetLastMsgForSubject(gctx, m.names.Key); err == nil {
-			if seq, err := strconv.ParseUint(km.Header.Get(hdrSeq), 10, 64); err == nil && seq > 0 {
+			if seq, err := strconv.ParseUint(km.Header.Get(hdrSeq), 10, 64); err == nil && seq > 0 && m.inStream(gctx, seq) {
 				cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq
 			}
 		}
@@ -411,6 +411,20 @@ func (m *Mirror) receiveOnce(ctx context.Context) error {
 			needKey = true
 		}
 	}
+}
+
+// inStream reports whether the frame stream holds sequence seq: the key
+// stream (file storage) outlives a NATS restart that lost the memory frame
+// stream, and its pointer then names a sequence of the old stream, which
+// the new one reaches only after as many messages: start with the new
+// messages then (the next keyframe), not there.
+func (m *Mirror) inStream(ctx context.Context, seq uint64) bool {
+	st, err := m.js.Stream(ctx, m.names.FrameStream)
+	if err != nil {
+		return false
+	}
+	info, err := st.Info(ctx)
+	return err == nil && seq >= info.State.FirstSeq && seq <= info.State.LastSeq
 }
 
 // mirrorSource is the local engine's ReplaySource (frame thread).

@@ -654,6 +654,11 @@ func TestMirrorResumesAfterRestarts(t *testing.T) {
 		advances(fmt.Sprintf("NATS restart %d", round), 20*time.Second)
 	}
 	require.Contains(t, mi.errb.String(), "subscription stalled", "the resubscribes are logged")
+	// A mirror started after the restarts: the key stream (file storage)
+	// still points into the lost stream's sequences.
+	mi.kill()
+	mi.start(t, bin)
+	advances("a mirror SIGKILL after the NATS restarts", 20*time.Second)
 
 	// A plain engine restart: the engine ends cleanly (its world goes) and
 	// a new one starts from frame 1; the mirror starts over.
