@@ -7,11 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/fdp-engine/fdp/host"
@@ -126,11 +124,10 @@ func newRunCommand(w World) *cobra.Command {
 		Short: "Run the engine with the world of " + w.Name + " (modules attach through the control socket)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := resolveLogFormat(o.logFormat, "")
+			out, err := commandOutput(cmd, o.logFormat)
 			if err != nil {
 				return err
 			}
-			out := newOutput(f, cmd.OutOrStdout(), os.Stderr)
 			defer out.close()
 			if err := o.check(); err != nil {
 				return out.fail(cmd, err)
@@ -141,13 +138,8 @@ func newRunCommand(w World) *cobra.Command {
 			if err := w.check(o.params(out.log)); err != nil {
 				return out.fail(cmd, err)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			ctx, stop := runContext(cmd, o.duration)
 			defer stop()
-			if o.duration > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, o.duration)
-				defer cancel()
-			}
 			return out.fail(cmd, runEngine(ctx, w, o, out))
 		},
 	}
