@@ -213,13 +213,32 @@ func ctlCtlCode(err error) string {
 func (s *ControlServer) serveCtl(c *net.UnixConn, peer PeerCred, req CtlRequest, derr error) {
 	s.ctlActive.Add(1)
 	defer s.ctlActive.Add(-1) // after the reply is written
+	serveAdmitted(s, c, peer, req, derr, s.cfg.Ctl, "time control is", "this engine has no time control",
+		func(st *CtlState, code, msg string) any {
+			if st != nil {
+				st.Op = req.Op
+			}
+			return ctlCtlReply{Reply: st, Code: code, Error: msg}
+		})
+}
+
+// serveAdmitted answers one request of an admitted-uid peer on c, for the
+// request kinds that only the engine's own uid may send (time control,
+// remote batches): what the request kind is for (in the peer-uid refusal),
+// none the refusal of a server without handler h. Every refusal is counted
+// and reported before its reply is written (the peer hears of it only once
+// it is counted); a handler's error that is not already a refusal is
+// wrapped in ErrCtlRefused. reply builds the wire reply: res on success,
+// code and msg on a refusal.
+func serveAdmitted[Req, Res any](s *ControlServer, c *net.UnixConn, peer PeerCred, req Req, derr error,
+	h func(Req) (Res, error), what, none string, reply func(res *Res, code, msg string) any) {
 	refuse := func(err error) {
 		s.ctlRefusedN.Add(1)
 		if errors.Is(err, ErrBadCtl) {
 			s.badCtl.Add(1)
 		}
 		s.report(err) // before the reply: counted by the time the peer hears it
-		_ = ctlWrite(c, ctlCtlReply{Code: ctlCtlCode(err), Error: err.Error()})
+		_ = ctlWrite(c, reply(nil, ctlCtlCode(err), err.Error()))
 	}
 	switch {
 	case derr != nil:
@@ -227,13 +246,13 @@ func (s *ControlServer) serveCtl(c *net.UnixConn, peer PeerCred, req CtlRequest,
 		return
 	case peer.UID != uint32(os.Getuid()):
 		s.peerRefused.Add(1)
-		refuse(fmt.Errorf("%w: peer pid %d uid %d: time control is for the engine's uid %d only", ErrPeerCred, peer.PID, peer.UID, os.Getuid()))
+		refuse(fmt.Errorf("%w: peer pid %d uid %d: %s for the engine's uid %d only", ErrPeerCred, peer.PID, peer.UID, what, os.Getuid()))
 		return
-	case s.cfg.Ctl == nil:
-		refuse(fmt.Errorf("%w: this engine has no time control", ErrCtlRefused))
+	case h == nil:
+		refuse(fmt.Errorf("%w: %s", ErrCtlRefused, none))
 		return
 	}
-	st, err := s.cfg.Ctl(req)
+	res, err := h(req)
 	if err != nil {
 		if !errors.Is(err, ErrBadCtl) && !errors.Is(err, ErrCtlRefused) {
 			err = fmt.Errorf("%w: %w", ErrCtlRefused, err)
@@ -241,9 +260,8 @@ func (s *ControlServer) serveCtl(c *net.UnixConn, peer PeerCred, req CtlRequest,
 		refuse(err)
 		return
 	}
-	st.Op = req.Op
 	s.ctlServed.Add(1)
-	_ = ctlWrite(c, ctlCtlReply{Reply: &st})
+	_ = ctlWrite(c, reply(&res, "", ""))
 }
 
 // Ctl sends one time-control request to the engine of instance and returns
