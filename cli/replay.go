@@ -44,17 +44,11 @@ func newReplayCommand(w World) *cobra.Command {
 			"engine restart. Without --loop the command ends after the last frame.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			out, err := commandOutput(cmd, o.logFormat)
+			out, err := startCommand(cmd, o.logFormat, o.check)
 			if err != nil {
 				return err
 			}
 			defer out.close()
-			if err := o.check(); err != nil {
-				return out.fail(cmd, err)
-			}
-			if err := shm.CheckDir(); err != nil {
-				return out.fail(cmd, err)
-			}
 			if err := w.valid(); err != nil {
 				return out.fail(cmd, err)
 			}

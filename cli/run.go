@@ -18,7 +18,6 @@ import (
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/metrics"
 	"github.com/fdp-engine/fdp/record"
-	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/spf13/cobra"
 )
@@ -124,17 +123,11 @@ func newRunCommand(w World) *cobra.Command {
 		Short: "Run the engine with the world of " + w.Name + " (modules attach through the control socket)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			out, err := commandOutput(cmd, o.logFormat)
+			out, err := startCommand(cmd, o.logFormat, o.check)
 			if err != nil {
 				return err
 			}
 			defer out.close()
-			if err := o.check(); err != nil {
-				return out.fail(cmd, err)
-			}
-			if err := shm.CheckDir(); err != nil {
-				return out.fail(cmd, err) // said first: recovery would fail for it with another reason
-			}
 			if err := w.check(o.params(out.log)); err != nil {
 				return out.fail(cmd, err)
 			}

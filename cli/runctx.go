@@ -7,18 +7,32 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fdp-engine/fdp/shm"
 	"github.com/spf13/cobra"
 )
 
-// commandOutput is the output (stdout, stderr) of a long-running command in
-// its --log-format logFormat; there is no configuration file to fall back on.
-// The caller closes it.
-func commandOutput(cmd *cobra.Command, logFormat string) (*output, error) {
+// startCommand is the start of a long-running command (run, replay): its
+// output (stdout, stderr) in its --log-format logFormat (there is no
+// configuration file to fall back on), then its flags' check, then the shm
+// directory's (said before anything reads the directory: recovery would
+// fail for it with another reason). A failure is returned as out.fail
+// returns it; on success the caller closes the output.
+func startCommand(cmd *cobra.Command, logFormat string, check func() error) (*output, error) {
 	f, err := resolveLogFormat(logFormat, "")
 	if err != nil {
 		return nil, err
 	}
-	return newOutput(f, cmd.OutOrStdout(), os.Stderr), nil
+	out := newOutput(f, cmd.OutOrStdout(), os.Stderr)
+	err = check()
+	if err == nil {
+		err = shm.CheckDir()
+	}
+	if err != nil {
+		err = out.fail(cmd, err)
+		out.close()
+		return nil, err
+	}
+	return out, nil
 }
 
 // runContext is the context of a long-running command: done at SIGINT or

@@ -286,28 +286,16 @@ func Ctl(instance string, req CtlRequest, timeout time.Duration) (CtlState, erro
 	c := nc.(*net.UnixConn)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if err := ctlWrite(c, struct {
-		Ctl CtlRequest `json:"ctl"`
-	}{req}); err != nil {
-		return CtlState{}, fmt.Errorf("%w: send to engine %q (socket %s): %w", ErrControl, instance, path, unwrapOpError(err))
-	}
-	msg, err := ctlRead(c)
-	if err != nil {
-		return CtlState{}, fmt.Errorf("%w: no reply from engine %q (socket %s): %w", ErrControl, instance, path, unwrapOpError(err))
-	}
 	var rep ctlCtlReply
-	if err := json.Unmarshal(msg, &rep); err != nil {
-		return CtlState{}, fmt.Errorf("%w: bad reply from engine %q: %w", ErrControl, instance, err)
+	if err := ctlExchange(c, instance, " (socket "+path+")", struct {
+		Ctl CtlRequest `json:"ctl"`
+	}{req}, &rep); err != nil {
+		return CtlState{}, err
 	}
 	if rep.Reply != nil {
 		return *rep.Reply, nil
 	}
-	var sentinel error = ErrCtlRefused
-	for _, cc := range ctlCtlCodes {
-		if cc.code == rep.Code {
-			sentinel = cc.err
-		}
-	}
+	sentinel := ctlCodeSentinel(rep.Code)
 	if rep.Code == "version_mismatch" || rep.Code == "bad_hello" {
 		// An engine that predates control requests took it for a hello.
 		return CtlState{}, fmt.Errorf("%w: engine %q does not know time control requests (an older build): %s", ErrCtlRefused, instance, rep.Error)
@@ -317,6 +305,34 @@ func Ctl(instance string, req CtlRequest, timeout time.Duration) (CtlState, erro
 		msgErr = "code " + rep.Code
 	}
 	return CtlState{}, &CtlRefusal{Code: rep.Code, Msg: msgErr, sentinel: sentinel}
+}
+
+// ctlExchange writes req to the engine of instance on c and decodes its one
+// reply into rep; where follows the engine's name in the errors.
+func ctlExchange(c *net.UnixConn, instance, where string, req, rep any) error {
+	if err := ctlWrite(c, req); err != nil {
+		return fmt.Errorf("%w: send to engine %q%s: %w", ErrControl, instance, where, unwrapOpError(err))
+	}
+	msg, err := ctlRead(c)
+	if err != nil {
+		return fmt.Errorf("%w: no reply from engine %q%s: %w", ErrControl, instance, where, unwrapOpError(err))
+	}
+	if err := json.Unmarshal(msg, rep); err != nil {
+		return fmt.Errorf("%w: bad reply from engine %q: %w", ErrControl, instance, err)
+	}
+	return nil
+}
+
+// ctlCodeSentinel is the sentinel of a refusal's wire code: ErrCtlRefused
+// for a code this build does not know.
+func ctlCodeSentinel(code string) error {
+	var sentinel error = ErrCtlRefused
+	for _, cc := range ctlCtlCodes {
+		if cc.code == code {
+			sentinel = cc.err
+		}
+	}
+	return sentinel
 }
 
 // CtlRefusal is an engine's refusal of a control request: its wire code

@@ -119,29 +119,16 @@ func SendRemote(instance string, b RemoteBatch, timeout time.Duration) (RemoteRe
 	c := nc.(*net.UnixConn)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if err := ctlWrite(c, struct {
-		Remote RemoteBatch `json:"remote"`
-	}{b}); err != nil {
-		return RemoteResult{}, fmt.Errorf("%w: send to engine %q: %w", ErrControl, instance, unwrapOpError(err))
-	}
-	msg, err := ctlRead(c)
-	if err != nil {
-		return RemoteResult{}, fmt.Errorf("%w: no reply from engine %q: %w", ErrControl, instance, unwrapOpError(err))
-	}
 	var rep remoteReply
-	if err := json.Unmarshal(msg, &rep); err != nil {
-		return RemoteResult{}, fmt.Errorf("%w: bad reply from engine %q: %w", ErrControl, instance, err)
+	if err := ctlExchange(c, instance, "", struct {
+		Remote RemoteBatch `json:"remote"`
+	}{b}, &rep); err != nil {
+		return RemoteResult{}, err
 	}
 	if rep.Reply != nil {
 		return *rep.Reply, nil
 	}
-	var sentinel error = ErrCtlRefused
-	for _, cc := range ctlCtlCodes {
-		if cc.code == rep.Code {
-			sentinel = cc.err
-		}
-	}
-	return RemoteResult{}, &CtlRefusal{Code: rep.Code, Msg: rep.Error, sentinel: sentinel}
+	return RemoteResult{}, &CtlRefusal{Code: rep.Code, Msg: rep.Error, sentinel: ctlCodeSentinel(rep.Code)}
 }
 
 // RemoteModuleState is what an engine knows of one remote module
