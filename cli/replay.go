@@ -9,8 +9,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/fdp-engine/fdp/host"
@@ -46,28 +44,16 @@ func newReplayCommand(w World) *cobra.Command {
 			"engine restart. Without --loop the command ends after the last frame.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := resolveLogFormat(o.logFormat, "")
+			out, err := startCommand(cmd, o.logFormat, o.check)
 			if err != nil {
 				return err
 			}
-			out := newOutput(f, cmd.OutOrStdout(), os.Stderr)
 			defer out.close()
-			if err := o.check(); err != nil {
-				return out.fail(cmd, err)
-			}
-			if err := shm.CheckDir(); err != nil {
-				return out.fail(cmd, err)
-			}
 			if err := w.valid(); err != nil {
 				return out.fail(cmd, err)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			ctx, stop := runContext(cmd, o.duration)
 			defer stop()
-			if o.duration > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, o.duration)
-				defer cancel()
-			}
 			return out.fail(cmd, runReplay(ctx, w, args[0], o, out))
 		},
 	}

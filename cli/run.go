@@ -7,11 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/fdp-engine/fdp/host"
@@ -20,7 +18,6 @@ import (
 	"github.com/fdp-engine/fdp/layout"
 	"github.com/fdp-engine/fdp/metrics"
 	"github.com/fdp-engine/fdp/record"
-	"github.com/fdp-engine/fdp/shm"
 	"github.com/fdp-engine/fdp/world"
 	"github.com/spf13/cobra"
 )
@@ -126,28 +123,16 @@ func newRunCommand(w World) *cobra.Command {
 		Short: "Run the engine with the world of " + w.Name + " (modules attach through the control socket)",
 		Args:  noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := resolveLogFormat(o.logFormat, "")
+			out, err := startCommand(cmd, o.logFormat, o.check)
 			if err != nil {
 				return err
 			}
-			out := newOutput(f, cmd.OutOrStdout(), os.Stderr)
 			defer out.close()
-			if err := o.check(); err != nil {
-				return out.fail(cmd, err)
-			}
-			if err := shm.CheckDir(); err != nil {
-				return out.fail(cmd, err) // said first: recovery would fail for it with another reason
-			}
 			if err := w.check(o.params(out.log)); err != nil {
 				return out.fail(cmd, err)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			ctx, stop := runContext(cmd, o.duration)
 			defer stop()
-			if o.duration > 0 {
-				var cancel context.CancelFunc
-				ctx, cancel = context.WithTimeout(ctx, o.duration)
-				defer cancel()
-			}
 			return out.fail(cmd, runEngine(ctx, w, o, out))
 		},
 	}

@@ -17,17 +17,10 @@ import (
 // keyEvery. It returns the file and the live checksum of every frame.
 func recordLive(t *testing.T, frames, keyEvery int, skip func(f uint64) bool) (string, map[uint64]uint64, map[uint64][]ReplayEvent) {
 	t.Helper()
-	s := newRSchema()
-	lw := newRWorld(t, s)
-	sim := &evSim{detSim: newDetSim(t, s, lw), events: map[uint64][]ReplayEvent{}}
-	live, err := New(Config{Instance: testInstance(t), Logger: quietLog()}, lw, sim)
-	require.NoError(t, err)
-	defer live.Close()
+	_, _, sim, live, lr, stop := startEvLive(t)
+	defer stop()
 	seg, err := layout.DecodeWorld(live.segs.World.Data)
 	require.NoError(t, err)
-	lr, err := fsync.Attach(live.Config().Instance, fsync.AttachOptions{Name: "test"})
-	require.NoError(t, err)
-	defer lr.Close()
 	h, err := record.NewHeader(seg, 1, uint64(live.Period()), uint32(keyEvery))
 	require.NoError(t, err)
 	path := filepath.Join(t.TempDir(), "rec.fdpr")
@@ -72,13 +65,8 @@ func TestReplayRecordingFile(t *testing.T) {
 	require.Equal(t, uint64(50), last)
 
 	s := newRSchema()
-	rep, err := New(Config{Instance: testInstance(t), Logger: quietLog()}, newRWorld(t, s), nil)
-	require.NoError(t, err)
-	defer rep.Close()
-	require.NoError(t, rep.SetReplay(rec))
-	rr, err := fsync.Attach(rep.Config().Instance, fsync.AttachOptions{Name: "test"})
-	require.NoError(t, err)
-	defer rr.Close()
+	rep, rr, stop := startReplay(t, s, rec)
+	defer stop()
 	ef := followEvents(t, rep)
 	var seen []uint64
 	for {
@@ -164,13 +152,8 @@ func TestReplayCutRecording(t *testing.T) {
 	require.Equal(t, uint64(1), first)
 	require.Less(t, last, uint64(40))
 	require.Greater(t, last, uint64(10))
-	rep, err := New(Config{Instance: testInstance(t), Logger: quietLog()}, newRWorld(t, newRSchema()), nil)
-	require.NoError(t, err)
-	defer rep.Close()
-	require.NoError(t, rep.SetReplay(rec))
-	rr, err := fsync.Attach(rep.Config().Instance, fsync.AttachOptions{Name: "test"})
-	require.NoError(t, err)
-	defer rr.Close()
+	rep, rr, stop := startReplay(t, newRSchema(), rec)
+	defer stop()
 	n := uint64(0)
 	for st := rep.Step(); !st.End; st = rep.Step() {
 		f, sum := latestSum(t, rr)

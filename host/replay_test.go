@@ -90,6 +90,43 @@ func latestSum(t *testing.T, r *fsync.Reader) (uint64, uint64) {
 	return f, sum
 }
 
+// startEvLive starts a live engine over evSim in a new world of a new
+// rSchema and attaches a reader to it; stop closes the reader, then the
+// engine.
+func startEvLive(t *testing.T) (*rSchema, *world.World, *evSim, *Engine, *fsync.Reader, func()) {
+	t.Helper()
+	s := newRSchema()
+	lw := newRWorld(t, s)
+	sim := &evSim{detSim: newDetSim(t, s, lw), events: map[uint64][]ReplayEvent{}}
+	live, err := New(Config{Instance: testInstance(t), Logger: quietLog()}, lw, sim)
+	require.NoError(t, err)
+	lr, err := fsync.Attach(live.Config().Instance, fsync.AttachOptions{Name: "test"})
+	if err != nil {
+		live.Close()
+	}
+	require.NoError(t, err)
+	return s, lw, sim, live, lr, func() { lr.Close(); live.Close() }
+}
+
+// startReplay starts an engine (no simulation) in a new world of s that
+// replays src and attaches a reader to it; stop closes the reader, then
+// the engine.
+func startReplay(t *testing.T, s *rSchema, src ReplaySource) (*Engine, *fsync.Reader, func()) {
+	t.Helper()
+	rep, err := New(Config{Instance: testInstance(t), Logger: quietLog()}, newRWorld(t, s), nil)
+	require.NoError(t, err)
+	if err := rep.SetReplay(src); err != nil {
+		rep.Close()
+		require.NoError(t, err)
+	}
+	rr, err := fsync.Attach(rep.Config().Instance, fsync.AttachOptions{Name: "test"})
+	if err != nil {
+		rep.Close()
+	}
+	require.NoError(t, err)
+	return rep, rr, func() { rr.Close(); rep.Close() }
+}
+
 // TestReplayChecksums runs a live engine over a churning world (creates,
 // destroys, a variable-size component, singletons, an event per frame),
 // captures each published frame (a keyframe every 10 frames, deltas
@@ -98,15 +135,8 @@ func latestSum(t *testing.T, r *fsync.Reader) (uint64, uint64) {
 // from the two segments by testutil's independent reader), Time singleton
 // and events.
 func TestReplayChecksums(t *testing.T) {
-	s := newRSchema()
-	lw := newRWorld(t, s)
-	sim := &evSim{detSim: newDetSim(t, s, lw), events: map[uint64][]ReplayEvent{}}
-	live, err := New(Config{Instance: testInstance(t), Logger: quietLog()}, lw, sim)
-	require.NoError(t, err)
-	defer live.Close()
-	lr, err := fsync.Attach(live.Config().Instance, fsync.AttachOptions{Name: "test"})
-	require.NoError(t, err)
-	defer lr.Close()
+	s, lw, sim, live, lr, stop := startEvLive(t)
+	defer stop()
 
 	const frames = 60
 	var caps []*ReplayFrame

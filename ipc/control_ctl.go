@@ -213,13 +213,32 @@ func ctlCtlCode(err error) string {
 func (s *ControlServer) serveCtl(c *net.UnixConn, peer PeerCred, req CtlRequest, derr error) {
 	s.ctlActive.Add(1)
 	defer s.ctlActive.Add(-1) // after the reply is written
+	serveAdmitted(s, c, peer, req, derr, s.cfg.Ctl, "time control is", "this engine has no time control",
+		func(st *CtlState, code, msg string) any {
+			if st != nil {
+				st.Op = req.Op
+			}
+			return ctlCtlReply{Reply: st, Code: code, Error: msg}
+		})
+}
+
+// serveAdmitted answers one request of an admitted-uid peer on c, for the
+// request kinds that only the engine's own uid may send (time control,
+// remote batches): what the request kind is for (in the peer-uid refusal),
+// none the refusal of a server without handler h. Every refusal is counted
+// and reported before its reply is written (the peer hears of it only once
+// it is counted); a handler's error that is not already a refusal is
+// wrapped in ErrCtlRefused. reply builds the wire reply: res on success,
+// code and msg on a refusal.
+func serveAdmitted[Req, Res any](s *ControlServer, c *net.UnixConn, peer PeerCred, req Req, derr error,
+	h func(Req) (Res, error), what, none string, reply func(res *Res, code, msg string) any) {
 	refuse := func(err error) {
 		s.ctlRefusedN.Add(1)
 		if errors.Is(err, ErrBadCtl) {
 			s.badCtl.Add(1)
 		}
 		s.report(err) // before the reply: counted by the time the peer hears it
-		_ = ctlWrite(c, ctlCtlReply{Code: ctlCtlCode(err), Error: err.Error()})
+		_ = ctlWrite(c, reply(nil, ctlCtlCode(err), err.Error()))
 	}
 	switch {
 	case derr != nil:
@@ -227,13 +246,13 @@ func (s *ControlServer) serveCtl(c *net.UnixConn, peer PeerCred, req CtlRequest,
 		return
 	case peer.UID != uint32(os.Getuid()):
 		s.peerRefused.Add(1)
-		refuse(fmt.Errorf("%w: peer pid %d uid %d: time control is for the engine's uid %d only", ErrPeerCred, peer.PID, peer.UID, os.Getuid()))
+		refuse(fmt.Errorf("%w: peer pid %d uid %d: %s for the engine's uid %d only", ErrPeerCred, peer.PID, peer.UID, what, os.Getuid()))
 		return
-	case s.cfg.Ctl == nil:
-		refuse(fmt.Errorf("%w: this engine has no time control", ErrCtlRefused))
+	case h == nil:
+		refuse(fmt.Errorf("%w: %s", ErrCtlRefused, none))
 		return
 	}
-	st, err := s.cfg.Ctl(req)
+	res, err := h(req)
 	if err != nil {
 		if !errors.Is(err, ErrBadCtl) && !errors.Is(err, ErrCtlRefused) {
 			err = fmt.Errorf("%w: %w", ErrCtlRefused, err)
@@ -241,9 +260,8 @@ func (s *ControlServer) serveCtl(c *net.UnixConn, peer PeerCred, req CtlRequest,
 		refuse(err)
 		return
 	}
-	st.Op = req.Op
 	s.ctlServed.Add(1)
-	_ = ctlWrite(c, ctlCtlReply{Reply: &st})
+	_ = ctlWrite(c, reply(&res, "", ""))
 }
 
 // Ctl sends one time-control request to the engine of instance and returns
@@ -268,28 +286,16 @@ func Ctl(instance string, req CtlRequest, timeout time.Duration) (CtlState, erro
 	c := nc.(*net.UnixConn)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if err := ctlWrite(c, struct {
-		Ctl CtlRequest `json:"ctl"`
-	}{req}); err != nil {
-		return CtlState{}, fmt.Errorf("%w: send to engine %q (socket %s): %w", ErrControl, instance, path, unwrapOpError(err))
-	}
-	msg, err := ctlRead(c)
-	if err != nil {
-		return CtlState{}, fmt.Errorf("%w: no reply from engine %q (socket %s): %w", ErrControl, instance, path, unwrapOpError(err))
-	}
 	var rep ctlCtlReply
-	if err := json.Unmarshal(msg, &rep); err != nil {
-		return CtlState{}, fmt.Errorf("%w: bad reply from engine %q: %w", ErrControl, instance, err)
+	if err := ctlExchange(c, instance, " (socket "+path+")", struct {
+		Ctl CtlRequest `json:"ctl"`
+	}{req}, &rep); err != nil {
+		return CtlState{}, err
 	}
 	if rep.Reply != nil {
 		return *rep.Reply, nil
 	}
-	var sentinel error = ErrCtlRefused
-	for _, cc := range ctlCtlCodes {
-		if cc.code == rep.Code {
-			sentinel = cc.err
-		}
-	}
+	sentinel := ctlCodeSentinel(rep.Code)
 	if rep.Code == "version_mismatch" || rep.Code == "bad_hello" {
 		// An engine that predates control requests took it for a hello.
 		return CtlState{}, fmt.Errorf("%w: engine %q does not know time control requests (an older build): %s", ErrCtlRefused, instance, rep.Error)
@@ -299,6 +305,34 @@ func Ctl(instance string, req CtlRequest, timeout time.Duration) (CtlState, erro
 		msgErr = "code " + rep.Code
 	}
 	return CtlState{}, &CtlRefusal{Code: rep.Code, Msg: msgErr, sentinel: sentinel}
+}
+
+// ctlExchange writes req to the engine of instance on c and decodes its one
+// reply into rep; where follows the engine's name in the errors.
+func ctlExchange(c *net.UnixConn, instance, where string, req, rep any) error {
+	if err := ctlWrite(c, req); err != nil {
+		return fmt.Errorf("%w: send to engine %q%s: %w", ErrControl, instance, where, unwrapOpError(err))
+	}
+	msg, err := ctlRead(c)
+	if err != nil {
+		return fmt.Errorf("%w: no reply from engine %q%s: %w", ErrControl, instance, where, unwrapOpError(err))
+	}
+	if err := json.Unmarshal(msg, rep); err != nil {
+		return fmt.Errorf("%w: bad reply from engine %q: %w", ErrControl, instance, err)
+	}
+	return nil
+}
+
+// ctlCodeSentinel is the sentinel of a refusal's wire code: ErrCtlRefused
+// for a code this build does not know.
+func ctlCodeSentinel(code string) error {
+	var sentinel error = ErrCtlRefused
+	for _, cc := range ctlCtlCodes {
+		if cc.code == code {
+			sentinel = cc.err
+		}
+	}
+	return sentinel
 }
 
 // CtlRefusal is an engine's refusal of a control request: its wire code

@@ -13,10 +13,8 @@ package ipc
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
-	"os"
 	"time"
 )
 
@@ -102,36 +100,8 @@ func remoteDecode(msg []byte) (b RemoteBatch, ok bool, err error) {
 
 // serveRemote answers a remote batch of an admitted-uid peer on c.
 func (s *ControlServer) serveRemote(c *net.UnixConn, peer PeerCred, b RemoteBatch, derr error) {
-	refuse := func(err error) {
-		s.ctlRefusedN.Add(1)
-		if errors.Is(err, ErrBadCtl) {
-			s.badCtl.Add(1)
-		}
-		s.report(err)
-		_ = ctlWrite(c, remoteReply{Code: ctlCtlCode(err), Error: err.Error()})
-	}
-	switch {
-	case derr != nil:
-		refuse(derr)
-		return
-	case peer.UID != uint32(os.Getuid()):
-		s.peerRefused.Add(1)
-		refuse(fmt.Errorf("%w: peer pid %d uid %d: remote batches are for the engine's uid %d only", ErrPeerCred, peer.PID, peer.UID, os.Getuid()))
-		return
-	case s.cfg.Remote == nil:
-		refuse(fmt.Errorf("%w: this engine takes no remote batches", ErrCtlRefused))
-		return
-	}
-	res, err := s.cfg.Remote(b)
-	if err != nil {
-		if !errors.Is(err, ErrBadCtl) && !errors.Is(err, ErrCtlRefused) {
-			err = fmt.Errorf("%w: %w", ErrCtlRefused, err)
-		}
-		refuse(err)
-		return
-	}
-	s.ctlServed.Add(1)
-	_ = ctlWrite(c, remoteReply{Reply: &res})
+	serveAdmitted(s, c, peer, b, derr, s.cfg.Remote, "remote batches are", "this engine takes no remote batches",
+		func(res *RemoteResult, code, msg string) any { return remoteReply{Reply: res, Code: code, Error: msg} })
 }
 
 // SendRemote hands one remote batch to the engine of instance and waits
@@ -152,29 +122,16 @@ func SendRemote(instance string, b RemoteBatch, timeout time.Duration) (RemoteRe
 	c := nc.(*net.UnixConn)
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(timeout))
-	if err := ctlWrite(c, struct {
-		Remote RemoteBatch `json:"remote"`
-	}{b}); err != nil {
-		return RemoteResult{}, fmt.Errorf("%w: send to engine %q: %w", ErrControl, instance, unwrapOpError(err))
-	}
-	msg, err := ctlRead(c)
-	if err != nil {
-		return RemoteResult{}, fmt.Errorf("%w: no reply from engine %q: %w", ErrControl, instance, unwrapOpError(err))
-	}
 	var rep remoteReply
-	if err := json.Unmarshal(msg, &rep); err != nil {
-		return RemoteResult{}, fmt.Errorf("%w: bad reply from engine %q: %w", ErrControl, instance, err)
+	if err := ctlExchange(c, instance, "", struct {
+		Remote RemoteBatch `json:"remote"`
+	}{b}, &rep); err != nil {
+		return RemoteResult{}, err
 	}
 	if rep.Reply != nil {
 		return *rep.Reply, nil
 	}
-	var sentinel error = ErrCtlRefused
-	for _, cc := range ctlCtlCodes {
-		if cc.code == rep.Code {
-			sentinel = cc.err
-		}
-	}
-	return RemoteResult{}, &CtlRefusal{Code: rep.Code, Msg: rep.Error, sentinel: sentinel}
+	return RemoteResult{}, &CtlRefusal{Code: rep.Code, Msg: rep.Error, sentinel: ctlCodeSentinel(rep.Code)}
 }
 
 // RemoteModuleState is what an engine knows of one remote module

@@ -332,6 +332,30 @@ func (p *Playback) componentRef(typ uint16, payload []byte, checkAlive bool) (En
 	return e, ComponentID(raw), err
 }
 
+// checkCreate is the part of CmdCreate that Apply and its dry run share: the
+// record's shape, the temporary id's uniqueness, and the owner's quotas given
+// its owned count (the dry run adds the creations it has only pretended).
+// It returns the temporary id; it changes nothing.
+func (p *Playback) checkCreate(typ uint16, payload []byte, owned int) (uint32, error) {
+	if len(payload) != CmdCreateSize {
+		return 0, p.reject(typ, RejectBadLength, nil)
+	}
+	if le.Uint32(payload[4:]) != 0 {
+		return 0, p.reject(typ, RejectReserved, nil)
+	}
+	t := le.Uint32(payload)
+	if _, dup := p.temps[t]; dup {
+		return 0, p.reject(typ, RejectDuplicateTemp, fmt.Errorf("temporary id %d", t))
+	}
+	if p.MaxEntities > 0 && owned >= p.MaxEntities {
+		return 0, p.reject(typ, RejectEntityQuota, fmt.Errorf("%d live entities created, the quota is %d", owned, p.MaxEntities))
+	}
+	if p.MaxEventBytes > 0 && p.used+p.NoticeBytes > p.MaxEventBytes {
+		return 0, p.reject(typ, RejectEventQuota, fmt.Errorf("no room for the created notice: %d of %d event bytes of credit used", p.used, p.MaxEventBytes))
+	}
+	return t, nil
+}
+
 // Apply validates and applies one command record. The error, if any, is a
 // *RejectError (errors.Is(err, ErrRejected)); the world is then unchanged.
 func (p *Playback) Apply(typ uint16, payload []byte) error {
@@ -341,21 +365,9 @@ func (p *Playback) Apply(typ uint16, payload []byte) error {
 	w := p.w
 	switch typ {
 	case CmdCreate:
-		if len(payload) != CmdCreateSize {
-			return p.reject(typ, RejectBadLength, nil)
-		}
-		if le.Uint32(payload[4:]) != 0 {
-			return p.reject(typ, RejectReserved, nil)
-		}
-		t := le.Uint32(payload)
-		if _, dup := p.temps[t]; dup {
-			return p.reject(typ, RejectDuplicateTemp, fmt.Errorf("temporary id %d", t))
-		}
-		if p.MaxEntities > 0 && w.Owned(p.Owner) >= p.MaxEntities {
-			return p.reject(typ, RejectEntityQuota, fmt.Errorf("%d live entities created, the quota is %d", w.Owned(p.Owner), p.MaxEntities))
-		}
-		if p.MaxEventBytes > 0 && p.used+p.NoticeBytes > p.MaxEventBytes {
-			return p.reject(typ, RejectEventQuota, fmt.Errorf("no room for the created notice: %d of %d event bytes of credit used", p.used, p.MaxEventBytes))
+		t, err := p.checkCreate(typ, payload, w.Owned(p.Owner))
+		if err != nil {
+			return err
 		}
 		e, err := w.CreateOwned(p.Owner)
 		if err != nil {

@@ -62,21 +62,9 @@ func (p *Playback) validate(typ uint16, payload []byte) error {
 	w := p.w
 	switch typ {
 	case CmdCreate:
-		if len(payload) != CmdCreateSize {
-			return p.reject(typ, RejectBadLength, nil)
-		}
-		if le.Uint32(payload[4:]) != 0 {
-			return p.reject(typ, RejectReserved, nil)
-		}
-		t := le.Uint32(payload)
-		if _, dup := p.temps[t]; dup {
-			return p.reject(typ, RejectDuplicateTemp, fmt.Errorf("temporary id %d", t))
-		}
-		if owned := w.Owned(p.Owner) + p.dry.owned; p.MaxEntities > 0 && owned >= p.MaxEntities {
-			return p.reject(typ, RejectEntityQuota, fmt.Errorf("%d live entities created, the quota is %d", owned, p.MaxEntities))
-		}
-		if p.MaxEventBytes > 0 && p.used+p.NoticeBytes > p.MaxEventBytes {
-			return p.reject(typ, RejectEventQuota, fmt.Errorf("no room for the created notice: %d of %d event bytes of credit used", p.used, p.MaxEventBytes))
+		t, err := p.checkCreate(typ, payload, w.Owned(p.Owner)+p.dry.owned)
+		if err != nil {
+			return err
 		}
 		if w.Count()+p.dry.created-p.dry.killed >= w.MaxEntities() {
 			return p.reject(typ, RejectWorldFull, fmt.Errorf("%w: %d entities", ErrWorldFull, w.MaxEntities()))

@@ -1,7 +1,5 @@
 package world
 
-import "math/bits"
-
 // RestoreChunks is RestoreFinish for a world restored frame after frame (a
 // replay): the world was whole before (a RestoreFinish or RestoreChunks
 // ran), and since then SetChunkData replaced the records of exactly the
@@ -31,14 +29,7 @@ func (w *World) RestoreChunks(chunks []int, version uint64) {
 			if !recAlive(r) {
 				continue
 			}
-			ch.alive++
-			for j, m := range r[1:] {
-				for ; m != 0; m &= m - 1 {
-					k := 64*j + bits.TrailingZeros64(m)
-					ch.counts[k]++
-					w.column(ch, ComponentID(k))
-				}
-			}
+			w.tally(ch, r)
 		}
 		w.count += ch.alive
 	}

@@ -126,17 +126,25 @@ func (w *World) RestoreFinish(version uint64) {
 				}
 				continue
 			}
-			ch.alive++
-			for j, m := range r[1:] {
-				for ; m != 0; m &= m - 1 {
-					k := 64*j + bits.TrailingZeros64(m)
-					ch.counts[k]++
-					w.column(ch, ComponentID(k))
-				}
-			}
+			w.tally(ch, r)
 		}
 		w.count += ch.alive
 	}
 	w.version = v + 1
 	w.ClearEvents()
+}
+
+// tally counts live record r into its chunk ch: the alive count and one per
+// component it carries, making sure each such column exists. Restore and
+// replay rebuild a chunk's counts from its records this way after the
+// records were written behind the world's back.
+func (w *World) tally(ch *chunk, r []uint64) {
+	ch.alive++
+	for j, m := range r[1:] {
+		for ; m != 0; m &= m - 1 {
+			k := 64*j + bits.TrailingZeros64(m)
+			ch.counts[k]++
+			w.column(ch, ComponentID(k))
+		}
+	}
 }
