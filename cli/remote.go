@@ -7,8 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/fdp-engine/fdp/host"
@@ -58,7 +56,7 @@ func newBridgeCommand(w World) *cobra.Command {
 			if err := o.check(); err != nil {
 				return out.fail(cmd, err)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			ctx, stop := runContext(cmd, 0)
 			defer stop()
 			b, err := remote.NewBridge(ctx, remote.BridgeOptions{Instance: o.instance, NATS: o.n, Rate: o.rate, KeyframeEvery: o.keyEvery, KeyframeBudget: budget(o.keyBudget), Log: out.log})
 			if err != nil {
@@ -141,25 +139,18 @@ func newMirrorCommand(w World) *cobra.Command {
 			"engine, which plays each exactly once and reports rejections back.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			f, err := resolveLogFormat(o.logFormat, "")
-			if err != nil {
-				return err
-			}
-			out := newOutput(f, cmd.OutOrStdout(), os.Stderr)
-			defer out.close()
 			if o.source == "" {
 				o.source = o.instance
 			}
-			if err := o.check(); err != nil {
-				return out.fail(cmd, err)
+			out, err := startCommand(cmd, o.logFormat, o.check)
+			if err != nil {
+				return err
 			}
-			if err := shm.CheckDir(); err != nil {
-				return out.fail(cmd, err)
-			}
+			defer out.close()
 			if err := w.valid(); err != nil {
 				return out.fail(cmd, err)
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			ctx, stop := runContext(cmd, 0)
 			defer stop()
 			release, err := claimEngine(o.instance)
 			if err != nil {
